@@ -1,0 +1,203 @@
+// Package cluster is sraybatch's model of an elastic Ray cluster: the spec a
+// user asked for, the records its jobs publish, and the observed status derived
+// from them and from SLURM. Every state word shown to users is defined here once.
+package cluster
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// SchemaVersion is written into every state file; a reader refuses files from
+// a newer sraybatch instead of misreading them.
+const SchemaVersion = 1
+
+// Role is what a job does in the Ray cluster.
+type Role string
+
+const (
+	RoleHead   Role = "head"
+	RoleWorker Role = "worker"
+	RoleDriver Role = "driver"
+)
+
+// Membership is a job's relation to the Ray cluster; status, JSON output and
+// tests use exactly these words.
+type Membership string
+
+const (
+	// Waiting: pending in SLURM, or started but not yet in Ray.
+	Waiting Membership = "waiting"
+	// Joined: the job's Ray node is alive in the cluster.
+	Joined Membership = "joined"
+	// Draining: joined, but leaving soon (time limit); gets no new work.
+	Draining Membership = "draining"
+	// Lost: was joined and is no longer alive, without being asked to leave.
+	Lost Membership = "lost"
+	// Failed: never joined; the job's record carries the reason.
+	Failed Membership = "failed"
+	// Ended: left in an orderly way (down, drained, completed).
+	Ended Membership = "ended"
+)
+
+// State is the state of the whole cluster.
+type State string
+
+const (
+	StatePending State = "pending"
+	StateRunning State = "running"
+	StateFailed  State = "failed"
+	StateEnded   State = "ended"
+)
+
+// Backend runs the cluster's nodes.
+type Backend string
+
+const BackendSlurm Backend = "slurm"
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
+
+// ValidateName accepts names that are safe as job names, directory names and
+// Ray resource names without quoting.
+func ValidateName(name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("invalid cluster name %q: use 1-40 characters of a-z, 0-9 and '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// Spec is what the user asked for with `up`; written once, read by every command and job.
+type Spec struct {
+	SchemaVersion int       `json:"schema_version"`
+	Name          string    `json:"name"`
+	ID            string    `json:"id"`
+	Backend       Backend   `json:"backend"`
+	User          string    `json:"user"`
+	Created       time.Time `json:"created"`
+	// Insecure clusters run without Ray token auth (only with `up --insecure`).
+	Insecure bool     `json:"insecure"`
+	Node     NodeSpec `json:"node"`
+	// Ray is the `ray` executable, resolved on the compute node after --setup.
+	Ray string `json:"ray"`
+	// LogDir holds SLURM output files and the Ray logs each node keeps.
+	LogDir string `json:"log_dir"`
+	// PortRange "LO-HI" confines every port a Ray node listens on; empty: any free port.
+	PortRange string `json:"port_range,omitempty"`
+	// NodeIP / Interface override the address Ray nodes advertise.
+	NodeIP    string `json:"node_ip,omitempty"`
+	Interface string `json:"interface,omitempty"`
+	// ObjectStoreMB caps each node's object store; 0 derives it from the job's memory.
+	ObjectStoreMB int `json:"object_store_mb,omitempty"`
+}
+
+// NodeSpec is the SLURM allocation of one node job.
+type NodeSpec struct {
+	GPUs       int      `json:"gpus_per_node"`
+	CPUs       int      `json:"cpus_per_node,omitempty"`
+	Mem        string   `json:"mem,omitempty"`
+	Partition  string   `json:"partition,omitempty"`
+	Account    string   `json:"account,omitempty"`
+	QOS        string   `json:"qos,omitempty"`
+	Time       string   `json:"time,omitempty"`
+	Constraint string   `json:"constraint,omitempty"`
+	SbatchArgs []string `json:"sbatch_args,omitempty"`
+}
+
+// Submission records one sbatch call; each is its own file, written once by the
+// process that submitted it, so concurrent `grow`s never share a file.
+type Submission struct {
+	SchemaVersion int       `json:"schema_version"`
+	Role          Role      `json:"role"`
+	JobID         string    `json:"job_id"`
+	// Tasks is the array size; 0 for a plain job.
+	Tasks     int       `json:"tasks,omitempty"`
+	Submitted time.Time `json:"submitted"`
+	Script    string    `json:"script"`
+}
+
+// JobKeys lists the per-node keys of a submission: "8", or "7_0".."7_K-1" for an array.
+func (s Submission) JobKeys() []string {
+	if s.Tasks == 0 {
+		return []string{s.JobID}
+	}
+	keys := make([]string, s.Tasks)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s_%d", s.JobID, i)
+	}
+	return keys
+}
+
+// Phase is how far a job's supervisor got; written only by that supervisor.
+type Phase string
+
+const (
+	PhaseStarting Phase = "starting"
+	PhaseRunning  Phase = "running"
+	PhaseDraining Phase = "draining"
+	PhaseEnded    Phase = "ended"
+	PhaseFailed   Phase = "failed"
+)
+
+// NodeRecord is what a job's supervisor tells the login node about itself.
+// squeue forgets ended jobs after MinJobAge, so the final outcome lives here too.
+type NodeRecord struct {
+	SchemaVersion int       `json:"schema_version"`
+	Job           string    `json:"job"`
+	Role          Role      `json:"role"`
+	Phase         Phase     `json:"phase"`
+	Reason        string    `json:"reason,omitempty"`
+	SlurmNode     string    `json:"slurm_node,omitempty"`
+	IP            string    `json:"ip,omitempty"`
+	GPUs          int       `json:"gpus"`
+	GPUIDs        string    `json:"gpu_ids,omitempty"`
+	TempDir       string    `json:"temp_dir,omitempty"`
+	Started       time.Time `json:"started"`
+	Updated       time.Time `json:"updated"`
+}
+
+// Final reports whether the supervisor has exited.
+func (r NodeRecord) Final() bool { return r.Phase == PhaseEnded || r.Phase == PhaseFailed }
+
+// HeadInfo is published by the head job once Ray is healthy.
+type HeadInfo struct {
+	SchemaVersion int    `json:"schema_version"`
+	Job           string `json:"job"`
+	// Address is the GCS address workers and drivers join ("ip:port").
+	Address string `json:"address"`
+	NodeIP  string `json:"node_ip"`
+	// Dashboard listens on the head's localhost only; reach it with a tunnel.
+	Dashboard  string    `json:"dashboard"`
+	SlurmNode  string    `json:"slurm_node"`
+	RayVersion string    `json:"ray_version"`
+	Published  time.Time `json:"published"`
+}
+
+// MembershipSnapshot is the Ray side of the cluster, kept by the head's
+// supervisor so the login node needs no network path to compute nodes.
+type MembershipSnapshot struct {
+	SchemaVersion int                    `json:"schema_version"`
+	Updated       time.Time              `json:"updated"`
+	Nodes         map[string]*MemberNode `json:"nodes"`
+}
+
+// MemberNode is one job's Ray node as the head last saw it; entries stay after
+// the node dies so `lost` can be told from `waiting`.
+type MemberNode struct {
+	NodeID    string    `json:"node_id"`
+	IP        string    `json:"ip"`
+	GPUs      float64   `json:"gpus"`
+	Alive     bool      `json:"alive"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// DownRequest marks a cluster that `down` was asked to end, so the jobs it
+// cancels are shown as ended rather than lost.
+type DownRequest struct {
+	SchemaVersion int       `json:"schema_version"`
+	Requested     time.Time `json:"requested"`
+}
+
+// JobResource is the Ray custom resource that maps a Ray node back to its job.
+func JobResource(jobKey string) string { return "sraybatch_job_" + jobKey }

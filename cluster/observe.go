@@ -1,0 +1,209 @@
+package cluster
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sraybatch/sraybatch/slurm"
+)
+
+// MembershipFreshFor is how old the head's membership snapshot may be before
+// its "alive" entries are no longer believed (the head refreshes it every 2 s).
+const MembershipFreshFor = 15 * time.Second
+
+// Observation is everything status is derived from: the spec and records in
+// the cluster directory plus one squeue answer.
+type Observation struct {
+	Dir         Dir
+	Spec        Spec
+	Submissions []Submission
+	Records     map[string]NodeRecord
+	Membership  MembershipSnapshot
+	Head        *HeadInfo
+	Down        *DownRequest
+	// Slurm holds this cluster's jobs as squeue reported them, by job key;
+	// nil with SlurmErr set when SLURM could not be asked.
+	Slurm    map[string]slurm.Job
+	SlurmErr error
+	Now      time.Time
+}
+
+// Status is the observed state of a cluster, as `status` prints it.
+type Status struct {
+	Cluster ClusterStatus `json:"cluster"`
+	Jobs    []JobStatus   `json:"jobs"`
+}
+
+// ClusterStatus is the cluster line of `status`.
+type ClusterStatus struct {
+	Name        string    `json:"name"`
+	ID          string    `json:"id"`
+	State       State     `json:"state"`
+	Reason      string    `json:"reason,omitempty"`
+	HeadAddress string    `json:"head_address"`
+	Dashboard   string    `json:"dashboard"`
+	HeadNode    string    `json:"head_node,omitempty"`
+	Created     time.Time `json:"created"`
+	AgeS        int64     `json:"age_s"`
+	Insecure    bool      `json:"insecure"`
+	// SlurmError is set when squeue could not be asked; SLURM columns are then stale or empty.
+	SlurmError string `json:"slurm_error,omitempty"`
+	// MembershipAgeS is the age of the head's Ray membership snapshot (-1: none yet).
+	MembershipAgeS int64 `json:"membership_age_s"`
+}
+
+// JobStatus is one row of `status`: one SLURM job, one Ray node.
+type JobStatus struct {
+	Role       Role       `json:"role"`
+	JobID      string     `json:"job_id"`
+	SlurmState string     `json:"slurm_state"`
+	Reason     string     `json:"reason"`
+	Node       string     `json:"node"`
+	GPUs       int        `json:"gpus"`
+	Ray        Membership `json:"ray"`
+	RayNodeID  string     `json:"ray_node_id"`
+	IP         string     `json:"ip,omitempty"`
+	ElapsedS   int64      `json:"elapsed_s"`
+	// TimeLeftS is null when the job has no time limit or has ended.
+	TimeLeftS *int64 `json:"time_left_s"`
+}
+
+// SlurmGone is shown for jobs squeue no longer knows (ended longer ago than MinJobAge).
+const SlurmGone = "GONE"
+
+// Observe derives the cluster's status. It is a pure function of its input.
+func Observe(o Observation) Status {
+	fresh := !o.Membership.Updated.IsZero() && o.Now.Sub(o.Membership.Updated) < MembershipFreshFor
+	st := Status{Cluster: ClusterStatus{
+		Name:           o.Spec.Name,
+		ID:             o.Spec.ID,
+		Created:        o.Spec.Created,
+		AgeS:           int64(o.Now.Sub(o.Spec.Created).Seconds()),
+		Insecure:       o.Spec.Insecure,
+		MembershipAgeS: -1,
+	}}
+	if !o.Membership.Updated.IsZero() {
+		st.Cluster.MembershipAgeS = int64(o.Now.Sub(o.Membership.Updated).Seconds())
+	}
+	if o.SlurmErr != nil {
+		st.Cluster.SlurmError = o.SlurmErr.Error()
+	}
+	if o.Head != nil {
+		st.Cluster.HeadAddress = o.Head.Address
+		st.Cluster.Dashboard = o.Head.Dashboard
+		st.Cluster.HeadNode = o.Head.SlurmNode
+	}
+	for _, sub := range o.Submissions {
+		for _, key := range sub.JobKeys() {
+			st.Jobs = append(st.Jobs, observeJob(o, sub.Role, key, fresh))
+		}
+	}
+	st.Cluster.State, st.Cluster.Reason = clusterState(o, st.Jobs)
+	return st
+}
+
+func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
+	js := JobStatus{Role: role, JobID: key}
+	rec, hasRec := o.Records[key]
+	sj, inSlurm := o.Slurm[key]
+	switch {
+	case inSlurm:
+		js.SlurmState = string(sj.State)
+		js.Reason = sj.Reason
+		js.Node = sj.Node
+		js.GPUs = sj.GPUs
+		js.ElapsedS = int64(sj.Elapsed.Seconds())
+		if !sj.Unlimited && sj.State.Active() {
+			left := int64(sj.TimeLeft.Seconds())
+			js.TimeLeftS = &left
+		}
+	case o.SlurmErr == nil:
+		js.SlurmState = SlurmGone
+	}
+	if hasRec {
+		if js.Node == "" {
+			js.Node = rec.SlurmNode
+		}
+		if rec.GPUs > 0 || js.GPUs == 0 {
+			js.GPUs = rec.GPUs
+		}
+		js.IP = rec.IP
+		if rec.Reason != "" && (js.Reason == "" || rec.Final()) {
+			js.Reason = rec.Reason
+		}
+	}
+	member := o.Membership.Nodes[key]
+	if member != nil {
+		js.RayNodeID = member.NodeID
+	}
+	js.Ray = membership(o, rec, hasRec, sj, inSlurm, member, fresh)
+	return js
+}
+
+func membership(o Observation, rec NodeRecord, hasRec bool, sj slurm.Job, inSlurm bool, member *MemberNode, fresh bool) Membership {
+	downed := o.Down != nil
+	alive := member != nil && member.Alive && fresh && !(hasRec && rec.Final())
+	if alive {
+		if hasRec && rec.Phase == PhaseDraining {
+			return Draining
+		}
+		return Joined
+	}
+	everJoined := member != nil
+	jobOver := (hasRec && rec.Final()) || (inSlurm && !sj.State.Active()) || (!inSlurm && o.SlurmErr == nil)
+	if everJoined {
+		if downed || (hasRec && rec.Phase == PhaseEnded && rec.Reason == ReasonDrained) {
+			return Ended
+		}
+		return Lost
+	}
+	if hasRec && rec.Phase == PhaseFailed {
+		return Failed
+	}
+	if jobOver {
+		if downed {
+			return Ended
+		}
+		return Failed
+	}
+	return Waiting
+}
+
+// ReasonDrained is recorded by a supervisor that left Ray before its time limit.
+const ReasonDrained = "drained before the time limit"
+
+func clusterState(o Observation, jobs []JobStatus) (State, string) {
+	if o.Down != nil {
+		return StateEnded, "down requested " + o.Down.Requested.Local().Format(time.DateTime)
+	}
+	var head *JobStatus
+	for i := range jobs {
+		if jobs[i].Role == RoleHead {
+			head = &jobs[i]
+			break
+		}
+	}
+	if head == nil {
+		return StatePending, "head not submitted"
+	}
+	switch head.Ray {
+	case Joined, Draining:
+		return StateRunning, ""
+	case Waiting:
+		if o.Head != nil {
+			return StateRunning, "" // published, membership not refreshed yet
+		}
+		return StatePending, head.Reason
+	case Lost:
+		return StateFailed, fmt.Sprintf("head job %s lost: %s", head.JobID, orUnknown(head.Reason))
+	default:
+		return StateFailed, fmt.Sprintf("head job %s %s: %s", head.JobID, head.Ray, orUnknown(head.Reason))
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "no reason recorded"
+	}
+	return s
+}

@@ -1,0 +1,382 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Files of a cluster directory. Each has exactly one writer, and every write is
+// temp file + rename, because shared filesystems (Lustre, NFS with nolock,
+// BeeGFS) cannot be trusted with locks.
+const (
+	specFile       = "spec.json"       // written once by `up`
+	tokenFile      = "token"           // written once by `up`
+	setupFile      = "setup.sh"        // written once by `up`
+	headFile       = "head.json"       // written by the head job
+	membershipFile = "membership.json" // written by the head job
+	downFile       = "down.json"       // written by `down`
+	submissionsDir = "submissions"     // one file per sbatch call
+	nodesDir       = "nodes"           // one file per job, written by that job
+	scriptsDir     = "scripts"         // rendered batch scripts
+	binDir         = "bin"             // the sraybatch copy jobs run
+)
+
+// ErrNotFound is returned when a cluster directory does not exist.
+var ErrNotFound = errors.New("cluster not found")
+
+// Store is the root of all clusters ($SRAYBATCH_HOME/clusters).
+type Store struct{ Root string }
+
+// DefaultStore honours $SRAYBATCH_HOME, else ~/.sraybatch.
+func DefaultStore() (Store, error) {
+	home := os.Getenv("SRAYBATCH_HOME")
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return Store{}, fmt.Errorf("find home directory (set SRAYBATCH_HOME): %w", err)
+		}
+		home = filepath.Join(h, ".sraybatch")
+	}
+	abs, err := filepath.Abs(home)
+	if err != nil {
+		return Store{}, fmt.Errorf("resolve SRAYBATCH_HOME: %w", err)
+	}
+	return Store{Root: filepath.Join(abs, "clusters")}, nil
+}
+
+// Dir is one cluster's directory.
+type Dir struct{ Path string }
+
+// Cluster returns the directory of a named cluster without checking it exists.
+func (s Store) Cluster(name string) Dir { return Dir{Path: filepath.Join(s.Root, name)} }
+
+// Open returns an existing cluster's directory.
+func (s Store) Open(name string) (Dir, error) {
+	if err := ValidateName(name); err != nil {
+		return Dir{}, err
+	}
+	d := s.Cluster(name)
+	if _, err := os.Stat(d.file(specFile)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Dir{}, fmt.Errorf("cluster %q: %w under %s (see `sraybatch status --all`)", name, ErrNotFound, s.Root)
+		}
+		return Dir{}, fmt.Errorf("open cluster %q: %w", name, err)
+	}
+	return d, nil
+}
+
+// Names lists the clusters in the store, sorted.
+func (s Store) Names() ([]string, error) {
+	entries, err := os.ReadDir(s.Root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list clusters: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && ValidateName(e.Name()) == nil {
+			if _, err := os.Stat(filepath.Join(s.Root, e.Name(), specFile)); err == nil {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Create makes a new cluster directory (0700) holding the spec, a fresh Ray
+// token and the setup lines; it fails if the name is taken. The directory is
+// built under a temporary name and renamed into place, so a failed `up` leaves
+// no half-made cluster behind.
+func (s Store) Create(spec Spec, setup string) (Dir, error) {
+	if err := ValidateName(spec.Name); err != nil {
+		return Dir{}, err
+	}
+	if err := os.MkdirAll(s.Root, 0o700); err != nil {
+		return Dir{}, fmt.Errorf("create %s: %w", s.Root, err)
+	}
+	final := s.Cluster(spec.Name)
+	if _, err := os.Stat(final.Path); err == nil {
+		return Dir{}, fmt.Errorf("cluster %q already exists in %s: choose another --name, or `sraybatch down --cluster %s --forget` first", spec.Name, s.Root, spec.Name)
+	}
+	tmp, err := os.MkdirTemp(s.Root, ".new-"+spec.Name+"-")
+	if err != nil {
+		return Dir{}, fmt.Errorf("create cluster directory: %w", err)
+	}
+	d := Dir{Path: tmp}
+	cleanup := func(err error) (Dir, error) {
+		os.RemoveAll(tmp)
+		return Dir{}, err
+	}
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return cleanup(err)
+	}
+	for _, sub := range []string{submissionsDir, nodesDir, scriptsDir, binDir} {
+		if err := os.Mkdir(d.file(sub), 0o700); err != nil {
+			return cleanup(fmt.Errorf("create cluster directory: %w", err))
+		}
+	}
+	token, err := newToken()
+	if err != nil {
+		return cleanup(err)
+	}
+	if err := WriteFileAtomic(d.file(tokenFile), []byte(token+"\n"), 0o600); err != nil {
+		return cleanup(err)
+	}
+	if err := WriteFileAtomic(d.file(setupFile), []byte(setup+"\n"), 0o600); err != nil {
+		return cleanup(err)
+	}
+	spec.SchemaVersion = SchemaVersion
+	if err := writeJSON(d.file(specFile), spec); err != nil {
+		return cleanup(err)
+	}
+	// Rename fails if another `up` created the same name meanwhile: no clobbering.
+	if err := os.Rename(tmp, final.Path); err != nil {
+		return cleanup(fmt.Errorf("cluster %q already exists in %s: choose another --name", spec.Name, s.Root))
+	}
+	return final, nil
+}
+
+func newToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate Ray token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func (d Dir) file(name string) string { return filepath.Join(d.Path, name) }
+
+// Name is the cluster's name (the directory's base name).
+func (d Dir) Name() string { return filepath.Base(d.Path) }
+
+// TokenPath is the file that RAY_AUTH_TOKEN_PATH points at.
+func (d Dir) TokenPath() string { return d.file(tokenFile) }
+
+// SetupPath holds the user's --setup lines.
+func (d Dir) SetupPath() string { return d.file(setupFile) }
+
+// BinaryPath is the sraybatch copy the cluster's jobs run.
+func (d Dir) BinaryPath() string { return filepath.Join(d.Path, binDir, "sraybatch") }
+
+// ScriptPath names a rendered batch script.
+func (d Dir) ScriptPath(name string) string { return filepath.Join(d.Path, scriptsDir, name) }
+
+// Spec reads the cluster's spec.
+func (d Dir) Spec() (Spec, error) {
+	var s Spec
+	err := readJSON(d.file(specFile), &s)
+	return s, err
+}
+
+// AddSubmission records one sbatch call in a file of its own.
+func (d Dir) AddSubmission(sub Submission) error {
+	sub.SchemaVersion = SchemaVersion
+	name := fmt.Sprintf("%s-%d-%s.json", sub.Role, sub.Submitted.UnixNano(), uuid.NewString()[:8])
+	return writeJSON(filepath.Join(d.Path, submissionsDir, name), sub)
+}
+
+// Submissions reads every submission, oldest first.
+func (d Dir) Submissions() ([]Submission, error) {
+	var subs []Submission
+	err := readDir(filepath.Join(d.Path, submissionsDir), func(path string) error {
+		var s Submission
+		if err := readJSON(path, &s); err != nil {
+			return err
+		}
+		subs = append(subs, s)
+		return nil
+	})
+	sort.SliceStable(subs, func(i, j int) bool { return subs[i].Submitted.Before(subs[j].Submitted) })
+	return subs, err
+}
+
+// WriteNode replaces the job's own record.
+func (d Dir) WriteNode(r NodeRecord) error {
+	r.SchemaVersion = SchemaVersion
+	r.Updated = time.Now().UTC()
+	return writeJSON(d.nodePath(r.Job), r)
+}
+
+func (d Dir) nodePath(job string) string { return filepath.Join(d.Path, nodesDir, job+".json") }
+
+// Node reads one job's record; ok is false when the job has not written one yet.
+func (d Dir) Node(job string) (r NodeRecord, ok bool, err error) {
+	err = readJSON(d.nodePath(job), &r)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, false, nil
+	}
+	return r, err == nil, err
+}
+
+// Nodes reads every job record, keyed by job.
+func (d Dir) Nodes() (map[string]NodeRecord, error) {
+	recs := map[string]NodeRecord{}
+	err := readDir(filepath.Join(d.Path, nodesDir), func(path string) error {
+		var r NodeRecord
+		if err := readJSON(path, &r); err != nil {
+			return err
+		}
+		recs[r.Job] = r
+		return nil
+	})
+	return recs, err
+}
+
+// WriteHead publishes the head's address.
+func (d Dir) WriteHead(h HeadInfo) error {
+	h.SchemaVersion = SchemaVersion
+	return writeJSON(d.file(headFile), h)
+}
+
+// Head reads head.json; ok is false until the head has published it.
+func (d Dir) Head() (h HeadInfo, ok bool, err error) {
+	err = readJSON(d.file(headFile), &h)
+	if errors.Is(err, fs.ErrNotExist) {
+		return h, false, nil
+	}
+	return h, err == nil, err
+}
+
+// WriteMembership replaces the Ray membership snapshot.
+func (d Dir) WriteMembership(m MembershipSnapshot) error {
+	m.SchemaVersion = SchemaVersion
+	return writeJSON(d.file(membershipFile), m)
+}
+
+// Membership reads the snapshot; an absent one is empty.
+func (d Dir) Membership() (MembershipSnapshot, error) {
+	m := MembershipSnapshot{Nodes: map[string]*MemberNode{}}
+	err := readJSON(d.file(membershipFile), &m)
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, nil
+	}
+	if m.Nodes == nil {
+		m.Nodes = map[string]*MemberNode{}
+	}
+	return m, err
+}
+
+// MarkDown records that `down` was asked for.
+func (d Dir) MarkDown(t time.Time) error {
+	return writeJSON(d.file(downFile), DownRequest{SchemaVersion: SchemaVersion, Requested: t.UTC()})
+}
+
+// Down reports whether `down` was asked for.
+func (d Dir) Down() (DownRequest, bool, error) {
+	var r DownRequest
+	err := readJSON(d.file(downFile), &r)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, false, nil
+	}
+	return r, err == nil, err
+}
+
+// WriteFileAtomic writes data to a unique temporary file beside path, syncs it
+// and renames it over path: readers see the old or the new file, never a torn one.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	if werr == nil {
+		werr = f.Chmod(perm)
+	}
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, werr)
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return WriteFileAtomic(path, append(b, '\n'), 0o600)
+}
+
+// CorruptError names a state file that cannot be read and says how to recover.
+type CorruptError struct {
+	Path string
+	Err  error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("state file %s is corrupt (%v): restore it from a backup or move it aside; sraybatch never rewrites it", e.Path, e.Err)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+func readJSON(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err // fs.ErrNotExist stays visible to callers
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var head struct {
+		SchemaVersion int `json:"schema_version"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return &CorruptError{Path: path, Err: err}
+	}
+	if head.SchemaVersion > SchemaVersion {
+		return fmt.Errorf("state file %s has schema version %d, newer than this sraybatch (%d): use the newer sraybatch", path, head.SchemaVersion, SchemaVersion)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return &CorruptError{Path: path, Err: err}
+	}
+	return nil
+}
+
+// readDir calls fn for every JSON file of dir; temp files of writers in
+// progress are skipped.
+func readDir(dir string, fn func(path string) error) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		if err := fn(filepath.Join(dir, name)); err != nil {
+			if errors.Is(err, fs.ErrNotExist) { // renamed away meanwhile
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}

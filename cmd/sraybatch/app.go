@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/templates"
+)
+
+// squeueTimeout bounds one squeue: with the controller down squeue hangs for
+// ~9 s, and status must still answer with the last known state.
+const squeueTimeout = 2 * time.Second
+
+// app is what every command works with; tests point it at their own store and SLURM.
+type app struct {
+	store cluster.Store
+	sched slurm.Scheduler
+}
+
+func newApp() (*app, error) {
+	store, err := cluster.DefaultStore()
+	if err != nil {
+		return nil, err
+	}
+	return &app{
+		store: store,
+		// SBATCH_* variables keep working, except the three that would
+		// override the directives sraybatch's own bookkeeping relies on.
+		sched: slurm.New(slurm.ExecRunner{Unset: []string{"SBATCH_JOB_NAME", "SBATCH_ARRAY_INX", "SBATCH_DEPENDENCY"}}, slurm.DefaultPrograms()),
+	}, nil
+}
+
+// resolveCluster opens the named cluster, or the only live one when name is empty.
+func (a *app) resolveCluster(name string) (cluster.Dir, error) {
+	if name != "" {
+		return a.store.Open(name)
+	}
+	names, err := a.store.Names()
+	if err != nil {
+		return cluster.Dir{}, err
+	}
+	var live []string
+	for _, n := range names {
+		if _, down, err := a.store.Cluster(n).Down(); err == nil && !down {
+			live = append(live, n)
+		}
+	}
+	switch len(live) {
+	case 1:
+		return a.store.Cluster(live[0]), nil
+	case 0:
+		return cluster.Dir{}, usagef("no live cluster in %s: start one with `sraybatch up --name NAME`", a.store.Root)
+	default:
+		return cluster.Dir{}, usagef("%d live clusters (%s): choose one with --cluster", len(live), strings.Join(live, ", "))
+	}
+}
+
+// observe reads a cluster's state files and asks squeue once.
+func (a *app) observe(ctx context.Context, dir cluster.Dir) (cluster.Status, error) {
+	o := cluster.Observation{Dir: dir, Now: time.Now()}
+	var err error
+	if o.Spec, err = dir.Spec(); err != nil {
+		return cluster.Status{}, err
+	}
+	if o.Submissions, err = dir.Submissions(); err != nil {
+		return cluster.Status{}, err
+	}
+	if o.Records, err = dir.Nodes(); err != nil {
+		return cluster.Status{}, err
+	}
+	if o.Membership, err = dir.Membership(); err != nil {
+		return cluster.Status{}, err
+	}
+	if h, ok, err := dir.Head(); err != nil {
+		return cluster.Status{}, err
+	} else if ok {
+		o.Head = &h
+	}
+	if d, ok, err := dir.Down(); err != nil {
+		return cluster.Status{}, err
+	} else if ok {
+		o.Down = &d
+	}
+	o.Slurm, o.SlurmErr = a.clusterJobs(ctx, o.Spec)
+	return cluster.Observe(o), nil
+}
+
+// clusterJobs is status's one squeue call: this user's jobs with this
+// cluster's job names, so its cost does not grow with other users' jobs.
+func (a *app) clusterJobs(ctx context.Context, spec cluster.Spec) (map[string]slurm.Job, error) {
+	ctx, cancel := context.WithTimeout(ctx, squeueTimeout)
+	defer cancel()
+	names := []string{
+		templates.JobName(spec.Name, cluster.RoleHead),
+		templates.JobName(spec.Name, cluster.RoleWorker),
+		templates.JobName(spec.Name, cluster.RoleDriver),
+	}
+	jobs, err := a.sched.Jobs(ctx, slurm.Query{User: spec.User, Names: names})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("SLURM did not answer within %s (controller down?): showing the last state the jobs recorded", squeueTimeout)
+		}
+		return nil, err
+	}
+	byKey := make(map[string]slurm.Job, len(jobs))
+	for _, j := range jobs {
+		byKey[j.ID] = j
+	}
+	return byKey, nil
+}
+
+// headJob returns the head's job id from the submissions.
+func headJob(subs []cluster.Submission) (string, bool) {
+	for _, s := range subs {
+		if s.Role == cluster.RoleHead {
+			return s.JobID, true
+		}
+	}
+	return "", false
+}
+
+// jobLog is the SLURM output file of a job key.
+func jobLog(spec cluster.Spec, role cluster.Role, key string) string {
+	return filepath.Join(spec.LogDir, templates.JobName(spec.Name, role)+"-"+key+".out")
+}
+
+// logTail returns the last lines of a job's output, for error messages.
+func logTail(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+// jobFailure is a job that failed while a command waited for it; its message
+// carries the reason and the tail of the job's log.
+func jobFailure(spec cluster.Spec, js cluster.JobStatus) error {
+	msg := fmt.Sprintf("%s job %s %s: %s", js.Role, js.JobID, js.Ray, orNone(js.Reason))
+	path := jobLog(spec, js.Role, js.JobID)
+	if tail := logTail(path, 5); tail != "" {
+		msg += "; log " + path + " ends: " + strings.Join(strings.Fields(tail), " ")
+	}
+	return errors.New(msg)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no reason recorded"
+	}
+	return s
+}
+
+func sortedJobIDs(ids map[string]bool) []string {
+	out := make([]string, 0, len(ids))
+	for id := range ids {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/templates"
+)
+
+const downUsage = `Usage: sraybatch down [--cluster NAME] [--forget]
+
+Take a cluster down: cancel its workers and driver, then its head, and wait
+until SLURM has ended every job (each job's supervisor stops its own Ray
+processes and removes its temp dir on the way out). The cluster directory and
+logs stay, marked ended, unless --forget.
+
+Examples:
+  sraybatch down --cluster exp1
+  sraybatch down -c exp1 --forget`
+
+type downOptions struct {
+	Cluster string
+	Forget  bool
+	Timeout time.Duration
+}
+
+func runDownCmd(ctx context.Context, io IOStreams, args []string) error {
+	var o downOptions
+	fs := newFlagSet("down", downUsage, io)
+	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	fs.BoolVar(&o.Forget, "forget", false, "also remove the cluster directory and its logs")
+	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up waiting for the jobs to end after this long (exit 3)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	a, err := newApp()
+	if err != nil {
+		return err
+	}
+	return runDown(ctx, io, a, o)
+}
+
+func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
+	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
+		return usageError{err}
+	}
+	dir, err := a.resolveCluster(o.Cluster)
+	if err != nil {
+		return err
+	}
+	spec, err := dir.Spec()
+	if err != nil {
+		return err
+	}
+	subs, err := dir.Submissions()
+	if err != nil {
+		return err
+	}
+	if err := dir.MarkDown(time.Now()); err != nil {
+		return err
+	}
+	var heads, others []string
+	for _, s := range subs {
+		if s.Role == cluster.RoleHead {
+			heads = append(heads, s.JobID)
+		} else {
+			others = append(others, s.JobID)
+		}
+	}
+	// Workers first: a worker that sees its head vanish first would record a
+	// failure instead of an orderly end.
+	for _, ids := range [][]string{others, heads} {
+		if len(ids) == 0 {
+			continue
+		}
+		if err := a.sched.Cancel(ctx, ids, slurm.CancelOptions{}); err != nil && !strings.Contains(err.Error(), "Invalid job id") {
+			return fmt.Errorf("cancel jobs %v: %w", ids, err)
+		}
+	}
+	fmt.Fprintf(io.ErrOut, "cluster %s: cancelled %d jobs; waiting for them to end\n", spec.Name, len(subs))
+	err = poll(ctx, o.Timeout, func(last bool) (bool, error) {
+		jobs, err := a.clusterJobs(ctx, spec)
+		if err != nil {
+			return false, err
+		}
+		var active []string
+		for _, j := range jobs {
+			if j.State.Active() {
+				active = append(active, j.ID+" "+string(j.State))
+			}
+		}
+		if len(active) == 0 {
+			return true, nil
+		}
+		if last {
+			return false, timeoutError{fmt.Errorf("jobs still active after %s: %s", o.Timeout, strings.Join(active, ", "))}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.ErrOut, "cluster %s is down\n", spec.Name)
+	if o.Forget {
+		if err := os.RemoveAll(dir.Path); err != nil {
+			return fmt.Errorf("remove cluster directory: %w", err)
+		}
+		fmt.Fprintf(io.ErrOut, "removed %s\n", dir.Path)
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sraybatch/sraybatch/templates"
+)
+
+const envUsage = `Usage: sraybatch env [--cluster NAME]
+
+Print the shell exports that point Ray's own tools (ray status, ray list
+nodes, ray.init()) at a cluster, with its token.
+
+Example:
+  eval "$(sraybatch env --cluster exp1)"; ray status`
+
+type envOptions struct{ Cluster string }
+
+func runEnvCmd(ctx context.Context, io IOStreams, args []string) error {
+	var o envOptions
+	fs := newFlagSet("env", envUsage, io)
+	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	a, err := newApp()
+	if err != nil {
+		return err
+	}
+	return runEnv(io, a, o)
+}
+
+func runEnv(io IOStreams, a *app, o envOptions) error {
+	dir, err := a.resolveCluster(o.Cluster)
+	if err != nil {
+		return err
+	}
+	spec, err := dir.Spec()
+	if err != nil {
+		return err
+	}
+	head, ok, err := dir.Head()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("cluster %s has not published its head address yet: wait with `sraybatch up --wait` or check `sraybatch status`", spec.Name)
+	}
+	mode := "token"
+	if spec.Insecure {
+		mode = "disabled"
+	}
+	fmt.Fprintf(io.Out, "unset RAY_AUTH_TOKEN\nexport RAY_ADDRESS=%s\nexport RAY_AUTH_MODE=%s\nexport RAY_AUTH_TOKEN_PATH=%s\n",
+		templates.ShellQuote(head.Address), mode, templates.ShellQuote(dir.TokenPath()))
+	return nil
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/templates"
+)
+
+const growUsage = `Usage: sraybatch grow [--cluster NAME] [-n K] [flags]
+
+Add K worker jobs to a cluster with one sbatch call (a job array when K > 1).
+Each worker is one Ray node advertising all GPUs of its job. A worker's time
+limit is capped at the head's time left.
+
+Examples:
+  sraybatch grow --cluster exp1 -n 2 --wait
+  sraybatch grow -n 1            # the only live cluster`
+
+type growOptions struct {
+	Cluster string
+	Count   int
+	Wait    waitOptions
+}
+
+func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
+	var o growOptions
+	fs := newFlagSet("grow", growUsage, io)
+	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	fs.IntVarP(&o.Count, "count", "n", 1, "number of worker jobs to add")
+	o.Wait.addFlags(fs, "every new worker has joined Ray")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	a, err := newApp()
+	if err != nil {
+		return err
+	}
+	return runGrow(ctx, io, a, o)
+}
+
+func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
+	if o.Count < 1 {
+		return usagef("-n must be at least 1")
+	}
+	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
+		return usageError{err}
+	}
+	dir, err := a.resolveCluster(o.Cluster)
+	if err != nil {
+		return err
+	}
+	spec, err := dir.Spec()
+	if err != nil {
+		return err
+	}
+	if _, down, err := dir.Down(); err != nil {
+		return err
+	} else if down {
+		return usagef("cluster %s was taken down: start a new one with `sraybatch up`", spec.Name)
+	}
+	subs, err := dir.Submissions()
+	if err != nil {
+		return err
+	}
+	head, ok := headJob(subs)
+	if !ok {
+		return fmt.Errorf("cluster %s has no head job recorded", spec.Name)
+	}
+	limit, err := a.workerTimeLimit(ctx, spec, head)
+	if err != nil {
+		return err
+	}
+	keys, err := a.submitWorkers(ctx, dir, spec, head, o.Count, limit)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.ErrOut, "cluster %s: worker jobs %v submitted\n", spec.Name, keys)
+	for _, k := range keys {
+		fmt.Fprintln(io.Out, k)
+	}
+	if !o.Wait.Wait {
+		return nil
+	}
+	return waitForJobs(ctx, io, a, dir, keys, o.Wait.Timeout)
+}
+
+// arrayTasks is the array size for n jobs: 0 (a plain job) for one.
+func arrayTasks(n int) int {
+	if n == 1 {
+		return 0
+	}
+	return n
+}
+
+// submitWorkers submits n workers in one sbatch call and returns their job keys.
+func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string) ([]string, error) {
+	s := nodeScript(dir, spec, cluster.RoleWorker)
+	s.HeadJob, s.Tasks, s.Time = head, arrayTasks(n), timeLimit
+	id, err := a.submit(ctx, dir, s)
+	if err != nil {
+		return nil, err
+	}
+	return cluster.Submission{JobID: id, Tasks: s.Tasks}.JobKeys(), nil
+}
+
+// workerTimeLimit caps a worker's --time at the head's time left: a worker
+// outliving its head holds GPUs for nothing.
+func (a *app) workerTimeLimit(ctx context.Context, spec cluster.Spec, head string) (string, error) {
+	qctx, cancel := context.WithTimeout(ctx, squeueTimeout)
+	defer cancel()
+	jobs, err := a.sched.Jobs(qctx, slurm.Query{JobIDs: []string{head}})
+	if err != nil {
+		if qctx.Err() != nil {
+			return "", fmt.Errorf("SLURM did not answer within %s (controller down?): try again when `scontrol ping` says UP", squeueTimeout)
+		}
+		return "", fmt.Errorf("look up head job %s: %w", head, err)
+	}
+	for _, j := range jobs {
+		if j.ID != head {
+			continue
+		}
+		if !j.State.Active() {
+			return "", fmt.Errorf("head job %s has ended (%s): start a new cluster with `sraybatch up`", head, j.State)
+		}
+		if j.State == slurm.Running && !j.Unlimited && j.TimeLeft > 0 {
+			if want, unlimited, err := slurm.ParseTimeLimit(spec.Node.Time); spec.Node.Time == "" || unlimited || err != nil || j.TimeLeft < want {
+				return slurm.FormatTimeLimit(j.TimeLeft), nil
+			}
+		}
+		return spec.Node.Time, nil
+	}
+	return "", fmt.Errorf("head job %s is no longer known to SLURM: start a new cluster with `sraybatch up`", head)
+}

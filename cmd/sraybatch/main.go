@@ -1,0 +1,166 @@
+// Command sraybatch runs elastic Ray clusters on SLURM.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes, documented in every command's --help.
+const (
+	exitOK      = 0
+	exitFailure = 1 // SLURM, Ray or a job failed
+	exitUsage   = 2 // bad flags or input; nothing was changed
+	exitTimeout = 3 // --wait gave up before the cluster was ready
+)
+
+const exitCodesHelp = `Exit status:
+  0  success
+  1  failure: SLURM refused, a job failed, or Ray did not come up
+  2  bad flags or input (nothing was changed)
+  3  --wait timed out (the jobs keep running; see sraybatch status)`
+
+// IOStreams are the command's streams: results on Out, progress and errors on ErrOut.
+type IOStreams struct {
+	Out, ErrOut io.Writer
+	// OutIsTTY selects a styled table over plain TSV.
+	OutIsTTY bool
+}
+
+// usageError is bad input: exit 2 and a hint to --help.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// timeoutError is a --wait that ran out of time.
+type timeoutError struct{ err error }
+
+func (e timeoutError) Error() string { return e.err.Error() }
+func (e timeoutError) Unwrap() error { return e.err }
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, io IOStreams, args []string) error
+	hidden        bool
+}
+
+func commands() []command {
+	return []command{
+		{name: "up", summary: "start a cluster: submit the Ray head job (and workers)", run: runUpCmd},
+		{name: "grow", summary: "add worker jobs to a running cluster", run: runGrowCmd},
+		{name: "status", summary: "show a cluster's jobs, SLURM state and Ray membership", run: runStatusCmd},
+		{name: "env", summary: "print the exports that point Ray's own tools at a cluster", run: runEnvCmd},
+		{name: "down", summary: "cancel every job of a cluster and wait until they are gone", run: runDownCmd},
+		{name: "version", summary: "print the sraybatch version", run: runVersionCmd},
+		{name: "node", summary: "run one Ray node inside a job (used by the batch scripts)", run: runNodeCmd, hidden: true},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	streams := IOStreams{Out: os.Stdout, ErrOut: os.Stderr, OutIsTTY: isTerminal(os.Stdout)}
+	os.Exit(run(ctx, streams, os.Args[1:]))
+}
+
+// run dispatches a command line and decides the exit code, in one place.
+func run(ctx context.Context, io IOStreams, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(io.Out)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(ctx, io, args[1:])
+			return exitCode(io, c.name, err)
+		}
+	}
+	fmt.Fprintf(io.ErrOut, "sraybatch: unknown command %q: see sraybatch --help\n", args[0])
+	return exitUsage
+}
+
+func exitCode(io IOStreams, name string, err error) int {
+	if err == nil || errors.Is(err, pflag.ErrHelp) {
+		return exitOK
+	}
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	var ue usageError
+	var te timeoutError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(io.ErrOut, "sraybatch %s: %s\n", name, msg)
+		return exitUsage
+	case errors.As(err, &te):
+		fmt.Fprintf(io.ErrOut, "sraybatch %s: %s\n", name, msg)
+		return exitTimeout
+	default:
+		fmt.Fprintf(io.ErrOut, "sraybatch %s: %s\n", name, msg)
+		return exitFailure
+	}
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `sraybatch runs elastic Ray clusters on SLURM: one job per Ray node, grown while it runs.
+
+Usage: sraybatch <command> [flags]
+
+Commands:
+`)
+	for _, c := range commands() {
+		if !c.hidden {
+			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		}
+	}
+	fmt.Fprint(w, `
+Typical session:
+  sraybatch up --name exp1 --gpus-per-node 1 --time 2:00:00 --wait
+  sraybatch grow --cluster exp1 -n 2 --wait
+  sraybatch status --cluster exp1
+  eval "$(sraybatch env --cluster exp1)"; ray status
+  sraybatch down --cluster exp1
+
+Run 'sraybatch <command> --help' for a command's flags.
+State lives in $SRAYBATCH_HOME (default ~/.sraybatch).
+
+`+exitCodesHelp+"\n")
+}
+
+// newFlagSet makes a command's flag set with help text that ends in the exit codes.
+func newFlagSet(name, usage string, io IOStreams) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.ErrOut)
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(io.Out, "%s\n\nFlags:\n%s\n%s\n", strings.TrimSpace(usage), fs.FlagUsages(), exitCodesHelp)
+	}
+	return fs
+}
+
+// parseFlags parses and turns flag errors into usage errors.
+func parseFlags(fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return usagef("%v (see --help)", err)
+	}
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/slurm"
+)
+
+const nodeUsage = `Usage: sraybatch node head|worker --cluster-dir DIR [--head-job ID]
+
+Run one Ray node inside a SLURM job. The batch scripts sraybatch renders exec
+this; it is not meant to be run by hand.`
+
+type nodeOptions struct {
+	Role       cluster.Role
+	ClusterDir string
+	HeadJob    string
+}
+
+func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
+	var o nodeOptions
+	fs := newFlagSet("node", nodeUsage, io)
+	fs.StringVar(&o.ClusterDir, "cluster-dir", "", "the cluster's state directory")
+	fs.StringVar(&o.HeadJob, "head-job", "", "the head's job id (workers)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("give the role: head or worker")
+	}
+	o.Role = cluster.Role(fs.Arg(0))
+	switch {
+	case o.Role != cluster.RoleHead && o.Role != cluster.RoleWorker:
+		return usagef("unknown role %q: use head or worker", o.Role)
+	case o.ClusterDir == "":
+		return usagef("--cluster-dir is required")
+	case o.Role != cluster.RoleHead && o.HeadJob == "":
+		return usagef("--head-job is required for a %s", o.Role)
+	}
+	return raynode.Run(ctx, raynode.Config{
+		Role:      o.Role,
+		Dir:       cluster.Dir{Path: o.ClusterDir},
+		HeadJob:   o.HeadJob,
+		Getenv:    os.Getenv,
+		Environ:   os.Environ(),
+		Scheduler: slurm.New(slurm.ExecRunner{}, slurm.DefaultPrograms()),
+		GPUs:      raynode.EnvGPUs{Getenv: os.Getenv},
+		Log:       io.Out,
+	})
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jedib0t/go-pretty/v6/table"
+	"github.com/jedib0t/go-pretty/v6/text"
+
+	"github.com/sraybatch/sraybatch/cluster"
+)
+
+const statusUsage = `Usage: sraybatch status [--cluster NAME | --all] [--output table|tsv|json]
+
+Show a cluster: one line for the cluster, one row per job merging its SLURM
+state with its Ray membership (waiting, joined, draining, lost, failed, ended).
+A styled table on a terminal, TSV when piped; --output json for scripts.
+
+Examples:
+  sraybatch status --cluster exp1
+  sraybatch status --all
+  sraybatch status -c exp1 -o json | jq '.jobs[] | select(.ray=="joined")'`
+
+type statusOptions struct {
+	Cluster string
+	All     bool
+	Output  string
+}
+
+func runStatusCmd(ctx context.Context, io IOStreams, args []string) error {
+	var o statusOptions
+	fs := newFlagSet("status", statusUsage, io)
+	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	fs.BoolVar(&o.All, "all", false, "show every cluster in $SRAYBATCH_HOME, ended ones included")
+	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	a, err := newApp()
+	if err != nil {
+		return err
+	}
+	return runStatus(ctx, io, a, o)
+}
+
+func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error {
+	format := o.Output
+	if format == "" {
+		format = "tsv"
+		if io.OutIsTTY {
+			format = "table"
+		}
+	}
+	if format != "table" && format != "tsv" && format != "json" {
+		return usagef("invalid --output %q: use table, tsv or json", o.Output)
+	}
+	var dirs []cluster.Dir
+	if o.All {
+		names, err := a.store.Names()
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			dirs = append(dirs, a.store.Cluster(n))
+		}
+	} else {
+		dir, err := a.resolveCluster(o.Cluster)
+		if err != nil {
+			return err
+		}
+		dirs = append(dirs, dir)
+	}
+	var all []cluster.Status
+	for _, d := range dirs {
+		st, err := a.observe(ctx, d)
+		if err != nil {
+			return err
+		}
+		all = append(all, st)
+	}
+	switch format {
+	case "json":
+		enc := json.NewEncoder(io.Out)
+		enc.SetIndent("", "  ")
+		if o.All {
+			return enc.Encode(all)
+		}
+		return enc.Encode(all[0])
+	case "tsv":
+		for _, st := range all {
+			printStatusTSV(io.Out, st)
+		}
+	default:
+		for i, st := range all {
+			if i > 0 {
+				fmt.Fprintln(io.Out)
+			}
+			printStatusTable(io.Out, st)
+		}
+	}
+	for _, st := range all {
+		if st.Cluster.SlurmError != "" {
+			fmt.Fprintf(io.ErrOut, "warning: cluster %s: %s\n", st.Cluster.Name, st.Cluster.SlurmError)
+		}
+	}
+	return nil
+}
+
+var jobColumns = table.Row{"ROLE", "JOB", "SLURM", "REASON", "NODE", "GPUS", "RAY", "RAY NODE", "ELAPSED", "TIME LEFT"}
+
+func jobRow(j cluster.JobStatus) table.Row {
+	return table.Row{j.Role, j.JobID, dash(j.SlurmState), dash(j.Reason), dash(j.Node), j.GPUs, j.Ray,
+		dash(shortID(j.RayNodeID)), formatSeconds(&j.ElapsedS), formatSeconds(j.TimeLeftS)}
+}
+
+func clusterLine(c cluster.ClusterStatus) string {
+	parts := []string{
+		"cluster " + c.Name, "id " + c.ID, "state " + string(c.State),
+		"head " + dash(c.HeadAddress), "dashboard " + dash(c.Dashboard) + " (on " + dash(c.HeadNode) + ")",
+		"age " + formatSeconds(&c.AgeS),
+	}
+	if c.Reason != "" {
+		parts = append(parts, "reason "+c.Reason)
+	}
+	if c.Insecure {
+		parts = append(parts, "INSECURE (no Ray auth)")
+	}
+	return strings.Join(parts, "  ")
+}
+
+// printStatusTable is a pure function of the status, for terminals.
+func printStatusTable(w io.Writer, st cluster.Status) {
+	fmt.Fprintln(w, clusterLine(st.Cluster))
+	t := table.NewWriter()
+	t.SetOutputMirror(w)
+	t.SetStyle(table.StyleLight)
+	t.AppendHeader(jobColumns)
+	for _, j := range st.Jobs {
+		t.AppendRow(jobRow(j))
+	}
+	t.SetColumnConfigs([]table.ColumnConfig{{Number: 7, Transformer: func(v any) string {
+		return colorMembership(fmt.Sprint(v))
+	}}})
+	t.Render()
+}
+
+func colorMembership(m string) string {
+	switch cluster.Membership(m) {
+	case cluster.Joined:
+		return text.FgGreen.Sprint(m)
+	case cluster.Waiting, cluster.Draining:
+		return text.FgYellow.Sprint(m)
+	case cluster.Lost, cluster.Failed:
+		return text.FgRed.Sprint(m)
+	}
+	return m
+}
+
+// printStatusTSV writes one header line and one line per job, each job line
+// prefixed with the cluster's name and state so lines stand alone in pipes.
+func printStatusTSV(w io.Writer, st cluster.Status) {
+	t := table.NewWriter()
+	t.SetOutputMirror(w)
+	t.AppendHeader(append(table.Row{"CLUSTER", "STATE"}, jobColumns...))
+	for _, j := range st.Jobs {
+		t.AppendRow(append(table.Row{st.Cluster.Name, st.Cluster.State}, jobRow(j)...))
+	}
+	t.RenderTSV()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+func formatSeconds(s *int64) string {
+	if s == nil {
+		return "-"
+	}
+	d := time.Duration(*s) * time.Second
+	if d >= 24*time.Hour {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d" + (d % (24 * time.Hour)).Truncate(time.Minute).String()
+	}
+	return d.String()
+}

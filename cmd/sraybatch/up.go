@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/templates"
+)
+
+const upUsage = `Usage: sraybatch up --name NAME [flags]
+
+Start a cluster: submit the Ray head job (GPU 0 of its allocation carries the
+head), and with --workers K, K worker jobs that join it.
+
+Examples:
+  sraybatch up --name exp1 --gpus-per-node 1 --partition debug --time 2:00:00 --wait
+  sraybatch up --name exp1 --setup 'source ~/venvs/ray/bin/activate' --workers 2
+  sraybatch up --name exp1 --sbatch-arg=--exclusive --dry-run`
+
+type upOptions struct {
+	Name          string
+	Node          cluster.NodeSpec
+	Workers       int
+	Setup         string
+	Ray           string
+	LogDir        string
+	PortRange     string
+	NodeIP        string
+	Interface     string
+	ObjectStoreMB int
+	Insecure      bool
+	DryRun        bool
+	Wait          waitOptions
+}
+
+type waitOptions struct {
+	Wait    bool
+	Timeout time.Duration
+}
+
+func (w *waitOptions) addFlags(fs interface {
+	BoolVar(*bool, string, bool, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}, what string) {
+	fs.BoolVar(&w.Wait, "wait", false, "return only once "+what)
+	fs.DurationVar(&w.Timeout, "timeout", 10*time.Minute, "give up waiting after this long (exit 3)")
+}
+
+func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
+	var o upOptions
+	fs := newFlagSet("up", upUsage, io)
+	fs.StringVar(&o.Name, "name", "", "cluster name: 1-40 of a-z, 0-9, '-' (required)")
+	fs.IntVar(&o.Node.GPUs, "gpus-per-node", 1, "GPUs of each node job (0: CPU-only nodes)")
+	fs.IntVar(&o.Node.CPUs, "cpus-per-node", 0, "CPUs of each node job (sbatch --cpus-per-task)")
+	fs.StringVar(&o.Node.Mem, "mem", "", "memory of each node job (sbatch --mem, e.g. 64G)")
+	fs.StringVar(&o.Node.Partition, "partition", "", "SLURM partition")
+	fs.StringVar(&o.Node.Account, "account", "", "SLURM account")
+	fs.StringVar(&o.Node.QOS, "qos", "", "SLURM QOS")
+	fs.StringVar(&o.Node.Time, "time", "", "time limit of the head (workers are capped at the head's time left)")
+	fs.StringVar(&o.Node.Constraint, "constraint", "", "SLURM node features (sbatch --constraint)")
+	fs.StringArrayVar(&o.Node.SbatchArgs, "sbatch-arg", nil, "extra sbatch option, one #SBATCH line each (repeatable)")
+	fs.IntVarP(&o.Workers, "workers", "w", 0, "also submit this many worker jobs")
+	fs.StringVar(&o.Setup, "setup", "", "shell lines run in each job before Ray starts (module load, source venv/bin/activate)")
+	fs.StringVar(&o.Ray, "ray", "", "the ray executable (default: ray on PATH after --setup)")
+	fs.StringVar(&o.LogDir, "log-dir", "", "where job output and Ray logs are kept (default: the cluster directory's logs/)")
+	fs.StringVar(&o.PortRange, "port-range", "", "LO-HI: every port a Ray node listens on lies in it (default: free ports in "+raynode.DefaultPortRange.String()+")")
+	fs.StringVar(&o.NodeIP, "node-ip", "", "address Ray nodes advertise (default: the node's address in SLURM)")
+	fs.StringVar(&o.Interface, "interface", "", "advertise this network interface's address instead")
+	fs.IntVar(&o.ObjectStoreMB, "object-store-mb", 0, "cap each node's Ray object store (MiB; default 30% of the job's memory)")
+	fs.BoolVar(&o.Insecure, "insecure", false, "run without Ray token auth (for Ray < 2.52; anyone reaching the ports can run code as you)")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "print the rendered batch script(s); submit nothing")
+	o.Wait.addFlags(fs, "the head is healthy")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	a, err := newApp()
+	if err != nil {
+		return err
+	}
+	return runUp(ctx, io, a, o)
+}
+
+func (o upOptions) validate() error {
+	if o.Name == "" {
+		return usagef("--name is required, e.g. --name exp1")
+	}
+	if err := cluster.ValidateName(o.Name); err != nil {
+		return usageError{err}
+	}
+	for flag, v := range map[string]string{
+		"--ray": o.Ray, "--log-dir": o.LogDir, "--node-ip": o.NodeIP, "--interface": o.Interface,
+		"--mem": o.Node.Mem, "--partition": o.Node.Partition, "--account": o.Node.Account,
+		"--qos": o.Node.QOS, "--time": o.Node.Time, "--constraint": o.Node.Constraint, "--port-range": o.PortRange,
+	} {
+		if err := templates.SingleLine(flag, v); err != nil {
+			return usageError{err}
+		}
+	}
+	if o.Node.GPUs < 0 || o.Node.CPUs < 0 || o.Workers < 0 || o.ObjectStoreMB < 0 {
+		return usagef("--gpus-per-node, --cpus-per-node, --workers and --object-store-mb must not be negative")
+	}
+	if o.Node.Time != "" {
+		if _, _, err := slurm.ParseTimeLimit(o.Node.Time); err != nil {
+			return usageError{err}
+		}
+	}
+	if o.PortRange != "" {
+		if _, err := raynode.ParsePortRange(o.PortRange); err != nil {
+			return usageError{err}
+		}
+	}
+	if o.Setup != "" && !validUTF8NoNUL(o.Setup) {
+		return usagef("--setup contains NUL: give shell lines")
+	}
+	return nil
+}
+
+func validUTF8NoNUL(s string) bool {
+	for _, r := range s {
+		if r == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	dir := a.store.Cluster(o.Name)
+	logDir := o.LogDir
+	if logDir == "" {
+		logDir = filepath.Join(dir.Path, "logs")
+	}
+	logDir, err := filepath.Abs(logDir)
+	if err != nil {
+		return usagef("--log-dir: %v", err)
+	}
+	spec := cluster.Spec{
+		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: currentUser(),
+		Created: time.Now().UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
+		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
+	}
+	head := nodeScript(dir, spec, cluster.RoleHead)
+	head.Time = o.Node.Time
+	if o.DryRun {
+		return dryRun(io.Out, head, o.Workers)
+	}
+	if _, err := templates.Render(head); err != nil { // fail before anything is created
+		return usageError{err}
+	}
+	if dir, err = a.store.Create(spec, o.Setup); err != nil {
+		return usageError{err}
+	}
+	jobID, err := a.submitHead(ctx, dir, spec, head)
+	if err != nil {
+		os.RemoveAll(dir.Path) // nothing was submitted: leave nothing behind
+		return err
+	}
+	fmt.Fprintf(io.ErrOut, "cluster %s (%s): head job %s submitted\n", spec.Name, spec.ID, jobID)
+	if o.Workers > 0 {
+		keys, err := a.submitWorkers(ctx, dir, spec, jobID, o.Workers, o.Node.Time)
+		if err != nil {
+			return fmt.Errorf("head job %s is submitted, but the workers are not: %w", jobID, err)
+		}
+		fmt.Fprintf(io.ErrOut, "worker jobs %v submitted\n", keys)
+	}
+	fmt.Fprintln(io.Out, spec.Name)
+	if !o.Wait.Wait {
+		return nil
+	}
+	return waitForHead(ctx, io, a, dir, o.Wait.Timeout)
+}
+
+// nodeScript fills the parts of a batch script every role shares.
+func nodeScript(dir cluster.Dir, spec cluster.Spec, role cluster.Role) templates.Script {
+	return templates.Script{
+		Role: role, Cluster: spec.Name, ClusterID: spec.ID, ClusterDir: dir.Path,
+		Binary: dir.BinaryPath(), TokenPath: dir.TokenPath(), LogDir: spec.LogDir,
+		Insecure: spec.Insecure, Node: spec.Node,
+	}
+}
+
+func dryRun(out io.Writer, head templates.Script, workers int) error {
+	script, err := templates.Render(head)
+	if err != nil {
+		return usageError{err}
+	}
+	fmt.Fprintf(out, "# head job script\n%s", script)
+	if workers > 0 {
+		w := head
+		// The head's job id is known only after submission; 0 stands in for it.
+		w.Role, w.HeadJob, w.Tasks = cluster.RoleWorker, "0", arrayTasks(workers)
+		script, err := templates.Render(w)
+		if err != nil {
+			return usageError{err}
+		}
+		fmt.Fprintf(out, "\n# worker job script (the head's job id replaces 0 after submission)\n%s", script)
+	}
+	return nil
+}
+
+// submitHead copies this binary into the cluster (jobs must not depend on
+// PATH, nor change when sraybatch is upgraded mid-run) and submits the head.
+func (a *app) submitHead(ctx context.Context, dir cluster.Dir, spec cluster.Spec, s templates.Script) (string, error) {
+	if err := os.MkdirAll(spec.LogDir, 0o700); err != nil {
+		return "", fmt.Errorf("create log dir: %w", err)
+	}
+	if err := copySelf(dir.BinaryPath()); err != nil {
+		return "", err
+	}
+	s.Binary = dir.BinaryPath()
+	return a.submit(ctx, dir, s)
+}
+
+// submit renders, writes and submits one script, and records the submission.
+func (a *app) submit(ctx context.Context, dir cluster.Dir, s templates.Script) (string, error) {
+	script, err := templates.Render(s)
+	if err != nil {
+		return "", usageError{err}
+	}
+	path := dir.ScriptPath(fmt.Sprintf("%s-%s.sbatch", s.Role, uuid.NewString()[:8]))
+	if err := cluster.WriteFileAtomic(path, script, 0o600); err != nil {
+		return "", err
+	}
+	jobID, err := a.sched.Submit(ctx, path)
+	if err != nil {
+		return "", fmt.Errorf("submit %s job: %w", s.Role, err)
+	}
+	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path}
+	if err := dir.AddSubmission(sub); err != nil {
+		// The job exists but is unrecorded: cancel it rather than leak it.
+		a.sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, slurm.CancelOptions{})
+		return "", fmt.Errorf("record %s job %s (cancelled it): %w", s.Role, jobID, err)
+	}
+	return jobID, nil
+}
+
+func copySelf(dst string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the sraybatch binary: %w", err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		return fmt.Errorf("copy the sraybatch binary: %w", err)
+	}
+	return cluster.WriteFileAtomic(dst, b, 0o700)
+}

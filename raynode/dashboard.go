@@ -1,0 +1,199 @@
+package raynode
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sraybatch/sraybatch/cluster"
+)
+
+// dashboardClient talks to the head's dashboard on its localhost.
+type dashboardClient struct {
+	base     string
+	token    string
+	insecure bool
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+func (d dashboardClient) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if !d.insecure {
+		req.Header.Set("Authorization", "Bearer "+d.token)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, oneLine(string(body)))
+	}
+	return body, nil
+}
+
+func (d dashboardClient) healthy(ctx context.Context) bool {
+	body, err := d.get(ctx, "/api/gcs_healthz")
+	return err == nil && strings.Contains(string(body), "success")
+}
+
+// rayNode is one entry of the dashboard's state API (/api/v0/nodes).
+type rayNode struct {
+	NodeID         string             `json:"node_id"`
+	NodeIP         string             `json:"node_ip"`
+	State          string             `json:"state"`
+	ResourcesTotal map[string]float64 `json:"resources_total"`
+}
+
+// aliveNodes lists ALIVE nodes only: DEAD ones stay listed forever and the
+// API's default limit is 100, which an elastic cluster passes quickly.
+func (d dashboardClient) aliveNodes(ctx context.Context) ([]rayNode, error) {
+	body, err := d.get(ctx, "/api/v0/nodes?detail=true&limit=10000&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Result bool   `json:"result"`
+		Msg    string `json:"msg"`
+		Data   struct {
+			Result struct {
+				Total  int       `json:"total"`
+				Result []rayNode `json:"result"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, fmt.Errorf("decode node list: %w", err)
+	}
+	if !resp.Result {
+		return nil, fmt.Errorf("node list: %s", resp.Msg)
+	}
+	if n := len(resp.Data.Result.Result); resp.Data.Result.Total > n {
+		return nil, fmt.Errorf("node list truncated: %d of %d alive nodes", n, resp.Data.Result.Total)
+	}
+	return resp.Data.Result.Result, nil
+}
+
+// jobOf maps a Ray node back to its job through its per-job resource.
+func jobOf(n rayNode) string {
+	for name := range n.ResourcesTotal {
+		if job, ok := strings.CutPrefix(name, cluster.JobResource("")); ok {
+			return job
+		}
+	}
+	return ""
+}
+
+// membershipTracker keeps membership.json: which job's node is alive, and
+// which ever was (so status tells `lost` from `waiting`).
+type membershipTracker struct {
+	dir  cluster.Dir
+	dash dashboardClient
+	snap cluster.MembershipSnapshot
+}
+
+func newMembershipTracker(dir cluster.Dir, dash dashboardClient) *membershipTracker {
+	snap, err := dir.Membership()
+	if err != nil {
+		snap = cluster.MembershipSnapshot{}
+	}
+	if snap.Nodes == nil {
+		snap.Nodes = map[string]*cluster.MemberNode{}
+	}
+	return &membershipTracker{dir: dir, dash: dash, snap: snap}
+}
+
+func (m *membershipTracker) refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	nodes, err := m.dash.aliveNodes(ctx)
+	if err != nil {
+		return // a stale snapshot ages; status shows its age
+	}
+	now := time.Now().UTC()
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		job := jobOf(n)
+		if job == "" {
+			continue
+		}
+		seen[job] = true
+		e := m.snap.Nodes[job]
+		if e == nil || e.NodeID != n.NodeID {
+			e = &cluster.MemberNode{NodeID: n.NodeID, FirstSeen: now}
+			m.snap.Nodes[job] = e
+		}
+		e.IP, e.GPUs, e.Alive, e.LastSeen = n.NodeIP, n.ResourcesTotal["GPU"], true, now
+	}
+	for job, e := range m.snap.Nodes {
+		if !seen[job] {
+			e.Alive = false
+		}
+	}
+	m.snap.Updated = now
+	m.dir.WriteMembership(m.snap)
+}
+
+// copyLogTails copies the last perFile bytes of every file under src to dst,
+// up to total bytes, so Ray's logs outlive the node-local temp dir.
+func copyLogTails(src, dst string, perFile, total int64) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	var copied int64
+	for _, e := range entries {
+		if !e.Type().IsRegular() || copied >= total {
+			continue
+		}
+		n, err := copyTail(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), min(perFile, total-copied))
+		if err != nil {
+			return err
+		}
+		copied += n
+	}
+	return nil
+}
+
+func copyTail(src, dst string, limit int64) (int64, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if st.Size() > limit {
+		if _, err := in.Seek(st.Size()-limit, io.SeekStart); err != nil {
+			return 0, err
+		}
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}

@@ -1,0 +1,680 @@
+// Package raynode is the supervisor that runs inside each job of a cluster
+// (`sraybatch node head|worker`): it prepares the environment, starts exactly
+// one Ray node with `ray start --block`, publishes what the login node needs,
+// and on any way out stops every process it started — and nothing else.
+package raynode
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/slurm"
+)
+
+// Timing of the supervisor. Workers must give up GPUs within 30 s of losing
+// their head, so every check that detects that runs well inside that bound.
+const (
+	headWaitLimit      = 10 * time.Minute
+	headCheckInterval  = 2 * time.Second
+	startTimeout       = 3 * time.Minute
+	stopGrace          = 10 * time.Second
+	membershipInterval = 2 * time.Second
+	drainNotice        = 5 * time.Second
+	startAttempts      = 3
+	// workerGCSReconnect bounds how long a worker's raylet waits for a lost
+	// head's GCS before exiting (Ray's default is 60 s).
+	workerGCSReconnect = "20"
+)
+
+// Config is what a supervisor needs from its job and from sraybatch.
+type Config struct {
+	Role    cluster.Role
+	Dir     cluster.Dir
+	HeadJob string
+	Getenv  func(string) string
+	Environ []string
+	// Scheduler answers NodeAddr and head-job checks; may be nil outside SLURM.
+	Scheduler slurm.Scheduler
+	GPUs      GPUs
+	// Log receives the supervisor's progress lines and Ray's own output (the job log).
+	Log io.Writer
+}
+
+// JobKey names the job as status does: "8", or "7_0" for an array task.
+func JobKey(getenv func(string) string) string {
+	if a, t := getenv("SLURM_ARRAY_JOB_ID"), getenv("SLURM_ARRAY_TASK_ID"); a != "" && t != "" {
+		return a + "_" + t
+	}
+	return getenv("SLURM_JOB_ID")
+}
+
+type supervisor struct {
+	cfg    Config
+	spec   cluster.Spec
+	rec    cluster.NodeRecord
+	marker string
+	tail   *tailBuffer
+	logf   func(format string, args ...any)
+}
+
+// errDrain ends a node before its time limit: not a failure.
+var errDrain = errors.New(cluster.ReasonDrained)
+
+// Run supervises one Ray node until the job is cancelled, drained, or Ray
+// exits. Its error is the job's outcome; the node record says the same.
+func Run(ctx context.Context, cfg Config) error {
+	key := JobKey(cfg.Getenv)
+	if key == "" {
+		return errors.New("sraybatch node runs inside a SLURM job (SLURM_JOB_ID is unset)")
+	}
+	spec, err := cfg.Dir.Spec()
+	if err != nil {
+		return fmt.Errorf("read cluster spec: %w", err)
+	}
+	s := &supervisor{cfg: cfg, spec: spec, marker: uuid.NewString(), tail: newTailBuffer(40)}
+	s.logf = func(format string, args ...any) {
+		fmt.Fprintf(cfg.Log, "sraybatch node %s [%s]: %s\n", cfg.Role, time.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
+	}
+	s.rec = cluster.NodeRecord{
+		Job: key, Role: cfg.Role, Phase: cluster.PhaseStarting,
+		SlurmNode: cfg.Getenv("SLURMD_NODENAME"), Started: time.Now().UTC(),
+	}
+	s.save()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	drain := make(chan struct{}, 1)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	go func() {
+		for sig := range sigs {
+			if sig == syscall.SIGUSR1 { // the time-limit warning (--signal=B:USR1@...)
+				select {
+				case drain <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			cancel(fmt.Errorf("cancelled (%s)", sig))
+		}
+	}()
+
+	err = s.run(ctx, drain)
+	s.finish(err)
+	if errors.Is(err, errDrain) || isCancel(ctx, err) {
+		return nil
+	}
+	return err
+}
+
+func isCancel(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() != nil && errors.Is(err, context.Cause(ctx))
+}
+
+func (s *supervisor) save() {
+	if err := s.cfg.Dir.WriteNode(s.rec); err != nil {
+		s.logf("warning: cannot write node record: %v", err)
+	}
+}
+
+func (s *supervisor) finish(err error) {
+	switch {
+	case err == nil:
+		s.rec.Phase, s.rec.Reason = cluster.PhaseEnded, "ray exited"
+	case errors.Is(err, errDrain):
+		s.rec.Phase, s.rec.Reason = cluster.PhaseEnded, cluster.ReasonDrained
+	case s.rec.Phase == cluster.PhaseStarting:
+		s.rec.Phase, s.rec.Reason = cluster.PhaseFailed, oneLine(err.Error())
+	default:
+		s.rec.Phase, s.rec.Reason = cluster.PhaseEnded, oneLine(err.Error())
+	}
+	s.logf("%s: %s", s.rec.Phase, s.rec.Reason)
+	s.save()
+}
+
+func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
+	env, err := s.setup(ctx)
+	if err != nil {
+		return err
+	}
+	ray, err := lookPath(orDefault(s.spec.Ray, "ray"), envValue(env, "PATH"))
+	if err != nil {
+		return fmt.Errorf("find ray after --setup: %w", err)
+	}
+	if s.cfg.Role == cluster.RoleHead && !s.spec.Insecure {
+		if err := s.checkRayVersion(ctx, ray, env); err != nil {
+			return err
+		}
+	}
+	gpus, err := s.cfg.GPUs.Visible()
+	if err != nil {
+		return fmt.Errorf("find the job's GPUs: %w", err)
+	}
+	ip, err := s.nodeIP(ctx)
+	if err != nil {
+		return err
+	}
+	s.rec.IP, s.rec.GPUs = ip, len(gpus)
+	ids := make([]string, len(gpus))
+	for i, g := range gpus {
+		ids[i] = g.ID
+	}
+	s.rec.GPUIDs = strings.Join(ids, ",")
+	s.save()
+
+	var head cluster.HeadInfo
+	if s.cfg.Role != cluster.RoleHead {
+		if head, err = s.waitForHead(ctx); err != nil {
+			return err
+		}
+	}
+	tmp, err := s.makeTempDir()
+	if err != nil {
+		return err
+	}
+	s.rec.TempDir = tmp
+	defer func() {
+		s.keepLogs(tmp)
+		os.RemoveAll(tmp)
+	}()
+	portRange := DefaultPortRange
+	if s.spec.PortRange != "" {
+		if portRange, err = ParsePortRange(s.spec.PortRange); err != nil {
+			return err
+		}
+	}
+
+	var node *rayProcess
+	var ports Ports
+	for attempt := 1; ; attempt++ {
+		if ports, err = AllocatePorts(portRange, PortFree); err != nil {
+			return err
+		}
+		params := s.startParams(ip, len(gpus), ports, tmp, head)
+		node, err = s.startRay(ray, params, env)
+		if err != nil {
+			return err
+		}
+		err = s.waitUp(ctx, node, ip, ports)
+		if err == nil {
+			break
+		}
+		s.stopRay(node)
+		if ctx.Err() != nil || !errors.Is(err, errExitedEarly) || attempt == startAttempts {
+			return err
+		}
+		s.logf("ray start failed (%v); retrying with other ports (attempt %d of %d)", err, attempt+1, startAttempts)
+	}
+	defer s.stopRay(node)
+
+	if s.cfg.Role == cluster.RoleHead {
+		if err := s.publishHead(ip, ports); err != nil {
+			return err
+		}
+	}
+	s.rec.Phase = cluster.PhaseRunning
+	s.save()
+	s.logf("ray node up at %s (%d GPUs)", ip, len(gpus))
+	return s.monitor(ctx, node, ports, drain)
+}
+
+// setup runs the user's --setup lines once in bash and returns the environment
+// they leave behind, so `ray` is found where the user's setup put it.
+func (s *supervisor) setup(ctx context.Context) ([]string, error) {
+	env := withoutKeys(s.cfg.Environ, "RAY_ADDRESS", "RAY_AUTH_TOKEN")
+	lines, err := os.ReadFile(s.cfg.Dir.SetupPath())
+	if err != nil {
+		return nil, fmt.Errorf("read setup: %w", err)
+	}
+	if len(bytes.TrimSpace(lines)) == 0 {
+		return env, nil
+	}
+	s.logf("running --setup")
+	var out bytes.Buffer
+	tail := newTailBuffer(10)
+	cmd := exec.CommandContext(ctx, "bash", "--noprofile", "--norc", "-c", `set -e; { source "$1"; } >&2; env -0`, "sraybatch-setup", s.cfg.Dir.SetupPath())
+	cmd.Env = env
+	cmd.Stdout = &out
+	cmd.Stderr = io.MultiWriter(s.cfg.Log, tail)
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("--setup failed (%v): %s", err, tail.String())
+	}
+	var setupEnv []string
+	for _, kv := range strings.Split(out.String(), "\x00") {
+		if strings.Contains(kv, "=") {
+			setupEnv = append(setupEnv, kv)
+		}
+	}
+	return withoutKeys(setupEnv, "RAY_ADDRESS", "RAY_AUTH_TOKEN"), nil
+}
+
+func (s *supervisor) checkRayVersion(ctx context.Context, ray string, env []string) error {
+	cmd := exec.CommandContext(ctx, ray, "--version")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("`%s --version` failed (%v): %s", ray, err, oneLine(string(out)))
+	}
+	v, err := ParseRayVersion(string(out))
+	if err != nil {
+		return err
+	}
+	if !v.AtLeast(MinAuthVersion) {
+		return fmt.Errorf("ray %s found after --setup has no token auth (needs >= %s): install a newer ray, or `up --insecure` to run without auth", v, MinAuthVersion)
+	}
+	s.logf("ray %s", v)
+	return nil
+}
+
+func (s *supervisor) nodeIP(ctx context.Context) (string, error) {
+	src := NodeIPSource{
+		Override: s.spec.NodeIP, Interface: s.spec.Interface,
+		Lookup: net.DefaultResolver.LookupHost,
+		InterfaceAddrs: func(name string) ([]net.Addr, error) {
+			ifc, err := net.InterfaceByName(name)
+			if err != nil {
+				return nil, err
+			}
+			return ifc.Addrs()
+		},
+	}
+	if node := s.cfg.Getenv("SLURMD_NODENAME"); node != "" && s.cfg.Scheduler != nil {
+		src.SlurmAddr = func(ctx context.Context) (string, error) { return s.cfg.Scheduler.NodeAddr(ctx, node) }
+	}
+	return src.Choose(ctx)
+}
+
+// waitForHead waits until the head has published its address. A worker's
+// `--dependency=after:` is satisfied by a cancelled head too, so it checks the
+// head job itself and gives up as soon as the head can no longer publish.
+func (s *supervisor) waitForHead(ctx context.Context) (cluster.HeadInfo, error) {
+	deadline := time.Now().Add(headWaitLimit)
+	for {
+		h, ok, err := s.cfg.Dir.Head()
+		if err != nil {
+			return h, err
+		}
+		if ok {
+			return h, nil
+		}
+		if reason := s.headGone(ctx); reason != "" {
+			return h, fmt.Errorf("head job %s %s before publishing its address", s.cfg.HeadJob, reason)
+		}
+		if time.Now().After(deadline) {
+			return h, fmt.Errorf("head job %s published no address within %s", s.cfg.HeadJob, headWaitLimit)
+		}
+		select {
+		case <-ctx.Done():
+			return h, context.Cause(ctx)
+		case <-time.After(headCheckInterval):
+		}
+	}
+}
+
+// headGone returns why the head cannot serve this cluster any more, or "".
+func (s *supervisor) headGone(ctx context.Context) string {
+	if rec, ok, err := s.cfg.Dir.Node(s.cfg.HeadJob); err == nil && ok && rec.Final() {
+		return string(rec.Phase) + " (" + rec.Reason + ")"
+	}
+	if _, down, _ := s.cfg.Dir.Down(); down {
+		return "ended (cluster down)"
+	}
+	if s.cfg.Scheduler == nil {
+		return ""
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	jobs, err := s.cfg.Scheduler.Jobs(cctx, slurm.Query{JobIDs: []string{s.cfg.HeadJob}})
+	if err != nil {
+		return "" // SLURM unreachable: not evidence that the head is gone
+	}
+	for _, j := range jobs {
+		if j.ID == s.cfg.HeadJob {
+			if j.State.Active() {
+				return ""
+			}
+			return "ended (" + string(j.State) + ")"
+		}
+	}
+	return "ended (no longer known to SLURM)"
+}
+
+// makeTempDir makes a short, node-local directory for Ray: Unix socket paths
+// must stay under 107 bytes, /tmp/ray may belong to someone else, and a
+// shared home is no place for sockets.
+func (s *supervisor) makeTempDir() (string, error) {
+	base := "/tmp"
+	if t := s.cfg.Getenv("TMPDIR"); t != "" && len(t) <= 40 && !underHome(t, s.cfg.Getenv("HOME")) {
+		base = t
+	}
+	dir, err := os.MkdirTemp(base, "srb-"+s.rec.Job+"-")
+	if err != nil {
+		return "", fmt.Errorf("make Ray temp dir: %w", err)
+	}
+	return dir, nil
+}
+
+func underHome(path, home string) bool {
+	return home != "" && (path == home || strings.HasPrefix(path, strings.TrimSuffix(home, "/")+"/"))
+}
+
+func (s *supervisor) startParams(ip string, gpus int, ports Ports, tmp string, head cluster.HeadInfo) StartParams {
+	p := StartParams{
+		Head: s.cfg.Role == cluster.RoleHead,
+		Params: map[string]string{
+			"node-ip-address":     ip,
+			"num-gpus":            strconv.Itoa(gpus),
+			"num-cpus":            strconv.Itoa(s.cpus()),
+			"temp-dir":        tmp,
+		},
+		Flags:     []string{"disable-usage-stats"},
+		Resources: map[string]float64{cluster.JobResource(s.rec.Job): 1},
+		Labels: map[string]string{
+			"sraybatch-cluster": s.spec.Name,
+			"sraybatch-role":    string(s.cfg.Role),
+			"sraybatch-job":     s.rec.Job,
+		},
+	}
+	if p.Head {
+		p.Params["include-dashboard"] = "true"
+		p.Params["dashboard-host"] = "127.0.0.1"
+	} else {
+		p.Params["address"] = head.Address
+	}
+	if mem := s.memoryBytes(); mem > 0 {
+		p.Params["memory"] = strconv.FormatInt(mem*6/10, 10)
+		p.Params["object-store-memory"] = strconv.FormatInt(s.objectStoreBytes(mem), 10)
+	} else if s.spec.ObjectStoreMB > 0 {
+		p.Params["object-store-memory"] = strconv.FormatInt(int64(s.spec.ObjectStoreMB)<<20, 10)
+	}
+	ports.Params(p.Head, p.Params)
+	return p
+}
+
+func (s *supervisor) cpus() int {
+	if n, err := strconv.Atoi(s.cfg.Getenv("SLURM_CPUS_ON_NODE")); err == nil && n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
+}
+
+// memoryBytes is the job's memory allocation: Ray's own detection sees the
+// whole machine, and /dev/shm (the object store) counts against the job.
+func (s *supervisor) memoryBytes() int64 {
+	if mb, err := strconv.ParseInt(s.cfg.Getenv("SLURM_MEM_PER_NODE"), 10, 64); err == nil && mb > 0 {
+		return mb << 20
+	}
+	if mb, err := strconv.ParseInt(s.cfg.Getenv("SLURM_MEM_PER_CPU"), 10, 64); err == nil && mb > 0 {
+		return mb << 20 * int64(s.cpus())
+	}
+	return 0
+}
+
+// minObjectStore is Ray's own lower limit for --object-store-memory.
+const minObjectStore = 78643200
+
+func (s *supervisor) objectStoreBytes(mem int64) int64 {
+	store := mem * 3 / 10
+	if s.spec.ObjectStoreMB > 0 {
+		store = min(store, int64(s.spec.ObjectStoreMB)<<20)
+	}
+	return max(store, minObjectStore)
+}
+
+type rayProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func (s *supervisor) startRay(ray string, p StartParams, env []string) (*rayProcess, error) {
+	argv := p.Argv()
+	s.logf("%s %s", ray, strings.Join(argv, " "))
+	cmd := exec.Command(ray, argv...)
+	cmd.Env = append(withoutKeys(env, MarkerEnv), MarkerEnv+"="+s.marker)
+	if s.cfg.Role != cluster.RoleHead && envValue(env, "RAY_gcs_rpc_server_reconnect_timeout_s") == "" {
+		cmd.Env = append(cmd.Env, "RAY_gcs_rpc_server_reconnect_timeout_s="+workerGCSReconnect)
+	}
+	w := io.MultiWriter(s.cfg.Log, s.tail)
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", ray, err)
+	}
+	rp := &rayProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		rp.err = cmd.Wait()
+		close(rp.done)
+	}()
+	return rp, nil
+}
+
+var errExitedEarly = errors.New("ray start exited before the node was up")
+
+// waitUp returns once the node serves: the head when its GCS answers healthy
+// through the dashboard, a worker when its raylet listens.
+func (s *supervisor) waitUp(ctx context.Context, node *rayProcess, ip string, ports Ports) error {
+	deadline := time.After(startTimeout)
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-node.done:
+			return fmt.Errorf("%w (%v): %s", errExitedEarly, node.err, s.tail.String())
+		case <-deadline:
+			return fmt.Errorf("ray node not up within %s: %s", startTimeout, s.tail.String())
+		case <-tick.C:
+		}
+		if s.cfg.Role == cluster.RoleHead {
+			if s.dashboard(ports).healthy(ctx) {
+				return nil
+			}
+		} else if c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(ports.NodeManager)), time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+}
+
+func (s *supervisor) dashboard(ports Ports) dashboardClient {
+	token, _ := os.ReadFile(s.cfg.Dir.TokenPath())
+	return dashboardClient{base: "http://127.0.0.1:" + strconv.Itoa(ports.Dashboard), token: strings.TrimSpace(string(token)), insecure: s.spec.Insecure}
+}
+
+func (s *supervisor) publishHead(ip string, ports Ports) error {
+	out, _ := exec.Command(orDefault(s.spec.Ray, "ray"), "--version").Output()
+	v, _ := ParseRayVersion(string(out))
+	h := cluster.HeadInfo{
+		Job: s.rec.Job, Address: net.JoinHostPort(ip, strconv.Itoa(ports.GCS)), NodeIP: ip,
+		Dashboard: "http://127.0.0.1:" + strconv.Itoa(ports.Dashboard), SlurmNode: s.rec.SlurmNode,
+		RayVersion: v.String(), Published: time.Now().UTC(),
+	}
+	if err := s.cfg.Dir.WriteHead(h); err != nil {
+		return fmt.Errorf("publish head address: %w", err)
+	}
+	return nil
+}
+
+// monitor waits for the end: Ray exiting, a cancel, a drain, or (workers) the
+// head going away. The head also keeps the membership snapshot fresh.
+func (s *supervisor) monitor(ctx context.Context, node *rayProcess, ports Ports, drain <-chan struct{}) error {
+	tick := time.NewTicker(membershipInterval)
+	defer tick.Stop()
+	var members *membershipTracker
+	if s.cfg.Role == cluster.RoleHead {
+		members = newMembershipTracker(s.cfg.Dir, s.dashboard(ports))
+		members.refresh(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-node.done:
+			return fmt.Errorf("ray exited (%v): %s", node.err, s.tail.String())
+		case <-drain:
+			s.rec.Phase, s.rec.Reason = cluster.PhaseDraining, "time limit near"
+			s.save()
+			s.logf("draining: leaving Ray in %s", drainNotice)
+			select {
+			case <-time.After(drainNotice):
+			case <-ctx.Done():
+			}
+			return errDrain
+		case <-tick.C:
+		}
+		if members != nil {
+			members.refresh(ctx)
+		} else if reason := s.headGone(ctx); reason != "" {
+			return fmt.Errorf("head job %s %s", s.cfg.HeadJob, reason)
+		}
+	}
+}
+
+// stopRay stops the node's processes: SIGTERM to `ray start --block` (which
+// stops its children gracefully), then every process carrying this node's
+// marker, wherever Ray put it. Never `ray stop`: it kills every Ray on the host.
+func (s *supervisor) stopRay(node *rayProcess) {
+	select {
+	case <-node.done:
+	default:
+		node.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-node.done:
+		case <-time.After(stopGrace):
+			syscall.Kill(-node.cmd.Process.Pid, syscall.SIGKILL)
+			<-node.done
+		}
+	}
+	if n := KillMarked(s.marker, syscall.SIGTERM); n > 0 {
+		s.logf("stopping %d leftover Ray processes", n)
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) && len(MarkedProcesses(s.marker)) > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		KillMarked(s.marker, syscall.SIGKILL)
+	}
+}
+
+// keepLogs copies the tail of each Ray log file to the log dir before the
+// node-local temp dir is removed.
+func (s *supervisor) keepLogs(tmp string) {
+	if s.spec.LogDir == "" {
+		return
+	}
+	dst := filepath.Join(s.spec.LogDir, "ray-"+s.rec.Job)
+	if err := copyLogTails(filepath.Join(tmp, "session_latest", "logs"), dst, 1<<20, 64<<20); err != nil {
+		s.logf("warning: keep Ray logs: %v", err)
+	}
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func withoutKeys(env []string, keys ...string) []string {
+	out := make([]string, 0, len(env))
+next:
+	for _, kv := range env {
+		for _, k := range keys {
+			if strings.HasPrefix(kv, k+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// lookPath finds name in the PATH left by --setup (exec.LookPath would use
+// the supervisor's own PATH).
+func lookPath(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		if st, err := os.Stat(name); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("%s is not an executable file", name)
+		}
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%q is not on PATH after --setup: activate Ray's environment in --setup, or give --ray", name)
+}
+
+// tailBuffer keeps the last lines written to it, for error reasons.
+type tailBuffer struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+	part  string
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	parts := strings.Split(t.part+string(p), "\n")
+	t.part = parts[len(parts)-1]
+	for _, l := range parts[:len(parts)-1] {
+		if strings.TrimSpace(l) != "" {
+			t.lines = append(t.lines, l)
+		}
+	}
+	if len(t.lines) > t.max {
+		t.lines = t.lines[len(t.lines)-t.max:]
+	}
+	return len(p), nil
+}
+
+// String returns the last few lines joined on one line.
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := t.lines
+	if t.part != "" {
+		lines = append(lines[:len(lines):len(lines)], t.part)
+	}
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return oneLine(strings.Join(lines, " | "))
+}

@@ -1,0 +1,118 @@
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Runner executes one program given as an argv slice (never a shell string),
+// so no job name, path or partition can be interpreted by a shell.
+//
+// Run returns the program's stdout. On failure it returns an error; when the
+// program ran and exited non-zero the error is a *CmdError, and whatever the
+// program printed on stdout is returned too (scontrol ping reports a down
+// controller with a non-zero exit and its verdict on stdout).
+type Runner interface {
+	Run(ctx context.Context, argv []string) (stdout []byte, err error)
+}
+
+// ExecRunner runs real programs with os/exec; a non-zero exit becomes
+// *CmdError with SLURM's stderr.
+type ExecRunner struct {
+	// Unset lists environment variables removed from the child's environment.
+	// sbatch lets SBATCH_* variables override #SBATCH directives, so an
+	// SBATCH_JOB_NAME or SBATCH_DEPENDENCY inherited from the user's shell (or
+	// from an enclosing job) would silently rename or chain sraybatch's jobs.
+	Unset []string
+}
+
+var _ Runner = ExecRunner{}
+
+// Run starts argv[0] with the remaining arguments and waits for it. Killing
+// the program when ctx ends matters here: squeue and sbatch hang for seconds
+// when the controller is unreachable.
+func (r ExecRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("run: empty argv")
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if len(r.Unset) > 0 {
+		cmd.Env = withoutVars(os.Environ(), r.Unset)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			// "signal: killed" alone would hide why the program was killed.
+			err = fmt.Errorf("%w (%w)", ctxErr, err)
+		}
+		return stdout.Bytes(), &CmdError{Args: argv, Stderr: stderr.String(), Err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+// withoutVars returns env minus the entries whose name is in names.
+func withoutVars(env, names []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		drop := false
+		for _, n := range names {
+			if name == n {
+				drop = true
+				break
+			}
+		}
+		if !drop {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// CmdError carries the failed argv and the program's own stderr, so a
+// rejected sbatch shows SLURM's reason ("Requested node configuration is not
+// available") rather than "exit status 1". It unwraps to the exec error.
+type CmdError struct {
+	Args   []string
+	Stderr string
+	Err    error
+}
+
+// Error returns "<prog> failed: <stderr on one line>", or "<prog>: <err>"
+// when the program printed nothing on stderr (for example when it could not
+// be started at all).
+func (e *CmdError) Error() string {
+	prog := "command"
+	if len(e.Args) > 0 {
+		prog = filepath.Base(e.Args[0])
+	}
+	if msg := oneLine(e.Stderr); msg != "" {
+		return prog + " failed: " + msg
+	}
+	if e.Err == nil {
+		return prog + " failed"
+	}
+	return prog + ": " + e.Err.Error()
+}
+
+func (e *CmdError) Unwrap() error { return e.Err }
+
+// oneLine joins the non-blank lines of s with "; " so that multi-line SLURM
+// errors stay readable inside a one-line wrapped error.
+func oneLine(s string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
+}

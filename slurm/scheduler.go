@@ -1,0 +1,215 @@
+// Package slurm is sraybatch's one seam over SLURM's command-line clients
+// (sbatch, squeue, scancel, scontrol, sinfo). Everything else talks to a
+// Scheduler; only this package knows argv layouts and output formats.
+//
+// A failed program surfaces as a *CmdError carrying SLURM's own stderr, so
+// callers can wrap it ("submit worker job: %w") and still show the user why
+// SLURM refused. The pure parsers are exported for tests and fuzzing.
+package slurm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Query selects jobs; empty fields select everything. Names, JobIDs and User
+// are filters applied by squeue itself. Without a User or JobIDs the answer
+// holds every user's jobs, so callers that poll pass at least one of them.
+type Query struct {
+	User   string
+	Names  []string
+	JobIDs []string // "7" selects every task of array 7; "7_2" one task
+}
+
+// CancelOptions selects what scancel sends.
+type CancelOptions struct {
+	// Signal is sent instead of cancelling ("TERM", "USR1", ...). Empty
+	// cancels the job.
+	Signal string
+	// Batch signals only the batch shell, not the job's steps.
+	Batch bool
+	// Full signals the batch shell and every step; with cgroup process
+	// tracking a plain signal reaches only the batch shell.
+	Full bool
+}
+
+// Scheduler is what sraybatch needs from SLURM. Each method runs a fixed
+// number of client commands (one, except where noted) whatever the size of
+// the cluster's queue, so a status poll stays cheap on a busy site.
+type Scheduler interface {
+	// Submit runs `sbatch --parsable scriptPath`, so every option lives in
+	// the script's #SBATCH lines, and returns the job id ("7"; for an array,
+	// the array job id). A ";cluster" suffix (federations) is dropped.
+	Submit(ctx context.Context, scriptPath string) (string, error)
+
+	// Jobs runs one `squeue -h -r --states=all` with -u/-n/-j from q and
+	// returns every record, one per array task, finished jobs still in
+	// SLURM's memory (MinJobAge) included. Ids SLURM has already purged are
+	// simply absent: if every requested id is unknown the list is empty, not
+	// an error.
+	Jobs(ctx context.Context, q Query) ([]Job, error)
+
+	// Cancel runs one `scancel` over ids (an array job id covers all its
+	// tasks); with no ids it does nothing. Cancelling a job that has already
+	// ended is not an error (scancel exits 0).
+	Cancel(ctx context.Context, ids []string, opts CancelOptions) error
+
+	// Ping runs `scontrol ping` and returns nil when a controller answers UP.
+	// It is the cheap readiness check: it answers in milliseconds when the
+	// controller is down, where squeue and sbatch hang for ~9 s first.
+	Ping(ctx context.Context) error
+
+	// NodeAddr returns the address SLURM knows for a node (NodeAddr= of
+	// `scontrol show node -o node`). Jobs need it because nodes sharing a
+	// host differ only by address, and no job environment variable holds it.
+	NodeAddr(ctx context.Context, node string) (string, error)
+
+	// FreeGPUs runs one `sinfo -h -N -O ...` (restricted to partition unless
+	// it is empty) and returns each node's configured and allocated GPUs;
+	// NodeGPUs.Free says how many a new job could get.
+	FreeGPUs(ctx context.Context, partition string) ([]NodeGPUs, error)
+}
+
+// New returns a Scheduler that runs p's programs through r.
+func New(r Runner, p Programs) Scheduler {
+	return &cliScheduler{run: r, progs: p}
+}
+
+type cliScheduler struct {
+	run   Runner
+	progs Programs
+}
+
+var _ Scheduler = (*cliScheduler)(nil)
+
+func (s *cliScheduler) Submit(ctx context.Context, scriptPath string) (string, error) {
+	out, err := s.run.Run(ctx, []string{s.progs.Sbatch, "--parsable", scriptPath})
+	if err != nil {
+		return "", fmt.Errorf("submit %s: %w", scriptPath, err)
+	}
+	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
+	if !isDigits(id) {
+		return "", fmt.Errorf("submit %s: sbatch printed %q, want a job id", scriptPath, out)
+	}
+	return id, nil
+}
+
+func (s *cliScheduler) Jobs(ctx context.Context, q Query) ([]Job, error) {
+	argv := []string{s.progs.Squeue, "-h", "-r", "--states=all", "-o", jobFormat}
+	if q.User != "" {
+		argv = append(argv, "-u", q.User)
+	}
+	for _, f := range []struct {
+		flag string
+		list []string
+	}{{"-n", q.Names}, {"-j", q.JobIDs}} {
+		if len(f.list) == 0 {
+			continue
+		}
+		for _, v := range f.list {
+			// squeue splits these lists on commas; an empty element would
+			// select nothing or, worse, be ignored.
+			if v == "" || strings.Contains(v, ",") {
+				return nil, fmt.Errorf("list jobs: bad %s value %q", f.flag, v)
+			}
+		}
+		argv = append(argv, f.flag, strings.Join(f.list, ","))
+	}
+	out, err := s.run.Run(ctx, argv)
+	if err != nil {
+		var ce *CmdError
+		if errors.As(err, &ce) && strings.Contains(ce.Stderr, "Invalid job id specified") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	return ParseJobs(out)
+}
+
+func (s *cliScheduler) Cancel(ctx context.Context, ids []string, opts CancelOptions) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	argv := []string{s.progs.Scancel}
+	if opts.Signal != "" {
+		argv = append(argv, "--signal="+opts.Signal)
+	}
+	if opts.Batch {
+		argv = append(argv, "--batch")
+	}
+	if opts.Full {
+		argv = append(argv, "--full")
+	}
+	for _, id := range ids {
+		// scancel would take an id starting with '-' for an option: a
+		// corrupt id must not become a signal or --full.
+		if id == "" || strings.HasPrefix(id, "-") {
+			return fmt.Errorf("cancel: bad job id %q", id)
+		}
+	}
+	argv = append(argv, ids...)
+	if _, err := s.run.Run(ctx, argv); err != nil {
+		return fmt.Errorf("cancel %s: %w", strings.Join(ids, " "), err)
+	}
+	return nil
+}
+
+func (s *cliScheduler) Ping(ctx context.Context) error {
+	// scontrol ping exits non-zero when any controller (a backup, say) is
+	// down, so its stdout decides, not its exit status.
+	out, err := s.run.Run(ctx, []string{s.progs.Scontrol, "ping"})
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasSuffix(strings.TrimSpace(line), " is UP") {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ping slurm controller: %w", err)
+	}
+	return fmt.Errorf("ping slurm controller: no controller is up: %s", oneLine(string(out)))
+}
+
+func (s *cliScheduler) NodeAddr(ctx context.Context, node string) (string, error) {
+	out, err := s.run.Run(ctx, []string{s.progs.Scontrol, "show", "node", "-o", node})
+	if err != nil {
+		return "", fmt.Errorf("node %s address: %w", node, err)
+	}
+	addr, err := ParseNodeAddr(out, node)
+	if err != nil {
+		return "", fmt.Errorf("node %s address: %w", node, err)
+	}
+	return addr, nil
+}
+
+// ParseNodeAddr returns NodeAddr= from node's line of `scontrol show node -o`
+// output. Some values (OS=, Reason=) hold spaces, but they come after
+// NodeAddr=, so the first word starting "NodeAddr=" is the field.
+func ParseNodeAddr(out []byte, node string) (string, error) {
+	for _, line := range strings.Split(string(out), "\n") {
+		words := strings.Fields(line)
+		if len(words) == 0 || words[0] != "NodeName="+node {
+			continue
+		}
+		for _, w := range words[1:] {
+			if addr, ok := strings.CutPrefix(w, "NodeAddr="); ok && addr != "" {
+				return addr, nil
+			}
+		}
+		return "", fmt.Errorf("no NodeAddr in %q", line)
+	}
+	return "", fmt.Errorf("no NodeName=%s in scontrol output %q", node, out)
+}
+
+func (s *cliScheduler) FreeGPUs(ctx context.Context, partition string) ([]NodeGPUs, error) {
+	argv := []string{s.progs.Sinfo, "-h", "-N", "-O", nodeFormat}
+	if partition != "" {
+		argv = append(argv, "-p", partition)
+	}
+	out, err := s.run.Run(ctx, argv)
+	if err != nil {
+		return nil, fmt.Errorf("list node gpus: %w", err)
+	}
+	return ParseNodeGPUs(out)
+}

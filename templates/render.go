@@ -1,0 +1,141 @@
+// Package templates renders the batch scripts of sraybatch's jobs. Every
+// value is validated or shell-quoted; the user's --setup lines are code by
+// design and live in the cluster directory, never in the script.
+package templates
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"github.com/sraybatch/sraybatch/cluster"
+)
+
+//go:embed node.sbatch.tmpl
+var nodeTemplate string
+
+var tmpl = template.Must(template.New("node").Funcs(template.FuncMap{"shq": ShellQuote}).Parse(nodeTemplate))
+
+// Script is what a node job's batch script is made of.
+type Script struct {
+	Role       cluster.Role
+	Cluster    string
+	ClusterID  string
+	ClusterDir string
+	Binary     string
+	TokenPath  string
+	LogDir     string
+	Insecure   bool
+	Node       cluster.NodeSpec
+	// Time is the job's --time (a worker's is capped at the head's time left).
+	Time string
+	// HeadJob is the head's job id; set for every role but the head.
+	HeadJob string
+	// Tasks > 0 renders a job array of that many one-node jobs.
+	Tasks int
+}
+
+// JobName is the SLURM job name of a role in a cluster; status finds a
+// cluster's jobs by these names.
+func JobName(clusterName string, role cluster.Role) string {
+	return "sray-" + clusterName + "-" + string(role)
+}
+
+var (
+	jobIDPattern = regexp.MustCompile(`^[0-9]+$`)
+	// Values of structured #SBATCH options: SLURM never needs whitespace or
+	// quotes in them, and refusing them keeps sbatch's own parsing predictable.
+	sbatchValuePattern = regexp.MustCompile(`^[A-Za-z0-9_.:,@%+=/&|!*\[\]()-]+$`)
+)
+
+// Validate checks every field that reaches the script.
+func (s Script) Validate() error {
+	if err := cluster.ValidateName(s.Cluster); err != nil {
+		return err
+	}
+	switch s.Role {
+	case cluster.RoleHead:
+		if s.HeadJob != "" || s.Tasks > 0 {
+			return fmt.Errorf("a head job has no head job and no array")
+		}
+	case cluster.RoleWorker, cluster.RoleDriver:
+		if !jobIDPattern.MatchString(s.HeadJob) {
+			return fmt.Errorf("invalid head job id %q", s.HeadJob)
+		}
+	default:
+		return fmt.Errorf("unknown role %q", s.Role)
+	}
+	if s.Node.GPUs < 0 || s.Node.CPUs < 0 || s.Tasks < 0 {
+		return fmt.Errorf("GPU, CPU and task counts must not be negative")
+	}
+	for flag, v := range map[string]string{
+		"--partition": s.Node.Partition, "--account": s.Node.Account, "--qos": s.Node.QOS,
+		"--time": s.Time, "--constraint": s.Node.Constraint, "--mem": s.Node.Mem,
+	} {
+		if v != "" && !sbatchValuePattern.MatchString(v) {
+			return fmt.Errorf("invalid %s %q: use letters, digits and _.:,@%%+=/&|!*[]()- only", flag, v)
+		}
+	}
+	for _, arg := range s.Node.SbatchArgs {
+		if err := SingleLine("--sbatch-arg", arg); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(arg, "-") {
+			return fmt.Errorf("invalid --sbatch-arg %q: give an sbatch option such as --exclusive or --mail-type=END", arg)
+		}
+	}
+	if strings.ContainsAny(s.LogDir, " \t") {
+		return fmt.Errorf("invalid --log-dir %q: sbatch's --output cannot take whitespace; choose a path without it", s.LogDir)
+	}
+	for what, v := range map[string]string{"cluster directory": s.ClusterDir, "binary": s.Binary, "token path": s.TokenPath, "--log-dir": s.LogDir} {
+		if err := SingleLine(what, v); err != nil {
+			return err
+		}
+		if v == "" {
+			return fmt.Errorf("%s must be set", what)
+		}
+	}
+	return nil
+}
+
+// SingleLine rejects newlines and NUL, which would turn an #SBATCH comment
+// into code or cut a value short.
+func SingleLine(flag, v string) error {
+	if strings.ContainsAny(v, "\n\r\x00") {
+		return fmt.Errorf("invalid %s: it contains a newline or NUL; give it on one line", flag)
+	}
+	return nil
+}
+
+// Render produces the batch script.
+func Render(s Script) ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	output := s.LogDir + "/" + JobName(s.Cluster, s.Role) + "-%j.out"
+	if s.Tasks > 0 {
+		output = s.LogDir + "/" + JobName(s.Cluster, s.Role) + "-%A_%a.out"
+	}
+	auth := "token"
+	if s.Insecure {
+		auth = "disabled"
+	}
+	data := struct {
+		Script
+		JobName, Output, AuthMode string
+		LastTask                  int
+	}{s, JobName(s.Cluster, s.Role), output, auth, s.Tasks - 1}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("render %s script: %w", s.Role, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// ShellQuote returns s as one single-quoted shell word.
+func ShellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,113 @@
+package templates
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sraybatch/sraybatch/cluster"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current renderer")
+
+func baseScript(role cluster.Role) Script {
+	return Script{
+		Role:       role,
+		Cluster:    "exp1",
+		ClusterID:  "0b7c2a4e-7f3c-4b53-9b1a-2f1f8a9c0d11",
+		ClusterDir: "/home/ana/.sraybatch/clusters/exp1",
+		Binary:     "/home/ana/.sraybatch/clusters/exp1/bin/sraybatch",
+		TokenPath:  "/home/ana/.sraybatch/clusters/exp1/token",
+		LogDir:     "/home/ana/.sraybatch/clusters/exp1/logs",
+		Node: cluster.NodeSpec{
+			GPUs: 2, CPUs: 8, Mem: "32G", Partition: "gpu", Account: "proj-42", QOS: "normal",
+			Constraint: "a100&ib", SbatchArgs: []string{"--exclusive", "--mail-type=END"},
+		},
+		Time: "2:00:00",
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	worker := baseScript(cluster.RoleWorker)
+	worker.HeadJob = "4242"
+	array := worker
+	array.Tasks = 3
+	array.Time = "1:30:00"
+	minimal := Script{
+		Role: cluster.RoleHead, Cluster: "cpu-only", ClusterID: "id", ClusterDir: "/s/c dir/it's",
+		Binary: "/s/c dir/it's/bin/sraybatch", TokenPath: "/s/c dir/it's/token", LogDir: "/s/logs", Insecure: true,
+	}
+	cases := map[string]Script{
+		"head":         baseScript(cluster.RoleHead),
+		"worker":       worker,
+		"worker-array": array,
+		"head-minimal": minimal,
+	}
+	for name, s := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := Render(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", name+".golden")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./templates -update)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("rendered %s differs from %s (run with -update if intended):\n%s", name, path, got)
+			}
+			out, err := exec.Command("bash", "-n", path).CombinedOutput()
+			if err != nil {
+				t.Errorf("bash -n %s: %v\n%s", path, err, out)
+			}
+		})
+	}
+}
+
+func TestRenderRejectsBadInput(t *testing.T) {
+	mutate := map[string]func(*Script){
+		"newline in partition":  func(s *Script) { s.Node.Partition = "gpu\nrm -rf ~" },
+		"space in account":      func(s *Script) { s.Node.Account = "a b" },
+		"quote in qos":          func(s *Script) { s.Node.QOS = `n"` },
+		"subshell in time":      func(s *Script) { s.Time = "$(touch x)" },
+		"newline in sbatch-arg": func(s *Script) { s.Node.SbatchArgs = []string{"--exclusive\ntouch /tmp/x"} },
+		"sbatch-arg not option": func(s *Script) { s.Node.SbatchArgs = []string{"touch"} },
+		"NUL in binary":         func(s *Script) { s.Binary = "/bin/x\x00y" },
+		"bad name":              func(s *Script) { s.Cluster = "Exp_1" },
+		"space in log dir":      func(s *Script) { s.LogDir = "/a b" },
+		"worker without head":   func(s *Script) { s.Role = cluster.RoleWorker },
+		"negative gpus":         func(s *Script) { s.Node.GPUs = -1 },
+	}
+	for name, m := range mutate {
+		t.Run(name, func(t *testing.T) {
+			s := baseScript(cluster.RoleHead)
+			m(&s)
+			if _, err := Render(s); err == nil {
+				t.Fatalf("Render accepted %s", name)
+			} else if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestShellQuoteRoundTrip(t *testing.T) {
+	for _, v := range []string{"", "plain", "it's", `$(touch x)`, "`id`", `a"b`, "; rm -rf /", `\`} {
+		out, err := exec.Command("bash", "-c", "printf %s "+ShellQuote(v)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != v {
+			t.Errorf("ShellQuote(%q) came back as %q", v, out)
+		}
+	}
+}

@@ -1,0 +1,189 @@
+"""The built-in demo: an elastic data-parallel-looking training loop over every GPU of the cluster.
+
+    python -m sraybatch_trainloop.demo --steps 20 --step-seconds 1 --gpus-per-actor 1
+
+Connects with ``ray.init()`` (address from ``RAY_ADDRESS``), keeps one
+``Trainer`` actor per GPU of every sraybatch node, and runs steps on whoever is
+there.  Human lines go to stdout; JSON events go to ``$SRAYBATCH_EVENTS`` when
+set.  ``--steps 0`` runs until SIGTERM.  Exit status: 0 after ``--steps`` or on
+SIGTERM/SIGINT, 3 when ``--max-wait-s`` passed without any actor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from typing import List, Optional
+
+import ray
+
+from .events import EventLog
+from .pool import ElasticPool
+
+
+class Trainer:
+    """Fits y = x·w by SGD: PyTorch on the actor's GPU if it can, else numpy, else pure Python.
+
+    Each actor trains its own copy (the point is the membership, not the model).
+    """
+
+    DIM = 16
+
+    def __init__(self, step_seconds: float = 1.0):
+        self.step_seconds = step_seconds
+        self.rng = random.Random(os.getpid())
+        self.w_true = [((i * 7) % 5 - 2) / 2 for i in range(self.DIM)]
+        self.backend = "python"
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                self.backend = "torch"
+                self.torch = torch
+                self.device = torch.device("cuda")
+                self.w_true_t = torch.tensor(self.w_true, device=self.device)
+                self.w_t = torch.zeros(self.DIM, device=self.device, requires_grad=True)
+                self.opt = torch.optim.SGD([self.w_t], lr=0.05)
+        except ImportError:
+            pass
+        if self.backend == "python":
+            try:
+                import numpy as np
+
+                self.backend = "numpy"
+                self.np = np
+                self.np_rng = np.random.default_rng(os.getpid())
+                self.w_np = np.zeros(self.DIM)
+                self.w_true_np = np.array(self.w_true)
+            except ImportError:
+                self.w = [0.0] * self.DIM
+
+    def _update_torch(self) -> float:
+        torch = self.torch
+        x = torch.randn(4096, self.DIM, device=self.device)
+        y = x @ self.w_true_t
+        loss = ((x @ self.w_t - y) ** 2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return float(loss)
+
+    def _update_numpy(self) -> float:
+        np = self.np
+        x = self.np_rng.normal(size=(256, self.DIM))
+        err = x @ self.w_np - x @ self.w_true_np
+        self.w_np -= 0.05 * 2 * x.T @ err / len(x)
+        return float(np.mean(err**2))
+
+    def _update_python(self) -> float:
+        grad = [0.0] * self.DIM
+        total = 0.0
+        n = 32
+        for _ in range(n):
+            x = [self.rng.gauss(0, 1) for _ in range(self.DIM)]
+            err = sum(a * (w - t) for a, w, t in zip(x, self.w, self.w_true))
+            total += err * err
+            for i, a in enumerate(x):
+                grad[i] += 2 * err * a / n
+        self.w = [w - 0.05 * g for w, g in zip(self.w, grad)]
+        return total / n
+
+    def train_step(self, step: int) -> dict:
+        """One model update taking about ``step_seconds``; returns loss and duration."""
+        t0 = time.perf_counter()
+        if self.backend == "torch":
+            # Keep the GPU busy for the whole step (visible in nvidia-smi).
+            loss = self._update_torch()
+            while time.perf_counter() - t0 < self.step_seconds:
+                loss = self._update_torch()
+            self.torch.cuda.synchronize()
+        else:
+            loss = self._update_numpy() if self.backend == "numpy" else self._update_python()
+            # CPU actors may share few cores: sleep instead of spinning.
+            time.sleep(max(0.0, self.step_seconds - (time.perf_counter() - t0)))
+        return {"step": step, "loss": loss, "duration_s": time.perf_counter() - t0, "backend": self.backend}
+
+    def where(self) -> dict:
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sraybatch_trainloop.demo", description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=0, help="steps to run; 0 = until SIGTERM (default 0)")
+    p.add_argument("--step-seconds", type=float, default=1.0, help="duration of one step (default 1)")
+    p.add_argument("--gpus-per-actor", type=float, default=1, help="GPUs per actor; 0 = one CPU actor per node")
+    p.add_argument("--max-wait-s", type=float, default=0, help="give up (exit 3) after this long with no actor; 0 = wait forever")
+    p.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS)")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    events = EventLog.from_env()
+    pool = None
+    try:
+        ray.init(address=args.address)
+        pool = ElasticPool(
+            Trainer,
+            gpus_per_actor=args.gpus_per_actor,
+            actor_kwargs={"step_seconds": args.step_seconds},
+            events=events,
+            log=_say,
+        )
+        step, idle_since = 0, time.monotonic()
+        while args.steps == 0 or step < args.steps:
+            results = pool.run_step("train_step", step + 1, wait_for_actors_s=5.0)
+            if not results:
+                waited = time.monotonic() - idle_since
+                if args.max_wait_s and waited >= args.max_wait_s:
+                    _say(f"no actors after {waited:.0f}s; giving up")
+                    return 3
+                continue
+            step += 1
+            idle_since = time.monotonic()
+            losses = [round(r.value["loss"], 6) for r in results]
+            mean = sum(r.value["duration_s"] for r in results) / len(results)
+            events.emit("step_done", step=step, actors=len(results), mean_duration_s=round(mean, 4), losses=losses)
+            _say(f"step {step}: {len(results)} actors, mean {mean:.2f}s, losses [{', '.join(f'{x:.4g}' for x in losses)}]")
+        return 0
+    except _Terminated:
+        _say("SIGTERM: stopping")
+        return 0
+    except KeyboardInterrupt:
+        _say("interrupted: stopping")
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not break the clean-up
+        if pool is not None:
+            pool.shutdown()
+        events.close()
+        ray.shutdown()
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""JSON-lines event log shared by the elastic pool, the demo driver and the Go side.
+
+One event is one line: a JSON object with a ``ts`` (Unix time, float seconds),
+an ``event`` name, and that event's fields.  Lines are appended and flushed one
+at a time, so a reader can ``tail -f`` the file and parse each complete line::
+
+    {"ts": 1764108000.123, "event": "node_joined", "node_id": "85477a93...", "job": "7_0", "gpus": 2}
+
+Events and their fields (``?`` marks a field that may be absent or null):
+
+``node_joined``      node_id: str, job: str, gpus: number
+    The pool saw a new ALIVE Ray node carrying ``sraybatch_job_<job>``.
+``actor_spawned``    actor: str, node_id: str, job: str, placement_group: str, gpu_index?: str
+    An actor answered its first call and joined the rotation (it gets work
+    from the next step on).  ``actor`` is the Ray ActorID (hex),
+    ``placement_group`` the PlacementGroupID (hex), ``gpu_index`` the actor's
+    ``CUDA_VISIBLE_DEVICES`` as Ray set it ("3", or "2,3" for a 2-GPU actor;
+    null for a CPU-only actor).
+``actor_lost``       actor: str, node_id: str, job: str, reason: str, error?: str
+    The actor left the pool.  ``reason`` is one of ``node_left`` (its node is
+    gone), ``node_draining`` (retired after its last step), ``actor_died`` (a
+    call or its start-up failed; ``error`` says how).
+``node_draining``    node_id: str, job: str
+    ``is_draining(job)`` turned true; the node gets no new steps.
+``node_left``        node_id: str, job: str
+    The node is no longer ALIVE in Ray (its SLURM job ended or failed).
+``step_done``        step: int, actors: int, mean_duration_s: number, losses: list
+    One training step finished on ``actors`` survivors (emitted by the driver
+    loop, e.g. the demo).
+``head_time_limit``  seconds_left: number
+    Reserved for the driver: the head job's SLURM time limit is near.
+
+Readers should ignore fields they do not know: new optional fields may be added.
+
+The file named by the environment variable ``SRAYBATCH_EVENTS`` (set by the Go
+side) is appended to; without it, ``EventLog.from_env()`` writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import IO, Any, Dict, List, Optional, Tuple, Union
+
+ENV_VAR = "SRAYBATCH_EVENTS"
+
+_STR = (str,)
+_NUM = (int, float)
+_OPT_STR = (str, type(None))
+
+# event name -> {field: (allowed types, required)}
+SCHEMA: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
+    "node_joined": {"node_id": (_STR, True), "job": (_STR, True), "gpus": (_NUM, True)},
+    "actor_spawned": {
+        "actor": (_STR, True),
+        "node_id": (_STR, True),
+        "job": (_STR, True),
+        "placement_group": (_STR, True),
+        "gpu_index": (_OPT_STR, False),
+    },
+    "actor_lost": {
+        "actor": (_STR, True),
+        "node_id": (_STR, True),
+        "job": (_STR, True),
+        "reason": (_STR, True),
+        "error": (_OPT_STR, False),
+    },
+    "node_draining": {"node_id": (_STR, True), "job": (_STR, True)},
+    "node_left": {"node_id": (_STR, True), "job": (_STR, True)},
+    "step_done": {
+        "step": ((int,), True),
+        "actors": ((int,), True),
+        "mean_duration_s": (_NUM, True),
+        "losses": ((list,), True),
+    },
+    "head_time_limit": {"seconds_left": (_NUM, True)},
+}
+
+LOST_REASONS = ("node_left", "node_draining", "actor_died")
+
+
+def validate(record: Dict[str, Any]) -> List[str]:
+    """Return the ways ``record`` (one parsed line) breaks the schema; [] if none."""
+    problems = []
+    if not isinstance(record.get("ts"), _NUM) or isinstance(record.get("ts"), bool):
+        problems.append("ts: want a number")
+    name = record.get("event")
+    fields = SCHEMA.get(name)
+    if fields is None:
+        return problems + [f"event: unknown name {name!r}"]
+    for field, (types, required) in fields.items():
+        if field not in record:
+            if required:
+                problems.append(f"{name}.{field}: missing")
+            continue
+        value = record[field]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            problems.append(f"{name}.{field}: {value!r} is not {'/'.join(t.__name__ for t in types)}")
+    if name == "actor_lost" and record.get("reason") not in LOST_REASONS:
+        problems.append(f"actor_lost.reason: {record.get('reason')!r} not in {LOST_REASONS}")
+    return problems
+
+
+class EventLog:
+    """Append events as JSON lines to a file path or a text stream.
+
+    ``EventLog(None)`` is a valid, silent log.  Safe to share between threads.
+    """
+
+    def __init__(self, path_or_stream: Union[str, "os.PathLike[str]", IO[str], None] = None):
+        self._lock = threading.Lock()
+        self._owned = False
+        self._stream: Optional[IO[str]] = None
+        if isinstance(path_or_stream, (str, os.PathLike)):
+            # Line-buffered append: concurrent writers (driver + Go reader) see whole lines.
+            self._stream = open(path_or_stream, "a", buffering=1, encoding="utf-8")
+            self._owned = True
+        elif path_or_stream is not None:
+            self._stream = path_or_stream
+
+    @classmethod
+    def from_env(cls) -> "EventLog":
+        """Log to the file named by ``$SRAYBATCH_EVENTS``, or nowhere if it is unset."""
+        return cls(os.environ.get(ENV_VAR) or None)
+
+    def emit(self, event: str, **fields: Any) -> Dict[str, Any]:
+        """Write one event line and flush it; returns the record."""
+        if event not in SCHEMA:
+            raise ValueError(f"unknown event {event!r}")
+        record = {"ts": time.time(), "event": event, **fields}
+        line = json.dumps(record, separators=(",", ":"), default=str)
+        with self._lock:
+            if self._stream is not None:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+        return record
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owned and self._stream is not None:
+                self._stream.close()
+            self._stream = None
+
+    def __enter__(self) -> "EventLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_events(path: Union[str, "os.PathLike[str]"]) -> List[Dict[str, Any]]:
+    """Parse a JSON-lines event file (skips a trailing partial line)."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n") and line.strip():
+                out.append(json.loads(line))
+    return out
