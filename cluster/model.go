@@ -107,9 +107,9 @@ type NodeSpec struct {
 // Submission records one sbatch call; each is its own file, written once by the
 // process that submitted it, so concurrent `grow`s never share a file.
 type Submission struct {
-	SchemaVersion int       `json:"schema_version"`
-	Role          Role      `json:"role"`
-	JobID         string    `json:"job_id"`
+	SchemaVersion int    `json:"schema_version"`
+	Role          Role   `json:"role"`
+	JobID         string `json:"job_id"`
 	// Tasks is the array size; 0 for a plain job.
 	Tasks     int       `json:"tasks,omitempty"`
 	Submitted time.Time `json:"submitted"`

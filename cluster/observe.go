@@ -142,7 +142,8 @@ func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
 
 func membership(o Observation, rec NodeRecord, hasRec bool, sj slurm.Job, inSlurm bool, member *MemberNode, fresh bool) Membership {
 	downed := o.Down != nil
-	alive := member != nil && member.Alive && fresh && !(hasRec && rec.Final())
+	slurmEnded := inSlurm && !sj.State.Active()
+	alive := member != nil && member.Alive && fresh && !(hasRec && rec.Final()) && !slurmEnded
 	if alive {
 		if hasRec && rec.Phase == PhaseDraining {
 			return Draining
@@ -150,7 +151,7 @@ func membership(o Observation, rec NodeRecord, hasRec bool, sj slurm.Job, inSlur
 		return Joined
 	}
 	everJoined := member != nil
-	jobOver := (hasRec && rec.Final()) || (inSlurm && !sj.State.Active()) || (!inSlurm && o.SlurmErr == nil)
+	jobOver := (hasRec && rec.Final()) || slurmEnded || (!inSlurm && o.SlurmErr == nil)
 	if everJoined {
 		if downed || (hasRec && rec.Phase == PhaseEnded && rec.Reason == ReasonDrained) {
 			return Ended

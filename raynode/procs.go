@@ -8,50 +8,87 @@ import (
 	"syscall"
 )
 
-// MarkerEnv is set in the environment of `ray start`; every process Ray starts
-// for this node inherits it. Ray puts its workers in process groups of their
-// own, so a group kill misses them; the marker finds them all, and only them —
-// never other users' or other nodes' Ray (which `ray stop` would kill).
-const MarkerEnv = "SRAYBATCH_NODE_MARKER"
+// prSetChildSubreaper is prctl's PR_SET_CHILD_SUBREAPER.
+const prSetChildSubreaper = 36
 
-// MarkedProcesses lists live processes whose environment carries marker.
-func MarkedProcesses(marker string) []int {
-	needle := []byte(MarkerEnv + "=" + marker + "\x00")
-	self := os.Getpid()
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	var pids []int
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(filepath.Base(d))
-		if err != nil || pid == self {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join(d, "environ"))
-		if err != nil || !bytes.Contains(append(env, 0), needle) {
-			continue
-		}
-		if zombie(d) {
-			continue
-		}
-		pids = append(pids, pid)
+// BecomeSubreaper makes orphaned descendants of this process its children
+// instead of init's. Ray puts its workers in process groups of their own and
+// its Python processes overwrite their environment with their titles, so
+// neither a group kill nor an environment marker finds them all; the process
+// tree under a subreaper does, and holds only what this node started — never
+// other users' or other nodes' Ray (which `ray stop` would kill).
+func BecomeSubreaper() error {
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		return errno
 	}
-	return pids
+	return nil
 }
 
-func zombie(procDir string) bool {
+// Descendants lists the live processes below pid.
+func Descendants(pid int) []int {
+	children := map[int][]int{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		p, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		ppid, state, ok := readStat(d)
+		if !ok || state == 'Z' || state == 'X' {
+			continue
+		}
+		children[ppid] = append(children[ppid], p)
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// readStat returns a process's parent and state from /proc/PID/stat.
+func readStat(procDir string) (ppid int, state byte, ok bool) {
 	stat, err := os.ReadFile(filepath.Join(procDir, "stat"))
 	if err != nil {
-		return true
+		return 0, 0, false
 	}
-	// The state follows the command name in parentheses, which may itself hold spaces.
+	// The command name in parentheses may itself hold spaces and parentheses.
 	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
+	if i < 0 || i+2 >= len(stat) {
+		return 0, 0, false
+	}
+	fields := bytes.Fields(stat[i+2:])
+	if len(fields) < 2 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(string(fields[1]))
+	return ppid, fields[0][0], err == nil
 }
 
-// KillMarked sends sig to every marked process and returns how many it found.
-func KillMarked(marker string, sig syscall.Signal) int {
-	pids := MarkedProcesses(marker)
+// KillDescendants signals every process below this one and returns how many.
+func KillDescendants(sig syscall.Signal) int {
+	pids := Descendants(os.Getpid())
 	for _, pid := range pids {
 		syscall.Kill(pid, sig)
 	}
 	return len(pids)
+}
+
+// ReapOrphans collects the exit status of orphans reparented to this
+// subreaper, so none lingers as a zombie. Call it only when no os/exec child
+// is still being waited for.
+func ReapOrphans() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+	}
 }

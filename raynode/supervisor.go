@@ -22,8 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/sraybatch/sraybatch/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 )
@@ -31,10 +29,14 @@ import (
 // Timing of the supervisor. Workers must give up GPUs within 30 s of losing
 // their head, so every check that detects that runs well inside that bound.
 const (
-	headWaitLimit      = 10 * time.Minute
-	headCheckInterval  = 2 * time.Second
-	startTimeout       = 3 * time.Minute
-	stopGrace          = 10 * time.Second
+	headWaitLimit     = 10 * time.Minute
+	headCheckInterval = 2 * time.Second
+	startTimeout      = 3 * time.Minute
+	// stopGrace + the drain below must end well inside SLURM's KillWait
+	// (often 30 s, 10 s on the dev cluster) after scancel's SIGTERM.
+	stopGrace = 5 * time.Second
+	// rayDrainSeconds bounds Ray's own drain on SIGTERM (Ray's default: 30 s).
+	rayDrainSeconds    = "2"
 	membershipInterval = 2 * time.Second
 	drainNotice        = 5 * time.Second
 	startAttempts      = 3
@@ -66,12 +68,13 @@ func JobKey(getenv func(string) string) string {
 }
 
 type supervisor struct {
-	cfg    Config
-	spec   cluster.Spec
-	rec    cluster.NodeRecord
-	marker string
-	tail   *tailBuffer
-	logf   func(format string, args ...any)
+	cfg  Config
+	spec cluster.Spec
+	rec  cluster.NodeRecord
+	// rayVersion is what the head's version check found ("" when skipped).
+	rayVersion string
+	tail       *tailBuffer
+	logf       func(format string, args ...any)
 }
 
 // errDrain ends a node before its time limit: not a failure.
@@ -88,7 +91,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("read cluster spec: %w", err)
 	}
-	s := &supervisor{cfg: cfg, spec: spec, marker: uuid.NewString(), tail: newTailBuffer(40)}
+	s := &supervisor{cfg: cfg, spec: spec, tail: newTailBuffer(40)}
 	s.logf = func(format string, args ...any) {
 		fmt.Fprintf(cfg.Log, "sraybatch node %s [%s]: %s\n", cfg.Role, time.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
 	}
@@ -97,6 +100,9 @@ func Run(ctx context.Context, cfg Config) error {
 		SlurmNode: cfg.Getenv("SLURMD_NODENAME"), Started: time.Now().UTC(),
 	}
 	s.save()
+	if err := BecomeSubreaper(); err != nil {
+		s.logf("warning: cannot become a subreaper (%v): orphaned Ray processes may escape cleanup", err)
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -280,6 +286,7 @@ func (s *supervisor) checkRayVersion(ctx context.Context, ray string, env []stri
 	if !v.AtLeast(MinAuthVersion) {
 		return fmt.Errorf("ray %s found after --setup has no token auth (needs >= %s): install a newer ray, or `up --insecure` to run without auth", v, MinAuthVersion)
 	}
+	s.rayVersion = v.String()
 	s.logf("ray %s", v)
 	return nil
 }
@@ -380,9 +387,9 @@ func (s *supervisor) startParams(ip string, gpus int, ports Ports, tmp string, h
 	p := StartParams{
 		Head: s.cfg.Role == cluster.RoleHead,
 		Params: map[string]string{
-			"node-ip-address":     ip,
-			"num-gpus":            strconv.Itoa(gpus),
-			"num-cpus":            strconv.Itoa(s.cpus()),
+			"node-ip-address": ip,
+			"num-gpus":        strconv.Itoa(gpus),
+			"num-cpus":        strconv.Itoa(s.cpus()),
 			"temp-dir":        tmp,
 		},
 		Flags:     []string{"disable-usage-stats"},
@@ -449,7 +456,10 @@ func (s *supervisor) startRay(ray string, p StartParams, env []string) (*rayProc
 	argv := p.Argv()
 	s.logf("%s %s", ray, strings.Join(argv, " "))
 	cmd := exec.Command(ray, argv...)
-	cmd.Env = append(withoutKeys(env, MarkerEnv), MarkerEnv+"="+s.marker)
+	cmd.Env = env
+	if envValue(env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S") == "" {
+		cmd.Env = append(cmd.Env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="+rayDrainSeconds)
+	}
 	if s.cfg.Role != cluster.RoleHead && envValue(env, "RAY_gcs_rpc_server_reconnect_timeout_s") == "" {
 		cmd.Env = append(cmd.Env, "RAY_gcs_rpc_server_reconnect_timeout_s="+workerGCSReconnect)
 	}
@@ -502,12 +512,10 @@ func (s *supervisor) dashboard(ports Ports) dashboardClient {
 }
 
 func (s *supervisor) publishHead(ip string, ports Ports) error {
-	out, _ := exec.Command(orDefault(s.spec.Ray, "ray"), "--version").Output()
-	v, _ := ParseRayVersion(string(out))
 	h := cluster.HeadInfo{
 		Job: s.rec.Job, Address: net.JoinHostPort(ip, strconv.Itoa(ports.GCS)), NodeIP: ip,
 		Dashboard: "http://127.0.0.1:" + strconv.Itoa(ports.Dashboard), SlurmNode: s.rec.SlurmNode,
-		RayVersion: v.String(), Published: time.Now().UTC(),
+		RayVersion: s.rayVersion, Published: time.Now().UTC(),
 	}
 	if err := s.cfg.Dir.WriteHead(h); err != nil {
 		return fmt.Errorf("publish head address: %w", err)
@@ -551,8 +559,8 @@ func (s *supervisor) monitor(ctx context.Context, node *rayProcess, ports Ports,
 }
 
 // stopRay stops the node's processes: SIGTERM to `ray start --block` (which
-// stops its children gracefully), then every process carrying this node's
-// marker, wherever Ray put it. Never `ray stop`: it kills every Ray on the host.
+// stops its children gracefully), then every process left below this
+// subreaper, wherever Ray put it. Never `ray stop`: it kills every Ray on the host.
 func (s *supervisor) stopRay(node *rayProcess) {
 	select {
 	case <-node.done:
@@ -565,14 +573,16 @@ func (s *supervisor) stopRay(node *rayProcess) {
 			<-node.done
 		}
 	}
-	if n := KillMarked(s.marker, syscall.SIGTERM); n > 0 {
+	if n := KillDescendants(syscall.SIGTERM); n > 0 {
 		s.logf("stopping %d leftover Ray processes", n)
 		deadline := time.Now().Add(3 * time.Second)
-		for time.Now().Before(deadline) && len(MarkedProcesses(s.marker)) > 0 {
+		for time.Now().Before(deadline) && len(Descendants(os.Getpid())) > 0 {
+			ReapOrphans()
 			time.Sleep(100 * time.Millisecond)
 		}
-		KillMarked(s.marker, syscall.SIGKILL)
+		KillDescendants(syscall.SIGKILL)
 	}
+	ReapOrphans()
 }
 
 // keepLogs copies the tail of each Ray log file to the log dir before the

@@ -1,6 +1,7 @@
 package slurm
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -79,7 +80,7 @@ func parseJobLine(line string, budget int) ([]Job, error) {
 
 	st := strings.Fields(state)
 	if len(st) == 0 {
-		return nil, fmt.Errorf("empty state")
+		return nil, errors.New("empty state")
 	}
 	j := Job{
 		Name:  name,
@@ -109,7 +110,7 @@ func parseJobLine(line string, budget int) ([]Job, error) {
 	arrayID, task, isArray := strings.Cut(id, "_")
 	if !isArray {
 		if id == "" {
-			return nil, fmt.Errorf("empty job id")
+			return nil, errors.New("empty job id")
 		}
 		j.ID = id
 		return []Job{j}, nil
@@ -141,7 +142,7 @@ func expandTasks(s string, limit int) ([]string, error) {
 	inner, ok1 := strings.CutPrefix(s, "[")
 	inner, ok2 := strings.CutSuffix(inner, "]")
 	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("want a task id or [list]")
+		return nil, errors.New("want a task id or [list]")
 	}
 	inner, _, _ = strings.Cut(inner, "%")
 	var tasks []string

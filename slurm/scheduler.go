@@ -68,7 +68,8 @@ type Scheduler interface {
 
 	// FreeGPUs runs one `sinfo -h -N -O ...` (restricted to partition unless
 	// it is empty) and returns each node's configured and allocated GPUs;
-	// NodeGPUs.Free says how many a new job could get.
+	// NodeGPUs.Free says how many a new job could get. An unknown partition
+	// gives an empty list, as sinfo does.
 	FreeGPUs(ctx context.Context, partition string) ([]NodeGPUs, error)
 }
 
