@@ -219,7 +219,7 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 		if err != nil {
 			return err
 		}
-		err = s.waitUp(ctx, node, ip, ports)
+		err = s.waitUp(ctx, node, ports)
 		if err == nil {
 			break
 		}
@@ -480,8 +480,9 @@ func (s *supervisor) startRay(ray string, p StartParams, env []string) (*rayProc
 var errExitedEarly = errors.New("ray start exited before the node was up")
 
 // waitUp returns once the node serves: the head when its GCS answers healthy
-// through the dashboard, a worker when its raylet listens.
-func (s *supervisor) waitUp(ctx context.Context, node *rayProcess, ip string, ports Ports) error {
+// through the dashboard, a worker when the head's membership snapshot shows
+// it alive (a listening raylet may still fail to register).
+func (s *supervisor) waitUp(ctx context.Context, node *rayProcess, ports Ports) error {
 	deadline := time.After(startTimeout)
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
@@ -499,9 +500,10 @@ func (s *supervisor) waitUp(ctx context.Context, node *rayProcess, ip string, po
 			if s.dashboard(ports).healthy(ctx) {
 				return nil
 			}
-		} else if c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(ports.NodeManager)), time.Second); err == nil {
-			c.Close()
-			return nil
+		} else if m, err := s.cfg.Dir.Membership(); err == nil {
+			if n := m.Nodes[s.rec.Job]; n != nil && n.Alive && n.LastSeen.After(s.rec.Started) {
+				return nil
+			}
 		}
 	}
 }
