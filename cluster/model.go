@@ -142,18 +142,20 @@ const (
 // NodeRecord is what a job's supervisor tells the login node about itself.
 // squeue forgets ended jobs after MinJobAge, so the final outcome lives here too.
 type NodeRecord struct {
-	SchemaVersion int       `json:"schema_version"`
-	Job           string    `json:"job"`
-	Role          Role      `json:"role"`
-	Phase         Phase     `json:"phase"`
-	Reason        string    `json:"reason,omitempty"`
-	SlurmNode     string    `json:"slurm_node,omitempty"`
-	IP            string    `json:"ip,omitempty"`
-	GPUs          int       `json:"gpus"`
-	GPUIDs        string    `json:"gpu_ids,omitempty"`
-	TempDir       string    `json:"temp_dir,omitempty"`
-	Started       time.Time `json:"started"`
-	Updated       time.Time `json:"updated"`
+	SchemaVersion int    `json:"schema_version"`
+	Job           string `json:"job"`
+	Role          Role   `json:"role"`
+	Phase         Phase  `json:"phase"`
+	Reason        string `json:"reason,omitempty"`
+	SlurmNode     string `json:"slurm_node,omitempty"`
+	IP            string `json:"ip,omitempty"`
+	GPUs          int    `json:"gpus"`
+	GPUIDs        string `json:"gpu_ids,omitempty"`
+	TempDir       string `json:"temp_dir,omitempty"`
+	// ExitCode is the driver command's exit status (driver jobs only).
+	ExitCode *int      `json:"exit_code,omitempty"`
+	Started  time.Time `json:"started"`
+	Updated  time.Time `json:"updated"`
 }
 
 // Final reports whether the supervisor has exited.

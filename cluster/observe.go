@@ -25,7 +25,16 @@ type Observation struct {
 	// nil with SlurmErr set when SLURM could not be asked.
 	Slurm    map[string]slurm.Job
 	SlurmErr error
+	// Training holds each driver job's progress, read from its event file.
+	Training map[string]TrainProgress
 	Now      time.Time
+}
+
+// TrainProgress is what a driver's events say about its elastic actor pool.
+type TrainProgress struct {
+	// Actors counts live actors per job key (the node they run on).
+	Actors   map[string]int
+	LastStep *int
 }
 
 // Status is the observed state of a cluster, as `status` prints it.
@@ -66,6 +75,11 @@ type JobStatus struct {
 	ElapsedS   int64      `json:"elapsed_s"`
 	// TimeLeftS is null when the job has no time limit or has ended.
 	TimeLeftS *int64 `json:"time_left_s"`
+	// Actors counts training actors on this job's node; for a driver, its whole pool.
+	Actors int `json:"actors"`
+	// LastStep and ExitCode describe driver jobs (null for other roles).
+	LastStep *int `json:"last_step"`
+	ExitCode *int `json:"exit_code"`
 }
 
 // SlurmGone is shown for jobs squeue no longer knows (ended longer ago than MinJobAge).
@@ -130,6 +144,16 @@ func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
 		js.IP = rec.IP
 		if rec.Reason != "" && (js.Reason == "" || rec.Final()) {
 			js.Reason = rec.Reason
+		}
+		js.ExitCode = rec.ExitCode
+	}
+	for driver, p := range o.Training {
+		js.Actors += p.Actors[key]
+		if driver == key {
+			js.LastStep = p.LastStep
+			for _, n := range p.Actors {
+				js.Actors += n
+			}
 		}
 	}
 	member := o.Membership.Nodes[key]

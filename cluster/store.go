@@ -31,6 +31,8 @@ const (
 	nodesDir       = "nodes"           // one file per job, written by that job
 	scriptsDir     = "scripts"         // rendered batch scripts
 	binDir         = "bin"             // the sraybatch copy jobs run
+	eventsDir      = "events"          // one JSON-lines file per driver job, written by it
+	pythonDir      = "python"          // the trainloop Python package drivers import
 )
 
 // ErrNotFound is returned when a cluster directory does not exist.
@@ -125,7 +127,7 @@ func (s Store) Create(spec Spec, setup string) (Dir, error) {
 	if err := os.Chmod(tmp, 0o700); err != nil {
 		return cleanup(err)
 	}
-	for _, sub := range []string{submissionsDir, nodesDir, scriptsDir, binDir} {
+	for _, sub := range []string{submissionsDir, nodesDir, scriptsDir, binDir, eventsDir, pythonDir} {
 		if err := os.Mkdir(d.file(sub), 0o700); err != nil {
 			return cleanup(fmt.Errorf("create cluster directory: %w", err))
 		}
@@ -172,6 +174,12 @@ func (d Dir) SetupPath() string { return d.file(setupFile) }
 
 // BinaryPath is the sraybatch copy the cluster's jobs run.
 func (d Dir) BinaryPath() string { return filepath.Join(d.Path, binDir, "sraybatch") }
+
+// EventsPath is the JSON-lines event file of a driver job.
+func (d Dir) EventsPath(job string) string { return filepath.Join(d.Path, eventsDir, job+".jsonl") }
+
+// PythonPath is the directory put on a driver's PYTHONPATH.
+func (d Dir) PythonPath() string { return filepath.Join(d.Path, pythonDir) }
 
 // ScriptPath names a rendered batch script.
 func (d Dir) ScriptPath(name string) string { return filepath.Join(d.Path, scriptsDir, name) }

@@ -130,7 +130,7 @@ func (n *NVMLGPUs) Inventory() (Inventory, error) {
 		}
 		inv := Inventory{Source: envGPUVar(n.getenv), GPUs: []GPUInfo{}}
 		for _, g := range gpus {
-			inv.GPUs = append(inv.GPUs, GPUInfo{ID: g.ID, Index: -1, UtilizationPct: -1})
+			inv.GPUs = append(inv.GPUs, GPUInfo{ID: g.ID, Index: -1, UtilizationPct: -1, Processes: []GPUProcess{}})
 		}
 		return inv, nil
 	}

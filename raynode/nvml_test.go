@@ -319,7 +319,7 @@ func TestNVMLInitFailsFallsBackToEnv(t *testing.T) {
 			t.Errorf("env %v: Inventory() = %+v, %v, warned %q", tt.env, inv, err, warn.String())
 		}
 		for i, gi := range inv.GPUs {
-			if gi.ID != tt.want[i] || gi.Index != -1 || gi.Name != "" {
+			if gi.ID != tt.want[i] || gi.Index != -1 || gi.Name != "" || gi.Processes == nil { // [] not null in JSON
 				t.Errorf("env %v: fallback entry %+v, want ID %s only", tt.env, gi, tt.want[i])
 			}
 		}

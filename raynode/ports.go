@@ -77,6 +77,9 @@ func (p Ports) All() []int {
 // starting at the same moment may still pick the same block; the supervisor
 // retries with a new block when `ray start` fails before the node is up.
 func AllocatePorts(r PortRange, free func(port int) bool) (Ports, error) {
+	if r.Hi-r.Lo+1 < minBlock {
+		return Ports{}, fmt.Errorf("port range %s holds fewer than %d ports: widen --port-range", r, minBlock)
+	}
 	size := min(maxBlock, r.Hi-r.Lo+1)
 	blocks := (r.Hi - r.Lo + 1) / size
 	order := rand.Perm(blocks)

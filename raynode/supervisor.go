@@ -55,6 +55,8 @@ type Config struct {
 	// Scheduler answers NodeAddr and head-job checks; may be nil outside SLURM.
 	Scheduler slurm.Scheduler
 	GPUs      GPUs
+	// DriverArgv is the command a driver job runs once its Ray node has joined.
+	DriverArgv []string
 	// Log receives the supervisor's progress lines and Ray's own output (the job log).
 	Log io.Writer
 }
@@ -143,6 +145,8 @@ func (s *supervisor) save() {
 
 func (s *supervisor) finish(err error) {
 	switch {
+	case err == nil && s.rec.ExitCode != nil:
+		s.rec.Phase, s.rec.Reason = cluster.PhaseEnded, "driver finished"
 	case err == nil:
 		s.rec.Phase, s.rec.Reason = cluster.PhaseEnded, "ray exited"
 	case errors.Is(err, errDrain):
@@ -170,9 +174,11 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 			return err
 		}
 	}
-	gpus, err := s.cfg.GPUs.Visible()
-	if err != nil {
-		return fmt.Errorf("find the job's GPUs: %w", err)
+	var gpus []GPU
+	if s.cfg.Role != cluster.RoleDriver { // a driver's node takes no actors
+		if gpus, err = s.cfg.GPUs.Visible(); err != nil {
+			return fmt.Errorf("find the job's GPUs: %w", err)
+		}
 	}
 	ip, err := s.nodeIP(ctx)
 	if err != nil {
@@ -239,7 +245,79 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 	s.rec.Phase = cluster.PhaseRunning
 	s.save()
 	s.logf("ray node up at %s (%d GPUs)", ip, len(gpus))
-	return s.monitor(ctx, node, ports, drain)
+	var driver *rayProcess
+	if s.cfg.Role == cluster.RoleDriver {
+		if driver, err = s.startDriver(env, head); err != nil {
+			return err
+		}
+		defer s.stopDriver(driver)
+	}
+	return s.monitor(ctx, node, driver, ports, drain)
+}
+
+// errDriverFailed is a driver command that exited non-zero.
+var errDriverFailed = errors.New("driver failed")
+
+// startDriver runs the user's driver next to this job's Ray node, so a bare
+// ray.init() finds a local raylet of the cluster.
+func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (*rayProcess, error) {
+	env = withoutKeys(env, "RAY_ADDRESS", "PYTHONPATH", "SRAYBATCH_EVENTS", "SRAYBATCH_CLUSTER_DIR", "SRAYBATCH_JOB")
+	pythonPath := s.cfg.Dir.PythonPath()
+	if p := envValue(s.cfg.Environ, "PYTHONPATH"); p != "" {
+		pythonPath += ":" + p
+	}
+	env = append(env,
+		"RAY_ADDRESS="+head.Address,
+		"PYTHONPATH="+pythonPath,
+		"PYTHONUNBUFFERED=1",
+		"SRAYBATCH_EVENTS="+s.cfg.Dir.EventsPath(s.rec.Job),
+		"SRAYBATCH_CLUSTER_DIR="+s.cfg.Dir.Path,
+		"SRAYBATCH_JOB="+s.rec.Job,
+	)
+	path, err := lookPath(s.cfg.DriverArgv[0], envValue(env, "PATH"))
+	if err != nil {
+		return nil, fmt.Errorf("driver command: %w", err)
+	}
+	s.logf("driver: %s", strings.Join(s.cfg.DriverArgv, " "))
+	cmd := exec.Command(path, s.cfg.DriverArgv[1:]...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = s.cfg.Log, io.MultiWriter(s.cfg.Log, s.tail)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start driver: %w", err)
+	}
+	p := &rayProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stopDriver gives the driver a SIGTERM and a grace period before Ray goes.
+func (s *supervisor) stopDriver(p *rayProcess) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(stopGrace):
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// driverResult records the driver's exit status and turns it into the job's outcome.
+func (s *supervisor) driverResult(p *rayProcess) error {
+	code := p.cmd.ProcessState.ExitCode()
+	s.rec.ExitCode = &code
+	if code == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: exit code %d: %s", errDriverFailed, code, s.tail.String())
 }
 
 // setup runs the user's --setup lines once in bash and returns the environment
@@ -412,6 +490,9 @@ func (s *supervisor) startParams(ip string, gpus int, ports Ports, tmp string, h
 	} else if s.spec.ObjectStoreMB > 0 {
 		p.Params["object-store-memory"] = strconv.FormatInt(int64(s.spec.ObjectStoreMB)<<20, 10)
 	}
+	if s.cfg.Role == cluster.RoleDriver { // the driver's node only hosts the driver
+		p.Params["num-cpus"] = "0"
+	}
 	ports.Params(p.Head, p.Params)
 	return p
 }
@@ -456,7 +537,8 @@ func (s *supervisor) startRay(ray string, p StartParams, env []string) (*rayProc
 	argv := p.Argv()
 	s.logf("%s %s", ray, strings.Join(argv, " "))
 	cmd := exec.Command(ray, argv...)
-	cmd.Env = env
+	// CUDA numbers GPUs by PCI bus, like NVML and SLURM, not fastest-first.
+	cmd.Env = append(withoutKeys(env, "CUDA_DEVICE_ORDER"), "CUDA_DEVICE_ORDER=PCI_BUS_ID")
 	if envValue(env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S") == "" {
 		cmd.Env = append(cmd.Env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="+rayDrainSeconds)
 	}
@@ -527,7 +609,11 @@ func (s *supervisor) publishHead(ip string, ports Ports) error {
 
 // monitor waits for the end: Ray exiting, a cancel, a drain, or (workers) the
 // head going away. The head also keeps the membership snapshot fresh.
-func (s *supervisor) monitor(ctx context.Context, node *rayProcess, ports Ports, drain <-chan struct{}) error {
+func (s *supervisor) monitor(ctx context.Context, node, driver *rayProcess, ports Ports, drain <-chan struct{}) error {
+	var driverDone <-chan struct{}
+	if driver != nil {
+		driverDone = driver.done
+	}
 	tick := time.NewTicker(membershipInterval)
 	defer tick.Stop()
 	var members *membershipTracker
@@ -541,6 +627,8 @@ func (s *supervisor) monitor(ctx context.Context, node *rayProcess, ports Ports,
 			return context.Cause(ctx)
 		case <-node.done:
 			return fmt.Errorf("ray exited (%v): %s", node.err, s.tail.String())
+		case <-driverDone:
+			return s.driverResult(driver)
 		case <-drain:
 			s.rec.Phase, s.rec.Reason = cluster.PhaseDraining, "time limit near"
 			s.save()

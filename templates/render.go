@@ -36,6 +36,8 @@ type Script struct {
 	HeadJob string
 	// Tasks > 0 renders a job array of that many one-node jobs.
 	Tasks int
+	// DriverArgv is the driver job's command (role driver only).
+	DriverArgv []string
 }
 
 // JobName is the SLURM job name of a role in a cluster; status finds a
@@ -67,6 +69,14 @@ func (s Script) Validate() error {
 		}
 	default:
 		return fmt.Errorf("unknown role %q", s.Role)
+	}
+	if (s.Role == cluster.RoleDriver) != (len(s.DriverArgv) > 0) {
+		return fmt.Errorf("a driver job, and only a driver job, has a command")
+	}
+	for _, arg := range s.DriverArgv {
+		if strings.ContainsRune(arg, 0) {
+			return fmt.Errorf("invalid driver command: an argument contains NUL")
+		}
 	}
 	if s.Node.GPUs < 0 || s.Node.CPUs < 0 || s.Tasks < 0 {
 		return fmt.Errorf("GPU, CPU and task counts must not be negative")

@@ -40,7 +40,12 @@ func TestRenderGolden(t *testing.T) {
 		Role: cluster.RoleHead, Cluster: "cpu-only", ClusterID: "id", ClusterDir: "/s/c dir/it's",
 		Binary: "/s/c dir/it's/bin/sraybatch", TokenPath: "/s/c dir/it's/token", LogDir: "/s/logs", Insecure: true,
 	}
+	driver := baseScript(cluster.RoleDriver)
+	driver.HeadJob = "4242"
+	driver.Node = cluster.NodeSpec{CPUs: 1, Partition: "gpu"}
+	driver.DriverArgv = []string{"python", "my driver.py", "--lr", "3e-4", "$(touch canary)", "it's"}
 	cases := map[string]Script{
+		"driver":       driver,
 		"head":         baseScript(cluster.RoleHead),
 		"worker":       worker,
 		"worker-array": array,

@@ -14,6 +14,7 @@ import (
 	"github.com/sraybatch/sraybatch/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
+	"github.com/sraybatch/sraybatch/trainloop"
 )
 
 // squeueTimeout bounds one squeue: with the controller down squeue hangs for
@@ -89,6 +90,17 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir) (cluster.Status, err
 		return cluster.Status{}, err
 	} else if ok {
 		o.Down = &d
+	}
+	o.Training = map[string]cluster.TrainProgress{}
+	for _, sub := range o.Submissions {
+		if sub.Role != cluster.RoleDriver {
+			continue
+		}
+		for _, key := range sub.JobKeys() {
+			if o.Training[key], err = trainloop.ReadProgress(dir.EventsPath(key)); err != nil {
+				return cluster.Status{}, err
+			}
+		}
 	}
 	o.Slurm, o.SlurmErr = a.clusterJobs(ctx, o.Spec)
 	return cluster.Observe(o), nil

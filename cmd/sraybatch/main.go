@@ -61,9 +61,11 @@ func commands() []command {
 	return []command{
 		{name: "up", summary: "start a cluster: submit the Ray head job (and workers)", run: runUpCmd},
 		{name: "grow", summary: "add worker jobs to a running cluster", run: runGrowCmd},
+		{name: "train", summary: "run the training driver as a job: the elastic demo loop or your own", run: runTrainCmd},
 		{name: "status", summary: "show a cluster's jobs, SLURM state and Ray membership", run: runStatusCmd},
 		{name: "env", summary: "print the exports that point Ray's own tools at a cluster", run: runEnvCmd},
 		{name: "down", summary: "cancel every job of a cluster and wait until they are gone", run: runDownCmd},
+		{name: "gpus", summary: "print this node's GPU inventory (NVML, else the job's environment)", run: runGpusCmd},
 		{name: "version", summary: "print the sraybatch version", run: runVersionCmd},
 		{name: "node", summary: "run one Ray node inside a job (used by the batch scripts)", run: runNodeCmd, hidden: true},
 	}

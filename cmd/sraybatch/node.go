@@ -9,7 +9,7 @@ import (
 	"github.com/sraybatch/sraybatch/slurm"
 )
 
-const nodeUsage = `Usage: sraybatch node head|worker --cluster-dir DIR [--head-job ID]
+const nodeUsage = `Usage: sraybatch node head|worker|driver --cluster-dir DIR [--head-job ID] [-- DRIVER COMMAND...]
 
 Run one Ray node inside a SLURM job. The batch scripts sraybatch renders exec
 this; it is not meant to be run by hand.`
@@ -18,6 +18,7 @@ type nodeOptions struct {
 	Role       cluster.Role
 	ClusterDir string
 	HeadJob    string
+	DriverArgv []string
 }
 
 func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -28,26 +29,29 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("give the role: head or worker")
+	if fs.NArg() < 1 {
+		return usagef("give the role: head, worker or driver")
 	}
-	o.Role = cluster.Role(fs.Arg(0))
+	o.Role, o.DriverArgv = cluster.Role(fs.Arg(0)), fs.Args()[1:]
 	switch {
-	case o.Role != cluster.RoleHead && o.Role != cluster.RoleWorker:
-		return usagef("unknown role %q: use head or worker", o.Role)
+	case o.Role != cluster.RoleHead && o.Role != cluster.RoleWorker && o.Role != cluster.RoleDriver:
+		return usagef("unknown role %q: use head, worker or driver", o.Role)
+	case (o.Role == cluster.RoleDriver) != (len(o.DriverArgv) > 0):
+		return usagef("a driver, and only a driver, takes a command after --")
 	case o.ClusterDir == "":
 		return usagef("--cluster-dir is required")
 	case o.Role != cluster.RoleHead && o.HeadJob == "":
 		return usagef("--head-job is required for a %s", o.Role)
 	}
 	return raynode.Run(ctx, raynode.Config{
-		Role:      o.Role,
-		Dir:       cluster.Dir{Path: o.ClusterDir},
-		HeadJob:   o.HeadJob,
-		Getenv:    os.Getenv,
-		Environ:   os.Environ(),
-		Scheduler: slurm.New(slurm.ExecRunner{}, slurm.DefaultPrograms()),
-		GPUs:      raynode.EnvGPUs{Getenv: os.Getenv},
-		Log:       io.Out,
+		Role:       o.Role,
+		Dir:        cluster.Dir{Path: o.ClusterDir},
+		HeadJob:    o.HeadJob,
+		DriverArgv: o.DriverArgv,
+		Getenv:     os.Getenv,
+		Environ:    os.Environ(),
+		Scheduler:  slurm.New(slurm.ExecRunner{}, slurm.DefaultPrograms()),
+		GPUs:       raynode.SystemGPUs(os.Getenv, io.Out),
+		Log:        io.Out,
 	})
 }

@@ -114,11 +114,20 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 	return nil
 }
 
-var jobColumns = table.Row{"ROLE", "JOB", "SLURM", "REASON", "NODE", "GPUS", "RAY", "RAY NODE", "ELAPSED", "TIME LEFT"}
+var jobColumns = table.Row{"ROLE", "JOB", "SLURM", "REASON", "NODE", "GPUS", "RAY", "RAY NODE", "ACTORS", "ELAPSED", "TIME LEFT"}
 
 func jobRow(j cluster.JobStatus) table.Row {
+	actors := strconv.Itoa(j.Actors)
+	if j.Role == cluster.RoleDriver {
+		if j.LastStep != nil {
+			actors += " (step " + strconv.Itoa(*j.LastStep) + ")"
+		}
+		if j.ExitCode != nil {
+			actors += " exit " + strconv.Itoa(*j.ExitCode)
+		}
+	}
 	return table.Row{j.Role, j.JobID, dash(j.SlurmState), dash(j.Reason), dash(j.Node), j.GPUs, j.Ray,
-		dash(shortID(j.RayNodeID)), formatSeconds(&j.ElapsedS), formatSeconds(j.TimeLeftS)}
+		dash(shortID(j.RayNodeID)), actors, formatSeconds(&j.ElapsedS), formatSeconds(j.TimeLeftS)}
 }
 
 func clusterLine(c cluster.ClusterStatus) string {

@@ -385,6 +385,7 @@ class ElasticPool:
         try:
             while calls:
                 done, _ = ray.wait(list(calls), num_returns=len(calls), timeout=self.poll_interval_s)
+                failed = []
                 for ref in done:
                     m = calls.pop(ref)
                     self._busy.discard(m)
@@ -393,8 +394,12 @@ class ElasticPool:
                     try:
                         results.append(StepResult(m.info, ray.get(ref)))
                     except _ACTOR_GONE as e:
-                        self._remove(m, "actor_died", error=_short_error(e))
+                        failed.append((m, e))
+                # Refresh first: if the actor died with its node, it is reported as node_left.
                 self.refresh()
+                for m, e in failed:
+                    m.node.failures += 1
+                    self._remove(m, "actor_died", error=_short_error(e))
                 for ref in [r for r, m in calls.items() if m.removed]:
                     del calls[ref]  # its node left: do not wait for Ray to fail the call
         finally:

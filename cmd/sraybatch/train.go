@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/templates"
+	"github.com/sraybatch/sraybatch/trainloop"
+)
+
+const trainUsage = `Usage: sraybatch train [--cluster NAME] [flags] [-- COMMAND ARGS...]
+
+Submit the training driver as its own SLURM job (CPU only). The job first
+starts a 0-GPU Ray node of the cluster on its host, then runs the driver with
+RAY_ADDRESS and the cluster's auth settings, so a bare ray.init() connects.
+Without a command it runs the built-in elastic demo loop: one actor per GPU
+of every joined node, scaling as the cluster grows and surviving nodes leaving.
+Your own driver can import sraybatch_trainloop (on its PYTHONPATH) for the same
+elastic pool and events.
+
+Examples:
+  sraybatch train --cluster exp1
+  sraybatch train --cluster exp1 --steps 100 --follow
+  sraybatch train --cluster exp1 -- python my_driver.py --lr 3e-4`
+
+type trainOptions struct {
+	Cluster      string
+	Steps        int
+	StepSeconds  float64
+	GPUsPerActor float64
+	CPUs         int
+	Follow       bool
+	Command      []string
+}
+
+func runTrainCmd(ctx context.Context, io IOStreams, args []string) error {
+	var o trainOptions
+	fs := newFlagSet("train", trainUsage, io)
+	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	fs.IntVar(&o.Steps, "steps", 0, "demo: steps to run (0: until the cluster goes down)")
+	fs.Float64Var(&o.StepSeconds, "step-seconds", 1, "demo: seconds of work per step")
+	fs.Float64Var(&o.GPUsPerActor, "gpus-per-actor", -1, "demo: GPUs per actor (default 1, or 0 on a CPU-only cluster)")
+	fs.IntVar(&o.CPUs, "cpus", 1, "CPUs of the driver job")
+	fs.BoolVarP(&o.Follow, "follow", "f", false, "stream the driver's output until it ends (exit 1 if it fails)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.ArgsLenAtDash() >= 0 {
+		o.Command = fs.Args()[fs.ArgsLenAtDash():]
+	}
+	if fs.NArg() > len(o.Command) {
+		return usagef("unexpected argument %q: put the driver command after -- (see --help)", fs.Arg(0))
+	}
+	a, err := newApp()
+	if err != nil {
+		return err
+	}
+	return runTrain(ctx, io, a, o)
+}
+
+func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
+	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
+		return usageError{err}
+	}
+	if o.Steps < 0 || o.StepSeconds <= 0 || o.CPUs < 1 {
+		return usagef("--steps must be >= 0, --step-seconds > 0 and --cpus >= 1")
+	}
+	dir, err := a.resolveCluster(o.Cluster)
+	if err != nil {
+		return err
+	}
+	spec, err := dir.Spec()
+	if err != nil {
+		return err
+	}
+	if _, down, err := dir.Down(); err != nil {
+		return err
+	} else if down {
+		return usagef("cluster %s was taken down: start a new one with `sraybatch up`", spec.Name)
+	}
+	subs, err := dir.Submissions()
+	if err != nil {
+		return err
+	}
+	head, ok := headJob(subs)
+	if !ok {
+		return fmt.Errorf("cluster %s has no head job recorded", spec.Name)
+	}
+	command := o.Command
+	if len(command) == 0 {
+		gpus := o.GPUsPerActor
+		if gpus < 0 {
+			gpus = min(1, float64(spec.Node.GPUs))
+		}
+		command = []string{"python3", "-m", trainloop.PythonPackage + ".demo",
+			"--steps", strconv.Itoa(o.Steps), "--step-seconds", strconv.FormatFloat(o.StepSeconds, 'g', -1, 64),
+			"--gpus-per-actor", strconv.FormatFloat(gpus, 'g', -1, 64)}
+	}
+	if err := trainloop.InstallPython(dir.PythonPath()); err != nil {
+		return fmt.Errorf("install the trainloop package: %w", err)
+	}
+	limit, err := a.workerTimeLimit(ctx, spec, head)
+	if err != nil {
+		return err
+	}
+	s := nodeScript(dir, spec, cluster.RoleDriver)
+	s.Node.GPUs, s.Node.CPUs, s.Node.Mem = 0, o.CPUs, ""
+	s.HeadJob, s.Time, s.DriverArgv = head, limit, command
+	jobID, err := a.submit(ctx, dir, s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.ErrOut, "cluster %s: driver job %s submitted; its log: %s\n", spec.Name, jobID, jobLog(spec, cluster.RoleDriver, jobID))
+	fmt.Fprintln(io.Out, jobID)
+	if !o.Follow {
+		return nil
+	}
+	return followDriver(ctx, io, a, dir, spec, jobID)
+}
+
+// followDriver streams the driver job's log until the job has ended, and
+// fails with the driver's exit code when it did.
+func followDriver(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, job string) error {
+	path := jobLog(spec, cluster.RoleDriver, job)
+	var offset int64
+	for {
+		offset = copyFrom(path, offset, io.Out)
+		rec, ok, err := dir.Node(job)
+		if err != nil {
+			return err
+		}
+		ended := ok && rec.Final()
+		if !ended {
+			jobs, err := a.sched.Jobs(ctx, slurm.Query{JobIDs: []string{job}})
+			ended = err == nil && (len(jobs) == 0 || !jobs[0].State.Active())
+		}
+		if ended {
+			time.Sleep(pollInterval) // let the last lines reach the shared filesystem
+			copyFrom(path, offset, io.Out)
+			if rec.ExitCode != nil && *rec.ExitCode != 0 {
+				return fmt.Errorf("driver job %s: its command exited with code %d (log %s)", job, *rec.ExitCode, path)
+			}
+			if rec.Phase == cluster.PhaseFailed {
+				return fmt.Errorf("driver job %s failed: %s (log %s)", job, rec.Reason, path)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// copyFrom copies what path holds beyond offset and returns the new offset.
+func copyFrom(path string, offset int64, w io.Writer) int64 {
+	f, err := os.Open(path)
+	if err != nil { // not written yet
+		return offset
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return offset
+	}
+	n, _ := io.Copy(w, f)
+	return offset + n
+}

@@ -1,0 +1,66 @@
+package trainloop
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/sraybatch/sraybatch/cluster"
+)
+
+// Event is one line of a driver's event file; the schema is documented in
+// python/sraybatch_trainloop/events.py. Unknown fields are ignored.
+type Event struct {
+	TS    float64 `json:"ts"`
+	Event string  `json:"event"`
+	Job   string  `json:"job,omitempty"`
+	Actor string  `json:"actor,omitempty"`
+	Step  *int    `json:"step,omitempty"`
+}
+
+// ReadProgress folds a driver's events into its pool's current state. A
+// missing file is no progress yet; a torn last line (the driver is writing)
+// is skipped.
+func ReadProgress(path string) (cluster.TrainProgress, error) {
+	p := cluster.TrainProgress{Actors: map[string]int{}}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, nil
+	}
+	if err != nil {
+		return p, fmt.Errorf("read events: %w", err)
+	}
+	defer f.Close()
+	return p, foldEvents(f, &p)
+}
+
+func foldEvents(r io.Reader, p *cluster.TrainProgress) error {
+	actorJob := map[string]string{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var ev Event
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue // a line still being written
+		}
+		switch ev.Event {
+		case "actor_spawned":
+			actorJob[ev.Actor] = ev.Job
+		case "actor_lost":
+			delete(actorJob, ev.Actor)
+		case "step_done":
+			if ev.Step != nil {
+				step := *ev.Step
+				p.LastStep = &step
+			}
+		}
+	}
+	for _, job := range actorJob {
+		p.Actors[job]++
+	}
+	return sc.Err()
+}
