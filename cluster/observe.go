@@ -112,8 +112,34 @@ func Observe(o Observation) Status {
 			st.Jobs = append(st.Jobs, observeJob(o, sub.Role, key, fresh))
 		}
 	}
+	countActors(o, st.Jobs)
 	st.Cluster.State, st.Cluster.Reason = clusterState(o, st.Jobs)
 	return st
+}
+
+// countActors credits each live node with the actors drivers placed on it,
+// and each running driver with its live pool: a driver killed with its
+// cluster never logs its actors' end, so only nodes still in Ray count.
+func countActors(o Observation, jobs []JobStatus) {
+	live := map[string]bool{}
+	for _, j := range jobs {
+		live[j.JobID] = j.Ray == Joined || j.Ray == Draining
+	}
+	for i := range jobs {
+		j := &jobs[i]
+		for driver, p := range o.Training {
+			if live[j.JobID] {
+				j.Actors += p.Actors[j.JobID]
+			}
+			if driver == j.JobID && live[driver] {
+				for node, n := range p.Actors {
+					if live[node] {
+						j.Actors += n
+					}
+				}
+			}
+		}
+	}
 }
 
 func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
@@ -147,14 +173,8 @@ func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
 		}
 		js.ExitCode = rec.ExitCode
 	}
-	for driver, p := range o.Training {
-		js.Actors += p.Actors[key]
-		if driver == key {
-			js.LastStep = p.LastStep
-			for _, n := range p.Actors {
-				js.Actors += n
-			}
-		}
+	if p, ok := o.Training[key]; ok {
+		js.LastStep = p.LastStep
 	}
 	member := o.Membership.Nodes[key]
 	if member != nil {

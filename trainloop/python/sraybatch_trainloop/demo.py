@@ -142,11 +142,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.getsignal(signal.SIGTERM)
     events = EventLog.from_env()
     pool = None
     try:
         ray.init(address=args.address)
+        # After ray.init: it installs its own SIGTERM handler (sys.exit(15)) in the driver.
+        signal.signal(signal.SIGTERM, _on_sigterm)
         pool = ElasticPool(
             Trainer,
             gpus_per_actor=args.gpus_per_actor,

@@ -51,7 +51,8 @@ class Nodes:
         self.alive = {}  # node_id -> (Node, job key, gpus)
 
     def add(self, gpus=2, job=True, cpus=1):
-        key = f"{next(_keys)}_0" if next(_keys) % 2 else str(next(_keys))  # both "8" and "7_0" shapes
+        n = next(_keys)
+        key = f"{n}_0" if n % 2 else str(n)  # both SLURM shapes: "8" and array task "7_0"
         resources = {f"sraybatch_job_{key}": 1} if job else {}
         node = self.cluster.add_node(num_cpus=cpus, num_gpus=gpus, resources=resources, object_store_memory=80 * MB)
         self.alive[node.node_id] = (node, key, gpus)

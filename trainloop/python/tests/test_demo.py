@@ -1,0 +1,59 @@
+"""The demo driver as the Go side runs it: a separate process with RAY_ADDRESS and SRAYBATCH_EVENTS set."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sraybatch_trainloop import read_events, validate
+
+PKG_ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_demo(cluster, events_path, *args):
+    env = dict(os.environ, RAY_ADDRESS=cluster.address, SRAYBATCH_EVENTS=str(events_path))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PKG_ROOT), env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "sraybatch_trainloop.demo", *args],
+        cwd=PKG_ROOT,  # Ray adds the driver's cwd to the workers' sys.path
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_demo_runs_steps(cluster, nodes, tmp_path):
+    node, key = nodes.add(gpus=2)
+    events_path = tmp_path / "events.jsonl"
+    proc = start_demo(cluster, events_path, "--steps", "8", "--step-seconds", "0.3", "--max-wait-s", "90")
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out + err
+    assert f"detected new node {node.node_id[:8]} (job {key}, 2 GPUs)" in out
+    assert out.count(f"created placement group ") == 2
+    assert f"spawned actor 1 on node {node.node_id[:8]} (job {key}, GPU " in out
+    assert "step 8: 2 actors, mean 0.3" in out, out  # the 2nd actor joins within a step or two
+    records = read_events(events_path)
+    assert all(validate(r) == [] for r in records), records
+    steps = [r for r in records if r["event"] == "step_done"]
+    assert [s["step"] for s in steps] == list(range(1, 9)) and steps[-1]["actors"] == 2
+    assert sorted(r["gpu_index"] for r in records if r["event"] == "actor_spawned") == ["0", "1"]
+
+
+def test_demo_sigterm_exits_cleanly(cluster, nodes, tmp_path):
+    nodes.add(gpus=1)
+    proc = start_demo(cluster, tmp_path / "events.jsonl", "--steps", "0", "--step-seconds", "0.2", "--gpus-per-actor", "0")
+    lines = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("step 2:") or time.monotonic() > deadline:
+            break
+    assert lines and lines[-1].startswith("step 2: 1 actors"), "".join(lines)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert "SIGTERM: stopping" in out
+    assert "Traceback" not in err, err

@@ -1,0 +1,245 @@
+"""ElasticPool against a real multi-raylet Ray cluster on this machine (no Ray mocks)."""
+
+import collections
+import contextlib
+import os
+import sys
+import threading
+import time
+
+import pytest
+import ray
+
+from sraybatch_trainloop import ElasticPool, EventLog, read_events, validate
+
+# Ship this module's classes to the workers by value: they need not import the tests.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class Probe:
+    def __init__(self):
+        self.calls = 0
+
+    def step(self, seconds=0.0, crash_pid=None):
+        if os.getpid() == crash_pid:
+            os._exit(1)
+        time.sleep(seconds)
+        self.calls += 1
+        return {"pid": os.getpid(), "calls": self.calls}
+
+    def where(self):
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "pid": os.getpid(),
+        }
+
+
+class Runner(threading.Thread):
+    """Runs pool.run_step in a loop (like a training driver) so the test can change the cluster meanwhile."""
+
+    def __init__(self, pool, *args):
+        super().__init__(daemon=True)
+        self.pool, self.args = pool, args
+        self.errors, self.steps = [], []
+        self._stop, self._want_pause = threading.Event(), threading.Event()
+        self._paused, self._resume = threading.Event(), threading.Event()
+        self.in_step = threading.Event()
+
+    def run(self):
+        while not self._stop.is_set():
+            if self._want_pause.is_set():
+                self._paused.set()
+                self._resume.wait()
+                self._resume.clear()
+                self._paused.clear()
+                continue
+            try:
+                self.in_step.set()
+                results = self.pool.run_step("step", *self.args, wait_for_actors_s=0.3)
+                self.in_step.clear()
+            except BaseException as e:  # the loop must never raise
+                self.errors.append(e)
+                return
+            self.steps.append(results)
+
+    @contextlib.contextmanager
+    def paused(self):
+        self._want_pause.set()
+        assert self._paused.wait(60), "runner did not pause"
+        try:
+            yield
+        finally:
+            self._want_pause.clear()
+            self._resume.set()
+
+    def stop(self):
+        self._stop.set()
+        self._want_pause.clear()
+        self._resume.set()
+        self.join(60)
+
+
+def expected_slots(nodes, gpus_per_actor=1):
+    out = {}
+    for node_id, (_, key, gpus) in nodes.alive.items():
+        if key is None:
+            continue
+        out[node_id] = 1 if gpus_per_actor == 0 else int(gpus // gpus_per_actor)
+    return {k: v for k, v in out.items() if v}
+
+
+def settle(pool, nodes, gpus_per_actor=1, timeout=45):
+    """Wait until the pool has exactly one actor per alive slot, then check where() on every actor."""
+    want = expected_slots(nodes, gpus_per_actor)
+    deadline = time.monotonic() + timeout
+    while True:
+        pool.wait_for_actors(0.2, min_actors=sum(want.values()))
+        have = collections.Counter(a.node_id for a in pool.actors)
+        if pool.pending == 0 and dict(have) == want:
+            break
+        assert time.monotonic() < deadline, f"not settled: want {want}, have {dict(have)}, pending {pool.pending}"
+    actors = pool.actors
+    assert len(actors) == sum(want.values()) == pool.size
+    wheres = ray.get([a.handle.where.remote() for a in actors], timeout=60)
+    pairs = set()
+    for a, w in zip(actors, wheres):
+        assert w["node_id"] == a.node_id
+        assert w["cuda_visible_devices"] == a.cuda_visible_devices
+        pairs.add((w["node_id"], w["cuda_visible_devices"]))
+    assert len(pairs) == len(actors), f"two actors share a (node, GPU): {wheres}"
+    if gpus_per_actor:
+        for node_id, n in want.items():
+            gpus = sorted(c for nid, c in pairs if nid == node_id)
+            assert len(gpus) == n and all(g is not None for g in gpus)
+    return actors
+
+
+def check_event_file(path):
+    records = read_events(path)
+    assert records, "no events written"
+    for r in records:
+        assert validate(r) == [], r
+    spawned = set()
+    for r in records:
+        if r["event"] == "actor_spawned":
+            assert r["actor"] not in spawned
+            spawned.add(r["actor"])
+        elif r["event"] == "actor_lost":
+            assert r["actor"] in spawned, f"actor_lost without actor_spawned: {r}"
+    return records
+
+
+def test_join_leave_cycles(nodes, make_pool, tmp_path):
+    events_path = tmp_path / "events.jsonl"
+    pool = make_pool(Probe, events=EventLog(events_path))
+    runner = Runner(pool, 0.4)  # slow steps: joins and leaves land while a step is in flight
+    runner.start()
+    added_at, removed = {}, []
+    try:
+        for i in range(20):
+            node, key = nodes.add(gpus=2)
+            added_at[node.node_id] = time.time()
+            if len(nodes.alive) > 2:
+                victim = next(iter(nodes.alive.values()))[0]  # the oldest
+                removed.append(victim.node_id)
+                if i % 3 == 0:  # graceful (SLURM job ends), in the middle of a step
+                    assert runner.in_step.wait(30)
+                    nodes.remove(victim)
+                elif i % 3 == 1:  # graceful, between steps
+                    with runner.paused():
+                        nodes.remove(victim)
+                else:  # SIGKILL (node crash) in the middle of a step
+                    assert runner.in_step.wait(30)
+                    nodes.remove(victim, graceful=False)
+            with runner.paused():
+                settle(pool, nodes)
+            assert not runner.errors, runner.errors
+    finally:
+        runner.stop()
+    assert not runner.errors, runner.errors
+    for results in runner.steps:
+        ids = [r.actor.actor_id for r in results]
+        assert len(ids) == len(set(ids))
+
+    records = check_event_file(events_path)
+    by = collections.defaultdict(list)
+    for r in records:
+        by[r["event"]].append(r)
+    joined = {r["node_id"]: r for r in by["node_joined"]}
+    assert set(joined) == set(added_at) and len(by["node_joined"]) == 20
+    assert sorted(r["node_id"] for r in by["node_left"]) == sorted(removed)
+    live = collections.Counter(r["node_id"] for r in by["actor_spawned"])
+    live.subtract(r["node_id"] for r in by["actor_lost"])
+    assert +live == collections.Counter({nid: 2 for nid in nodes.alive})
+    lags = sorted(joined[nid]["ts"] - t for nid, t in added_at.items())
+    print(f"join seen after add_node returned: median {lags[len(lags) // 2]:.3f}s max {lags[-1]:.3f}s")
+    assert lags[-1] < 2.0, lags
+
+
+def test_actor_crash_is_replaced(nodes, make_pool, tmp_path):
+    events_path = tmp_path / "events.jsonl"
+    pool = make_pool(Probe, events=EventLog(events_path))
+    nodes.add(gpus=2)
+    actors = settle(pool, nodes)
+    victim_pid = ray.get(actors[0].handle.where.remote())["pid"]
+    results = pool.run_step("step", 0.0, victim_pid)
+    assert [r.actor.actor_id for r in results] == [actors[1].actor_id]
+    settle(pool, nodes)  # a new actor took the freed GPU
+    assert actors[0].actor_id not in {a.actor_id for a in pool.actors}
+    lost = [r for r in check_event_file(events_path) if r["event"] == "actor_lost"]
+    assert [(r["actor"], r["reason"]) for r in lost] == [(actors[0].actor_id, "actor_died")]
+
+
+def test_draining_node_gets_no_new_steps(nodes, make_pool, tmp_path):
+    events_path = tmp_path / "events.jsonl"
+    draining = set()
+    pool = make_pool(Probe, events=EventLog(events_path), is_draining=lambda job: job in draining)
+    keep, _ = nodes.add(gpus=2)
+    drain, drain_key = nodes.add(gpus=1)
+    settle(pool, nodes)
+    assert pool.size == 3
+    draining.add(drain_key)
+    results = pool.run_step("step", 0.0)
+    assert {r.actor.node_id for r in results} == {keep.node_id}
+    assert pool.size == 2 and all(a.node_id == keep.node_id for a in pool.actors)
+    nodes.remove(drain)
+    pool.run_step("step", 0.0)
+    records = check_event_file(events_path)
+    mine = [r["event"] for r in records if r.get("node_id") == drain.node_id]
+    assert mine == ["node_joined", "actor_spawned", "node_draining", "actor_lost", "node_left"]
+    assert [r["reason"] for r in records if r["event"] == "actor_lost"] == ["node_draining"]
+
+
+def test_cpu_only(nodes, make_pool):
+    pool = make_pool(Probe, gpus_per_actor=0)
+    nodes.add(gpus=0)
+    nodes.add(gpus=2)  # gpus_per_actor=0: still one actor per sraybatch node
+    plain = nodes.cluster.add_node(num_cpus=1, object_store_memory=80 * 1024 * 1024)  # not an sraybatch node
+    try:
+        actors = settle(pool, nodes, gpus_per_actor=0)
+        assert len(actors) == 2 and plain.node_id not in {a.node_id for a in actors}
+        assert all(a.cuda_visible_devices is None for a in actors)
+        assert len(pool.run_step("step", 0.0)) == 2
+    finally:
+        nodes.cluster.remove_node(plain)
+
+
+def test_gpus_per_actor_two(nodes, make_pool):
+    pool = make_pool(Probe, gpus_per_actor=2)
+    nodes.add(gpus=5)  # two 2-GPU actors, one GPU left over
+    actors = settle(pool, nodes, gpus_per_actor=2)
+    used = [g for a in actors for g in a.cuda_visible_devices.split(",")]
+    assert len(actors) == 2 and len(used) == 4 == len(set(used))
+
+
+def test_no_nodes_returns_empty(make_pool):
+    pool = make_pool(Probe)
+    t = time.monotonic()
+    assert pool.run_step("step", wait_for_actors_s=0.5) == []
+    assert 0.4 < time.monotonic() - t < 5
+
+
+def test_rejects_remote_class():
+    with pytest.raises(TypeError):
+        ElasticPool(ray.remote(Probe))
