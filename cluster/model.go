@@ -186,12 +186,14 @@ type MembershipSnapshot struct {
 // MemberNode is one job's Ray node as the head last saw it; entries stay after
 // the node dies so `lost` can be told from `waiting`.
 type MemberNode struct {
-	NodeID    string    `json:"node_id"`
-	IP        string    `json:"ip"`
-	GPUs      float64   `json:"gpus"`
-	Alive     bool      `json:"alive"`
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
+	NodeID string  `json:"node_id"`
+	IP     string  `json:"ip"`
+	GPUs   float64 `json:"gpus"`
+	Alive  bool    `json:"alive"`
+	// Registered is when the node registered with the GCS (Ray's start_time_ms).
+	Registered time.Time `json:"registered"`
+	FirstSeen  time.Time `json:"first_seen"`
+	LastSeen   time.Time `json:"last_seen"`
 }
 
 // DownRequest marks a cluster that `down` was asked to end, so the jobs it

@@ -57,6 +57,7 @@ type rayNode struct {
 	NodeIP         string             `json:"node_ip"`
 	State          string             `json:"state"`
 	ResourcesTotal map[string]float64 `json:"resources_total"`
+	StartTimeMs    int64              `json:"start_time_ms"`
 }
 
 // aliveNodes lists ALIVE nodes only: DEAD ones stay listed forever and the
@@ -71,8 +72,9 @@ func (d dashboardClient) aliveNodes(ctx context.Context) ([]rayNode, error) {
 		Msg    string `json:"msg"`
 		Data   struct {
 			Result struct {
-				Total  int       `json:"total"`
-				Result []rayNode `json:"result"`
+				// NumFiltered counts the ALIVE nodes; "total" would count dead ones too.
+				NumFiltered int       `json:"num_filtered"`
+				Result      []rayNode `json:"result"`
 			} `json:"result"`
 		} `json:"data"`
 	}
@@ -82,8 +84,8 @@ func (d dashboardClient) aliveNodes(ctx context.Context) ([]rayNode, error) {
 	if !resp.Result {
 		return nil, fmt.Errorf("node list: %s", resp.Msg)
 	}
-	if n := len(resp.Data.Result.Result); resp.Data.Result.Total > n {
-		return nil, fmt.Errorf("node list truncated: %d of %d alive nodes", n, resp.Data.Result.Total)
+	if n := len(resp.Data.Result.Result); resp.Data.Result.NumFiltered > n {
+		return nil, fmt.Errorf("node list truncated: %d of %d alive nodes", n, resp.Data.Result.NumFiltered)
 	}
 	return resp.Data.Result.Result, nil
 }
@@ -134,7 +136,7 @@ func (m *membershipTracker) refresh(ctx context.Context) {
 		seen[job] = true
 		e := m.snap.Nodes[job]
 		if e == nil || e.NodeID != n.NodeID {
-			e = &cluster.MemberNode{NodeID: n.NodeID, FirstSeen: now}
+			e = &cluster.MemberNode{NodeID: n.NodeID, FirstSeen: now, Registered: time.UnixMilli(n.StartTimeMs).UTC()}
 			m.snap.Nodes[job] = e
 		}
 		e.IP, e.GPUs, e.Alive, e.LastSeen = n.NodeIP, n.ResourcesTotal["GPU"], true, now

@@ -33,9 +33,11 @@ func rayNodeJSON(id, ip, job string, head bool, gpus float64) string {
   "start_time_ms": 1717243200000, "end_time_ms": 0}`, id, ip, head, ip, res, id, job)
 }
 
-func nodesAnswer(total int, nodes ...string) string {
+// nodesAnswer is the state API's answer with alive ALIVE nodes matching the
+// filter, of which nodes are returned; "total" also counts dead nodes.
+func nodesAnswer(alive int, nodes ...string) string {
 	return fmt.Sprintf(`{"result": true, "msg": "", "data": {"result": {"total": %d, "num_after_truncation": %d, "num_filtered": %d,
-  "result": [%s], "partial_failure_warning": "", "warnings": null}}}`, total, len(nodes), len(nodes), strings.Join(nodes, ",\n"))
+  "result": [%s], "partial_failure_warning": "", "warnings": null}}}`, alive+7, len(nodes), alive, strings.Join(nodes, ",\n"))
 }
 
 // fakeDashboard serves /api/v0/nodes with whatever answer is set, and

@@ -86,6 +86,11 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 		}
 		all = append(all, st)
 	}
+	for _, st := range all {
+		if st.Cluster.SlurmError != "" {
+			fmt.Fprintf(io.ErrOut, "warning: cluster %s: %s\n", st.Cluster.Name, st.Cluster.SlurmError)
+		}
+	}
 	switch format {
 	case "json":
 		enc := json.NewEncoder(io.Out)
@@ -104,11 +109,6 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 				fmt.Fprintln(io.Out)
 			}
 			printStatusTable(io.Out, st)
-		}
-	}
-	for _, st := range all {
-		if st.Cluster.SlurmError != "" {
-			fmt.Fprintf(io.ErrOut, "warning: cluster %s: %s\n", st.Cluster.Name, st.Cluster.SlurmError)
 		}
 	}
 	return nil

@@ -1,6 +1,24 @@
 """sraybatch_trainloop: an elastic Ray actor pool for sraybatch clusters (one actor per GPU, nodes come and go)."""
 
+import sys
+
+import ray.cloudpickle
+
+from .cluster import draining_from_env
 from .events import EventLog, read_events, validate
 from .pool import ActorInfo, ElasticPool, StepResult, job_key
 
-__all__ = ["ActorInfo", "ElasticPool", "EventLog", "StepResult", "job_key", "read_events", "validate"]
+# Ship this package's classes and functions (e.g. demo.Trainer) to workers by
+# value: the driver job has the package on PYTHONPATH, worker nodes need not.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+__all__ = [
+    "ActorInfo",
+    "ElasticPool",
+    "EventLog",
+    "StepResult",
+    "draining_from_env",
+    "job_key",
+    "read_events",
+    "validate",
+]

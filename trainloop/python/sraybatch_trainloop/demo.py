@@ -22,6 +22,7 @@ from typing import List, Optional
 
 import ray
 
+from .cluster import draining_from_env
 from .events import EventLog
 from .pool import ElasticPool
 
@@ -49,8 +50,8 @@ class Trainer:
                 self.w_true_t = torch.tensor(self.w_true, device=self.device)
                 self.w_t = torch.zeros(self.DIM, device=self.device, requires_grad=True)
                 self.opt = torch.optim.SGD([self.w_t], lr=0.05)
-        except ImportError:
-            pass
+        except Exception:  # no torch, or a broken CUDA install: fall back to the CPU
+            self.backend = "python"
         if self.backend == "python":
             try:
                 import numpy as np
@@ -66,7 +67,7 @@ class Trainer:
     def _update_torch(self) -> float:
         torch = self.torch
         x = torch.randn(4096, self.DIM, device=self.device)
-        y = x @ self.w_true_t
+        y = x @ self.w_true_t + 0.1 * torch.randn(4096, device=self.device)
         loss = ((x @ self.w_t - y) ** 2).mean()
         self.opt.zero_grad()
         loss.backward()
@@ -76,7 +77,7 @@ class Trainer:
     def _update_numpy(self) -> float:
         np = self.np
         x = self.np_rng.normal(size=(256, self.DIM))
-        err = x @ self.w_np - x @ self.w_true_np
+        err = x @ self.w_np - (x @ self.w_true_np + 0.1 * self.np_rng.normal(size=256))
         self.w_np -= 0.05 * 2 * x.T @ err / len(x)
         return float(np.mean(err**2))
 
@@ -86,7 +87,7 @@ class Trainer:
         n = 32
         for _ in range(n):
             x = [self.rng.gauss(0, 1) for _ in range(self.DIM)]
-            err = sum(a * (w - t) for a, w, t in zip(x, self.w, self.w_true))
+            err = sum(a * (w - t) for a, w, t in zip(x, self.w, self.w_true)) - 0.1 * self.rng.gauss(0, 1)
             total += err * err
             for i, a in enumerate(x):
                 grad[i] += 2 * err * a / n
@@ -155,8 +156,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             actor_kwargs={"step_seconds": args.step_seconds},
             events=events,
             log=_say,
+            is_draining=draining_from_env(),
         )
         step, idle_since = 0, time.monotonic()
+        _say("waiting for sraybatch nodes (one actor per GPU slot)")
         while args.steps == 0 or step < args.steps:
             results = pool.run_step("train_step", step + 1, wait_for_actors_s=5.0)
             if not results:

@@ -17,9 +17,12 @@ Events and their fields (``?`` marks a field that may be absent or null):
     ``CUDA_VISIBLE_DEVICES`` as Ray set it ("3", or "2,3" for a 2-GPU actor;
     null for a CPU-only actor).
 ``actor_lost``       actor: str, node_id: str, job: str, reason: str, error?: str
-    The actor left the pool.  ``reason`` is one of ``node_left`` (its node is
-    gone), ``node_draining`` (retired after its last step), ``actor_died`` (a
-    call or its start-up failed; ``error`` says how).
+    The actor left the pool (killed, its placement group removed).  ``reason``
+    is one of ``node_left`` (its node is gone), ``node_draining`` (retired
+    after its last step), ``actor_died`` (a call failed; ``error`` says how;
+    also used when the call's failure arrives before Ray marks the node dead).
+    Every ``actor_lost`` follows the same actor's ``actor_spawned``; actors
+    that fail before becoming ready are only logged (human lines).
 ``node_draining``    node_id: str, job: str
     ``is_draining(job)`` turned true; the node gets no new steps.
 ``node_left``        node_id: str, job: str

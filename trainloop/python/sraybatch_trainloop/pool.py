@@ -35,7 +35,10 @@ Usage::
 
 ``run_step`` never raises because a node left or an actor died: the step ends
 on the survivors, and actors on new nodes join at the next step.  Exceptions
-raised by the actor method itself (bugs) do propagate.
+raised by the actor method itself (bugs) do propagate.  Use a pool from one
+thread.  Worker nodes must be able to import ``actor_cls``'s module (Ray adds
+the driver's working directory to the workers' ``sys.path``; classes defined in
+the driver script are shipped by value).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ _ACTOR_GONE = (RayActorError, NodeDiedError, ObjectLostError)
 def job_key(resources: Dict[str, float]) -> Optional[str]:
     """The sraybatch job key in a node's resources (``sraybatch_job_7_0`` -> ``7_0``), or None."""
     for name in sorted(resources):
-        # Placement groups add derived resources such as sraybatch_job_8_group_<pg id>.
+        # Guard: placement groups derive resources like sraybatch_job_8_group_<pg id> (ray.nodes() in 2.60 hides them).
         if name.startswith(JOB_RESOURCE_PREFIX) and "_group_" not in name:
             return name[len(JOB_RESOURCE_PREFIX):]
     return None
@@ -290,9 +293,8 @@ class ElasticPool:
                 continue
             try:
                 value = ray.get(ref)
-            except _ACTOR_GONE as e:
-                m.node.failures += 1
-                self._remove(m, "actor_died", error=_short_error(e))
+            except Exception as e:  # our own probe failed: the actor cannot serve (died, class failed to import, ...)
+                self._actor_died(m, e)
                 continue
             now = time.time()
             if kind == "pg":
@@ -342,6 +344,14 @@ class ElasticPool:
             )
         what = f"actor {m.seq}" if m.info is not None else f"starting actor {m.seq}"
         self._log(f"lost {what} on node {m.node.short} (job {m.node.job}): {reason}" + (f" ({error})" if error else ""))
+
+    def _actor_died(self, m: _Member, error: BaseException) -> None:
+        if m.removed:  # already dropped with its node
+            return
+        m.node.failures += 1
+        self._remove(m, "actor_died", error=_short_error(error))
+        if m.node.failures == self.max_failures_per_node:
+            self._log(f"node {m.node.short} (job {m.node.job}): {m.node.failures} actor failures in a row, not re-spawning")
 
     def _drop_node(self, node: _Node) -> None:
         for m in list(node.members.values()):
@@ -398,8 +408,7 @@ class ElasticPool:
                 # Refresh first: if the actor died with its node, it is reported as node_left.
                 self.refresh()
                 for m, e in failed:
-                    m.node.failures += 1
-                    self._remove(m, "actor_died", error=_short_error(e))
+                    self._actor_died(m, e)
                 for ref in [r for r, m in calls.items() if m.removed]:
                     del calls[ref]  # its node left: do not wait for Ray to fail the call
         finally:

@@ -40,6 +40,12 @@ def cluster():
         c.shutdown()
 
 
+def gcs_start_times():
+    """node_id hex -> time.time() at which the raylet started (GCS ``start_time_ms``; private Ray API)."""
+    infos = ray._private.worker.global_worker.gcs_client.get_all_node_info()
+    return {nid.hex(): info.start_time_ms / 1000 for nid, info in infos.items()}
+
+
 _keys = itertools.count(1)
 
 

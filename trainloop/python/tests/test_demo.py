@@ -13,11 +13,14 @@ PKG_ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_demo(cluster, events_path, *args):
+    # As in a driver job: the package is on the driver's PYTHONPATH only.  Ray
+    # adds the driver's cwd (not its PYTHONPATH) to the workers' sys.path, so
+    # run from elsewhere to prove the workers need not import the package.
     env = dict(os.environ, RAY_ADDRESS=cluster.address, SRAYBATCH_EVENTS=str(events_path))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PKG_ROOT), env.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, "-m", "sraybatch_trainloop.demo", *args],
-        cwd=PKG_ROOT,  # Ray adds the driver's cwd to the workers' sys.path
+        cwd=events_path.parent,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -57,3 +60,36 @@ def test_demo_sigterm_exits_cleanly(cluster, nodes, tmp_path):
     assert proc.returncode == 0, out + err
     assert "SIGTERM: stopping" in out
     assert "Traceback" not in err, err
+
+
+def test_package_classes_ship_by_value(cluster, nodes, tmp_path):
+    # demo.Trainer imported (not run as __main__), in a driver whose cwd does not hold the package.
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import ray\n"
+        "from sraybatch_trainloop import ElasticPool\n"
+        "from sraybatch_trainloop.demo import Trainer\n"
+        "ray.init()\n"
+        "pool = ElasticPool(Trainer, actor_kwargs={'step_seconds': 0.05})\n"
+        "r = pool.run_step('where', wait_for_actors_s=60)\n"
+        "print('RESULTS', len(r), r[0].value['gpu_ids'] if r else None)\n"
+        "pool.shutdown()\n"
+    )
+    nodes.add(gpus=1)
+    env = dict(os.environ, RAY_ADDRESS=cluster.address, PYTHONPATH=str(PKG_ROOT))
+    env.pop("SRAYBATCH_EVENTS", None)
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "RESULTS 1 ['0']" in out.stdout, out.stdout + out.stderr
+
+
+def test_trainer_backends_in_process(monkeypatch):
+    from sraybatch_trainloop.demo import Trainer
+
+    for blocked, backend in [(["torch"], "numpy"), (["torch", "numpy"], "python")]:
+        for mod in blocked:
+            monkeypatch.setitem(sys.modules, mod, None)  # import raises ImportError
+        t = Trainer(step_seconds=0.05)
+        assert t.backend == backend
+        out = [t.train_step(k) for k in range(1, 40)]
+        assert out[-1]["backend"] == backend and 0.04 < out[-1]["duration_s"] < 1
+        assert out[-1]["loss"] < out[0]["loss"]  # it learns

@@ -10,6 +10,7 @@ import time
 import pytest
 import ray
 
+from conftest import gcs_start_times
 from sraybatch_trainloop import ElasticPool, EventLog, read_events, validate
 
 # Ship this module's classes to the workers by value: they need not import the tests.
@@ -41,13 +42,13 @@ class Runner(threading.Thread):
     def __init__(self, pool, *args):
         super().__init__(daemon=True)
         self.pool, self.args = pool, args
-        self.errors, self.steps = [], []
-        self._stop, self._want_pause = threading.Event(), threading.Event()
+        self.errors, self.steps, self.shortened = [], [], 0
+        self._halt, self._want_pause = threading.Event(), threading.Event()
         self._paused, self._resume = threading.Event(), threading.Event()
         self.in_step = threading.Event()
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             if self._want_pause.is_set():
                 self._paused.set()
                 self._resume.wait()
@@ -55,6 +56,8 @@ class Runner(threading.Thread):
                 self._paused.clear()
                 continue
             try:
+                self.pool.refresh()
+                before = self.pool.size
                 self.in_step.set()
                 results = self.pool.run_step("step", *self.args, wait_for_actors_s=0.3)
                 self.in_step.clear()
@@ -62,6 +65,7 @@ class Runner(threading.Thread):
                 self.errors.append(e)
                 return
             self.steps.append(results)
+            self.shortened += 0 < len(results) < before  # an actor was lost mid-step
 
     @contextlib.contextmanager
     def paused(self):
@@ -74,7 +78,7 @@ class Runner(threading.Thread):
             self._resume.set()
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self._want_pause.clear()
         self._resume.set()
         self.join(60)
@@ -161,6 +165,8 @@ def test_join_leave_cycles(nodes, make_pool, tmp_path):
     for results in runner.steps:
         ids = [r.actor.actor_id for r in results]
         assert len(ids) == len(set(ids))
+    print(f"{len(runner.steps)} steps, {runner.shortened} finished on survivors after a mid-step loss")
+    assert runner.shortened > 0
 
     records = check_event_file(events_path)
     by = collections.defaultdict(list)
@@ -172,9 +178,11 @@ def test_join_leave_cycles(nodes, make_pool, tmp_path):
     live = collections.Counter(r["node_id"] for r in by["actor_spawned"])
     live.subtract(r["node_id"] for r in by["actor_lost"])
     assert +live == collections.Counter({nid: 2 for nid in nodes.alive})
-    lags = sorted(joined[nid]["ts"] - t for nid, t in added_at.items())
-    print(f"join seen after add_node returned: median {lags[len(lags) // 2]:.3f}s max {lags[-1]:.3f}s")
-    assert lags[-1] < 2.0, lags
+    # A join is seen within a second of the raylet's start even though steps are in flight.
+    started = gcs_start_times()
+    lags = sorted(joined[nid]["ts"] - started[nid] for nid in added_at)
+    print(f"node_joined after raylet start: median {lags[len(lags) // 2]:.3f}s max {lags[-1]:.3f}s")
+    assert lags[-1] < 1.5, lags
 
 
 def test_actor_crash_is_replaced(nodes, make_pool, tmp_path):
