@@ -65,13 +65,23 @@ func (a *app) resolveCluster(name string) (cluster.Dir, error) {
 	}
 }
 
-// observe reads a cluster's state files and asks squeue once.
+// observe reads a cluster's state files and asks squeue once, the two
+// overlapped: squeue's round trip to the controller dominates status's time.
 func (a *app) observe(ctx context.Context, dir cluster.Dir) (cluster.Status, error) {
 	o := cluster.Observation{Dir: dir, Now: time.Now()}
 	var err error
 	if o.Spec, err = dir.Spec(); err != nil {
 		return cluster.Status{}, err
 	}
+	type slurmAnswer struct {
+		jobs map[string]slurm.Job
+		err  error
+	}
+	answer := make(chan slurmAnswer, 1)
+	go func() {
+		jobs, err := a.clusterJobs(ctx, o.Spec)
+		answer <- slurmAnswer{jobs, err}
+	}()
 	if o.Submissions, err = dir.Submissions(); err != nil {
 		return cluster.Status{}, err
 	}
@@ -102,7 +112,8 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir) (cluster.Status, err
 			}
 		}
 	}
-	o.Slurm, o.SlurmErr = a.clusterJobs(ctx, o.Spec)
+	got := <-answer
+	o.Slurm, o.SlurmErr = got.jobs, got.err
 	return cluster.Observe(o), nil
 }
 
