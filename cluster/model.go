@@ -89,6 +89,9 @@ type Spec struct {
 	Interface string `json:"interface,omitempty"`
 	// ObjectStoreMB caps each node's object store; 0 derives it from the job's memory.
 	ObjectStoreMB int `json:"object_store_mb,omitempty"`
+	// DrainBeforeS is how long before its time limit SLURM warns a job
+	// (USR1): workers leave Ray cleanly, the head and drivers are warned.
+	DrainBeforeS int `json:"drain_before_s"`
 }
 
 // NodeSpec is the SLURM allocation of one node job.
@@ -156,6 +159,9 @@ type NodeRecord struct {
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Started  time.Time `json:"started"`
 	Updated  time.Time `json:"updated"`
+	// TimeLimitAt is set when SLURM warned that the job's time limit is near
+	// (--signal=B:USR1@drain-before); it is when the limit falls, ±30 s.
+	TimeLimitAt *time.Time `json:"time_limit_at,omitempty"`
 }
 
 // Final reports whether the supervisor has exited.
@@ -178,9 +184,12 @@ type HeadInfo struct {
 // MembershipSnapshot is the Ray side of the cluster, kept by the head's
 // supervisor so the login node needs no network path to compute nodes.
 type MembershipSnapshot struct {
-	SchemaVersion int                    `json:"schema_version"`
-	Updated       time.Time              `json:"updated"`
-	Nodes         map[string]*MemberNode `json:"nodes"`
+	SchemaVersion int `json:"schema_version"`
+	// Updated is when Ray last answered; Heartbeat when the head's supervisor
+	// last wrote, whether Ray answered or not (a frozen head stops both).
+	Updated   time.Time              `json:"updated"`
+	Heartbeat time.Time              `json:"heartbeat"`
+	Nodes     map[string]*MemberNode `json:"nodes"`
 }
 
 // MemberNode is one job's Ray node as the head last saw it; entries stay after

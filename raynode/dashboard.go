@@ -122,11 +122,13 @@ func newMembershipTracker(dir cluster.Dir, dash dashboardClient) *membershipTrac
 func (m *membershipTracker) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	now := time.Now().UTC()
+	m.snap.Heartbeat = now
 	nodes, err := m.dash.aliveNodes(ctx)
 	if err != nil {
-		return // a stale snapshot ages; status shows its age
+		m.dir.WriteMembership(m.snap) // the heartbeat only: stale alive data ages
+		return
 	}
-	now := time.Now().UTC()
 	seen := map[string]bool{}
 	for _, n := range nodes {
 		job := jobOf(n)

@@ -1,13 +1,11 @@
 package raynode
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -275,16 +273,17 @@ func TestMembershipTrackerRefresh(t *testing.T) {
 		t.Error("head still alive after it vanished from the answer")
 	}
 
-	// A failed query leaves the snapshot as it was, so its age shows.
-	before, err := os.ReadFile(filepath.Join(dir.Path, "membership.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A failed query keeps the membership as it was, so its age shows, but
+	// the heartbeat advances: the head's supervisor is alive.
+	time.Sleep(2 * time.Millisecond)
 	f.set(http.StatusInternalServerError, "boom")
 	m.refresh(ctx)
-	after, _ := os.ReadFile(filepath.Join(dir.Path, "membership.json"))
-	if !bytes.Equal(before, after) {
-		t.Error("a failed query rewrote the snapshot")
+	fourth, _ := dir.Membership()
+	if !fourth.Updated.Equal(third.Updated) || !reflect.DeepEqual(fourth.Nodes, third.Nodes) {
+		t.Errorf("a failed query changed the membership: %+v", fourth)
+	}
+	if !fourth.Heartbeat.After(third.Heartbeat) {
+		t.Errorf("heartbeat did not advance on a failed query: %v then %v", third.Heartbeat, fourth.Heartbeat)
 	}
 }
 

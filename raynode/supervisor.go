@@ -43,6 +43,12 @@ const (
 	// workerGCSReconnect bounds how long a worker's raylet waits for a lost
 	// head's GCS before exiting (Ray's default is 60 s).
 	workerGCSReconnect = "20"
+	// headSilentAfter: a head whose supervisor has not written its heartbeat
+	// for this long is frozen or cut off (SIGSTOP, a dead node).
+	headSilentAfter = 15 * time.Second
+	// slurmCheckInterval spaces squeue calls per job: a hundred workers
+	// asking every 2 s would load the controller.
+	slurmCheckInterval = 10 * time.Second
 )
 
 // Config is what a supervisor needs from its job and from sraybatch.
@@ -76,7 +82,9 @@ type supervisor struct {
 	// rayVersion is what the head's version check found ("" when skipped).
 	rayVersion string
 	tail       *tailBuffer
-	logf       func(format string, args ...any)
+	// lastSlurmCheck is when headGone last asked squeue.
+	lastSlurmCheck time.Time
+	logf           func(format string, args ...any)
 }
 
 // errDrain ends a node before its time limit: not a failure.
@@ -261,7 +269,7 @@ var errDriverFailed = errors.New("driver failed")
 // startDriver runs the user's driver next to this job's Ray node, so a bare
 // ray.init() finds a local raylet of the cluster.
 func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (*rayProcess, error) {
-	env = withoutKeys(env, "RAY_ADDRESS", "PYTHONPATH", "SRAYBATCH_EVENTS", "SRAYBATCH_CLUSTER_DIR", "SRAYBATCH_JOB")
+	env = withoutKeys(env, "RAY_ADDRESS", "PYTHONPATH", "SRAYBATCH_EVENTS", "SRAYBATCH_CLUSTER_DIR", "SRAYBATCH_JOB", "SRAYBATCH_HEAD_JOB")
 	pythonPath := s.cfg.Dir.PythonPath()
 	if p := envValue(s.cfg.Environ, "PYTHONPATH"); p != "" {
 		pythonPath += ":" + p
@@ -273,6 +281,7 @@ func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (*rayProce
 		"SRAYBATCH_EVENTS="+s.cfg.Dir.EventsPath(s.rec.Job),
 		"SRAYBATCH_CLUSTER_DIR="+s.cfg.Dir.Path,
 		"SRAYBATCH_JOB="+s.rec.Job,
+		"SRAYBATCH_HEAD_JOB="+s.cfg.HeadJob,
 	)
 	path, err := lookPath(s.cfg.DriverArgv[0], envValue(env, "PATH"))
 	if err != nil {
@@ -422,9 +431,15 @@ func (s *supervisor) headGone(ctx context.Context) string {
 	if _, down, _ := s.cfg.Dir.Down(); down {
 		return "ended (cluster down)"
 	}
-	if s.cfg.Scheduler == nil {
+	if m, err := s.cfg.Dir.Membership(); err == nil && !m.Heartbeat.IsZero() {
+		if silent := time.Since(m.Heartbeat); silent > headSilentAfter {
+			return fmt.Sprintf("unresponsive (no heartbeat for %s)", silent.Round(time.Second))
+		}
+	}
+	if s.cfg.Scheduler == nil || time.Since(s.lastSlurmCheck) < slurmCheckInterval {
 		return ""
 	}
+	s.lastSlurmCheck = time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	jobs, err := s.cfg.Scheduler.Jobs(cctx, slurm.Query{JobIDs: []string{s.cfg.HeadJob}})
@@ -630,6 +645,15 @@ func (s *supervisor) monitor(ctx context.Context, node, driver *rayProcess, port
 		case <-driverDone:
 			return s.driverResult(driver)
 		case <-drain:
+			limitAt := time.Now().Add(time.Duration(s.spec.DrainBeforeS) * time.Second).UTC()
+			s.rec.TimeLimitAt = &limitAt
+			if s.cfg.Role != cluster.RoleWorker {
+				// The cluster (or the training) ends with this job: warn, so a
+				// driver can checkpoint; SLURM ends the job at the limit.
+				s.logf("time limit at about %s: checkpoint now", limitAt.Local().Format(time.TimeOnly))
+				s.save()
+				continue
+			}
 			s.rec.Phase, s.rec.Reason = cluster.PhaseDraining, "time limit near"
 			s.save()
 			s.logf("draining: leaving Ray in %s", drainNotice)

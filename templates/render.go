@@ -38,6 +38,8 @@ type Script struct {
 	Tasks int
 	// DriverArgv is the driver job's command (role driver only).
 	DriverArgv []string
+	// DrainBefore is how many seconds before the time limit SLURM sends USR1; 0: never.
+	DrainBefore int
 }
 
 // JobName is the SLURM job name of a role in a cluster; status finds a
@@ -78,7 +80,7 @@ func (s Script) Validate() error {
 			return fmt.Errorf("invalid driver command: an argument contains NUL")
 		}
 	}
-	if s.Node.GPUs < 0 || s.Node.CPUs < 0 || s.Tasks < 0 {
+	if s.Node.GPUs < 0 || s.Node.CPUs < 0 || s.Tasks < 0 || s.DrainBefore < 0 {
 		return fmt.Errorf("GPU, CPU and task counts must not be negative")
 	}
 	for flag, v := range map[string]string{

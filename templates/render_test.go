@@ -26,7 +26,8 @@ func baseScript(role cluster.Role) Script {
 			GPUs: 2, CPUs: 8, Mem: "32G", Partition: "gpu", Account: "proj-42", QOS: "normal",
 			Constraint: "a100&ib", SbatchArgs: []string{"--exclusive", "--mail-type=END"},
 		},
-		Time: "2:00:00",
+		Time:        "2:00:00",
+		DrainBefore: 120,
 	}
 }
 

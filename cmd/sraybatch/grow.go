@@ -22,7 +22,9 @@ Examples:
 type growOptions struct {
 	Cluster string
 	Count   int
-	Wait    waitOptions
+	// Time is this grow's --time (still capped at the head's time left).
+	Time string
+	Wait waitOptions
 }
 
 func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -30,6 +32,7 @@ func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs := newFlagSet("grow", growUsage, io)
 	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
 	fs.IntVarP(&o.Count, "count", "n", 1, "number of worker jobs to add")
+	fs.StringVar(&o.Time, "time", "", "time limit of these workers (default: up's --time; always capped at the head's time left)")
 	o.Wait.addFlags(fs, "every new worker has joined Ray")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -51,6 +54,11 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
 		return usageError{err}
 	}
+	if o.Time != "" {
+		if _, _, err := slurm.ParseTimeLimit(o.Time); err != nil {
+			return usageError{err}
+		}
+	}
 	dir, err := a.resolveCluster(o.Cluster)
 	if err != nil {
 		return err
@@ -71,6 +79,9 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	head, ok := headJob(subs)
 	if !ok {
 		return fmt.Errorf("cluster %s has no head job recorded", spec.Name)
+	}
+	if o.Time != "" {
+		spec.Node.Time = o.Time
 	}
 	limit, err := a.workerTimeLimit(ctx, spec, head)
 	if err != nil {

@@ -37,6 +37,7 @@ type upOptions struct {
 	NodeIP        string
 	Interface     string
 	ObjectStoreMB int
+	DrainBefore   time.Duration
 	Insecure      bool
 	DryRun        bool
 	Wait          waitOptions
@@ -76,6 +77,7 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.StringVar(&o.NodeIP, "node-ip", "", "address Ray nodes advertise (default: the node's address in SLURM)")
 	fs.StringVar(&o.Interface, "interface", "", "advertise this network interface's address instead")
 	fs.IntVar(&o.ObjectStoreMB, "object-store-mb", 0, "cap each node's Ray object store (MiB; default 30% of the job's memory)")
+	fs.DurationVar(&o.DrainBefore, "drain-before", 2*time.Minute, "SLURM warns each job this long before its time limit: workers leave Ray cleanly, the head and drivers are warned (0: off)")
 	fs.BoolVar(&o.Insecure, "insecure", false, "run without Ray token auth (for Ray < 2.52; anyone reaching the ports can run code as you)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the rendered batch script(s); submit nothing")
 	o.Wait.addFlags(fs, "the head is healthy")
@@ -108,8 +110,8 @@ func (o upOptions) validate() error {
 			return usageError{err}
 		}
 	}
-	if o.Node.GPUs < 0 || o.Node.CPUs < 0 || o.Workers < 0 || o.ObjectStoreMB < 0 {
-		return usagef("--gpus-per-node, --cpus-per-node, --workers and --object-store-mb must not be negative")
+	if o.Node.GPUs < 0 || o.Node.CPUs < 0 || o.Workers < 0 || o.ObjectStoreMB < 0 || o.DrainBefore < 0 {
+		return usagef("--gpus-per-node, --cpus-per-node, --workers, --object-store-mb and --drain-before must not be negative")
 	}
 	if o.Node.Time != "" {
 		if _, _, err := slurm.ParseTimeLimit(o.Node.Time); err != nil {
@@ -153,6 +155,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: currentUser(),
 		Created: time.Now().UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
 		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
+		DrainBeforeS: int(o.DrainBefore / time.Second),
 	}
 	head := nodeScript(dir, spec, cluster.RoleHead)
 	head.Time = o.Node.Time
@@ -190,7 +193,7 @@ func nodeScript(dir cluster.Dir, spec cluster.Spec, role cluster.Role) templates
 	return templates.Script{
 		Role: role, Cluster: spec.Name, ClusterID: spec.ID, ClusterDir: dir.Path,
 		Binary: dir.BinaryPath(), TokenPath: dir.TokenPath(), LogDir: spec.LogDir,
-		Insecure: spec.Insecure, Node: spec.Node,
+		Insecure: spec.Insecure, Node: spec.Node, DrainBefore: spec.DrainBeforeS,
 	}
 }
 

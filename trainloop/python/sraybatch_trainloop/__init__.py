@@ -4,7 +4,7 @@ import sys
 
 import ray.cloudpickle
 
-from .cluster import draining_from_env
+from .cluster import draining_from_env, time_limit_from_env
 from .events import EventLog, read_events, validate
 from .pool import ActorInfo, ElasticPool, StepResult, job_key
 
@@ -20,5 +20,6 @@ __all__ = [
     "draining_from_env",
     "job_key",
     "read_events",
+    "time_limit_from_env",
     "validate",
 ]

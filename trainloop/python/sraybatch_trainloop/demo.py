@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import ray
 
-from .cluster import draining_from_env
+from .cluster import draining_from_env, time_limit_from_env
 from .events import EventLog
 from .pool import ElasticPool
 
@@ -158,6 +158,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             log=_say,
             is_draining=draining_from_env(),
         )
+        time_limit = time_limit_from_env()
+        warned = False
         step, idle_since = 0, time.monotonic()
         _say("waiting for sraybatch nodes (one actor per GPU slot)")
         while args.steps == 0 or step < args.steps:
@@ -174,6 +176,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             mean = sum(r.value["duration_s"] for r in results) / len(results)
             events.emit("step_done", step=step, actors=len(results), mean_duration_s=round(mean, 4), losses=losses)
             _say(f"step {step}: {len(results)} actors, mean {mean:.2f}s, losses [{', '.join(f'{x:.4g}' for x in losses)}]")
+            left = time_limit() if time_limit and not warned else None
+            if left is not None:
+                warned = True  # a real driver would checkpoint here
+                events.emit("head_time_limit", seconds_left=round(left, 1))
+                _say(f"time limit in {left:.0f}s: checkpoint now")
         return 0
     except _Terminated:
         _say("SIGTERM: stopping")

@@ -32,3 +32,22 @@ def test_caches_within_max_age(monkeypatch, tmp_path):
     assert is_draining("5") is False
     record.write_text(json.dumps({"phase": "draining"}))
     assert is_draining("5") is False  # cached
+
+
+def test_time_limit_takes_the_sooner_warning(monkeypatch, tmp_path):
+    import time
+
+    from sraybatch_trainloop import time_limit_from_env
+
+    (tmp_path / "nodes").mkdir()
+    monkeypatch.setenv("SRAYBATCH_CLUSTER_DIR", str(tmp_path))
+    monkeypatch.setenv("SRAYBATCH_HEAD_JOB", "1")
+    monkeypatch.setenv("SRAYBATCH_JOB", "2")
+    seconds_left = time_limit_from_env()
+    assert seconds_left() is None  # no records, no warning
+    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".123456789Z"
+    (tmp_path / "nodes" / "1.json").write_text(json.dumps({"phase": "running", "time_limit_at": stamp(time.time() + 300)}))
+    (tmp_path / "nodes" / "2.json").write_text(json.dumps({"phase": "running"}))
+    assert 295 < seconds_left() <= 301
+    (tmp_path / "nodes" / "2.json").write_text(json.dumps({"phase": "running", "time_limit_at": stamp(time.time() + 100)}))
+    assert 95 < seconds_left() <= 101
