@@ -59,6 +59,8 @@ type ClusterStatus struct {
 	SlurmError string `json:"slurm_error,omitempty"`
 	// MembershipAgeS is the age of the head's Ray membership snapshot (-1: none yet).
 	MembershipAgeS int64 `json:"membership_age_s"`
+	// Warning says when the head's time limit, which ends the cluster, is near.
+	Warning string `json:"warning,omitempty"`
 }
 
 // JobStatus is one row of `status`: one SLURM job, one Ray node.
@@ -114,7 +116,30 @@ func Observe(o Observation) Status {
 	}
 	countActors(o, st.Jobs)
 	st.Cluster.State, st.Cluster.Reason = clusterState(o, st.Jobs)
+	if st.Cluster.State == StateRunning {
+		st.Cluster.Warning = headTimeWarning(o, st.Jobs)
+	}
 	return st
+}
+
+// headTimeWarning warns once the head is within --drain-before of its time
+// limit (SLURM's own warning, or squeue's time left).
+func headTimeWarning(o Observation, jobs []JobStatus) string {
+	for _, j := range jobs {
+		if j.Role != RoleHead {
+			continue
+		}
+		left := time.Duration(-1)
+		if rec, ok := o.Records[j.JobID]; ok && rec.TimeLimitAt != nil {
+			left = rec.TimeLimitAt.Sub(o.Now)
+		} else if j.TimeLeftS != nil && *j.TimeLeftS <= int64(o.Spec.DrainBeforeS) {
+			left = time.Duration(*j.TimeLeftS) * time.Second
+		}
+		if left >= 0 {
+			return fmt.Sprintf("the head reaches its time limit in about %s: the cluster ends then; checkpoint", left.Round(time.Second))
+		}
+	}
+	return ""
 }
 
 // countActors credits each live node with the actors drivers placed on it,
@@ -240,7 +265,11 @@ func clusterState(o Observation, jobs []JobStatus) (State, string) {
 		}
 		return StatePending, head.Reason
 	case Lost:
-		return StateFailed, fmt.Sprintf("head job %s lost: %s", head.JobID, orUnknown(head.Reason))
+		reason := head.Reason
+		if hb := o.Membership.Heartbeat; reason == "" && !hb.IsZero() && o.Now.Sub(hb) > MembershipFreshFor {
+			reason = fmt.Sprintf("unresponsive: no heartbeat for %s", o.Now.Sub(hb).Round(time.Second))
+		}
+		return StateFailed, fmt.Sprintf("head job %s lost: %s", head.JobID, orUnknown(reason))
 	default:
 		return StateFailed, fmt.Sprintf("head job %s %s: %s", head.JobID, head.Ray, orUnknown(head.Reason))
 	}

@@ -569,3 +569,32 @@ func TestStatusJSONFieldNames(t *testing.T) {
 		}
 	}
 }
+
+func TestObserveHeadTimeLimitWarning(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	limit := now.Add(90 * time.Second)
+	o := Observation{
+		Spec:        Spec{Name: "c", DrainBeforeS: 120, Created: now.Add(-time.Hour)},
+		Submissions: []Submission{{Role: RoleHead, JobID: "5"}},
+		Records:     map[string]NodeRecord{"5": {Job: "5", Role: RoleHead, Phase: PhaseRunning, TimeLimitAt: &limit}},
+		Membership: MembershipSnapshot{Updated: now, Heartbeat: now, Nodes: map[string]*MemberNode{
+			"5": {NodeID: "n5", Alive: true, FirstSeen: now, LastSeen: now},
+		}},
+		Head:  &HeadInfo{Address: "10.0.0.1:6379"},
+		Slurm: map[string]slurm.Job{"5": {ID: "5", State: slurm.Running, TimeLeft: 95 * time.Second}},
+		Now:   now,
+	}
+	st := Observe(o)
+	if st.Cluster.State != StateRunning || !strings.Contains(st.Cluster.Warning, "1m30s") {
+		t.Errorf("cluster %s, warning %q; want running with a warning naming 1m30s", st.Cluster.State, st.Cluster.Warning)
+	}
+	o.Records = nil // no SLURM warning yet: squeue's time left under --drain-before warns too
+	if st := Observe(o); !strings.Contains(st.Cluster.Warning, "1m35s") {
+		t.Errorf("warning from squeue's time left: %q", st.Cluster.Warning)
+	}
+	o.Slurm["5"] = slurm.Job{ID: "5", State: slurm.Running, TimeLeft: time.Hour}
+	if st := Observe(o); st.Cluster.Warning != "" {
+		t.Errorf("an hour left warns: %q", st.Cluster.Warning)
+	}
+}

@@ -45,7 +45,7 @@ const (
 	workerGCSReconnect = "20"
 	// headSilentAfter: a head whose supervisor has not written its heartbeat
 	// for this long is frozen or cut off (SIGSTOP, a dead node).
-	headSilentAfter = 15 * time.Second
+	headSilentAfter = 10 * time.Second
 	// slurmCheckInterval spaces squeue calls per job: a hundred workers
 	// asking every 2 s would load the controller.
 	slurmCheckInterval = 10 * time.Second

@@ -72,6 +72,10 @@ func (s Script) Validate() error {
 	default:
 		return fmt.Errorf("unknown role %q", s.Role)
 	}
+	// The id is rendered into a comment line: a newline would make the rest code.
+	if err := SingleLine("cluster id", s.ClusterID); err != nil {
+		return err
+	}
 	if (s.Role == cluster.RoleDriver) != (len(s.DriverArgv) > 0) {
 		return fmt.Errorf("a driver job, and only a driver job, has a command")
 	}

@@ -139,6 +139,9 @@ func clusterLine(c cluster.ClusterStatus) string {
 	if c.Reason != "" {
 		parts = append(parts, "reason "+c.Reason)
 	}
+	if c.Warning != "" {
+		parts = append(parts, "WARNING "+c.Warning)
+	}
 	if c.Insecure {
 		parts = append(parts, "INSECURE (no Ray auth)")
 	}
