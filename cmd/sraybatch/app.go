@@ -120,25 +120,57 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir) (cluster.Status, err
 // clusterJobs is status's one squeue call: this user's jobs with this
 // cluster's job names, so its cost does not grow with other users' jobs.
 func (a *app) clusterJobs(ctx context.Context, spec cluster.Spec) (map[string]slurm.Job, error) {
-	ctx, cancel := context.WithTimeout(ctx, squeueTimeout)
-	defer cancel()
 	names := []string{
 		templates.JobName(spec.Name, cluster.RoleHead),
 		templates.JobName(spec.Name, cluster.RoleWorker),
 		templates.JobName(spec.Name, cluster.RoleDriver),
 	}
-	jobs, err := a.sched.Jobs(ctx, slurm.Query{User: spec.User, Names: names})
+	jobs, err := a.jobs(ctx, slurm.Query{User: spec.User, Names: names})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("SLURM did not answer within %s (controller down?): showing the last state the jobs recorded", squeueTimeout)
-		}
-		return nil, err
+		return nil, fmt.Errorf("%w: showing the last state the jobs recorded", err)
 	}
 	byKey := make(map[string]slurm.Job, len(jobs))
 	for _, j := range jobs {
 		byKey[j.ID] = j
 	}
 	return byKey, nil
+}
+
+// pingAfter is how long squeue may take before the controller is pinged:
+// with the controller down squeue hangs ~9 s, while scontrol ping answers at once.
+const pingAfter = 150 * time.Millisecond
+
+// jobs runs one squeue bounded by squeueTimeout, and fails at once when
+// squeue is slow and the controller does not answer a ping.
+func (a *app) jobs(ctx context.Context, q slurm.Query) ([]slurm.Job, error) {
+	ctx, cancel := context.WithTimeout(ctx, squeueTimeout)
+	defer cancel()
+	type answer struct {
+		jobs []slurm.Job
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		jobs, err := a.sched.Jobs(ctx, q)
+		done <- answer{jobs, err}
+	}()
+	select {
+	case got := <-done:
+		return got.jobs, a.slurmError(ctx, got.err)
+	case <-time.After(pingAfter):
+	}
+	if err := a.sched.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("the SLURM controller does not answer (%v)", err)
+	}
+	got := <-done
+	return got.jobs, a.slurmError(ctx, got.err)
+}
+
+func (a *app) slurmError(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("SLURM did not answer within %s (controller down?)", squeueTimeout)
+	}
+	return err
 }
 
 // headJob returns the head's job id from the submissions.

@@ -131,3 +131,64 @@ func contains(list []int, v int) bool {
 	}
 	return false
 }
+
+// TestE2EControllerDown: with slurmctld gone, status answers within 2 s from
+// the recorded state and grow fails fast; after a restart all is correct.
+func TestE2EControllerDown(t *testing.T) {
+	e := needE2E(t)
+	e.mustSray(t, "up", "--name", "e2ec2", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2ec2") })
+	pidFile := filepath.Join(filepath.Dir(os.Getenv("SLURM_CONF")), "run", "slurmctld.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("slurmctld pid file: %v", err)
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	restart := func() {
+		if exec.Command("scontrol", "ping").Run() == nil {
+			return
+		}
+		if out, err := exec.Command("slurmctld", "-f", os.Getenv("SLURM_CONF")).CombinedOutput(); err != nil {
+			t.Errorf("restart slurmctld: %v %s", err, out)
+		}
+		waitFor(t, "slurmctld restart until it answers", 60*time.Second, func() bool {
+			out, _ := exec.Command("scontrol", "ping").Output()
+			return strings.Contains(string(out), "UP")
+		})
+	}
+	t.Cleanup(restart)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("stop slurmctld: %v", err)
+	}
+	waitFor(t, "slurmctld stop", 30*time.Second, func() bool {
+		out, _ := exec.Command("scontrol", "ping").Output()
+		return !strings.Contains(string(out), "UP")
+	})
+
+	start := time.Now()
+	r := e.sray(t, "status", "--cluster", "e2ec2", "--output", "json")
+	took := time.Since(start)
+	fmt.Printf("MEASURED status with the controller down answered in %.2f s\n", took.Seconds())
+	if r.code != 0 || took > 3*time.Second || !strings.Contains(r.stderr, "does not answer") || !strings.Contains(r.stdout, `"state": "running"`) {
+		t.Errorf("status with the controller down: exit %d after %s; want the last known state within 2 s and a warning: %s %s", r.code, took, r.stdout, r.stderr)
+	}
+	start = time.Now()
+	g := e.sray(t, "grow", "--cluster", "e2ec2")
+	fmt.Printf("MEASURED grow with the controller down failed in %.2f s\n", time.Since(start).Seconds())
+	if g.code != exitFailure || time.Since(start) > 3*time.Second {
+		t.Errorf("grow with the controller down: exit %d after %s, want a fast failure", g.code, time.Since(start))
+	}
+
+	restart()
+	e.mustSray(t, "grow", "--cluster", "e2ec2", "--wait", "--timeout", "2m")
+	st := e.status(t, "e2ec2")
+	if st.Cluster.SlurmError != "" || len(st.Jobs) != 2 {
+		t.Fatalf("after the restart: %+v", st)
+	}
+	for _, j := range st.Jobs {
+		if j.SlurmState != "RUNNING" || j.Ray != cluster.Joined {
+			t.Errorf("after the restart, job %s: %s/%s", j.JobID, j.SlurmState, j.Ray)
+		}
+	}
+}

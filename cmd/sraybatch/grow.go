@@ -123,14 +123,9 @@ func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.S
 // workerTimeLimit caps a worker's --time at the head's time left: a worker
 // outliving its head holds GPUs for nothing.
 func (a *app) workerTimeLimit(ctx context.Context, spec cluster.Spec, head string) (string, error) {
-	qctx, cancel := context.WithTimeout(ctx, squeueTimeout)
-	defer cancel()
-	jobs, err := a.sched.Jobs(qctx, slurm.Query{JobIDs: []string{head}})
+	jobs, err := a.jobs(ctx, slurm.Query{JobIDs: []string{head}})
 	if err != nil {
-		if qctx.Err() != nil {
-			return "", fmt.Errorf("SLURM did not answer within %s (controller down?): try again when `scontrol ping` says UP", squeueTimeout)
-		}
-		return "", fmt.Errorf("look up head job %s: %w", head, err)
+		return "", fmt.Errorf("look up head job %s: %w: try again when `scontrol ping` says UP", head, err)
 	}
 	for _, j := range jobs {
 		if j.ID != head {

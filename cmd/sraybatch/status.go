@@ -108,7 +108,7 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 			if i > 0 {
 				fmt.Fprintln(io.Out)
 			}
-			printStatusTable(io.Out, st)
+			printStatusTable(io.Out, st, io.OutIsTTY)
 		}
 	}
 	return nil
@@ -148,8 +148,8 @@ func clusterLine(c cluster.ClusterStatus) string {
 	return strings.Join(parts, "  ")
 }
 
-// printStatusTable is a pure function of the status, for terminals.
-func printStatusTable(w io.Writer, st cluster.Status) {
+// printStatusTable is a pure function of the status; color only on a terminal.
+func printStatusTable(w io.Writer, st cluster.Status, color bool) {
 	fmt.Fprintln(w, clusterLine(st.Cluster))
 	t := table.NewWriter()
 	t.SetOutputMirror(w)
@@ -158,9 +158,11 @@ func printStatusTable(w io.Writer, st cluster.Status) {
 	for _, j := range st.Jobs {
 		t.AppendRow(jobRow(j))
 	}
-	t.SetColumnConfigs([]table.ColumnConfig{{Number: 7, Transformer: func(v any) string {
-		return colorMembership(fmt.Sprint(v))
-	}}})
+	if color {
+		t.SetColumnConfigs([]table.ColumnConfig{{Number: 7, Transformer: func(v any) string {
+			return colorMembership(fmt.Sprint(v))
+		}}})
+	}
 	t.Render()
 }
 
