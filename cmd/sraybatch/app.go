@@ -173,6 +173,21 @@ func (a *app) slurmError(ctx context.Context, err error) error {
 	return err
 }
 
+// outputFormat resolves --output: a styled table on a terminal, TSV when
+// piped, JSON when asked.
+func outputFormat(flag string, tty bool) (string, error) {
+	switch flag {
+	case "table", "tsv", "json":
+		return flag, nil
+	case "":
+		if tty {
+			return "table", nil
+		}
+		return "tsv", nil
+	}
+	return "", usagef("invalid --output %q: use table, tsv or json", flag)
+}
+
 // headJob returns the head's job id from the submissions.
 func headJob(subs []cluster.Submission) (string, bool) {
 	for _, s := range subs {

@@ -57,15 +57,9 @@ func runGpusCmd(ctx context.Context, io IOStreams, args []string) error {
 func systemInventory(warn io.Writer) gpuInventory { return raynode.SystemGPUs(os.Getenv, warn) }
 
 func runGpus(io IOStreams, o gpusOptions) error {
-	format := o.Output
-	if format == "" {
-		format = "tsv"
-		if io.OutIsTTY {
-			format = "table"
-		}
-	}
-	if format != "table" && format != "tsv" && format != "json" {
-		return usagef("invalid --output %q: use table, tsv or json", o.Output)
+	format, err := outputFormat(o.Output, io.OutIsTTY)
+	if err != nil {
+		return err
 	}
 	inv, err := o.NewInventory(io.ErrOut).Inventory()
 	if err != nil {

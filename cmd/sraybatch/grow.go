@@ -17,13 +17,17 @@ limit is capped at the head's time left.
 
 Examples:
   sraybatch grow --cluster exp1 -n 2 --wait
-  sraybatch grow -n 1            # the only live cluster`
+  sraybatch grow -n 1            # the only live cluster
+  sraybatch grow -c exp1 --fill --max 8   # one worker per free GPU slot now`
 
 type growOptions struct {
 	Cluster string
 	Count   int
 	// Time is this grow's --time (still capped at the head's time left).
 	Time string
+	// Fill asks for as many workers as free GPUs allow now, at most Max (0: no cap).
+	Fill bool
+	Max  int
 	Wait waitOptions
 }
 
@@ -32,6 +36,8 @@ func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs := newFlagSet("grow", growUsage, io)
 	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
 	fs.IntVarP(&o.Count, "count", "n", 1, "number of worker jobs to add")
+	fs.BoolVar(&o.Fill, "fill", false, "add as many workers as there are free GPUs now (instead of -n)")
+	fs.IntVar(&o.Max, "max", 0, "with --fill: at most this many workers")
 	fs.StringVar(&o.Time, "time", "", "time limit of these workers (default: up's --time; always capped at the head's time left)")
 	o.Wait.addFlags(fs, "every new worker has joined Ray")
 	if err := parseFlags(fs, args); err != nil {
@@ -48,8 +54,8 @@ func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
 }
 
 func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
-	if o.Count < 1 {
-		return usagef("-n must be at least 1")
+	if o.Count < 1 || o.Max < 0 {
+		return usagef("-n must be at least 1 and --max not negative")
 	}
 	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
 		return usageError{err}
@@ -83,6 +89,11 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	if o.Time != "" {
 		spec.Node.Time = o.Time
 	}
+	if o.Fill {
+		if o.Count, err = a.fillCount(ctx, spec, o.Max); err != nil {
+			return err
+		}
+	}
 	limit, err := a.workerTimeLimit(ctx, spec, head)
 	if err != nil {
 		return err
@@ -99,6 +110,37 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 		return nil
 	}
 	return waitForJobs(ctx, io, a, dir, keys, o.Wait.Timeout)
+}
+
+// fillCount is how many one-node workers of the cluster's shape fit on the
+// GPUs free right now (one sinfo call), capped at max when max > 0.
+func (a *app) fillCount(ctx context.Context, spec cluster.Spec, max int) (int, error) {
+	if spec.Node.GPUs == 0 {
+		return 0, usagef("--fill counts free GPUs, and this cluster's nodes have none: use -n")
+	}
+	nodes, err := a.sched.FreeGPUs(ctx, spec.Node.Partition)
+	if err != nil {
+		return 0, fmt.Errorf("list free GPUs: %w", err)
+	}
+	seen := map[string]bool{} // a node in two partitions is listed twice
+	n := 0
+	for _, node := range nodes {
+		if !seen[node.Node] {
+			seen[node.Node] = true
+			n += node.Free() / spec.Node.GPUs
+		}
+	}
+	if max > 0 {
+		n = min(n, max)
+	}
+	if n == 0 {
+		where := "any partition"
+		if spec.Node.Partition != "" {
+			where = "partition " + spec.Node.Partition
+		}
+		return 0, fmt.Errorf("no node of %s has %d free GPUs now: see `sraybatch free`", where, spec.Node.GPUs)
+	}
+	return n, nil
 }
 
 // arrayTasks is the array size for n jobs: 0 (a plain job) for one.

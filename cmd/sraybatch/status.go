@@ -52,15 +52,9 @@ func runStatusCmd(ctx context.Context, io IOStreams, args []string) error {
 }
 
 func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error {
-	format := o.Output
-	if format == "" {
-		format = "tsv"
-		if io.OutIsTTY {
-			format = "table"
-		}
-	}
-	if format != "table" && format != "tsv" && format != "json" {
-		return usagef("invalid --output %q: use table, tsv or json", o.Output)
+	format, err := outputFormat(o.Output, io.OutIsTTY)
+	if err != nil {
+		return err
 	}
 	var dirs []cluster.Dir
 	if o.All {

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/sraybatch/sraybatch/cluster"
+)
+
+// sinfoFree is the sinfo call FreeGPUs makes, answered by a partition with
+// one busy, one half-used, one drained and one idle node.
+func (f *uFixture) expectSinfoFree(partition string) {
+	argv := []string{"sinfo", "-h", "-N", "-O", "NodeList:0|,Partition:0|,StateLong:0|,Gres:0|,GresUsed:0"}
+	if partition != "" {
+		argv = append(argv, "-p", partition)
+	}
+	f.stub.Register(argv, "n1|gpu*|allocated|gpu:a100:4|gpu:a100:4(IDX:0-3)\n"+
+		"n2|gpu*|mixed|gpu:a100:4|gpu:a100:1(IDX:0)\n"+
+		"n3|gpu*|drained|gpu:a100:4|gpu:a100:0\n"+
+		"n4|gpu*|idle|gpu:a100:4|gpu:a100:0\n", nil)
+}
+
+func TestFreeFormats(t *testing.T) {
+	t.Parallel()
+	f := newUFixture(t)
+	f.expectSinfoFree("gpu")
+	f.expectSinfoFree("gpu")
+	var out bytes.Buffer
+	io := IOStreams{Out: &out, ErrOut: &bytes.Buffer{}}
+	if err := runFree(context.Background(), io, f.app, freeOptions{Partition: "gpu", Output: "json"}); err != nil {
+		t.Fatal(err)
+	}
+	var rows []freeNode
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"n1": 0, "n2": 3, "n3": 0, "n4": 4}
+	for _, r := range rows {
+		if want[r.Node] != r.Free {
+			t.Errorf("%s: %d free, want %d", r.Node, r.Free, want[r.Node])
+		}
+	}
+	out.Reset()
+	if err := runFree(context.Background(), io, f.app, freeOptions{Partition: "gpu"}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 5 || lines[0] != "PARTITION\tNODE\tSTATE\tGPUS\tUSED\tFREE" || lines[2] != "gpu\tn2\tmixed\t4\t1\t3" {
+		t.Errorf("TSV:\n%s", out.String())
+	}
+}
+
+func TestGrowFillCountsWorkerSlots(t *testing.T) {
+	t.Parallel()
+	f := newUFixture(t)
+	spec := cluster.Spec{Node: cluster.NodeSpec{GPUs: 2, Partition: "gpu"}}
+	f.expectSinfoFree("gpu")
+	if n, err := f.app.fillCount(context.Background(), spec, 0); err != nil || n != 3 {
+		t.Errorf("fill with 2-GPU workers: %d, %v; want 3 (n2 fits 1, n4 fits 2)", n, err)
+	}
+	f.expectSinfoFree("gpu")
+	if n, err := f.app.fillCount(context.Background(), spec, 2); err != nil || n != 2 {
+		t.Errorf("fill --max 2: %d, %v", n, err)
+	}
+	spec.Node.GPUs = 8
+	f.expectSinfoFree("gpu")
+	if _, err := f.app.fillCount(context.Background(), spec, 0); err == nil || !strings.Contains(err.Error(), "8 free GPUs") {
+		t.Errorf("no node with 8 free GPUs: %v", err)
+	}
+}
