@@ -54,7 +54,11 @@ const (
 // Backend runs the cluster's nodes.
 type Backend string
 
-const BackendSlurm Backend = "slurm"
+const (
+	BackendSlurm Backend = "slurm"
+	// BackendLocal runs every node as a process of one host, without SLURM.
+	BackendLocal Backend = "local"
+)
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
 
@@ -159,6 +163,10 @@ type NodeRecord struct {
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Started  time.Time `json:"started"`
 	Updated  time.Time `json:"updated"`
+	// GPUSamples is the node's GPU inventory, sampled every GPUSampleInterval
+	// (a pace a shared filesystem tolerates); GPUsSampled is when.
+	GPUSamples  []GPUSample `json:"gpu_samples,omitempty"`
+	GPUsSampled *time.Time  `json:"gpus_sampled,omitempty"`
 	// TimeLimitAt is set when SLURM warned that the job's time limit is near
 	// (--signal=B:USR1@drain-before); it is when the limit falls, ±30 s.
 	TimeLimitAt *time.Time `json:"time_limit_at,omitempty"`
@@ -166,6 +174,19 @@ type NodeRecord struct {
 
 // Final reports whether the supervisor has exited.
 func (r NodeRecord) Final() bool { return r.Phase == PhaseEnded || r.Phase == PhaseFailed }
+
+// GPUSampleInterval is how often a supervisor records its GPUs' use.
+const GPUSampleInterval = 30 * time.Second
+
+// GPUSample is one GPU of a node as NVML last reported it; -1 means unknown.
+type GPUSample struct {
+	ID             string `json:"id"`
+	Name           string `json:"name,omitempty"`
+	MemoryUsedMiB  int64  `json:"memory_used_mib"`
+	MemoryTotalMiB int64  `json:"memory_total_mib"`
+	UtilizationPct int    `json:"utilization_pct"`
+	Processes      int    `json:"processes"`
+}
 
 // HeadInfo is published by the head job once Ray is healthy.
 type HeadInfo struct {

@@ -79,6 +79,10 @@ type JobStatus struct {
 	TimeLeftS *int64 `json:"time_left_s"`
 	// Actors counts training actors on this job's node; for a driver, its whole pool.
 	Actors int `json:"actors"`
+	// GPUSamples is the node's GPU use as its supervisor last sampled it,
+	// GPUsSampledAgeS how long ago (-1: never).
+	GPUSamples      []GPUSample `json:"gpu_samples,omitempty"`
+	GPUsSampledAgeS int64       `json:"gpus_sampled_age_s"`
 	// LastStep and ExitCode describe driver jobs (null for other roles).
 	LastStep *int `json:"last_step"`
 	ExitCode *int `json:"exit_code"`
@@ -168,7 +172,7 @@ func countActors(o Observation, jobs []JobStatus) {
 }
 
 func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
-	js := JobStatus{Role: role, JobID: key}
+	js := JobStatus{Role: role, JobID: key, GPUsSampledAgeS: -1}
 	rec, hasRec := o.Records[key]
 	sj, inSlurm := o.Slurm[key]
 	switch {
@@ -197,6 +201,10 @@ func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
 			js.Reason = rec.Reason
 		}
 		js.ExitCode = rec.ExitCode
+		if rec.GPUsSampled != nil {
+			js.GPUSamples = rec.GPUSamples
+			js.GPUsSampledAgeS = int64(o.Now.Sub(*rec.GPUsSampled).Seconds())
+		}
 	}
 	if p, ok := o.Training[key]; ok {
 		js.LastStep = p.LastStep

@@ -84,7 +84,9 @@ type supervisor struct {
 	tail       *tailBuffer
 	// lastSlurmCheck is when headGone last asked squeue.
 	lastSlurmCheck time.Time
-	logf           func(format string, args ...any)
+	// noGPUUse is set once the GPU source turned out to know no use figures.
+	noGPUUse bool
+	logf     func(format string, args ...any)
 }
 
 // errDrain ends a node before its time limit: not a failure.
@@ -631,6 +633,8 @@ func (s *supervisor) monitor(ctx context.Context, node, driver *rayProcess, port
 	}
 	tick := time.NewTicker(membershipInterval)
 	defer tick.Stop()
+	s.sampleGPUs()
+	lastSample := time.Now()
 	var members *membershipTracker
 	if s.cfg.Role == cluster.RoleHead {
 		members = newMembershipTracker(s.cfg.Dir, s.dashboard(ports))
@@ -664,12 +668,47 @@ func (s *supervisor) monitor(ctx context.Context, node, driver *rayProcess, port
 			return errDrain
 		case <-tick.C:
 		}
+		if time.Since(lastSample) >= cluster.GPUSampleInterval {
+			s.sampleGPUs()
+			lastSample = time.Now()
+		}
 		if members != nil {
 			members.refresh(ctx)
 		} else if reason := s.headGone(ctx); reason != "" {
 			return fmt.Errorf("head job %s %s", s.cfg.HeadJob, reason)
 		}
 	}
+}
+
+// inventory is what GPU sources that can report use (NVML) offer.
+type inventory interface {
+	Inventory() (Inventory, error)
+}
+
+// sampleGPUs records the node's GPU use in its record, for `status --gpus`.
+func (s *supervisor) sampleGPUs() {
+	src, ok := s.cfg.GPUs.(inventory)
+	if !ok || s.rec.GPUs == 0 || s.noGPUUse {
+		return
+	}
+	inv, err := src.Inventory()
+	if err != nil {
+		s.logf("warning: GPU inventory: %v", err)
+		return
+	}
+	s.noGPUUse = inv.Source != "NVML" // the environment names GPUs but knows nothing of their use
+	samples := make([]cluster.GPUSample, 0, len(inv.GPUs))
+	for _, g := range inv.GPUs {
+		sample := cluster.GPUSample{ID: g.ID, Name: g.Name, UtilizationPct: g.UtilizationPct, Processes: len(g.Processes),
+			MemoryUsedMiB: -1, MemoryTotalMiB: -1}
+		if g.MemoryTotal > 0 {
+			sample.MemoryUsedMiB, sample.MemoryTotalMiB = int64(g.MemoryUsed>>20), int64(g.MemoryTotal>>20)
+		}
+		samples = append(samples, sample)
+	}
+	now := time.Now().UTC()
+	s.rec.GPUSamples, s.rec.GPUsSampled = samples, &now
+	s.save()
 }
 
 // stopRay stops the node's processes: SIGTERM to `ray start --block` (which

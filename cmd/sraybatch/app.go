@@ -25,6 +25,8 @@ const squeueTimeout = 2 * time.Second
 type app struct {
 	store cluster.Store
 	sched slurm.Scheduler
+	// slurm and local are the backends sched points at, per cluster (useBackend).
+	slurm, local slurm.Scheduler
 }
 
 func newApp() (*app, error) {
@@ -40,8 +42,19 @@ func newApp() (*app, error) {
 	}, nil
 }
 
-// resolveCluster opens the named cluster, or the only live one when name is empty.
+// resolveCluster opens the named cluster, or the only live one when name is
+// empty, and points the app at the cluster's backend.
 func (a *app) resolveCluster(name string) (cluster.Dir, error) {
+	dir, err := a.findCluster(name)
+	if err == nil {
+		if spec, err := dir.Spec(); err == nil { // a bad spec is reported by the caller
+			a.useBackend(spec)
+		}
+	}
+	return dir, err
+}
+
+func (a *app) findCluster(name string) (cluster.Dir, error) {
 	if name != "" {
 		return a.store.Open(name)
 	}
@@ -73,6 +86,7 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir) (cluster.Status, err
 	if o.Spec, err = dir.Spec(); err != nil {
 		return cluster.Status{}, err
 	}
+	a.useBackend(o.Spec)
 	type slurmAnswer struct {
 		jobs map[string]slurm.Job
 		err  error

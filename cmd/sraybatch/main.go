@@ -70,6 +70,7 @@ func commands() []command {
 		{name: "gpus", summary: "print this node's GPU inventory (NVML, else the job's environment)", run: runGpusCmd},
 		{name: "version", summary: "print the sraybatch version", run: runVersionCmd},
 		{name: "node", summary: "run one Ray node inside a job (used by the batch scripts)", run: runNodeCmd, hidden: true},
+		{name: "local-job", summary: "run one job of the local backend (started by it)", run: runLocalJobCmd, hidden: true},
 	}
 }
 

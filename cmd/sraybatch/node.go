@@ -50,7 +50,7 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 		DriverArgv: o.DriverArgv,
 		Getenv:     os.Getenv,
 		Environ:    os.Environ(),
-		Scheduler:  slurm.New(slurm.ExecRunner{}, slurm.DefaultPrograms()),
+		Scheduler:  nodeScheduler(o.ClusterDir, slurm.New(slurm.ExecRunner{}, slurm.DefaultPrograms())),
 		GPUs:       raynode.SystemGPUs(os.Getenv, io.Out),
 		Log:        io.Out,
 	})

@@ -30,6 +30,8 @@ type statusOptions struct {
 	Cluster string
 	All     bool
 	Output  string
+	// GPUs adds each node's GPU use (model, memory, utilization) as sampled by its job.
+	GPUs bool
 }
 
 func runStatusCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -38,6 +40,7 @@ func runStatusCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
 	fs.BoolVar(&o.All, "all", false, "show every cluster in $SRAYBATCH_HOME, ended ones included")
 	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
+	fs.BoolVar(&o.GPUs, "gpus", false, "also show each node's GPUs: model, memory used/total, utilization (sampled every 30 s)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -96,6 +99,10 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 	case "tsv":
 		for _, st := range all {
 			printStatusTSV(io.Out, st)
+			if o.GPUs {
+				fmt.Fprintln(io.Out)
+				printClusterGPUs(io.Out, st, false)
+			}
 		}
 	default:
 		for i, st := range all {
@@ -103,6 +110,9 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 				fmt.Fprintln(io.Out)
 			}
 			printStatusTable(io.Out, st, io.OutIsTTY)
+			if o.GPUs {
+				printClusterGPUs(io.Out, st, true)
+			}
 		}
 	}
 	return nil
@@ -207,4 +217,45 @@ func formatSeconds(s *int64) string {
 		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d" + (d % (24 * time.Hour)).Truncate(time.Minute).String()
 	}
 	return d.String()
+}
+
+// printClusterGPUs lists every sampled GPU of the cluster's live jobs, with the
+// sample's age: a job samples its GPUs every 30 s.
+func printClusterGPUs(w io.Writer, st cluster.Status, styled bool) {
+	t := table.NewWriter()
+	t.SetOutputMirror(w)
+	t.AppendHeader(table.Row{"JOB", "NODE", "GPU", "MODEL", "MEM USED", "MEM TOTAL", "UTIL", "PROCS", "SAMPLED"})
+	for _, j := range st.Jobs {
+		if j.Ray != cluster.Joined && j.Ray != cluster.Draining {
+			continue
+		}
+		if len(j.GPUSamples) == 0 && j.GPUs > 0 {
+			t.AppendRow(table.Row{j.JobID, dash(j.Node), "-", "no NVML data", "-", "-", "-", "-", "-"})
+		}
+		for _, g := range j.GPUSamples {
+			age := j.GPUsSampledAgeS
+			t.AppendRow(table.Row{j.JobID, dash(j.Node), shortID(g.ID), dash(g.Name), mib(g.MemoryUsedMiB), mib(g.MemoryTotalMiB),
+				percent(g.UtilizationPct), g.Processes, formatSeconds(&age) + " ago"})
+		}
+	}
+	if !styled {
+		t.RenderTSV()
+		return
+	}
+	t.SetStyle(table.StyleLight)
+	t.Render()
+}
+
+func mib(v int64) string {
+	if v < 0 {
+		return "-"
+	}
+	return strconv.FormatInt(v, 10) + " MiB"
+}
+
+func percent(v int) string {
+	if v < 0 {
+		return "-"
+	}
+	return strconv.Itoa(v) + "%"
 }

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/sraybatch/sraybatch/cluster"
+)
+
+func TestPrintClusterGPUs(t *testing.T) {
+	t.Parallel()
+	st := cluster.Status{Jobs: []cluster.JobStatus{
+		{JobID: "7_0", Node: "gpu01", GPUs: 2, Ray: cluster.Joined, GPUsSampledAgeS: 12, GPUSamples: []cluster.GPUSample{
+			{ID: "GPU-1234567890ab", Name: "NVIDIA H100 80GB HBM3", MemoryUsedMiB: 40960, MemoryTotalMiB: 81920, UtilizationPct: 97, Processes: 1},
+			{ID: "GPU-abcdef", Name: "NVIDIA H100 80GB HBM3", MemoryUsedMiB: -1, MemoryTotalMiB: -1, UtilizationPct: -1},
+		}},
+		{JobID: "8", Node: "gpu02", GPUs: 1, Ray: cluster.Joined, GPUsSampledAgeS: -1},
+		{JobID: "9", Node: "gpu03", GPUs: 1, Ray: cluster.Lost, GPUsSampledAgeS: 40, GPUSamples: []cluster.GPUSample{{ID: "GPU-gone"}}},
+	}}
+	var out bytes.Buffer
+	printClusterGPUs(&out, st, false)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		"JOB\tNODE\tGPU\tMODEL\tMEM USED\tMEM TOTAL\tUTIL\tPROCS\tSAMPLED",
+		"7_0\tgpu01\tGPU-1234\tNVIDIA H100 80GB HBM3\t40960 MiB\t81920 MiB\t97%\t1\t12s ago",
+		"7_0\tgpu01\tGPU-abcd\tNVIDIA H100 80GB HBM3\t-\t-\t-\t0\t12s ago",
+		"8\tgpu02\t-\tno NVML data\t-\t-\t-\t-\t-",
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", out.String(), strings.Join(want, "\n"))
+	}
+}
