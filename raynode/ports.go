@@ -33,14 +33,17 @@ func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Lo, r.Hi) }
 // defaults (52365 for the agent, 10002-19999 for workers) are what collide.
 type Ports struct {
 	GCS, Dashboard, ClientServer int // head only
-	NodeManager, ObjectManager   int
-	AgentListen, AgentGRPC       int
-	MetricsExport, RuntimeEnv    int
-	MinWorker, MaxWorker         int
+	// The head's autoscaler and dashboard export metrics on fixed ports
+	// (44217, 44227) unless told otherwise through the environment.
+	AutoscalerMetrics, DashboardMetrics int // head only
+	NodeManager, ObjectManager          int
+	AgentListen, AgentGRPC              int
+	MetricsExport, RuntimeEnv           int
+	MinWorker, MaxWorker                int
 }
 
 const (
-	namedPorts     = 9
+	namedPorts     = 11
 	minWorkerPorts = 16
 	minBlock       = namedPorts + minWorkerPorts
 	maxBlock       = namedPorts + 64
@@ -64,9 +67,21 @@ func (p Ports) Params(head bool, params map[string]string) {
 	set("max-worker-port", p.MaxWorker)
 }
 
+// Env adds the ports Ray takes only from the environment (head only).
+func (p Ports) Env(head bool) []string {
+	if !head {
+		return nil
+	}
+	return []string{
+		"AUTOSCALER_METRIC_PORT=" + strconv.Itoa(p.AutoscalerMetrics),
+		"DASHBOARD_METRIC_PORT=" + strconv.Itoa(p.DashboardMetrics),
+	}
+}
+
 // All lists every port of the plan.
 func (p Ports) All() []int {
-	ports := []int{p.GCS, p.Dashboard, p.ClientServer, p.NodeManager, p.ObjectManager, p.AgentListen, p.AgentGRPC, p.MetricsExport, p.RuntimeEnv}
+	ports := []int{p.GCS, p.Dashboard, p.ClientServer, p.AutoscalerMetrics, p.DashboardMetrics,
+		p.NodeManager, p.ObjectManager, p.AgentListen, p.AgentGRPC, p.MetricsExport, p.RuntimeEnv}
 	for w := p.MinWorker; w <= p.MaxWorker; w++ {
 		ports = append(ports, w)
 	}
@@ -96,6 +111,7 @@ func AllocatePorts(r PortRange, free func(port int) bool) (Ports, error) {
 		return Ports{
 			GCS: n(0), Dashboard: n(1), ClientServer: n(2), NodeManager: n(3), ObjectManager: n(4),
 			AgentListen: n(5), AgentGRPC: n(6), MetricsExport: n(7), RuntimeEnv: n(8),
+			AutoscalerMetrics: n(9), DashboardMetrics: n(10),
 			MinWorker: n(namedPorts), MaxWorker: lo + size - 1,
 		}, nil
 	}

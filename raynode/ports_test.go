@@ -37,7 +37,7 @@ func checkPorts(t *testing.T, p Ports, r PortRange, free func(int) bool) {
 
 func TestAllocatePorts(t *testing.T) {
 	t.Parallel()
-	ranges := []PortRange{DefaultPortRange, {Lo: 40000, Hi: 40024}, {Lo: 40000, Hi: 40100}, {Lo: 65500, Hi: 65535}}
+	ranges := []PortRange{DefaultPortRange, {Lo: 40000, Hi: 40026}, {Lo: 40000, Hi: 40100}, {Lo: 65500, Hi: 65535}}
 	for _, r := range ranges {
 		for range 20 { // blocks are chosen at random
 			p, err := AllocatePorts(r, allFree)
@@ -105,8 +105,8 @@ func TestParsePortRange(t *testing.T) {
 		ok   bool
 	}{
 		{"20000-32767", PortRange{20000, 32767}, true},
-		{"1024-1048", PortRange{1024, 1048}, true}, // exactly minBlock ports
-		{"65511-65535", PortRange{65511, 65535}, true},
+		{"1024-1050", PortRange{1024, 1050}, true}, // exactly minBlock ports
+		{"65509-65535", PortRange{65509, 65535}, true},
 		{"1023-2000", PortRange{}, false},
 		{"60000-65536", PortRange{}, false},
 		{"20000-20023", PortRange{}, false}, // one port short
@@ -139,7 +139,9 @@ func TestPortsParams(t *testing.T) {
 	head, worker := map[string]string{}, map[string]string{}
 	goldenPorts.Params(true, head)
 	goldenPorts.Params(false, worker)
-	if len(head) != namedPorts+2 || len(worker) != namedPorts-3+2 {
+	// Head: all named ports but the two taken from the environment, plus the
+	// worker range's two ends; workers lack the five head-only ports.
+	if len(head) != namedPorts-2+2 || len(worker) != namedPorts-5+2 {
 		t.Errorf("head has %d port params, worker %d: %v / %v", len(head), len(worker), head, worker)
 	}
 	for k, v := range worker {
@@ -152,9 +154,16 @@ func TestPortsParams(t *testing.T) {
 	for _, v := range head {
 		named[v] = true
 	}
+	for _, kv := range goldenPorts.Env(true) {
+		_, v, _ := strings.Cut(kv, "=")
+		named[v] = true
+	}
+	if goldenPorts.Env(false) != nil {
+		t.Errorf("workers get environment ports: %v", goldenPorts.Env(false))
+	}
 	for _, p := range goldenPorts.All()[:namedPorts] {
 		if !named[strconv.Itoa(p)] {
-			t.Errorf("port %d is not passed to ray start", p)
+			t.Errorf("port %d reaches neither ray start nor its environment", p)
 		}
 	}
 }

@@ -231,7 +231,7 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 			return err
 		}
 		params := s.startParams(ip, len(gpus), ports, tmp, head)
-		node, err = s.startRay(ray, params, env)
+		node, err = s.startRay(ray, params, append(withoutKeys(env, "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT"), ports.Env(params.Head)...))
 		if err != nil {
 			return err
 		}
