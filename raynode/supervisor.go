@@ -585,7 +585,7 @@ func (s *supervisor) waitUp(ctx context.Context, node *rayProcess, ports Ports) 
 	deadline := time.After(startTimeout)
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
-	for {
+	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
@@ -599,9 +599,18 @@ func (s *supervisor) waitUp(ctx context.Context, node *rayProcess, ports Ports) 
 			if s.dashboard(ports).healthy(ctx) {
 				return nil
 			}
-		} else if m, err := s.cfg.Dir.Membership(); err == nil {
-			if n := m.Nodes[s.rec.Job]; n != nil && n.Alive && n.LastSeen.After(s.rec.Started) {
+			continue
+		}
+		if m, err := s.cfg.Dir.Membership(); err == nil {
+			if me := m.Nodes[s.rec.Job]; me != nil && me.Alive && me.LastSeen.After(s.rec.Started) {
 				return nil
+			}
+		}
+		// A head that is gone or frozen never lets this node join: give up
+		// rather than hold the GPUs until the start timeout.
+		if n%7 == 6 {
+			if reason := s.headGone(ctx); reason != "" {
+				return fmt.Errorf("head job %s %s while this node was joining", s.cfg.HeadJob, reason)
 			}
 		}
 	}

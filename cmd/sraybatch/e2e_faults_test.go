@@ -192,3 +192,52 @@ func TestE2EControllerDown(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EWorkerNeverJoins: a worker whose --setup fails, or whose head is
+// frozen, ends within 60 s with the reason recorded, and grow --wait says so.
+func TestE2EWorkerNeverJoins(t *testing.T) {
+	e := needE2E(t)
+	broken := filepath.Join(t.TempDir(), "break-setup")
+	setup := e.setup + "\nif [ -e " + broken + " ]; then echo worker-setup-is-broken >&2; exit 1; fi"
+	e.mustSray(t, "up", "--name", "e2en", "--gpus-per-node", "1", "--time", "30:00", "--setup", setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
+	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2en")}
+	var frozen []int
+	t.Cleanup(func() {
+		for _, p := range frozen {
+			syscall.Kill(p, syscall.SIGCONT)
+		}
+		e.sray(t, "down", "--cluster", "e2en")
+	})
+	expectFailure := func(what, want string) {
+		t.Helper()
+		start := time.Now()
+		r := e.sray(t, "grow", "--cluster", "e2en", "--wait", "--timeout", "3m")
+		took := time.Since(start)
+		fmt.Printf("MEASURED grow --wait of a worker that cannot join (%s) failed after %.1f s\n", what, took.Seconds())
+		if r.code != exitFailure || !strings.Contains(r.stderr, want) || took > 60*time.Second {
+			t.Errorf("%s: exit %d after %s; want %d within 60 s naming %q: %s", what, r.code, took, exitFailure, want, r.stderr)
+		}
+		job := strings.TrimSpace(r.stdout)
+		waitFor(t, what+": until the job has ended", 30*time.Second, func() bool { return !slurmJobActive(job) })
+		j, _ := jobByID(e.status(t, "e2en"), job)
+		if j.Ray != cluster.Failed || !strings.Contains(j.Reason, want) {
+			t.Errorf("%s: status shows %s (%s), want failed naming %q", what, j.Ray, j.Reason, want)
+		}
+	}
+
+	if err := os.WriteFile(broken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	expectFailure("--setup fails", "worker-setup-is-broken")
+	os.Remove(broken)
+
+	for _, p := range supervisors(dir.Path) {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); strings.Contains(string(b), "\x00node\x00head\x00") {
+			frozen = append([]int{p}, raynode.Descendants(p)...)
+		}
+	}
+	for _, p := range frozen {
+		syscall.Kill(p, syscall.SIGSTOP)
+	}
+	expectFailure("head frozen", "unresponsive")
+}
