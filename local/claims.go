@@ -263,20 +263,31 @@ func (c *Claims) scan() ([]GPU, string, error) {
 
 func noGPUError(n int, gpus []GPU, source string) error {
 	if len(gpus) == 0 {
-		from := "NVML reports none and CUDA_VISIBLE_DEVICES is unset"
-		if source != "" && source != "NVML" {
-			from = "NVML is unavailable and " + source + " names none"
+		from := "no NVIDIA driver, and CUDA_VISIBLE_DEVICES is unset"
+		switch source {
+		case "NVML":
+			from = "the NVIDIA driver sees none"
+		case "":
+		default:
+			from = "no NVIDIA driver, and " + source + " names none"
 		}
-		return fmt.Errorf("%w: a node needs %d, but this host has no GPU (%s): use --gpus-per-node 0 for CPU-only nodes", ErrNoGPU, n, from)
+		return fmt.Errorf("%w: the job needs %s, but this host has none (%s): use --gpus-per-node 0 for CPU-only nodes", ErrNoGPU, plural(n, "GPU"), from)
 	}
 	if len(gpus) < n {
-		return fmt.Errorf("%w: the job needs %d GPUs, this host has %d", ErrNoGPU, n, len(gpus))
+		return fmt.Errorf("%w: the job needs %s, this host has %d", ErrNoGPU, plural(n, "GPU"), len(gpus))
 	}
 	parts := make([]string, len(gpus))
 	for i, g := range gpus {
 		parts[i] = g.describe()
 	}
-	return fmt.Errorf("%w: the job needs %d: %s; free one with `sraybatch down`, or wait", ErrNoGPU, n, strings.Join(parts, "; "))
+	return fmt.Errorf("%w: the job needs %s: %s; free one with `sraybatch down`, or wait", ErrNoGPU, plural(n, "GPU"), strings.Join(parts, "; "))
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 var unsafeKey = regexp.MustCompile(`[^A-Za-z0-9-]`)

@@ -24,7 +24,12 @@ head), and with --workers K, K worker jobs that join it.
 Examples:
   sraybatch up --name exp1 --gpus-per-node 1 --partition debug --time 2:00:00 --wait
   sraybatch up --name exp1 --setup 'source ~/venvs/ray/bin/activate' --workers 2
-  sraybatch up --name exp1 --sbatch-arg=--exclusive --dry-run`
+  sraybatch up --name exp1 --sbatch-arg=--exclusive --dry-run
+  sraybatch up --name dev --backend local --workers 1 --foreground   # this host's GPUs, no SLURM
+
+With --backend local (the default where sbatch is not on PATH) every node is a
+process of this host, on a GPU no other sraybatch node and no other program
+uses (--gpus-per-node 0: CPU-only nodes); job ids are the processes' pids.`
 
 type upOptions struct {
 	Name          string
@@ -41,6 +46,11 @@ type upOptions struct {
 	Insecure      bool
 	DryRun        bool
 	Wait          waitOptions
+	// Backend is "" (slurm) or local; Foreground (local only) stays until Ctrl+C.
+	Backend    cluster.Backend
+	Foreground bool
+	// announceBackend says which backend was chosen, when the user did not.
+	announceBackend bool
 }
 
 type waitOptions struct {
@@ -81,11 +91,16 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.BoolVar(&o.Insecure, "insecure", false, "run without Ray token auth (for Ray < 2.52; anyone reaching the ports can run code as you)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the rendered batch script(s); submit nothing")
 	o.Wait.addFlags(fs, "the head is healthy")
+	fs.StringVar((*string)(&o.Backend), "backend", "", "slurm, or local: every node a process of this host, no SLURM (default: slurm when sbatch is on PATH, else local)")
+	fs.BoolVar(&o.Foreground, "foreground", false, "local backend: print the dashboard URL and stay until Ctrl+C or SIGTERM, then take the cluster down")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if o.Backend == "" {
+		o.Backend, o.announceBackend = defaultBackend(), true
 	}
 	a, err := newApp()
 	if err != nil {
@@ -126,7 +141,7 @@ func (o upOptions) validate() error {
 	if o.Setup != "" && !validUTF8NoNUL(o.Setup) {
 		return usagef("--setup contains NUL: give shell lines")
 	}
-	return nil
+	return o.validateBackend()
 }
 
 func validUTF8NoNUL(s string) bool {
@@ -157,6 +172,13 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
 		DrainBeforeS: int(o.DrainBefore / time.Second),
 	}
+	if o.Backend == cluster.BackendLocal {
+		localSpec(&spec)
+		if o.announceBackend {
+			fmt.Fprintln(io.ErrOut, "no sbatch on PATH: using the local backend (every node a process of this host)")
+		}
+	}
+	a.useBackend(spec)
 	head := nodeScript(dir, spec, cluster.RoleHead)
 	head.Time = o.Node.Time
 	if o.DryRun {
@@ -177,11 +199,18 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	if o.Workers > 0 {
 		keys, err := a.submitWorkers(ctx, dir, spec, jobID, o.Workers, o.Node.Time)
 		if err != nil {
-			return fmt.Errorf("head job %s is submitted, but the workers are not: %w", jobID, err)
+			err = fmt.Errorf("head job %s is submitted, but the workers are not: %w", jobID, err)
+			if o.Foreground {
+				return a.takeDown(ctx, io, spec, err)
+			}
+			return err
 		}
 		fmt.Fprintf(io.ErrOut, "worker jobs %v submitted\n", keys)
 	}
 	fmt.Fprintln(io.Out, spec.Name)
+	if o.Foreground {
+		return a.foreground(ctx, io, dir, spec, jobID, o.Wait.Timeout)
+	}
 	if !o.Wait.Wait {
 		return nil
 	}

@@ -1,0 +1,710 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/slurm/slurmtest"
+)
+
+// TestE2ESecurity attacks a real cluster the way a stranger on the same
+// network would — without its token — and checks that Ray 2.60, as sraybatch
+// starts it, refuses every way in; then that insecure and too-old-Ray
+// clusters are flagged.
+func TestE2ESecurity(t *testing.T) {
+	e := needE2E(t)
+	e.mustSray(t, "up", "--name", "e2esec", "--gpus-per-node", "1", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2esec") })
+	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2esec")}
+	head, ok, err := dir.Head()
+	if err != nil || !ok {
+		t.Fatalf("head.json: %v (published %v)", err, ok)
+	}
+	tokenBytes, err := os.ReadFile(dir.TokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tokenBytes))
+	wrongToken := strings.Repeat("deadbeef", 8) // as long as a real one
+	headLog := logTail(jobLog(cluster.Spec{Name: "e2esec", LogDir: filepath.Join(dir.Path, "logs")}, cluster.RoleHead, head.Job), 1000)
+	headIP := strings.Split(head.Address, ":")[0]
+
+	t.Run("attacks", func(t *testing.T) {
+		t.Run("a worker without the token cannot join", func(t *testing.T) {
+			t.Parallel()
+			rawWorkersCannotJoin(t, e, dir, head, token, wrongToken)
+		})
+		t.Run("GCS and client ports refuse a driver without the token", func(t *testing.T) {
+			t.Parallel()
+			m := regexp.MustCompile(`--ray-client-server-port=(\d+)`).FindStringSubmatch(headLog)
+			if m == nil {
+				t.Fatalf("no --ray-client-server-port in the head's log:\n%s", headLog)
+			}
+			driversRefused(t, e, headIP, head.Address, "ray://"+headIP+":"+m[1], token, wrongToken)
+		})
+		t.Run("the jobs API refuses a job without the token", func(t *testing.T) {
+			t.Parallel()
+			jobsAPIRefuses(t, head.Dashboard, token, wrongToken)
+		})
+		t.Run("the dashboard answers nothing useful without the token", func(t *testing.T) {
+			t.Parallel()
+			for _, path := range []string{"/api/v0/nodes", "/api/jobs/", "/api/version", "/nodes?view=summary", "/api/cluster_status"} {
+				for _, c := range []struct {
+					auth string
+					want int
+				}{{"", http.StatusUnauthorized}, {"Bearer " + wrongToken, http.StatusForbidden}, {"Basic Zm9vOmJhcg==", http.StatusForbidden}} {
+					code, body := httpDo(t, http.MethodGet, head.Dashboard+path, c.auth, "")
+					fmt.Printf("CHECK dashboard GET %s with Authorization %q: %d %s\n", path, redact(c.auth), code, oneLineBody(body))
+					if code != c.want {
+						t.Errorf("GET %s with Authorization %q: %d %s, want %d", path, redact(c.auth), code, body, c.want)
+					}
+				}
+				if code, body := httpDo(t, http.MethodGet, head.Dashboard+path, "Bearer "+token, ""); code == http.StatusUnauthorized || code == http.StatusForbidden {
+					t.Errorf("GET %s with the token: %d %s", path, code, body)
+				}
+			}
+			// What stays open: a liveness probe and the UI's static files (the
+			// UI then asks for the token); neither tells anything about the cluster.
+			for _, path := range []string{"/api/gcs_healthz", "/"} {
+				code, body := httpDo(t, http.MethodGet, head.Dashboard+path, "", "")
+				fmt.Printf("CHECK dashboard GET %s without a token: %d %s (open by Ray's design)\n", path, code, oneLineBody(body))
+			}
+			if m := regexp.MustCompile(`--metrics-export-port=(\d+)`).FindStringSubmatch(headLog); m != nil {
+				// Reported, not asserted: the exporter starts some seconds after the head.
+				var resp *http.Response
+				var err error
+				for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {
+					if resp, err = httpClient.Get("http://" + headIP + ":" + m[1] + "/metrics"); err == nil || time.Now().After(deadline) {
+						break
+					}
+				}
+				if err != nil {
+					fmt.Printf("CHECK metrics export port %s: %v\n", m[1], err)
+				} else {
+					n, _ := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					fmt.Printf("CHECK metrics export port %s without a token: %d, %d bytes of Prometheus metrics (read-only; Ray does not authenticate it)\n", m[1], resp.StatusCode, n)
+				}
+			}
+		})
+		t.Run("status marks an insecure cluster insecure", func(t *testing.T) {
+			t.Parallel()
+			// Held: its head never starts, so no Ray is needed to read its spec.
+			e.mustSray(t, "up", "--name", "e2esecins", "--insecure", "--gpus-per-node", "1", "--sbatch-arg=--hold")
+			t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2esecins", "--timeout", "30s") })
+			for name, want := range map[string]bool{"e2esecins": true, "e2esec": false} {
+				r := e.mustSray(t, "status", "--cluster", name, "--output", "json")
+				var raw struct {
+					Cluster map[string]any `json:"cluster"`
+				}
+				if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+					t.Fatal(err)
+				}
+				fmt.Printf("CHECK status --output json of %s: \"insecure\": %v\n", name, raw.Cluster["insecure"])
+				if raw.Cluster["insecure"] != want {
+					t.Errorf("cluster %s: \"insecure\" = %v, want %v", name, raw.Cluster["insecure"], want)
+				}
+			}
+			if r := e.mustSray(t, "status", "--cluster", "e2esecins", "--output", "table"); !strings.Contains(r.stdout, "INSECURE") {
+				t.Errorf("status table of an insecure cluster does not say INSECURE:\n%s", r.stdout)
+			}
+		})
+		t.Run("an old Ray fails up unless --insecure", func(t *testing.T) {
+			t.Parallel()
+			// A stub is enough here: this tests sraybatch's version gate, not Ray.
+			venv := filepath.Join(t.TempDir(), "old-venv")
+			stub := filepath.Join(venv, "bin", "ray")
+			if err := os.MkdirAll(filepath.Dir(stub), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			script := "#!/bin/sh\ncase \"$1\" in\n--version) echo 'ray, version 2.40.0' ;;\nstart) exec sleep 300 ;;\n*) exit 1 ;;\nesac\n"
+			if err := os.WriteFile(stub, []byte(script), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			r := e.sray(t, "up", "--name", "e2esecold", "--ray", stub, "--gpus-per-node", "0", "--wait", "--timeout", "60s")
+			t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2esecold", "--timeout", "30s") })
+			fmt.Printf("MEASURED up --wait with ray 2.40.0 failed after: %.1f s\n", time.Since(start).Seconds())
+			msg, _, _ := strings.Cut(r.stderr[strings.LastIndex(strings.TrimSpace(r.stderr), "\n")+1:], "; log ")
+			fmt.Printf("CHECK up with ray 2.40.0: exit %d: %s\n", r.code, msg)
+			if r.code != exitFailure || !strings.Contains(r.stderr, "2.40.0") || !strings.Contains(r.stderr, "--insecure") {
+				t.Errorf("up with ray 2.40.0: exit %d, want %d with an error naming 2.40.0 and --insecure: %s", r.code, exitFailure, r.stderr)
+			}
+			// With --insecure the gate is skipped: the stub's `ray start` runs
+			// (and never gets healthy, so --wait times out instead of failing).
+			r = e.sray(t, "up", "--name", "e2esecold2", "--insecure", "--ray", stub, "--gpus-per-node", "0", "--wait", "--timeout", "15s")
+			t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2esecold2", "--timeout", "30s") })
+			if r.code != exitTimeout || strings.Contains(r.stderr, "2.40.0") {
+				t.Errorf("up --insecure with ray 2.40.0: exit %d, want %d (version gate skipped, stub Ray never healthy): %s", r.code, exitTimeout, r.stderr)
+			}
+		})
+	})
+
+	t.Run("the cluster directory is private", func(t *testing.T) {
+		checkPrivate(t, filepath.Dir(dir.Path), dir.Path)
+		e.mustSray(t, "down", "--cluster", "e2esec")
+		// down keeps each node's Ray logs in logs/ray-<job>/: private too.
+		kept, _ := filepath.Glob(filepath.Join(dir.Path, "logs", "ray-*"))
+		if len(kept) == 0 {
+			t.Errorf("no Ray logs kept after down")
+		}
+		checkPrivate(t, filepath.Dir(dir.Path), dir.Path)
+	})
+}
+
+// checkPrivate checks the store root and a cluster directory: every directory
+// 0700, every file 0600 (the sraybatch copy 0700). SLURM creates the job logs
+// itself with the submitting shell's umask (0644 under umask 022): they are
+// reported, and must sit in a 0700 directory and be writable by the user only.
+func checkPrivate(t *testing.T, root, clusterDir string) {
+	t.Helper()
+	if st, err := os.Stat(root); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("store root %s: %v %v, want 0700", root, st.Mode(), err)
+	}
+	var files, slurmLogs int
+	err := filepath.WalkDir(clusterDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		perm, rel := info.Mode().Perm(), strings.TrimPrefix(path, clusterDir)
+		switch {
+		case d.IsDir():
+			if perm != 0o700 {
+				t.Errorf("directory %s is %04o, want 0700", path, perm)
+			}
+		case !info.Mode().IsRegular():
+			t.Errorf("%s is %s, want a regular file", path, info.Mode().Type())
+		case rel == "/bin/sraybatch":
+			if perm != 0o700 {
+				t.Errorf("%s is %04o, want 0700", path, perm)
+			}
+		case filepath.Dir(rel) == "/logs" && strings.HasSuffix(rel, ".out"):
+			slurmLogs++
+			fmt.Printf("CHECK SLURM-written job log %s is %04o (sbatch's umask); its directory is private\n", rel, perm)
+			if perm&0o022 != 0 {
+				t.Errorf("job log %s is %04o: writable by others", path, perm)
+			}
+		default:
+			files++
+			if perm != 0o600 {
+				t.Errorf("file %s is %04o, want 0600", path, perm)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("CHECK cluster directory: %d files 0600, binary 0700, every directory 0700, %d SLURM logs\n", files, slurmLogs)
+	if files < 5 {
+		t.Errorf("only %d state files checked", files)
+	}
+}
+
+// rawNode is a `ray start` that sraybatch did not start: a stranger's worker.
+type rawNode struct {
+	cmd    *exec.Cmd
+	out    bytes.Buffer
+	done   chan struct{}
+	exited time.Time
+}
+
+// startRawNode starts a worker on 127.0.0.13 at the given head with env
+// added to a clean environment; ports come from [lo, lo+49].
+func startRawNode(t *testing.T, e e2eEnv, address string, lo int, env []string) *rawNode {
+	t.Helper()
+	for p := lo; p < lo+50; p++ {
+		if !raynode.PortFree(p) {
+			t.Skipf("port %d is taken: the raw node needs %d-%d", p, lo, lo+49)
+		}
+	}
+	tmp, err := os.MkdirTemp("/tmp", "srbsec-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	port := func(i int) string { return fmt.Sprint(lo + i) }
+	n := &rawNode{done: make(chan struct{})}
+	n.cmd = exec.Command(filepath.Join(e.venv, "bin", "ray"), "start", "--address="+address, "--block",
+		"--node-ip-address", "127.0.0.13", "--num-cpus", "0", "--num-gpus", "0", "--temp-dir", tmp,
+		"--object-store-memory", "80000000", "--disable-usage-stats",
+		"--node-manager-port", port(0), "--object-manager-port", port(1),
+		"--dashboard-agent-listen-port", port(2), "--dashboard-agent-grpc-port", port(3),
+		"--metrics-export-port", port(4), "--runtime-env-agent-port", port(5),
+		"--min-worker-port", port(10), "--max-worker-port", port(49))
+	// HOME is empty: no ~/.ray/auth_token of whoever runs the tests is found.
+	n.cmd.Env = append([]string{"PATH=" + filepath.Join(e.venv, "bin") + ":/usr/bin:/bin", "HOME=" + tmp, "RAY_USAGE_STATS_ENABLED=0"}, env...)
+	n.cmd.Stdout, n.cmd.Stderr = &n.out, &n.out
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		n.cmd.Wait()
+		n.exited = time.Now()
+		close(n.done)
+	}()
+	t.Cleanup(n.kill)
+	return n
+}
+
+// kill ends exactly this node's processes: its descendants, then its group.
+// Never `ray stop`, which kills every Ray on the host.
+func (n *rawNode) kill() {
+	pid := n.cmd.Process.Pid
+	for _, p := range raynode.Descendants(pid) {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	<-n.done
+}
+
+func rawWorkersCannotJoin(t *testing.T, e e2eEnv, dir cluster.Dir, head cluster.HeadInfo, token, wrongToken string) {
+	nodes := map[string]*rawNode{
+		"RAY_AUTH_MODE=token with a wrong token": startRawNode(t, e, head.Address, 33100, []string{"RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN=" + wrongToken}),
+		"RAY_AUTH_MODE=disabled without a token": startRawNode(t, e, head.Address, 33150, []string{"RAY_AUTH_MODE=disabled"}),
+	}
+	start := time.Now()
+	headNodes := map[string]bool{}
+	strangers := map[string]string{}
+	watch := func() {
+		for _, n := range dashboardNodes(t, head.Dashboard, token) {
+			if n.IsHead {
+				headNodes[n.NodeID] = true
+			} else {
+				strangers[n.NodeID] = n.NodeIP + " " + n.State
+			}
+		}
+	}
+	for what, n := range nodes {
+		for exited := false; !exited; {
+			watch()
+			select {
+			case <-n.done:
+				exited = true
+			case <-time.After(500 * time.Millisecond):
+				if time.Since(start) > 60*time.Second {
+					t.Errorf("%s: ray start still running after 60 s:\n%s", what, n.out.String())
+					n.kill()
+				}
+			}
+		}
+		code := n.cmd.ProcessState.ExitCode()
+		reason := regexp.MustCompile(`(?m)^\S*AuthenticationError: .*$`).FindString(n.out.String())
+		fmt.Printf("CHECK raw worker, %s: exit %d after %.1f s: %.300s\n", what, code, n.exited.Sub(start).Seconds(), reason)
+		if code == 0 {
+			t.Errorf("%s: ray start exited 0", what)
+		}
+		if !strings.Contains(n.out.String(), "InvalidAuthToken") {
+			t.Errorf("%s: ray start failed, but not for want of the token:\n%s", what, n.out.String())
+		}
+	}
+	watch()
+	if len(headNodes) != 1 || len(strangers) > 0 {
+		t.Errorf("Ray nodes seen while strangers tried to join: head %v, others %v", headNodes, strangers)
+	}
+	st := e.status(t, "e2esec")
+	m, err := dir.Membership()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("CHECK after both raw workers: dashboard lists %d node(s) (all states), status %d job(s), membership %d node(s)\n", len(headNodes)+len(strangers), len(st.Jobs), len(m.Nodes))
+	if len(st.Jobs) != 1 || len(m.Nodes) != 1 {
+		t.Errorf("status shows %d jobs and membership %d nodes, want the head alone", len(st.Jobs), len(m.Nodes))
+	}
+}
+
+type dashNode struct {
+	NodeID string `json:"node_id"`
+	NodeIP string `json:"node_ip"`
+	IsHead bool   `json:"is_head_node"`
+	State  string `json:"state"`
+}
+
+// dashboardNodes lists every node the GCS knows, dead ones included.
+func dashboardNodes(t *testing.T, dashboard, token string) []dashNode {
+	t.Helper()
+	code, body := httpDo(t, http.MethodGet, dashboard+"/api/v0/nodes?detail=true&limit=10000", "Bearer "+token, "")
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/v0/nodes with the token: %d %s", code, body)
+	}
+	var resp struct {
+		Data struct {
+			Result struct {
+				Result []dashNode `json:"result"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatalf("nodes: %v: %s", err, body)
+	}
+	return resp.Data.Result.Result
+}
+
+// driverProbe connects a driver to addr and reports; exit 3 when refused.
+const driverProbe = `
+import os, sys, ray
+try:
+    if sys.argv[1].startswith("ray://"):
+        ray.init(sys.argv[1], log_to_driver=False)
+    else:
+        ray.init(address=sys.argv[1], _node_ip_address=sys.argv[2], log_to_driver=False)
+except Exception as e:
+    print("REFUSED %s: %s" % (type(e).__name__, " ".join(str(e).split())[:300]), flush=True)
+    sys.exit(3)
+print("CONNECTED to %d nodes" % len(ray.nodes()), flush=True)
+`
+
+func driversRefused(t *testing.T, e e2eEnv, headIP, gcs, client, token, wrongToken string) {
+	type outcome struct {
+		code int
+		out  string
+		took time.Duration
+	}
+	// probe runs the driver with a clean environment (and an empty HOME, so
+	// no ~/.ray/auth_token is found) plus env, for at most 90 s.
+	probe := func(addr string, env ...string) outcome {
+		home := t.TempDir()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(e.venv, "bin", "python"), "-c", driverProbe, addr, headIP)
+		cmd.Env = append([]string{"PATH=" + filepath.Join(e.venv, "bin") + ":/usr/bin:/bin", "HOME=" + home, "RAY_USAGE_STATS_ENABLED=0"}, env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Errorf("driver at %s: %v", addr, err)
+			return outcome{code: -1}
+		}
+		if ctx.Err() != nil {
+			t.Errorf("driver at %s did not finish within 90 s:\n%s", addr, out)
+		}
+		return outcome{cmd.ProcessState.ExitCode(), string(out), time.Since(start)}
+	}
+	evidence := func(out string, pattern string) string {
+		return regexp.MustCompile(pattern).FindString(out)
+	}
+	type attempt struct{ what, addr string }
+	attempts := []attempt{{"GCS port", gcs}, {"client-server port", client}}
+	wrong := [][]string{{"RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN=" + wrongToken}, {"RAY_AUTH_MODE=disabled"}}
+	// The four refusals each take Ray's full connect timeout (20-30 s): run them at once.
+	results := make([][]outcome, len(attempts))
+	var wg sync.WaitGroup
+	for i, a := range attempts {
+		results[i] = make([]outcome, len(wrong))
+		for j, env := range wrong {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i][j] = probe(a.addr, env...)
+			}()
+		}
+	}
+	wg.Wait()
+	for i, a := range attempts {
+		for j, env := range wrong {
+			r := results[i][j]
+			fmt.Printf("CHECK ray.init(%q) on the %s with %v: exit %d after %.1f s: %s | %s\n", a.addr, a.what, env, r.code, r.took.Seconds(),
+				evidence(r.out, `(?m)^REFUSED.*$`), evidence(r.out, `Unauthenticated: RPC error: InvalidAuthToken[^\n]*`))
+			if r.code != 3 {
+				t.Errorf("ray.init(%q) with %v: exit %d, want it refused (3):\n%s", a.addr, env, r.code, r.out)
+			}
+			if a.what == "GCS port" && !strings.Contains(r.out, "InvalidAuthToken") {
+				t.Errorf("ray.init(%q) with %v failed, but not for want of the token:\n%s", a.addr, env, r.out)
+			}
+		}
+		// The same driver with the token connects: the refusals above are the token's doing.
+		r := probe(a.addr, "RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN="+token)
+		fmt.Printf("CHECK ray.init(%q) on the %s with the token: exit %d after %.1f s: %s\n", a.addr, a.what, r.code, r.took.Seconds(), evidence(r.out, `(?m)^CONNECTED.*$`))
+		if r.code != 0 {
+			t.Errorf("ray.init(%q) with the token: exit %d:\n%s", a.addr, r.code, r.out)
+		}
+	}
+}
+
+func jobsAPIRefuses(t *testing.T, dashboard, token, wrongToken string) {
+	suffix := make([]byte, 6)
+	rand.Read(suffix)
+	canary := filepath.Join(os.TempDir(), "CANARY-e2esec-"+hex.EncodeToString(suffix))
+	proof := canary + "-authorized"
+	t.Cleanup(func() { os.Remove(canary); os.Remove(proof) })
+	body := fmt.Sprintf(`{"entrypoint":"touch %s"}`, canary)
+	for _, c := range []struct {
+		auth string
+		want int
+	}{{"", http.StatusUnauthorized}, {"Bearer " + wrongToken, http.StatusForbidden}, {"Bearer ", http.StatusForbidden}, {"Basic Zm9vOmJhcg==", http.StatusForbidden}} {
+		code, resp := httpDo(t, http.MethodPost, dashboard+"/api/jobs/", c.auth, body)
+		fmt.Printf("CHECK jobs API POST /api/jobs/ with Authorization %q: %d %s\n", redact(c.auth), code, oneLineBody(resp))
+		if code != c.want {
+			t.Errorf("POST /api/jobs/ with Authorization %q: %d %s, want %d", redact(c.auth), code, resp, c.want)
+		}
+	}
+	// With the token the same API runs a job: proof it would have run the canary.
+	code, resp := httpDo(t, http.MethodPost, dashboard+"/api/jobs/", "Bearer "+token, fmt.Sprintf(`{"entrypoint":"touch %s && sleep 300"}`, proof))
+	var job struct {
+		SubmissionID string `json:"submission_id"`
+	}
+	if code != http.StatusOK || json.Unmarshal(resp, &job) != nil || job.SubmissionID == "" {
+		t.Fatalf("POST /api/jobs/ with the token: %d %s", code, resp)
+	}
+	fmt.Printf("CHECK jobs API POST with the token: %d, submission %s\n", code, job.SubmissionID)
+	waitFor(t, "authorized job's entrypoint ran", 60*time.Second, func() bool {
+		_, err := os.Stat(proof)
+		return err == nil
+	})
+	code, resp = httpDo(t, http.MethodPost, dashboard+"/api/jobs/"+job.SubmissionID+"/stop", "Bearer "+token, "")
+	fmt.Printf("CHECK jobs API stop with the token: %d %s\n", code, oneLineBody(resp))
+	if code != http.StatusOK || !strings.Contains(string(resp), `"stopped": true`) {
+		t.Errorf("stop %s: %d %s", job.SubmissionID, code, resp)
+	}
+	waitFor(t, "authorized job stopped", 60*time.Second, func() bool {
+		_, resp := httpDo(t, http.MethodGet, dashboard+"/api/jobs/"+job.SubmissionID, "Bearer "+token, "")
+		return strings.Contains(string(resp), `"status": "STOPPED"`)
+	})
+	_, resp = httpDo(t, http.MethodGet, dashboard+"/api/jobs/", "Bearer "+token, "")
+	var jobs []struct {
+		SubmissionID string `json:"submission_id"`
+	}
+	if err := json.Unmarshal(resp, &jobs); err != nil || len(jobs) != 1 || jobs[0].SubmissionID != job.SubmissionID {
+		t.Errorf("jobs known to Ray: %s (%v), want the authorized one alone", resp, err)
+	}
+	if _, err := os.Stat(canary); err == nil {
+		t.Errorf("%s exists: a job submitted without the token ran", canary)
+	}
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+func httpDo(t *testing.T, method, url, auth, body string) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, b
+}
+
+func redact(auth string) string {
+	if len(auth) > 24 {
+		return auth[:20] + "..."
+	}
+	return auth
+}
+
+func oneLineBody(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return s
+}
+
+// TestUpDryRunInjection sends injection payloads through every flag of `up`
+// and through the state directory's path (a unit test: no SLURM, no Ray). The
+// rendered scripts run under bash with stub ray, module and sbatch first on
+// PATH and a stub supervisor at the cluster's binary path: no payload may run,
+// and the supervisor must get exactly the intended argv.
+func TestUpDryRunInjection(t *testing.T) {
+	t.Parallel()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	payloads := []string{
+		"$(touch CANARY)", "`touch CANARY`", "'; touch CANARY; '", `"; touch CANARY; "`, ";touch CANARY",
+		"&& touch CANARY", "|touch CANARY", ">CANARY", "\ntouch CANARY\n", "x\rtouch CANARY",
+		"${IFS}touch${IFS}CANARY", `\`, `"`, ";", "&&", "*", "#", "-- --cluster-dir", "a\x00touch CANARY",
+	}
+	fields := []struct {
+		name string
+		set  func(o *upOptions, home *string, root, p string)
+	}{
+		{"SRAYBATCH_HOME", func(_ *upOptions, home *string, root, p string) { *home = filepath.Join(root, p) }},
+		{"--log-dir", func(o *upOptions, _ *string, root, p string) { o.LogDir = filepath.Join(root, p, "logs") }},
+		{"--name", func(o *upOptions, _ *string, _, p string) { o.Name = p }},
+		{"--partition", func(o *upOptions, _ *string, _, p string) { o.Node.Partition = p }},
+		{"--account", func(o *upOptions, _ *string, _, p string) { o.Node.Account = "proj" + p }},
+		{"--qos", func(o *upOptions, _ *string, _, p string) { o.Node.QOS = p }},
+		{"--constraint", func(o *upOptions, _ *string, _, p string) { o.Node.Constraint = "a100" + p }},
+		{"--mem", func(o *upOptions, _ *string, _, p string) { o.Node.Mem = "4G" + p }},
+		{"--time", func(o *upOptions, _ *string, _, p string) { o.Node.Time = "1:00:00" + p }},
+		{"--sbatch-arg", func(o *upOptions, _ *string, _, p string) { o.Node.SbatchArgs = []string{"--comment=" + p} }},
+		{"--sbatch-arg bare", func(o *upOptions, _ *string, _, p string) { o.Node.SbatchArgs = []string{p} }},
+		{"--setup", func(o *upOptions, _ *string, _, p string) { o.Setup = "touch SETUP-RAN " + p }},
+		{"--ray", func(o *upOptions, _ *string, root, p string) { o.Ray = filepath.Join(root, p, "ray") }},
+		{"--node-ip", func(o *upOptions, _ *string, _, p string) { o.NodeIP = p }},
+		{"--interface", func(o *upOptions, _ *string, _, p string) { o.Interface = p }},
+	}
+	var accepted, rejected int
+	for _, f := range fields {
+		for _, p := range payloads {
+			what := fmt.Sprintf("%s %q", f.name, p)
+			root := t.TempDir()
+			home := filepath.Join(root, "home")
+			o := upOptions{Name: "inj", Node: cluster.NodeSpec{GPUs: 1, Partition: "gpu", Time: "1:00:00"}, Workers: 2,
+				DryRun: true, ObjectStoreMB: 80, DrainBefore: 2 * time.Minute}
+			f.set(&o, &home, root, p)
+			a := &app{store: cluster.Store{Root: filepath.Join(home, "clusters")}, sched: slurm.New(slurmtest.NewRunner(t), uProgs)}
+			var s uStreams
+			err := runUp(context.Background(), s.io(false), a, o)
+			if !strings.ContainsRune(a.store.Root, 0) { // a path with NUL cannot exist
+				if got := storeEntries(t, a.store); len(got) != 0 {
+					t.Errorf("%s: dry run created %v", what, got)
+				}
+			}
+			if err != nil {
+				rejected++
+				var ue usageError
+				if !errors.As(err, &ue) || strings.ContainsAny(err.Error(), "\n\r") || s.out.Len() > 0 {
+					t.Errorf("%s: %v (%T), want a one-line usage error and no output", what, err, err)
+				}
+				continue
+			}
+			accepted++
+			out := s.out.String()
+			if o.Setup != "" && strings.Contains(out, "SETUP-RAN") {
+				t.Errorf("%s: --setup reached the script:\n%s", what, out)
+			}
+			headScript, workerScript, ok := strings.Cut(out, "\n# worker job script")
+			if !ok || !strings.HasPrefix(headScript, "# head job script\n#!/bin/bash\n") {
+				t.Fatalf("%s: want a head and a worker script in the dry run:\n%s", what, out)
+			}
+			_, workerScript, _ = strings.Cut(workerScript, "\n") // the rest of the heading
+			d := a.store.Cluster("inj")
+			for _, sc := range []struct {
+				role   cluster.Role
+				script string
+				extra  []string
+			}{{cluster.RoleHead, headScript, nil}, {cluster.RoleWorker, workerScript, []string{"--head-job", "0"}}} {
+				argv, env, created := runWithStubs(t, bash, root, d.BinaryPath(), sc.script)
+				want := append([]string{d.BinaryPath(), "node", string(sc.role), "--cluster-dir", d.Path}, sc.extra...)
+				if !slices.Equal(argv, want) {
+					t.Errorf("%s: %s supervisor argv\n got %q\nwant %q\n%s", what, sc.role, argv, want, sc.script)
+				}
+				if wantEnv := []string{"token", d.TokenPath(), "unset", "unset"}; !slices.Equal(env, wantEnv) {
+					t.Errorf("%s: %s supervisor's RAY_AUTH_MODE, RAY_AUTH_TOKEN_PATH, RAY_AUTH_TOKEN, RAY_ADDRESS = %q, want %q", what, sc.role, env, wantEnv)
+				}
+				if len(created) > 0 {
+					t.Errorf("%s: the %s script created %q (injected code ran):\n%s", what, sc.role, created, sc.script)
+				}
+			}
+		}
+	}
+	t.Logf("%d dry runs accepted and executed, %d refused", accepted, rejected)
+	if accepted == 0 || rejected == 0 {
+		t.Errorf("accepted %d, rejected %d: the payloads no longer exercise both paths", accepted, rejected)
+	}
+}
+
+// runWithStubs runs a batch script with bash in root as a job would, with
+// stub ray, module and sbatch first on PATH and a stub supervisor at binary;
+// it returns the supervisor's argv (its $0 first), its auth environment, and
+// every path the run created besides the stubs' records.
+func runWithStubs(t *testing.T, bash, root, binary, script string) (argv, env, created []string) {
+	t.Helper()
+	stubs, called := filepath.Join(root, "stubs"), filepath.Join(root, "called")
+	for _, d := range []string{stubs, called, filepath.Dir(binary)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"ray", "module", "sbatch"} {
+		if err := os.WriteFile(filepath.Join(stubs, name), []byte("#!/bin/sh\ntouch \"$SRB_CALLED/"+name+"\"\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	supervisor := "#!/bin/sh\n" +
+		"printf '%s\\0' \"$0\" \"$@\" > \"$SRB_ARGV\"\n" +
+		"printf '%s\\0' \"${RAY_AUTH_MODE-unset}\" \"${RAY_AUTH_TOKEN_PATH-unset}\" \"${RAY_AUTH_TOKEN-unset}\" \"${RAY_ADDRESS-unset}\" > \"$SRB_ARGV.env\"\n"
+	if err := os.WriteFile(binary, []byte(supervisor), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	scriptPath := filepath.Join(root, "job.sbatch")
+	if err := os.WriteFile(scriptPath, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	argvFile := filepath.Join(root, "argv")
+	os.Remove(argvFile)
+	os.Remove(argvFile + ".env")
+	before := pathsUnder(t, root)
+	cmd := exec.Command(bash, scriptPath)
+	cmd.Dir = root
+	cmd.Env = []string{"PATH=" + stubs + ":/usr/bin:/bin", "HOME=" + root, "SRB_CALLED=" + called, "SRB_ARGV=" + argvFile,
+		"RAY_AUTH_TOKEN=leaked-from-login", "RAY_ADDRESS=10.9.9.9:1"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+		t.Errorf("script failed: %v: %s\n%s", err, stderr.String(), script)
+	}
+	for _, p := range pathsUnder(t, root) {
+		if !slices.Contains(before, p) && p != argvFile && p != argvFile+".env" {
+			created = append(created, p)
+		}
+	}
+	read := func(path string) []string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("the stub supervisor did not run: %v", err)
+			return nil
+		}
+		return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	}
+	return read(argvFile), read(argvFile + ".env"), created
+}
+
+func pathsUnder(t *testing.T, root string) []string {
+	t.Helper()
+	var paths []string
+	if err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		paths = append(paths, p)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(paths)
+	return paths
+}

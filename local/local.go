@@ -1,0 +1,584 @@
+// Package local is sraybatch's backend for one machine without SLURM. It
+// implements slurm.Scheduler, so up, grow, train, status, down and the node
+// supervisor run the same code path as on SLURM:
+//
+//   - Submit runs the rendered batch script with bash as a detached process
+//     in a session of its own, with the environment a SLURM batch script
+//     gets (SLURM_JOB_ID, SLURM_CPUS_ON_NODE, CUDA_VISIBLE_DEVICES and
+//     SLURM_JOB_GPUS naming the GPUs it claimed; no SLURMD_NODENAME), its
+//     output in the file its #SBATCH --output line names. The job id is the
+//     pid of the job's process (a small sraybatch wrapper, RunJob, around
+//     bash). An array of K tasks is K processes; the array job id is the
+//     first task's pid, and each task gets SLURM_ARRAY_JOB_ID/TASK_ID, so
+//     job keys ("7_0") mean what they mean on SLURM.
+//   - Jobs reports a job RUNNING while its process (pid and start time)
+//     lives, then COMPLETED, FAILED or CANCELLED from the exit file its
+//     wrapper writes and the mark Cancel leaves.
+//   - Cancel sends SIGTERM to the job's process group, and SIGKILL to its
+//     whole session after 10 s (SLURM's KillWait).
+//   - GPUs are claimed per host (Claims), never twice across clusters or users.
+//
+// Jobs are recorded in a registry directory ($SRAYBATCH_HOME/local/jobs), one
+// file per job written once by the submitter, one exit file written by the
+// job's wrapper, one cancel mark written by Cancel.
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/slurm"
+)
+
+// killWait is how long a cancelled job has to end before it is killed.
+const killWait = 10 * time.Second
+
+// retention is how long the records of ended jobs are kept (SLURM's MinJobAge).
+const retention = 24 * time.Hour
+
+// Partition is what FreeGPUs names the host's one partition.
+const Partition = "local"
+
+// Config is what a local Scheduler needs.
+type Config struct {
+	// Registry is the directory of job records (RegistryDir).
+	Registry string
+	// Claims hands out GPUs; nil when no job asks for any (the supervisor's
+	// head checks only read the registry).
+	Claims *Claims
+	// Launcher is the command that becomes each job's process and calls
+	// RunJob: the sraybatch binary and its hidden local-job command.
+	Launcher []string
+}
+
+// RegistryDir is the job registry of the sraybatch home directory (the
+// directory above the store's clusters/).
+func RegistryDir(home string) string { return filepath.Join(home, "local", "jobs") }
+
+// Scheduler runs a cluster's jobs as processes of this host.
+type Scheduler struct {
+	cfg Config
+}
+
+var _ slurm.Scheduler = (*Scheduler)(nil)
+
+// New returns the local backend.
+func New(cfg Config) *Scheduler { return &Scheduler{cfg: cfg} }
+
+// jobRecord is a job as Submit recorded it.
+type jobRecord struct {
+	SchemaVersion int    `json:"schema_version"`
+	Key           string `json:"key"`
+	ArrayJobID    string `json:"array_job_id,omitempty"`
+	ArrayTaskID   string `json:"array_task_id,omitempty"`
+	Proc
+	Name      string    `json:"name"`
+	User      string    `json:"user"`
+	GPUs      []string  `json:"gpus,omitempty"`
+	Log       string    `json:"log"`
+	Script    string    `json:"script"`
+	Submitted time.Time `json:"submitted"`
+}
+
+// exitRecord is how a job's process ended, written by its wrapper.
+type exitRecord struct {
+	SchemaVersion int       `json:"schema_version"`
+	ExitCode      int       `json:"exit_code"`
+	Signal        string    `json:"signal,omitempty"`
+	Error         string    `json:"error,omitempty"`
+	Ended         time.Time `json:"ended"`
+}
+
+func (s *Scheduler) recordPath(key string) string { return filepath.Join(s.cfg.Registry, key+".json") }
+func exitPath(registry, key string) string        { return filepath.Join(registry, key+".exit") }
+func cancelPath(registry, key string) string      { return filepath.Join(registry, key+".cancel") }
+
+// Submit claims the script's GPUs, starts one process per task, records them
+// and returns the job id (the array job id for an array).
+func (s *Scheduler) Submit(ctx context.Context, scriptPath string) (string, error) {
+	script, err := os.ReadFile(scriptPath)
+	if err != nil {
+		return "", fmt.Errorf("submit %s: %w", scriptPath, err)
+	}
+	d, err := parseScript(script)
+	if err != nil {
+		return "", fmt.Errorf("submit %s: %w", scriptPath, err)
+	}
+	if len(s.cfg.Launcher) == 0 {
+		return "", errors.New("submit: the local backend has no launcher")
+	}
+	if err := os.MkdirAll(s.cfg.Registry, 0o700); err != nil {
+		return "", fmt.Errorf("create the local job registry: %w", err)
+	}
+	s.prune()
+	cwd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("submit: %w", err)
+	}
+	me, err := Self()
+	if err != nil {
+		return "", fmt.Errorf("submit: %w", err)
+	}
+	clusterName := clusterOf(d.JobName)
+	tasks := max(d.Tasks, 1)
+
+	var claimed []Claimed
+	if d.GPUs > 0 {
+		if s.cfg.Claims == nil {
+			return "", errors.New("submit: the local backend has no GPU claims")
+		}
+		claimed, err = s.cfg.Claims.Acquire(d.GPUs*tasks, HolderFor(me, clusterName, "submitting"))
+		if err != nil {
+			return "", err
+		}
+	}
+	release := func() {
+		if s.cfg.Claims != nil {
+			s.cfg.Claims.Release(claimed, me)
+		}
+	}
+
+	// Start every task's process first; each waits on its stdin for the
+	// go-ahead, which carries what only its pid decides (job id, log file).
+	type task struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		proc  Proc
+		key   string
+		gpus  []Claimed
+	}
+	var started []*task
+	abort := func(err error) (string, error) {
+		for _, t := range started {
+			t.stdin.Close() // no go-ahead: the wrapper exits without running anything
+			t.cmd.Wait()
+		}
+		release()
+		return "", err
+	}
+	for i := 0; i < tasks; i++ {
+		cmd := exec.Command(s.cfg.Launcher[0], s.cfg.Launcher[1:]...)
+		cmd.Dir = cwd
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return abort(fmt.Errorf("submit: %w", err))
+		}
+		if err := cmd.Start(); err != nil {
+			return abort(fmt.Errorf("submit: start %s: %w", s.cfg.Launcher[0], err))
+		}
+		t := &task{cmd: cmd, stdin: stdin}
+		started = append(started, t)
+		if t.proc, err = procOf(cmd.Process.Pid); err != nil {
+			return abort(fmt.Errorf("submit: job process exited at once: %w", err))
+		}
+		if d.GPUs > 0 {
+			t.gpus = claimed[i*d.GPUs : (i+1)*d.GPUs]
+		}
+	}
+	jobID := strconv.Itoa(started[0].proc.PID)
+	arrayID := ""
+	if d.Tasks > 0 {
+		arrayID = jobID
+	}
+	host, _ := os.Hostname()
+	userName := currentUser()
+	now := time.Now().UTC()
+	for i, t := range started {
+		t.key = strconv.Itoa(t.proc.PID)
+		taskID := ""
+		if arrayID != "" {
+			taskID = strconv.Itoa(i)
+			t.key = arrayID + "_" + taskID
+		}
+		if s.cfg.Claims != nil {
+			if err := s.cfg.Claims.Hand(t.gpus, HolderFor(t.proc, clusterName, t.key)); err != nil {
+				return abort(err)
+			}
+		}
+		ids := claimedIDs(t.gpus)
+		rec := jobRecord{
+			SchemaVersion: cluster.SchemaVersion, Key: t.key, ArrayJobID: arrayID, ArrayTaskID: taskID,
+			Proc: t.proc, Name: d.JobName, User: userName, GPUs: ids,
+			Log:    expandOutput(d.Output, strconv.Itoa(t.proc.PID), arrayID, taskID, d.JobName, userName, host),
+			Script: scriptPath, Submitted: now,
+		}
+		os.Remove(exitPath(s.cfg.Registry, t.key)) // a recycled pid's leftovers
+		os.Remove(cancelPath(s.cfg.Registry, t.key))
+		if err := writeJSON(s.recordPath(t.key), rec); err != nil {
+			return abort(fmt.Errorf("submit: record job %s: %w", t.key, err))
+		}
+		start := jobStart{
+			Script: scriptPath, Dir: cwd, Log: rec.Log,
+			Env:      jobEnv(os.Environ(), d, rec, ids),
+			ExitPath: exitPath(s.cfg.Registry, t.key),
+			Claims:   t.gpus, Self: t.proc,
+		}
+		if s.cfg.Claims != nil {
+			start.ClaimsDir = s.cfg.Claims.Dir
+		}
+		b, err := json.Marshal(start)
+		if err != nil {
+			return abort(err)
+		}
+		if _, err := t.stdin.Write(b); err != nil {
+			return abort(fmt.Errorf("submit: start job %s: %w", t.key, err))
+		}
+	}
+	for _, t := range started {
+		t.stdin.Close()
+		go t.cmd.Wait() // reap it if it ends while this process still runs
+	}
+	return jobID, nil
+}
+
+func claimedIDs(cs []Claimed) []string {
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	return ids
+}
+
+// jobEnv is the environment of a job's batch script: the submitter's, as
+// sbatch passes it, with SLURM's job variables for this host.
+func jobEnv(base []string, d directives, rec jobRecord, gpus []string) []string {
+	env := make([]string, 0, len(base)+12)
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "SLURM_"), strings.HasPrefix(k, "SBATCH_"), strings.HasPrefix(k, "SRUN_"),
+			k == "CUDA_VISIBLE_DEVICES", k == "GPU_DEVICE_ORDINAL", k == "SLURMD_NODENAME":
+			continue
+		}
+		env = append(env, kv)
+	}
+	cpus := d.CPUs
+	if cpus <= 0 {
+		cpus = runtime.NumCPU()
+	}
+	id := strconv.Itoa(rec.PID)
+	env = append(env,
+		"SLURM_JOB_ID="+id, "SLURM_JOBID="+id, "SLURM_JOB_NAME="+rec.Name,
+		"SLURM_CPUS_ON_NODE="+strconv.Itoa(cpus), "SLURM_JOB_NUM_NODES=1", "SLURM_NNODES=1",
+		"SRAYBATCH_BACKEND=local",
+	)
+	if cwd, err := os.Getwd(); err == nil {
+		env = append(env, "SLURM_SUBMIT_DIR="+cwd)
+	}
+	if d.MemMB > 0 {
+		env = append(env, "SLURM_MEM_PER_NODE="+strconv.FormatInt(d.MemMB, 10))
+	}
+	if rec.ArrayJobID != "" {
+		env = append(env, "SLURM_ARRAY_JOB_ID="+rec.ArrayJobID, "SLURM_ARRAY_TASK_ID="+rec.ArrayTaskID)
+	}
+	if len(gpus) > 0 {
+		v := strings.Join(gpus, ",")
+		env = append(env, "CUDA_VISIBLE_DEVICES="+v, "SLURM_JOB_GPUS="+v)
+	} else {
+		// SLURM's spelling of "no GPU": CUDA, Ray and sraybatch all read it as none,
+		// where an unset variable would let a node see every GPU of the host.
+		env = append(env, "CUDA_VISIBLE_DEVICES=NoDevFiles")
+	}
+	return env
+}
+
+// clusterOf reads the cluster name from a job name "sray-NAME-ROLE".
+func clusterOf(jobName string) string {
+	name, ok := strings.CutPrefix(jobName, "sray-")
+	if !ok {
+		return ""
+	}
+	if i := strings.LastIndexByte(name, '-'); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+// Jobs lists the recorded jobs q selects.
+func (s *Scheduler) Jobs(ctx context.Context, q slurm.Query) ([]slurm.Job, error) {
+	recs, err := s.records()
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	var jobs []slurm.Job
+	for _, r := range recs {
+		if !selects(q, r) {
+			continue
+		}
+		jobs = append(jobs, s.observe(r, host))
+	}
+	return jobs, nil
+}
+
+func (s *Scheduler) observe(r jobRecord, host string) slurm.Job {
+	j := slurm.Job{
+		ID: r.Key, ArrayJobID: r.ArrayJobID, ArrayTaskID: r.ArrayTaskID, Name: r.Name, User: r.User,
+		Node: host, GPUs: len(r.GPUs), Unlimited: true,
+	}
+	if r.Alive() {
+		j.State, j.Elapsed = slurm.Running, time.Since(r.Submitted).Truncate(time.Second)
+		return j
+	}
+	var ex exitRecord
+	exitErr := readJSON(exitPath(s.cfg.Registry, r.Key), &ex)
+	_, cancelErr := os.Stat(cancelPath(s.cfg.Registry, r.Key))
+	switch {
+	case cancelErr == nil:
+		j.State = slurm.Cancelled
+	case exitErr == nil && ex.ExitCode == 0:
+		j.State = slurm.Completed
+	default: // a non-zero exit, or killed before its wrapper could tell
+		j.State = slurm.Failed
+	}
+	if exitErr == nil {
+		j.Elapsed = ex.Ended.Sub(r.Submitted).Truncate(time.Second)
+	}
+	return j
+}
+
+// selects reports whether q selects a job, as squeue's filters would.
+func selects(q slurm.Query, r jobRecord) bool {
+	if q.User != "" && q.User != r.User {
+		return false
+	}
+	if len(q.Names) > 0 && !slices.Contains(q.Names, r.Name) {
+		return false
+	}
+	if len(q.JobIDs) == 0 {
+		return true
+	}
+	for _, id := range q.JobIDs {
+		if id == r.Key || (r.ArrayJobID != "" && id == r.ArrayJobID) {
+			return true
+		}
+	}
+	return false
+}
+
+// records reads every job record; a missing registry holds none.
+func (s *Scheduler) records() ([]jobRecord, error) {
+	entries, err := os.ReadDir(s.cfg.Registry)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list local jobs: %w", err)
+	}
+	var recs []jobRecord
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		var r jobRecord
+		if err := readJSON(filepath.Join(s.cfg.Registry, name), &r); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // pruned meanwhile
+			}
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+// prune forgets jobs that ended more than retention ago, as SLURM forgets
+// them after MinJobAge; the cluster's own node records keep their outcome.
+func (s *Scheduler) prune() {
+	recs, err := s.records()
+	if err != nil {
+		return
+	}
+	for _, r := range recs {
+		if r.Alive() {
+			continue
+		}
+		ended := r.Submitted
+		if st, err := os.Stat(exitPath(s.cfg.Registry, r.Key)); err == nil {
+			ended = st.ModTime()
+		}
+		if time.Since(ended) > retention {
+			os.Remove(s.recordPath(r.Key))
+			os.Remove(exitPath(s.cfg.Registry, r.Key))
+			os.Remove(cancelPath(s.cfg.Registry, r.Key))
+		}
+	}
+}
+
+// Cancel ends the jobs ids name (an array job id names all its tasks): SIGTERM
+// to each job's process group, then, for a job still running after 10 s,
+// SIGKILL to every process of its session. With opts.Signal it only sends
+// that signal (to the job's process alone with opts.Batch).
+func (s *Scheduler) Cancel(ctx context.Context, ids []string, opts slurm.CancelOptions) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	for _, id := range ids {
+		if id == "" || strings.HasPrefix(id, "-") {
+			return fmt.Errorf("cancel: bad job id %q", id)
+		}
+	}
+	sig := syscall.SIGTERM
+	if opts.Signal != "" {
+		var err error
+		if sig, err = parseSignal(opts.Signal); err != nil {
+			return fmt.Errorf("cancel: %w", err)
+		}
+	}
+	recs, err := s.records()
+	if err != nil {
+		return fmt.Errorf("cancel %s: %w", strings.Join(ids, " "), err)
+	}
+	var targets []jobRecord
+	for _, r := range recs {
+		if selects(slurm.Query{JobIDs: ids}, r) && r.Alive() {
+			targets = append(targets, r)
+		}
+	}
+	for _, r := range targets {
+		if opts.Signal == "" {
+			if err := cluster.WriteFileAtomic(cancelPath(s.cfg.Registry, r.Key), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+				return fmt.Errorf("cancel %s: %w", r.Key, err)
+			}
+		}
+		if opts.Batch {
+			syscall.Kill(r.PID, sig)
+		} else {
+			syscall.Kill(-r.PID, sig) // the job's process leads its own group and session
+		}
+	}
+	if opts.Signal != "" {
+		return nil
+	}
+	if waitGone(targets, killWait) {
+		return nil
+	}
+	for _, r := range targets {
+		if r.Alive() {
+			signalSession(r.PID, syscall.SIGKILL)
+		}
+	}
+	waitGone(targets, 5*time.Second)
+	return nil
+}
+
+// waitGone waits until no target runs; false when some still does at the limit.
+func waitGone(targets []jobRecord, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		alive := false
+		for _, r := range targets {
+			alive = alive || r.Alive()
+		}
+		if !alive {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func parseSignal(name string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(name); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	switch strings.TrimPrefix(strings.ToUpper(name), "SIG") {
+	case "TERM":
+		return syscall.SIGTERM, nil
+	case "KILL":
+		return syscall.SIGKILL, nil
+	case "INT":
+		return syscall.SIGINT, nil
+	case "HUP":
+		return syscall.SIGHUP, nil
+	case "USR1":
+		return syscall.SIGUSR1, nil
+	case "USR2":
+		return syscall.SIGUSR2, nil
+	case "CONT":
+		return syscall.SIGCONT, nil
+	case "STOP":
+		return syscall.SIGSTOP, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q", name)
+}
+
+// Ping succeeds: the local backend is always there.
+func (s *Scheduler) Ping(ctx context.Context) error { return nil }
+
+// NodeAddr is not known locally: local clusters advertise 127.0.0.1, or the
+// address of --node-ip/--interface.
+func (s *Scheduler) NodeAddr(ctx context.Context, node string) (string, error) {
+	return "", errors.New("the local backend has no node addresses: give --node-ip or --interface")
+}
+
+// FreeGPUs reports this host as one node of partition "local".
+func (s *Scheduler) FreeGPUs(ctx context.Context, partition string) ([]slurm.NodeGPUs, error) {
+	if partition != "" && partition != Partition {
+		return nil, nil
+	}
+	host, _ := os.Hostname()
+	n := slurm.NodeGPUs{Node: host, Partition: Partition, State: "idle"}
+	if s.cfg.Claims == nil {
+		return []slurm.NodeGPUs{n}, nil
+	}
+	gpus, err := s.cfg.Claims.State()
+	if err != nil {
+		return nil, fmt.Errorf("list node gpus: %w", err)
+	}
+	n.Total = len(gpus)
+	for _, g := range gpus {
+		if !g.Free() {
+			n.Used++
+		}
+	}
+	if n.Used > 0 {
+		n.State = "mixed"
+	}
+	return []slurm.NodeGPUs{n}, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return cluster.WriteFileAtomic(path, append(b, '\n'), 0o600)
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return &cluster.CorruptError{Path: path, Err: err}
+	}
+	return nil
+}
