@@ -230,7 +230,7 @@ func membership(o Observation, rec NodeRecord, hasRec bool, sj slurm.Job, inSlur
 	everJoined := member != nil
 	jobOver := (hasRec && rec.Final()) || slurmEnded || (!inSlurm && o.SlurmErr == nil)
 	if everJoined {
-		if downed || (hasRec && rec.Phase == PhaseEnded && rec.Reason == ReasonDrained) {
+		if downed || (hasRec && rec.Phase == PhaseEnded && (rec.Reason == ReasonDrained || rec.Reason == ReasonDriverFinished)) {
 			return Ended
 		}
 		return Lost
@@ -247,8 +247,13 @@ func membership(o Observation, rec NodeRecord, hasRec bool, sj slurm.Job, inSlur
 	return Waiting
 }
 
-// ReasonDrained is recorded by a supervisor that left Ray before its time limit.
-const ReasonDrained = "drained before the time limit"
+// Reasons a supervisor records for an orderly end, shown as `ended`, not `lost`.
+const (
+	// ReasonDrained: the node left Ray before its time limit.
+	ReasonDrained = "drained before the time limit"
+	// ReasonDriverFinished: the driver command exited 0.
+	ReasonDriverFinished = "driver finished"
+)
 
 func clusterState(o Observation, jobs []JobStatus) (State, string) {
 	if o.Down != nil {

@@ -598,3 +598,30 @@ func TestObserveHeadTimeLimitWarning(t *testing.T) {
 		t.Errorf("an hour left warns: %q", st.Cluster.Warning)
 	}
 }
+
+func TestObserveFinishedDriverIsEnded(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	zero := 0
+	o := Observation{
+		Spec:        Spec{Name: "c", Created: now.Add(-time.Hour)},
+		Submissions: []Submission{{Role: RoleHead, JobID: "5"}, {Role: RoleDriver, JobID: "6"}},
+		Records: map[string]NodeRecord{
+			"6": {Job: "6", Role: RoleDriver, Phase: PhaseEnded, Reason: ReasonDriverFinished, ExitCode: &zero},
+		},
+		Membership: MembershipSnapshot{Updated: now, Heartbeat: now, Nodes: map[string]*MemberNode{
+			"5": {NodeID: "n5", Alive: true, FirstSeen: now, LastSeen: now},
+			"6": {NodeID: "n6", Alive: false, FirstSeen: now, LastSeen: now},
+		}},
+		Head:  &HeadInfo{Address: "10.0.0.1:6379"},
+		Slurm: map[string]slurm.Job{"5": {ID: "5", State: slurm.Running}, "6": {ID: "6", State: slurm.Completed}},
+		Now:   now,
+	}
+	st := Observe(o)
+	if d := st.Jobs[1]; d.Ray != Ended || d.ExitCode == nil || *d.ExitCode != 0 {
+		t.Errorf("finished driver: %s exit %v, want ended with exit 0", d.Ray, d.ExitCode)
+	}
+	if st.Cluster.State != StateRunning {
+		t.Errorf("cluster: %s", st.Cluster.State)
+	}
+}

@@ -156,7 +156,7 @@ func (s *supervisor) save() {
 func (s *supervisor) finish(err error) {
 	switch {
 	case err == nil && s.rec.ExitCode != nil:
-		s.rec.Phase, s.rec.Reason = cluster.PhaseEnded, "driver finished"
+		s.rec.Phase, s.rec.Reason = cluster.PhaseEnded, cluster.ReasonDriverFinished
 	case err == nil:
 		s.rec.Phase, s.rec.Reason = cluster.PhaseEnded, "ray exited"
 	case errors.Is(err, errDrain):

@@ -32,7 +32,11 @@ func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, tim
 		progress.print(io, *head)
 		if h, ok, _ := dir.Head(); ok {
 			if rec, ok, _ := dir.Node(head.JobID); ok && rec.Phase == cluster.PhaseRunning {
-				fmt.Fprintf(io.ErrOut, "cluster %s is up: head %s on %s\n", spec.Name, h.Address, h.SlurmNode)
+				where := ""
+				if h.SlurmNode != "" {
+					where = " on " + h.SlurmNode
+				}
+				fmt.Fprintf(io.ErrOut, "cluster %s is up: head %s%s\n", spec.Name, h.Address, where)
 				return true, nil
 			}
 		}
