@@ -202,6 +202,33 @@ func outputFormat(flag string, tty bool) (string, error) {
 	return "", usagef("invalid --output %q: use table, tsv or json", flag)
 }
 
+// liveCluster opens a cluster that more jobs can join: not taken down, with
+// a head job recorded (returned).
+func (a *app) liveCluster(name string) (cluster.Dir, cluster.Spec, string, error) {
+	dir, err := a.resolveCluster(name)
+	if err != nil {
+		return dir, cluster.Spec{}, "", err
+	}
+	spec, err := dir.Spec()
+	if err != nil {
+		return dir, spec, "", err
+	}
+	if _, down, err := dir.Down(); err != nil {
+		return dir, spec, "", err
+	} else if down {
+		return dir, spec, "", usagef("cluster %s was taken down: start a new one with `sraybatch up`", spec.Name)
+	}
+	subs, err := dir.Submissions()
+	if err != nil {
+		return dir, spec, "", err
+	}
+	head, ok := headJob(subs)
+	if !ok {
+		return dir, spec, "", fmt.Errorf("cluster %s has no head job recorded", spec.Name)
+	}
+	return dir, spec, head, nil
+}
+
 // headJob returns the head's job id from the submissions.
 func headJob(subs []cluster.Submission) (string, bool) {
 	for _, s := range subs {

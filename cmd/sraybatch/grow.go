@@ -65,26 +65,9 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 			return usageError{err}
 		}
 	}
-	dir, err := a.resolveCluster(o.Cluster)
+	dir, spec, head, err := a.liveCluster(o.Cluster)
 	if err != nil {
 		return err
-	}
-	spec, err := dir.Spec()
-	if err != nil {
-		return err
-	}
-	if _, down, err := dir.Down(); err != nil {
-		return err
-	} else if down {
-		return usagef("cluster %s was taken down: start a new one with `sraybatch up`", spec.Name)
-	}
-	subs, err := dir.Submissions()
-	if err != nil {
-		return err
-	}
-	head, ok := headJob(subs)
-	if !ok {
-		return fmt.Errorf("cluster %s has no head job recorded", spec.Name)
 	}
 	if o.Time != "" {
 		spec.Node.Time = o.Time

@@ -71,26 +71,9 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	if o.Steps < 0 || o.StepSeconds <= 0 || o.CPUs < 1 {
 		return usagef("--steps must be >= 0, --step-seconds > 0 and --cpus >= 1")
 	}
-	dir, err := a.resolveCluster(o.Cluster)
+	dir, spec, head, err := a.liveCluster(o.Cluster)
 	if err != nil {
 		return err
-	}
-	spec, err := dir.Spec()
-	if err != nil {
-		return err
-	}
-	if _, down, err := dir.Down(); err != nil {
-		return err
-	} else if down {
-		return usagef("cluster %s was taken down: start a new one with `sraybatch up`", spec.Name)
-	}
-	subs, err := dir.Submissions()
-	if err != nil {
-		return err
-	}
-	head, ok := headJob(subs)
-	if !ok {
-		return fmt.Errorf("cluster %s has no head job recorded", spec.Name)
 	}
 	command := o.Command
 	if len(command) == 0 {
