@@ -241,3 +241,40 @@ func TestE2EWorkerNeverJoins(t *testing.T) {
 	}
 	expectFailure("head frozen", "unresponsive")
 }
+
+// TestE2EHeadNodeDown: `scontrol update NodeName=<head node> State=DOWN`
+// ends the head's job; every other job of the cluster ends within 30 s.
+func TestE2EHeadNodeDown(t *testing.T) {
+	e := needE2E(t)
+	e.mustSray(t, "up", "--name", "e2ehd", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2ehd") })
+	st := e.status(t, "e2ehd")
+	headNode := st.Cluster.HeadNode
+	// Keep the worker off the head's node: only the head's node goes down.
+	holdGPUs(t, 1, headNode)
+	worker := strings.TrimSpace(e.mustSray(t, "grow", "--cluster", "e2ehd", "--wait", "--timeout", "2m").stdout)
+	driver := strings.TrimSpace(e.mustSray(t, "train", "--cluster", "e2ehd", "--step-seconds", "0.5").stdout)
+	waitFor(t, "driver job until its first step", 2*time.Minute, func() bool {
+		return driverRow(e.status(t, "e2ehd")).LastStep != nil
+	})
+	t.Cleanup(func() {
+		exec.Command("scontrol", "update", "NodeName="+headNode, "State=RESUME").Run()
+	})
+	if out, err := exec.Command("scontrol", "update", "NodeName="+headNode, "State=DOWN", "Reason=sraybatch-e2e").CombinedOutput(); err != nil {
+		t.Fatalf("scontrol update: %v %s", err, out)
+	}
+	waitFor(t, "head node DOWN until the cluster's worker and driver jobs have ended", 30*time.Second, func() bool {
+		return !slurmJobActive(worker) && !slurmJobActive(driver)
+	})
+	if procs := clusterProcesses(filepath.Join(e.home, "clusters", "e2ehd")); len(procs) > 0 {
+		time.Sleep(5 * time.Second) // the head's own job may still be stopping
+		if procs = clusterProcesses(filepath.Join(e.home, "clusters", "e2ehd")); len(procs) > 0 {
+			t.Errorf("processes of the cluster survive: %v", procs)
+		}
+	}
+	st = e.status(t, "e2ehd")
+	if st.Cluster.State != cluster.StateFailed {
+		t.Errorf("cluster after its head's node went down: %s (%s)", st.Cluster.State, st.Cluster.Reason)
+	}
+	fmt.Printf("CHECK cluster after its head's node went down: %s (%s)\n", st.Cluster.State, st.Cluster.Reason)
+}
