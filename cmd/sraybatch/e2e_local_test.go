@@ -7,8 +7,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,56 +25,20 @@ import (
 // slurmPrograms are hidden from the local tests' PATH.
 var slurmPrograms = map[string]bool{"sbatch": true, "squeue": true, "scancel": true, "scontrol": true, "sinfo": true, "srun": true, "salloc": true, "sacct": true}
 
-// localEnv is a localE2E's environment: the e2eEnv fields plus a PATH
-// without SLURM and a private GPU claims directory.
-type localEnv struct {
-	e2eEnv
-	env []string
-}
-
-func needLocalE2E(t *testing.T) localEnv {
+// needLocalE2E is an e2eEnv whose PATH hides SLURM and whose GPU claims
+// are private to the test.
+func needLocalE2E(t *testing.T) e2eEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
 	}
-	venv := os.Getenv("SRAYBATCH_VENV")
-	if venv == "" {
-		venv, _ = filepath.Abs("../../.venv")
-	}
-	if _, err := os.Stat(filepath.Join(venv, "bin", "ray")); err != nil {
+	e := newE2EEnv(t, "sraybatch-e2e-local-", func(what string) {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but there is no Ray venv at %s: run scripts/setup-ray first", venv)
+			t.Fatalf("CI=true but %s: run scripts/setup-ray first", what)
 		}
-		t.Skipf("local end-to-end test needs the Ray venv at %s (scripts/setup-ray)", venv)
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sraybatch-e2e-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "sraybatch")
-		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		t.Skipf("local end-to-end test needs the Ray venv: %s (scripts/setup-ray)", what)
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	home, err := os.MkdirTemp("", "sraybatch-e2e-local-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, home)
-			return
-		}
-		os.RemoveAll(home)
-	})
-	e := localEnv{e2eEnv: e2eEnv{bin: builtBin, home: home, venv: venv, setup: "source " + filepath.Join(venv, "bin", "activate")}}
-	e.env = append(os.Environ(), "SRAYBATCH_HOME="+home, "SRAYBATCH_GPU_CLAIMS="+filepath.Join(home, "gpu-claims"), "PATH="+pathWithoutSlurm(t, home))
+	e.env = append(e.env, "SRAYBATCH_GPU_CLAIMS="+filepath.Join(e.home, "gpu-claims"), "PATH="+pathWithoutSlurm(t, e.home))
 	if _, err := exec.LookPath("sbatch"); err == nil {
 		t.Logf("sbatch is on this machine's PATH; the test runs with a PATH that hides it")
 	}
@@ -101,51 +63,6 @@ func pathWithoutSlurm(t *testing.T, home string) string {
 		}
 	}
 	return dir
-}
-
-func (e localEnv) cmd(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Env = e.env
-	return cmd
-}
-
-func (e localEnv) sray(t *testing.T, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := e.cmd(ctx, args...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errOut.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("sraybatch %v: %v", args, err)
-	}
-	t.Logf("$ sraybatch %s  -> exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	return r
-}
-
-func (e localEnv) mustSray(t *testing.T, args ...string) result {
-	t.Helper()
-	r := e.sray(t, args...)
-	if r.code != 0 {
-		t.Fatalf("sraybatch %v failed (exit %d): %s", args, r.code, r.stderr)
-	}
-	return r
-}
-
-func (e localEnv) status(t *testing.T, name string) cluster.Status {
-	t.Helper()
-	r := e.mustSray(t, "status", "--cluster", name, "--output", "json")
-	var st cluster.Status
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-		t.Fatalf("status json: %v\n%s", err, r.stdout)
-	}
-	return st
 }
 
 // proc is a process seen by a test, with its start time so that a recycled

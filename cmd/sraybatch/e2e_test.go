@@ -26,10 +26,11 @@ import (
 
 // e2eEnv is what the end-to-end tests need from the machine.
 type e2eEnv struct {
-	bin   string // the sraybatch binary under test
-	home  string // SRAYBATCH_HOME
-	venv  string // the Ray venv
-	setup string // --setup for every cluster
+	bin   string   // the sraybatch binary under test
+	home  string   // SRAYBATCH_HOME
+	venv  string   // the Ray venv
+	setup string   // --setup for every cluster
+	env   []string // the CLI's environment
 }
 
 var (
@@ -56,6 +57,13 @@ func needE2E(t *testing.T) e2eEnv {
 	if out, err := exec.Command("scontrol", "ping").CombinedOutput(); err != nil || !strings.Contains(string(out), "UP") {
 		missing("no SLURM controller answers `scontrol ping`")
 	}
+	return newE2EEnv(t, "sraybatch-e2e-home-", missing)
+}
+
+// newE2EEnv finds the Ray venv (calling missing when there is none), builds
+// the binary once, and makes a fresh SRAYBATCH_HOME, kept when the test fails.
+func newE2EEnv(t *testing.T, homePrefix string, missing func(what string)) e2eEnv {
+	t.Helper()
 	venv := os.Getenv("SRAYBATCH_VENV")
 	if venv == "" {
 		venv, _ = filepath.Abs("../../.venv")
@@ -78,7 +86,7 @@ func needE2E(t *testing.T) e2eEnv {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	home, err := os.MkdirTemp("", "sraybatch-e2e-home-")
+	home, err := os.MkdirTemp("", homePrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +97,15 @@ func needE2E(t *testing.T) e2eEnv {
 		}
 		os.RemoveAll(home)
 	})
-	return e2eEnv{bin: builtBin, home: home, venv: venv, setup: "source " + filepath.Join(venv, "bin", "activate")}
+	return e2eEnv{bin: builtBin, home: home, venv: venv, setup: "source " + filepath.Join(venv, "bin", "activate"),
+		env: append(os.Environ(), "SRAYBATCH_HOME="+home)}
+}
+
+// cmd is the sraybatch binary with args in the test's environment.
+func (e e2eEnv) cmd(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = e.env
+	return cmd
 }
 
 type result struct {
@@ -102,8 +118,7 @@ func (e e2eEnv) sray(t *testing.T, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Env = append(os.Environ(), "SRAYBATCH_HOME="+e.home)
+	cmd := e.cmd(ctx, args...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
