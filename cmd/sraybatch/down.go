@@ -35,11 +35,8 @@ func runDownCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
 	fs.BoolVar(&o.Forget, "forget", false, "also remove the cluster directory and its logs")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up waiting for the jobs to end after this long (exit 3)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	a, err := newApp()
 	if err != nil {

@@ -33,11 +33,8 @@ func runFreeCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs := newFlagSet("free", freeUsage, io)
 	fs.StringVarP(&o.Partition, "partition", "p", "", "only this partition")
 	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	a, err := newApp()
 	if err != nil {

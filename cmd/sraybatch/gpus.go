@@ -45,11 +45,8 @@ func runGpusCmd(ctx context.Context, io IOStreams, args []string) error {
 	o := gpusOptions{NewInventory: systemInventory}
 	fs := newFlagSet("gpus", gpusUsage, io)
 	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	return runGpus(io, o)
 }

@@ -40,11 +40,8 @@ func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.IntVar(&o.Max, "max", 0, "with --fill: at most this many workers")
 	fs.StringVar(&o.Time, "time", "", "time limit of these workers (default: up's --time; always capped at the head's time left)")
 	o.Wait.addFlags(fs, "every new worker has joined Ray")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	a, err := newApp()
 	if err != nil {

@@ -81,11 +81,8 @@ is not meant to be run by hand.`
 // the job's go-ahead on stdin.
 func runLocalJobCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs := newFlagSet("local-job", localJobUsage, io)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	if code := local.RunJob(os.Stdin); code != 0 {
 		return fmt.Errorf("the job's script exited with code %d", code)

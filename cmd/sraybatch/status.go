@@ -41,11 +41,8 @@ func runStatusCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.BoolVar(&o.All, "all", false, "show every cluster in $SRAYBATCH_HOME, ended ones included")
 	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
 	fs.BoolVar(&o.GPUs, "gpus", false, "also show each node's GPUs: model, memory used/total, utilization (sampled every 30 s)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	a, err := newApp()
 	if err != nil {

@@ -35,11 +35,8 @@ func runTunnelCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
 	fs.StringVar(&o.Login, "login", "", "the login node ssh jumps through, [user@]host[:port] (default: this host's name)")
 	fs.IntVar(&o.LocalPort, "local-port", 0, "local port to forward (default: the dashboard's port)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	if o.Login == "" {
 		h, err := os.Hostname()

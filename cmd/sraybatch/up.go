@@ -93,11 +93,8 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	o.Wait.addFlags(fs, "the head is healthy")
 	fs.StringVar((*string)(&o.Backend), "backend", "", "slurm, or local: every node a process of this host, no SLURM (default: slurm when sbatch is on PATH, else local)")
 	fs.BoolVar(&o.Foreground, "foreground", false, "local backend: print the dashboard URL and stay until Ctrl+C or SIGTERM, then take the cluster down")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	if o.Backend == "" {
 		o.Backend, o.announceBackend = defaultBackend(), true
