@@ -278,3 +278,26 @@ func TestE2EHeadNodeDown(t *testing.T) {
 	}
 	fmt.Printf("CHECK cluster after its head's node went down: %s (%s)\n", st.Cluster.State, st.Cluster.Reason)
 }
+
+// TestE2EHeadTimeLimitWarns: before the head's time limit, status warns and
+// the driver gets a head_time_limit event it can checkpoint on.
+func TestE2EHeadTimeLimitWarns(t *testing.T) {
+	e := needE2E(t)
+	// 3 minutes of limit with a 170 s warning: SLURM signals 10-40 s in.
+	e.mustSray(t, "up", "--name", "e2ehl", "--gpus-per-node", "1", "--time", "3", "--drain-before", "170s",
+		"--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "2m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2ehl") })
+	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2ehl")}
+	driver := strings.TrimSpace(e.mustSray(t, "train", "--cluster", "e2ehl", "--step-seconds", "0.5").stdout)
+	waitFor(t, "head start until status warns of its time limit", 90*time.Second, func() bool {
+		st := e.status(t, "e2ehl")
+		return strings.Contains(st.Cluster.Warning, "time limit") && st.Cluster.State == cluster.StateRunning
+	})
+	waitFor(t, "the warning until the driver has its head_time_limit event", 30*time.Second, func() bool {
+		b, _ := os.ReadFile(dir.EventsPath(driver))
+		return strings.Contains(string(b), `"head_time_limit"`)
+	})
+	if d := driverRow(e.status(t, "e2ehl")); d.SlurmState != "RUNNING" || d.Ray != cluster.Joined {
+		t.Errorf("driver after the warning: %s/%s, want it still training", d.SlurmState, d.Ray)
+	}
+}
