@@ -252,6 +252,11 @@ func TestLocalCancelEscalatesToSIGKILL(t *testing.T) {
 		t.Errorf("cancel of a job ignoring SIGTERM took %s, want about %s", took, killWait)
 	}
 	pid, _ := strconv.Atoi(id)
+	// SIGKILLed processes take a moment to leave the process table.
+	deadline := time.Now().Add(3 * time.Second)
+	for len(sessionMembers(pid)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if left := sessionMembers(pid); len(left) > 0 {
 		t.Errorf("processes survive SIGKILL: %v", left)
 	}
