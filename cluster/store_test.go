@@ -562,7 +562,7 @@ func TestAddSubmissionFromManyProcesses(t *testing.T) {
 	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
-		t.Skipf("cannot re-execute the test binary: %v", err)
+		t.Fatalf("cannot re-execute the test binary: %v", err)
 	}
 	d := mustCreate(t, Store{Root: t.TempDir()}, "exp1")
 	const procs = 20
@@ -620,7 +620,7 @@ func TestHelperUnknownModeFails(t *testing.T) {
 	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
-		t.Skipf("cannot re-execute the test binary: %v", err)
+		t.Fatalf("cannot re-execute the test binary: %v", err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=no-such-mode")

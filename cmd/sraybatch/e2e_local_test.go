@@ -30,13 +30,10 @@ var slurmPrograms = map[string]bool{"sbatch": true, "squeue": true, "scancel": t
 func needLocalE2E(t *testing.T) e2eEnv {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("end-to-end test: skipped with -short")
+		skipOutsideCI(t, "end-to-end test: skipped with -short")
 	}
 	e := newE2EEnv(t, "sraybatch-e2e-local-", func(what string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s: run scripts/setup-ray first", what)
-		}
-		t.Skipf("local end-to-end test needs the Ray venv: %s (scripts/setup-ray)", what)
+		skipOutsideCI(t, "local end-to-end test needs the Ray venv: %s (scripts/setup-ray)", what)
 	})
 	e.env = append(e.env, "SRAYBATCH_GPU_CLAIMS="+filepath.Join(e.home, "gpu-claims"), "PATH="+pathWithoutSlurm(t, e.home))
 	if _, err := exec.LookPath("sbatch"); err == nil {

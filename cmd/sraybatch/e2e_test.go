@@ -39,17 +39,24 @@ var (
 	buildErr  error
 )
 
+// skipOutsideCI skips an end-to-end test, except under CI=true, where the
+// same reason fails it: CI must never pass by skipping.
+func skipOutsideCI(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true, so this end-to-end test may not skip: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // needE2E skips (or, with CI=true, fails) unless a real SLURM and Ray are here.
 func needE2E(t *testing.T) e2eEnv {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("end-to-end test: skipped with -short")
+		skipOutsideCI(t, "end-to-end test: skipped with -short")
 	}
 	missing := func(what string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s: run scripts/dev-slurm up and scripts/setup-ray first", what)
-		}
-		t.Skipf("end-to-end test needs %s (run scripts/dev-slurm up; eval \"$(scripts/dev-slurm env)\"; scripts/setup-ray)", what)
+		skipOutsideCI(t, "end-to-end test needs %s (run scripts/dev-slurm up; eval \"$(scripts/dev-slurm env)\"; scripts/setup-ray)", what)
 	}
 	if os.Getenv("SLURM_CONF") == "" {
 		missing("SLURM_CONF is unset")
