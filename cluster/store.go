@@ -143,7 +143,7 @@ func (s Store) Create(spec Spec, setup string) (Dir, error) {
 		return cleanup(err)
 	}
 	spec.SchemaVersion = SchemaVersion
-	if err := writeJSON(d.file(specFile), spec); err != nil {
+	if err := WriteJSON(d.file(specFile), spec); err != nil {
 		return cleanup(err)
 	}
 	// Rename fails if another `up` created the same name meanwhile: no clobbering.
@@ -187,7 +187,7 @@ func (d Dir) ScriptPath(name string) string { return filepath.Join(d.Path, scrip
 // Spec reads the cluster's spec.
 func (d Dir) Spec() (Spec, error) {
 	var s Spec
-	err := readJSON(d.file(specFile), &s)
+	err := ReadJSON(d.file(specFile), &s)
 	return s, err
 }
 
@@ -195,7 +195,7 @@ func (d Dir) Spec() (Spec, error) {
 func (d Dir) AddSubmission(sub Submission) error {
 	sub.SchemaVersion = SchemaVersion
 	name := fmt.Sprintf("%s-%d-%s.json", sub.Role, sub.Submitted.UnixNano(), uuid.NewString()[:8])
-	return writeJSON(filepath.Join(d.Path, submissionsDir, name), sub)
+	return WriteJSON(filepath.Join(d.Path, submissionsDir, name), sub)
 }
 
 // Submissions reads every submission, oldest first.
@@ -203,7 +203,7 @@ func (d Dir) Submissions() ([]Submission, error) {
 	var subs []Submission
 	err := readDir(filepath.Join(d.Path, submissionsDir), func(path string) error {
 		var s Submission
-		if err := readJSON(path, &s); err != nil {
+		if err := ReadJSON(path, &s); err != nil {
 			return err
 		}
 		subs = append(subs, s)
@@ -217,14 +217,14 @@ func (d Dir) Submissions() ([]Submission, error) {
 func (d Dir) WriteNode(r NodeRecord) error {
 	r.SchemaVersion = SchemaVersion
 	r.Updated = time.Now().UTC()
-	return writeJSON(d.nodePath(r.Job), r)
+	return WriteJSON(d.nodePath(r.Job), r)
 }
 
 func (d Dir) nodePath(job string) string { return filepath.Join(d.Path, nodesDir, job+".json") }
 
 // Node reads one job's record; ok is false when the job has not written one yet.
 func (d Dir) Node(job string) (r NodeRecord, ok bool, err error) {
-	err = readJSON(d.nodePath(job), &r)
+	err = ReadJSON(d.nodePath(job), &r)
 	if errors.Is(err, fs.ErrNotExist) {
 		return r, false, nil
 	}
@@ -236,7 +236,7 @@ func (d Dir) Nodes() (map[string]NodeRecord, error) {
 	recs := map[string]NodeRecord{}
 	err := readDir(filepath.Join(d.Path, nodesDir), func(path string) error {
 		var r NodeRecord
-		if err := readJSON(path, &r); err != nil {
+		if err := ReadJSON(path, &r); err != nil {
 			return err
 		}
 		recs[r.Job] = r
@@ -248,12 +248,12 @@ func (d Dir) Nodes() (map[string]NodeRecord, error) {
 // WriteHead publishes the head's address.
 func (d Dir) WriteHead(h HeadInfo) error {
 	h.SchemaVersion = SchemaVersion
-	return writeJSON(d.file(headFile), h)
+	return WriteJSON(d.file(headFile), h)
 }
 
 // Head reads head.json; ok is false until the head has published it.
 func (d Dir) Head() (h HeadInfo, ok bool, err error) {
-	err = readJSON(d.file(headFile), &h)
+	err = ReadJSON(d.file(headFile), &h)
 	if errors.Is(err, fs.ErrNotExist) {
 		return h, false, nil
 	}
@@ -263,13 +263,13 @@ func (d Dir) Head() (h HeadInfo, ok bool, err error) {
 // WriteMembership replaces the Ray membership snapshot.
 func (d Dir) WriteMembership(m MembershipSnapshot) error {
 	m.SchemaVersion = SchemaVersion
-	return writeJSON(d.file(membershipFile), m)
+	return WriteJSON(d.file(membershipFile), m)
 }
 
 // Membership reads the snapshot; an absent one is empty.
 func (d Dir) Membership() (MembershipSnapshot, error) {
 	m := MembershipSnapshot{Nodes: map[string]*MemberNode{}}
-	err := readJSON(d.file(membershipFile), &m)
+	err := ReadJSON(d.file(membershipFile), &m)
 	if errors.Is(err, fs.ErrNotExist) {
 		return m, nil
 	}
@@ -281,13 +281,13 @@ func (d Dir) Membership() (MembershipSnapshot, error) {
 
 // MarkDown records that `down` was asked for.
 func (d Dir) MarkDown(t time.Time) error {
-	return writeJSON(d.file(downFile), DownRequest{SchemaVersion: SchemaVersion, Requested: t.UTC()})
+	return WriteJSON(d.file(downFile), DownRequest{SchemaVersion: SchemaVersion, Requested: t.UTC()})
 }
 
 // Down reports whether `down` was asked for.
 func (d Dir) Down() (DownRequest, bool, error) {
 	var r DownRequest
-	err := readJSON(d.file(downFile), &r)
+	err := ReadJSON(d.file(downFile), &r)
 	if errors.Is(err, fs.ErrNotExist) {
 		return r, false, nil
 	}
@@ -322,7 +322,8 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-func writeJSON(path string, v any) error {
+// WriteJSON writes v as indented JSON, atomically and 0600.
+func WriteJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
@@ -342,7 +343,10 @@ func (e *CorruptError) Error() string {
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 
-func readJSON(path string, v any) error {
+// ReadJSON reads a state file into v. A missing file's error stays
+// fs.ErrNotExist; an unreadable one is a *CorruptError; one from a newer
+// sraybatch (a higher schema_version) is refused.
+func ReadJSON(path string, v any) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err // fs.ErrNotExist stays visible to callers

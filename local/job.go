@@ -66,7 +66,7 @@ func RunJob(start io.Reader) int {
 	if runErr != nil {
 		ex.Error = runErr.Error()
 	}
-	if err := writeJSON(js.ExitPath, ex); err != nil {
+	if err := cluster.WriteJSON(js.ExitPath, ex); err != nil {
 		fmt.Fprintf(os.Stderr, "sraybatch local-job: %v\n", err)
 	}
 	return code

@@ -220,7 +220,7 @@ func (s *Scheduler) Submit(ctx context.Context, scriptPath string) (string, erro
 		}
 		os.Remove(exitPath(s.cfg.Registry, t.key)) // a recycled pid's leftovers
 		os.Remove(cancelPath(s.cfg.Registry, t.key))
-		if err := writeJSON(s.recordPath(t.key), rec); err != nil {
+		if err := cluster.WriteJSON(s.recordPath(t.key), rec); err != nil {
 			return abort(fmt.Errorf("submit: record job %s: %w", t.key, err))
 		}
 		start := jobStart{
@@ -344,7 +344,7 @@ func (s *Scheduler) observe(r jobRecord, host string) slurm.Job {
 		return j
 	}
 	var ex exitRecord
-	exitErr := readJSON(exitPath(s.cfg.Registry, r.Key), &ex)
+	exitErr := cluster.ReadJSON(exitPath(s.cfg.Registry, r.Key), &ex)
 	_, cancelErr := os.Stat(cancelPath(s.cfg.Registry, r.Key))
 	switch {
 	case cancelErr == nil:
@@ -395,7 +395,7 @@ func (s *Scheduler) records() ([]jobRecord, error) {
 			continue
 		}
 		var r jobRecord
-		if err := readJSON(filepath.Join(s.cfg.Registry, name), &r); err != nil {
+		if err := cluster.ReadJSON(filepath.Join(s.cfg.Registry, name), &r); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // pruned meanwhile
 			}
@@ -562,23 +562,4 @@ func (s *Scheduler) FreeGPUs(ctx context.Context, partition string) ([]slurm.Nod
 		n.State = "mixed"
 	}
 	return []slurm.NodeGPUs{n}, nil
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return cluster.WriteFileAtomic(path, append(b, '\n'), 0o600)
-}
-
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return &cluster.CorruptError{Path: path, Err: err}
-	}
-	return nil
 }

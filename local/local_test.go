@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
 )
 
@@ -129,7 +130,7 @@ func TestLocalSubmitRunsScriptWithSlurmLikeEnvironment(t *testing.T) {
 	}
 	f.waitState(t, id, slurm.Cancelled)
 	for _, p := range members {
-		if _, ok := readStat(p); ok && p != pid {
+		if _, ok := raynode.ReadProcStat(p); ok && p != pid {
 			t.Errorf("process %d of the job survives Cancel", p)
 		}
 	}
@@ -164,7 +165,7 @@ func TestLocalJobLeftoversAreKilled(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pid file: %q", b)
 	}
-	if st, ok := readStat(bg); ok && st.state != 'Z' {
+	if st, ok := raynode.ReadProcStat(bg); ok && st.State != 'Z' {
 		t.Errorf("background process %d of a finished job still runs", bg)
 	}
 }

@@ -1,13 +1,13 @@
 package local
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
+
+	"github.com/sraybatch/sraybatch/raynode"
 )
 
 // Proc names one process for as long as it lives: a pid alone can be
@@ -23,11 +23,11 @@ func Self() (Proc, error) { return procOf(os.Getpid()) }
 
 // procOf reads a live process's start time.
 func procOf(pid int) (Proc, error) {
-	st, ok := readStat(pid)
+	st, ok := raynode.ReadProcStat(pid)
 	if !ok {
 		return Proc{}, fmt.Errorf("process %d: no such process", pid)
 	}
-	return Proc{PID: pid, Start: st.start}, nil
+	return Proc{PID: pid, Start: st.Start}, nil
 }
 
 // Alive reports whether the process still runs: a zombie or a recycled pid
@@ -36,39 +36,8 @@ func (p Proc) Alive() bool {
 	if p.PID <= 0 {
 		return false
 	}
-	st, ok := readStat(p.PID)
-	return ok && st.start == p.Start && st.state != 'Z' && st.state != 'X'
-}
-
-type procStat struct {
-	state   byte
-	ppid    int
-	session int
-	start   uint64
-}
-
-// readStat parses /proc/PID/stat. The command name in parentheses may hold
-// spaces and parentheses itself, so fields are counted from the last ')'.
-func readStat(pid int) (procStat, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return procStat{}, false
-	}
-	f := bytes.Fields(b[i+2:]) // f[0] is field 3 (state)
-	if len(f) < 20 {
-		return procStat{}, false
-	}
-	ppid, err1 := strconv.Atoi(string(f[1]))
-	session, err2 := strconv.Atoi(string(f[3]))
-	start, err3 := strconv.ParseUint(string(f[19]), 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return procStat{}, false
-	}
-	return procStat{state: f[0][0], ppid: ppid, session: session, start: start}, true
+	st, ok := raynode.ReadProcStat(p.PID)
+	return ok && st.Start == p.Start && st.Live()
 }
 
 // sessionMembers lists the live processes of session sid.
@@ -80,7 +49,7 @@ func sessionMembers(sid int) []int {
 		if err != nil {
 			continue
 		}
-		if st, ok := readStat(pid); ok && st.session == sid && st.state != 'Z' && st.state != 'X' {
+		if st, ok := raynode.ReadProcStat(pid); ok && st.Session == sid && st.Live() {
 			pids = append(pids, pid)
 		}
 	}

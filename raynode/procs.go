@@ -33,11 +33,9 @@ func Descendants(pid int) []int {
 		if err != nil {
 			continue
 		}
-		ppid, state, ok := readStat(d)
-		if !ok || state == 'Z' || state == 'X' {
-			continue
+		if st, ok := readStat(d); ok && st.Live() {
+			children[st.PPID] = append(children[st.PPID], p)
 		}
-		children[ppid] = append(children[ppid], p)
 	}
 	var out []int
 	queue := []int{pid}
@@ -52,23 +50,50 @@ func Descendants(pid int) []int {
 	return out
 }
 
-// readStat returns a process's parent and state from /proc/PID/stat.
-func readStat(procDir string) (ppid int, state byte, ok bool) {
+// ProcStat is what /proc/PID/stat says of a process.
+type ProcStat struct {
+	State   byte
+	PPID    int
+	Session int
+	// Start is the start time in clock ticks since boot: with the pid, it
+	// names one process for good, whatever reuses the pid later.
+	Start uint64
+}
+
+// Live reports whether the process runs: not a zombie, not dead.
+func (s ProcStat) Live() bool { return s.State != 'Z' && s.State != 'X' }
+
+// ReadProcStat reads a process's /proc/PID/stat; ok is false when it is gone.
+func ReadProcStat(pid int) (ProcStat, bool) {
+	return readStat(filepath.Join("/proc", strconv.Itoa(pid)))
+}
+
+// readStat parses procDir/stat. The command name in parentheses may itself
+// hold spaces and parentheses, so fields are counted from the last ')'.
+func readStat(procDir string) (ProcStat, bool) {
 	stat, err := os.ReadFile(filepath.Join(procDir, "stat"))
 	if err != nil {
-		return 0, 0, false
+		return ProcStat{}, false
 	}
-	// The command name in parentheses may itself hold spaces and parentheses.
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 || i+2 >= len(stat) {
-		return 0, 0, false
+		return ProcStat{}, false
 	}
-	fields := bytes.Fields(stat[i+2:])
-	if len(fields) < 2 {
-		return 0, 0, false
+	f := bytes.Fields(stat[i+2:]) // f[0] is field 3 (state)
+	if len(f) < 2 {
+		return ProcStat{}, false
 	}
-	ppid, err = strconv.Atoi(string(fields[1]))
-	return ppid, fields[0][0], err == nil
+	st := ProcStat{State: f[0][0]}
+	if st.PPID, err = strconv.Atoi(string(f[1])); err != nil {
+		return ProcStat{}, false
+	}
+	if len(f) > 3 {
+		st.Session, _ = strconv.Atoi(string(f[3]))
+	}
+	if len(f) > 19 {
+		st.Start, _ = strconv.ParseUint(string(f[19]), 10, 64)
+	}
+	return st, true
 }
 
 // KillDescendants signals every process below this one and returns how many.

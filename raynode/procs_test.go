@@ -131,12 +131,13 @@ func TestReadStat(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(tt.stat), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		ppid, state, ok := readStat(dir)
+		st, ok := readStat(dir)
+		ppid, state := st.PPID, st.State
 		if ok != tt.ok || (ok && (ppid != tt.ppid || state != tt.state)) {
 			t.Errorf("%s: readStat = %d %q %v; want %d %q %v", tt.name, ppid, state, ok, tt.ppid, tt.state, tt.ok)
 		}
 	}
-	if _, _, ok := readStat(filepath.Join(t.TempDir(), "gone")); ok {
+	if _, ok := readStat(filepath.Join(t.TempDir(), "gone")); ok {
 		t.Error("readStat of a vanished process reported ok")
 	}
 }

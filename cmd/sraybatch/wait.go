@@ -30,15 +30,14 @@ func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, tim
 			return false, fmt.Errorf("cluster %s has no head job", spec.Name)
 		}
 		progress.print(io, *head)
-		if h, ok, _ := dir.Head(); ok {
-			if rec, ok, _ := dir.Node(head.JobID); ok && rec.Phase == cluster.PhaseRunning {
-				where := ""
-				if h.SlurmNode != "" {
-					where = " on " + h.SlurmNode
-				}
-				fmt.Fprintf(io.ErrOut, "cluster %s is up: head %s%s\n", spec.Name, h.Address, where)
-				return true, nil
+		// The head publishes its address only once its GCS answers healthy.
+		if st.Cluster.State == cluster.StateRunning {
+			where := ""
+			if st.Cluster.HeadNode != "" {
+				where = " on " + st.Cluster.HeadNode
 			}
+			fmt.Fprintf(io.ErrOut, "cluster %s is up: head %s%s\n", spec.Name, st.Cluster.HeadAddress, where)
+			return true, nil
 		}
 		if head.Ray == cluster.Failed || head.Ray == cluster.Lost || head.Ray == cluster.Ended {
 			return false, jobFailure(spec, *head)
