@@ -224,7 +224,7 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 		}
 	}
 
-	var node *rayProcess
+	var node *child
 	var ports Ports
 	for attempt := 1; ; attempt++ {
 		if ports, err = AllocatePorts(portRange, PortFree); err != nil {
@@ -255,12 +255,13 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 	s.rec.Phase = cluster.PhaseRunning
 	s.save()
 	s.logf("ray node up at %s (%d GPUs)", ip, len(gpus))
-	var driver *rayProcess
+	var driver *child
 	if s.cfg.Role == cluster.RoleDriver {
 		if driver, err = s.startDriver(env, head); err != nil {
 			return err
 		}
-		defer s.stopDriver(driver)
+		// The driver's whole group, then Ray: it gets a grace period to finish.
+		defer driver.stop(true)
 	}
 	return s.monitor(ctx, node, driver, ports, drain)
 }
@@ -270,7 +271,7 @@ var errDriverFailed = errors.New("driver failed")
 
 // startDriver runs the user's driver next to this job's Ray node, so a bare
 // ray.init() finds a local raylet of the cluster.
-func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (*rayProcess, error) {
+func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (*child, error) {
 	env = withoutKeys(env, "RAY_ADDRESS", "PYTHONPATH", "SRAYBATCH_EVENTS", "SRAYBATCH_CLUSTER_DIR", "SRAYBATCH_JOB", "SRAYBATCH_HEAD_JOB")
 	pythonPath := s.cfg.Dir.PythonPath()
 	if p := envValue(s.cfg.Environ, "PYTHONPATH"); p != "" {
@@ -293,36 +294,15 @@ func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (*rayProce
 	cmd := exec.Command(path, s.cfg.DriverArgv[1:]...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = s.cfg.Log, io.MultiWriter(s.cfg.Log, s.tail)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	driver, err := startChild(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start driver: %w", err)
 	}
-	p := &rayProcess{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stopDriver gives the driver a SIGTERM and a grace period before Ray goes.
-func (s *supervisor) stopDriver(p *rayProcess) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopGrace):
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
+	return driver, nil
 }
 
 // driverResult records the driver's exit status and turns it into the job's outcome.
-func (s *supervisor) driverResult(p *rayProcess) error {
+func (s *supervisor) driverResult(p *child) error {
 	code := p.cmd.ProcessState.ExitCode()
 	s.rec.ExitCode = &code
 	if code == 0 {
@@ -544,13 +524,51 @@ func (s *supervisor) objectStoreBytes(mem int64) int64 {
 	return max(store, minObjectStore)
 }
 
-type rayProcess struct {
+// child is a process the supervisor started (ray start, the driver): in a
+// process group of its own, ended with the supervisor (Pdeathsig), and waited
+// for in the background so its end can be selected on.
+type child struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
 }
 
-func (s *supervisor) startRay(ray string, p StartParams, env []string) (*rayProcess, error) {
+func startChild(cmd *exec.Cmd) (*child, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// stop sends SIGTERM to the child (its whole group when group is set) and,
+// after stopGrace, SIGKILL to its group; it returns once the child is gone.
+func (c *child) stop(group bool) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	pid := c.cmd.Process.Pid
+	if group {
+		syscall.Kill(-pid, syscall.SIGTERM)
+	} else {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(stopGrace):
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-c.done
+	}
+}
+
+func (s *supervisor) startRay(ray string, p StartParams, env []string) (*child, error) {
 	argv := p.Argv()
 	s.logf("%s %s", ray, strings.Join(argv, " "))
 	cmd := exec.Command(ray, argv...)
@@ -564,16 +582,11 @@ func (s *supervisor) startRay(ray string, p StartParams, env []string) (*rayProc
 	}
 	w := io.MultiWriter(s.cfg.Log, s.tail)
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	node, err := startChild(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", ray, err)
 	}
-	rp := &rayProcess{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		rp.err = cmd.Wait()
-		close(rp.done)
-	}()
-	return rp, nil
+	return node, nil
 }
 
 var errExitedEarly = errors.New("ray start exited before the node was up")
@@ -581,7 +594,7 @@ var errExitedEarly = errors.New("ray start exited before the node was up")
 // waitUp returns once the node serves: the head when its GCS answers healthy
 // through the dashboard, a worker when the head's membership snapshot shows
 // it alive (a listening raylet may still fail to register).
-func (s *supervisor) waitUp(ctx context.Context, node *rayProcess, ports Ports) error {
+func (s *supervisor) waitUp(ctx context.Context, node *child, ports Ports) error {
 	deadline := time.After(startTimeout)
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
@@ -635,7 +648,7 @@ func (s *supervisor) publishHead(ip string, ports Ports) error {
 
 // monitor waits for the end: Ray exiting, a cancel, a drain, or (workers) the
 // head going away. The head also keeps the membership snapshot fresh.
-func (s *supervisor) monitor(ctx context.Context, node, driver *rayProcess, ports Ports, drain <-chan struct{}) error {
+func (s *supervisor) monitor(ctx context.Context, node, driver *child, ports Ports, drain <-chan struct{}) error {
 	var driverDone <-chan struct{}
 	if driver != nil {
 		driverDone = driver.done
@@ -723,18 +736,8 @@ func (s *supervisor) sampleGPUs() {
 // stopRay stops the node's processes: SIGTERM to `ray start --block` (which
 // stops its children gracefully), then every process left below this
 // subreaper, wherever Ray put it. Never `ray stop`: it kills every Ray on the host.
-func (s *supervisor) stopRay(node *rayProcess) {
-	select {
-	case <-node.done:
-	default:
-		node.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-node.done:
-		case <-time.After(stopGrace):
-			syscall.Kill(-node.cmd.Process.Pid, syscall.SIGKILL)
-			<-node.done
-		}
-	}
+func (s *supervisor) stopRay(node *child) {
+	node.stop(false) // `ray start --block` stops its own children on SIGTERM
 	if n := KillDescendants(syscall.SIGTERM); n > 0 {
 		s.logf("stopping %d leftover Ray processes", n)
 		deadline := time.Now().Add(3 * time.Second)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jedib0t/go-pretty/v6/table"
+
 	"github.com/sraybatch/sraybatch/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
@@ -226,6 +228,16 @@ func (a *app) liveCluster(name string) (cluster.Dir, cluster.Spec, string, error
 		return dir, spec, "", fmt.Errorf("cluster %s has no head job recorded", spec.Name)
 	}
 	return dir, spec, head, nil
+}
+
+// renderTable writes a go-pretty table styled for a terminal, or as TSV.
+func renderTable(t table.Writer, styled bool) {
+	if !styled {
+		t.RenderTSV()
+		return
+	}
+	t.SetStyle(table.StyleLight)
+	t.Render()
 }
 
 // headJob returns the head's job id from the submissions.

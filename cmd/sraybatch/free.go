@@ -102,11 +102,8 @@ func printFree(w io.Writer, rows []freeNode, styled bool) {
 		t.AppendRow(table.Row{r.Partition, r.Node, r.State, r.Total, r.Used, r.Free})
 		total += r.Free
 	}
-	if !styled {
-		t.RenderTSV()
-		return
+	if styled {
+		t.AppendFooter(table.Row{"", "", "", "", "free", total})
 	}
-	t.SetStyle(table.StyleLight)
-	t.AppendFooter(table.Row{"", "", "", "", "free", total})
-	t.Render()
+	renderTable(t, styled)
 }

@@ -118,10 +118,5 @@ func printGPUs(w io.Writer, inv raynode.Inventory, styled bool) {
 			t.AppendRow(table.Row{g.ID})
 		}
 	}
-	if !styled {
-		t.RenderTSV()
-		return
-	}
-	t.SetStyle(table.StyleLight)
-	t.Render()
+	renderTable(t, styled)
 }

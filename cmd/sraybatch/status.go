@@ -235,12 +235,7 @@ func printClusterGPUs(w io.Writer, st cluster.Status, styled bool) {
 				percent(g.UtilizationPct), g.Processes, formatSeconds(&age) + " ago"})
 		}
 	}
-	if !styled {
-		t.RenderTSV()
-		return
-	}
-	t.SetStyle(table.StyleLight)
-	t.Render()
+	renderTable(t, styled)
 }
 
 func mib(v int64) string {
