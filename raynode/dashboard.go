@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // dashboardClient talks to the head's dashboard on its localhost.

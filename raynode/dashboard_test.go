@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // rayNodeJSON is one node as Ray 2.5x's state API prints it (trimmed of

@@ -11,7 +11,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/gpu"
 )
 
 func TestSampleGPUsRecordsUseFromNVML(t *testing.T) {
@@ -22,7 +23,7 @@ func TestSampleGPUsRecordsUseFromNVML(t *testing.T) {
 	}
 	env := map[string]string{"CUDA_VISIBLE_DEVICES": "2,5"}
 	s := &supervisor{
-		cfg:  Config{Dir: dir, GPUs: NewNVMLGPUs(busyDGX(), func(k string) string { return env[k] }, io.Discard), Log: io.Discard},
+		cfg:  Config{Dir: dir, GPUs: gpu.NewNVML(busyDGX(), func(k string) string { return env[k] }, io.Discard), Log: io.Discard},
 		rec:  cluster.NodeRecord{Job: "7_0", Role: cluster.RoleWorker, Phase: cluster.PhaseRunning, GPUs: 2},
 		tail: newTailBuffer(5),
 	}
@@ -63,7 +64,7 @@ func TestSampleGPUsSkipsSourcesWithoutUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &supervisor{
-		cfg: Config{Dir: dir, GPUs: EnvGPUs{Getenv: func(string) string { return "0" }}, Log: io.Discard},
+		cfg: Config{Dir: dir, GPUs: gpu.Env{Getenv: func(string) string { return "0" }}, Log: io.Discard},
 		rec: cluster.NodeRecord{Job: "8", GPUs: 1},
 	}
 	s.sampleGPUs()

@@ -22,8 +22,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/gpu"
+	"github.com/sraybatch/sraybatch/internal/proctree"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 // Timing of the supervisor. Workers must give up GPUs within 30 s of losing
@@ -59,8 +61,8 @@ type Config struct {
 	Getenv  func(string) string
 	Environ []string
 	// Scheduler answers NodeAddr and head-job checks; may be nil outside SLURM.
-	Scheduler slurm.Scheduler
-	GPUs      GPUs
+	Scheduler scheduler.Scheduler
+	GPUs      gpu.Source
 	// DriverArgv is the command a driver job runs once its Ray node has joined.
 	DriverArgv []string
 	// Log receives the supervisor's progress lines and Ray's own output (the job log).
@@ -112,7 +114,7 @@ func Run(ctx context.Context, cfg Config) error {
 		SlurmNode: cfg.Getenv("SLURMD_NODENAME"), Started: time.Now().UTC(),
 	}
 	s.save()
-	if err := BecomeSubreaper(); err != nil {
+	if err := proctree.BecomeSubreaper(); err != nil {
 		s.logf("warning: cannot become a subreaper (%v): orphaned Ray processes may escape cleanup", err)
 	}
 
@@ -184,7 +186,7 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 			return err
 		}
 	}
-	var gpus []GPU
+	var gpus []gpu.Device
 	if s.cfg.Role != cluster.RoleDriver { // a driver's node takes no actors
 		if gpus, err = s.cfg.GPUs.Visible(); err != nil {
 			return fmt.Errorf("find the job's GPUs: %w", err)
@@ -424,7 +426,7 @@ func (s *supervisor) headGone(ctx context.Context) string {
 	s.lastSlurmCheck = time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	jobs, err := s.cfg.Scheduler.Jobs(cctx, slurm.Query{JobIDs: []string{s.cfg.HeadJob}})
+	jobs, err := s.cfg.Scheduler.Jobs(cctx, scheduler.Query{JobIDs: []string{s.cfg.HeadJob}})
 	if err != nil {
 		return "" // SLURM unreachable: not evidence that the head is gone
 	}
@@ -702,14 +704,9 @@ func (s *supervisor) monitor(ctx context.Context, node, driver *child, ports Por
 	}
 }
 
-// inventory is what GPU sources that can report use (NVML) offer.
-type inventory interface {
-	Inventory() (Inventory, error)
-}
-
 // sampleGPUs records the node's GPU use in its record, for `status --gpus`.
 func (s *supervisor) sampleGPUs() {
-	src, ok := s.cfg.GPUs.(inventory)
+	src, ok := s.cfg.GPUs.(gpu.InventorySource)
 	if !ok || s.rec.GPUs == 0 || s.noGPUUse {
 		return
 	}
@@ -738,16 +735,9 @@ func (s *supervisor) sampleGPUs() {
 // subreaper, wherever Ray put it. Never `ray stop`: it kills every Ray on the host.
 func (s *supervisor) stopRay(node *child) {
 	node.stop(false) // `ray start --block` stops its own children on SIGTERM
-	if n := KillDescendants(syscall.SIGTERM); n > 0 {
-		s.logf("stopping %d leftover Ray processes", n)
-		deadline := time.Now().Add(3 * time.Second)
-		for time.Now().Before(deadline) && len(Descendants(os.Getpid())) > 0 {
-			ReapOrphans()
-			time.Sleep(100 * time.Millisecond)
-		}
-		KillDescendants(syscall.SIGKILL)
+	if n := proctree.KillTree(3 * time.Second); n > 0 {
+		s.logf("stopped %d leftover Ray processes", n)
 	}
-	ReapOrphans()
 }
 
 // keepLogs copies the tail of each Ray log file to the log dir before the

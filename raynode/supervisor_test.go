@@ -171,3 +171,7 @@ func TestCopyLogTailsSmallFilesWhole(t *testing.T) {
 		t.Errorf("copied %q, %v", b, err)
 	}
 }
+
+func envFunc(env map[string]string) func(string) string {
+	return func(k string) string { return env[k] }
+}

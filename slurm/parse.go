@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 // jobFormat is the squeue -o format ParseJobs reads. %i alone identifies
@@ -22,29 +24,13 @@ const jobFields = 10
 // memory. SLURM's default MaxArraySize is 1001.
 const maxArrayTasks = 100000
 
-// Job is one squeue record: a plain job or one task of a job array.
-type Job struct {
-	ID          string // "8", or "7_0" for an array task (squeue -r %i form)
-	ArrayJobID  string // "7" for array tasks; "" for plain jobs
-	ArrayTaskID string // "0"; "" for plain jobs
-	Name, User  string
-	State       JobState
-	Reason      string        // why it pends: "Resources", "Dependency", ...; "" when squeue says "None"
-	Node        string        // node list as squeue prints it ("node1", "node[1-2]"); "" while pending
-	GPUs        int           // GPUs per node requested
-	Elapsed     time.Duration // time used so far
-	TimeLeft    time.Duration // 0 when Unlimited, and once the job has overrun its limit
-	TimeLimit   time.Duration // 0 when Unlimited
-	Unlimited   bool          // no finite time limit is known: UNLIMITED, NOT_SET or INVALID
-}
-
 // ParseJobs parses squeue -h output in jobFormat, one record per line; blank
 // lines are skipped. Folded array records ("7_[2-3,5%4]", printed when -r is
 // not given) expand to one Job per task. A line that does not have the
 // format's fields, or whose id or times do not parse, is an error naming the
 // line.
-func ParseJobs(out []byte) ([]Job, error) {
-	var jobs []Job
+func ParseJobs(out []byte) ([]scheduler.Job, error) {
+	var jobs []scheduler.Job
 	budget := maxArrayTasks
 	for _, line := range strings.Split(string(out), "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -65,7 +51,7 @@ func ParseJobs(out []byte) ([]Job, error) {
 
 // parseJobLine parses one record; a folded array record may expand to at
 // most budget tasks.
-func parseJobLine(line string, budget int) ([]Job, error) {
+func parseJobLine(line string, budget int) ([]scheduler.Job, error) {
 	f := strings.Split(line, "|")
 	if len(f) < jobFields {
 		return nil, fmt.Errorf("got %d fields, want %d", len(f), jobFields)
@@ -82,10 +68,10 @@ func parseJobLine(line string, budget int) ([]Job, error) {
 	if len(st) == 0 {
 		return nil, errors.New("empty state")
 	}
-	j := Job{
+	j := scheduler.Job{
 		Name:  name,
 		User:  user,
-		State: JobState(st[0]),
+		State: scheduler.JobState(st[0]),
 		Node:  node,
 		GPUs:  ParseGPUs(gres),
 	}
@@ -113,7 +99,7 @@ func parseJobLine(line string, budget int) ([]Job, error) {
 			return nil, errors.New("empty job id")
 		}
 		j.ID = id
-		return []Job{j}, nil
+		return []scheduler.Job{j}, nil
 	}
 	if !isDigits(arrayID) {
 		return nil, fmt.Errorf("bad array job id %q", id)
@@ -121,13 +107,13 @@ func parseJobLine(line string, budget int) ([]Job, error) {
 	j.ArrayJobID = arrayID
 	if isDigits(task) {
 		j.ID, j.ArrayTaskID = id, task
-		return []Job{j}, nil
+		return []scheduler.Job{j}, nil
 	}
 	tasks, err := expandTasks(task, budget)
 	if err != nil {
 		return nil, fmt.Errorf("array job id %q: %w", id, err)
 	}
-	jobs := make([]Job, len(tasks))
+	jobs := make([]scheduler.Job, len(tasks))
 	for i, t := range tasks {
 		jobs[i] = j
 		jobs[i].ID = arrayID + "_" + t

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/slurm"
 )
 
@@ -20,7 +21,7 @@ func TestParseJobs(t *testing.T) {
 	tests := []struct {
 		name string
 		out  string
-		want []slurm.Job
+		want []scheduler.Job
 	}{
 		{
 			name: "empty",
@@ -29,13 +30,13 @@ func TestParseJobs(t *testing.T) {
 		{
 			name: "pending for resources",
 			out:  "5|gpu5|alice|PENDING|Resources||gres:gpu:1|0:00|UNLIMITED|UNLIMITED\n",
-			want: []slurm.Job{{ID: "5", Name: "gpu5", User: "alice", State: slurm.Pending, Reason: "Resources",
+			want: []scheduler.Job{{ID: "5", Name: "gpu5", User: "alice", State: scheduler.Pending, Reason: "Resources",
 				GPUs: 1, Unlimited: true}},
 		},
 		{
 			name: "running plain job with a day-long limit",
 			out:  "20|ray-head|root|RUNNING|None|node1|gres:gpu:2|1:02:03|364-23:59:58|365-00:00:00\n",
-			want: []slurm.Job{{ID: "20", Name: "ray-head", User: "root", State: slurm.Running, Node: "node1",
+			want: []scheduler.Job{{ID: "20", Name: "ray-head", User: "root", State: scheduler.Running, Node: "node1",
 				GPUs: 2, Elapsed: hour + 2*minute + 3*time.Second,
 				TimeLeft:  364*day + 23*hour + 59*minute + 58*time.Second,
 				TimeLimit: 365 * day}},
@@ -44,10 +45,10 @@ func TestParseJobs(t *testing.T) {
 			name: "array tasks with -r, gres/gpu form of 23.02",
 			out: "22_2|w|bob|PENDING|Dependency||gres/gpu:1|0:00|1-02:03:00|1-02:03:00\n" +
 				"22_0|w|bob|RUNNING|None|node3|gres/gpu:1|0:02|1-02:02:58|1-02:03:00\n",
-			want: []slurm.Job{
-				{ID: "22_2", ArrayJobID: "22", ArrayTaskID: "2", Name: "w", User: "bob", State: slurm.Pending,
+			want: []scheduler.Job{
+				{ID: "22_2", ArrayJobID: "22", ArrayTaskID: "2", Name: "w", User: "bob", State: scheduler.Pending,
 					Reason: "Dependency", GPUs: 1, TimeLeft: day + 2*hour + 3*minute, TimeLimit: day + 2*hour + 3*minute},
-				{ID: "22_0", ArrayJobID: "22", ArrayTaskID: "0", Name: "w", User: "bob", State: slurm.Running,
+				{ID: "22_0", ArrayJobID: "22", ArrayTaskID: "0", Name: "w", User: "bob", State: scheduler.Running,
 					Node: "node3", GPUs: 1, Elapsed: 2 * time.Second,
 					TimeLeft: day + 2*hour + 2*minute + 58*time.Second, TimeLimit: day + 2*hour + 3*minute},
 			},
@@ -55,11 +56,11 @@ func TestParseJobs(t *testing.T) {
 		{
 			name: "folded pending array record expands, concurrency limit dropped",
 			out:  "7_[2-3,5,9-10%4]|w|bob|PENDING|JobArrayTaskLimit||gres:gpu:a100:2|0:00|5:00|5:00\n",
-			want: func() []slurm.Job {
-				var js []slurm.Job
+			want: func() []scheduler.Job {
+				var js []scheduler.Job
 				for _, task := range []string{"2", "3", "5", "9", "10"} {
-					js = append(js, slurm.Job{ID: "7_" + task, ArrayJobID: "7", ArrayTaskID: task, Name: "w",
-						User: "bob", State: slurm.Pending, Reason: "JobArrayTaskLimit", GPUs: 2,
+					js = append(js, scheduler.Job{ID: "7_" + task, ArrayJobID: "7", ArrayTaskID: task, Name: "w",
+						User: "bob", State: scheduler.Pending, Reason: "JobArrayTaskLimit", GPUs: 2,
 						TimeLeft: 5 * minute, TimeLimit: 5 * minute})
 				}
 				return js
@@ -68,31 +69,31 @@ func TestParseJobs(t *testing.T) {
 		{
 			name: "folded single task",
 			out:  "7_[2]|w|bob|PENDING|BeginTime||N/A|0:00|NOT_SET|NOT_SET\n",
-			want: []slurm.Job{{ID: "7_2", ArrayJobID: "7", ArrayTaskID: "2", Name: "w", User: "bob",
-				State: slurm.Pending, Reason: "BeginTime", Unlimited: true}},
+			want: []scheduler.Job{{ID: "7_2", ArrayJobID: "7", ArrayTaskID: "2", Name: "w", User: "bob",
+				State: scheduler.Pending, Reason: "BeginTime", Unlimited: true}},
 		},
 		{
 			name: "overran its limit: time left INVALID",
 			out:  "9|x|u|COMPLETING|None|node2|N/A|10:05|INVALID|10:00\n",
-			want: []slurm.Job{{ID: "9", Name: "x", User: "u", State: slurm.Completing, Node: "node2",
+			want: []scheduler.Job{{ID: "9", Name: "x", User: "u", State: scheduler.Completing, Node: "node2",
 				Elapsed: 10*minute + 5*time.Second, TimeLimit: 10 * minute}},
 		},
 		{
 			name: "configuring multi-node job, other gres alongside",
 			out:  "11|x|u|CONFIGURING|None|node[1-2]|gres:shard:1,gres:gpu:4|0:00|30:00|30:00\n",
-			want: []slurm.Job{{ID: "11", Name: "x", User: "u", State: slurm.Configuring, Node: "node[1-2]",
+			want: []scheduler.Job{{ID: "11", Name: "x", User: "u", State: scheduler.Configuring, Node: "node[1-2]",
 				GPUs: 4, TimeLeft: 30 * minute, TimeLimit: 30 * minute}},
 		},
 		{
 			name: "state with trailing words, heterogeneous job id, CRLF, blank lines",
 			out:  "\r\n12+1|x|u|CANCELLED by 0|None|node1|N/A|0:07|UNLIMITED|UNLIMITED\r\n\n",
-			want: []slurm.Job{{ID: "12+1", Name: "x", User: "u", State: slurm.Cancelled, Node: "node1",
+			want: []scheduler.Job{{ID: "12+1", Name: "x", User: "u", State: scheduler.Cancelled, Node: "node1",
 				Elapsed: 7 * time.Second, Unlimited: true}},
 		},
 		{
 			name: "unknown state kept, '|' in a foreign job name",
 			out:  "13|a|b|u|SOMETHING_NEW|None||N/A|0:00|1:00|1:00\n",
-			want: []slurm.Job{{ID: "13", Name: "a|b", User: "u", State: "SOMETHING_NEW",
+			want: []scheduler.Job{{ID: "13", Name: "a|b", User: "u", State: "SOMETHING_NEW",
 				TimeLeft: minute, TimeLimit: minute}},
 		},
 	}
@@ -112,11 +113,11 @@ func TestParseJobs(t *testing.T) {
 
 func TestParseJobsEveryState(t *testing.T) {
 	t.Parallel()
-	states := []slurm.JobState{
-		slurm.Pending, slurm.Running, slurm.Suspended, slurm.Completed, slurm.Cancelled, slurm.Failed,
-		slurm.Timeout, slurm.NodeFail, slurm.Preempted, slurm.BootFail, slurm.Deadline, slurm.OutOfMemory,
-		slurm.Completing, slurm.StageOut, slurm.Configuring, slurm.Resizing, slurm.Requeued, slurm.RequeueFed,
-		slurm.RequeueHold, slurm.SpecialExit, slurm.Stopped, slurm.Revoked, slurm.ResvDelHold, slurm.Signaling,
+	states := []scheduler.JobState{
+		scheduler.Pending, scheduler.Running, scheduler.Suspended, scheduler.Completed, scheduler.Cancelled, scheduler.Failed,
+		scheduler.Timeout, scheduler.NodeFail, scheduler.Preempted, scheduler.BootFail, scheduler.Deadline, scheduler.OutOfMemory,
+		scheduler.Completing, scheduler.StageOut, scheduler.Configuring, scheduler.Resizing, scheduler.Requeued, scheduler.RequeueFed,
+		scheduler.RequeueHold, scheduler.SpecialExit, scheduler.Stopped, scheduler.Revoked, scheduler.ResvDelHold, scheduler.Signaling,
 	}
 	var out strings.Builder
 	for _, s := range states {
@@ -232,33 +233,33 @@ func TestParseGPUs(t *testing.T) {
 func TestJobStateActiveStarted(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		state           slurm.JobState
+		state           scheduler.JobState
 		active, started bool
 	}{
-		{slurm.Pending, true, false},
-		{slurm.Configuring, true, true},
-		{slurm.Running, true, true},
-		{slurm.Completing, true, true},
-		{slurm.Suspended, true, true},
-		{slurm.Stopped, true, true},
-		{slurm.Resizing, true, true},
-		{slurm.Signaling, true, true},
-		{slurm.StageOut, true, false},
-		{slurm.Requeued, true, false},
-		{slurm.RequeueFed, true, false},
-		{slurm.RequeueHold, true, false},
-		{slurm.SpecialExit, true, false},
-		{slurm.ResvDelHold, true, false},
-		{slurm.Completed, false, false},
-		{slurm.Cancelled, false, false},
-		{slurm.Failed, false, false},
-		{slurm.Timeout, false, false},
-		{slurm.NodeFail, false, false},
-		{slurm.Preempted, false, false},
-		{slurm.OutOfMemory, false, false},
-		{slurm.BootFail, false, false},
-		{slurm.Deadline, false, false},
-		{slurm.Revoked, false, false},
+		{scheduler.Pending, true, false},
+		{scheduler.Configuring, true, true},
+		{scheduler.Running, true, true},
+		{scheduler.Completing, true, true},
+		{scheduler.Suspended, true, true},
+		{scheduler.Stopped, true, true},
+		{scheduler.Resizing, true, true},
+		{scheduler.Signaling, true, true},
+		{scheduler.StageOut, true, false},
+		{scheduler.Requeued, true, false},
+		{scheduler.RequeueFed, true, false},
+		{scheduler.RequeueHold, true, false},
+		{scheduler.SpecialExit, true, false},
+		{scheduler.ResvDelHold, true, false},
+		{scheduler.Completed, false, false},
+		{scheduler.Cancelled, false, false},
+		{scheduler.Failed, false, false},
+		{scheduler.Timeout, false, false},
+		{scheduler.NodeFail, false, false},
+		{scheduler.Preempted, false, false},
+		{scheduler.OutOfMemory, false, false},
+		{scheduler.BootFail, false, false},
+		{scheduler.Deadline, false, false},
+		{scheduler.Revoked, false, false},
 		{"SOMETHING_NEW", false, false},
 	}
 	for _, tt := range tests {
@@ -294,24 +295,24 @@ func TestParseNodeGPUs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []struct {
-		node slurm.NodeGPUs
+		node scheduler.NodeGPUs
 		free int
 	}{
-		{slurm.NodeGPUs{Node: "node1", Partition: "debug", State: "mixed", Total: 2, Used: 1}, 1},
-		{slurm.NodeGPUs{Node: "node2", Partition: "debug", State: "idle", Total: 2, Used: 0}, 2},
-		{slurm.NodeGPUs{Node: "node3", Partition: "debug", State: "allocated", Total: 2, Used: 2}, 0},
-		{slurm.NodeGPUs{Node: "node3", Partition: "long", State: "allocated", Total: 2, Used: 2}, 0},
-		{slurm.NodeGPUs{Node: "a100-1", Partition: "gpu", State: "mixed", Total: 4, Used: 1}, 3},
-		{slurm.NodeGPUs{Node: "cpu1", Partition: "cpu", State: "idle", Total: 0, Used: 0}, 0},
-		{slurm.NodeGPUs{Node: "node4", Partition: "debug", State: "drained", Total: 2}, 0},
-		{slurm.NodeGPUs{Node: "node5", Partition: "debug", State: "draining", Total: 2, Used: 1}, 0},
-		{slurm.NodeGPUs{Node: "node6", Partition: "debug", State: "down*", Total: 2}, 0},
-		{slurm.NodeGPUs{Node: "node7", Partition: "debug", State: "idle*", Total: 2}, 0},
-		{slurm.NodeGPUs{Node: "node8", Partition: "debug", State: "idle~", Total: 2}, 2},
-		{slurm.NodeGPUs{Node: "node9", Partition: "debug", State: "idle%", Total: 2}, 0},
-		{slurm.NodeGPUs{Node: "node10", Partition: "debug", State: "maint", Total: 2}, 0},
-		{slurm.NodeGPUs{Node: "node11", Partition: "debug", State: "idle+drain", Total: 2}, 0},
-		{slurm.NodeGPUs{Node: "node12", Partition: "debug", State: "idle+cloud", Total: 2}, 2},
+		{scheduler.NodeGPUs{Node: "node1", Partition: "debug", State: "mixed", Total: 2, Used: 1}, 1},
+		{scheduler.NodeGPUs{Node: "node2", Partition: "debug", State: "idle", Total: 2, Used: 0}, 2},
+		{scheduler.NodeGPUs{Node: "node3", Partition: "debug", State: "allocated", Total: 2, Used: 2}, 0},
+		{scheduler.NodeGPUs{Node: "node3", Partition: "long", State: "allocated", Total: 2, Used: 2}, 0},
+		{scheduler.NodeGPUs{Node: "a100-1", Partition: "gpu", State: "mixed", Total: 4, Used: 1}, 3},
+		{scheduler.NodeGPUs{Node: "cpu1", Partition: "cpu", State: "idle", Total: 0, Used: 0}, 0},
+		{scheduler.NodeGPUs{Node: "node4", Partition: "debug", State: "drained", Total: 2}, 0},
+		{scheduler.NodeGPUs{Node: "node5", Partition: "debug", State: "draining", Total: 2, Used: 1}, 0},
+		{scheduler.NodeGPUs{Node: "node6", Partition: "debug", State: "down*", Total: 2}, 0},
+		{scheduler.NodeGPUs{Node: "node7", Partition: "debug", State: "idle*", Total: 2}, 0},
+		{scheduler.NodeGPUs{Node: "node8", Partition: "debug", State: "idle~", Total: 2}, 2},
+		{scheduler.NodeGPUs{Node: "node9", Partition: "debug", State: "idle%", Total: 2}, 0},
+		{scheduler.NodeGPUs{Node: "node10", Partition: "debug", State: "maint", Total: 2}, 0},
+		{scheduler.NodeGPUs{Node: "node11", Partition: "debug", State: "idle+drain", Total: 2}, 0},
+		{scheduler.NodeGPUs{Node: "node12", Partition: "debug", State: "idle+cloud", Total: 2}, 2},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d nodes, want %d: %+v", len(got), len(want), got)

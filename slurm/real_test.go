@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/slurm"
 )
 
@@ -18,7 +19,7 @@ import (
 // cluster is a failure: these tests are what proves the argv and formats
 // against SLURM itself. Bring one up with scripts/dev-slurm up, then
 // eval "$(scripts/dev-slurm env)".
-func realScheduler(t *testing.T) slurm.Scheduler {
+func realScheduler(t *testing.T) scheduler.Scheduler {
 	t.Helper()
 	if os.Getenv("SLURM_CONF") == "" {
 		if os.Getenv("CI") == "true" {
@@ -38,7 +39,7 @@ func realScheduler(t *testing.T) slurm.Scheduler {
 
 // submit writes script into a temporary directory, submits it and cancels
 // the job when the test ends.
-func submit(t *testing.T, s slurm.Scheduler, script string) string {
+func submit(t *testing.T, s scheduler.Scheduler, script string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "job.sbatch")
 	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
@@ -49,7 +50,7 @@ func submit(t *testing.T, s slurm.Scheduler, script string) string {
 		t.Fatalf("Submit: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := s.Cancel(context.Background(), []string{id}, slurm.CancelOptions{}); err != nil {
+		if err := s.Cancel(context.Background(), []string{id}, scheduler.CancelOptions{}); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
@@ -57,7 +58,7 @@ func submit(t *testing.T, s slurm.Scheduler, script string) string {
 }
 
 // waitJobs polls Jobs until done accepts the answer or 20 s pass.
-func waitJobs(t *testing.T, s slurm.Scheduler, q slurm.Query, what string, done func([]slurm.Job) bool) []slurm.Job {
+func waitJobs(t *testing.T, s scheduler.Scheduler, q scheduler.Query, what string, done func([]scheduler.Job) bool) []scheduler.Job {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -92,7 +93,7 @@ func TestRealSubmitJobsCancel(t *testing.T) {
 	id := submit(t, s, "#!/bin/bash\n#SBATCH --job-name="+name+"\n#SBATCH --output=/dev/null\n"+
 		"#SBATCH --gres=gpu:1\n#SBATCH --time=5:00\nsleep 30\n")
 
-	jobs, err := s.Jobs(ctx, slurm.Query{User: me.Username, Names: []string{name}})
+	jobs, err := s.Jobs(ctx, scheduler.Query{User: me.Username, Names: []string{name}})
 	if err != nil {
 		t.Fatalf("Jobs: %v", err)
 	}
@@ -106,18 +107,18 @@ func TestRealSubmitJobsCancel(t *testing.T) {
 	}
 	// A job the scheduler has not looked at yet pends with reason "None",
 	// which Jobs reports as "".
-	if j.State != slurm.Pending && j.State != slurm.Running {
+	if j.State != scheduler.Pending && j.State != scheduler.Running {
 		t.Errorf("fresh job state %s, want PENDING or RUNNING", j.State)
 	}
 
-	if err := s.Cancel(ctx, []string{id}, slurm.CancelOptions{}); err != nil {
+	if err := s.Cancel(ctx, []string{id}, scheduler.CancelOptions{}); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
-	waitJobs(t, s, slurm.Query{JobIDs: []string{id}}, "cancelled", func(js []slurm.Job) bool {
-		return len(js) == 1 && js[0].State == slurm.Cancelled
+	waitJobs(t, s, scheduler.Query{JobIDs: []string{id}}, "cancelled", func(js []scheduler.Job) bool {
+		return len(js) == 1 && js[0].State == scheduler.Cancelled
 	})
 	// Cancelling again is harmless.
-	if err := s.Cancel(ctx, []string{id}, slurm.CancelOptions{}); err != nil {
+	if err := s.Cancel(ctx, []string{id}, scheduler.CancelOptions{}); err != nil {
 		t.Errorf("second Cancel: %v", err)
 	}
 }
@@ -127,7 +128,7 @@ func TestRealArray(t *testing.T) {
 	id := submit(t, s, "#!/bin/bash\n#SBATCH --job-name="+jobName("array")+"\n#SBATCH --output=/dev/null\n"+
 		"#SBATCH --array=0-2\n#SBATCH --gres=gpu:1\n#SBATCH --time=5:00\nsleep 30\n")
 
-	jobs, err := s.Jobs(context.Background(), slurm.Query{JobIDs: []string{id}})
+	jobs, err := s.Jobs(context.Background(), scheduler.Query{JobIDs: []string{id}})
 	if err != nil {
 		t.Fatalf("Jobs: %v", err)
 	}
@@ -144,10 +145,10 @@ func TestRealArray(t *testing.T) {
 	}
 
 	// The array job id cancels every task.
-	if err := s.Cancel(context.Background(), []string{id}, slurm.CancelOptions{}); err != nil {
+	if err := s.Cancel(context.Background(), []string{id}, scheduler.CancelOptions{}); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
-	waitJobs(t, s, slurm.Query{JobIDs: []string{id}}, "all cancelled", func(js []slurm.Job) bool {
+	waitJobs(t, s, scheduler.Query{JobIDs: []string{id}}, "all cancelled", func(js []scheduler.Job) bool {
 		for _, j := range js {
 			if j.State.Active() {
 				return false
@@ -163,16 +164,16 @@ func TestRealSignal(t *testing.T) {
 	// No GPU: the job should start at once even on a busy dev cluster.
 	id := submit(t, s, "#!/bin/bash\n#SBATCH --job-name="+jobName("signal")+"\n#SBATCH --output=/dev/null\n"+
 		"#SBATCH --time=5:00\ntrap 'echo usr1 > "+mark+"; exit 0' USR1\nwhile :; do sleep 0.2; done\n")
-	waitJobs(t, s, slurm.Query{JobIDs: []string{id}}, "running", func(js []slurm.Job) bool {
+	waitJobs(t, s, scheduler.Query{JobIDs: []string{id}}, "running", func(js []scheduler.Job) bool {
 		return len(js) == 1 && js[0].State.Started()
 	})
 	// Give bash a moment to install its trap.
 	time.Sleep(500 * time.Millisecond)
-	if err := s.Cancel(context.Background(), []string{id}, slurm.CancelOptions{Signal: "USR1", Batch: true}); err != nil {
+	if err := s.Cancel(context.Background(), []string{id}, scheduler.CancelOptions{Signal: "USR1", Batch: true}); err != nil {
 		t.Fatalf("Cancel(signal): %v", err)
 	}
-	waitJobs(t, s, slurm.Query{JobIDs: []string{id}}, "completed by its trap", func(js []slurm.Job) bool {
-		return len(js) == 1 && js[0].State == slurm.Completed
+	waitJobs(t, s, scheduler.Query{JobIDs: []string{id}}, "completed by its trap", func(js []scheduler.Job) bool {
+		return len(js) == 1 && js[0].State == scheduler.Completed
 	})
 	if _, err := os.Stat(mark); err != nil {
 		t.Errorf("trap did not run: %v", err)
@@ -183,7 +184,7 @@ func TestRealQueries(t *testing.T) {
 	s := realScheduler(t)
 	ctx := context.Background()
 
-	jobs, err := s.Jobs(ctx, slurm.Query{JobIDs: []string{"999999999"}})
+	jobs, err := s.Jobs(ctx, scheduler.Query{JobIDs: []string{"999999999"}})
 	if err != nil || len(jobs) != 0 {
 		t.Errorf("Jobs(unknown id) = %+v, %v; want empty, nil", jobs, err)
 	}

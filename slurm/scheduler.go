@@ -1,6 +1,6 @@
-// Package slurm is sraybatch's one seam over SLURM's command-line clients
-// (sbatch, squeue, scancel, scontrol, sinfo). Everything else talks to a
-// Scheduler; only this package knows argv layouts and output formats.
+// Package slurm implements scheduler.Scheduler over SLURM's command-line
+// clients (sbatch, squeue, scancel, scontrol, sinfo). Only this package
+// knows their argv layouts and output formats.
 //
 // A failed program surfaces as a *CmdError carrying SLURM's own stderr, so
 // callers can wrap it ("submit worker job: %w") and still show the user why
@@ -12,69 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
-// Query selects jobs; empty fields select everything. Names, JobIDs and User
-// are filters applied by squeue itself. Without a User or JobIDs the answer
-// holds every user's jobs, so callers that poll pass at least one of them.
-type Query struct {
-	User   string
-	Names  []string
-	JobIDs []string // "7" selects every task of array 7; "7_2" one task
-}
-
-// CancelOptions selects what scancel sends.
-type CancelOptions struct {
-	// Signal is sent instead of cancelling ("TERM", "USR1", ...). Empty
-	// cancels the job.
-	Signal string
-	// Batch signals only the batch shell, not the job's steps.
-	Batch bool
-	// Full signals the batch shell and every step; with cgroup process
-	// tracking a plain signal reaches only the batch shell.
-	Full bool
-}
-
-// Scheduler is what sraybatch needs from SLURM. Each method runs a fixed
-// number of client commands (one, except where noted) whatever the size of
-// the cluster's queue, so a status poll stays cheap on a busy site.
-type Scheduler interface {
-	// Submit runs `sbatch --parsable scriptPath`, so every option lives in
-	// the script's #SBATCH lines, and returns the job id ("7"; for an array,
-	// the array job id). A ";cluster" suffix (federations) is dropped.
-	Submit(ctx context.Context, scriptPath string) (string, error)
-
-	// Jobs runs one `squeue -h -r --states=all` with -u/-n/-j from q and
-	// returns every record, one per array task, finished jobs still in
-	// SLURM's memory (MinJobAge) included. Ids SLURM has already purged are
-	// simply absent: if every requested id is unknown the list is empty, not
-	// an error.
-	Jobs(ctx context.Context, q Query) ([]Job, error)
-
-	// Cancel runs one `scancel` over ids (an array job id covers all its
-	// tasks); with no ids it does nothing. Cancelling a job that has already
-	// ended is not an error (scancel exits 0).
-	Cancel(ctx context.Context, ids []string, opts CancelOptions) error
-
-	// Ping runs `scontrol ping` and returns nil when a controller answers UP.
-	// It is the cheap readiness check: it answers in milliseconds when the
-	// controller is down, where squeue and sbatch hang for ~9 s first.
-	Ping(ctx context.Context) error
-
-	// NodeAddr returns the address SLURM knows for a node (NodeAddr= of
-	// `scontrol show node -o node`). Jobs need it because nodes sharing a
-	// host differ only by address, and no job environment variable holds it.
-	NodeAddr(ctx context.Context, node string) (string, error)
-
-	// FreeGPUs runs one `sinfo -h -N -O ...` (restricted to partition unless
-	// it is empty) and returns each node's configured and allocated GPUs;
-	// NodeGPUs.Free says how many a new job could get. An unknown partition
-	// gives an empty list, as sinfo does.
-	FreeGPUs(ctx context.Context, partition string) ([]NodeGPUs, error)
-}
-
 // New returns a Scheduler that runs p's programs through r.
-func New(r Runner, p Programs) Scheduler {
+func New(r Runner, p Programs) scheduler.Scheduler {
 	return &cliScheduler{run: r, progs: p}
 }
 
@@ -83,7 +26,7 @@ type cliScheduler struct {
 	progs Programs
 }
 
-var _ Scheduler = (*cliScheduler)(nil)
+var _ scheduler.Scheduler = (*cliScheduler)(nil)
 
 func (s *cliScheduler) Submit(ctx context.Context, scriptPath string) (string, error) {
 	out, err := s.run.Run(ctx, []string{s.progs.Sbatch, "--parsable", scriptPath})
@@ -97,7 +40,7 @@ func (s *cliScheduler) Submit(ctx context.Context, scriptPath string) (string, e
 	return id, nil
 }
 
-func (s *cliScheduler) Jobs(ctx context.Context, q Query) ([]Job, error) {
+func (s *cliScheduler) Jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Job, error) {
 	argv := []string{s.progs.Squeue, "-h", "-r", "--states=all", "-o", jobFormat}
 	if q.User != "" {
 		argv = append(argv, "-u", q.User)
@@ -129,7 +72,7 @@ func (s *cliScheduler) Jobs(ctx context.Context, q Query) ([]Job, error) {
 	return ParseJobs(out)
 }
 
-func (s *cliScheduler) Cancel(ctx context.Context, ids []string, opts CancelOptions) error {
+func (s *cliScheduler) Cancel(ctx context.Context, ids []string, opts scheduler.CancelOptions) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -203,7 +146,7 @@ func ParseNodeAddr(out []byte, node string) (string, error) {
 	return "", fmt.Errorf("no NodeName=%s in scontrol output %q", node, out)
 }
 
-func (s *cliScheduler) FreeGPUs(ctx context.Context, partition string) ([]NodeGPUs, error) {
+func (s *cliScheduler) FreeGPUs(ctx context.Context, partition string) ([]scheduler.NodeGPUs, error) {
 	argv := []string{s.progs.Sinfo, "-h", "-N", "-O", nodeFormat}
 	if partition != "" {
 		argv = append(argv, "-p", partition)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
 )
@@ -19,7 +20,7 @@ var progs = slurm.Programs{
 
 const jobFormat = "%i|%j|%u|%T|%r|%N|%b|%M|%L|%l"
 
-func newScheduler(t *testing.T) (slurm.Scheduler, *slurmtest.Runner) {
+func newScheduler(t *testing.T) (scheduler.Scheduler, *slurmtest.Runner) {
 	r := slurmtest.NewRunner(t)
 	return slurm.New(r, progs), r
 }
@@ -66,14 +67,14 @@ func TestSubmitFailureShowsSLURMStderr(t *testing.T) {
 func TestJobsArgv(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		q    slurm.Query
+		q    scheduler.Query
 		tail []string
 	}{
-		{slurm.Query{}, nil},
-		{slurm.Query{User: "alice"}, []string{"-u", "alice"}},
-		{slurm.Query{User: "alice", Names: []string{"sraybatch-c1-head", "sraybatch-c1-worker"}},
+		{scheduler.Query{}, nil},
+		{scheduler.Query{User: "alice"}, []string{"-u", "alice"}},
+		{scheduler.Query{User: "alice", Names: []string{"sraybatch-c1-head", "sraybatch-c1-worker"}},
 			[]string{"-u", "alice", "-n", "sraybatch-c1-head,sraybatch-c1-worker"}},
-		{slurm.Query{JobIDs: []string{"7", "8_1"}}, []string{"-j", "7,8_1"}},
+		{scheduler.Query{JobIDs: []string{"7", "8_1"}}, []string{"-j", "7,8_1"}},
 	}
 	for _, tt := range tests {
 		s, r := newScheduler(t)
@@ -91,7 +92,7 @@ func TestJobsPurgedIDIsEmpty(t *testing.T) {
 	s, r := newScheduler(t)
 	r.Fail([]string{"sq", "-h", "-r", "--states=all", "-o", jobFormat, "-j", "99999"},
 		"slurm_load_jobs error: Invalid job id specified\n")
-	jobs, err := s.Jobs(context.Background(), slurm.Query{JobIDs: []string{"99999"}})
+	jobs, err := s.Jobs(context.Background(), scheduler.Query{JobIDs: []string{"99999"}})
 	if err != nil || len(jobs) != 0 {
 		t.Errorf("Jobs(purged id) = %+v, %v; want empty, nil", jobs, err)
 	}
@@ -104,18 +105,18 @@ func TestJobsErrors(t *testing.T) {
 	base := []string{"sq", "-h", "-r", "--states=all", "-o", jobFormat}
 
 	r.Fail(append(base, "-u", "nobody2"), "squeue: error: Invalid user: nobody2\n")
-	_, err := s.Jobs(ctx, slurm.Query{User: "nobody2"})
+	_, err := s.Jobs(ctx, scheduler.Query{User: "nobody2"})
 	var ce *slurm.CmdError
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "squeue: error: Invalid user: nobody2") {
 		t.Errorf("Jobs(bad user) error = %v, want squeue's stderr", err)
 	}
 
 	r.Register(base, "garbage\n", nil)
-	if _, err := s.Jobs(ctx, slurm.Query{}); err == nil || !strings.Contains(err.Error(), `"garbage"`) {
+	if _, err := s.Jobs(ctx, scheduler.Query{}); err == nil || !strings.Contains(err.Error(), `"garbage"`) {
 		t.Errorf("Jobs(garbage) error = %v, want one naming the line", err)
 	}
 
-	for _, q := range []slurm.Query{{Names: []string{"a,b"}}, {JobIDs: []string{""}}} {
+	for _, q := range []scheduler.Query{{Names: []string{"a,b"}}, {JobIDs: []string{""}}} {
 		if _, err := s.Jobs(ctx, q); err == nil {
 			t.Errorf("Jobs(%+v) ran squeue with a list it would split wrongly", q)
 		}
@@ -130,21 +131,21 @@ func TestCancel(t *testing.T) {
 	r.Register([]string{"sc", "--signal=TERM", "--batch", "7"}, "", nil)
 	r.Register([]string{"sc", "--signal=B:USR1", "--full", "9"}, "", nil)
 
-	if err := s.Cancel(ctx, []string{"7", "8_1"}, slurm.CancelOptions{}); err != nil {
+	if err := s.Cancel(ctx, []string{"7", "8_1"}, scheduler.CancelOptions{}); err != nil {
 		t.Error(err)
 	}
-	if err := s.Cancel(ctx, []string{"7"}, slurm.CancelOptions{Signal: "TERM", Batch: true}); err != nil {
+	if err := s.Cancel(ctx, []string{"7"}, scheduler.CancelOptions{Signal: "TERM", Batch: true}); err != nil {
 		t.Error(err)
 	}
-	if err := s.Cancel(ctx, []string{"9"}, slurm.CancelOptions{Signal: "B:USR1", Full: true}); err != nil {
+	if err := s.Cancel(ctx, []string{"9"}, scheduler.CancelOptions{Signal: "B:USR1", Full: true}); err != nil {
 		t.Error(err)
 	}
 	// Nothing to cancel runs nothing: an unexpected call would fail the test.
-	if err := s.Cancel(ctx, nil, slurm.CancelOptions{}); err != nil {
+	if err := s.Cancel(ctx, nil, scheduler.CancelOptions{}); err != nil {
 		t.Error(err)
 	}
 	for _, bad := range []string{"", "--full", "-1"} {
-		if err := s.Cancel(ctx, []string{"7", bad}, slurm.CancelOptions{}); err == nil {
+		if err := s.Cancel(ctx, []string{"7", bad}, scheduler.CancelOptions{}); err == nil {
 			t.Errorf("Cancel passed id %q to scancel", bad)
 		}
 	}
@@ -154,7 +155,7 @@ func TestCancelFailure(t *testing.T) {
 	t.Parallel()
 	s, r := newScheduler(t)
 	r.Fail([]string{"sc", "7"}, "scancel: error: Kill job error on job id 7: Access/permission denied\n")
-	err := s.Cancel(context.Background(), []string{"7"}, slurm.CancelOptions{})
+	err := s.Cancel(context.Background(), []string{"7"}, scheduler.CancelOptions{})
 	want := "cancel 7: sc failed: scancel: error: Kill job error on job id 7: Access/permission denied"
 	if err == nil || err.Error() != want {
 		t.Errorf("Cancel error = %v, want %q", err, want)
@@ -217,7 +218,7 @@ func TestFreeGPUs(t *testing.T) {
 	r.Register([]string{"si", "-h", "-N", "-O", format, "-p", "gpu"}, "g1|gpu|idle|gpu:a100:4|gpu:a100:0\n", nil)
 
 	nodes, err := s.FreeGPUs(context.Background(), "")
-	if want := []slurm.NodeGPUs{{Node: "node1", Partition: "debug", State: "mixed", Total: 2, Used: 1}}; err != nil ||
+	if want := []scheduler.NodeGPUs{{Node: "node1", Partition: "debug", State: "mixed", Total: 2, Used: 1}}; err != nil ||
 		!reflect.DeepEqual(nodes, want) {
 		t.Errorf("FreeGPUs(\"\") = %+v, %v; want %+v", nodes, err, want)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // FuzzRender feeds arbitrary values through the renderer: whatever it accepts

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 //go:embed node.sbatch.tmpl

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current renderer")

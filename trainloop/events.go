@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // Event is one line of a driver's event file; the schema is documented in

@@ -12,7 +12,8 @@ import (
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
 	"github.com/sraybatch/sraybatch/trainloop"
@@ -25,9 +26,9 @@ const squeueTimeout = 2 * time.Second
 // app is what every command works with; tests point it at their own store and SLURM.
 type app struct {
 	store cluster.Store
-	sched slurm.Scheduler
+	sched scheduler.Scheduler
 	// slurm and local are the backends sched points at, per cluster (useBackend).
-	slurm, local slurm.Scheduler
+	slurm, local scheduler.Scheduler
 }
 
 func newApp() (*app, error) {
@@ -89,7 +90,7 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir) (cluster.Status, err
 	}
 	a.useBackend(o.Spec)
 	type slurmAnswer struct {
-		jobs map[string]slurm.Job
+		jobs map[string]scheduler.Job
 		err  error
 	}
 	answer := make(chan slurmAnswer, 1)
@@ -134,17 +135,17 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir) (cluster.Status, err
 
 // clusterJobs is status's one squeue call: this user's jobs with this
 // cluster's job names, so its cost does not grow with other users' jobs.
-func (a *app) clusterJobs(ctx context.Context, spec cluster.Spec) (map[string]slurm.Job, error) {
+func (a *app) clusterJobs(ctx context.Context, spec cluster.Spec) (map[string]scheduler.Job, error) {
 	names := []string{
 		templates.JobName(spec.Name, cluster.RoleHead),
 		templates.JobName(spec.Name, cluster.RoleWorker),
 		templates.JobName(spec.Name, cluster.RoleDriver),
 	}
-	jobs, err := a.jobs(ctx, slurm.Query{User: spec.User, Names: names})
+	jobs, err := a.jobs(ctx, scheduler.Query{User: spec.User, Names: names})
 	if err != nil {
 		return nil, fmt.Errorf("%w: showing the last state the jobs recorded", err)
 	}
-	byKey := make(map[string]slurm.Job, len(jobs))
+	byKey := make(map[string]scheduler.Job, len(jobs))
 	for _, j := range jobs {
 		byKey[j.ID] = j
 	}
@@ -157,11 +158,11 @@ const pingAfter = 150 * time.Millisecond
 
 // jobs runs one squeue bounded by squeueTimeout, and fails at once when
 // squeue is slow and the controller does not answer a ping.
-func (a *app) jobs(ctx context.Context, q slurm.Query) ([]slurm.Job, error) {
+func (a *app) jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Job, error) {
 	ctx, cancel := context.WithTimeout(ctx, squeueTimeout)
 	defer cancel()
 	type answer struct {
-		jobs []slurm.Job
+		jobs []scheduler.Job
 		err  error
 	}
 	done := make(chan answer, 1)

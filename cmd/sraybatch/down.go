@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/templates"
 )
 
@@ -78,7 +78,7 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 		if len(ids) == 0 {
 			continue
 		}
-		if err := a.sched.Cancel(ctx, ids, slurm.CancelOptions{}); err != nil && !strings.Contains(err.Error(), "Invalid job id") {
+		if err := a.sched.Cancel(ctx, ids, scheduler.CancelOptions{}); err != nil && !strings.Contains(err.Error(), "Invalid job id") {
 			return fmt.Errorf("cancel jobs %v: %w", ids, err)
 		}
 	}

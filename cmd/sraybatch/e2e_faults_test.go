@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/proctree"
 )
 
 func slurmState(id string) string {
@@ -100,7 +100,7 @@ func TestE2EHeadFrozen(t *testing.T) {
 	if headSupervisor == 0 {
 		t.Fatal("no head supervisor found")
 	}
-	frozen = append([]int{headSupervisor}, raynode.Descendants(headSupervisor)...)
+	frozen = append([]int{headSupervisor}, proctree.Descendants(headSupervisor)...)
 	for _, p := range frozen {
 		syscall.Kill(p, syscall.SIGSTOP)
 	}
@@ -233,7 +233,7 @@ func TestE2EWorkerNeverJoins(t *testing.T) {
 
 	for _, p := range supervisors(dir.Path) {
 		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); strings.Contains(string(b), "\x00node\x00head\x00") {
-			frozen = append([]int{p}, raynode.Descendants(p)...)
+			frozen = append([]int{p}, proctree.Descendants(p)...)
 		}
 	}
 	for _, p := range frozen {

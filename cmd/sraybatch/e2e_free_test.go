@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // TestE2EFreeAndFill: `free` and `grow --fill` see GPUs others hold.

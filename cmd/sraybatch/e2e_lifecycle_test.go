@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // TestE2ELifecycle walks the life of a cluster on the real SLURM and Ray: up,

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/proctree"
 )
 
 // slurmPrograms are hidden from the local tests' PATH.
@@ -105,7 +105,7 @@ func clusterProcs(t *testing.T, st cluster.Status) []proc {
 		if !strings.Contains(string(cmdline), "local-job") {
 			t.Errorf("job %s: process %d runs %q, want sraybatch local-job", j.JobID, pid, cmdline)
 		}
-		for _, p := range append([]int{pid}, raynode.Descendants(pid)...) {
+		for _, p := range append([]int{pid}, proctree.Descendants(pid)...) {
 			if start, _, ok := procStart(p); ok {
 				procs = append(procs, proc{p, start})
 			}

@@ -23,7 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/proctree"
 	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
@@ -278,7 +279,7 @@ func startRawNode(t *testing.T, e e2eEnv, address string, lo int, env []string) 
 // Never `ray stop`, which kills every Ray on the host.
 func (n *rawNode) kill() {
 	pid := n.cmd.Process.Pid
-	for _, p := range raynode.Descendants(pid) {
+	for _, p := range proctree.Descendants(pid) {
 		syscall.Kill(p, syscall.SIGKILL)
 	}
 	syscall.Kill(-pid, syscall.SIGKILL)

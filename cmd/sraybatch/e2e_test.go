@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/proctree"
 )
 
 // e2eEnv is what the end-to-end tests need from the machine.
@@ -242,7 +242,7 @@ func clusterProcesses(clusterDir string) []int {
 	var all []int
 	for _, p := range supervisors(clusterDir) {
 		all = append(all, p)
-		all = append(all, raynode.Descendants(p)...)
+		all = append(all, proctree.Descendants(p)...)
 	}
 	return all
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // spawnTimes reads when each job's first actor entered the pool, from a driver's events.

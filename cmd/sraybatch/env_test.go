@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
 )

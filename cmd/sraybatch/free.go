@@ -9,7 +9,7 @@ import (
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/templates"
 )
 
@@ -79,7 +79,7 @@ func runFree(ctx context.Context, io IOStreams, a *app, o freeOptions) error {
 	return nil
 }
 
-func freeRows(nodes []slurm.NodeGPUs) []freeNode {
+func freeRows(nodes []scheduler.NodeGPUs) []freeNode {
 	rows := make([]freeNode, 0, len(nodes))
 	for _, n := range nodes {
 		rows = append(rows, freeNode{Node: n.Node, Partition: n.Partition, State: n.State, Total: n.Total, Used: n.Used, Free: n.Free()})

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // sinfoFree is the sinfo call FreeGPUs makes, answered by a partition with

@@ -10,8 +10,7 @@ import (
 	"strings"
 
 	"github.com/jedib0t/go-pretty/v6/table"
-
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/gpu"
 )
 
 const gpusUsage = `Usage: sraybatch gpus [--output table|tsv|json]
@@ -30,15 +29,10 @@ Examples:
   srun --jobid 1234 --overlap sraybatch gpus
   sraybatch gpus -o json | jq '.gpus[] | select(.processes | length > 0)'`
 
-// gpuInventory is the GPU source the command reads; raynode.NVMLGPUs in production.
-type gpuInventory interface {
-	Inventory() (raynode.Inventory, error)
-}
-
 type gpusOptions struct {
 	Output string
 	// NewInventory opens the GPU source; its fallback notice goes to warn.
-	NewInventory func(warn io.Writer) gpuInventory
+	NewInventory func(warn io.Writer) gpu.InventorySource
 }
 
 func runGpusCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -51,7 +45,7 @@ func runGpusCmd(ctx context.Context, io IOStreams, args []string) error {
 	return runGpus(io, o)
 }
 
-func systemInventory(warn io.Writer) gpuInventory { return raynode.SystemGPUs(os.Getenv, warn) }
+func systemInventory(warn io.Writer) gpu.InventorySource { return gpu.System(os.Getenv, warn) }
 
 func runGpus(io IOStreams, o gpusOptions) error {
 	format, err := outputFormat(o.Output, io.OutIsTTY)
@@ -84,7 +78,7 @@ func runGpus(io IOStreams, o gpusOptions) error {
 
 var gpuColumns = table.Row{"INDEX", "UUID", "MODEL", "USED MIB", "TOTAL MIB", "UTIL %", "PROCESSES"}
 
-func gpuRow(g raynode.GPUInfo) table.Row {
+func gpuRow(g gpu.Info) table.Row {
 	index, used, total, util := "-", "-", "-", "-"
 	if g.Index >= 0 {
 		index = strconv.Itoa(g.Index)
@@ -104,7 +98,7 @@ func gpuRow(g raynode.GPUInfo) table.Row {
 
 // printGPUs is a pure function of the inventory: a styled table for
 // terminals, else TSV. Without NVML only the environment's IDs are known.
-func printGPUs(w io.Writer, inv raynode.Inventory, styled bool) {
+func printGPUs(w io.Writer, inv gpu.Inventory, styled bool) {
 	t := table.NewWriter()
 	t.SetOutputMirror(w)
 	if inv.Source == "NVML" {

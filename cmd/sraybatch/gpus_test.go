@@ -12,8 +12,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
-
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/gpu"
 )
 
 // mockGPUs is a DGX H100 with fixed UUIDs; GPU 5 runs someone's 30 GiB
@@ -42,8 +41,8 @@ func gpusOpts(lib nvml.Interface, output string, env ...string) gpusOptions {
 	for i := 0; i < len(env); i += 2 {
 		vars[env[i]] = env[i+1]
 	}
-	return gpusOptions{Output: output, NewInventory: func(warn io.Writer) gpuInventory {
-		return raynode.NewNVMLGPUs(lib, func(k string) string { return vars[k] }, warn)
+	return gpusOptions{Output: output, NewInventory: func(warn io.Writer) gpu.InventorySource {
+		return gpu.NewNVML(lib, func(k string) string { return vars[k] }, warn)
 	}}
 }
 
@@ -89,7 +88,7 @@ func TestGpusJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got raynode.Inventory
+	var got gpu.Inventory
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("%v in\n%s", err, out)
 	}

@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
 )
@@ -145,7 +146,7 @@ func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.S
 // workerTimeLimit caps a worker's --time at the head's time left: a worker
 // outliving its head holds GPUs for nothing.
 func (a *app) workerTimeLimit(ctx context.Context, spec cluster.Spec, head string) (string, error) {
-	jobs, err := a.jobs(ctx, slurm.Query{JobIDs: []string{head}})
+	jobs, err := a.jobs(ctx, scheduler.Query{JobIDs: []string{head}})
 	if err != nil {
 		return "", fmt.Errorf("look up head job %s: %w: try again when `scontrol ping` says UP", head, err)
 	}
@@ -156,7 +157,7 @@ func (a *app) workerTimeLimit(ctx context.Context, spec cluster.Spec, head strin
 		if !j.State.Active() {
 			return "", fmt.Errorf("head job %s has ended (%s): start a new cluster with `sraybatch up`", head, j.State)
 		}
-		if j.State == slurm.Running && !j.Unlimited && j.TimeLeft > 0 {
+		if j.State == scheduler.Running && !j.Unlimited && j.TimeLeft > 0 {
 			if want, unlimited, err := slurm.ParseTimeLimit(spec.Node.Time); spec.Node.Time == "" || unlimited || err != nil || j.TimeLeft < want {
 				return slurm.FormatTimeLimit(j.TimeLeft), nil
 			}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 func TestGrowIsOneSbatchCall(t *testing.T) {

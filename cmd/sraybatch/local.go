@@ -11,14 +11,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/local"
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/local"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 // newLocalScheduler is the local backend of a store: its job registry lives
 // beside the store's clusters/, and its jobs run this binary's local-job.
-func newLocalScheduler(store cluster.Store) slurm.Scheduler {
+func newLocalScheduler(store cluster.Store) scheduler.Scheduler {
 	self, err := os.Executable()
 	if err != nil {
 		self = "sraybatch" // found on PATH, as the user ran it
@@ -31,7 +31,7 @@ func newLocalScheduler(store cluster.Store) slurm.Scheduler {
 }
 
 // localScheduler returns the app's local backend, made on first use.
-func (a *app) localScheduler() slurm.Scheduler {
+func (a *app) localScheduler() scheduler.Scheduler {
 	if a.local == nil {
 		a.local = newLocalScheduler(a.store)
 	}
@@ -54,7 +54,7 @@ func (a *app) useBackend(spec cluster.Spec) {
 
 // nodeScheduler answers a supervisor's head checks: the local job registry
 // when the cluster's spec says local, sched (SLURM) otherwise.
-func nodeScheduler(clusterDir string, sched slurm.Scheduler) slurm.Scheduler {
+func nodeScheduler(clusterDir string, sched scheduler.Scheduler) scheduler.Scheduler {
 	spec, err := cluster.Dir{Path: clusterDir}.Spec()
 	if err != nil || spec.Backend != cluster.BackendLocal {
 		return sched
@@ -148,7 +148,7 @@ func (a *app) foreground(ctx context.Context, io IOStreams, dir cluster.Dir, spe
 			return a.takeDown(ctx, io, spec, nil)
 		case <-tick.C:
 		}
-		jobs, err := a.sched.Jobs(ctx, slurm.Query{JobIDs: []string{head}})
+		jobs, err := a.sched.Jobs(ctx, scheduler.Query{JobIDs: []string{head}})
 		if err == nil && (len(jobs) == 0 || !jobs[0].State.Active()) {
 			state := "ended"
 			if len(jobs) > 0 {

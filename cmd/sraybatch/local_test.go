@@ -11,19 +11,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/local"
-	"github.com/sraybatch/sraybatch/raynode"
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/gpu"
+	"github.com/sraybatch/sraybatch/internal/local"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 // fakeGPUs is an inventory of n GPUs for the local backend's claims.
-func fakeGPUs(n int) func() (raynode.Inventory, error) {
-	return func() (raynode.Inventory, error) {
-		inv := raynode.Inventory{Source: "NVML", GPUs: []raynode.GPUInfo{}}
+func fakeGPUs(n int) func() (gpu.Inventory, error) {
+	return func() (gpu.Inventory, error) {
+		inv := gpu.Inventory{Source: "NVML", GPUs: []gpu.Info{}}
 		for i := 0; i < n; i++ {
 			id := fmt.Sprintf("GPU-test-%d", i)
-			inv.GPUs = append(inv.GPUs, raynode.GPUInfo{ID: id, UUID: id, Index: i, UtilizationPct: -1, Processes: []raynode.GPUProcess{}})
+			inv.GPUs = append(inv.GPUs, gpu.Info{ID: id, UUID: id, Index: i, UtilizationPct: -1, Processes: []gpu.Process{}})
 		}
 		return inv, nil
 	}
@@ -44,12 +44,12 @@ func newLocalFixture(t *testing.T, gpus int) *uFixture {
 	})
 	f.app.local = sched
 	t.Cleanup(func() {
-		jobs, _ := sched.Jobs(context.Background(), slurm.Query{})
+		jobs, _ := sched.Jobs(context.Background(), scheduler.Query{})
 		var ids []string
 		for _, j := range jobs {
 			ids = append(ids, j.ID)
 		}
-		sched.Cancel(context.Background(), ids, slurm.CancelOptions{})
+		sched.Cancel(context.Background(), ids, scheduler.CancelOptions{})
 	})
 	return f
 }

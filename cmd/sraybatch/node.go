@@ -4,7 +4,8 @@ import (
 	"context"
 	"os"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/gpu"
 	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
 )
@@ -51,7 +52,7 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 		Getenv:     os.Getenv,
 		Environ:    os.Environ(),
 		Scheduler:  nodeScheduler(o.ClusterDir, slurm.New(slurm.ExecRunner{}, slurm.DefaultPrograms())),
-		GPUs:       raynode.SystemGPUs(os.Getenv, io.Out),
+		GPUs:       gpu.System(os.Getenv, io.Out),
 		Log:        io.Out,
 	})
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 func TestPrintClusterGPUs(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // runningCluster is cluster exp1 with head 41 and worker array 42 (two

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/templates"
 	"github.com/sraybatch/sraybatch/trainloop"
 )
@@ -120,7 +120,7 @@ func followDriver(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, sp
 		}
 		ended := ok && rec.Final()
 		if !ended {
-			jobs, err := a.sched.Jobs(ctx, slurm.Query{JobIDs: []string{job}})
+			jobs, err := a.sched.Jobs(ctx, scheduler.Query{JobIDs: []string{job}})
 			ended = err == nil && (len(jobs) == 0 || !jobs[0].State.Active())
 		}
 		if ended {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
 	"github.com/sraybatch/sraybatch/templates"
@@ -20,7 +20,7 @@ import (
 // environment can change what the stubs must match.
 var uProgs = slurm.Programs{Sbatch: "sbatch", Squeue: "squeue", Scancel: "scancel", Scontrol: "scontrol", Sinfo: "sinfo"}
 
-// uSqueueFormat is the -o format slurm.Scheduler.Jobs asks squeue for.
+// uSqueueFormat is the -o format scheduler.Scheduler.Jobs asks squeue for.
 const uSqueueFormat = "%i|%j|%u|%T|%r|%N|%b|%M|%L|%l"
 
 // scriptRunner passes every call to a slurmtest.Runner, except that the path

@@ -10,7 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
@@ -272,7 +273,7 @@ func (a *app) submit(ctx context.Context, dir cluster.Dir, s templates.Script) (
 	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path}
 	if err := dir.AddSubmission(sub); err != nil {
 		// The job exists but is unrecorded: cancel it rather than leak it.
-		a.sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, slurm.CancelOptions{})
+		a.sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
 		return "", fmt.Errorf("record %s job %s (cancelled it): %w", s.Role, jobID, err)
 	}
 	return jobID, nil

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 func TestUpDryRunPrintsScriptsAndCreatesNothing(t *testing.T) {

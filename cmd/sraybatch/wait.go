@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 // pollInterval is how often --wait looks at the cluster's files and squeue.

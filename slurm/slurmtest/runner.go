@@ -1,5 +1,5 @@
 // Package slurmtest provides a stub slurm.Runner, so tests drive the real
-// slurm.Scheduler (argv building and parsing included) without SLURM.
+// scheduler.Scheduler (argv building and parsing included) without SLURM.
 //
 // Every expected call is registered with its exact argv and its answer. A
 // call nobody registered fails the test, and so does a registration no call

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/gpu"
 )
 
 // Helpers are this test binary re-executed as another process (the pattern
@@ -48,13 +48,13 @@ func TestMain(m *testing.M) {
 
 // fakeInventory lists n GPUs, GPU-fake-0 .. GPU-fake-(n-1); busy maps an
 // index to the pids of compute processes on it.
-func fakeInventory(n int, busy map[int][]int) func() (raynode.Inventory, error) {
-	return func() (raynode.Inventory, error) {
-		inv := raynode.Inventory{Source: "NVML", GPUs: []raynode.GPUInfo{}}
+func fakeInventory(n int, busy map[int][]int) func() (gpu.Inventory, error) {
+	return func() (gpu.Inventory, error) {
+		inv := gpu.Inventory{Source: "NVML", GPUs: []gpu.Info{}}
 		for i := 0; i < n; i++ {
-			g := raynode.GPUInfo{ID: fmt.Sprintf("GPU-fake-%d", i), UUID: fmt.Sprintf("GPU-fake-%d", i), Index: i, UtilizationPct: -1, Processes: []raynode.GPUProcess{}}
+			g := gpu.Info{ID: fmt.Sprintf("GPU-fake-%d", i), UUID: fmt.Sprintf("GPU-fake-%d", i), Index: i, UtilizationPct: -1, Processes: []gpu.Process{}}
 			for _, pid := range busy[i] {
-				g.Processes = append(g.Processes, raynode.GPUProcess{PID: pid})
+				g.Processes = append(g.Processes, gpu.Process{PID: pid})
 			}
 			inv.GPUs = append(inv.GPUs, g)
 		}

@@ -3,11 +3,9 @@ package local
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 	"syscall"
 
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/proctree"
 )
 
 // Proc names one process for as long as it lives: a pid alone can be
@@ -23,7 +21,7 @@ func Self() (Proc, error) { return procOf(os.Getpid()) }
 
 // procOf reads a live process's start time.
 func procOf(pid int) (Proc, error) {
-	st, ok := raynode.ReadProcStat(pid)
+	st, ok := proctree.ReadProcStat(pid)
 	if !ok {
 		return Proc{}, fmt.Errorf("process %d: no such process", pid)
 	}
@@ -36,29 +34,13 @@ func (p Proc) Alive() bool {
 	if p.PID <= 0 {
 		return false
 	}
-	st, ok := raynode.ReadProcStat(p.PID)
+	st, ok := proctree.ReadProcStat(p.PID)
 	return ok && st.Start == p.Start && st.Live()
-}
-
-// sessionMembers lists the live processes of session sid.
-func sessionMembers(sid int) []int {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	var pids []int
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(filepath.Base(d))
-		if err != nil {
-			continue
-		}
-		if st, ok := raynode.ReadProcStat(pid); ok && st.Session == sid && st.Live() {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // signalSession sends sig to every process of the session sid leads.
 func signalSession(sid int, sig syscall.Signal) {
-	for _, pid := range sessionMembers(sid) {
+	for _, pid := range proctree.Session(sid) {
 		syscall.Kill(pid, sig)
 	}
 }

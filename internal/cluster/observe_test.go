@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 var obsNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -30,7 +30,7 @@ func baseObservation() Observation {
 		},
 		Records:    map[string]NodeRecord{},
 		Membership: MembershipSnapshot{Nodes: map[string]*MemberNode{}},
-		Slurm: map[string]slurm.Job{
+		Slurm: map[string]scheduler.Job{
 			"6": pendingJob("6", "Resources"),
 			"7": pendingJob("7", "Dependency"),
 		},
@@ -38,13 +38,13 @@ func baseObservation() Observation {
 	}
 }
 
-func pendingJob(id, reason string) slurm.Job {
-	return slurm.Job{ID: id, State: slurm.Pending, Reason: reason, GPUs: 1, TimeLimit: 2 * time.Hour, TimeLeft: 2 * time.Hour}
+func pendingJob(id, reason string) scheduler.Job {
+	return scheduler.Job{ID: id, State: scheduler.Pending, Reason: reason, GPUs: 1, TimeLimit: 2 * time.Hour, TimeLeft: 2 * time.Hour}
 }
 
-func runningJob(id, node string, left time.Duration) slurm.Job {
-	return slurm.Job{
-		ID: id, State: slurm.Running, Node: node, GPUs: 1,
+func runningJob(id, node string, left time.Duration) scheduler.Job {
+	return scheduler.Job{
+		ID: id, State: scheduler.Running, Node: node, GPUs: 1,
 		Elapsed: 2*time.Hour - left, TimeLimit: 2 * time.Hour, TimeLeft: left,
 	}
 }
@@ -146,7 +146,7 @@ func TestObserve(t *testing.T) {
 				withHeadUp(o)
 				withWorkerJoined(o)
 				j := o.Slurm["7"]
-				j.State = slurm.NodeFail
+				j.State = scheduler.NodeFail
 				o.Slurm["7"] = j
 			},
 			want: want{
@@ -163,7 +163,7 @@ func TestObserve(t *testing.T) {
 				o.Down = &DownRequest{Requested: obsNow.Add(-time.Minute)}
 				for _, id := range []string{"6", "7"} {
 					j := o.Slurm[id]
-					j.State = slurm.Cancelled
+					j.State = scheduler.Cancelled
 					o.Slurm[id] = j
 				}
 			},
@@ -178,7 +178,7 @@ func TestObserve(t *testing.T) {
 			mutate: func(o *Observation) {
 				withHeadUp(o)
 				o.Down = &DownRequest{Requested: obsNow.Add(-time.Minute)}
-				o.Slurm["7"] = slurm.Job{ID: "7", State: slurm.Cancelled, Unlimited: false}
+				o.Slurm["7"] = scheduler.Job{ID: "7", State: scheduler.Cancelled, Unlimited: false}
 			},
 			// The head is still being cancelled: it stays joined until it leaves.
 			want: want{state: StateEnded, reason: "down requested", jobs: map[string]Membership{"6": Joined, "7": Ended}},
@@ -258,7 +258,7 @@ func TestObserve(t *testing.T) {
 				o.Records["7"] = r
 				o.Membership.Nodes["7"].Alive = false
 				j := o.Slurm["7"]
-				j.State = slurm.Completed
+				j.State = scheduler.Completed
 				o.Slurm["7"] = j
 			},
 			want: want{
@@ -293,7 +293,7 @@ func TestObserve(t *testing.T) {
 		{
 			name: "head failed before publishing",
 			mutate: func(o *Observation) {
-				o.Slurm["6"] = slurm.Job{ID: "6", State: slurm.Failed}
+				o.Slurm["6"] = scheduler.Job{ID: "6", State: scheduler.Failed}
 				o.Records["6"] = NodeRecord{Job: "6", Role: RoleHead, Phase: PhaseFailed, Reason: "ray 2.40.0 found after --setup has no token auth"}
 			},
 			want: want{
@@ -305,7 +305,7 @@ func TestObserve(t *testing.T) {
 			name: "head not submitted",
 			mutate: func(o *Observation) {
 				o.Submissions = nil
-				o.Slurm = map[string]slurm.Job{}
+				o.Slurm = map[string]scheduler.Job{}
 			},
 			want: want{state: StatePending, reason: "head not submitted", jobs: map[string]Membership{}},
 		},
@@ -463,9 +463,9 @@ func TestObserveArrayExpandsToTaskKeys(t *testing.T) {
 	withHeadUp(&o)
 	o.Submissions[1] = Submission{Role: RoleWorker, JobID: "7", Tasks: 4}
 	delete(o.Slurm, "7")
-	for i, st := range []slurm.JobState{slurm.Running, slurm.Running, slurm.Pending, slurm.Pending} {
+	for i, st := range []scheduler.JobState{scheduler.Running, scheduler.Running, scheduler.Pending, scheduler.Pending} {
 		key := fmt.Sprintf("7_%d", i)
-		o.Slurm[key] = slurm.Job{ID: key, ArrayJobID: "7", ArrayTaskID: key[2:], State: st, GPUs: 1, TimeLeft: time.Hour, TimeLimit: time.Hour}
+		o.Slurm[key] = scheduler.Job{ID: key, ArrayJobID: "7", ArrayTaskID: key[2:], State: st, GPUs: 1, TimeLeft: time.Hour, TimeLimit: time.Hour}
 	}
 	o.Membership.Nodes["7_1"] = &MemberNode{NodeID: "cccc", Alive: true}
 
@@ -491,13 +491,13 @@ func TestObserveTimeLeft(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		job  slurm.Job
+		job  scheduler.Job
 		want *int64
 	}{
-		{"limited and running", slurm.Job{ID: "7", State: slurm.Running, TimeLeft: 10 * time.Minute, TimeLimit: time.Hour}, ptr(int64(600))},
-		{"limited and pending", slurm.Job{ID: "7", State: slurm.Pending, TimeLeft: time.Hour, TimeLimit: time.Hour}, ptr(int64(3600))},
-		{"unlimited", slurm.Job{ID: "7", State: slurm.Running, Unlimited: true}, nil},
-		{"ended", slurm.Job{ID: "7", State: slurm.Completed, TimeLimit: time.Hour}, nil},
+		{"limited and running", scheduler.Job{ID: "7", State: scheduler.Running, TimeLeft: 10 * time.Minute, TimeLimit: time.Hour}, ptr(int64(600))},
+		{"limited and pending", scheduler.Job{ID: "7", State: scheduler.Pending, TimeLeft: time.Hour, TimeLimit: time.Hour}, ptr(int64(3600))},
+		{"unlimited", scheduler.Job{ID: "7", State: scheduler.Running, Unlimited: true}, nil},
+		{"ended", scheduler.Job{ID: "7", State: scheduler.Completed, TimeLimit: time.Hour}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -582,7 +582,7 @@ func TestObserveHeadTimeLimitWarning(t *testing.T) {
 			"5": {NodeID: "n5", Alive: true, FirstSeen: now, LastSeen: now},
 		}},
 		Head:  &HeadInfo{Address: "10.0.0.1:6379"},
-		Slurm: map[string]slurm.Job{"5": {ID: "5", State: slurm.Running, TimeLeft: 95 * time.Second}},
+		Slurm: map[string]scheduler.Job{"5": {ID: "5", State: scheduler.Running, TimeLeft: 95 * time.Second}},
 		Now:   now,
 	}
 	st := Observe(o)
@@ -593,7 +593,7 @@ func TestObserveHeadTimeLimitWarning(t *testing.T) {
 	if st := Observe(o); !strings.Contains(st.Cluster.Warning, "1m35s") {
 		t.Errorf("warning from squeue's time left: %q", st.Cluster.Warning)
 	}
-	o.Slurm["5"] = slurm.Job{ID: "5", State: slurm.Running, TimeLeft: time.Hour}
+	o.Slurm["5"] = scheduler.Job{ID: "5", State: scheduler.Running, TimeLeft: time.Hour}
 	if st := Observe(o); st.Cluster.Warning != "" {
 		t.Errorf("an hour left warns: %q", st.Cluster.Warning)
 	}
@@ -614,7 +614,7 @@ func TestObserveFinishedDriverIsEnded(t *testing.T) {
 			"6": {NodeID: "n6", Alive: false, FirstSeen: now, LastSeen: now},
 		}},
 		Head:  &HeadInfo{Address: "10.0.0.1:6379"},
-		Slurm: map[string]slurm.Job{"5": {ID: "5", State: slurm.Running}, "6": {ID: "6", State: slurm.Completed}},
+		Slurm: map[string]scheduler.Job{"5": {ID: "5", State: scheduler.Running}, "6": {ID: "6", State: scheduler.Completed}},
 		Now:   now,
 	}
 	st := Observe(o)

@@ -1,4 +1,9 @@
-package raynode
+// Package proctree finds and stops the processes a job started, by reading
+// /proc: a process's stat line, the tree below a process, the members of a
+// session. A supervisor that is a child subreaper (BecomeSubreaper) holds
+// every process it started below itself, so KillTree stops exactly those,
+// never another user's or another node's.
+package proctree
 
 import (
 	"bytes"
@@ -6,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // prSetChildSubreaper is prctl's PR_SET_CHILD_SUBREAPER.
@@ -27,13 +33,8 @@ func BecomeSubreaper() error {
 // Descendants lists the live processes below pid.
 func Descendants(pid int) []int {
 	children := map[int][]int{}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		p, err := strconv.Atoi(filepath.Base(d))
-		if err != nil {
-			continue
-		}
-		if st, ok := readStat(d); ok && st.Live() {
+	for _, p := range allPIDs() {
+		if st, ok := ReadProcStat(p); ok && st.Live() {
 			children[st.PPID] = append(children[st.PPID], p)
 		}
 	}
@@ -96,13 +97,52 @@ func readStat(procDir string) (ProcStat, bool) {
 	return st, true
 }
 
-// KillDescendants signals every process below this one and returns how many.
-func KillDescendants(sig syscall.Signal) int {
+// KillTree stops every process below this one: SIGTERM, up to grace for
+// them to leave (reaping the orphans among them), then SIGKILL for the
+// rest. It returns how many processes it found at first, and must be called
+// only once no os/exec child is still being waited for (see ReapOrphans).
+func KillTree(grace time.Duration) int {
+	n := signalDescendants(syscall.SIGTERM)
+	if n > 0 {
+		deadline := time.Now().Add(grace)
+		for time.Now().Before(deadline) && len(Descendants(os.Getpid())) > 0 {
+			ReapOrphans()
+			time.Sleep(100 * time.Millisecond)
+		}
+		signalDescendants(syscall.SIGKILL)
+	}
+	ReapOrphans()
+	return n
+}
+
+func signalDescendants(sig syscall.Signal) int {
 	pids := Descendants(os.Getpid())
 	for _, pid := range pids {
 		syscall.Kill(pid, sig)
 	}
 	return len(pids)
+}
+
+// Session lists the live processes of session sid.
+func Session(sid int) []int {
+	var pids []int
+	for _, pid := range allPIDs() {
+		if st, ok := ReadProcStat(pid); ok && st.Session == sid && st.Live() {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func allPIDs() []int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	pids := make([]int, 0, len(dirs))
+	for _, d := range dirs {
+		if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // ReapOrphans collects the exit status of orphans reparented to this

@@ -1,5 +1,5 @@
 // Package local is sraybatch's backend for one machine without SLURM. It
-// implements slurm.Scheduler, so up, grow, train, status, down and the node
+// implements scheduler.Scheduler, so up, grow, train, status, down and the node
 // supervisor run the same code path as on SLURM:
 //
 //   - Submit runs the rendered batch script with bash as a detached process
@@ -41,8 +41,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 // killWait is how long a cancelled job has to end before it is killed.
@@ -75,7 +75,7 @@ type Scheduler struct {
 	cfg Config
 }
 
-var _ slurm.Scheduler = (*Scheduler)(nil)
+var _ scheduler.Scheduler = (*Scheduler)(nil)
 
 // New returns the local backend.
 func New(cfg Config) *Scheduler { return &Scheduler{cfg: cfg} }
@@ -318,13 +318,13 @@ func currentUser() string {
 }
 
 // Jobs lists the recorded jobs q selects.
-func (s *Scheduler) Jobs(ctx context.Context, q slurm.Query) ([]slurm.Job, error) {
+func (s *Scheduler) Jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Job, error) {
 	recs, err := s.records()
 	if err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	var jobs []slurm.Job
+	var jobs []scheduler.Job
 	for _, r := range recs {
 		if !selects(q, r) {
 			continue
@@ -334,13 +334,13 @@ func (s *Scheduler) Jobs(ctx context.Context, q slurm.Query) ([]slurm.Job, error
 	return jobs, nil
 }
 
-func (s *Scheduler) observe(r jobRecord, host string) slurm.Job {
-	j := slurm.Job{
+func (s *Scheduler) observe(r jobRecord, host string) scheduler.Job {
+	j := scheduler.Job{
 		ID: r.Key, ArrayJobID: r.ArrayJobID, ArrayTaskID: r.ArrayTaskID, Name: r.Name, User: r.User,
 		Node: host, GPUs: len(r.GPUs), Unlimited: true,
 	}
 	if r.Alive() {
-		j.State, j.Elapsed = slurm.Running, time.Since(r.Submitted).Truncate(time.Second)
+		j.State, j.Elapsed = scheduler.Running, time.Since(r.Submitted).Truncate(time.Second)
 		return j
 	}
 	var ex exitRecord
@@ -348,11 +348,11 @@ func (s *Scheduler) observe(r jobRecord, host string) slurm.Job {
 	_, cancelErr := os.Stat(cancelPath(s.cfg.Registry, r.Key))
 	switch {
 	case cancelErr == nil:
-		j.State = slurm.Cancelled
+		j.State = scheduler.Cancelled
 	case exitErr == nil && ex.ExitCode == 0:
-		j.State = slurm.Completed
+		j.State = scheduler.Completed
 	default: // a non-zero exit, or killed before its wrapper could tell
-		j.State = slurm.Failed
+		j.State = scheduler.Failed
 	}
 	if exitErr == nil {
 		j.Elapsed = ex.Ended.Sub(r.Submitted).Truncate(time.Second)
@@ -361,7 +361,7 @@ func (s *Scheduler) observe(r jobRecord, host string) slurm.Job {
 }
 
 // selects reports whether q selects a job, as squeue's filters would.
-func selects(q slurm.Query, r jobRecord) bool {
+func selects(q scheduler.Query, r jobRecord) bool {
 	if q.User != "" && q.User != r.User {
 		return false
 	}
@@ -433,7 +433,7 @@ func (s *Scheduler) prune() {
 // to each job's process group, then, for a job still running after 10 s,
 // SIGKILL to every process of its session. With opts.Signal it only sends
 // that signal (to the job's process alone with opts.Batch).
-func (s *Scheduler) Cancel(ctx context.Context, ids []string, opts slurm.CancelOptions) error {
+func (s *Scheduler) Cancel(ctx context.Context, ids []string, opts scheduler.CancelOptions) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -455,7 +455,7 @@ func (s *Scheduler) Cancel(ctx context.Context, ids []string, opts slurm.CancelO
 	}
 	var targets []jobRecord
 	for _, r := range recs {
-		if selects(slurm.Query{JobIDs: ids}, r) && r.Alive() {
+		if selects(scheduler.Query{JobIDs: ids}, r) && r.Alive() {
 			targets = append(targets, r)
 		}
 	}
@@ -539,14 +539,14 @@ func (s *Scheduler) NodeAddr(ctx context.Context, node string) (string, error) {
 }
 
 // FreeGPUs reports this host as one node of partition "local".
-func (s *Scheduler) FreeGPUs(ctx context.Context, partition string) ([]slurm.NodeGPUs, error) {
+func (s *Scheduler) FreeGPUs(ctx context.Context, partition string) ([]scheduler.NodeGPUs, error) {
 	if partition != "" && partition != Partition {
 		return nil, nil
 	}
 	host, _ := os.Hostname()
-	n := slurm.NodeGPUs{Node: host, Partition: Partition, State: "idle"}
+	n := scheduler.NodeGPUs{Node: host, Partition: Partition, State: "idle"}
 	if s.cfg.Claims == nil {
-		return []slurm.NodeGPUs{n}, nil
+		return []scheduler.NodeGPUs{n}, nil
 	}
 	gpus, err := s.cfg.Claims.State()
 	if err != nil {
@@ -561,5 +561,5 @@ func (s *Scheduler) FreeGPUs(ctx context.Context, partition string) ([]slurm.Nod
 	if n.Used > 0 {
 		n.State = "mixed"
 	}
-	return []slurm.NodeGPUs{n}, nil
+	return []scheduler.NodeGPUs{n}, nil
 }

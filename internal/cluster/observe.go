@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 // MembershipFreshFor is how old the head's membership snapshot may be before
@@ -23,7 +23,7 @@ type Observation struct {
 	Down        *DownRequest
 	// Slurm holds this cluster's jobs as squeue reported them, by job key;
 	// nil with SlurmErr set when SLURM could not be asked.
-	Slurm    map[string]slurm.Job
+	Slurm    map[string]scheduler.Job
 	SlurmErr error
 	// Training holds each driver job's progress, read from its event file.
 	Training map[string]TrainProgress
@@ -217,7 +217,7 @@ func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
 	return js
 }
 
-func membership(o Observation, rec NodeRecord, hasRec bool, sj slurm.Job, inSlurm bool, member *MemberNode, fresh bool) Membership {
+func membership(o Observation, rec NodeRecord, hasRec bool, sj scheduler.Job, inSlurm bool, member *MemberNode, fresh bool) Membership {
 	downed := o.Down != nil
 	slurmEnded := inSlurm && !sj.State.Active()
 	alive := member != nil && member.Alive && fresh && !(hasRec && rec.Final()) && !slurmEnded

@@ -1,4 +1,4 @@
-package raynode_test
+package gpu_test
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/gpus"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/gpu"
 )
 
 const gib = 1 << 30
@@ -58,7 +58,7 @@ func env(kv ...string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-func ids(gs []raynode.GPU) []string {
+func ids(gs []gpu.Device) []string {
 	out := make([]string, len(gs))
 	for i, g := range gs {
 		out[i] = g.ID
@@ -77,7 +77,7 @@ func uuids(s *server.Server, indices ...int) []string {
 func visible(t *testing.T, s *server.Server, getenv func(string) string) []string {
 	t.Helper()
 	var warn bytes.Buffer
-	got, err := raynode.NewNVMLGPUs(s, getenv, &warn).Visible()
+	got, err := gpu.NewNVML(s, getenv, &warn).Visible()
 	if err != nil {
 		t.Fatalf("Visible: %v", err)
 	}
@@ -122,7 +122,7 @@ func TestNVMLAmbiguousOrDuplicateGPU(t *testing.T) {
 		"0," + dev(s, 0).UUID: "are the same GPU",
 		"1,x":                 "neither an index nor a GPU/MIG UUID",
 	} {
-		_, err := raynode.NewNVMLGPUs(s, env("CUDA_VISIBLE_DEVICES", cvd), nil).Visible()
+		_, err := gpu.NewNVML(s, env("CUDA_VISIBLE_DEVICES", cvd), nil).Visible()
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("CUDA_VISIBLE_DEVICES=%s: error = %v, want one containing %q", cvd, err, want)
 		}
@@ -163,8 +163,8 @@ func TestNVMLFewerGPUsThanAllocated(t *testing.T) {
 		{"CUDA_VISIBLE_DEVICES", "0,3", "CUDA_VISIBLE_DEVICES=0,3 names 3, which the driver does not see; it sees 2: "},
 		{"CUDA_VISIBLE_DEVICES", "GPU-0000dead", "names GPU-0000dead, which the driver does not see"},
 	} {
-		_, err := raynode.NewNVMLGPUs(s, env(tt.name, tt.value), nil).Visible()
-		if !errors.Is(err, raynode.ErrMissingGPUs) || !strings.Contains(err.Error(), tt.want) {
+		_, err := gpu.NewNVML(s, env(tt.name, tt.value), nil).Visible()
+		if !errors.Is(err, gpu.ErrMissing) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s=%s: error = %v, want ErrMissingGPUs containing %q", tt.name, tt.value, err, tt.want)
 		}
 	}
@@ -177,7 +177,7 @@ func TestNVMLMIGUUIDsCounted(t *testing.T) {
 		t.Errorf("Visible() = %v, want %v", got, want)
 	}
 	// The mock knows no MIG instance: the inventory says so per entry.
-	inv, err := raynode.NewNVMLGPUs(s, env("CUDA_VISIBLE_DEVICES", cvd), nil).Inventory()
+	inv, err := gpu.NewNVML(s, env("CUDA_VISIBLE_DEVICES", cvd), nil).Inventory()
 	if err != nil || len(inv.GPUs) != 2 {
 		t.Fatalf("Inventory() = %+v, %v; want 2 entries", inv, err)
 	}
@@ -203,13 +203,13 @@ func TestNVMLInventoryMIGInstance(t *testing.T) {
 			GetDeviceHandleFromMigDeviceHandleFunc: func() (nvml.Device, nvml.Return) { return s.Devices[4], nvml.SUCCESS },
 		}, nvml.SUCCESS
 	}
-	inv, err := raynode.NewNVMLGPUs(s, env("CUDA_VISIBLE_DEVICES", mig+",1"), nil).Inventory()
+	inv, err := gpu.NewNVML(s, env("CUDA_VISIBLE_DEVICES", mig+",1"), nil).Inventory()
 	if err != nil || len(inv.GPUs) != 2 {
 		t.Fatalf("Inventory() = %+v, %v; want 2 entries", inv, err)
 	}
 	g := inv.GPUs[0]
 	if !g.MIG || g.ID != mig || g.Index != 4 || g.MemoryTotal != 10*gib || g.MemoryUsed != gib ||
-		g.UtilizationPct != -1 || !slices.Equal(g.Processes, []raynode.GPUProcess{{PID: 77, UsedMemory: gib}}) || g.Error != "" {
+		g.UtilizationPct != -1 || !slices.Equal(g.Processes, []gpu.Process{{PID: 77, UsedMemory: gib}}) || g.Error != "" {
 		t.Errorf("MIG instance = %+v", g)
 	}
 	if g := inv.GPUs[1]; g.MIG || g.ID != dev(s, 1).UUID {
@@ -220,13 +220,13 @@ func TestNVMLInventoryMIGInstance(t *testing.T) {
 func TestNVMLInventory(t *testing.T) {
 	s := newDGX(t)
 	var warn bytes.Buffer
-	inv, err := raynode.NewNVMLGPUs(s, env("CUDA_VISIBLE_DEVICES", "2,5"), &warn).Inventory()
+	inv, err := gpu.NewNVML(s, env("CUDA_VISIBLE_DEVICES", "2,5"), &warn).Inventory()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := raynode.Inventory{Source: "NVML", GPUs: []raynode.GPUInfo{
-		{ID: dev(s, 2).UUID, Index: 2, UUID: dev(s, 2).UUID, Name: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 * gib, UtilizationPct: 20, Processes: []raynode.GPUProcess{}},
-		{ID: dev(s, 5).UUID, Index: 5, UUID: dev(s, 5).UUID, Name: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 * gib, UtilizationPct: 50, Processes: []raynode.GPUProcess{}},
+	want := gpu.Inventory{Source: "NVML", GPUs: []gpu.Info{
+		{ID: dev(s, 2).UUID, Index: 2, UUID: dev(s, 2).UUID, Name: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 * gib, UtilizationPct: 20, Processes: []gpu.Process{}},
+		{ID: dev(s, 5).UUID, Index: 5, UUID: dev(s, 5).UUID, Name: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 * gib, UtilizationPct: 50, Processes: []gpu.Process{}},
 	}}
 	if !reflect.DeepEqual(inv, want) || warn.Len() > 0 {
 		t.Errorf("Inventory() = %+v (warned %q)\nwant %+v", inv, warn.String(), want)
@@ -240,14 +240,14 @@ func TestNVMLInventoryForeignProcess(t *testing.T) {
 	d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
 		return []nvml.ProcessInfo{{Pid: 4242, UsedGpuMemory: 30 * gib}}, nvml.SUCCESS
 	}
-	inv, err := raynode.NewNVMLGPUs(s, env("CUDA_VISIBLE_DEVICES", "4,5"), nil).Inventory()
+	inv, err := gpu.NewNVML(s, env("CUDA_VISIBLE_DEVICES", "4,5"), nil).Inventory()
 	if err != nil || len(inv.GPUs) != 2 {
 		t.Fatalf("Inventory() = %+v, %v", inv, err)
 	}
 	if g := inv.GPUs[0]; len(g.Processes) != 0 || g.MemoryUsed != 0 {
 		t.Errorf("idle GPU 4 = %+v", g)
 	}
-	if g := inv.GPUs[1]; !slices.Equal(g.Processes, []raynode.GPUProcess{{PID: 4242, UsedMemory: 30 * gib}}) || g.MemoryUsed != 30*gib || g.Error != "" {
+	if g := inv.GPUs[1]; !slices.Equal(g.Processes, []gpu.Process{{PID: 4242, UsedMemory: 30 * gib}}) || g.MemoryUsed != 30*gib || g.Error != "" {
 		t.Errorf("busy GPU 5 = %+v, want process 4242 using 30 GiB", g)
 	}
 	// A busy GPU is still the job's: Visible does not drop it.
@@ -260,7 +260,7 @@ func TestNVMLErrorOnOneDevice(t *testing.T) {
 	s := newDGX(t)
 	dev(s, 3).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return nil, nvml.ERROR_UNKNOWN }
 	dev(s, 6).GetUUIDFunc = func() (string, nvml.Return) { return "", nvml.ERROR_GPU_IS_LOST }
-	inv, err := raynode.NewNVMLGPUs(s, env(), nil).Inventory()
+	inv, err := gpu.NewNVML(s, env(), nil).Inventory()
 	if err != nil || len(inv.GPUs) != 8 {
 		t.Fatalf("Inventory() = %+v, %v; want all 8 listed", inv, err)
 	}
@@ -286,7 +286,7 @@ func TestNVMLErrorOnOneDevice(t *testing.T) {
 func TestNVMLDeviceCountError(t *testing.T) {
 	s := newDGX(t)
 	s.DeviceGetCountFunc = func() (int, nvml.Return) { return 0, nvml.ERROR_UNKNOWN }
-	_, err := raynode.NewNVMLGPUs(s, env(), nil).Visible()
+	_, err := gpu.NewNVML(s, env(), nil).Visible()
 	if err == nil || err.Error() != "nvml get device count: ERROR_UNKNOWN" {
 		t.Errorf("Visible() error = %v", err)
 	}
@@ -307,7 +307,7 @@ func TestNVMLInitFailsFallsBackToEnv(t *testing.T) {
 		s := newDGX(t) // and Shutdown must not be called
 		s.InitFunc = func() nvml.Return { return nvml.ERROR_LIBRARY_NOT_FOUND }
 		var warn bytes.Buffer
-		g := raynode.NewNVMLGPUs(s, env(tt.env...), &warn)
+		g := gpu.NewNVML(s, env(tt.env...), &warn)
 		got, err := g.Visible()
 		wantLine := "NVML unavailable: ERROR_LIBRARY_NOT_FOUND; " + tt.line + "\n"
 		if err != nil || !slices.Equal(ids(got), tt.want) || warn.String() != wantLine {
@@ -329,7 +329,7 @@ func TestNVMLInitFailsFallsBackToEnv(t *testing.T) {
 // On a machine without the NVIDIA driver the real library falls back cleanly.
 func TestSystemGPUsWithoutDriver(t *testing.T) {
 	var warn bytes.Buffer
-	got, err := raynode.SystemGPUs(env("CUDA_VISIBLE_DEVICES", "0,1"), &warn).Visible()
+	got, err := gpu.System(env("CUDA_VISIBLE_DEVICES", "0,1"), &warn).Visible()
 	if warn.Len() == 0 {
 		t.Skipf("NVML works here (a driver is present): Visible() = %v, %v", ids(got), err)
 	}

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sraybatch/sraybatch/cluster"
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/proctree"
 )
 
 // jobStart is the go-ahead Submit writes to a job's process once its pid is
@@ -44,21 +44,13 @@ func RunJob(start io.Reader) int {
 	}
 	// Orphans of the node (Ray processes that escaped its supervisor) are
 	// reparented here, so none outlives the job.
-	raynode.BecomeSubreaper()
+	proctree.BecomeSubreaper()
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 
 	code, sigName, runErr := runScript(js, sigs)
 
-	if n := raynode.KillDescendants(syscall.SIGTERM); n > 0 {
-		deadline := time.Now().Add(leftoverGrace)
-		for time.Now().Before(deadline) && len(raynode.Descendants(os.Getpid())) > 0 {
-			raynode.ReapOrphans()
-			time.Sleep(100 * time.Millisecond)
-		}
-		raynode.KillDescendants(syscall.SIGKILL)
-	}
-	raynode.ReapOrphans()
+	proctree.KillTree(leftoverGrace)
 	if js.ClaimsDir != "" {
 		(&Claims{Dir: js.ClaimsDir}).Release(js.Claims, js.Self)
 	}

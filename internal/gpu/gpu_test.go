@@ -1,4 +1,4 @@
-package raynode
+package gpu
 
 import (
 	"slices"
@@ -10,7 +10,7 @@ func envFunc(env map[string]string) func(string) string {
 	return func(k string) string { return env[k] }
 }
 
-func gpuIDs(gpus []GPU) []string {
+func gpuIDs(gpus []Device) []string {
 	ids := []string{}
 	for _, g := range gpus {
 		ids = append(ids, g.ID)
@@ -18,7 +18,7 @@ func gpuIDs(gpus []GPU) []string {
 	return ids
 }
 
-func TestEnvGPUsVisible(t *testing.T) {
+func TestEnvVisible(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
@@ -47,7 +47,7 @@ func TestEnvGPUsVisible(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			gpus, err := EnvGPUs{Getenv: envFunc(tt.env)}.Visible()
+			gpus, err := Env{Getenv: envFunc(tt.env)}.Visible()
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Visible() = %v, %v; want an error containing %q", gpus, err, tt.wantErr)

@@ -1,4 +1,4 @@
-package raynode
+package gpu
 
 import (
 	"errors"
@@ -14,12 +14,12 @@ import (
 
 // ErrMissingGPUs means the job's environment names GPUs that the NVIDIA
 // driver does not see (or cannot tell apart).
-var ErrMissingGPUs = errors.New("the job's GPUs are not all visible to the NVIDIA driver")
+var ErrMissing = errors.New("the job's GPUs are not all visible to the NVIDIA driver")
 
-// envGPUVars are the variables EnvGPUs.Visible reads, in its order.
+// envGPUVars are the variables Env.Visible reads, in its order.
 var envGPUVars = []string{"CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "GPU_DEVICE_ORDINAL"}
 
-// envGPUVar returns the variable EnvGPUs takes the job's GPUs from, "" when none is set.
+// envGPUVar returns the variable Env takes the job's GPUs from, "" when none is set.
 func envGPUVar(getenv func(string) string) string {
 	for _, name := range envGPUVars {
 		if strings.TrimSpace(getenv(name)) != "" {
@@ -32,13 +32,13 @@ func envGPUVar(getenv func(string) string) string {
 // Inventory is what the driver reports about the job's GPUs.
 type Inventory struct {
 	// Source is "NVML", or, when NVML is unavailable, the variable the GPUs
-	// were read from (then only GPUInfo.ID is known); "" when none is set.
-	Source string    `json:"source"`
-	GPUs   []GPUInfo `json:"gpus"`
+	// were read from (then only Info.ID is known); "" when none is set.
+	Source string `json:"source"`
+	GPUs   []Info `json:"gpus"`
 }
 
-// GPUInfo is one GPU (or MIG instance) of the job.
-type GPUInfo struct {
+// Info is one GPU (or MIG instance) of the job.
+type Info struct {
 	// ID is GPU.ID: the UUID when NVML knows it, else the environment's name.
 	ID string `json:"id"`
 	// Index is the NVML index (of the parent GPU for a MIG instance); -1 when unknown.
@@ -52,21 +52,21 @@ type GPUInfo struct {
 	// UtilizationPct is -1 when not reported (MIG instances, errors, no NVML).
 	UtilizationPct int `json:"utilization_pct"`
 	// Processes are the compute processes running on it, anyone's.
-	Processes []GPUProcess `json:"processes"`
+	Processes []Process `json:"processes"`
 	// Error names the NVML calls that failed for this device; the other
 	// fields hold what the calls that worked returned.
 	Error string `json:"error,omitempty"`
 }
 
-// GPUProcess is a compute process using a GPU.
-type GPUProcess struct {
+// Process is a compute process using a GPU.
+type Process struct {
 	PID        int    `json:"pid"`
 	UsedMemory uint64 `json:"used_memory_bytes"`
 }
 
-// NVMLGPUs asks the NVIDIA driver, through NVML, which GPUs the node has and
+// NVML asks the NVIDIA driver, through NVML, which GPUs the node has and
 // narrows them to the job's: those named by CUDA_VISIBLE_DEVICES, else
-// SLURM_JOB_GPUS, else GPU_DEVICE_ORDINAL (EnvGPUs's variables and order);
+// SLURM_JOB_GPUS, else GPU_DEVICE_ORDINAL (Env's variables and order);
 // all of them when none is set.
 //
 // Three numberings meet here and can differ: CUDA ordinals (the indices in
@@ -79,58 +79,58 @@ type GPUProcess struct {
 // accepts). MIG- UUIDs are counted as given.
 //
 // When NVML cannot start (no driver: ERROR_LIBRARY_NOT_FOUND), each call
-// writes one line to warn and answers from the environment as EnvGPUs does.
-type NVMLGPUs struct {
+// writes one line to warn and answers from the environment as Env does.
+type NVML struct {
 	lib    nvml.Interface
 	getenv func(string) string
 	warn   io.Writer
 }
 
-var _ GPUs = (*NVMLGPUs)(nil)
+var _ Source = (*NVML)(nil)
 
 // NewNVMLGPUs reads GPUs through lib (nvml.New(), or a mock in tests) and the
 // job's environment through getenv; the fallback notice goes to warn.
-func NewNVMLGPUs(lib nvml.Interface, getenv func(string) string, warn io.Writer) *NVMLGPUs {
+func NewNVML(lib nvml.Interface, getenv func(string) string, warn io.Writer) *NVML {
 	if warn == nil {
 		warn = io.Discard
 	}
-	return &NVMLGPUs{lib: lib, getenv: getenv, warn: warn}
+	return &NVML{lib: lib, getenv: getenv, warn: warn}
 }
 
 // SystemGPUs is NewNVMLGPUs with the system's NVML library, loaded on first use.
-func SystemGPUs(getenv func(string) string, warn io.Writer) *NVMLGPUs {
-	return NewNVMLGPUs(nvml.New(), getenv, warn)
+func System(getenv func(string) string, warn io.Writer) *NVML {
+	return NewNVML(nvml.New(), getenv, warn)
 }
 
 // Visible returns the job's GPUs in the order CUDA will number them. It fails
 // with ErrMissingGPUs when the environment names a GPU the driver does not see.
-func (n *NVMLGPUs) Visible() ([]GPU, error) {
+func (n *NVML) Visible() ([]Device, error) {
 	if !n.start() {
-		return EnvGPUs{Getenv: n.getenv}.Visible()
+		return Env{Getenv: n.getenv}.Visible()
 	}
 	defer n.lib.Shutdown() // what was read is read; a failed shutdown changes nothing
 	sel, err := n.selectGPUs()
 	if err != nil {
 		return nil, err
 	}
-	gpus := make([]GPU, len(sel))
+	gpus := make([]Device, len(sel))
 	for i, s := range sel {
-		gpus[i] = GPU{ID: s.id}
+		gpus[i] = Device{ID: s.id}
 	}
 	return gpus, nil
 }
 
 // Inventory describes the GPUs Visible returns. An NVML error on one device is
 // reported in its GPUInfo.Error; the others are still described.
-func (n *NVMLGPUs) Inventory() (Inventory, error) {
+func (n *NVML) Inventory() (Inventory, error) {
 	if !n.start() {
-		gpus, err := EnvGPUs{Getenv: n.getenv}.Visible()
+		gpus, err := Env{Getenv: n.getenv}.Visible()
 		if err != nil {
 			return Inventory{}, err
 		}
-		inv := Inventory{Source: envGPUVar(n.getenv), GPUs: []GPUInfo{}}
+		inv := Inventory{Source: envGPUVar(n.getenv), GPUs: []Info{}}
 		for _, g := range gpus {
-			inv.GPUs = append(inv.GPUs, GPUInfo{ID: g.ID, Index: -1, UtilizationPct: -1, Processes: []GPUProcess{}})
+			inv.GPUs = append(inv.GPUs, Info{ID: g.ID, Index: -1, UtilizationPct: -1, Processes: []Process{}})
 		}
 		return inv, nil
 	}
@@ -139,7 +139,7 @@ func (n *NVMLGPUs) Inventory() (Inventory, error) {
 	if err != nil {
 		return Inventory{}, err
 	}
-	inv := Inventory{Source: "NVML", GPUs: make([]GPUInfo, len(sel))}
+	inv := Inventory{Source: "NVML", GPUs: make([]Info, len(sel))}
 	for i, s := range sel {
 		if s.dev != nil {
 			inv.GPUs[i] = describeGPU(s.dev)
@@ -151,7 +151,7 @@ func (n *NVMLGPUs) Inventory() (Inventory, error) {
 }
 
 // start initialises NVML, or says why it falls back to the environment.
-func (n *NVMLGPUs) start() bool {
+func (n *NVML) start() bool {
 	ret := n.lib.Init()
 	if ret == nvml.SUCCESS {
 		return true
@@ -181,7 +181,7 @@ type device struct {
 }
 
 // devices lists every device NVML sees, in CUDA ordinal order.
-func (n *NVMLGPUs) devices() ([]*device, error) {
+func (n *NVML) devices() ([]*device, error) {
 	count, ret := n.lib.DeviceGetCount()
 	if ret != nvml.SUCCESS {
 		return nil, nvmlError("get device count", ret)
@@ -241,7 +241,7 @@ type selected struct {
 }
 
 // selectGPUs matches the job's environment against what NVML sees.
-func (n *NVMLGPUs) selectGPUs() ([]selected, error) {
+func (n *NVML) selectGPUs() ([]selected, error) {
 	devs, err := n.devices()
 	if err != nil {
 		return nil, err
@@ -254,7 +254,7 @@ func (n *NVMLGPUs) selectGPUs() ([]selected, error) {
 		}
 		return sel, nil
 	}
-	named, err := EnvGPUs{Getenv: n.getenv}.Visible() // validates the syntax
+	named, err := Env{Getenv: n.getenv}.Visible() // validates the syntax
 	if err != nil {
 		return nil, err
 	}
@@ -286,10 +286,10 @@ func (n *NVMLGPUs) selectGPUs() ([]selected, error) {
 	switch {
 	case whole > len(devs):
 		return nil, fmt.Errorf("%w: the job was given %d GPUs (%s) but the driver sees %d%s",
-			ErrMissingGPUs, whole, value, len(devs), describeDevices(devs))
+			ErrMissing, whole, value, len(devs), describeDevices(devs))
 	case len(missing) > 0:
 		return nil, fmt.Errorf("%w: %s names %s, which the driver does not see; it sees %d%s",
-			ErrMissingGPUs, value, strings.Join(missing, ","), len(devs), describeDevices(devs))
+			ErrMissing, value, strings.Join(missing, ","), len(devs), describeDevices(devs))
 	}
 	if name == "SLURM_JOB_GPUS" {
 		// Nothing restricts CUDA by name, so it numbers what it can open in bus order.
@@ -341,8 +341,8 @@ func describeDevices(devs []*device) string {
 }
 
 // describeGPU reads what the gpus command shows about a whole GPU.
-func describeGPU(d *device) GPUInfo {
-	info := GPUInfo{ID: d.id(strconv.Itoa(d.ordinal)), Index: d.index, UUID: d.uuid, UtilizationPct: -1, Processes: []GPUProcess{}}
+func describeGPU(d *device) Info {
+	info := Info{ID: d.id(strconv.Itoa(d.ordinal)), Index: d.index, UUID: d.uuid, UtilizationPct: -1, Processes: []Process{}}
 	errs := d.errs
 	if h := d.handle; h != nil {
 		var ret nvml.Return
@@ -369,8 +369,8 @@ func describeGPU(d *device) GPUInfo {
 }
 
 // describeMIG reads what NVML tells about a MIG instance named by its UUID.
-func (n *NVMLGPUs) describeMIG(uuid string) GPUInfo {
-	info := GPUInfo{ID: uuid, Index: -1, UUID: uuid, MIG: true, UtilizationPct: -1, Processes: []GPUProcess{}}
+func (n *NVML) describeMIG(uuid string) Info {
+	info := Info{ID: uuid, Index: -1, UUID: uuid, MIG: true, UtilizationPct: -1, Processes: []Process{}}
 	h, ret := n.lib.DeviceGetHandleByUUID(uuid)
 	if ret != nvml.SUCCESS {
 		info.Error = nvmlError("get MIG device by UUID", ret).Error()
@@ -399,18 +399,18 @@ func (n *NVMLGPUs) describeMIG(uuid string) GPUInfo {
 	return info
 }
 
-func processes(h nvml.Device) ([]GPUProcess, error) {
+func processes(h nvml.Device) ([]Process, error) {
 	ps, ret := h.GetComputeRunningProcesses()
 	if ret != nvml.SUCCESS {
-		return []GPUProcess{}, nvmlError("get compute processes", ret)
+		return []Process{}, nvmlError("get compute processes", ret)
 	}
-	out := make([]GPUProcess, len(ps))
+	out := make([]Process, len(ps))
 	for i, p := range ps {
 		used := p.UsedGpuMemory
 		if used == math.MaxUint64 { // NVML_VALUE_NOT_AVAILABLE
 			used = 0
 		}
-		out[i] = GPUProcess{PID: int(p.Pid), UsedMemory: used}
+		out[i] = Process{PID: int(p.Pid), UsedMemory: used}
 	}
 	return out, nil
 }

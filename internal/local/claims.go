@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/internal/gpu"
 )
 
 // DefaultClaimsDir holds the GPU claims of every user's sraybatch on the
@@ -38,9 +38,9 @@ const ClaimsDirEnv = "SRAYBATCH_GPU_CLAIMS"
 // concurrent claimers never both take a GPU that looked free.
 type Claims struct {
 	Dir string
-	// Inventory lists the host's GPUs (raynode.SystemGPUs in production; a
+	// Inventory lists the host's GPUs (gpu.System in production; a
 	// fixed list in tests).
-	Inventory func() (raynode.Inventory, error)
+	Inventory func() (gpu.Inventory, error)
 }
 
 // SystemClaims is the host's claims over the GPUs NVML reports, narrowed to
@@ -51,8 +51,8 @@ func SystemClaims() *Claims {
 	if dir == "" {
 		dir = DefaultClaimsDir
 	}
-	return &Claims{Dir: dir, Inventory: func() (raynode.Inventory, error) {
-		return raynode.SystemGPUs(os.Getenv, io.Discard).Inventory()
+	return &Claims{Dir: dir, Inventory: func() (gpu.Inventory, error) {
+		return gpu.System(os.Getenv, io.Discard).Inventory()
 	}}
 }
 
@@ -91,7 +91,7 @@ func (h Holder) describe() string {
 
 // GPU is one GPU of the host as the claims see it.
 type GPU struct {
-	Info raynode.GPUInfo
+	Info gpu.Info
 	// Holder is the live claim on it; nil when unclaimed.
 	Holder *Holder
 	// Foreign lists compute processes on an unclaimed GPU: someone outside
@@ -294,7 +294,7 @@ var unsafeKey = regexp.MustCompile(`[^A-Za-z0-9-]`)
 
 // claimKey names a GPU in claim file names: its UUID when known, so every
 // user's sraybatch agrees whatever CUDA_VISIBLE_DEVICES each one has.
-func claimKey(g raynode.GPUInfo) string {
+func claimKey(g gpu.Info) string {
 	id := g.ID
 	if g.UUID != "" {
 		id = g.UUID

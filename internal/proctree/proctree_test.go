@@ -1,4 +1,4 @@
-package raynode
+package proctree
 
 import (
 	"os"

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/raynode"
-	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/internal/proctree"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 type fixture struct {
@@ -52,28 +52,28 @@ func (f *fixture) submit(t *testing.T, script string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.sched.Cancel(context.Background(), []string{id}, slurm.CancelOptions{}) })
+	t.Cleanup(func() { f.sched.Cancel(context.Background(), []string{id}, scheduler.CancelOptions{}) })
 	return id
 }
 
-func (f *fixture) jobs(t *testing.T, q slurm.Query) map[string]slurm.Job {
+func (f *fixture) jobs(t *testing.T, q scheduler.Query) map[string]scheduler.Job {
 	t.Helper()
 	jobs, err := f.sched.Jobs(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]slurm.Job{}
+	out := map[string]scheduler.Job{}
 	for _, j := range jobs {
 		out[j.ID] = j
 	}
 	return out
 }
 
-func (f *fixture) waitState(t *testing.T, key string, want slurm.JobState) slurm.Job {
+func (f *fixture) waitState(t *testing.T, key string, want scheduler.JobState) scheduler.Job {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		j := f.jobs(t, slurm.Query{JobIDs: []string{key}})[key]
+		j := f.jobs(t, scheduler.Query{JobIDs: []string{key}})[key]
 		if j.State == want {
 			return j
 		}
@@ -110,12 +110,12 @@ func TestLocalSubmitRunsScriptWithSlurmLikeEnvironment(t *testing.T) {
 	if !strings.Contains(log, want) {
 		t.Errorf("job output %q, want %q", log, want)
 	}
-	j := f.jobs(t, slurm.Query{Names: []string{"sray-t1-head"}})[id]
+	j := f.jobs(t, scheduler.Query{Names: []string{"sray-t1-head"}})[id]
 	host, _ := os.Hostname()
-	if j.State != slurm.Running || j.Name != "sray-t1-head" || j.GPUs != 1 || j.Node != host || !j.Unlimited {
+	if j.State != scheduler.Running || j.Name != "sray-t1-head" || j.GPUs != 1 || j.Node != host || !j.Unlimited {
 		t.Errorf("running job: %+v", j)
 	}
-	if got := f.jobs(t, slurm.Query{Names: []string{"sray-other-head"}}); len(got) != 0 {
+	if got := f.jobs(t, scheduler.Query{Names: []string{"sray-other-head"}}); len(got) != 0 {
 		t.Errorf("name filter selects %v", got)
 	}
 	gpus, _ := f.claims.State()
@@ -124,13 +124,13 @@ func TestLocalSubmitRunsScriptWithSlurmLikeEnvironment(t *testing.T) {
 	}
 
 	pid, _ := strconv.Atoi(id)
-	members := sessionMembers(pid)
-	if err := f.sched.Cancel(context.Background(), []string{id}, slurm.CancelOptions{}); err != nil {
+	members := proctree.Session(pid)
+	if err := f.sched.Cancel(context.Background(), []string{id}, scheduler.CancelOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitState(t, id, slurm.Cancelled)
+	f.waitState(t, id, scheduler.Cancelled)
 	for _, p := range members {
-		if _, ok := raynode.ReadProcStat(p); ok && p != pid {
+		if _, ok := proctree.ReadProcStat(p); ok && p != pid {
 			t.Errorf("process %d of the job survives Cancel", p)
 		}
 	}
@@ -143,13 +143,13 @@ func TestLocalJobsReportExitStatus(t *testing.T) {
 	f := newFixture(t, 0)
 	ok := f.submit(t, f.script(t, []string{"--job-name=sray-t2-worker"}, "exit 0"))
 	bad := f.submit(t, f.script(t, []string{"--job-name=sray-t2-worker"}, "exit 3"))
-	f.waitState(t, ok, slurm.Completed)
-	f.waitState(t, bad, slurm.Failed)
+	f.waitState(t, ok, scheduler.Completed)
+	f.waitState(t, bad, scheduler.Failed)
 	b, err := os.ReadFile(exitPath(f.sched.cfg.Registry, bad))
 	if err != nil || !strings.Contains(string(b), `"exit_code": 3`) {
 		t.Errorf("exit file %s (%v)", b, err)
 	}
-	if jobs := f.jobs(t, slurm.Query{JobIDs: []string{"1"}}); len(jobs) != 0 {
+	if jobs := f.jobs(t, scheduler.Query{JobIDs: []string{"1"}}); len(jobs) != 0 {
 		t.Errorf("unknown id selects %v", jobs)
 	}
 }
@@ -159,13 +159,13 @@ func TestLocalJobLeftoversAreKilled(t *testing.T) {
 	pidFile := filepath.Join(f.dir, "bg.pid")
 	// A process that leaves the job's session and outlives the script.
 	id := f.submit(t, f.script(t, []string{"--job-name=sray-t3-worker"}, "setsid sleep 300 & echo $! > "+pidFile+"\nsleep 0.2"))
-	f.waitState(t, id, slurm.Completed)
+	f.waitState(t, id, scheduler.Completed)
 	b, _ := os.ReadFile(pidFile)
 	bg, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
 		t.Fatalf("pid file: %q", b)
 	}
-	if st, ok := raynode.ReadProcStat(bg); ok && st.State != 'Z' {
+	if st, ok := proctree.ReadProcStat(bg); ok && st.State != 'Z' {
 		t.Errorf("background process %d of a finished job still runs", bg)
 	}
 }
@@ -176,7 +176,7 @@ func TestLocalArrayIsOneProcessPerTask(t *testing.T) {
 		`echo "$SLURM_ARRAY_JOB_ID $SLURM_ARRAY_TASK_ID $SLURM_JOB_ID $CUDA_VISIBLE_DEVICES"; sleep 300`)
 	// %j in an array's --output is each task's own id, as in SLURM.
 	id := f.submit(t, script)
-	jobs := f.jobs(t, slurm.Query{JobIDs: []string{id}})
+	jobs := f.jobs(t, scheduler.Query{JobIDs: []string{id}})
 	if len(jobs) != 3 {
 		t.Fatalf("array job %s: %v", id, jobs)
 	}
@@ -184,7 +184,7 @@ func TestLocalArrayIsOneProcessPerTask(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		key := id + "_" + strconv.Itoa(i)
 		j, ok := jobs[key]
-		if !ok || j.State != slurm.Running || j.ArrayJobID != id || j.ArrayTaskID != strconv.Itoa(i) {
+		if !ok || j.State != scheduler.Running || j.ArrayJobID != id || j.ArrayTaskID != strconv.Itoa(i) {
 			t.Fatalf("task %s: %+v", key, j)
 		}
 	}
@@ -206,11 +206,11 @@ func TestLocalArrayIsOneProcessPerTask(t *testing.T) {
 	if _, err := f.sched.Submit(context.Background(), f.script(t, []string{"--job-name=sray-t4-worker", "--gres=gpu:1"}, "sleep 1")); err == nil || !strings.Contains(err.Error(), "GPU 2 held by pid") {
 		t.Errorf("a fourth GPU job: %v", err)
 	}
-	if err := f.sched.Cancel(context.Background(), []string{id}, slurm.CancelOptions{}); err != nil {
+	if err := f.sched.Cancel(context.Background(), []string{id}, scheduler.CancelOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for key, j := range f.jobs(t, slurm.Query{JobIDs: []string{id}}) {
-		if j.State != slurm.Cancelled {
+	for key, j := range f.jobs(t, scheduler.Query{JobIDs: []string{id}}) {
+		if j.State != scheduler.Cancelled {
 			t.Errorf("task %s after cancelling the array: %s", key, j.State)
 		}
 	}
@@ -223,13 +223,13 @@ func TestLocalKilledJobProcessIsFailedAndFreesItsGPU(t *testing.T) {
 	waitFile(t, filepath.Join(f.dir, "out-"+id+".log"), "up")
 	pid, _ := strconv.Atoi(id)
 	syscall.Kill(pid, syscall.SIGKILL)
-	f.waitState(t, id, slurm.Failed)
+	f.waitState(t, id, scheduler.Failed)
 	// Its script heard of the death (Pdeathsig) and ended too.
 	deadline := time.Now().Add(5 * time.Second)
-	for len(sessionMembers(pid)) > 0 && time.Now().Before(deadline) {
+	for len(proctree.Session(pid)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if left := sessionMembers(pid); len(left) > 0 {
+	if left := proctree.Session(pid); len(left) > 0 {
 		t.Errorf("processes of a killed job survive: %v", left)
 	}
 	if gpus, _ := f.claims.State(); !gpus[0].Free() {
@@ -245,7 +245,7 @@ func TestLocalCancelEscalatesToSIGKILL(t *testing.T) {
 	id := f.submit(t, f.script(t, []string{"--job-name=sray-t6-head"}, "trap '' TERM; echo up; while :; do sleep 0.1; done"))
 	waitFile(t, filepath.Join(f.dir, "out-"+id+".log"), "up")
 	start := time.Now()
-	if err := f.sched.Cancel(context.Background(), []string{id}, slurm.CancelOptions{}); err != nil {
+	if err := f.sched.Cancel(context.Background(), []string{id}, scheduler.CancelOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
@@ -255,13 +255,13 @@ func TestLocalCancelEscalatesToSIGKILL(t *testing.T) {
 	pid, _ := strconv.Atoi(id)
 	// SIGKILLed processes take a moment to leave the process table.
 	deadline := time.Now().Add(3 * time.Second)
-	for len(sessionMembers(pid)) > 0 && time.Now().Before(deadline) {
+	for len(proctree.Session(pid)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if left := sessionMembers(pid); len(left) > 0 {
+	if left := proctree.Session(pid); len(left) > 0 {
 		t.Errorf("processes survive SIGKILL: %v", left)
 	}
-	f.waitState(t, id, slurm.Cancelled)
+	f.waitState(t, id, scheduler.Cancelled)
 }
 
 func TestLocalParseScript(t *testing.T) {

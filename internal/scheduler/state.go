@@ -1,4 +1,4 @@
-package slurm
+package scheduler
 
 // JobState is SLURM's long state name as squeue %T prints it. squeue prints
 // one word: a state flag (COMPLETING, CONFIGURING, ...) wins over the base
