@@ -55,8 +55,10 @@ const (
 
 // Config is what a supervisor needs from its job and from sraybatch.
 type Config struct {
-	Role    cluster.Role
-	Dir     cluster.Dir
+	Role cluster.Role
+	Dir  cluster.Dir
+	// Spec is the cluster's spec, read once by the caller from Dir.
+	Spec    cluster.Spec
 	HeadJob string
 	Getenv  func(string) string
 	Environ []string
@@ -101,11 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if key == "" {
 		return errors.New("sraybatch node runs inside a SLURM job (SLURM_JOB_ID is unset)")
 	}
-	spec, err := cfg.Dir.Spec()
-	if err != nil {
-		return fmt.Errorf("read cluster spec: %w", err)
-	}
-	s := &supervisor{cfg: cfg, spec: spec, tail: newTailBuffer(40)}
+	s := &supervisor{cfg: cfg, spec: cfg.Spec, tail: newTailBuffer(40)}
 	s.logf = func(format string, args ...any) {
 		fmt.Fprintf(cfg.Log, "sraybatch node %s [%s]: %s\n", cfg.Role, time.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
 	}
@@ -137,7 +135,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
-	err = s.run(ctx, drain)
+	err := s.run(ctx, drain)
 	s.finish(err)
 	if errors.Is(err, errDrain) || isCancel(ctx, err) {
 		return nil

@@ -12,9 +12,9 @@ import (
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
+	"github.com/sraybatch/sraybatch/internal/backend"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
-	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
 	"github.com/sraybatch/sraybatch/trainloop"
 )
@@ -26,9 +26,8 @@ const squeueTimeout = 2 * time.Second
 // app is what every command works with; tests point it at their own store and SLURM.
 type app struct {
 	store cluster.Store
-	sched scheduler.Scheduler
-	// slurm and local are the backends sched points at, per cluster (useBackend).
-	slurm, local scheduler.Scheduler
+	// backends run the jobs; which one a cluster uses is its spec's choice.
+	backends backend.Schedulers
 }
 
 func newApp() (*app, error) {
@@ -36,24 +35,22 @@ func newApp() (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &app{
-		store: store,
-		// SBATCH_* variables keep working, except the three that would
-		// override the directives sraybatch's own bookkeeping relies on.
-		sched: slurm.New(slurm.ExecRunner{Unset: []string{"SBATCH_JOB_NAME", "SBATCH_ARRAY_INX", "SBATCH_DEPENDENCY"}}, slurm.DefaultPrograms()),
-	}, nil
+	return &app{store: store, backends: backend.System(store.Home())}, nil
 }
 
+// sched is the scheduler that runs the jobs of the cluster whose spec this is.
+func (a *app) sched(spec cluster.Spec) scheduler.Scheduler { return a.backends.For(spec) }
+
 // resolveCluster opens the named cluster, or the only live one when name is
-// empty, and points the app at the cluster's backend.
-func (a *app) resolveCluster(name string) (cluster.Dir, error) {
+// empty, and returns its spec: every command needs it, and it names the
+// cluster's backend (a.sched).
+func (a *app) resolveCluster(name string) (cluster.Dir, cluster.Spec, error) {
 	dir, err := a.findCluster(name)
-	if err == nil {
-		if spec, err := dir.Spec(); err == nil { // a bad spec is reported by the caller
-			a.useBackend(spec)
-		}
+	if err != nil {
+		return dir, cluster.Spec{}, err
 	}
-	return dir, err
+	spec, err := dir.Spec()
+	return dir, spec, err
 }
 
 func (a *app) findCluster(name string) (cluster.Dir, error) {
@@ -82,13 +79,9 @@ func (a *app) findCluster(name string) (cluster.Dir, error) {
 
 // observe reads a cluster's state files and asks squeue once, the two
 // overlapped: squeue's round trip to the controller dominates status's time.
-func (a *app) observe(ctx context.Context, dir cluster.Dir) (cluster.Status, error) {
-	o := cluster.Observation{Dir: dir, Now: time.Now()}
+func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (cluster.Status, error) {
+	o := cluster.Observation{Dir: dir, Spec: spec, Now: time.Now()}
 	var err error
-	if o.Spec, err = dir.Spec(); err != nil {
-		return cluster.Status{}, err
-	}
-	a.useBackend(o.Spec)
 	type slurmAnswer struct {
 		jobs map[string]scheduler.Job
 		err  error
@@ -141,7 +134,7 @@ func (a *app) clusterJobs(ctx context.Context, spec cluster.Spec) (map[string]sc
 		templates.JobName(spec.Name, cluster.RoleWorker),
 		templates.JobName(spec.Name, cluster.RoleDriver),
 	}
-	jobs, err := a.jobs(ctx, scheduler.Query{User: spec.User, Names: names})
+	jobs, err := a.jobs(ctx, a.sched(spec), scheduler.Query{User: spec.User, Names: names})
 	if err != nil {
 		return nil, fmt.Errorf("%w: showing the last state the jobs recorded", err)
 	}
@@ -158,7 +151,7 @@ const pingAfter = 150 * time.Millisecond
 
 // jobs runs one squeue bounded by squeueTimeout, and fails at once when
 // squeue is slow and the controller does not answer a ping.
-func (a *app) jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Job, error) {
+func (a *app) jobs(ctx context.Context, sched scheduler.Scheduler, q scheduler.Query) ([]scheduler.Job, error) {
 	ctx, cancel := context.WithTimeout(ctx, squeueTimeout)
 	defer cancel()
 	type answer struct {
@@ -167,7 +160,7 @@ func (a *app) jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Job, err
 	}
 	done := make(chan answer, 1)
 	go func() {
-		jobs, err := a.sched.Jobs(ctx, q)
+		jobs, err := sched.Jobs(ctx, q)
 		done <- answer{jobs, err}
 	}()
 	select {
@@ -175,7 +168,7 @@ func (a *app) jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Job, err
 		return got.jobs, a.slurmError(ctx, got.err)
 	case <-time.After(pingAfter):
 	}
-	if err := a.sched.Ping(ctx); err != nil {
+	if err := sched.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("the SLURM controller does not answer (%v)", err)
 	}
 	got := <-done
@@ -207,11 +200,7 @@ func outputFormat(flag string, tty bool) (string, error) {
 // liveCluster opens a cluster that more jobs can join: not taken down, with
 // a head job recorded (returned).
 func (a *app) liveCluster(name string) (cluster.Dir, cluster.Spec, string, error) {
-	dir, err := a.resolveCluster(name)
-	if err != nil {
-		return dir, cluster.Spec{}, "", err
-	}
-	spec, err := dir.Spec()
+	dir, spec, err := a.resolveCluster(name)
 	if err != nil {
 		return dir, spec, "", err
 	}

@@ -49,11 +49,7 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
 		return usageError{err}
 	}
-	dir, err := a.resolveCluster(o.Cluster)
-	if err != nil {
-		return err
-	}
-	spec, err := dir.Spec()
+	dir, spec, err := a.resolveCluster(o.Cluster)
 	if err != nil {
 		return err
 	}
@@ -78,7 +74,7 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 		if len(ids) == 0 {
 			continue
 		}
-		if err := a.sched.Cancel(ctx, ids, scheduler.CancelOptions{}); err != nil && !strings.Contains(err.Error(), "Invalid job id") {
+		if err := a.sched(spec).Cancel(ctx, ids, scheduler.CancelOptions{}); err != nil && !strings.Contains(err.Error(), "Invalid job id") {
 			return fmt.Errorf("cancel jobs %v: %w", ids, err)
 		}
 	}

@@ -32,11 +32,7 @@ func runEnvCmd(ctx context.Context, io IOStreams, args []string) error {
 }
 
 func runEnv(io IOStreams, a *app, o envOptions) error {
-	dir, err := a.resolveCluster(o.Cluster)
-	if err != nil {
-		return err
-	}
-	spec, err := dir.Spec()
+	dir, spec, err := a.resolveCluster(o.Cluster)
 	if err != nil {
 		return err
 	}

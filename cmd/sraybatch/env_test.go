@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sraybatch/sraybatch/internal/backend"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
@@ -21,7 +22,7 @@ func TestEnvExports(t *testing.T) {
 	for _, insecure := range []bool{false, true} {
 		// A store path with a quote and a space must survive the shell.
 		stub := slurmtest.NewRunner(t)
-		a := &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "it's a home", "clusters")}, sched: slurm.New(stub, uProgs)}
+		a := &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "it's a home", "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(stub, uProgs)}}
 		spec := uSpec("exp1")
 		spec.Insecure = insecure
 		dir, err := a.store.Create(spec, "")
@@ -83,7 +84,7 @@ func TestResolveCluster(t *testing.T) {
 	t.Run("none", func(t *testing.T) {
 		t.Parallel()
 		f := newUFixture(t)
-		_, err := f.app.resolveCluster("")
+		_, _, err := f.app.resolveCluster("")
 		var ue usageError
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "no live cluster") || !strings.Contains(err.Error(), "sraybatch up") {
 			t.Errorf("resolveCluster with none = %v", err)
@@ -97,12 +98,12 @@ func TestResolveCluster(t *testing.T) {
 		if err := down.MarkDown(time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		d, err := f.app.resolveCluster("")
+		d, _, err := f.app.resolveCluster("")
 		if err != nil || d.Name() != "live" {
 			t.Errorf("resolveCluster = %v, %v; want live", d.Path, err)
 		}
 		// Named explicitly, a downed cluster is still found.
-		if d, err := f.app.resolveCluster("gone"); err != nil || d.Name() != "gone" {
+		if d, _, err := f.app.resolveCluster("gone"); err != nil || d.Name() != "gone" {
 			t.Errorf("resolveCluster(gone) = %v, %v", d.Path, err)
 		}
 	})
@@ -111,12 +112,12 @@ func TestResolveCluster(t *testing.T) {
 		f := newUFixture(t)
 		f.createCluster(t, "b", "41")
 		f.createCluster(t, "a", "42")
-		_, err := f.app.resolveCluster("")
+		_, _, err := f.app.resolveCluster("")
 		var ue usageError
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "2 live clusters (a, b)") || !strings.Contains(err.Error(), "--cluster") {
 			t.Errorf("resolveCluster with two = %v", err)
 		}
-		if d, err := f.app.resolveCluster("b"); err != nil || d.Name() != "b" {
+		if d, _, err := f.app.resolveCluster("b"); err != nil || d.Name() != "b" {
 			t.Errorf("resolveCluster(b) = %v, %v", d.Path, err)
 		}
 	})
@@ -124,7 +125,7 @@ func TestResolveCluster(t *testing.T) {
 		t.Parallel()
 		f := newUFixture(t)
 		f.createCluster(t, "a", "41")
-		if _, err := f.app.resolveCluster("nope"); !errors.Is(err, cluster.ErrNotFound) {
+		if _, _, err := f.app.resolveCluster("nope"); !errors.Is(err, cluster.ErrNotFound) {
 			t.Errorf("resolveCluster(nope) = %v, want ErrNotFound", err)
 		}
 	})

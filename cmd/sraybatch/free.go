@@ -61,7 +61,7 @@ func runFree(ctx context.Context, io IOStreams, a *app, o freeOptions) error {
 	if err := templates.SingleLine("--partition", o.Partition); err != nil {
 		return usageError{err}
 	}
-	nodes, err := a.sched.FreeGPUs(ctx, o.Partition)
+	nodes, err := a.backends.Of(defaultBackend()).FreeGPUs(ctx, o.Partition)
 	if err != nil {
 		return fmt.Errorf("list free GPUs: %w", err)
 	}

@@ -90,7 +90,7 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	if !o.Wait.Wait {
 		return nil
 	}
-	return waitForJobs(ctx, io, a, dir, keys, o.Wait.Timeout)
+	return waitForJobs(ctx, io, a, dir, spec, keys, o.Wait.Timeout)
 }
 
 // fillCount is how many one-node workers of the cluster's shape fit on the
@@ -99,7 +99,7 @@ func (a *app) fillCount(ctx context.Context, spec cluster.Spec, max int) (int, e
 	if spec.Node.GPUs == 0 {
 		return 0, usagef("--fill counts free GPUs, and this cluster's nodes have none: use -n")
 	}
-	nodes, err := a.sched.FreeGPUs(ctx, spec.Node.Partition)
+	nodes, err := a.sched(spec).FreeGPUs(ctx, spec.Node.Partition)
 	if err != nil {
 		return 0, fmt.Errorf("list free GPUs: %w", err)
 	}
@@ -136,7 +136,7 @@ func arrayTasks(n int) int {
 func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string) ([]string, error) {
 	s := nodeScript(dir, spec, cluster.RoleWorker)
 	s.HeadJob, s.Tasks, s.Time = head, arrayTasks(n), timeLimit
-	id, err := a.submit(ctx, dir, s)
+	id, err := a.submit(ctx, dir, spec, s)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +146,7 @@ func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.S
 // workerTimeLimit caps a worker's --time at the head's time left: a worker
 // outliving its head holds GPUs for nothing.
 func (a *app) workerTimeLimit(ctx context.Context, spec cluster.Spec, head string) (string, error) {
-	jobs, err := a.jobs(ctx, scheduler.Query{JobIDs: []string{head}})
+	jobs, err := a.jobs(ctx, a.sched(spec), scheduler.Query{JobIDs: []string{head}})
 	if err != nil {
 		return "", fmt.Errorf("look up head job %s: %w: try again when `scontrol ping` says UP", head, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -15,53 +14,6 @@ import (
 	"github.com/sraybatch/sraybatch/internal/local"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
-
-// newLocalScheduler is the local backend of a store: its job registry lives
-// beside the store's clusters/, and its jobs run this binary's local-job.
-func newLocalScheduler(store cluster.Store) scheduler.Scheduler {
-	self, err := os.Executable()
-	if err != nil {
-		self = "sraybatch" // found on PATH, as the user ran it
-	}
-	return local.New(local.Config{
-		Registry: local.RegistryDir(filepath.Dir(store.Root)),
-		Claims:   local.SystemClaims(),
-		Launcher: []string{self, "local-job"},
-	})
-}
-
-// localScheduler returns the app's local backend, made on first use.
-func (a *app) localScheduler() scheduler.Scheduler {
-	if a.local == nil {
-		a.local = newLocalScheduler(a.store)
-	}
-	return a.local
-}
-
-// useBackend points the app's scheduler at a cluster's backend: commands
-// work on one cluster at a time, and a local cluster's jobs are processes of
-// this host, never SLURM jobs.
-func (a *app) useBackend(spec cluster.Spec) {
-	if a.slurm == nil {
-		a.slurm = a.sched
-	}
-	if spec.Backend == cluster.BackendLocal {
-		a.sched = a.localScheduler()
-	} else {
-		a.sched = a.slurm
-	}
-}
-
-// nodeScheduler answers a supervisor's head checks: the local job registry
-// when the cluster's spec says local, sched (SLURM) otherwise.
-func nodeScheduler(clusterDir string, sched scheduler.Scheduler) scheduler.Scheduler {
-	spec, err := cluster.Dir{Path: clusterDir}.Spec()
-	if err != nil || spec.Backend != cluster.BackendLocal {
-		return sched
-	}
-	// The cluster directory is $SRAYBATCH_HOME/clusters/NAME.
-	return local.New(local.Config{Registry: local.RegistryDir(filepath.Dir(filepath.Dir(clusterDir)))})
-}
 
 // defaultBackend is slurm where sbatch is on PATH, else local.
 func defaultBackend() cluster.Backend {
@@ -131,7 +83,7 @@ func localSpec(spec *cluster.Spec) {
 func (a *app) foreground(ctx context.Context, io IOStreams, dir cluster.Dir, spec cluster.Spec, head string, timeout time.Duration) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if err := waitForHead(ctx, io, a, dir, timeout); err != nil {
+	if err := waitForHead(ctx, io, a, dir, spec, timeout); err != nil {
 		if ctx.Err() != nil {
 			err = nil // interrupted: taking the cluster down is what was asked
 		}
@@ -148,7 +100,7 @@ func (a *app) foreground(ctx context.Context, io IOStreams, dir cluster.Dir, spe
 			return a.takeDown(ctx, io, spec, nil)
 		case <-tick.C:
 		}
-		jobs, err := a.sched.Jobs(ctx, scheduler.Query{JobIDs: []string{head}})
+		jobs, err := a.sched(spec).Jobs(ctx, scheduler.Query{JobIDs: []string{head}})
 		if err == nil && (len(jobs) == 0 || !jobs[0].State.Active()) {
 			state := "ended"
 			if len(jobs) > 0 {

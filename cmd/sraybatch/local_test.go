@@ -42,7 +42,7 @@ func newLocalFixture(t *testing.T, gpus int) *uFixture {
 		// A job's process reads its go-ahead to the end, then just lives.
 		Launcher: []string{"bash", "-c", "cat >/dev/null; exec sleep 300"},
 	})
-	f.app.local = sched
+	f.app.backends.Local = sched
 	t.Cleanup(func() {
 		jobs, _ := sched.Jobs(context.Background(), scheduler.Query{})
 		var ids []string

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 
+	"github.com/sraybatch/sraybatch/internal/backend"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
 	"github.com/sraybatch/sraybatch/raynode"
-	"github.com/sraybatch/sraybatch/slurm"
 )
 
 const nodeUsage = `Usage: sraybatch node head|worker|driver --cluster-dir DIR [--head-job ID] [-- DRIVER COMMAND...]
@@ -44,14 +45,20 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 	case o.Role != cluster.RoleHead && o.HeadJob == "":
 		return usagef("--head-job is required for a %s", o.Role)
 	}
+	dir := cluster.Dir{Path: o.ClusterDir}
+	spec, err := dir.Spec()
+	if err != nil {
+		return fmt.Errorf("read cluster spec: %w", err)
+	}
 	return raynode.Run(ctx, raynode.Config{
 		Role:       o.Role,
-		Dir:        cluster.Dir{Path: o.ClusterDir},
+		Dir:        dir,
+		Spec:       spec,
 		HeadJob:    o.HeadJob,
 		DriverArgv: o.DriverArgv,
 		Getenv:     os.Getenv,
 		Environ:    os.Environ(),
-		Scheduler:  nodeScheduler(o.ClusterDir, slurm.New(slurm.ExecRunner{}, slurm.DefaultPrograms())),
+		Scheduler:  backend.System(dir.Home()).For(spec),
 		GPUs:       gpu.System(os.Getenv, io.Out),
 		Log:        io.Out,
 	})

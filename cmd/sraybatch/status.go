@@ -66,7 +66,7 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 			dirs = append(dirs, a.store.Cluster(n))
 		}
 	} else {
-		dir, err := a.resolveCluster(o.Cluster)
+		dir, _, err := a.resolveCluster(o.Cluster)
 		if err != nil {
 			return err
 		}
@@ -74,7 +74,11 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 	}
 	var all []cluster.Status
 	for _, d := range dirs {
-		st, err := a.observe(ctx, d)
+		spec, err := d.Spec()
+		if err != nil {
+			return err
+		}
+		st, err := a.observe(ctx, d, spec)
 		if err != nil {
 			return err
 		}

@@ -95,7 +95,7 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	s := nodeScript(dir, spec, cluster.RoleDriver)
 	s.Node.GPUs, s.Node.CPUs, s.Node.Mem = 0, o.CPUs, ""
 	s.HeadJob, s.Time, s.DriverArgv = head, limit, command
-	jobID, err := a.submit(ctx, dir, s)
+	jobID, err := a.submit(ctx, dir, spec, s)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func followDriver(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, sp
 		}
 		ended := ok && rec.Final()
 		if !ended {
-			jobs, err := a.sched.Jobs(ctx, scheduler.Query{JobIDs: []string{job}})
+			jobs, err := a.sched(spec).Jobs(ctx, scheduler.Query{JobIDs: []string{job}})
 			ended = err == nil && (len(jobs) == 0 || !jobs[0].State.Active())
 		}
 		if ended {

@@ -66,11 +66,7 @@ func runTunnel(io IOStreams, a *app, o tunnelOptions) error {
 	if o.LocalPort < 0 || o.LocalPort > 65535 {
 		return usagef("invalid --local-port %d: give 1-65535", o.LocalPort)
 	}
-	dir, err := a.resolveCluster(o.Cluster)
-	if err != nil {
-		return err
-	}
-	spec, err := dir.Spec()
+	dir, spec, err := a.resolveCluster(o.Cluster)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -176,7 +177,6 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 			fmt.Fprintln(io.ErrOut, "no sbatch on PATH: using the local backend (every node a process of this host)")
 		}
 	}
-	a.useBackend(spec)
 	head := nodeScript(dir, spec, cluster.RoleHead)
 	head.Time = o.Node.Time
 	if o.DryRun {
@@ -186,7 +186,10 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 		return usageError{err}
 	}
 	if dir, err = a.store.Create(spec, o.Setup); err != nil {
-		return usageError{err}
+		if errors.Is(err, cluster.ErrExists) {
+			return usageError{err}
+		}
+		return err // an I/O error: not the user's input
 	}
 	jobID, err := a.submitHead(ctx, dir, spec, head)
 	if err != nil {
@@ -212,7 +215,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	if !o.Wait.Wait {
 		return nil
 	}
-	return waitForHead(ctx, io, a, dir, o.Wait.Timeout)
+	return waitForHead(ctx, io, a, dir, spec, o.Wait.Timeout)
 }
 
 // nodeScript fills the parts of a batch script every role shares.
@@ -253,11 +256,11 @@ func (a *app) submitHead(ctx context.Context, dir cluster.Dir, spec cluster.Spec
 		return "", err
 	}
 	s.Binary = dir.BinaryPath()
-	return a.submit(ctx, dir, s)
+	return a.submit(ctx, dir, spec, s)
 }
 
 // submit renders, writes and submits one script, and records the submission.
-func (a *app) submit(ctx context.Context, dir cluster.Dir, s templates.Script) (string, error) {
+func (a *app) submit(ctx context.Context, dir cluster.Dir, spec cluster.Spec, s templates.Script) (string, error) {
 	script, err := templates.Render(s)
 	if err != nil {
 		return "", usageError{err}
@@ -266,14 +269,14 @@ func (a *app) submit(ctx context.Context, dir cluster.Dir, s templates.Script) (
 	if err := cluster.WriteFileAtomic(path, script, 0o600); err != nil {
 		return "", err
 	}
-	jobID, err := a.sched.Submit(ctx, path)
+	jobID, err := a.sched(spec).Submit(ctx, path)
 	if err != nil {
 		return "", fmt.Errorf("submit %s job: %w", s.Role, err)
 	}
 	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path}
 	if err := dir.AddSubmission(sub); err != nil {
 		// The job exists but is unrecorded: cancel it rather than leak it.
-		a.sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
+		a.sched(spec).Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
 		return "", fmt.Errorf("record %s job %s (cancelled it): %w", s.Role, jobID, err)
 	}
 	return jobID, nil

@@ -14,14 +14,10 @@ const pollInterval = 500 * time.Millisecond
 
 // waitForHead returns once the head has published its address and its Ray is
 // up, and fails fast when the head job fails.
-func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, timeout time.Duration) error {
-	spec, err := dir.Spec()
-	if err != nil {
-		return err
-	}
+func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, timeout time.Duration) error {
 	progress := progressPrinter{}
 	return poll(ctx, timeout, func(last bool) (bool, error) {
-		st, err := a.observe(ctx, dir)
+		st, err := a.observe(ctx, dir, spec)
 		if err != nil {
 			return false, err
 		}
@@ -50,18 +46,14 @@ func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, tim
 }
 
 // waitForJobs returns once every job key has joined Ray, and fails fast when one fails.
-func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, keys []string, timeout time.Duration) error {
-	spec, err := dir.Spec()
-	if err != nil {
-		return err
-	}
+func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, keys []string, timeout time.Duration) error {
 	want := map[string]bool{}
 	for _, k := range keys {
 		want[k] = true
 	}
 	progress := progressPrinter{}
 	return poll(ctx, timeout, func(last bool) (bool, error) {
-		st, err := a.observe(ctx, dir)
+		st, err := a.observe(ctx, dir, spec)
 		if err != nil {
 			return false, err
 		}

@@ -38,6 +38,9 @@ const (
 // ErrNotFound is returned when a cluster directory does not exist.
 var ErrNotFound = errors.New("cluster not found")
 
+// ErrExists is returned by Create when the cluster's name is taken.
+var ErrExists = errors.New("already exists")
+
 // Store is the root of all clusters ($SRAYBATCH_HOME/clusters).
 type Store struct{ Root string }
 
@@ -57,6 +60,9 @@ func DefaultStore() (Store, error) {
 	}
 	return Store{Root: filepath.Join(abs, "clusters")}, nil
 }
+
+// Home is the sraybatch home directory ($SRAYBATCH_HOME) the store lives in.
+func (s Store) Home() string { return filepath.Dir(s.Root) }
 
 // Dir is one cluster's directory.
 type Dir struct{ Path string }
@@ -113,7 +119,7 @@ func (s Store) Create(spec Spec, setup string) (Dir, error) {
 	}
 	final := s.Cluster(spec.Name)
 	if _, err := os.Stat(final.Path); err == nil {
-		return Dir{}, fmt.Errorf("cluster %q already exists in %s: choose another --name, or `sraybatch down --cluster %s --forget` first", spec.Name, s.Root, spec.Name)
+		return Dir{}, fmt.Errorf("cluster %q %w in %s: choose another --name, or `sraybatch down --cluster %s --forget` first", spec.Name, ErrExists, s.Root, spec.Name)
 	}
 	tmp, err := os.MkdirTemp(s.Root, ".new-"+spec.Name+"-")
 	if err != nil {
@@ -148,7 +154,7 @@ func (s Store) Create(spec Spec, setup string) (Dir, error) {
 	}
 	// Rename fails if another `up` created the same name meanwhile: no clobbering.
 	if err := os.Rename(tmp, final.Path); err != nil {
-		return cleanup(fmt.Errorf("cluster %q already exists in %s: choose another --name", spec.Name, s.Root))
+		return cleanup(fmt.Errorf("cluster %q %w in %s: choose another --name", spec.Name, ErrExists, s.Root))
 	}
 	return final, nil
 }
@@ -165,6 +171,10 @@ func (d Dir) file(name string) string { return filepath.Join(d.Path, name) }
 
 // Name is the cluster's name (the directory's base name).
 func (d Dir) Name() string { return filepath.Base(d.Path) }
+
+// Home is the sraybatch home directory the cluster lives in
+// ($SRAYBATCH_HOME/clusters/NAME).
+func (d Dir) Home() string { return filepath.Dir(filepath.Dir(d.Path)) }
 
 // TokenPath is the file that RAY_AUTH_TOKEN_PATH points at.
 func (d Dir) TokenPath() string { return d.file(tokenFile) }

@@ -276,7 +276,6 @@ func jobEnv(base []string, d directives, rec jobRecord, gpus []string) []string 
 	env = append(env,
 		"SLURM_JOB_ID="+id, "SLURM_JOBID="+id, "SLURM_JOB_NAME="+rec.Name,
 		"SLURM_CPUS_ON_NODE="+strconv.Itoa(cpus), "SLURM_JOB_NUM_NODES=1", "SLURM_NNODES=1",
-		"SRAYBATCH_BACKEND=local",
 	)
 	if cwd, err := os.Getwd(); err == nil {
 		env = append(env, "SLURM_SUBMIT_DIR="+cwd)
