@@ -107,10 +107,17 @@ func TestDescendantsFindsGrandchildren(t *testing.T) {
 	cmd := startTree(t, `sh -c "sleep 30 & wait" & sleep 30 & wait`, 3)
 	pids := Descendants(cmd.Process.Pid)
 	var names []string
-	for _, pid := range pids {
-		names = append(names, comm(pid))
+	// A forked child is "sh" until it execs sleep: look until the tree settles.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		names = names[:0]
+		for _, pid := range pids {
+			names = append(names, comm(pid))
+		}
+		slices.Sort(names)
+		if slices.Equal(names, []string{"sh", "sleep", "sleep"}) || time.Now().After(deadline) {
+			break
+		}
 	}
-	slices.Sort(names)
 	if !slices.Equal(names, []string{"sh", "sleep", "sleep"}) {
 		t.Errorf("descendants %v are %v, want sh, sleep, sleep", pids, names)
 	}
