@@ -37,7 +37,7 @@ func TestSampleGPUsRecordsUseFromNVML(t *testing.T) {
 		t.Fatalf("samples: %+v", rec.GPUSamples)
 	}
 	for _, g := range rec.GPUSamples {
-		if !strings.HasPrefix(g.ID, "GPU-") || !strings.Contains(g.Name, "H100") || g.MemoryTotalMiB != 81920 || g.UtilizationPct < 20 {
+		if !strings.HasPrefix(g.ID, "GPU-") || !strings.Contains(g.Name, "H100") || g.MemoryTotalMiB == nil || *g.MemoryTotalMiB != 81920 || g.UtilizationPct == nil || *g.UtilizationPct < 20 {
 			t.Errorf("sample %+v: want a UUID, the H100 model and 80 GiB", g)
 		}
 	}

@@ -716,10 +716,14 @@ func (s *supervisor) sampleGPUs() {
 	s.noGPUUse = inv.Source != "NVML" // the environment names GPUs but knows nothing of their use
 	samples := make([]cluster.GPUSample, 0, len(inv.GPUs))
 	for _, g := range inv.GPUs {
-		sample := cluster.GPUSample{ID: g.ID, Name: g.Name, UtilizationPct: g.UtilizationPct, Processes: len(g.Processes),
-			MemoryUsedMiB: -1, MemoryTotalMiB: -1}
+		sample := cluster.GPUSample{ID: g.ID, Name: g.Name, Processes: len(g.Processes)}
+		if g.UtilizationPct >= 0 {
+			util := g.UtilizationPct
+			sample.UtilizationPct = &util
+		}
 		if g.MemoryTotal > 0 {
-			sample.MemoryUsedMiB, sample.MemoryTotalMiB = int64(g.MemoryUsed>>20), int64(g.MemoryTotal>>20)
+			used, total := int64(g.MemoryUsed>>20), int64(g.MemoryTotal>>20)
+			sample.MemoryUsedMiB, sample.MemoryTotalMiB = &used, &total
 		}
 		samples = append(samples, sample)
 	}

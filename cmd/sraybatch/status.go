@@ -234,24 +234,23 @@ func printClusterGPUs(w io.Writer, st cluster.Status, styled bool) {
 			t.AppendRow(table.Row{j.JobID, dash(j.Node), "-", "no NVML data", "-", "-", "-", "-", "-"})
 		}
 		for _, g := range j.GPUSamples {
-			age := j.GPUsSampledAgeS
 			t.AppendRow(table.Row{j.JobID, dash(j.Node), shortID(g.ID), dash(g.Name), mib(g.MemoryUsedMiB), mib(g.MemoryTotalMiB),
-				percent(g.UtilizationPct), g.Processes, formatSeconds(&age) + " ago"})
+				percent(g.UtilizationPct), g.Processes, formatSeconds(j.GPUsSampledAgeS) + " ago"})
 		}
 	}
 	renderTable(t, styled)
 }
 
-func mib(v int64) string {
-	if v < 0 {
+func mib(v *int64) string {
+	if v == nil {
 		return "-"
 	}
-	return strconv.FormatInt(v, 10) + " MiB"
+	return strconv.FormatInt(*v, 10) + " MiB"
 }
 
-func percent(v int) string {
-	if v < 0 {
+func percent(v *int) string {
+	if v == nil {
 		return "-"
 	}
-	return strconv.Itoa(v) + "%"
+	return strconv.Itoa(*v) + "%"
 }

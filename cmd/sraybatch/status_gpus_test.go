@@ -10,13 +10,15 @@ import (
 
 func TestPrintClusterGPUs(t *testing.T) {
 	t.Parallel()
+	i64 := func(v int64) *int64 { return &v }
+	pct := func(v int) *int { return &v }
 	st := cluster.Status{Jobs: []cluster.JobStatus{
-		{JobID: "7_0", Node: "gpu01", GPUs: 2, Ray: cluster.Joined, GPUsSampledAgeS: 12, GPUSamples: []cluster.GPUSample{
-			{ID: "GPU-1234567890ab", Name: "NVIDIA H100 80GB HBM3", MemoryUsedMiB: 40960, MemoryTotalMiB: 81920, UtilizationPct: 97, Processes: 1},
-			{ID: "GPU-abcdef", Name: "NVIDIA H100 80GB HBM3", MemoryUsedMiB: -1, MemoryTotalMiB: -1, UtilizationPct: -1},
+		{JobID: "7_0", Node: "gpu01", GPUs: 2, Ray: cluster.Joined, GPUsSampledAgeS: i64(12), GPUSamples: []cluster.GPUSample{
+			{ID: "GPU-1234567890ab", Name: "NVIDIA H100 80GB HBM3", MemoryUsedMiB: i64(40960), MemoryTotalMiB: i64(81920), UtilizationPct: pct(97), Processes: 1},
+			{ID: "GPU-abcdef", Name: "NVIDIA H100 80GB HBM3", },
 		}},
-		{JobID: "8", Node: "gpu02", GPUs: 1, Ray: cluster.Joined, GPUsSampledAgeS: -1},
-		{JobID: "9", Node: "gpu03", GPUs: 1, Ray: cluster.Lost, GPUsSampledAgeS: 40, GPUSamples: []cluster.GPUSample{{ID: "GPU-gone"}}},
+		{JobID: "8", Node: "gpu02", GPUs: 1, Ray: cluster.Joined},
+		{JobID: "9", Node: "gpu03", GPUs: 1, Ray: cluster.Lost, GPUsSampledAgeS: i64(40), GPUSamples: []cluster.GPUSample{{ID: "GPU-gone"}}},
 	}}
 	var out bytes.Buffer
 	printClusterGPUs(&out, st, false)

@@ -153,12 +153,14 @@ type NodeRecord struct {
 	Job           string `json:"job"`
 	Role          Role   `json:"role"`
 	Phase         Phase  `json:"phase"`
-	Reason        string `json:"reason,omitempty"`
-	SlurmNode     string `json:"slurm_node,omitempty"`
-	IP            string `json:"ip,omitempty"`
-	GPUs          int    `json:"gpus"`
-	GPUIDs        string `json:"gpu_ids,omitempty"`
-	TempDir       string `json:"temp_dir,omitempty"`
+	// Outcome is how the job ended, once Phase is final; Reason says it in words.
+	Outcome   Outcome `json:"outcome,omitempty"`
+	Reason    string  `json:"reason,omitempty"`
+	SlurmNode string  `json:"slurm_node,omitempty"`
+	IP        string  `json:"ip,omitempty"`
+	GPUs      int     `json:"gpus"`
+	GPUIDs    string  `json:"gpu_ids,omitempty"`
+	TempDir   string  `json:"temp_dir,omitempty"`
 	// ExitCode is the driver command's exit status (driver jobs only).
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Started  time.Time `json:"started"`
@@ -178,13 +180,13 @@ func (r NodeRecord) Final() bool { return r.Phase == PhaseEnded || r.Phase == Ph
 // GPUSampleInterval is how often a supervisor records its GPUs' use.
 const GPUSampleInterval = 30 * time.Second
 
-// GPUSample is one GPU of a node as NVML last reported it; -1 means unknown.
+// GPUSample is one GPU of a node as NVML last reported it; null means unknown.
 type GPUSample struct {
 	ID             string `json:"id"`
 	Name           string `json:"name,omitempty"`
-	MemoryUsedMiB  int64  `json:"memory_used_mib"`
-	MemoryTotalMiB int64  `json:"memory_total_mib"`
-	UtilizationPct int    `json:"utilization_pct"`
+	MemoryUsedMiB  *int64 `json:"memory_used_mib"`
+	MemoryTotalMiB *int64 `json:"memory_total_mib"`
+	UtilizationPct *int   `json:"utilization_pct"`
 	Processes      int    `json:"processes"`
 }
 

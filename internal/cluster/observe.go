@@ -57,8 +57,8 @@ type ClusterStatus struct {
 	Insecure    bool      `json:"insecure"`
 	// SlurmError is set when squeue could not be asked; SLURM columns are then stale or empty.
 	SlurmError string `json:"slurm_error,omitempty"`
-	// MembershipAgeS is the age of the head's Ray membership snapshot (-1: none yet).
-	MembershipAgeS int64 `json:"membership_age_s"`
+	// MembershipAgeS is the age of the head's Ray membership snapshot (null: none yet).
+	MembershipAgeS *int64 `json:"membership_age_s"`
 	// Warning says when the head's time limit, which ends the cluster, is near.
 	Warning string `json:"warning,omitempty"`
 }
@@ -80,9 +80,11 @@ type JobStatus struct {
 	// Actors counts training actors on this job's node; for a driver, its whole pool.
 	Actors int `json:"actors"`
 	// GPUSamples is the node's GPU use as its supervisor last sampled it,
-	// GPUsSampledAgeS how long ago (-1: never).
+	// GPUsSampledAgeS how long ago (null: never).
 	GPUSamples      []GPUSample `json:"gpu_samples,omitempty"`
-	GPUsSampledAgeS int64       `json:"gpus_sampled_age_s"`
+	GPUsSampledAgeS *int64      `json:"gpus_sampled_age_s"`
+	// Outcome is how the job ended (null while it runs or waits).
+	Outcome Outcome `json:"outcome,omitempty"`
 	// LastStep and ExitCode describe driver jobs (null for other roles).
 	LastStep *int `json:"last_step"`
 	ExitCode *int `json:"exit_code"`
@@ -100,10 +102,9 @@ func Observe(o Observation) Status {
 		Created:        o.Spec.Created,
 		AgeS:           int64(o.Now.Sub(o.Spec.Created).Seconds()),
 		Insecure:       o.Spec.Insecure,
-		MembershipAgeS: -1,
 	}}
 	if !o.Membership.Updated.IsZero() {
-		st.Cluster.MembershipAgeS = int64(o.Now.Sub(o.Membership.Updated).Seconds())
+		st.Cluster.MembershipAgeS = seconds(o.Now.Sub(o.Membership.Updated))
 	}
 	if o.SlurmErr != nil {
 		st.Cluster.SlurmError = o.SlurmErr.Error()
@@ -172,7 +173,7 @@ func countActors(o Observation, jobs []JobStatus) {
 }
 
 func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
-	js := JobStatus{Role: role, JobID: key, GPUsSampledAgeS: -1}
+	js := JobStatus{Role: role, JobID: key}
 	rec, hasRec := o.Records[key]
 	sj, inSlurm := o.Slurm[key]
 	switch {
@@ -203,7 +204,7 @@ func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
 		js.ExitCode = rec.ExitCode
 		if rec.GPUsSampled != nil {
 			js.GPUSamples = rec.GPUSamples
-			js.GPUsSampledAgeS = int64(o.Now.Sub(*rec.GPUsSampled).Seconds())
+			js.GPUsSampledAgeS = seconds(o.Now.Sub(*rec.GPUsSampled))
 		}
 	}
 	if p, ok := o.Training[key]; ok {
@@ -213,11 +214,30 @@ func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
 	if member != nil {
 		js.RayNodeID = member.NodeID
 	}
-	js.Ray = membership(o, rec, hasRec, sj, inSlurm, member, fresh)
+	js.Outcome = jobOutcome(rec, hasRec, sj, inSlurm)
+	js.Ray = membership(o, rec, hasRec, js.Outcome, sj, inSlurm, member, fresh)
 	return js
 }
 
-func membership(o Observation, rec NodeRecord, hasRec bool, sj scheduler.Job, inSlurm bool, member *MemberNode, fresh bool) Membership {
+// jobOutcome is how the job ended, or "" while it has not.
+func jobOutcome(rec NodeRecord, hasRec bool, sj scheduler.Job, inSlurm bool) Outcome {
+	var recorded Outcome
+	if hasRec && rec.Final() {
+		recorded = rec.Outcome
+	}
+	var state scheduler.JobState
+	if inSlurm && !sj.State.Active() {
+		state = sj.State
+	}
+	return JobOutcome(recorded, state)
+}
+
+func seconds(d time.Duration) *int64 {
+	s := int64(d.Seconds())
+	return &s
+}
+
+func membership(o Observation, rec NodeRecord, hasRec bool, outcome Outcome, sj scheduler.Job, inSlurm bool, member *MemberNode, fresh bool) Membership {
 	downed := o.Down != nil
 	slurmEnded := inSlurm && !sj.State.Active()
 	alive := member != nil && member.Alive && fresh && !(hasRec && rec.Final()) && !slurmEnded
@@ -230,7 +250,7 @@ func membership(o Observation, rec NodeRecord, hasRec bool, sj scheduler.Job, in
 	everJoined := member != nil
 	jobOver := (hasRec && rec.Final()) || slurmEnded || (!inSlurm && o.SlurmErr == nil)
 	if everJoined {
-		if downed || (hasRec && rec.Phase == PhaseEnded && (rec.Reason == ReasonDrained || rec.Reason == ReasonDriverFinished)) {
+		if downed || outcome.Orderly() {
 			return Ended
 		}
 		return Lost

@@ -254,7 +254,7 @@ func TestObserve(t *testing.T) {
 				withHeadUp(o)
 				withWorkerJoined(o)
 				r := o.Records["7"]
-				r.Phase, r.Reason = PhaseEnded, ReasonDrained
+				r.Phase, r.Outcome, r.Reason = PhaseEnded, OutcomeDrainedTimeLimit, ReasonDrained
 				o.Records["7"] = r
 				o.Membership.Nodes["7"].Alive = false
 				j := o.Slurm["7"]
@@ -273,7 +273,7 @@ func TestObserve(t *testing.T) {
 				withHeadUp(o)
 				withWorkerJoined(o)
 				r := o.Records["7"]
-				r.Phase, r.Reason = PhaseEnded, ReasonDrained
+				r.Phase, r.Outcome, r.Reason = PhaseEnded, OutcomeDrainedTimeLimit, ReasonDrained
 				o.Records["7"] = r
 			},
 			want: want{state: StateRunning, jobs: map[string]Membership{"6": Joined, "7": Ended}},
@@ -372,8 +372,8 @@ func TestObserveStaleMembershipIsNotJoined(t *testing.T) {
 				t.Errorf("snapshot %s old: job %s ray = %q, want not joined", age, j.JobID, j.Ray)
 			}
 		}
-		if st.Cluster.MembershipAgeS != int64(age.Seconds()) {
-			t.Errorf("membership_age_s = %d, want %d", st.Cluster.MembershipAgeS, int64(age.Seconds()))
+		if got := st.Cluster.MembershipAgeS; got == nil || *got != int64(age.Seconds()) {
+			t.Errorf("membership_age_s = %v, want %d", got, int64(age.Seconds()))
 		}
 	}
 	// Just inside the bound it is still believed.
@@ -416,8 +416,8 @@ func TestObserveJobColumns(t *testing.T) {
 		c.Dashboard != "http://127.0.0.1:20001" || c.HeadNode != "gpu01" {
 		t.Errorf("cluster line = %+v", c)
 	}
-	if c.AgeS != 3600 || c.MembershipAgeS != 3 {
-		t.Errorf("age_s = %d, membership_age_s = %d; want 3600, 3", c.AgeS, c.MembershipAgeS)
+	if c.AgeS != 3600 || c.MembershipAgeS == nil || *c.MembershipAgeS != 3 {
+		t.Errorf("age_s = %d, membership_age_s = %v; want 3600, 3", c.AgeS, c.MembershipAgeS)
 	}
 	w := jobByID(t, st, "7")
 	if w.Role != RoleWorker || w.Node != "gpu02" || w.GPUs != 1 || w.IP != "10.1.2.4" || w.RayNodeID != "bbbb7" {
@@ -427,10 +427,15 @@ func TestObserveJobColumns(t *testing.T) {
 		t.Errorf("worker elapsed_s = %d, time_left_s = %v; want 2400, 4800", w.ElapsedS, w.TimeLeftS)
 	}
 
-	// Without a membership snapshot its age is -1.
+	// Without a membership snapshot its age is unknown: null in JSON.
 	o = baseObservation()
-	if got := Observe(o).Cluster.MembershipAgeS; got != -1 {
-		t.Errorf("membership_age_s without a snapshot = %d, want -1", got)
+	o.Membership = MembershipSnapshot{}
+	if got := Observe(o).Cluster.MembershipAgeS; got != nil {
+		t.Errorf("membership_age_s without a snapshot = %d, want nil", *got)
+	}
+	b, err := json.Marshal(Observe(o))
+	if err != nil || !strings.Contains(string(b), `"membership_age_s":null`) || !strings.Contains(string(b), `"gpus_sampled_age_s":null`) || strings.Contains(string(b), ":-1") {
+		t.Errorf("JSON without a snapshot or GPU samples = %s (%v), want nulls and no -1", b, err)
 	}
 }
 
@@ -607,7 +612,7 @@ func TestObserveFinishedDriverIsEnded(t *testing.T) {
 		Spec:        Spec{Name: "c", Created: now.Add(-time.Hour)},
 		Submissions: []Submission{{Role: RoleHead, JobID: "5"}, {Role: RoleDriver, JobID: "6"}},
 		Records: map[string]NodeRecord{
-			"6": {Job: "6", Role: RoleDriver, Phase: PhaseEnded, Reason: ReasonDriverFinished, ExitCode: &zero},
+			"6": {Job: "6", Role: RoleDriver, Phase: PhaseEnded, Outcome: OutcomeCompleted, Reason: ReasonDriverFinished, ExitCode: &zero},
 		},
 		Membership: MembershipSnapshot{Updated: now, Heartbeat: now, Nodes: map[string]*MemberNode{
 			"5": {NodeID: "n5", Alive: true, FirstSeen: now, LastSeen: now},

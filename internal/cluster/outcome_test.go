@@ -1,0 +1,73 @@
+package cluster
+
+import (
+	"testing"
+
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+)
+
+func TestJobOutcome(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		recorded Outcome
+		state    scheduler.JobState
+		want     Outcome
+	}{
+		{"still running", "", "", ""},
+		{"no record: SLURM's word", "", scheduler.NodeFail, OutcomeNodeFail},
+		{"no record: boot failure is a node failure", "", scheduler.BootFail, OutcomeNodeFail},
+		{"no record: out of memory", "", scheduler.OutOfMemory, OutcomeOutOfMemory},
+		{"no record: deadline is a time limit", "", scheduler.Deadline, OutcomeTimeLimit},
+		{"no record, unknown state", "", "WEIRD", ""},
+		{"the record knows more than COMPLETED", OutcomeDrainedTimeLimit, scheduler.Completed, OutcomeDrainedTimeLimit},
+		{"idle drain", OutcomeDrainedIdle, scheduler.Completed, OutcomeDrainedIdle},
+		{"head lost beats FAILED", OutcomeHeadLost, scheduler.Failed, OutcomeHeadLost},
+		{"a SIGTERM at the time limit looks like a cancel to the node", OutcomeCancelled, scheduler.Timeout, OutcomeTimeLimit},
+		{"preemption looks like a cancel too", OutcomeCancelled, scheduler.Preempted, OutcomePreempted},
+		{"a real cancel", OutcomeCancelled, scheduler.Cancelled, OutcomeCancelled},
+		{"cancel recorded, SLURM forgot the job", OutcomeCancelled, "", OutcomeCancelled},
+		{"ray exited", OutcomeRayExited, scheduler.Failed, OutcomeRayExited},
+	}
+	for _, tt := range tests {
+		if got := JobOutcome(tt.recorded, tt.state); got != tt.want {
+			t.Errorf("%s: JobOutcome(%q, %q) = %q, want %q", tt.name, tt.recorded, tt.state, got, tt.want)
+		}
+	}
+}
+
+func TestOutcomeOrderly(t *testing.T) {
+	t.Parallel()
+	orderly := map[Outcome]bool{OutcomeCompleted: true, OutcomeDrainedIdle: true, OutcomeDrainedTimeLimit: true}
+	for _, o := range []Outcome{OutcomeCompleted, OutcomeFailed, OutcomeCancelled, OutcomeTimeLimit, OutcomeNodeFail,
+		OutcomePreempted, OutcomeOutOfMemory, OutcomeHeadLost, OutcomeSetupFailed, OutcomeJoinFailed, OutcomeRayExited,
+		OutcomeDrainedIdle, OutcomeDrainedTimeLimit} {
+		if o.Orderly() != orderly[o] {
+			t.Errorf("%s.Orderly() = %v", o, o.Orderly())
+		}
+	}
+}
+
+// A node the head saw, whose job SLURM ended while its supervisor could not
+// record why (SIGKILL after KillWait), shows SLURM's outcome and counts as
+// lost unless that outcome is orderly.
+func TestObserveOutcomeWithoutRecord(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		state scheduler.JobState
+		want  Membership
+	}{{scheduler.NodeFail, Lost}, {scheduler.Completed, Ended}, {scheduler.Cancelled, Lost}} {
+		o := baseObservation()
+		withHeadUp(&o)
+		withWorkerJoined(&o)
+		delete(o.Records, "7")
+		o.Membership.Nodes["7"].Alive = false
+		j := o.Slurm["7"]
+		j.State = tt.state
+		o.Slurm["7"] = j
+		w := jobByID(t, Observe(o), "7")
+		if w.Outcome != OutcomeOfState(tt.state) || w.Ray != tt.want {
+			t.Errorf("SLURM %s, no record: outcome %q, ray %q; want %q, %q", tt.state, w.Outcome, w.Ray, OutcomeOfState(tt.state), tt.want)
+		}
+	}
+}
