@@ -7,6 +7,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jedib0t/go-pretty/v6 v6.8.3
 	github.com/spf13/pflag v1.1.0
+	golang.org/x/term v0.29.0
 )
 
 require (

@@ -90,25 +90,16 @@ func (d dashboardClient) aliveNodes(ctx context.Context) ([]rayNode, error) {
 	return resp.Data.Result.Result, nil
 }
 
-// jobOf maps a Ray node back to its job through its per-job resource.
-func jobOf(n rayNode) string {
-	for name := range n.ResourcesTotal {
-		if job, ok := strings.CutPrefix(name, cluster.JobResource("")); ok {
-			return job
-		}
-	}
-	return ""
-}
-
 // membershipTracker keeps membership.json: which job's node is alive, and
 // which ever was (so status tells `lost` from `waiting`).
 type membershipTracker struct {
-	dir  cluster.Dir
-	dash dashboardClient
-	snap cluster.MembershipSnapshot
+	dir   cluster.Dir
+	dash  dashboardClient
+	clock Clock
+	snap  cluster.MembershipSnapshot
 }
 
-func newMembershipTracker(dir cluster.Dir, dash dashboardClient) *membershipTracker {
+func newMembershipTracker(dir cluster.Dir, dash dashboardClient, clock Clock) *membershipTracker {
 	snap, err := dir.Membership()
 	if err != nil {
 		snap = cluster.MembershipSnapshot{}
@@ -116,13 +107,13 @@ func newMembershipTracker(dir cluster.Dir, dash dashboardClient) *membershipTrac
 	if snap.Nodes == nil {
 		snap.Nodes = map[string]*cluster.MemberNode{}
 	}
-	return &membershipTracker{dir: dir, dash: dash, snap: snap}
+	return &membershipTracker{dir: dir, dash: dash, clock: clock, snap: snap}
 }
 
 func (m *membershipTracker) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	now := time.Now().UTC()
+	now := m.clock.Now().UTC()
 	m.snap.Heartbeat = now
 	nodes, err := m.dash.aliveNodes(ctx)
 	if err != nil {
@@ -131,8 +122,8 @@ func (m *membershipTracker) refresh(ctx context.Context) {
 	}
 	seen := map[string]bool{}
 	for _, n := range nodes {
-		job := jobOf(n)
-		if job == "" {
+		job, ok := cluster.JobOfResources(n.ResourcesTotal)
+		if !ok {
 			continue
 		}
 		seen[job] = true

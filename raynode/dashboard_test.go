@@ -104,10 +104,11 @@ func TestAliveNodes(t *testing.T) {
 	}
 	var jobs []string
 	for _, n := range nodes {
-		jobs = append(jobs, jobOf(n))
+		job, _ := cluster.JobOfResources(n.ResourcesTotal)
+		jobs = append(jobs, job)
 	}
 	if !slices.Equal(jobs, []string{"6", "7_0", ""}) {
-		t.Errorf("jobOf = %q, want 6, 7_0 and none", jobs)
+		t.Errorf("JobOfResources = %q, want 6, 7_0 and none", jobs)
 	}
 
 	reqs := f.requests()
@@ -193,25 +194,6 @@ func TestHealthy(t *testing.T) {
 	}
 }
 
-func TestJobOf(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		res  map[string]float64
-		want string
-	}{
-		{map[string]float64{"CPU": 4, "GPU": 1, "sraybatch_job_7_0": 1}, "7_0"},
-		{map[string]float64{"sraybatch_job_12": 1, "memory": 1e9}, "12"},
-		{map[string]float64{"CPU": 4, "node:127.0.0.1": 1}, ""},
-		{nil, ""},
-		{map[string]float64{"other_sraybatch_job_7": 1}, ""},
-	}
-	for _, tt := range tests {
-		if got := jobOf(rayNode{ResourcesTotal: tt.res}); got != tt.want {
-			t.Errorf("jobOf(%v) = %q, want %q", tt.res, got, tt.want)
-		}
-	}
-}
-
 func TestMembershipTrackerRefresh(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -221,7 +203,7 @@ func TestMembershipTrackerRefresh(t *testing.T) {
 		rayNodeJSON("work70", "10.0.0.2", "7_0", false, 2),
 		rayNodeJSON("driver", "10.0.0.3", "", false, 0), // not one of our jobs' nodes
 	))
-	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"})
+	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, systemClock{})
 
 	m.refresh(ctx)
 	first, err := dir.Membership()
@@ -298,7 +280,7 @@ func TestNewMembershipTrackerKeepsHistory(t *testing.T) {
 	}
 	// A restarted head supervisor still knows job 7 was a member.
 	_, srv := newFakeDashboard(t, http.StatusOK, nodesAnswer(0))
-	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"})
+	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, systemClock{})
 	m.refresh(context.Background())
 	snap, _ := dir.Membership()
 	if n := snap.Nodes["7"]; n == nil || n.Alive || !n.FirstSeen.Equal(seen) {

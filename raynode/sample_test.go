@@ -23,9 +23,10 @@ func TestSampleGPUsRecordsUseFromNVML(t *testing.T) {
 	}
 	env := map[string]string{"CUDA_VISIBLE_DEVICES": "2,5"}
 	s := &supervisor{
-		cfg:  Config{Dir: dir, GPUs: gpu.NewNVML(busyDGX(), func(k string) string { return env[k] }, io.Discard), Log: io.Discard},
-		rec:  cluster.NodeRecord{Job: "7_0", Role: cluster.RoleWorker, Phase: cluster.PhaseRunning, GPUs: 2},
-		tail: newTailBuffer(5),
+		cfg:   Config{Dir: dir, GPUs: gpu.NewNVML(busyDGX(), func(k string) string { return env[k] }, io.Discard), Log: io.Discard},
+		rec:   cluster.NodeRecord{Job: "7_0", Role: cluster.RoleWorker, Phase: cluster.PhaseRunning, GPUs: 2},
+		tail:  newTailBuffer(5),
+		clock: systemClock{},
 	}
 	s.logf = func(f string, a ...any) { t.Logf(f, a...) }
 	s.sampleGPUs()

@@ -18,7 +18,7 @@ import (
 // lost, down — all while a second cluster shares the nodes.
 func TestE2ELifecycle(t *testing.T) {
 	e := needE2E(t)
-	const lo, hi = 31000, 31299
+	lo, hi := freePortBlock(t, 300) // room for the head, two workers and a spare block
 	common := []string{"--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80"}
 	e.mustSray(t, append([]string{"up", "--name", "e2ea", "--port-range", fmt.Sprintf("%d-%d", lo, hi), "--wait", "--timeout", "3m"}, common...)...)
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2ea") })

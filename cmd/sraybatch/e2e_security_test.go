@@ -26,7 +26,6 @@ import (
 	"github.com/sraybatch/sraybatch/internal/backend"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/proctree"
-	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
 )
@@ -231,35 +230,42 @@ func checkPrivate(t *testing.T, root, clusterDir string) {
 
 // rawNode is a `ray start` that sraybatch did not start: a stranger's worker.
 type rawNode struct {
-	cmd    *exec.Cmd
-	out    bytes.Buffer
-	done   chan struct{}
-	exited time.Time
+	cmd     *exec.Cmd
+	out     bytes.Buffer
+	done    chan struct{}
+	exited  time.Time
+	lo, hi  int // its ports
+	address string
+	env     []string
+}
+
+// lostPortRace reports whether the node failed because one of its ports was
+// taken after freePortBlock found it free (rather than for want of the token).
+func (n *rawNode) lostPortRace() bool {
+	out := n.out.String()
+	return !strings.Contains(out, "InvalidAuthToken") &&
+		regexp.MustCompile(`(?i)address already in use|failed to bind|port \d+ .*(in use|taken|not available)`).MatchString(out)
 }
 
 // startRawNode starts a worker on 127.0.0.13 at the given head with env
-// added to a clean environment; ports come from [lo, lo+49].
-func startRawNode(t *testing.T, e e2eEnv, address string, lo int, env []string) *rawNode {
+// added to a clean environment; its 50 ports are a block found free now.
+func startRawNode(t *testing.T, e e2eEnv, address string, env []string) *rawNode {
 	t.Helper()
-	for p := lo; p < lo+50; p++ {
-		if !raynode.PortFree(p) {
-			skipOutsideCI(t, "port %d is taken: the raw node needs %d-%d", p, lo, lo+49)
-		}
-	}
+	lo, hi := freePortBlock(t, 50)
 	tmp, err := os.MkdirTemp("/tmp", "srbsec-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(tmp) })
 	port := func(i int) string { return fmt.Sprint(lo + i) }
-	n := &rawNode{done: make(chan struct{})}
+	n := &rawNode{done: make(chan struct{}), lo: lo, hi: hi, address: address, env: env}
 	n.cmd = exec.Command(filepath.Join(e.venv, "bin", "ray"), "start", "--address="+address, "--block",
 		"--node-ip-address", "127.0.0.13", "--num-cpus", "0", "--num-gpus", "0", "--temp-dir", tmp,
 		"--object-store-memory", "80000000", "--disable-usage-stats",
 		"--node-manager-port", port(0), "--object-manager-port", port(1),
 		"--dashboard-agent-listen-port", port(2), "--dashboard-agent-grpc-port", port(3),
 		"--metrics-export-port", port(4), "--runtime-env-agent-port", port(5),
-		"--min-worker-port", port(10), "--max-worker-port", port(49))
+		"--min-worker-port", port(10), "--max-worker-port", fmt.Sprint(hi))
 	// HOME is empty: no ~/.ray/auth_token of whoever runs the tests is found.
 	n.cmd.Env = append([]string{"PATH=" + filepath.Join(e.venv, "bin") + ":/usr/bin:/bin", "HOME=" + tmp, "RAY_USAGE_STATS_ENABLED=0"}, env...)
 	n.cmd.Stdout, n.cmd.Stderr = &n.out, &n.out
@@ -289,8 +295,8 @@ func (n *rawNode) kill() {
 
 func rawWorkersCannotJoin(t *testing.T, e e2eEnv, dir cluster.Dir, head cluster.HeadInfo, token, wrongToken string) {
 	nodes := map[string]*rawNode{
-		"RAY_AUTH_MODE=token with a wrong token": startRawNode(t, e, head.Address, 33100, []string{"RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN=" + wrongToken}),
-		"RAY_AUTH_MODE=disabled without a token": startRawNode(t, e, head.Address, 33150, []string{"RAY_AUTH_MODE=disabled"}),
+		"RAY_AUTH_MODE=token with a wrong token": startRawNode(t, e, head.Address, []string{"RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN=" + wrongToken}),
+		"RAY_AUTH_MODE=disabled without a token": startRawNode(t, e, head.Address, []string{"RAY_AUTH_MODE=disabled"}),
 	}
 	start := time.Now()
 	headNodes := map[string]bool{}
@@ -304,12 +310,20 @@ func rawWorkersCannotJoin(t *testing.T, e e2eEnv, dir cluster.Dir, head cluster.
 			}
 		}
 	}
+	restarts := 0
 	for what, n := range nodes {
 		for exited := false; !exited; {
 			watch()
 			select {
 			case <-n.done:
 				exited = true
+				if n.lostPortRace() && restarts < 3 {
+					restarts++
+					fmt.Printf("CHECK raw worker, %s: lost the race for ports %d-%d, retrying with another block:\n%s\n", what, n.lo, n.hi, n.out.String())
+					n = startRawNode(t, e, n.address, n.env)
+					nodes[what] = n
+					exited = false
+				}
 			case <-time.After(500 * time.Millisecond):
 				if time.Since(start) > 60*time.Second {
 					t.Errorf("%s: ray start still running after 60 s:\n%s", what, n.out.String())

@@ -235,5 +235,29 @@ type DownRequest struct {
 	Requested     time.Time `json:"requested"`
 }
 
+// JobResourcePrefix starts the Ray custom resource that maps a Ray node back
+// to its job: sraybatch_job_<job key>.
+const JobResourcePrefix = "sraybatch_job_"
+
 // JobResource is the Ray custom resource that maps a Ray node back to its job.
-func JobResource(jobKey string) string { return "sraybatch_job_" + jobKey }
+func JobResource(jobKey string) string { return JobResourcePrefix + jobKey }
+
+// jobResource matches a job resource exactly. Ray derives more resources from
+// it on a node that holds placement groups (sraybatch_job_7_0_group_<pg>,
+// sraybatch_job_7_0_group_0_<pg>); those never name a job.
+var jobResource = regexp.MustCompile(`^` + JobResourcePrefix + `([0-9]+(?:_[0-9]+)?)$`)
+
+// JobOfResources returns the job key of the Ray node whose resources these
+// are; ok is false when none names a job. Should several (never on a node
+// sraybatch started), the smallest name wins, so the answer never depends on
+// map order. The Python side (sraybatch_trainloop) parses the same way; both
+// are tested against testdata/shared-state.json.
+func JobOfResources(resources map[string]float64) (job string, ok bool) {
+	best := ""
+	for name := range resources {
+		if m := jobResource.FindStringSubmatch(name); m != nil && (best == "" || name < best) {
+			best, job = name, m[1]
+		}
+	}
+	return job, best != ""
+}

@@ -97,11 +97,11 @@ const SlurmGone = "GONE"
 func Observe(o Observation) Status {
 	fresh := !o.Membership.Updated.IsZero() && o.Now.Sub(o.Membership.Updated) < MembershipFreshFor
 	st := Status{Cluster: ClusterStatus{
-		Name:           o.Spec.Name,
-		ID:             o.Spec.ID,
-		Created:        o.Spec.Created,
-		AgeS:           int64(o.Now.Sub(o.Spec.Created).Seconds()),
-		Insecure:       o.Spec.Insecure,
+		Name:     o.Spec.Name,
+		ID:       o.Spec.ID,
+		Created:  o.Spec.Created,
+		AgeS:     int64(o.Now.Sub(o.Spec.Created).Seconds()),
+		Insecure: o.Spec.Insecure,
 	}}
 	if !o.Membership.Updated.IsZero() {
 		st.Cluster.MembershipAgeS = seconds(o.Now.Sub(o.Membership.Updated))

@@ -71,3 +71,28 @@ func TestObserveOutcomeWithoutRecord(t *testing.T) {
 		}
 	}
 }
+
+func TestJobOfResources(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		res  map[string]float64
+		want string
+	}{
+		{map[string]float64{"CPU": 4, "GPU": 1, "sraybatch_job_7_0": 1}, "7_0"},
+		{map[string]float64{"sraybatch_job_12": 1, "memory": 1e9}, "12"},
+		{map[string]float64{"CPU": 4, "node:127.0.0.1": 1}, ""},
+		{nil, ""},
+		{map[string]float64{"other_sraybatch_job_7": 1}, ""},
+		// Placement groups derive resources from the job's; whatever the map
+		// order, the job's own name wins.
+		{map[string]float64{"sraybatch_job_7_0_group_0_ab": 0.001, "sraybatch_job_7_0_group_ab": 0.001, "sraybatch_job_7_0": 1}, "7_0"},
+		{map[string]float64{"sraybatch_job_7_0_group_ab": 0.001}, ""},
+	}
+	for _, tt := range tests {
+		for range 20 { // map order varies between iterations
+			if got, ok := JobOfResources(tt.res); got != tt.want || ok != (tt.want != "") {
+				t.Fatalf("JobOfResources(%v) = %q, %v; want %q", tt.res, got, ok, tt.want)
+			}
+		}
+	}
+}

@@ -41,16 +41,18 @@ type Inventory struct {
 type Info struct {
 	// ID is GPU.ID: the UUID when NVML knows it, else the environment's name.
 	ID string `json:"id"`
-	// Index is the NVML index (of the parent GPU for a MIG instance); -1 when unknown.
-	Index int    `json:"index"`
+	// Index is the NVML index (of the parent GPU for a MIG instance); nil
+	// (JSON null) when unknown: 0 is a real index, and -1 would read as one.
+	Index *int   `json:"index"`
 	UUID  string `json:"uuid,omitempty"`
 	Name  string `json:"name,omitempty"`
 	// MIG marks a MIG instance, named by a MIG- UUID.
 	MIG         bool   `json:"mig,omitempty"`
 	MemoryTotal uint64 `json:"memory_total_bytes"`
 	MemoryUsed  uint64 `json:"memory_used_bytes"`
-	// UtilizationPct is -1 when not reported (MIG instances, errors, no NVML).
-	UtilizationPct int `json:"utilization_pct"`
+	// UtilizationPct is nil (JSON null) when not reported (MIG instances,
+	// errors, no NVML): an idle GPU's 0 must not look like "unknown".
+	UtilizationPct *int `json:"utilization_pct"`
 	// Processes are the compute processes running on it, anyone's.
 	Processes []Process `json:"processes"`
 	// Error names the NVML calls that failed for this device; the other
@@ -130,7 +132,7 @@ func (n *NVML) Inventory() (Inventory, error) {
 		}
 		inv := Inventory{Source: envGPUVar(n.getenv), GPUs: []Info{}}
 		for _, g := range gpus {
-			inv.GPUs = append(inv.GPUs, Info{ID: g.ID, Index: -1, UtilizationPct: -1, Processes: []Process{}})
+			inv.GPUs = append(inv.GPUs, Info{ID: g.ID, Processes: []Process{}})
 		}
 		return inv, nil
 	}
@@ -342,7 +344,7 @@ func describeDevices(devs []*device) string {
 
 // describeGPU reads what the gpus command shows about a whole GPU.
 func describeGPU(d *device) Info {
-	info := Info{ID: d.id(strconv.Itoa(d.ordinal)), Index: d.index, UUID: d.uuid, UtilizationPct: -1, Processes: []Process{}}
+	info := Info{ID: d.id(strconv.Itoa(d.ordinal)), Index: new(d.index), UUID: d.uuid, Processes: []Process{}}
 	errs := d.errs
 	if h := d.handle; h != nil {
 		var ret nvml.Return
@@ -355,7 +357,7 @@ func describeGPU(d *device) Info {
 			errs = append(errs, nvmlError("get memory info", ret))
 		}
 		if u, ret := h.GetUtilizationRates(); ret == nvml.SUCCESS {
-			info.UtilizationPct = int(u.Gpu)
+			info.UtilizationPct = new(int(u.Gpu))
 		} else if ret != nvml.ERROR_NOT_SUPPORTED { // e.g. MIG mode on: not an error
 			errs = append(errs, nvmlError("get utilization", ret))
 		}
@@ -370,7 +372,7 @@ func describeGPU(d *device) Info {
 
 // describeMIG reads what NVML tells about a MIG instance named by its UUID.
 func (n *NVML) describeMIG(uuid string) Info {
-	info := Info{ID: uuid, Index: -1, UUID: uuid, MIG: true, UtilizationPct: -1, Processes: []Process{}}
+	info := Info{ID: uuid, UUID: uuid, MIG: true, Processes: []Process{}}
 	h, ret := n.lib.DeviceGetHandleByUUID(uuid)
 	if ret != nvml.SUCCESS {
 		info.Error = nvmlError("get MIG device by UUID", ret).Error()
@@ -391,9 +393,10 @@ func (n *NVML) describeMIG(uuid string) Info {
 	}
 	if parent, ret := h.GetDeviceHandleFromMigDeviceHandle(); ret != nvml.SUCCESS {
 		errs = append(errs, nvmlError("get MIG parent", ret))
-	} else if info.Index, ret = parent.GetIndex(); ret != nvml.SUCCESS {
-		info.Index = -1
+	} else if index, ret := parent.GetIndex(); ret != nvml.SUCCESS {
 		errs = append(errs, nvmlError("get MIG parent index", ret))
+	} else {
+		info.Index = &index
 	}
 	info.Error = joinErrors(errs)
 	return info

@@ -208,8 +208,8 @@ func TestNVMLInventoryMIGInstance(t *testing.T) {
 		t.Fatalf("Inventory() = %+v, %v; want 2 entries", inv, err)
 	}
 	g := inv.GPUs[0]
-	if !g.MIG || g.ID != mig || g.Index != 4 || g.MemoryTotal != 10*gib || g.MemoryUsed != gib ||
-		g.UtilizationPct != -1 || !slices.Equal(g.Processes, []gpu.Process{{PID: 77, UsedMemory: gib}}) || g.Error != "" {
+	if !g.MIG || g.ID != mig || g.Index == nil || *g.Index != 4 || g.MemoryTotal != 10*gib || g.MemoryUsed != gib ||
+		g.UtilizationPct != nil || !slices.Equal(g.Processes, []gpu.Process{{PID: 77, UsedMemory: gib}}) || g.Error != "" {
 		t.Errorf("MIG instance = %+v", g)
 	}
 	if g := inv.GPUs[1]; g.MIG || g.ID != dev(s, 1).UUID {
@@ -225,8 +225,8 @@ func TestNVMLInventory(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := gpu.Inventory{Source: "NVML", GPUs: []gpu.Info{
-		{ID: dev(s, 2).UUID, Index: 2, UUID: dev(s, 2).UUID, Name: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 * gib, UtilizationPct: 20, Processes: []gpu.Process{}},
-		{ID: dev(s, 5).UUID, Index: 5, UUID: dev(s, 5).UUID, Name: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 * gib, UtilizationPct: 50, Processes: []gpu.Process{}},
+		{ID: dev(s, 2).UUID, Index: new(2), UUID: dev(s, 2).UUID, Name: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 * gib, UtilizationPct: new(20), Processes: []gpu.Process{}},
+		{ID: dev(s, 5).UUID, Index: new(5), UUID: dev(s, 5).UUID, Name: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 * gib, UtilizationPct: new(50), Processes: []gpu.Process{}},
 	}}
 	if !reflect.DeepEqual(inv, want) || warn.Len() > 0 {
 		t.Errorf("Inventory() = %+v (warned %q)\nwant %+v", inv, warn.String(), want)
@@ -272,7 +272,7 @@ func TestNVMLErrorOnOneDevice(t *testing.T) {
 		case 6:
 			want = "nvml get UUID: ERROR_GPU_IS_LOST"
 		}
-		if g.Error != want || g.Index != i || g.Name != "NVIDIA H100 80GB HBM3" {
+		if g.Error != want || g.Index == nil || *g.Index != i || g.Name != "NVIDIA H100 80GB HBM3" {
 			t.Errorf("GPU %d = %+v, want error %q and the rest filled in", i, g, want)
 		}
 	}
@@ -319,7 +319,7 @@ func TestNVMLInitFailsFallsBackToEnv(t *testing.T) {
 			t.Errorf("env %v: Inventory() = %+v, %v, warned %q", tt.env, inv, err, warn.String())
 		}
 		for i, gi := range inv.GPUs {
-			if gi.ID != tt.want[i] || gi.Index != -1 || gi.Name != "" || gi.Processes == nil { // [] not null in JSON
+			if gi.ID != tt.want[i] || gi.Index != nil || gi.UtilizationPct != nil || gi.Name != "" || gi.Processes == nil { // [] not null in JSON
 				t.Errorf("env %v: fallback entry %+v, want ID %s only", tt.env, gi, tt.want[i])
 			}
 		}

@@ -104,8 +104,8 @@ func (g GPU) Free() bool { return g.Holder == nil && len(g.Foreign) == 0 }
 
 // Name is how messages name the GPU: its NVML index when known.
 func (g GPU) Name() string {
-	if g.Info.Index >= 0 && !g.Info.MIG {
-		return "GPU " + strconv.Itoa(g.Info.Index)
+	if g.Info.Index != nil && !g.Info.MIG {
+		return "GPU " + strconv.Itoa(*g.Info.Index)
 	}
 	return "GPU " + g.Info.ID
 }

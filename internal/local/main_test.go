@@ -52,7 +52,7 @@ func fakeInventory(n int, busy map[int][]int) func() (gpu.Inventory, error) {
 	return func() (gpu.Inventory, error) {
 		inv := gpu.Inventory{Source: "NVML", GPUs: []gpu.Info{}}
 		for i := 0; i < n; i++ {
-			g := gpu.Info{ID: fmt.Sprintf("GPU-fake-%d", i), UUID: fmt.Sprintf("GPU-fake-%d", i), Index: i, UtilizationPct: -1, Processes: []gpu.Process{}}
+			g := gpu.Info{ID: fmt.Sprintf("GPU-fake-%d", i), UUID: fmt.Sprintf("GPU-fake-%d", i), Index: new(i), Processes: []gpu.Process{}}
 			for _, pid := range busy[i] {
 				g.Processes = append(g.Processes, gpu.Process{PID: pid})
 			}

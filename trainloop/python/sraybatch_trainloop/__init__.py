@@ -6,7 +6,8 @@ import ray.cloudpickle
 
 from .cluster import draining_from_env, time_limit_from_env
 from .events import EventLog, read_events, validate
-from .pool import ActorInfo, ElasticPool, StepResult, job_key
+from .pool import ActorInfo, ElasticPool, StepResult
+from .state import job_key
 
 # Ship this package's classes and functions (e.g. demo.Trainer) to workers by
 # value: the driver job has the package on PYTHONPATH, worker nodes need not.

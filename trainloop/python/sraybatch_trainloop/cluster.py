@@ -11,9 +11,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
-ENV_VAR = "SRAYBATCH_CLUSTER_DIR"
+from .state import (
+    DRAINING_PHASE,
+    ENV_CLUSTER_DIR,
+    ENV_HEAD_JOB,
+    ENV_JOB,
+    PHASE_FIELD,
+    TIME_LIMIT_FIELD,
+    node_record_path,
+    parse_time,
+)
 
 
 def draining_from_env(max_age_s: float = 1.0) -> Optional[Callable[[str], bool]]:
@@ -22,7 +31,7 @@ def draining_from_env(max_age_s: float = 1.0) -> Optional[Callable[[str], bool]]
     Each record is read at most once per ``max_age_s``: the pool polls often
     and the records live on a shared filesystem.
     """
-    cluster_dir = os.environ.get(ENV_VAR)
+    cluster_dir = os.environ.get(ENV_CLUSTER_DIR)
     if not cluster_dir:
         return None
     cache: Dict[str, Tuple[float, bool]] = {}
@@ -32,11 +41,7 @@ def draining_from_env(max_age_s: float = 1.0) -> Optional[Callable[[str], bool]]
         hit = cache.get(job)
         if hit and now - hit[0] < max_age_s:
             return hit[1]
-        try:
-            with open(os.path.join(cluster_dir, "nodes", job + ".json")) as f:
-                draining = json.load(f).get("phase") == "draining"
-        except (OSError, ValueError):
-            draining = False  # not written yet, or being replaced
+        draining = _read_record(cluster_dir, job).get(PHASE_FIELD) == DRAINING_PHASE
         cache[job] = (now, draining)
         return draining
 
@@ -50,30 +55,23 @@ def time_limit_from_env() -> Optional[Callable[[], Optional[float]]]:
     SLURM warns them (``--drain-before``); the training ends with either job,
     so the sooner one counts. ``seconds_left()`` is None until a warning came.
     """
-    cluster_dir = os.environ.get(ENV_VAR)
-    jobs = [j for j in (os.environ.get("SRAYBATCH_HEAD_JOB"), os.environ.get("SRAYBATCH_JOB")) if j]
+    cluster_dir = os.environ.get(ENV_CLUSTER_DIR)
+    jobs = [j for j in (os.environ.get(ENV_HEAD_JOB), os.environ.get(ENV_JOB)) if j]
     if not cluster_dir or not jobs:
         return None
 
     def seconds_left() -> Optional[float]:
-        limits = []
-        for job in jobs:
-            try:
-                with open(os.path.join(cluster_dir, "nodes", job + ".json")) as f:
-                    at = json.load(f).get("time_limit_at")
-            except (OSError, ValueError):
-                continue
-            if at:
-                limits.append(_parse_time(at))
+        stamps = [_read_record(cluster_dir, job).get(TIME_LIMIT_FIELD) for job in jobs]
+        limits = [parse_time(at) for at in stamps if at]
         return min(limits) - time.time() if limits else None
 
     return seconds_left
 
 
-def _parse_time(rfc3339: str) -> float:
-    """Unix time of a Go-written RFC 3339 UTC timestamp (nanoseconds allowed)."""
-    from datetime import datetime, timezone
-
-    base, _, frac = rfc3339.rstrip("Z").partition(".")
-    t = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
-    return t + (float("0." + frac) if frac else 0.0)
+def _read_record(cluster_dir: str, job: str) -> Dict[str, Any]:
+    """Job ``job``'s node record, or {} while it is not written yet or being replaced."""
+    try:
+        with open(node_record_path(cluster_dir, job)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}

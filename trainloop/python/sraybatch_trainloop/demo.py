@@ -5,8 +5,20 @@
 Connects with ``ray.init()`` (address from ``RAY_ADDRESS``), keeps one
 ``Trainer`` actor per GPU of every sraybatch node, and runs steps on whoever is
 there.  Human lines go to stdout; JSON events go to ``$SRAYBATCH_EVENTS`` when
-set.  ``--steps 0`` runs until SIGTERM.  Exit status: 0 after ``--steps`` or on
-SIGTERM/SIGINT, 3 when ``--max-wait-s`` passed without any actor.
+set.  ``--steps 0`` runs until SIGTERM.
+
+SIGTERM (SLURM: the job was cancelled or reached its time limit; SIGKILL
+follows after KillWait) and SIGINT stop the driver within a poll of the pool
+(about 0.25 s): it abandons the step in flight, emits ``driver_stopping``,
+prints one line that says why, kills its actors and exits.
+
+Exit status:
+    0    ``--steps`` steps done
+    3    ``--max-wait-s`` passed without any actor
+    130  stopped by SIGINT
+    143  stopped by SIGTERM
+130 and 143 are 128 + the signal's number, what a shell reports for a process
+the signal killed.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ import signal
 import socket
 import sys
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import ray
 
@@ -119,12 +131,39 @@ class Trainer:
         }
 
 
-class _Terminated(Exception):
-    pass
+# Signals that stop the driver, and the reason its one line gives.
+_STOP_SIGNALS = {
+    signal.SIGTERM: "the job was cancelled or reached its time limit",
+    signal.SIGINT: "interrupted",
+}
 
 
-def _on_sigterm(signum, frame):
-    raise _Terminated()
+class _StopOnSignal:
+    """Records the first SIGTERM/SIGINT; the loop and the pool poll :meth:`requested`.
+
+    The handler only records.  Raising from it instead unwinds through Ray's
+    Cython ``ray.wait``, where the driver waits most of the time, and comes out
+    as a ``SystemError`` traceback.
+    """
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self._previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+
+    def install(self) -> None:
+        for s in _STOP_SIGNALS:
+            signal.signal(s, self._record)
+
+    def restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _record(self, signum, frame) -> None:
+        if self.signum is None:  # the first signal says why; a later one changes nothing
+            self.signum = signum
 
 
 def _say(line: str) -> None:
@@ -143,13 +182,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    previous = signal.getsignal(signal.SIGTERM)
+    stop = _StopOnSignal()
+    stop.install()
     events = EventLog.from_env()
     pool = None
     try:
         ray.init(address=args.address)
-        # After ray.init: it installs its own SIGTERM handler (sys.exit(15)) in the driver.
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        stop.install()  # ray.init replaced our SIGTERM handler with its own (sys.exit)
         pool = ElasticPool(
             Trainer,
             gpus_per_actor=args.gpus_per_actor,
@@ -157,44 +196,51 @@ def main(argv: Optional[List[str]] = None) -> int:
             events=events,
             log=_say,
             is_draining=draining_from_env(),
+            should_stop=stop.requested,
         )
-        time_limit = time_limit_from_env()
-        warned = False
-        step, idle_since = 0, time.monotonic()
-        _say("waiting for sraybatch nodes (one actor per GPU slot)")
-        while args.steps == 0 or step < args.steps:
-            results = pool.run_step("train_step", step + 1, wait_for_actors_s=5.0)
-            if not results:
-                waited = time.monotonic() - idle_since
-                if args.max_wait_s and waited >= args.max_wait_s:
-                    _say(f"no actors after {waited:.0f}s; giving up")
-                    return 3
-                continue
-            step += 1
-            idle_since = time.monotonic()
-            losses = [round(r.value["loss"], 6) for r in results]
-            mean = sum(r.value["duration_s"] for r in results) / len(results)
-            events.emit("step_done", step=step, actors=len(results), mean_duration_s=round(mean, 4), losses=losses)
-            _say(f"step {step}: {len(results)} actors, mean {mean:.2f}s, losses [{', '.join(f'{x:.4g}' for x in losses)}]")
-            left = time_limit() if time_limit and not warned else None
-            if left is not None:
-                warned = True  # a real driver would checkpoint here
-                events.emit("head_time_limit", seconds_left=round(left, 1))
-                _say(f"time limit in {left:.0f}s: checkpoint now")
-        return 0
-    except _Terminated:
-        _say("SIGTERM: stopping")
-        return 0
-    except KeyboardInterrupt:
-        _say("interrupted: stopping")
-        return 0
+        status = _train(args, pool, events, stop.requested)
+        if stop.requested():
+            name = signal.Signals(stop.signum).name
+            events.emit("driver_stopping", reason=name)
+            _say(f"{name}: stopping ({_STOP_SIGNALS[stop.signum]})")
+            return 128 + stop.signum
+        return status
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not break the clean-up
         if pool is not None:
             pool.shutdown()
         events.close()
         ray.shutdown()
-        signal.signal(signal.SIGTERM, previous)
+        stop.restore()
+
+
+def _train(args: argparse.Namespace, pool: ElasticPool, events: EventLog, stopping: Callable[[], bool]) -> int:
+    """Run steps until ``--steps`` are done (0), ``--max-wait-s`` passed without actors (3), or ``stopping()``."""
+    time_limit = time_limit_from_env()
+    warned = False
+    step, idle_since = 0, time.monotonic()
+    _say("waiting for sraybatch nodes (one actor per GPU slot)")
+    while (args.steps == 0 or step < args.steps) and not stopping():
+        results = pool.run_step("train_step", step + 1, wait_for_actors_s=5.0)
+        if stopping():
+            break  # the pool abandoned the step: no results to report
+        if not results:
+            waited = time.monotonic() - idle_since
+            if args.max_wait_s and waited >= args.max_wait_s:
+                _say(f"no actors after {waited:.0f}s; giving up")
+                return 3
+            continue
+        step += 1
+        idle_since = time.monotonic()
+        losses = [round(r.value["loss"], 6) for r in results]
+        mean = sum(r.value["duration_s"] for r in results) / len(results)
+        events.emit("step_done", step=step, actors=len(results), mean_duration_s=round(mean, 4), losses=losses)
+        _say(f"step {step}: {len(results)} actors, mean {mean:.2f}s, losses [{', '.join(f'{x:.4g}' for x in losses)}]")
+        left = time_limit() if time_limit and not warned else None
+        if left is not None:
+            warned = True  # a real driver would checkpoint here
+            events.emit("head_time_limit", seconds_left=round(left, 1))
+            _say(f"time limit in {left:.0f}s: checkpoint now")
+    return 0
 
 
 if __name__ == "__main__":

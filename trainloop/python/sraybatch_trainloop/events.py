@@ -32,6 +32,10 @@ Events and their fields (``?`` marks a field that may be absent or null):
     loop, e.g. the demo).
 ``head_time_limit``  seconds_left: number
     Reserved for the driver: the head job's SLURM time limit is near.
+``driver_stopping``  reason: str
+    The driver stops before its work is done, e.g. on a signal: ``reason`` is
+    the signal's name (``SIGTERM``: the job was cancelled or reached its time
+    limit; ``SIGINT``: interrupted).
 
 Readers should ignore fields they do not know: new optional fields may be added.
 
@@ -47,7 +51,7 @@ import threading
 import time
 from typing import IO, Any, Dict, List, Optional, Tuple, Union
 
-ENV_VAR = "SRAYBATCH_EVENTS"
+from .state import ENV_EVENTS
 
 _STR = (str,)
 _NUM = (int, float)
@@ -79,6 +83,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
         "losses": ((list,), True),
     },
     "head_time_limit": {"seconds_left": (_NUM, True)},
+    "driver_stopping": {"reason": (_STR, True)},
 }
 
 LOST_REASONS = ("node_left", "node_draining", "actor_died")
@@ -126,7 +131,7 @@ class EventLog:
     @classmethod
     def from_env(cls) -> "EventLog":
         """Log to the file named by ``$SRAYBATCH_EVENTS``, or nowhere if it is unset."""
-        return cls(os.environ.get(ENV_VAR) or None)
+        return cls(os.environ.get(ENV_EVENTS) or None)
 
     def emit(self, event: str, **fields: Any) -> Dict[str, Any]:
         """Write one event line and flush it; returns the record."""

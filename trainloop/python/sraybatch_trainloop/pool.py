@@ -39,6 +39,25 @@ raised by the actor method itself (bugs) do propagate.  Use a pool from one
 thread.  Worker nodes must be able to import ``actor_cls``'s module (Ray adds
 the driver's working directory to the workers' ``sys.path``; classes defined in
 the driver script are shipped by value).
+
+To stop early (SIGTERM from SLURM, Ctrl-C), pass ``should_stop`` and let the
+signal handler only set what it reads::
+
+    stop = threading.Event()
+    ray.init()                             # installs its own SIGTERM handler: replace it after
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    pool = ElasticPool(Worker, should_stop=stop.is_set)
+    for k in range(100):
+        results = pool.run_step("step", k)   # [] within poll_interval_s of stop.set()
+        if stop.is_set():
+            break
+    pool.shutdown()
+
+A handler must not raise instead: the main thread spends its time inside
+Ray's ``ray.wait``, and an exception raised there by a signal handler comes
+out as ``SystemError: <cyfunction CoreWorker.wait ...> returned a result with
+an exception set`` (Ray 2.60; only ``KeyboardInterrupt`` passes through, but
+it may still land in the middle of the pool's bookkeeping).
 """
 
 from __future__ import annotations
@@ -55,21 +74,11 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from .events import EventLog
-
-JOB_RESOURCE_PREFIX = "sraybatch_job_"
+from .state import job_key, job_resource
 
 # RayActorError covers ActorDiedError and ActorUnavailableError.  ObjectLostError:
 # a large result stored on a node that died before we fetched it.
 _ACTOR_GONE = (RayActorError, NodeDiedError, ObjectLostError)
-
-
-def job_key(resources: Dict[str, float]) -> Optional[str]:
-    """The sraybatch job key in a node's resources (``sraybatch_job_7_0`` -> ``7_0``), or None."""
-    for name in sorted(resources):
-        # Guard: placement groups derive resources like sraybatch_job_8_group_<pg id> (ray.nodes() in 2.60 hides them).
-        if name.startswith(JOB_RESOURCE_PREFIX) and "_group_" not in name:
-            return name[len(JOB_RESOURCE_PREFIX):]
-    return None
 
 
 def _where_fn() -> Callable[[Any], Dict[str, Any]]:
@@ -156,6 +165,12 @@ class ElasticPool:
         poll_interval_s: how often a waiting ``run_step`` refreshes membership.
         max_failures_per_node: stop re-spawning on a node after this many
             actor deaths without one actor becoming ready in between.
+        should_stop: ``should_stop() -> bool``, checked every ``poll_interval_s``
+            while ``run_step`` or ``wait_for_actors`` waits (keep it cheap, e.g.
+            ``threading.Event.is_set``).  Once it is true they return within
+            ``poll_interval_s``: ``run_step`` returns ``[]`` and abandons its
+            step, whose calls run on until ``shutdown()`` kills the actors.
+            None: never stop early.
     """
 
     def __init__(
@@ -172,6 +187,7 @@ class ElasticPool:
         is_draining: Optional[Callable[[str], bool]] = None,
         poll_interval_s: float = 0.25,
         max_failures_per_node: int = 3,
+        should_stop: Optional[Callable[[], bool]] = None,
     ):
         if isinstance(actor_cls, ray.actor.ActorClass):
             raise TypeError("ElasticPool wants the plain class, not the @ray.remote one")
@@ -188,6 +204,7 @@ class ElasticPool:
         self._is_draining = is_draining
         self.poll_interval_s = poll_interval_s
         self.max_failures_per_node = max_failures_per_node
+        self._should_stop = should_stop or (lambda: False)
 
         self._nodes: Dict[str, _Node] = {}
         self._pending: Dict[Any, Tuple[_Member, str]] = {}  # ObjectRef -> (member, "pg" | "ping")
@@ -259,7 +276,7 @@ class ElasticPool:
                     self._spawn(node)
 
     def _spawn(self, node: _Node) -> None:
-        bundle: Dict[str, float] = {JOB_RESOURCE_PREFIX + node.job: 0.001}
+        bundle: Dict[str, float] = {job_resource(node.job): 0.001}
         if self.gpus_per_actor:
             bundle["GPU"] = self.gpus_per_actor
         if self.cpus_per_actor:
@@ -362,12 +379,15 @@ class ElasticPool:
     # ---- steps --------------------------------------------------------------
 
     def wait_for_actors(self, timeout_s: float, min_actors: int = 1) -> bool:
-        """Refresh until at least ``min_actors`` are in the rotation, or ``timeout_s`` passes."""
+        """Refresh until at least ``min_actors`` are in the rotation (True).
+
+        False once ``timeout_s`` passed or ``should_stop()`` is true.
+        """
         deadline = time.monotonic() + timeout_s
         self.refresh()
         while self.size < min_actors:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or self._should_stop():
                 return False
             if self._pending:
                 self._poll_pending(timeout=min(self.poll_interval_s, left))
@@ -384,9 +404,10 @@ class ElasticPool:
         waited for), new nodes get actors that join the next step, draining
         nodes' actors are retired once their call returned.  With no actor in
         the rotation it waits up to ``wait_for_actors_s`` for one, then
-        returns ``[]``.  Results are in spawn order.
+        returns ``[]``.  Results are in spawn order.  Returns ``[]`` as well
+        once ``should_stop()`` is true, without waiting for the step's calls.
         """
-        if not self.wait_for_actors(wait_for_actors_s):
+        if not self.wait_for_actors(wait_for_actors_s) or self._should_stop():
             return []
         members = [m for n in self._nodes.values() if not n.draining for m in n.members.values() if m.info]
         calls = {getattr(m.handle, method).remote(*args, **kwargs): m for m in members}
@@ -395,6 +416,8 @@ class ElasticPool:
         try:
             while calls:
                 done, _ = ray.wait(list(calls), num_returns=len(calls), timeout=self.poll_interval_s)
+                if self._should_stop():
+                    return []
                 failed = []
                 for ref in done:
                     m = calls.pop(ref)

@@ -251,3 +251,19 @@ def test_no_nodes_returns_empty(make_pool):
 def test_rejects_remote_class():
     with pytest.raises(TypeError):
         ElasticPool(ray.remote(Probe))
+
+
+def test_should_stop_interrupts_waiting_and_steps(nodes, make_pool):
+    stop = threading.Event()
+    pool = make_pool(Probe, should_stop=stop.is_set)
+    threading.Timer(0.5, stop.set).start()
+    t = time.monotonic()
+    assert pool.run_step("step", wait_for_actors_s=60) == []  # no node yet: waiting for actors
+    assert time.monotonic() - t < 3
+    stop.clear()
+    nodes.add(gpus=1)
+    settle(pool, nodes)
+    threading.Timer(0.5, stop.set).start()
+    t = time.monotonic()
+    assert pool.run_step("step", 60) == []  # abandons the step in flight
+    assert time.monotonic() - t < 3

@@ -1,0 +1,183 @@
+package raynode
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+)
+
+// The supervisor's decisions live in this file, each a pure function of what
+// it observed and of the time: how a running node reacts to what happens to
+// it, when its head counts as gone, whether a failed `ray start` is retried,
+// and how the node's record and job end. Changes to drain and head-loss
+// behaviour belong here, next to their table tests.
+
+// Timing of the decisions. Workers must give up GPUs soon after losing their
+// head, so every check that detects that runs well inside that bound.
+const (
+	// headSilentAfter: a head whose supervisor has not written its heartbeat
+	// for this long is frozen or cut off (SIGSTOP, a dead node).
+	headSilentAfter = 10 * time.Second
+	// slurmCheckInterval spaces squeue calls per job: a hundred workers
+	// asking every 2 s would load the controller.
+	slurmCheckInterval = 10 * time.Second
+	// startAttempts bounds `ray start` retries after a lost port race.
+	startAttempts = 3
+)
+
+// happening is something a running node's supervisor reacts to.
+type happening int
+
+const (
+	// cancelled: SIGTERM, SIGINT or SIGHUP (scancel, `down`, SLURM's kill).
+	cancelled happening = iota
+	// timeLimitWarning: SIGUSR1, SLURM's --signal=B:USR1@<drain-before>.
+	timeLimitWarning
+	// rayExited: `ray start --block` returned.
+	rayExited
+	// driverExited: the driver command returned.
+	driverExited
+	// headGone: headVerdict found the head ended or frozen.
+	headGone
+)
+
+// nodeState is what react needs to know of the node.
+type nodeState struct {
+	Role cluster.Role
+	// Joined: Ray let the node in (its record's phase is running).
+	Joined bool
+	// DrainAccepted is the outcome of a Ray drain that Ray accepted for this
+	// node ("" for none): its raylet then exits by itself, and that exit is
+	// the drain's end, not a failure.
+	DrainAccepted cluster.Outcome
+	// DriverExitCode is the driver command's exit status (driverExited).
+	DriverExitCode int
+	// Interrupted: the supervisor itself was told to stop. scancel signals
+	// Ray and the driver too, so their exits then follow from the cancel.
+	Interrupted bool
+}
+
+// reaction is what the supervisor does about a happening.
+type reaction struct {
+	// Continue: record what happened and keep running.
+	Continue bool
+	// Drain: tell readers the node is leaving (phase draining), give them
+	// drainNotice, then end.
+	Drain bool
+	// Outcome is how the node ends, when it does not continue.
+	Outcome cluster.Outcome
+}
+
+func react(h happening, st nodeState) reaction {
+	if st.Interrupted && (h == rayExited || h == driverExited) {
+		h = cancelled
+	}
+	switch h {
+	case cancelled:
+		return reaction{Outcome: cluster.OutcomeCancelled}
+	case timeLimitWarning:
+		if st.Role != cluster.RoleWorker {
+			// The cluster (or the training) ends with this job: warn, so a
+			// driver can checkpoint; SLURM ends the job at the limit.
+			return reaction{Continue: true}
+		}
+		return reaction{Drain: true, Outcome: cluster.OutcomeDrainedTimeLimit}
+	case rayExited:
+		if st.DrainAccepted != "" {
+			return reaction{Outcome: st.DrainAccepted}
+		}
+		return reaction{Outcome: cluster.OutcomeRayExited}
+	case driverExited:
+		if st.DriverExitCode == 0 {
+			return reaction{Outcome: cluster.OutcomeCompleted}
+		}
+		return reaction{Outcome: cluster.OutcomeFailed}
+	case headGone:
+		if !st.Joined {
+			return reaction{Outcome: cluster.OutcomeJoinFailed}
+		}
+		return reaction{Outcome: cluster.OutcomeHeadLost}
+	}
+	panic(fmt.Sprintf("raynode: unknown happening %d", h))
+}
+
+// headSignals is what a worker or driver knows of its head at one moment.
+type headSignals struct {
+	// Record is the head's node record, when it could be read.
+	Record *cluster.NodeRecord
+	// Down: `down` was asked for the cluster.
+	Down bool
+	// Heartbeat is when the head's supervisor last wrote its membership
+	// snapshot; zero before its first.
+	Heartbeat time.Time
+	// Scheduler is the scheduler's word on the head job, when it was asked
+	// this time and answered; nil otherwise (an unreachable scheduler is no
+	// evidence that the head is gone).
+	Scheduler *headJob
+}
+
+// headJob is the head job as the scheduler reported it.
+type headJob struct {
+	// Known is false when the scheduler no longer knows the job.
+	Known bool
+	State scheduler.JobState
+}
+
+// headVerdict returns why the head can no longer serve the cluster, or ""
+// while it can.
+func headVerdict(s headSignals, now time.Time) string {
+	if s.Record != nil && s.Record.Final() {
+		return string(s.Record.Phase) + " (" + s.Record.Reason + ")"
+	}
+	if s.Down {
+		return "ended (cluster down)"
+	}
+	if !s.Heartbeat.IsZero() {
+		if silent := now.Sub(s.Heartbeat); silent > headSilentAfter {
+			return fmt.Sprintf("unresponsive (no heartbeat for %s)", silent.Round(time.Second))
+		}
+	}
+	if j := s.Scheduler; j != nil {
+		if !j.Known {
+			return "ended (no longer known to SLURM)"
+		}
+		if !j.State.Active() {
+			return "ended (" + string(j.State) + ")"
+		}
+	}
+	return ""
+}
+
+// askScheduler reports whether a head check may ask the scheduler again,
+// lastAsked being when it last did (zero: never).
+func askScheduler(lastAsked, now time.Time) bool {
+	return lastAsked.IsZero() || now.Sub(lastAsked) >= slurmCheckInterval
+}
+
+var errExitedEarly = errors.New("ray start exited before the node was up")
+
+// retryStart reports whether a `ray start` that failed with err on the
+// given attempt (from 1) is tried again: only when Ray exited early, which is
+// how a port taken between allocation and bind shows, and not after a cancel.
+func retryStart(err error, attempt int, interrupted bool) bool {
+	return !interrupted && errors.Is(err, errExitedEarly) && attempt < startAttempts
+}
+
+// final decides a finished node's record phase and whether its job exits
+// successfully. A node that never joined shows failed whatever ended it; a
+// job ends well when it did what was asked (completed, drained) or was
+// cancelled (SLURM records the cancel itself).
+func final(o cluster.Outcome, joined bool) (phase cluster.Phase, jobOK bool) {
+	phase = cluster.PhaseEnded
+	if !joined {
+		phase = cluster.PhaseFailed
+	}
+	switch o {
+	case cluster.OutcomeCompleted, cluster.OutcomeDrainedTimeLimit, cluster.OutcomeDrainedIdle, cluster.OutcomeCancelled:
+		jobOK = true
+	}
+	return phase, jobOK
+}

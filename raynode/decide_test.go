@@ -1,0 +1,167 @@
+package raynode
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+)
+
+func TestReact(t *testing.T) {
+	t.Parallel()
+	worker := nodeState{Role: cluster.RoleWorker, Joined: true}
+	tests := []struct {
+		name string
+		h    happening
+		st   nodeState
+		want reaction
+	}{
+		{"cancel ends any node", cancelled, worker, reaction{Outcome: cluster.OutcomeCancelled}},
+		{"a worker drains before its time limit", timeLimitWarning, worker, reaction{Drain: true, Outcome: cluster.OutcomeDrainedTimeLimit}},
+		{"the head only warns: the cluster ends with it", timeLimitWarning, nodeState{Role: cluster.RoleHead, Joined: true}, reaction{Continue: true}},
+		{"a driver only warns: the training ends with it", timeLimitWarning, nodeState{Role: cluster.RoleDriver, Joined: true}, reaction{Continue: true}},
+		{"ray exiting by itself is a failure", rayExited, worker, reaction{Outcome: cluster.OutcomeRayExited}},
+		{"ray exiting after Ray accepted an idle drain is that drain", rayExited,
+			nodeState{Role: cluster.RoleWorker, Joined: true, DrainAccepted: cluster.OutcomeDrainedIdle}, reaction{Outcome: cluster.OutcomeDrainedIdle}},
+		{"ray exiting because the job was cancelled", rayExited, nodeState{Role: cluster.RoleWorker, Joined: true, Interrupted: true}, reaction{Outcome: cluster.OutcomeCancelled}},
+		{"driver exit 0", driverExited, nodeState{Role: cluster.RoleDriver, Joined: true}, reaction{Outcome: cluster.OutcomeCompleted}},
+		{"driver exit 1", driverExited, nodeState{Role: cluster.RoleDriver, Joined: true, DriverExitCode: 1}, reaction{Outcome: cluster.OutcomeFailed}},
+		{"driver stopped by the job's cancel (143)", driverExited,
+			nodeState{Role: cluster.RoleDriver, Joined: true, DriverExitCode: 143, Interrupted: true}, reaction{Outcome: cluster.OutcomeCancelled}},
+		{"head gone after joining", headGone, worker, reaction{Outcome: cluster.OutcomeHeadLost}},
+		{"head gone while joining", headGone, nodeState{Role: cluster.RoleWorker}, reaction{Outcome: cluster.OutcomeJoinFailed}},
+	}
+	for _, tt := range tests {
+		if got := react(tt.h, tt.st); got != tt.want {
+			t.Errorf("%s: react = %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestHeadVerdict(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	ended := &cluster.NodeRecord{Phase: cluster.PhaseEnded, Reason: "cancelled (terminated)"}
+	running := &cluster.NodeRecord{Phase: cluster.PhaseRunning}
+	tests := []struct {
+		name string
+		sig  headSignals
+		want string // substring; "" means alive
+	}{
+		{"nothing known yet", headSignals{}, ""},
+		{"running, fresh heartbeat", headSignals{Record: running, Heartbeat: now.Add(-2 * time.Second)}, ""},
+		{"heartbeat just inside the bound", headSignals{Record: running, Heartbeat: now.Add(-headSilentAfter)}, ""},
+		{"frozen: heartbeat stale", headSignals{Record: running, Heartbeat: now.Add(-headSilentAfter - time.Second)}, "unresponsive (no heartbeat for 11s)"},
+		{"the head recorded its end", headSignals{Record: ended, Heartbeat: now}, "ended (cancelled (terminated))"},
+		{"down was asked", headSignals{Record: running, Down: true, Heartbeat: now}, "ended (cluster down)"},
+		{"SLURM: still running", headSignals{Scheduler: &headJob{Known: true, State: scheduler.Running}}, ""},
+		{"SLURM: pending counts as alive", headSignals{Scheduler: &headJob{Known: true, State: scheduler.Pending}}, ""},
+		{"SLURM: ended", headSignals{Scheduler: &headJob{Known: true, State: scheduler.Cancelled}}, "ended (CANCELLED)"},
+		{"SLURM: forgotten", headSignals{Scheduler: &headJob{}}, "ended (no longer known to SLURM)"},
+		{"SLURM unreachable is no evidence", headSignals{Record: running, Heartbeat: now}, ""},
+	}
+	for _, tt := range tests {
+		got := headVerdict(tt.sig, now)
+		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("%s: headVerdict = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestAskScheduler(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		last time.Time
+		want bool
+	}{
+		{time.Time{}, true},
+		{now.Add(-slurmCheckInterval), true},
+		{now.Add(-slurmCheckInterval + time.Second), false},
+	} {
+		if got := askScheduler(tt.last, now); got != tt.want {
+			t.Errorf("askScheduler(%v ago) = %v, want %v", now.Sub(tt.last), got, tt.want)
+		}
+	}
+}
+
+func TestRetryStart(t *testing.T) {
+	t.Parallel()
+	early := fmt.Errorf("%w (exit status 1): port taken", errExitedEarly)
+	tests := []struct {
+		name        string
+		err         error
+		attempt     int
+		interrupted bool
+		want        bool
+	}{
+		{"a lost port race is retried", early, 1, false, true},
+		{"up to the last attempt", early, startAttempts - 1, false, true},
+		{"not after the last", early, startAttempts, false, false},
+		{"not after a cancel", early, 1, true, false},
+		{"a timeout is no port race", errors.New("ray node not up within 3m0s"), 1, false, false},
+	}
+	for _, tt := range tests {
+		if got := retryStart(tt.err, tt.attempt, tt.interrupted); got != tt.want {
+			t.Errorf("%s: retryStart = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestFinal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		o      cluster.Outcome
+		joined bool
+		phase  cluster.Phase
+		ok     bool
+	}{
+		{cluster.OutcomeCompleted, true, cluster.PhaseEnded, true},
+		{cluster.OutcomeDrainedTimeLimit, true, cluster.PhaseEnded, true},
+		{cluster.OutcomeDrainedIdle, true, cluster.PhaseEnded, true},
+		{cluster.OutcomeCancelled, true, cluster.PhaseEnded, true},
+		{cluster.OutcomeCancelled, false, cluster.PhaseFailed, true},
+		{cluster.OutcomeHeadLost, true, cluster.PhaseEnded, false},
+		{cluster.OutcomeRayExited, true, cluster.PhaseEnded, false},
+		{cluster.OutcomeFailed, true, cluster.PhaseEnded, false},
+		{cluster.OutcomeSetupFailed, false, cluster.PhaseFailed, false},
+		{cluster.OutcomeJoinFailed, false, cluster.PhaseFailed, false},
+	}
+	for _, tt := range tests {
+		phase, ok := final(tt.o, tt.joined)
+		if phase != tt.phase || ok != tt.ok {
+			t.Errorf("final(%s, joined %v) = %s, %v; want %s, %v", tt.o, tt.joined, phase, ok, tt.phase, tt.ok)
+		}
+	}
+}
+
+func TestTempBase(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, tmpdir, home, job, want string
+	}{
+		{"no TMPDIR", "", "/home/ana", "7", "/tmp"},
+		{"a short node-local TMPDIR", "/scratch", "/home/ana", "7_0", "/scratch"},
+		{"TMPDIR under the shared home", "/home/ana/tmp", "/home/ana", "7", "/tmp"},
+		{"TMPDIR too long for Ray's socket paths", "/local/scratch/slurm-job-1234567", "/home/ana", "1234567_12", "/tmp"},
+	}
+	for _, tt := range tests {
+		if got := tempBase(tt.tmpdir, tt.home, tt.job); got != tt.want {
+			t.Errorf("%s: tempBase = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	// The longest path Ray makes under a chosen base fits sun_path.
+	for _, job := range []string{"7", "1234567_1000"} {
+		base := strings.Repeat("x", maxSocketPath-privateTail-len(job)-raySocketTail)
+		if got := tempBase(base, "", job); got != base {
+			t.Errorf("a base of %d bytes for job %s was refused", len(base), job)
+		}
+		if got := tempBase(base+"y", "", job); got != "/tmp" {
+			t.Errorf("a base of %d bytes for job %s was accepted", len(base)+1, job)
+		}
+	}
+}

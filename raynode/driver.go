@@ -1,0 +1,52 @@
+package raynode
+
+import (
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+)
+
+// startDriver runs the user's driver next to this job's Ray node, so a bare
+// ray.init() finds a local raylet of the cluster.
+func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (Process, error) {
+	env = withoutKeys(env, "RAY_ADDRESS", "PYTHONPATH", "SRAYBATCH_EVENTS", "SRAYBATCH_CLUSTER_DIR", "SRAYBATCH_JOB", "SRAYBATCH_HEAD_JOB")
+	pythonPath := s.cfg.Dir.PythonPath()
+	if p := envValue(s.cfg.Environ, "PYTHONPATH"); p != "" {
+		pythonPath += ":" + p
+	}
+	env = append(env,
+		"RAY_ADDRESS="+head.Address,
+		"PYTHONPATH="+pythonPath,
+		"PYTHONUNBUFFERED=1",
+		"SRAYBATCH_EVENTS="+s.cfg.Dir.EventsPath(s.rec.Job),
+		"SRAYBATCH_CLUSTER_DIR="+s.cfg.Dir.Path,
+		"SRAYBATCH_JOB="+s.rec.Job,
+		"SRAYBATCH_HEAD_JOB="+s.cfg.HeadJob,
+	)
+	path, err := lookPath(s.cfg.DriverArgv[0], envValue(env, "PATH"))
+	if err != nil {
+		return nil, fmt.Errorf("driver command: %w", err)
+	}
+	s.logf("driver: %s", strings.Join(s.cfg.DriverArgv, " "))
+	cmd := exec.Command(path, s.cfg.DriverArgv[1:]...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = s.cfg.Log, io.MultiWriter(s.cfg.Log, s.tail)
+	driver, err := s.procs.Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("start driver: %w", err)
+	}
+	return driver, nil
+}
+
+// driverResult records the driver's exit status and says how it exited.
+func (s *supervisor) driverResult(p Process) error {
+	code := p.ExitCode()
+	s.rec.ExitCode = &code
+	if code == 0 {
+		return fmt.Errorf("%s", cluster.ReasonDriverFinished)
+	}
+	return fmt.Errorf("driver failed: exit code %d: %s", code, s.tail.String())
+}

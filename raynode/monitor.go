@@ -1,0 +1,134 @@
+package raynode
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/gpu"
+)
+
+const (
+	membershipInterval = 2 * time.Second
+	// drainNotice is how long a draining node stays in Ray after saying so,
+	// for drivers to stop giving it work.
+	drainNotice = 5 * time.Second
+)
+
+// monitor waits for the end: Ray exiting, a cancel, a drain, the driver
+// exiting, or (workers and drivers) the head going away; react decides what
+// each means. The head also keeps the membership snapshot fresh.
+func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Ports, drain <-chan struct{}) error {
+	var driverDone <-chan struct{}
+	if driver != nil {
+		driverDone = driver.Done()
+	}
+	s.sampleGPUs()
+	lastSample := s.clock.Now()
+	var members *membershipTracker
+	if s.cfg.Role == cluster.RoleHead {
+		members = newMembershipTracker(s.cfg.Dir, s.dashboard(ports), s.clock)
+		members.refresh(ctx)
+	}
+	for {
+		var h happening
+		var why error
+		select {
+		case <-ctx.Done():
+			h, why = cancelled, context.Cause(ctx)
+		case <-node.Done():
+			h, why = rayExited, fmt.Errorf("ray exited (%v): %s", node.Err(), s.tail.String())
+		case <-driverDone:
+			h, why = driverExited, s.driverResult(driver)
+		case <-drain:
+			h = timeLimitWarning
+		case <-s.clock.After(membershipInterval):
+			if s.clock.Now().Sub(lastSample) >= cluster.GPUSampleInterval {
+				s.sampleGPUs()
+				lastSample = s.clock.Now()
+			}
+			if members != nil {
+				members.refresh(ctx)
+				continue
+			}
+			reason := s.headGone(ctx)
+			if reason == "" {
+				continue
+			}
+			h, why = headGone, fmt.Errorf("head job %s %s", s.cfg.HeadJob, reason)
+		}
+		st := s.state()
+		st.Interrupted = ctx.Err() != nil
+		r := react(h, st)
+		if h == timeLimitWarning {
+			s.timeLimitWarned(r)
+		}
+		switch {
+		case r.Continue:
+			continue
+		case r.Drain:
+			s.rec.Phase, s.rec.Reason = cluster.PhaseDraining, "time limit near"
+			s.save()
+			s.logf("draining: leaving Ray in %s", drainNotice)
+			select {
+			case <-s.clock.After(drainNotice):
+			case <-ctx.Done():
+			}
+			return endWith(r.Outcome, fmt.Errorf("%s", cluster.ReasonDrained))
+		}
+		if r.Outcome == cluster.OutcomeCancelled && ctx.Err() != nil {
+			why = context.Cause(ctx)
+		}
+		if why == nil {
+			why = fmt.Errorf("%s", r.Outcome)
+		}
+		return endWith(r.Outcome, why)
+	}
+}
+
+// state is what react needs to know of this node now.
+func (s *supervisor) state() nodeState {
+	st := nodeState{Role: s.cfg.Role, Joined: s.rec.Phase == cluster.PhaseRunning || s.rec.Phase == cluster.PhaseDraining}
+	if s.rec.ExitCode != nil {
+		st.DriverExitCode = *s.rec.ExitCode
+	}
+	return st
+}
+
+// timeLimitWarned records when SLURM's time-limit warning says the limit
+// falls, so status can warn and a driver can checkpoint.
+func (s *supervisor) timeLimitWarned(r reaction) {
+	limitAt := s.clock.Now().Add(time.Duration(s.spec.DrainBeforeS) * time.Second).UTC()
+	s.rec.TimeLimitAt = &limitAt
+	if r.Continue {
+		s.logf("time limit at about %s: checkpoint now", limitAt.Local().Format(time.TimeOnly))
+		s.save()
+	}
+}
+
+// sampleGPUs records the node's GPU use in its record, for `status --gpus`.
+func (s *supervisor) sampleGPUs() {
+	src, ok := s.cfg.GPUs.(gpu.InventorySource)
+	if !ok || s.rec.GPUs == 0 || s.noGPUUse {
+		return
+	}
+	inv, err := src.Inventory()
+	if err != nil {
+		s.logf("warning: GPU inventory: %v", err)
+		return
+	}
+	s.noGPUUse = inv.Source != "NVML" // the environment names GPUs but knows nothing of their use
+	samples := make([]cluster.GPUSample, 0, len(inv.GPUs))
+	for _, g := range inv.GPUs {
+		sample := cluster.GPUSample{ID: g.ID, Name: g.Name, Processes: len(g.Processes), UtilizationPct: g.UtilizationPct}
+		if g.MemoryTotal > 0 {
+			used, total := int64(g.MemoryUsed>>20), int64(g.MemoryTotal>>20)
+			sample.MemoryUsedMiB, sample.MemoryTotalMiB = &used, &total
+		}
+		samples = append(samples, sample)
+	}
+	now := s.clock.Now().UTC()
+	s.rec.GPUSamples, s.rec.GPUsSampled = samples, &now
+	s.save()
+}

@@ -1,0 +1,92 @@
+package raynode
+
+import (
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/proctree"
+)
+
+// Processes starts and stops what the supervisor runs: `ray start --block`
+// and a driver's command. Tests replace it so the supervisor's Run can be
+// driven without starting Ray.
+type Processes interface {
+	// Adopt makes processes orphaned below the supervisor its own children
+	// (a child subreaper), so Leftovers can find every one of them.
+	Adopt() error
+	// Start starts cmd in a process group of its own, ended with the
+	// supervisor.
+	Start(cmd *exec.Cmd) (Process, error)
+	// StopLeftovers stops every process still below the supervisor (SIGTERM,
+	// grace, SIGKILL) and returns how many it found; never another's.
+	StopLeftovers(grace time.Duration) int
+}
+
+// Process is one started process.
+type Process interface {
+	// Done is closed once the process has exited.
+	Done() <-chan struct{}
+	// Err is how it exited (exec.Cmd.Wait's error); valid after Done.
+	Err() error
+	// ExitCode is its exit status, -1 when killed by a signal; valid after Done.
+	ExitCode() int
+	// Stop sends SIGTERM (to its whole group when group is set) and, after
+	// stopGrace, SIGKILL to its group; it returns once the process is gone.
+	Stop(group bool)
+}
+
+// stopGrace + Ray's own drain must end well inside SLURM's KillWait (often
+// 30 s, 10 s on the dev cluster) after scancel's SIGTERM.
+const stopGrace = 5 * time.Second
+
+type systemProcesses struct{}
+
+func (systemProcesses) Adopt() error { return proctree.BecomeSubreaper() }
+
+func (systemProcesses) StopLeftovers(grace time.Duration) int { return proctree.KillTree(grace) }
+
+func (systemProcesses) Start(cmd *exec.Cmd) (Process, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// child is a process started by systemProcesses, waited for in the
+// background so its end can be selected on.
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func (c *child) Done() <-chan struct{} { return c.done }
+func (c *child) Err() error            { return c.err }
+func (c *child) ExitCode() int         { return c.cmd.ProcessState.ExitCode() }
+
+func (c *child) Stop(group bool) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	pid := c.cmd.Process.Pid
+	if group {
+		syscall.Kill(-pid, syscall.SIGTERM)
+	} else {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(stopGrace):
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-c.done
+	}
+}

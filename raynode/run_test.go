@@ -1,0 +1,298 @@
+package raynode
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/gpu"
+)
+
+// fakeClock is a Clock that moves only when the test advances it. calls
+// counts After calls, so the test can tell that the supervisor is waiting
+// again before it moves time on: no sleeps, no races with real time.
+type fakeClock struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	now     time.Time
+	calls   int
+	waiters []fakeTimer
+	closed  bool
+}
+
+type fakeTimer struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock(start time.Time) *fakeClock {
+	c := &fakeClock{now: start}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+	} else {
+		c.waiters = append(c.waiters, fakeTimer{at: c.now.Add(d), ch: ch})
+	}
+	c.calls++
+	c.cond.Broadcast()
+	return ch
+}
+
+// waitAfterCalls blocks until After has been called more than n times (the
+// supervisor waits again) and returns the count; -1 once the clock is closed.
+func (c *fakeClock) waitAfterCalls(n int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.calls <= n && !c.closed {
+		c.cond.Wait()
+	}
+	if c.calls <= n {
+		return -1
+	}
+	return c.calls
+}
+
+// close releases waitAfterCalls for good: the supervisor has returned.
+func (c *fakeClock) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.cond.Broadcast()
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if !w.at.After(c.now) {
+			w.ch <- c.now
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	c.waiters = kept
+}
+
+// fakeProcesses starts nothing: each Process lives until stopped.
+type fakeProcesses struct {
+	mu      sync.Mutex
+	started []*fakeProcess
+}
+
+type fakeProcess struct {
+	argv    []string
+	done    chan struct{}
+	once    sync.Once
+	stopped bool
+}
+
+func (p *fakeProcesses) Adopt() error                          { return nil }
+func (p *fakeProcesses) StopLeftovers(grace time.Duration) int { return 0 }
+
+func (p *fakeProcesses) Start(cmd *exec.Cmd) (Process, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fp := &fakeProcess{argv: cmd.Args, done: make(chan struct{})}
+	p.started = append(p.started, fp)
+	return fp, nil
+}
+
+func (p *fakeProcess) Done() <-chan struct{} { return p.done }
+func (p *fakeProcess) Err() error            { return nil }
+func (p *fakeProcess) ExitCode() int         { return 0 }
+func (p *fakeProcess) Stop(group bool) {
+	p.once.Do(func() { p.stopped = true; close(p.done) })
+}
+
+// runFixture is a cluster directory with a published head, ready for a
+// worker's supervisor.
+type runFixture struct {
+	dir   cluster.Dir
+	spec  cluster.Spec
+	clock *fakeClock
+	procs *fakeProcesses
+}
+
+func newRunFixture(t *testing.T) *runFixture {
+	t.Helper()
+	root := t.TempDir()
+	ray := filepath.Join(root, "ray")
+	if err := os.WriteFile(ray, []byte("#!/bin/sh\nexit 1\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	spec := cluster.Spec{Name: "exp1", ID: "id", Backend: cluster.BackendSlurm, Ray: ray, NodeIP: "127.0.0.1",
+		LogDir: filepath.Join(root, "logs"), DrainBeforeS: 120, Node: cluster.NodeSpec{GPUs: 1}}
+	dir, err := cluster.Store{Root: filepath.Join(root, "clusters")}.Create(spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	if err := dir.WriteHead(cluster.HeadInfo{Job: "7", Address: "127.0.0.1:20000", NodeIP: "127.0.0.1", Published: start}); err != nil {
+		t.Fatal(err)
+	}
+	return &runFixture{dir: dir, spec: spec, clock: newFakeClock(start), procs: &fakeProcesses{}}
+}
+
+// heartbeat writes the head's membership snapshot as a live head would:
+// this node alive, the heartbeat now.
+func (f *runFixture) heartbeat(t *testing.T, job string) time.Time {
+	t.Helper()
+	now := f.clock.Now()
+	m := cluster.MembershipSnapshot{Updated: now, Heartbeat: now, Nodes: map[string]*cluster.MemberNode{
+		job: {NodeID: "n-" + job, Alive: true, FirstSeen: now, LastSeen: now.Add(time.Millisecond)},
+	}}
+	if err := f.dir.WriteMembership(m); err != nil {
+		t.Fatal(err)
+	}
+	return now
+}
+
+func (f *runFixture) start(role cluster.Role, env map[string]string) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Run(context.Background(), Config{
+			Role: role, Dir: f.dir, Spec: f.spec, HeadJob: "7",
+			Getenv: func(k string) string { return env[k] }, Environ: []string{"PATH=/usr/bin:/bin"},
+			GPUs: gpu.Env{Getenv: func(k string) string { return env[k] }}, Log: io.Discard,
+			Clock: f.clock, Processes: f.procs,
+		})
+	}()
+	return errc
+}
+
+// TestRunWorkerHeadFrozen drives a worker's supervisor through its whole life
+// on the fake clock: it starts Ray, joins, keeps running while the head's
+// heartbeat is fresh, and ends with head_lost once the heartbeat stops (a
+// SIGSTOPped head), stopping its Ray and removing its temp dir.
+func TestRunWorkerHeadFrozen(t *testing.T) {
+	t.Parallel()
+	f := newRunFixture(t)
+	env := map[string]string{"SLURM_JOB_ID": "8", "SLURMD_NODENAME": "node2", "CUDA_VISIBLE_DEVICES": "0"}
+	f.heartbeat(t, "8")
+	errc := f.start(cluster.RoleWorker, env)
+
+	record := func() cluster.NodeRecord {
+		rec, _, err := f.dir.Node("8")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	// The pattern of every step below: the supervisor is waiting on the clock
+	// (calls); move time on; wait until it waits again.
+	calls := f.clock.waitAfterCalls(0)
+	// Starting: waitUp polls every 300 ms until the snapshot shows the node.
+	for record().Phase != cluster.PhaseRunning {
+		f.heartbeat(t, "8")
+		f.clock.advance(300 * time.Millisecond)
+		calls = f.clock.waitAfterCalls(calls)
+		if calls > 100 {
+			t.Fatalf("not running after %d waits: %+v", calls, record())
+		}
+	}
+	rec := record()
+	if rec.IP != "127.0.0.1" || rec.GPUs != 1 || rec.GPUIDs != "0" || rec.TempDir == "" {
+		t.Errorf("running record = %+v", rec)
+	}
+	if st, err := os.Stat(rec.TempDir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("temp dir %s: %v, %v; want a private directory", rec.TempDir, st, err)
+	}
+	if len(f.procs.started) != 1 || !strings.Contains(strings.Join(f.procs.started[0].argv, " "), "--temp-dir="+filepath.Join(rec.TempDir, "r")) {
+		t.Fatalf("started %d processes; want one ray start with Ray's temp dir inside the private one", len(f.procs.started))
+	}
+
+	// A live head: ten monitor ticks with a fresh heartbeat change nothing.
+	var lastBeat time.Time
+	for range 10 {
+		lastBeat = f.heartbeat(t, "8")
+		f.clock.advance(membershipInterval)
+		calls = f.clock.waitAfterCalls(calls)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("Run returned %v while the head was alive", err)
+	default:
+	}
+	if record().Phase != cluster.PhaseRunning {
+		t.Fatalf("record while the head is alive = %+v", record())
+	}
+
+	// The head freezes: no more heartbeats. The worker leaves once the
+	// silence passes headSilentAfter, and not before.
+	frozenAt := lastBeat
+	ended := make(chan error, 1)
+	go func() {
+		err := <-errc
+		f.clock.close()
+		ended <- err
+	}()
+	for calls >= 0 {
+		if f.clock.Now().Sub(frozenAt) > headSilentAfter+3*membershipInterval {
+			t.Fatalf("still running %s after the head froze", f.clock.Now().Sub(frozenAt))
+		}
+		f.clock.advance(membershipInterval)
+		calls = f.clock.waitAfterCalls(calls)
+	}
+	err := <-ended
+	if silent := f.clock.Now().Sub(frozenAt); silent <= headSilentAfter {
+		t.Errorf("left after %s of silence, before headSilentAfter (%s)", silent, headSilentAfter)
+	}
+	if err == nil || !strings.Contains(err.Error(), "unresponsive") {
+		t.Errorf("Run = %v, want the head's silence as the reason", err)
+	}
+	rec = record()
+	if rec.Phase != cluster.PhaseEnded || rec.Outcome != cluster.OutcomeHeadLost || !strings.Contains(rec.Reason, "head job 7 unresponsive") {
+		t.Errorf("final record = phase %s, outcome %s, reason %q; want ended, head_lost", rec.Phase, rec.Outcome, rec.Reason)
+	}
+	if !f.procs.started[0].stopped {
+		t.Error("ray start was not stopped")
+	}
+	if _, err := os.Stat(rec.TempDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temp dir %s left behind: %v", rec.TempDir, err)
+	}
+}
+
+// A head that ends before publishing its address ends a waiting worker with
+// join_failed, its job failing.
+func TestRunWorkerHeadEndsBeforePublishing(t *testing.T) {
+	t.Parallel()
+	f := newRunFixture(t)
+	if err := os.Remove(filepath.Join(f.dir.Path, "head.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.dir.WriteNode(cluster.NodeRecord{Job: "7", Role: cluster.RoleHead, Phase: cluster.PhaseFailed, Outcome: cluster.OutcomeSetupFailed, Reason: "--setup failed"}); err != nil {
+		t.Fatal(err)
+	}
+	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
+	err := <-errc
+	rec, _, _ := f.dir.Node("8")
+	if err == nil || rec.Phase != cluster.PhaseFailed || rec.Outcome != cluster.OutcomeJoinFailed || !strings.Contains(rec.Reason, "before publishing") {
+		t.Errorf("Run = %v, record %+v; want join_failed before publishing", err, rec)
+	}
+	if len(f.procs.started) != 0 {
+		t.Errorf("started %d processes without a head", len(f.procs.started))
+	}
+}

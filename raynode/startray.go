@@ -1,0 +1,149 @@
+package raynode
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+)
+
+const (
+	startTimeout = 3 * time.Minute
+	// rayDrainSeconds bounds Ray's own drain on SIGTERM (Ray's default: 30 s).
+	rayDrainSeconds = "2"
+	// workerGCSReconnect bounds how long a worker's raylet waits for a lost
+	// head's GCS before exiting (Ray's default is 60 s).
+	workerGCSReconnect = "20"
+	// leftoverGrace is what Ray's processes that outlive `ray start` get
+	// between SIGTERM and SIGKILL.
+	leftoverGrace = 3 * time.Second
+)
+
+// startNode starts this job's Ray node on a fresh block of ports and returns
+// once it serves; a port lost to a race between allocation and bind is
+// retried on another block (retryStart).
+func (s *supervisor) startNode(ctx context.Context, ray string, env []string, ip string, gpus int, tmp string, head cluster.HeadInfo) (Process, Ports, error) {
+	portRange := DefaultPortRange
+	if s.spec.PortRange != "" {
+		var err error
+		if portRange, err = ParsePortRange(s.spec.PortRange); err != nil {
+			return nil, Ports{}, err
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		ports, err := AllocatePorts(portRange, PortFree)
+		if err != nil {
+			return nil, ports, err
+		}
+		params := s.startParams(ip, gpus, ports, tmp, head)
+		node, err := s.startRay(ray, params, append(withoutKeys(env, "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT"), ports.Env(params.Head)...))
+		if err != nil {
+			return nil, ports, err
+		}
+		err = s.waitUp(ctx, node, ports)
+		if err == nil {
+			return node, ports, nil
+		}
+		s.stopRay(node)
+		if !retryStart(err, attempt, ctx.Err() != nil) {
+			return nil, ports, err
+		}
+		s.logf("ray start failed (%v); retrying with other ports (attempt %d of %d)", err, attempt+1, startAttempts)
+	}
+}
+
+func (s *supervisor) startRay(ray string, p StartParams, env []string) (Process, error) {
+	argv := p.Argv()
+	s.logf("%s %s", ray, strings.Join(argv, " "))
+	cmd := exec.Command(ray, argv...)
+	// CUDA numbers GPUs by PCI bus, like NVML and SLURM, not fastest-first.
+	cmd.Env = append(withoutKeys(env, "CUDA_DEVICE_ORDER"), "CUDA_DEVICE_ORDER=PCI_BUS_ID")
+	if envValue(env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S") == "" {
+		cmd.Env = append(cmd.Env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="+rayDrainSeconds)
+	}
+	if s.cfg.Role != cluster.RoleHead && envValue(env, "RAY_gcs_rpc_server_reconnect_timeout_s") == "" {
+		cmd.Env = append(cmd.Env, "RAY_gcs_rpc_server_reconnect_timeout_s="+workerGCSReconnect)
+	}
+	w := io.MultiWriter(s.cfg.Log, s.tail)
+	cmd.Stdout, cmd.Stderr = w, w
+	node, err := s.procs.Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", ray, err)
+	}
+	return node, nil
+}
+
+// waitUp returns once the node serves: the head when its GCS answers healthy
+// through the dashboard, a worker when the head's membership snapshot shows
+// it alive (a listening raylet may still fail to register).
+func (s *supervisor) waitUp(ctx context.Context, node Process, ports Ports) error {
+	deadline := s.clock.Now().Add(startTimeout)
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-node.Done():
+			return fmt.Errorf("%w (%v): %s", errExitedEarly, node.Err(), s.tail.String())
+		case <-s.clock.After(300 * time.Millisecond):
+		}
+		if s.clock.Now().After(deadline) {
+			err := fmt.Errorf("ray node not up within %s: %s", startTimeout, s.tail.String())
+			if s.cfg.Role != cluster.RoleHead {
+				return endWith(cluster.OutcomeJoinFailed, err)
+			}
+			return err
+		}
+		if s.cfg.Role == cluster.RoleHead {
+			if s.dashboard(ports).healthy(ctx) {
+				return nil
+			}
+			continue
+		}
+		if m, err := s.cfg.Dir.Membership(); err == nil {
+			if me := m.Nodes[s.rec.Job]; me != nil && me.Alive && me.LastSeen.After(s.rec.Started) {
+				return nil
+			}
+		}
+		// A head that is gone or frozen never lets this node join: give up
+		// rather than hold the GPUs until the start timeout.
+		if n%7 == 6 {
+			if reason := s.headGone(ctx); reason != "" {
+				return endWith(cluster.OutcomeJoinFailed, fmt.Errorf("head job %s %s while this node was joining", s.cfg.HeadJob, reason))
+			}
+		}
+	}
+}
+
+func (s *supervisor) dashboard(ports Ports) dashboardClient {
+	token, _ := os.ReadFile(s.cfg.Dir.TokenPath())
+	return dashboardClient{base: "http://127.0.0.1:" + strconv.Itoa(ports.Dashboard), token: strings.TrimSpace(string(token)), insecure: s.spec.Insecure}
+}
+
+func (s *supervisor) publishHead(ip string, ports Ports) error {
+	h := cluster.HeadInfo{
+		Job: s.rec.Job, Address: net.JoinHostPort(ip, strconv.Itoa(ports.GCS)), NodeIP: ip,
+		Dashboard: "http://127.0.0.1:" + strconv.Itoa(ports.Dashboard), SlurmNode: s.rec.SlurmNode,
+		RayVersion: s.rayVersion, Published: s.clock.Now().UTC(),
+	}
+	if err := s.cfg.Dir.WriteHead(h); err != nil {
+		return fmt.Errorf("publish head address: %w", err)
+	}
+	return nil
+}
+
+// stopRay stops the node's processes: SIGTERM to `ray start --block` (which
+// stops its children gracefully), then every process left below this
+// subreaper, wherever Ray put it. Never `ray stop`: it kills every Ray on the host.
+func (s *supervisor) stopRay(node Process) {
+	node.Stop(false) // `ray start --block` stops its own children on SIGTERM
+	if n := s.procs.StopLeftovers(leftoverGrace); n > 0 {
+		s.logf("stopped %d leftover Ray processes", n)
+	}
+}
