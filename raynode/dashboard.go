@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/oneline"
 )
 
 // dashboardClient talks to the head's dashboard on its localhost.
@@ -41,7 +42,7 @@ func (d dashboardClient) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, oneLine(string(body)))
+		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, oneline.Of(string(body)))
 	}
 	return body, nil
 }

@@ -12,7 +12,7 @@ import (
 // startDriver runs the user's driver next to this job's Ray node, so a bare
 // ray.init() finds a local raylet of the cluster.
 func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (Process, error) {
-	env = withoutKeys(env, "RAY_ADDRESS", "PYTHONPATH", "SRAYBATCH_EVENTS", "SRAYBATCH_CLUSTER_DIR", "SRAYBATCH_JOB", "SRAYBATCH_HEAD_JOB")
+	env = withoutKeys(env, "RAY_ADDRESS", "PYTHONPATH", cluster.EnvEvents, cluster.EnvClusterDir, cluster.EnvJob, cluster.EnvHeadJob)
 	pythonPath := s.cfg.Dir.PythonPath()
 	if p := envValue(s.cfg.Environ, "PYTHONPATH"); p != "" {
 		pythonPath += ":" + p
@@ -21,10 +21,10 @@ func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (Process, 
 		"RAY_ADDRESS="+head.Address,
 		"PYTHONPATH="+pythonPath,
 		"PYTHONUNBUFFERED=1",
-		"SRAYBATCH_EVENTS="+s.cfg.Dir.EventsPath(s.rec.Job),
-		"SRAYBATCH_CLUSTER_DIR="+s.cfg.Dir.Path,
-		"SRAYBATCH_JOB="+s.rec.Job,
-		"SRAYBATCH_HEAD_JOB="+s.cfg.HeadJob,
+		cluster.EnvEvents+"="+s.cfg.Dir.EventsPath(s.rec.Job),
+		cluster.EnvClusterDir+"="+s.cfg.Dir.Path,
+		cluster.EnvJob+"="+s.rec.Job,
+		cluster.EnvHeadJob+"="+s.cfg.HeadJob,
 	)
 	path, err := lookPath(s.cfg.DriverArgv[0], envValue(env, "PATH"))
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/sraybatch/sraybatch/internal/oneline"
 )
 
 // setup runs the user's --setup lines once in bash and returns the environment
@@ -46,7 +48,7 @@ func (s *supervisor) checkRayVersion(ctx context.Context, ray string, env []stri
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("`%s --version` failed (%v): %s", ray, err, oneLine(string(out)))
+		return fmt.Errorf("`%s --version` failed (%v): %s", ray, err, oneline.Of(string(out)))
 	}
 	v, err := ParseRayVersion(string(out))
 	if err != nil {

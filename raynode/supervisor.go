@@ -19,6 +19,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
+	"github.com/sraybatch/sraybatch/internal/oneline"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
@@ -160,7 +161,7 @@ func (s *supervisor) finish(err error) bool {
 	case cluster.OutcomeDrainedTimeLimit:
 		s.rec.Reason = cluster.ReasonDrained
 	default:
-		s.rec.Reason = oneLine(err.Error())
+		s.rec.Reason = oneline.Of(err.Error())
 	}
 	s.logf("%s (%s): %s", s.rec.Phase, s.rec.Outcome, s.rec.Reason)
 	s.save()

@@ -3,11 +3,9 @@ package raynode
 import (
 	"strings"
 	"sync"
-)
 
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
+	"github.com/sraybatch/sraybatch/internal/oneline"
+)
 
 // tailBuffer keeps the last lines written to it, for error reasons.
 type tailBuffer struct {
@@ -46,5 +44,5 @@ func (t *tailBuffer) String() string {
 	if len(lines) > 5 {
 		lines = lines[len(lines)-5:]
 	}
-	return oneLine(strings.Join(lines, " | "))
+	return oneline.Of(strings.Join(lines, " | "))
 }

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/sraybatch/sraybatch/internal/oneline"
 )
 
 // Runner executes one program given as an argv slice (never a shell string),
@@ -94,7 +96,7 @@ func (e *CmdError) Error() string {
 	if len(e.Args) > 0 {
 		prog = filepath.Base(e.Args[0])
 	}
-	if msg := oneLine(e.Stderr); msg != "" {
+	if msg := oneline.Of(e.Stderr); msg != "" {
 		return prog + " failed: " + msg
 	}
 	if e.Err == nil {
@@ -104,15 +106,3 @@ func (e *CmdError) Error() string {
 }
 
 func (e *CmdError) Unwrap() error { return e.Err }
-
-// oneLine joins the non-blank lines of s with "; " so that multi-line SLURM
-// errors stay readable inside a one-line wrapped error.
-func oneLine(s string) string {
-	var lines []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	return strings.Join(lines, "; ")
-}

@@ -42,12 +42,6 @@ type Script struct {
 	DrainBefore int
 }
 
-// JobName is the SLURM job name of a role in a cluster; status finds a
-// cluster's jobs by these names.
-func JobName(clusterName string, role cluster.Role) string {
-	return "sray-" + clusterName + "-" + string(role)
-}
-
 var (
 	jobIDPattern = regexp.MustCompile(`^[0-9]+$`)
 	// Values of structured #SBATCH options: SLURM never needs whitespace or
@@ -131,19 +125,11 @@ func Render(s Script) ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	output := s.LogDir + "/" + JobName(s.Cluster, s.Role) + "-%j.out"
-	if s.Tasks > 0 {
-		output = s.LogDir + "/" + JobName(s.Cluster, s.Role) + "-%A_%a.out"
-	}
-	auth := "token"
-	if s.Insecure {
-		auth = "disabled"
-	}
 	data := struct {
 		Script
 		JobName, Output, AuthMode string
 		LastTask                  int
-	}{s, JobName(s.Cluster, s.Role), output, auth, s.Tasks - 1}
+	}{s, cluster.JobName(s.Cluster, s.Role), cluster.JobLogPattern(s.LogDir, s.Cluster, s.Role, s.Tasks > 0), cluster.AuthMode(s.Insecure), s.Tasks - 1}
 	var buf bytes.Buffer
 	if err := tmpl.Execute(&buf, data); err != nil {
 		return nil, fmt.Errorf("render %s script: %w", s.Role, err)

@@ -15,7 +15,6 @@ import (
 	"github.com/sraybatch/sraybatch/internal/backend"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
-	"github.com/sraybatch/sraybatch/templates"
 	"github.com/sraybatch/sraybatch/trainloop"
 )
 
@@ -130,9 +129,9 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (
 // cluster's job names, so its cost does not grow with other users' jobs.
 func (a *app) clusterJobs(ctx context.Context, spec cluster.Spec) (map[string]scheduler.Job, error) {
 	names := []string{
-		templates.JobName(spec.Name, cluster.RoleHead),
-		templates.JobName(spec.Name, cluster.RoleWorker),
-		templates.JobName(spec.Name, cluster.RoleDriver),
+		cluster.JobName(spec.Name, cluster.RoleHead),
+		cluster.JobName(spec.Name, cluster.RoleWorker),
+		cluster.JobName(spec.Name, cluster.RoleDriver),
 	}
 	jobs, err := a.jobs(ctx, a.sched(spec), scheduler.Query{User: spec.User, Names: names})
 	if err != nil {
@@ -152,7 +151,7 @@ const pingAfter = 150 * time.Millisecond
 // jobs runs one squeue bounded by squeueTimeout, and fails at once when
 // squeue is slow and the controller does not answer a ping.
 func (a *app) jobs(ctx context.Context, sched scheduler.Scheduler, q scheduler.Query) ([]scheduler.Job, error) {
-	ctx, cancel := context.WithTimeout(ctx, squeueTimeout)
+	bounded, cancel := context.WithTimeout(ctx, squeueTimeout)
 	defer cancel()
 	type answer struct {
 		jobs []scheduler.Job
@@ -160,23 +159,33 @@ func (a *app) jobs(ctx context.Context, sched scheduler.Scheduler, q scheduler.Q
 	}
 	done := make(chan answer, 1)
 	go func() {
-		jobs, err := sched.Jobs(ctx, q)
+		jobs, err := sched.Jobs(bounded, q)
 		done <- answer{jobs, err}
 	}()
 	select {
 	case got := <-done:
-		return got.jobs, a.slurmError(ctx, got.err)
+		return got.jobs, slurmError(ctx, bounded, got.err)
 	case <-time.After(pingAfter):
 	}
-	if err := sched.Ping(ctx); err != nil {
+	if err := sched.Ping(bounded); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("the SLURM controller does not answer (%v)", err)
 	}
 	got := <-done
-	return got.jobs, a.slurmError(ctx, got.err)
+	return got.jobs, slurmError(ctx, bounded, got.err)
 }
 
-func (a *app) slurmError(ctx context.Context, err error) error {
-	if err != nil && ctx.Err() != nil {
+// slurmError names why a bounded SLURM call failed: the caller's context
+// ended (Ctrl+C: its own error, not SLURM's fault), or the bound ran out.
+func slurmError(ctx, bounded context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case bounded.Err() != nil:
 		return fmt.Errorf("SLURM did not answer within %s (controller down?)", squeueTimeout)
 	}
 	return err
@@ -242,7 +251,7 @@ func headJob(subs []cluster.Submission) (string, bool) {
 
 // jobLog is the SLURM output file of a job key.
 func jobLog(spec cluster.Spec, role cluster.Role, key string) string {
-	return filepath.Join(spec.LogDir, templates.JobName(spec.Name, role)+"-"+key+".out")
+	return filepath.Join(spec.LogDir, cluster.JobName(spec.Name, role)+"-"+key+".out")
 }
 
 // logTail returns the last lines of a job's output, for error messages.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -53,6 +54,18 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 	if err != nil {
 		return err
 	}
+	// What status shows before the cluster is marked down (which turns every
+	// job into `ended`): the jobs this down ends are its rows still live.
+	before, err := a.observe(ctx, dir, spec)
+	if err != nil {
+		return err
+	}
+	ending := 0
+	for _, js := range before.Jobs {
+		if live(js) {
+			ending++
+		}
+	}
 	subs, err := dir.Submissions()
 	if err != nil {
 		return err
@@ -68,8 +81,10 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 			others = append(others, s.JobID)
 		}
 	}
-	// Workers first: a worker that sees its head vanish first would record a
-	// failure instead of an orderly end.
+	// Every submission, ended ones too (scancel ignores those): with SLURM
+	// unreachable above, status's view may be stale. Workers first: a worker
+	// that sees its head vanish first would record a failure instead of an
+	// orderly end.
 	for _, ids := range [][]string{others, heads} {
 		if len(ids) == 0 {
 			continue
@@ -78,8 +93,8 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 			return fmt.Errorf("cancel jobs %v: %w", ids, err)
 		}
 	}
-	fmt.Fprintf(io.ErrOut, "cluster %s: cancelled %d jobs; waiting for them to end\n", spec.Name, len(subs))
-	err = poll(ctx, o.Timeout, func(last bool) (bool, error) {
+	fmt.Fprintf(io.ErrOut, "cluster %s: cancelled %d jobs; waiting for them to end\n", spec.Name, ending)
+	err = poll(ctx, time.Now().Add(o.Timeout), func(last bool) (bool, error) {
 		jobs, err := a.clusterJobs(ctx, spec)
 		if err != nil {
 			return false, err
@@ -98,6 +113,9 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 		}
 		return false, nil
 	})
+	if errors.Is(err, context.Canceled) {
+		return interruptedError{fmt.Errorf("interrupted: the jobs of cluster %s are cancelled and may still be ending; see `sraybatch status -c %s`", spec.Name, spec.Name)}
+	}
 	if err != nil {
 		return err
 	}

@@ -79,21 +79,23 @@ func runGpus(io IOStreams, o gpusOptions) error {
 var gpuColumns = table.Row{"INDEX", "UUID", "MODEL", "USED MIB", "TOTAL MIB", "UTIL %", "PROCESSES"}
 
 func gpuRow(g gpu.Info) table.Row {
-	index, used, total, util := "-", "-", "-", "-"
-	if g.Index >= 0 {
-		index = strconv.Itoa(g.Index)
-	}
+	used, total := "-", "-"
 	if g.MemoryTotal > 0 { // zero when NVML could not tell
 		used, total = strconv.FormatUint(g.MemoryUsed>>20, 10), strconv.FormatUint(g.MemoryTotal>>20, 10)
-	}
-	if g.UtilizationPct >= 0 {
-		util = strconv.Itoa(g.UtilizationPct)
 	}
 	procs := make([]string, len(g.Processes))
 	for i, p := range g.Processes {
 		procs[i] = fmt.Sprintf("%d (%d MiB)", p.PID, p.UsedMemory>>20)
 	}
-	return table.Row{index, dash(g.UUID), dash(g.Name), used, total, util, dash(strings.Join(procs, ", "))}
+	return table.Row{orDash(g.Index), dash(g.UUID), dash(g.Name), used, total, orDash(g.UtilizationPct), dash(strings.Join(procs, ", "))}
+}
+
+// orDash shows an unknown (nil) number as "-".
+func orDash(v *int) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.Itoa(*v)
 }
 
 // printGPUs is a pure function of the inventory: a styled table for

@@ -92,7 +92,7 @@ func TestGpusJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("%v in\n%s", err, out)
 	}
-	if len(got.GPUs) != 1 || got.Source != "NVML" || got.GPUs[0].Index != 5 || got.GPUs[0].MemoryUsed != 30<<30 ||
+	if len(got.GPUs) != 1 || got.Source != "NVML" || got.GPUs[0].Index == nil || *got.GPUs[0].Index != 5 || got.GPUs[0].MemoryUsed != 30<<30 ||
 		len(got.GPUs[0].Processes) != 1 || got.GPUs[0].Processes[0].PID != 4242 {
 		t.Errorf("json = %s", out)
 	}
@@ -137,5 +137,47 @@ func TestGpusUsage(t *testing.T) {
 	out.Reset()
 	if code := run(context.Background(), streams, []string{"gpus", "--help"}); code != exitOK || !strings.Contains(out.String(), "Usage: sraybatch gpus") {
 		t.Errorf("gpus --help: exit %d, stdout %q", code, out.String())
+	}
+}
+
+// Unknown numbers are JSON null and "-" in tables: -1 would read as a value,
+// and an idle GPU's 0 % must stay 0.
+func TestGpusUnknownIsNull(t *testing.T) {
+	s := mockGPUs()
+	s.Devices[2].(*server.Device).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+		return nvml.Utilization{}, nvml.ERROR_NOT_SUPPORTED // MIG mode on
+	}
+	out, _, err := runGpusTest(t, false, gpusOpts(s, "json", "CUDA_VISIBLE_DEVICES", "0,2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		GPUs []map[string]any `json:"gpus"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.GPUs) != 2 {
+		t.Fatalf("json = %s (%v), want 2 GPUs", out, err)
+	}
+	if util, ok := doc.GPUs[0]["utilization_pct"]; !ok || util != 0.0 || doc.GPUs[0]["index"] != 0.0 {
+		t.Errorf("GPU 0: index %v, utilization_pct %v; want 0 and 0", doc.GPUs[0]["index"], util)
+	}
+	if util, ok := doc.GPUs[1]["utilization_pct"]; !ok || util != nil {
+		t.Errorf("GPU 2 without utilization: utilization_pct = %v, want null", util)
+	}
+
+	tsv, _, err := runGpusTest(t, false, gpusOpts(s, "tsv", "CUDA_VISIBLE_DEVICES", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "2\tGPU-00000000-0000-0000-0000-000000000002\tNVIDIA H100 80GB HBM3\t0\t81920\t-\t-\n"; !strings.HasSuffix(tsv, want) {
+		t.Errorf("tsv = %q, want the row %q", tsv, want)
+	}
+
+	s.InitFunc = func() nvml.Return { return nvml.ERROR_LIBRARY_NOT_FOUND }
+	out, _, err = runGpusTest(t, false, gpusOpts(s, "json", "SLURM_JOB_GPUS", "4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"index": null`) || !strings.Contains(out, `"utilization_pct": null`) || strings.Contains(out, "-1") {
+		t.Errorf("without NVML, json = %s; want index and utilization_pct null", out)
 	}
 }

@@ -14,7 +14,8 @@ const growUsage = `Usage: sraybatch grow [--cluster NAME] [-n K] [flags]
 
 Add K worker jobs to a cluster with one sbatch call (a job array when K > 1).
 Each worker is one Ray node advertising all GPUs of its job. A worker's time
-limit is capped at the head's time left.
+limit is capped at the head's time left. Ctrl+C during --wait stops the
+waiting, not the workers (exit 130).
 
 Examples:
   sraybatch grow --cluster exp1 -n 2 --wait
@@ -90,7 +91,7 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	if !o.Wait.Wait {
 		return nil
 	}
-	return waitForJobs(ctx, io, a, dir, spec, keys, o.Wait.Timeout)
+	return waitForJobs(ctx, io, a, dir, spec, keys, newBudget(o.Wait.Timeout))
 }
 
 // fillCount is how many one-node workers of the cluster's shape fit on the

@@ -83,7 +83,7 @@ func localSpec(spec *cluster.Spec) {
 func (a *app) foreground(ctx context.Context, io IOStreams, dir cluster.Dir, spec cluster.Spec, head string, timeout time.Duration) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if err := waitForHead(ctx, io, a, dir, spec, timeout); err != nil {
+	if err := waitForHead(ctx, io, a, dir, spec, newBudget(timeout)); err != nil {
 		if ctx.Err() != nil {
 			err = nil // interrupted: taking the cluster down is what was asked
 		}

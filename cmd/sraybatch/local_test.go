@@ -23,7 +23,7 @@ func fakeGPUs(n int) func() (gpu.Inventory, error) {
 		inv := gpu.Inventory{Source: "NVML", GPUs: []gpu.Info{}}
 		for i := 0; i < n; i++ {
 			id := fmt.Sprintf("GPU-test-%d", i)
-			inv.GPUs = append(inv.GPUs, gpu.Info{ID: id, UUID: id, Index: i, UtilizationPct: -1, Processes: []gpu.Process{}})
+			inv.GPUs = append(inv.GPUs, gpu.Info{ID: id, UUID: id, Index: new(i), Processes: []gpu.Process{}})
 		}
 		return inv, nil
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -22,19 +23,25 @@ const (
 	exitFailure = 1 // SLURM, Ray or a job failed
 	exitUsage   = 2 // bad flags or input; nothing was changed
 	exitTimeout = 3 // --wait gave up before the cluster was ready
+	// exitInterrupted is the shell's 128+SIGINT, so scripts see a Ctrl+C as one.
+	exitInterrupted = 130
 )
 
 const exitCodesHelp = `Exit status:
-  0  success
-  1  failure: SLURM refused, a job failed, or Ray did not come up
-  2  bad flags or input (nothing was changed)
-  3  --wait timed out (the jobs keep running; see sraybatch status)`
+  0    success
+  1    failure: SLURM refused, a job failed, or Ray did not come up
+  2    bad flags or input (nothing was changed)
+  3    --wait timed out (the jobs keep running; see sraybatch status)
+  130  interrupted by Ctrl+C (submitted jobs keep running; see sraybatch status)`
 
 // IOStreams are the command's streams: results on Out, progress and errors on ErrOut.
 type IOStreams struct {
 	Out, ErrOut io.Writer
 	// OutIsTTY selects a styled table over plain TSV.
 	OutIsTTY bool
+	// Color allows ANSI colours on Out: a terminal, and the user did not opt
+	// out (NO_COLOR, TERM=dumb). Decided once, in main.
+	Color bool
 }
 
 // usageError is bad input: exit 2 and a hint to --help.
@@ -50,6 +57,27 @@ type timeoutError struct{ err error }
 
 func (e timeoutError) Error() string { return e.err.Error() }
 func (e timeoutError) Unwrap() error { return e.err }
+
+// interruptedError is a command that Ctrl+C ended; its message says what
+// keeps running.
+type interruptedError struct{ err error }
+
+func (e interruptedError) Error() string { return e.err.Error() }
+func (e interruptedError) Unwrap() error { return e.err }
+
+// interrupted classifies the error of a command whose context was cancelled
+// (main cancels it on SIGINT): a wait that says what keeps running already
+// is an interruptedError; any other error is marked as one.
+func interrupted(err error) error {
+	var ie interruptedError
+	switch {
+	case errors.As(err, &ie):
+		return err
+	case errors.Is(err, context.Canceled):
+		return interruptedError{errors.New("interrupted")}
+	}
+	return interruptedError{fmt.Errorf("interrupted: %w", err)}
+}
 
 type command struct {
 	name, summary string
@@ -77,7 +105,8 @@ func commands() []command {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	streams := IOStreams{Out: os.Stdout, ErrOut: os.Stderr, OutIsTTY: isTerminal(os.Stdout)}
+	tty := isTerminal(os.Stdout)
+	streams := IOStreams{Out: os.Stdout, ErrOut: os.Stderr, OutIsTTY: tty, Color: useColor(tty, os.Getenv)}
 	os.Exit(run(ctx, streams, os.Args[1:]))
 }
 
@@ -90,6 +119,9 @@ func run(ctx context.Context, io IOStreams, args []string) int {
 	for _, c := range commands() {
 		if c.name == args[0] {
 			err := c.run(ctx, io, args[1:])
+			if err != nil && ctx.Err() != nil {
+				err = interrupted(err)
+			}
 			return exitCode(io, c.name, err)
 		}
 	}
@@ -104,6 +136,7 @@ func exitCode(io IOStreams, name string, err error) int {
 	msg := strings.Join(strings.Fields(err.Error()), " ")
 	var ue usageError
 	var te timeoutError
+	var ie interruptedError
 	switch {
 	case errors.As(err, &ue):
 		fmt.Fprintf(io.ErrOut, "sraybatch %s: %s\n", name, msg)
@@ -111,6 +144,9 @@ func exitCode(io IOStreams, name string, err error) int {
 	case errors.As(err, &te):
 		fmt.Fprintf(io.ErrOut, "sraybatch %s: %s\n", name, msg)
 		return exitTimeout
+	case errors.As(err, &ie):
+		fmt.Fprintf(io.ErrOut, "sraybatch %s: %s\n", name, msg)
+		return exitInterrupted
 	default:
 		fmt.Fprintf(io.ErrOut, "sraybatch %s: %s\n", name, msg)
 		return exitFailure
@@ -176,7 +212,12 @@ func parseFlagsOnly(fs *pflag.FlagSet, args []string) error {
 	return nil
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// isTerminal asks the terminal driver (TCGETS): /dev/null is a character
+// device too, and must get TSV like any other non-terminal.
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// useColor decides whether a terminal gets ANSI colours: not when NO_COLOR is
+// set to anything (https://no-color.org), nor on a dumb terminal.
+func useColor(tty bool, getenv func(string) string) bool {
+	return tty && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
 }

@@ -19,7 +19,8 @@ const statusUsage = `Usage: sraybatch status [--cluster NAME | --all] [--output 
 
 Show a cluster: one line for the cluster, one row per job merging its SLURM
 state with its Ray membership (waiting, joined, draining, lost, failed, ended).
-A styled table on a terminal, TSV when piped; --output json for scripts.
+A styled table on a terminal (coloured unless NO_COLOR is set), TSV when
+piped; --output json for scripts.
 
 Examples:
   sraybatch status --cluster exp1
@@ -110,7 +111,7 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 			if i > 0 {
 				fmt.Fprintln(io.Out)
 			}
-			printStatusTable(io.Out, st, io.OutIsTTY)
+			printStatusTable(io.Out, st, io.Color)
 			if o.GPUs {
 				printClusterGPUs(io.Out, st, true)
 			}
@@ -153,7 +154,8 @@ func clusterLine(c cluster.ClusterStatus) string {
 	return strings.Join(parts, "  ")
 }
 
-// printStatusTable is a pure function of the status; color only on a terminal.
+// printStatusTable is a pure function of the status; color only when
+// IOStreams.Color allows it (a terminal, no NO_COLOR).
 func printStatusTable(w io.Writer, st cluster.Status, color bool) {
 	fmt.Fprintln(w, clusterLine(st.Cluster))
 	t := table.NewWriter()

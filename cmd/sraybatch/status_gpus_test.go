@@ -15,7 +15,7 @@ func TestPrintClusterGPUs(t *testing.T) {
 	st := cluster.Status{Jobs: []cluster.JobStatus{
 		{JobID: "7_0", Node: "gpu01", GPUs: 2, Ray: cluster.Joined, GPUsSampledAgeS: i64(12), GPUSamples: []cluster.GPUSample{
 			{ID: "GPU-1234567890ab", Name: "NVIDIA H100 80GB HBM3", MemoryUsedMiB: i64(40960), MemoryTotalMiB: i64(81920), UtilizationPct: pct(97), Processes: 1},
-			{ID: "GPU-abcdef", Name: "NVIDIA H100 80GB HBM3", },
+			{ID: "GPU-abcdef", Name: "NVIDIA H100 80GB HBM3"},
 		}},
 		{JobID: "8", Node: "gpu02", GPUs: 1, Ray: cluster.Joined},
 		{JobID: "9", Node: "gpu03", GPUs: 1, Ray: cluster.Lost, GPUsSampledAgeS: i64(40), GPUSamples: []cluster.GPUSample{{ID: "GPU-gone"}}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +228,31 @@ func TestStatusBadOutput(t *testing.T) {
 	var ue usageError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), `invalid --output "yaml"`) {
 		t.Errorf("runStatus -o yaml = %v, want a usage error", err)
+	}
+}
+
+// NO_COLOR keeps the styled table but drops the colours: they are decided
+// once (IOStreams.Color), not by whether Out is a terminal.
+func TestStatusTableColor(t *testing.T) {
+	t.Parallel()
+	for _, color := range []bool{false, true} {
+		f := newUFixture(t)
+		spec := runningCluster(t, f)
+		expectRunningJobs(f, spec)
+		var s uStreams
+		io := s.io(true)
+		io.Color = color
+		if err := runStatus(context.Background(), io, f.app, statusOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out := s.out.String()
+		if !strings.Contains(out, "│") {
+			t.Errorf("color %v: not the styled table:\n%s", color, out)
+		}
+		// go-pretty itself also drops colours under NO_COLOR or TERM=dumb.
+		goPrettyColors := os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+		if has := strings.Contains(out, "\x1b["); has != (color && goPrettyColors) {
+			t.Errorf("color %v: ANSI escapes in the table: %v\n%q", color, has, out)
+		}
 	}
 }

@@ -24,6 +24,10 @@ of every joined node, scaling as the cluster grows and surviving nodes leaving.
 Your own driver can import sraybatch_trainloop (on its PYTHONPATH) for the same
 elastic pool and events.
 
+With --follow it exits 0 only when the driver completed (its command exited
+0), and 1 when it failed, was cancelled, hit its time limit or lost its head.
+Ctrl+C stops following, not the driver (exit 130).
+
 Examples:
   sraybatch train --cluster exp1
   sraybatch train --cluster exp1 --steps 100 --follow
@@ -47,7 +51,7 @@ func runTrainCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.Float64Var(&o.StepSeconds, "step-seconds", 1, "demo: seconds of work per step")
 	fs.Float64Var(&o.GPUsPerActor, "gpus-per-actor", -1, "demo: GPUs per actor (default 1, or 0 on a CPU-only cluster)")
 	fs.IntVar(&o.CPUs, "cpus", 1, "CPUs of the driver job")
-	fs.BoolVarP(&o.Follow, "follow", "f", false, "stream the driver's output until it ends (exit 1 if it fails)")
+	fs.BoolVarP(&o.Follow, "follow", "f", false, "stream the driver's output until it ends (exit 1 unless it completed)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -107,39 +111,101 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	return followDriver(ctx, io, a, dir, spec, jobID)
 }
 
+// settleFor is how long followDriver waits, after the driver's supervisor
+// recorded its end, for SLURM to end the job too: SLURM's final state is more
+// specific (a time limit reaches the supervisor as a plain SIGTERM).
+const settleFor = 10 * time.Second
+
 // followDriver streams the driver job's log until the job has ended, and
-// fails with the driver's exit code when it did.
+// fails unless the driver completed. It decides from the job's status, the
+// supervisor's record merged with one bounded squeue per poll.
 func followDriver(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, job string) error {
 	path := jobLog(spec, cluster.RoleDriver, job)
 	var offset int64
+	var endSeen time.Time
 	for {
 		offset = copyFrom(path, offset, io.Out)
-		rec, ok, err := dir.Node(job)
+		st, err := a.observe(ctx, dir, spec)
 		if err != nil {
 			return err
 		}
-		ended := ok && rec.Final()
-		if !ended {
-			jobs, err := a.sched(spec).Jobs(ctx, scheduler.Query{JobIDs: []string{job}})
-			ended = err == nil && (len(jobs) == 0 || !jobs[0].State.Active())
+		js := findJob(st, job)
+		if js == nil {
+			return fmt.Errorf("cluster %s has no driver job %s recorded", spec.Name, job)
 		}
-		if ended {
-			time.Sleep(pollInterval) // let the last lines reach the shared filesystem
+		if js.Outcome != "" && endSeen.IsZero() {
+			endSeen = time.Now()
+		}
+		if driverOver(*js, !endSeen.IsZero() && time.Since(endSeen) >= settleFor) {
+			// Let the last lines reach the shared filesystem.
+			select {
+			case <-ctx.Done():
+			case <-time.After(pollInterval):
+			}
 			copyFrom(path, offset, io.Out)
-			if rec.ExitCode != nil && *rec.ExitCode != 0 {
-				return fmt.Errorf("driver job %s: its command exited with code %d (log %s)", job, *rec.ExitCode, path)
-			}
-			if rec.Phase == cluster.PhaseFailed {
-				return fmt.Errorf("driver job %s failed: %s (log %s)", job, rec.Reason, path)
-			}
-			return nil
+			return driverResult(*js, path)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return interruptedError{fmt.Errorf("interrupted: driver job %s keeps running (its log: %s); see `sraybatch status -c %s`, or `sraybatch down -c %s`",
+				job, path, spec.Name, spec.Name)}
 		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// driverOver reports whether following may stop: SLURM has ended the job
+// (or forgotten it), or its supervisor recorded an outcome and SLURM cannot
+// tell more: it does not answer, or settled says the record is old enough.
+// Ray membership alone never ends it: with the head gone, a running driver
+// shows as lost until its supervisor notices.
+func driverOver(js cluster.JobStatus, settled bool) bool {
+	slurmEnded := js.SlurmState != "" && !scheduler.JobState(js.SlurmState).Active()
+	if js.Outcome == "" {
+		return slurmEnded
+	}
+	return slurmEnded || js.SlurmState == "" || settled
+}
+
+// driverResult is nil when the driver of an ended job completed, else one
+// line naming how it ended.
+func driverResult(js cluster.JobStatus, log string) error {
+	failed := js.Outcome == cluster.OutcomeFailed || js.Outcome == ""
+	switch {
+	case js.Outcome == cluster.OutcomeCompleted:
+		return nil
+	case failed && js.ExitCode != nil && *js.ExitCode != 0:
+		// A cancelled driver's command may exit non-zero too; the outcome says more.
+		return fmt.Errorf("driver job %s: its command exited with code %d (log %s)", js.JobID, *js.ExitCode, log)
+	case js.Outcome == "":
+		return fmt.Errorf("driver job %s ended without recording how (SLURM: %s): see its log %s", js.JobID, dash(js.SlurmState), log)
+	}
+	return fmt.Errorf("driver job %s %s: %s (log %s)", js.JobID, outcomeWords(js.Outcome), orNone(js.Reason), log)
+}
+
+// outcomeWords says how a job ended, after "driver job 161".
+func outcomeWords(o cluster.Outcome) string {
+	switch o {
+	case cluster.OutcomeTimeLimit:
+		return "hit its time limit"
+	case cluster.OutcomeNodeFail:
+		return "lost its node"
+	case cluster.OutcomePreempted:
+		return "was preempted"
+	case cluster.OutcomeOutOfMemory:
+		return "ran out of memory"
+	case cluster.OutcomeHeadLost:
+		return "lost its head"
+	case cluster.OutcomeSetupFailed:
+		return "failed in --setup"
+	case cluster.OutcomeJoinFailed:
+		return "could not join the cluster"
+	case cluster.OutcomeRayExited:
+		return "lost its Ray node"
+	case cluster.OutcomeDrainedIdle, cluster.OutcomeDrainedTimeLimit:
+		return "was drained"
+	}
+	return string(o) // completed, failed, cancelled
 }
 
 // copyFrom copies what path holds beyond offset and returns the new offset.

@@ -14,7 +14,6 @@ import (
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
-	"github.com/sraybatch/sraybatch/templates"
 )
 
 // uProgs are fixed program names, so no SRAYBATCH_SBATCH etc. in the
@@ -94,9 +93,9 @@ func (f *uFixture) expectHeadLookup(head string, lines ...string) {
 // clusterSqueue is status's squeue for a cluster's jobs.
 func clusterSqueue(spec cluster.Spec) []string {
 	names := []string{
-		templates.JobName(spec.Name, cluster.RoleHead),
-		templates.JobName(spec.Name, cluster.RoleWorker),
-		templates.JobName(spec.Name, cluster.RoleDriver),
+		cluster.JobName(spec.Name, cluster.RoleHead),
+		cluster.JobName(spec.Name, cluster.RoleWorker),
+		cluster.JobName(spec.Name, cluster.RoleDriver),
 	}
 	return []string{uProgs.Squeue, "-h", "-r", "--states=all", "-o", uSqueueFormat, "-u", spec.User, "-n", strings.Join(names, ",")}
 }

@@ -21,7 +21,10 @@ import (
 const upUsage = `Usage: sraybatch up --name NAME [flags]
 
 Start a cluster: submit the Ray head job (GPU 0 of its allocation carries the
-head), and with --workers K, K worker jobs that join it.
+head), and with --workers K, K worker jobs that join it. With --wait it
+returns once the whole cluster is up: the head healthy, then all K workers
+joined Ray, within one --timeout. Ctrl+C stops the waiting, not the cluster
+(exit 130); only with --foreground does Ctrl+C take the cluster down.
 
 Examples:
   sraybatch up --name exp1 --gpus-per-node 1 --partition debug --time 2:00:00 --wait
@@ -92,7 +95,7 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.DurationVar(&o.DrainBefore, "drain-before", 2*time.Minute, "SLURM warns each job this long before its time limit: workers leave Ray cleanly, the head and drivers are warned (0: off)")
 	fs.BoolVar(&o.Insecure, "insecure", false, "run without Ray token auth (for Ray < 2.52; anyone reaching the ports can run code as you)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the rendered batch script(s); submit nothing")
-	o.Wait.addFlags(fs, "the head is healthy")
+	o.Wait.addFlags(fs, "the head is healthy and every worker has joined Ray")
 	fs.StringVar((*string)(&o.Backend), "backend", "", "slurm, or local: every node a process of this host, no SLURM (default: slurm when sbatch is on PATH, else local)")
 	fs.BoolVar(&o.Foreground, "foreground", false, "local backend: print the dashboard URL and stay until Ctrl+C or SIGTERM, then take the cluster down")
 	if err := parseFlagsOnly(fs, args); err != nil {
@@ -197,16 +200,16 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 		return err
 	}
 	fmt.Fprintf(io.ErrOut, "cluster %s (%s): head job %s submitted\n", spec.Name, spec.ID, jobID)
+	var workers []string // job keys
 	if o.Workers > 0 {
-		keys, err := a.submitWorkers(ctx, dir, spec, jobID, o.Workers, o.Node.Time)
-		if err != nil {
+		if workers, err = a.submitWorkers(ctx, dir, spec, jobID, o.Workers, o.Node.Time); err != nil {
 			err = fmt.Errorf("head job %s is submitted, but the workers are not: %w", jobID, err)
 			if o.Foreground {
 				return a.takeDown(ctx, io, spec, err)
 			}
 			return err
 		}
-		fmt.Fprintf(io.ErrOut, "worker jobs %v submitted\n", keys)
+		fmt.Fprintf(io.ErrOut, "worker jobs %v submitted\n", workers)
 	}
 	fmt.Fprintln(io.Out, spec.Name)
 	if o.Foreground {
@@ -215,7 +218,14 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	if !o.Wait.Wait {
 		return nil
 	}
-	return waitForHead(ctx, io, a, dir, spec, o.Wait.Timeout)
+	b := newBudget(o.Wait.Timeout)
+	if err := waitForHead(ctx, io, a, dir, spec, b); err != nil {
+		return err
+	}
+	if len(workers) == 0 {
+		return nil
+	}
+	return waitForJobs(ctx, io, a, dir, spec, workers, b)
 }
 
 // nodeScript fills the parts of a batch script every role shares.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,15 +14,28 @@ import (
 // pollInterval is how often --wait looks at the cluster's files and squeue.
 const pollInterval = 500 * time.Millisecond
 
+// budget is one --timeout shared by every stage of a wait (up --wait: the
+// head, then its workers), so the whole wait never exceeds what was asked.
+type budget struct {
+	timeout  time.Duration // as given, for messages
+	deadline time.Time
+}
+
+func newBudget(timeout time.Duration) budget {
+	return budget{timeout: timeout, deadline: time.Now().Add(timeout)}
+}
+
 // waitForHead returns once the head has published its address and its Ray is
 // up, and fails fast when the head job fails.
-func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, timeout time.Duration) error {
+func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, b budget) error {
 	progress := progressPrinter{}
-	return poll(ctx, timeout, func(last bool) (bool, error) {
+	var seen cluster.Status
+	err := poll(ctx, b.deadline, func(last bool) (bool, error) {
 		st, err := a.observe(ctx, dir, spec)
 		if err != nil {
 			return false, err
 		}
+		seen = st
 		head := findRole(st, cluster.RoleHead)
 		if head == nil {
 			return false, fmt.Errorf("cluster %s has no head job", spec.Name)
@@ -39,24 +54,27 @@ func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 			return false, jobFailure(spec, *head)
 		}
 		if last {
-			return false, timeoutError{fmt.Errorf("head job %s not up within %s: %s %s", head.JobID, timeout, head.SlurmState, head.Reason)}
+			return false, timeoutError{fmt.Errorf("head job %s not up within %s: %s %s", head.JobID, b.timeout, head.SlurmState, head.Reason)}
 		}
 		return false, nil
 	})
+	return interruptedWait(err, spec, seen)
 }
 
 // waitForJobs returns once every job key has joined Ray, and fails fast when one fails.
-func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, keys []string, timeout time.Duration) error {
+func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, keys []string, b budget) error {
 	want := map[string]bool{}
 	for _, k := range keys {
 		want[k] = true
 	}
 	progress := progressPrinter{}
-	return poll(ctx, timeout, func(last bool) (bool, error) {
+	var seen cluster.Status
+	err := poll(ctx, b.deadline, func(last bool) (bool, error) {
 		st, err := a.observe(ctx, dir, spec)
 		if err != nil {
 			return false, err
 		}
+		seen = st
 		joined := 0
 		var waiting []string
 		for _, js := range st.Jobs {
@@ -78,16 +96,73 @@ func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 			return true, nil
 		}
 		if last {
-			return false, timeoutError{fmt.Errorf("%d of %d workers joined within %s; still waiting: %s", joined, len(keys), timeout, strings.Join(waiting, "; "))}
+			return false, timeoutError{fmt.Errorf("%d of %d workers joined within %s; still waiting: %s", joined, len(keys), b.timeout, strings.Join(waiting, "; "))}
 		}
 		return false, nil
 	})
+	return interruptedWait(err, spec, seen)
 }
 
-// poll calls check until it is done, fails, or timeout passes (the last call
-// is told so it can say why it is still waiting).
-func poll(ctx context.Context, timeout time.Duration, check func(last bool) (bool, error)) error {
-	deadline := time.Now().Add(timeout)
+// interruptedWait turns a wait that Ctrl+C ended into an interruptedError
+// that says what keeps running, as last seen: the jobs are not cancelled.
+func interruptedWait(err error, spec cluster.Spec, seen cluster.Status) error {
+	if !errors.Is(err, context.Canceled) {
+		return err
+	}
+	running := ""
+	if live := liveJobs(seen); live != "" {
+		running = " (" + live + ")"
+	}
+	return interruptedError{fmt.Errorf("interrupted: cluster %s keeps running%s; see `sraybatch status -c %s`, or `sraybatch down -c %s`",
+		spec.Name, running, spec.Name, spec.Name)}
+}
+
+// liveJobs describes the jobs of a status that have not ended: the head by
+// its job id, other roles counted by Ray membership, e.g.
+// "head job 160, 1 worker joined, 2 workers waiting".
+func liveJobs(st cluster.Status) string {
+	var parts []string
+	for _, role := range []cluster.Role{cluster.RoleHead, cluster.RoleWorker, cluster.RoleDriver} {
+		count := map[cluster.Membership]int{}
+		var ids []string
+		for _, js := range st.Jobs {
+			if js.Role == role && live(js) {
+				count[js.Ray]++
+				ids = append(ids, js.JobID)
+			}
+		}
+		if role == cluster.RoleHead {
+			if len(ids) > 0 {
+				parts = append(parts, "head job "+strings.Join(ids, ", "))
+			}
+			continue
+		}
+		for _, m := range []cluster.Membership{cluster.Joined, cluster.Draining, cluster.Waiting} {
+			if n := count[m]; n > 0 {
+				noun := string(role)
+				if n > 1 {
+					noun += "s"
+				}
+				parts = append(parts, strconv.Itoa(n)+" "+noun+" "+string(m))
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// live reports whether a job has not ended as far as status knows: waiting
+// for SLURM or Ray, or in Ray.
+func live(js cluster.JobStatus) bool {
+	switch js.Ray {
+	case cluster.Waiting, cluster.Joined, cluster.Draining:
+		return true
+	}
+	return false
+}
+
+// poll calls check until it is done, fails, or the deadline passes (the last
+// call is told so it can say why it is still waiting).
+func poll(ctx context.Context, deadline time.Time, check func(last bool) (bool, error)) error {
 	for {
 		last := !time.Now().Before(deadline)
 		done, err := check(last)
@@ -120,6 +195,16 @@ func (last progressPrinter) print(io IOStreams, js cluster.JobStatus) {
 func findRole(st cluster.Status, role cluster.Role) *cluster.JobStatus {
 	for i := range st.Jobs {
 		if st.Jobs[i].Role == role {
+			return &st.Jobs[i]
+		}
+	}
+	return nil
+}
+
+// findJob returns the status of one job key, nil when the cluster has no such job.
+func findJob(st cluster.Status, key string) *cluster.JobStatus {
+	for i := range st.Jobs {
+		if st.Jobs[i].JobID == key {
 			return &st.Jobs[i]
 		}
 	}

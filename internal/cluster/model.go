@@ -5,7 +5,11 @@ package cluster
 
 import (
 	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -69,6 +73,60 @@ func ValidateName(name string) error {
 		return fmt.Errorf("invalid cluster name %q: use 1-40 characters of a-z, 0-9 and '-', starting with a letter or digit", name)
 	}
 	return nil
+}
+
+// JobName is the scheduler's job name of a role in a cluster: status finds a
+// cluster's jobs by these names, and the local backend reads the cluster back
+// from one (ClusterOfJobName).
+func JobName(clusterName string, role Role) string {
+	return "sray-" + clusterName + "-" + string(role)
+}
+
+// ClusterOfJobName is the inverse of JobName; ok is false for a job name
+// JobName did not make.
+func ClusterOfJobName(jobName string) (clusterName string, ok bool) {
+	for _, role := range []Role{RoleHead, RoleWorker, RoleDriver} {
+		if name, found := strings.CutSuffix(jobName, "-"+string(role)); found {
+			if name, found = strings.CutPrefix(name, "sray-"); found && ValidateName(name) == nil {
+				return name, true
+			}
+		}
+	}
+	return "", false
+}
+
+// JobLog is the file the scheduler writes a job's output to; key is the job
+// key ("8", or "7_0" for an array task).
+func JobLog(logDir, clusterName string, role Role, key string) string {
+	return filepath.Join(logDir, JobName(clusterName, role)+"-"+key+".out")
+}
+
+// JobLogPattern is JobLog as an sbatch --output pattern (%j, or %A_%a for an array).
+func JobLogPattern(logDir, clusterName string, role Role, array bool) string {
+	key := "%j"
+	if array {
+		key = "%A_%a"
+	}
+	return logDir + "/" + JobName(clusterName, role) + "-" + key + ".out"
+}
+
+// AuthMode is the RAY_AUTH_MODE of every node and client of a cluster.
+// Ray >= 2.59 turns auth on by itself when a token file exists, so the mode
+// is always said explicitly.
+func AuthMode(insecure bool) string {
+	if insecure {
+		return "disabled"
+	}
+	return "token"
+}
+
+// CurrentUser is the name of the user this process runs as: the owner of
+// the clusters it starts and of the jobs it lists.
+func CurrentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }
 
 // Spec is what the user asked for with `up`; written once, read by every command and job.

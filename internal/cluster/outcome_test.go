@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/sraybatch/sraybatch/internal/scheduler"
@@ -93,6 +94,39 @@ func TestJobOfResources(t *testing.T) {
 			if got, ok := JobOfResources(tt.res); got != tt.want || ok != (tt.want != "") {
 				t.Fatalf("JobOfResources(%v) = %q, %v; want %q", tt.res, got, ok, tt.want)
 			}
+		}
+	}
+}
+
+func TestJobNameRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"a", "my-exp", "exp-worker", "x-head-1"} {
+		for _, role := range []Role{RoleHead, RoleWorker, RoleDriver} {
+			if got, ok := ClusterOfJobName(JobName(name, role)); !ok || got != name {
+				t.Errorf("ClusterOfJobName(JobName(%q, %s)) = %q, %v", name, role, got, ok)
+			}
+		}
+	}
+	for _, bad := range []string{"", "sray--worker", "sray-Exp-worker", "other-exp-worker", "sray-exp-boss", "sray-exp"} {
+		if got, ok := ClusterOfJobName(bad); ok {
+			t.Errorf("ClusterOfJobName(%q) = %q, want none", bad, got)
+		}
+	}
+}
+
+func TestJobLogMatchesItsPattern(t *testing.T) {
+	t.Parallel()
+	if got, want := JobLog("/l", "exp", RoleWorker, "7_0"), "/l/sray-exp-worker-7_0.out"; got != want {
+		t.Errorf("JobLog = %q, want %q", got, want)
+	}
+	for _, tt := range []struct {
+		array bool
+		key   string
+	}{{false, "8"}, {true, "7_0"}} {
+		pattern := JobLogPattern("/l", "exp", RoleWorker, tt.array)
+		expanded := strings.NewReplacer("%j", "8", "%A", "7", "%a", "0").Replace(pattern)
+		if expanded != JobLog("/l", "exp", RoleWorker, tt.key) {
+			t.Errorf("pattern %q expands to %q, JobLog says %q", pattern, expanded, JobLog("/l", "exp", RoleWorker, tt.key))
 		}
 	}
 }

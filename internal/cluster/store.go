@@ -35,6 +35,16 @@ const (
 	pythonDir      = "python"          // the trainloop Python package drivers import
 )
 
+// Environment variables a driver command gets from its supervisor; the
+// Python side (sraybatch_trainloop.state) reads them. Both are checked
+// against testdata/shared-state.json.
+const (
+	EnvClusterDir = "SRAYBATCH_CLUSTER_DIR"
+	EnvEvents     = "SRAYBATCH_EVENTS"
+	EnvJob        = "SRAYBATCH_JOB"
+	EnvHeadJob    = "SRAYBATCH_HEAD_JOB"
+)
+
 // ErrNotFound is returned when a cluster directory does not exist.
 var ErrNotFound = errors.New("cluster not found")
 
@@ -210,15 +220,7 @@ func (d Dir) AddSubmission(sub Submission) error {
 
 // Submissions reads every submission, oldest first.
 func (d Dir) Submissions() ([]Submission, error) {
-	var subs []Submission
-	err := readDir(filepath.Join(d.Path, submissionsDir), func(path string) error {
-		var s Submission
-		if err := ReadJSON(path, &s); err != nil {
-			return err
-		}
-		subs = append(subs, s)
-		return nil
-	})
+	subs, err := ReadJSONDir[Submission](filepath.Join(d.Path, submissionsDir))
 	sort.SliceStable(subs, func(i, j int) bool { return subs[i].Submitted.Before(subs[j].Submitted) })
 	return subs, err
 }
@@ -243,15 +245,11 @@ func (d Dir) Node(job string) (r NodeRecord, ok bool, err error) {
 
 // Nodes reads every job record, keyed by job.
 func (d Dir) Nodes() (map[string]NodeRecord, error) {
-	recs := map[string]NodeRecord{}
-	err := readDir(filepath.Join(d.Path, nodesDir), func(path string) error {
-		var r NodeRecord
-		if err := ReadJSON(path, &r); err != nil {
-			return err
-		}
+	list, err := ReadJSONDir[NodeRecord](filepath.Join(d.Path, nodesDir))
+	recs := make(map[string]NodeRecord, len(list))
+	for _, r := range list {
 		recs[r.Job] = r
-		return nil
-	})
+	}
 	return recs, err
 }
 
@@ -381,24 +379,28 @@ func ReadJSON(path string, v any) error {
 	return nil
 }
 
-// readDir calls fn for every JSON file of dir; temp files of writers in
-// progress are skipped.
-func readDir(dir string, fn func(path string) error) error {
+// ReadJSONDir reads every JSON file of dir (ReadJSON), in name order. Temp
+// files of writers in progress are skipped, and so are files renamed away
+// meanwhile. A missing dir is an error that wraps fs.ErrNotExist.
+func ReadJSONDir[T any](dir string) ([]T, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", dir, err)
+		return nil, fmt.Errorf("read %s: %w", dir, err)
 	}
+	var out []T
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
 			continue
 		}
-		if err := fn(filepath.Join(dir, name)); err != nil {
-			if errors.Is(err, fs.ErrNotExist) { // renamed away meanwhile
+		var v T
+		if err := ReadJSON(filepath.Join(dir, name), &v); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return err
+			return out, err
 		}
+		out = append(out, v)
 	}
-	return nil
+	return out, nil
 }

@@ -32,7 +32,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -134,7 +133,7 @@ func (s *Scheduler) Submit(ctx context.Context, scriptPath string) (string, erro
 	if err != nil {
 		return "", fmt.Errorf("submit: %w", err)
 	}
-	clusterName := clusterOf(d.JobName)
+	clusterName, _ := cluster.ClusterOfJobName(d.JobName)
 	tasks := max(d.Tasks, 1)
 
 	var claimed []Claimed
@@ -197,7 +196,7 @@ func (s *Scheduler) Submit(ctx context.Context, scriptPath string) (string, erro
 		arrayID = jobID
 	}
 	host, _ := os.Hostname()
-	userName := currentUser()
+	userName := cluster.CurrentUser()
 	now := time.Now().UTC()
 	for i, t := range started {
 		t.key = strconv.Itoa(t.proc.PID)
@@ -297,25 +296,6 @@ func jobEnv(base []string, d directives, rec jobRecord, gpus []string) []string 
 	return env
 }
 
-// clusterOf reads the cluster name from a job name "sray-NAME-ROLE".
-func clusterOf(jobName string) string {
-	name, ok := strings.CutPrefix(jobName, "sray-")
-	if !ok {
-		return ""
-	}
-	if i := strings.LastIndexByte(name, '-'); i > 0 {
-		return name[:i]
-	}
-	return name
-}
-
-func currentUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return os.Getenv("USER")
-}
-
 // Jobs lists the recorded jobs q selects.
 func (s *Scheduler) Jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Job, error) {
 	recs, err := s.records()
@@ -380,27 +360,12 @@ func selects(q scheduler.Query, r jobRecord) bool {
 
 // records reads every job record; a missing registry holds none.
 func (s *Scheduler) records() ([]jobRecord, error) {
-	entries, err := os.ReadDir(s.cfg.Registry)
+	recs, err := cluster.ReadJSONDir[jobRecord](s.cfg.Registry)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list local jobs: %w", err)
-	}
-	var recs []jobRecord
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
-			continue
-		}
-		var r jobRecord
-		if err := cluster.ReadJSON(filepath.Join(s.cfg.Registry, name), &r); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // pruned meanwhile
-			}
-			return nil, err
-		}
-		recs = append(recs, r)
 	}
 	return recs, nil
 }

@@ -278,7 +278,4 @@ func TestLocalParseScript(t *testing.T) {
 	if _, err := parseScript([]byte("#SBATCH --array=1-3\n#SBATCH --output=x\n")); err == nil {
 		t.Errorf("array 1-3 accepted")
 	}
-	if clusterOf("sray-my-exp-worker") != "my-exp" {
-		t.Errorf("clusterOf = %q", clusterOf("sray-my-exp-worker"))
-	}
 }

@@ -133,4 +133,3 @@ func schedulable(state string) bool {
 	}
 	return true
 }
-

@@ -1,0 +1,18 @@
+package oneline
+
+import "testing"
+
+func TestOf(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"":                                   "",
+		"one line":                           "one line",
+		"  spaced\tout  ":                    "spaced out",
+		"sbatch: error: x\nsbatch: error: y": "sbatch: error: x; sbatch: error: y",
+		"a\r\n\n  \nb  c\n":                  "a; b c",
+	} {
+		if got := Of(in); got != want {
+			t.Errorf("Of(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
