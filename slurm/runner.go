@@ -96,7 +96,7 @@ func (e *CmdError) Error() string {
 	if len(e.Args) > 0 {
 		prog = filepath.Base(e.Args[0])
 	}
-	if msg := oneline.Of(e.Stderr); msg != "" {
+	if msg := oneline.Lines(e.Stderr); msg != "" {
 		return prog + " failed: " + msg
 	}
 	if e.Err == nil {

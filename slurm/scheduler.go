@@ -113,7 +113,7 @@ func (s *cliScheduler) Ping(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ping slurm controller: %w", err)
 	}
-	return fmt.Errorf("ping slurm controller: no controller is up: %s", oneline.Of(string(out)))
+	return fmt.Errorf("ping slurm controller: no controller is up: %s", oneline.Lines(string(out)))
 }
 
 func (s *cliScheduler) NodeAddr(ctx context.Context, node string) (string, error) {

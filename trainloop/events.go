@@ -12,6 +12,15 @@ import (
 	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
+// Event names the Go side reads; the Python side writes them
+// (sraybatch_trainloop/events.py). Both are checked against
+// testdata/shared-state.json.
+const (
+	EventActorSpawned = "actor_spawned"
+	EventActorLost    = "actor_lost"
+	EventStepDone     = "step_done"
+)
+
 // Event is one line of a driver's event file; the schema is documented in
 // python/sraybatch_trainloop/events.py. Unknown fields are ignored.
 type Event struct {
@@ -48,11 +57,11 @@ func foldEvents(r io.Reader, p *cluster.TrainProgress) error {
 			continue // a line still being written
 		}
 		switch ev.Event {
-		case "actor_spawned":
+		case EventActorSpawned:
 			actorJob[ev.Actor] = ev.Job
-		case "actor_lost":
+		case EventActorLost:
 			delete(actorJob, ev.Actor)
-		case "step_done":
+		case EventStepDone:
 			if ev.Step != nil {
 				step := *ev.Step
 				p.LastStep = &step

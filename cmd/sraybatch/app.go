@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/backend"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/oneline"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/trainloop"
 )
@@ -222,7 +221,7 @@ func (a *app) liveCluster(name string) (cluster.Dir, cluster.Spec, string, error
 	if err != nil {
 		return dir, spec, "", err
 	}
-	head, ok := headJob(subs)
+	head, ok := cluster.HeadJobID(subs)
 	if !ok {
 		return dir, spec, "", fmt.Errorf("cluster %s has no head job recorded", spec.Name)
 	}
@@ -239,21 +238,6 @@ func renderTable(t table.Writer, styled bool) {
 	t.Render()
 }
 
-// headJob returns the head's job id from the submissions.
-func headJob(subs []cluster.Submission) (string, bool) {
-	for _, s := range subs {
-		if s.Role == cluster.RoleHead {
-			return s.JobID, true
-		}
-	}
-	return "", false
-}
-
-// jobLog is the SLURM output file of a job key.
-func jobLog(spec cluster.Spec, role cluster.Role, key string) string {
-	return filepath.Join(spec.LogDir, cluster.JobName(spec.Name, role)+"-"+key+".out")
-}
-
 // logTail returns the last lines of a job's output, for error messages.
 func logTail(path string, lines int) string {
 	b, err := os.ReadFile(path)
@@ -267,20 +251,13 @@ func logTail(path string, lines int) string {
 	return strings.Join(all, "\n")
 }
 
-func currentUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return os.Getenv("USER")
-}
-
 // jobFailure is a job that failed while a command waited for it; its message
 // carries the reason and the tail of the job's log.
 func jobFailure(spec cluster.Spec, js cluster.JobStatus) error {
 	msg := fmt.Sprintf("%s job %s %s: %s", js.Role, js.JobID, js.Ray, orNone(js.Reason))
-	path := jobLog(spec, js.Role, js.JobID)
+	path := cluster.JobLog(spec.LogDir, spec.Name, js.Role, js.JobID)
 	if tail := logTail(path, 5); tail != "" {
-		msg += "; log " + path + " ends: " + strings.Join(strings.Fields(tail), " ")
+		msg += "; log " + path + " ends: " + oneline.Of(tail)
 	}
 	return errors.New(msg)
 }

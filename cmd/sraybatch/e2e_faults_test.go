@@ -66,7 +66,7 @@ func TestE2EWorkerTimeLimitDrains(t *testing.T) {
 			t.Errorf("the drained worker's actor was lost, not retired: %s", line)
 		}
 	}
-	log, _ := os.ReadFile(jobLog(cluster.Spec{Name: "e2ed", LogDir: filepath.Join(dir.Path, "logs")}, cluster.RoleDriver, driver))
+	log, _ := os.ReadFile(cluster.JobLog(filepath.Join(dir.Path, "logs"), "e2ed", cluster.RoleDriver, driver))
 	if strings.Contains(string(log), "Traceback") || strings.Contains(string(log), "actor_died") {
 		t.Errorf("a training step failed during the drain:\n%s", log)
 	}

@@ -49,7 +49,7 @@ func TestE2ESecurity(t *testing.T) {
 	}
 	token := strings.TrimSpace(string(tokenBytes))
 	wrongToken := strings.Repeat("deadbeef", 8) // as long as a real one
-	headLog := logTail(jobLog(cluster.Spec{Name: "e2esec", LogDir: filepath.Join(dir.Path, "logs")}, cluster.RoleHead, head.Job), 1000)
+	headLog := logTail(cluster.JobLog(filepath.Join(dir.Path, "logs"), "e2esec", cluster.RoleHead, head.Job), 1000)
 	headIP := strings.Split(head.Address, ":")[0]
 
 	t.Run("attacks", func(t *testing.T) {

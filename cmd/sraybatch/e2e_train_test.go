@@ -82,7 +82,7 @@ func TestE2ETrain(t *testing.T) {
 		}
 	}
 
-	log := jobLog(cluster.Spec{Name: "e2et", LogDir: filepath.Join(dir.Path, "logs")}, cluster.RoleDriver, driver)
+	log := cluster.JobLog(filepath.Join(dir.Path, "logs"), "e2et", cluster.RoleDriver, driver)
 	for i, w := range workers {
 		before := driverRow(e.status(t, "e2et"))
 		exec.Command("scancel", w).Run()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/templates"
 )
 
@@ -43,11 +44,7 @@ func runEnv(io IOStreams, a *app, o envOptions) error {
 	if !ok {
 		return fmt.Errorf("cluster %s has not published its head address yet: wait with `sraybatch up --wait` or check `sraybatch status`", spec.Name)
 	}
-	mode := "token"
-	if spec.Insecure {
-		mode = "disabled"
-	}
 	fmt.Fprintf(io.Out, "unset RAY_AUTH_TOKEN\nexport RAY_ADDRESS=%s\nexport RAY_AUTH_MODE=%s\nexport RAY_AUTH_TOKEN_PATH=%s\n",
-		templates.ShellQuote(head.Address), mode, templates.ShellQuote(dir.TokenPath()))
+		templates.ShellQuote(head.Address), cluster.AuthMode(spec.Insecure), templates.ShellQuote(dir.TokenPath()))
 	return nil
 }

@@ -106,7 +106,7 @@ func (a *app) foreground(ctx context.Context, io IOStreams, dir cluster.Dir, spe
 			if len(jobs) > 0 {
 				state = strings.ToLower(string(jobs[0].State))
 			}
-			return a.takeDown(ctx, io, spec, fmt.Errorf("head job %s %s: see %s", head, state, jobLog(spec, cluster.RoleHead, head)))
+			return a.takeDown(ctx, io, spec, fmt.Errorf("head job %s %s: see %s", head, state, cluster.JobLog(spec.LogDir, spec.Name, cluster.RoleHead, head)))
 		}
 	}
 }

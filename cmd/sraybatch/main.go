@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"github.com/sraybatch/sraybatch/internal/oneline"
 	"golang.org/x/term"
 )
 
@@ -133,7 +134,7 @@ func exitCode(io IOStreams, name string, err error) int {
 	if err == nil || errors.Is(err, pflag.ErrHelp) {
 		return exitOK
 	}
-	msg := strings.Join(strings.Fields(err.Error()), " ")
+	msg := oneline.Of(err.Error())
 	var ue usageError
 	var te timeoutError
 	var ie interruptedError

@@ -103,7 +103,7 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(io.ErrOut, "cluster %s: driver job %s submitted; its log: %s\n", spec.Name, jobID, jobLog(spec, cluster.RoleDriver, jobID))
+	fmt.Fprintf(io.ErrOut, "cluster %s: driver job %s submitted; its log: %s\n", spec.Name, jobID, cluster.JobLog(spec.LogDir, spec.Name, cluster.RoleDriver, jobID))
 	fmt.Fprintln(io.Out, jobID)
 	if !o.Follow {
 		return nil
@@ -120,7 +120,7 @@ const settleFor = 10 * time.Second
 // fails unless the driver completed. It decides from the job's status, the
 // supervisor's record merged with one bounded squeue per poll.
 func followDriver(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, job string) error {
-	path := jobLog(spec, cluster.RoleDriver, job)
+	path := cluster.JobLog(spec.LogDir, spec.Name, cluster.RoleDriver, job)
 	var offset int64
 	var endSeen time.Time
 	for {

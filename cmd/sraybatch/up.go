@@ -169,7 +169,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 		return usagef("--log-dir: %v", err)
 	}
 	spec := cluster.Spec{
-		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: currentUser(),
+		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: cluster.CurrentUser(),
 		Created: time.Now().UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
 		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
 		DrainBeforeS: int(o.DrainBefore / time.Second),

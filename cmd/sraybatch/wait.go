@@ -36,7 +36,7 @@ func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 			return false, err
 		}
 		seen = st
-		head := findRole(st, cluster.RoleHead)
+		head := st.Head()
 		if head == nil {
 			return false, fmt.Errorf("cluster %s has no head job", spec.Name)
 		}
@@ -190,15 +190,6 @@ func (last progressPrinter) print(io IOStreams, js cluster.JobStatus) {
 		last[js.JobID] = line
 		fmt.Fprintln(io.ErrOut, line)
 	}
-}
-
-func findRole(st cluster.Status, role cluster.Role) *cluster.JobStatus {
-	for i := range st.Jobs {
-		if st.Jobs[i].Role == role {
-			return &st.Jobs[i]
-		}
-	}
-	return nil
 }
 
 // findJob returns the status of one job key, nil when the cluster has no such job.

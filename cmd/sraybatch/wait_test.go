@@ -64,7 +64,7 @@ func TestUpWaitsForEveryWorker(t *testing.T) {
 			}}, uProgs)}
 			f.expectSbatch(cluster.RoleHead, "41", "")
 			f.expectSbatch(cluster.RoleWorker, "42", "")
-			spec := cluster.Spec{Name: "exp1", User: currentUser()}
+			spec := cluster.Spec{Name: "exp1", User: cluster.CurrentUser()}
 			jobs := []string{
 				squeueLine("41", "sray-exp1-head", "RUNNING", "None", "gpu01", "1:00", "59:00", "1:00:00"),
 				squeueLine("42_0", "sray-exp1-worker", "RUNNING", "None", "gpu02", "1:00", "59:00", "1:00:00"),

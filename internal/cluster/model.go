@@ -193,6 +193,16 @@ func (s Submission) JobKeys() []string {
 	return keys
 }
 
+// HeadJobID returns the head's job id from a cluster's submissions.
+func HeadJobID(subs []Submission) (string, bool) {
+	for _, s := range subs {
+		if s.Role == RoleHead {
+			return s.JobID, true
+		}
+	}
+	return "", false
+}
+
 // Phase is how far a job's supervisor got; written only by that supervisor.
 type Phase string
 

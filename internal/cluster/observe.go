@@ -279,13 +279,7 @@ func clusterState(o Observation, jobs []JobStatus) (State, string) {
 	if o.Down != nil {
 		return StateEnded, "down requested " + o.Down.Requested.Local().Format(time.DateTime)
 	}
-	var head *JobStatus
-	for i := range jobs {
-		if jobs[i].Role == RoleHead {
-			head = &jobs[i]
-			break
-		}
-	}
+	head := headOf(jobs)
 	if head == nil {
 		return StatePending, "head not submitted"
 	}
@@ -313,4 +307,16 @@ func orUnknown(s string) string {
 		return "no reason recorded"
 	}
 	return s
+}
+
+// Head is the head job's row; nil before the head was submitted.
+func (st Status) Head() *JobStatus { return headOf(st.Jobs) }
+
+func headOf(jobs []JobStatus) *JobStatus {
+	for i := range jobs {
+		if jobs[i].Role == RoleHead {
+			return &jobs[i]
+		}
+	}
+	return nil
 }
