@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/oneline"
 )
@@ -96,11 +97,11 @@ func (d dashboardClient) aliveNodes(ctx context.Context) ([]rayNode, error) {
 type membershipTracker struct {
 	dir   cluster.Dir
 	dash  dashboardClient
-	clock Clock
+	clock clock.Clock
 	snap  cluster.MembershipSnapshot
 }
 
-func newMembershipTracker(dir cluster.Dir, dash dashboardClient, clock Clock) *membershipTracker {
+func newMembershipTracker(dir cluster.Dir, dash dashboardClient, clock clock.Clock) *membershipTracker {
 	snap, err := dir.Membership()
 	if err != nil {
 		snap = cluster.MembershipSnapshot{}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
@@ -203,7 +204,7 @@ func TestMembershipTrackerRefresh(t *testing.T) {
 		rayNodeJSON("work70", "10.0.0.2", "7_0", false, 2),
 		rayNodeJSON("driver", "10.0.0.3", "", false, 0), // not one of our jobs' nodes
 	))
-	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, systemClock{})
+	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, clock.System{})
 
 	m.refresh(ctx)
 	first, err := dir.Membership()
@@ -280,7 +281,7 @@ func TestNewMembershipTrackerKeepsHistory(t *testing.T) {
 	}
 	// A restarted head supervisor still knows job 7 was a member.
 	_, srv := newFakeDashboard(t, http.StatusOK, nodesAnswer(0))
-	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, systemClock{})
+	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, clock.System{})
 	m.refresh(context.Background())
 	snap, _ := dir.Membership()
 	if n := snap.Nodes["7"]; n == nil || n.Alive || !n.FirstSeen.Equal(seen) {

@@ -181,3 +181,18 @@ func final(o cluster.Outcome, joined bool) (phase cluster.Phase, jobOK bool) {
 	}
 	return phase, jobOK
 }
+
+// drainWait is how long a worker draining before its time limit waits for
+// its raylet to exit by itself. Once Ray accepted the drain, the node's work
+// may finish until shortly before the deadline (the job's end), leaving
+// stopGrace and a margin for the stop itself; without Ray's drain, drivers
+// still get drainNotice to stop giving the node work.
+func drainWait(accepted bool, deadline, now time.Time) time.Duration {
+	if !accepted {
+		return drainNotice
+	}
+	return max(deadline.Sub(now)-stopGrace-drainMargin, drainNotice)
+}
+
+// drainMargin is what a draining node keeps in hand before its job's end.
+const drainMargin = 5 * time.Second

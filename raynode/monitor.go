@@ -34,11 +34,15 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 	for {
 		var h happening
 		var why error
+		var drained cluster.Outcome
 		select {
 		case <-ctx.Done():
 			h, why = cancelled, context.Cause(ctx)
 		case <-node.Done():
 			h, why = rayExited, fmt.Errorf("ray exited (%v): %s", node.Err(), s.tail.String())
+			if n, ok := s.drainNotice(ctx); ok {
+				drained, why = n.Outcome, fmt.Errorf("%s", n.Reason)
+			}
 		case <-driverDone:
 			h, why = driverExited, s.driverResult(driver)
 		case <-drain:
@@ -60,6 +64,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 		}
 		st := s.state()
 		st.Interrupted = ctx.Err() != nil
+		st.DrainAccepted = drained
 		r := react(h, st)
 		if h == timeLimitWarning {
 			s.timeLimitWarned(r)
@@ -68,13 +73,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 		case r.Continue:
 			continue
 		case r.Drain:
-			s.rec.Phase, s.rec.Reason = cluster.PhaseDraining, "time limit near"
-			s.save()
-			s.logf("draining: leaving Ray in %s", drainNotice)
-			select {
-			case <-s.clock.After(drainNotice):
-			case <-ctx.Done():
-			}
+			s.drainForTimeLimit(ctx, node)
 			return endWith(r.Outcome, fmt.Errorf("%s", cluster.ReasonDrained))
 		}
 		if r.Outcome == cluster.OutcomeCancelled && ctx.Err() != nil {

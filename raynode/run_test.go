@@ -12,89 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
+
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
 )
-
-// fakeClock is a Clock that moves only when the test advances it. calls
-// counts After calls, so the test can tell that the supervisor is waiting
-// again before it moves time on: no sleeps, no races with real time.
-type fakeClock struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	now     time.Time
-	calls   int
-	waiters []fakeTimer
-	closed  bool
-}
-
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock(start time.Time) *fakeClock {
-	c := &fakeClock{now: start}
-	c.cond = sync.NewCond(&c.mu)
-	return c
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-	} else {
-		c.waiters = append(c.waiters, fakeTimer{at: c.now.Add(d), ch: ch})
-	}
-	c.calls++
-	c.cond.Broadcast()
-	return ch
-}
-
-// waitAfterCalls blocks until After has been called more than n times (the
-// supervisor waits again) and returns the count; -1 once the clock is closed.
-func (c *fakeClock) waitAfterCalls(n int) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for c.calls <= n && !c.closed {
-		c.cond.Wait()
-	}
-	if c.calls <= n {
-		return -1
-	}
-	return c.calls
-}
-
-// close releases waitAfterCalls for good: the supervisor has returned.
-func (c *fakeClock) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	c.cond.Broadcast()
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.ch <- c.now
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	c.waiters = kept
-}
 
 // fakeProcesses starts nothing: each Process lives until stopped.
 type fakeProcesses struct {
@@ -132,7 +54,7 @@ func (p *fakeProcess) Stop(group bool) {
 type runFixture struct {
 	dir   cluster.Dir
 	spec  cluster.Spec
-	clock *fakeClock
+	clock *clocktest.Fake
 	procs *fakeProcesses
 }
 
@@ -153,7 +75,7 @@ func newRunFixture(t *testing.T) *runFixture {
 	if err := dir.WriteHead(cluster.HeadInfo{Job: "7", Address: "127.0.0.1:20000", NodeIP: "127.0.0.1", Published: start}); err != nil {
 		t.Fatal(err)
 	}
-	return &runFixture{dir: dir, spec: spec, clock: newFakeClock(start), procs: &fakeProcesses{}}
+	return &runFixture{dir: dir, spec: spec, clock: clocktest.New(start), procs: &fakeProcesses{}}
 }
 
 // heartbeat writes the head's membership snapshot as a live head would:
@@ -203,12 +125,12 @@ func TestRunWorkerHeadFrozen(t *testing.T) {
 	}
 	// The pattern of every step below: the supervisor is waiting on the clock
 	// (calls); move time on; wait until it waits again.
-	calls := f.clock.waitAfterCalls(0)
+	calls := f.clock.WaitAfterCalls(0)
 	// Starting: waitUp polls every 300 ms until the snapshot shows the node.
 	for record().Phase != cluster.PhaseRunning {
 		f.heartbeat(t, "8")
-		f.clock.advance(300 * time.Millisecond)
-		calls = f.clock.waitAfterCalls(calls)
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
 		if calls > 100 {
 			t.Fatalf("not running after %d waits: %+v", calls, record())
 		}
@@ -228,8 +150,8 @@ func TestRunWorkerHeadFrozen(t *testing.T) {
 	var lastBeat time.Time
 	for range 10 {
 		lastBeat = f.heartbeat(t, "8")
-		f.clock.advance(membershipInterval)
-		calls = f.clock.waitAfterCalls(calls)
+		f.clock.Advance(membershipInterval)
+		calls = f.clock.WaitAfterCalls(calls)
 	}
 	select {
 	case err := <-errc:
@@ -246,15 +168,15 @@ func TestRunWorkerHeadFrozen(t *testing.T) {
 	ended := make(chan error, 1)
 	go func() {
 		err := <-errc
-		f.clock.close()
+		f.clock.Close()
 		ended <- err
 	}()
 	for calls >= 0 {
 		if f.clock.Now().Sub(frozenAt) > headSilentAfter+3*membershipInterval {
 			t.Fatalf("still running %s after the head froze", f.clock.Now().Sub(frozenAt))
 		}
-		f.clock.advance(membershipInterval)
-		calls = f.clock.waitAfterCalls(calls)
+		f.clock.Advance(membershipInterval)
+		calls = f.clock.WaitAfterCalls(calls)
 	}
 	err := <-ended
 	if silent := f.clock.Now().Sub(frozenAt); silent <= headSilentAfter {

@@ -11,6 +11,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
 )
@@ -26,7 +27,7 @@ func TestSampleGPUsRecordsUseFromNVML(t *testing.T) {
 		cfg:   Config{Dir: dir, GPUs: gpu.NewNVML(busyDGX(), func(k string) string { return env[k] }, io.Discard), Log: io.Discard},
 		rec:   cluster.NodeRecord{Job: "7_0", Role: cluster.RoleWorker, Phase: cluster.PhaseRunning, GPUs: 2},
 		tail:  newTailBuffer(5),
-		clock: systemClock{},
+		clock: clock.System{},
 	}
 	s.logf = func(f string, a ...any) { t.Logf(f, a...) }
 	s.sampleGPUs()

@@ -17,9 +17,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
 	"github.com/sraybatch/sraybatch/internal/oneline"
+	"github.com/sraybatch/sraybatch/internal/raygcs"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
@@ -40,8 +42,26 @@ type Config struct {
 	// Log receives the supervisor's progress lines and Ray's own output (the job log).
 	Log io.Writer
 	// Clock and Processes default to the system's.
-	Clock     Clock
+	Clock     clock.Clock
 	Processes Processes
+	// Autoscaler runs in the head job while its Ray serves; nil: none.
+	Autoscaler Autoscaler
+	// DialRay opens the cluster's GCS, to drain this node before its time
+	// limit; nil: raygcs.Dial.
+	DialRay func(addr, token string) (RayDrainer, error)
+}
+
+// Autoscaler is the head job's autoscaler (autoscale.Loop): it runs from
+// the moment the head's Ray serves until ctx ends, and must make no
+// submission after.
+type Autoscaler interface {
+	Run(ctx context.Context, head cluster.HeadInfo)
+}
+
+// RayDrainer asks Ray to drain a node (a *raygcs.Client).
+type RayDrainer interface {
+	Drain(ctx context.Context, nodeID string, reason raygcs.DrainReason, message string, deadline time.Time) (accepted bool, rejection string, err error)
+	Close() error
 }
 
 // JobKey names the job as status does: "8", or "7_0" for an array task.
@@ -55,7 +75,7 @@ func JobKey(getenv func(string) string) string {
 type supervisor struct {
 	cfg   Config
 	spec  cluster.Spec
-	clock Clock
+	clock clock.Clock
 	procs Processes
 	rec   cluster.NodeRecord
 	// rayVersion is what the head's version check found ("" when skipped).
@@ -97,10 +117,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("sraybatch node runs inside a SLURM job (SLURM_JOB_ID is unset)")
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
+		cfg.Clock = clock.System{}
 	}
 	if cfg.Processes == nil {
 		cfg.Processes = systemProcesses{}
+	}
+	if cfg.DialRay == nil {
+		cfg.DialRay = func(addr, token string) (RayDrainer, error) { return raygcs.Dial(addr, token) }
 	}
 	s := &supervisor{cfg: cfg, spec: cfg.Spec, clock: cfg.Clock, procs: cfg.Processes, tail: newTailBuffer(40)}
 	s.logf = func(format string, args ...any) {
@@ -226,6 +249,10 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 		if err := s.publishHead(ip, ports); err != nil {
 			return err
 		}
+		if s.cfg.Autoscaler != nil {
+			stop := s.startAutoscaler(ctx, ip, ports)
+			defer stop() // before Ray stops: no submission once the head is going
+		}
 	}
 	s.rec.Phase = cluster.PhaseRunning
 	s.save()
@@ -239,4 +266,20 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 		defer driver.Stop(true)
 	}
 	return s.monitor(ctx, node, driver, ports, drain)
+}
+
+// startAutoscaler runs the autoscaler beside the head's Ray and returns the
+// function that stops it and waits until it has.
+func (s *supervisor) startAutoscaler(ctx context.Context, ip string, ports Ports) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	head, _, _ := s.cfg.Dir.Head()
+	go func() {
+		defer close(done)
+		s.cfg.Autoscaler.Run(ctx, head)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }

@@ -32,6 +32,10 @@ type ExecRunner struct {
 	// SBATCH_JOB_NAME or SBATCH_DEPENDENCY inherited from the user's shell (or
 	// from an enclosing job) would silently rename or chain sraybatch's jobs.
 	Unset []string
+	// Env, when set, is the child's whole environment instead of this
+	// process's (Unset still applies): the head job's autoscaler submits with
+	// LoginEnv, so its workers do not inherit the head job's own variables.
+	Env []string
 }
 
 var _ Runner = ExecRunner{}
@@ -44,8 +48,12 @@ func (r ExecRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
 		return nil, errors.New("run: empty argv")
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	if len(r.Unset) > 0 {
-		cmd.Env = withoutVars(os.Environ(), r.Unset)
+	if r.Env != nil || len(r.Unset) > 0 {
+		env := r.Env
+		if env == nil {
+			env = os.Environ()
+		}
+		cmd.Env = withoutVars(env, r.Unset)
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
@@ -106,3 +114,38 @@ func (e *CmdError) Error() string {
 }
 
 func (e *CmdError) Unwrap() error { return e.Err }
+
+// LoginEnv is env, taken inside a job, as a login shell would have had it:
+// without the variables SLURM sets for the job (SLURM_*, SRUN_*, SALLOC_*),
+// the GPUs it was given (CUDA_VISIBLE_DEVICES and kin), Ray's and
+// sraybatch's settings for this job's node (RAY_*, SRAYBATCH_*) and its
+// TMPDIR. sbatch copies the submitter's environment into the new job (its
+// default --export=ALL), so a job submitted from inside another would
+// otherwise start with the other job's GPUs, temp dir and Ray settings.
+func LoginEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if jobVar(name) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func jobVar(name string) bool {
+	// SBATCH_* stay: they came from the user's shell, and a `grow` from the
+	// login node honours them too (but for ExecRunner.Unset's).
+	for _, p := range []string{"SLURM_", "SRUN_", "SALLOC_", "RAY_", "SRAYBATCH_"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	switch name {
+	case "CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
+		"CUDA_DEVICE_ORDER", "SLURMD_NODENAME", "TMPDIR", "ENVIRONMENT":
+		return true
+	}
+	return false
+}

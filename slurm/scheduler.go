@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sraybatch/sraybatch/internal/oneline"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
@@ -157,4 +158,40 @@ func (s *cliScheduler) FreeGPUs(ctx context.Context, partition string) ([]schedu
 		return nil, fmt.Errorf("list node gpus: %w", err)
 	}
 	return ParseNodeGPUs(out)
+}
+
+func (s *cliScheduler) MaxTime(ctx context.Context, partition string) (time.Duration, bool, error) {
+	argv := []string{s.progs.Sinfo, "-h", "-o", "%P|%l"}
+	if partition != "" {
+		argv = append(argv, "-p", partition)
+	}
+	out, err := s.run.Run(ctx, argv)
+	if err != nil {
+		return 0, false, fmt.Errorf("partition time limit: %w", err)
+	}
+	return ParsePartitionMaxTime(out, partition)
+}
+
+// ParsePartitionMaxTime reads `sinfo -h -o %P|%l`: the line of partition, or
+// of the default partition (its name ends in "*") when partition is empty.
+func ParsePartitionMaxTime(out []byte, partition string) (time.Duration, bool, error) {
+	for _, line := range strings.Split(string(out), "\n") {
+		name, limit, ok := strings.Cut(strings.TrimSpace(line), "|")
+		if !ok {
+			continue
+		}
+		isDefault := strings.HasSuffix(name, "*")
+		name = strings.TrimSuffix(name, "*")
+		if (partition == "" && isDefault) || (partition != "" && name == partition) {
+			d, unlimited, err := ParseTimeLimit(limit)
+			if err != nil {
+				return 0, false, fmt.Errorf("partition %s: time limit %q: %w", name, limit, err)
+			}
+			return d, unlimited, nil
+		}
+	}
+	if partition == "" {
+		return 0, false, fmt.Errorf("partition time limit: sinfo names no default partition")
+	}
+	return 0, false, fmt.Errorf("partition time limit: no partition %q", partition)
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/slurm"
@@ -225,5 +226,29 @@ func TestFreeGPUs(t *testing.T) {
 	nodes, err = s.FreeGPUs(context.Background(), "gpu")
 	if err != nil || len(nodes) != 1 || nodes[0].Free() != 4 {
 		t.Errorf("FreeGPUs(gpu) = %+v, %v; want g1 with 4 free", nodes, err)
+	}
+}
+
+func TestParsePartitionMaxTime(t *testing.T) {
+	t.Parallel()
+	out := []byte("debug*|30:00\ngpu|2-00:00:00\nlong|infinite\n")
+	for _, tt := range []struct {
+		partition string
+		want      time.Duration
+		unlimited bool
+		err       bool
+	}{
+		{"", 30 * time.Minute, false, false},
+		{"gpu", 48 * time.Hour, false, false},
+		{"long", 0, true, false},
+		{"nope", 0, false, true},
+	} {
+		d, unlimited, err := slurm.ParsePartitionMaxTime(out, tt.partition)
+		if d != tt.want || unlimited != tt.unlimited || (err != nil) != tt.err {
+			t.Errorf("ParsePartitionMaxTime(%q) = %v, %v, %v", tt.partition, d, unlimited, err)
+		}
+	}
+	if _, _, err := slurm.ParsePartitionMaxTime([]byte("gpu|1:00:00\n"), ""); err == nil {
+		t.Error("no default partition accepted")
 	}
 }

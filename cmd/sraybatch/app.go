@@ -33,7 +33,7 @@ func newApp() (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &app{store: store, backends: backend.System(store.Home())}, nil
+	return &app{store: store, backends: backend.System(store.Home(), nil)}, nil
 }
 
 // sched is the scheduler that runs the jobs of the cluster whose spec this is.
@@ -102,6 +102,11 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (
 		return cluster.Status{}, err
 	} else if ok {
 		o.Head = &h
+	}
+	if as, ok, err := dir.Autoscaler(); err != nil {
+		return cluster.Status{}, err
+	} else if ok {
+		o.Autoscaler = &as
 	}
 	if d, ok, err := dir.Down(); err != nil {
 		return cluster.Status{}, err

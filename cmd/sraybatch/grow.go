@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/internal/submit"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
 )
@@ -125,25 +127,6 @@ func (a *app) fillCount(ctx context.Context, spec cluster.Spec, max int) (int, e
 	return n, nil
 }
 
-// arrayTasks is the array size for n jobs: 0 (a plain job) for one.
-func arrayTasks(n int) int {
-	if n == 1 {
-		return 0
-	}
-	return n
-}
-
-// submitWorkers submits n workers in one sbatch call and returns their job keys.
-func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string) ([]string, error) {
-	s := nodeScript(dir, spec, cluster.RoleWorker)
-	s.HeadJob, s.Tasks, s.Time = head, arrayTasks(n), timeLimit
-	id, err := a.submit(ctx, dir, spec, s)
-	if err != nil {
-		return nil, err
-	}
-	return cluster.Submission{JobID: id, Tasks: s.Tasks}.JobKeys(), nil
-}
-
 // workerTimeLimit caps a worker's --time at the head's time left: a worker
 // outliving its head holds GPUs for nothing.
 func (a *app) workerTimeLimit(ctx context.Context, spec cluster.Spec, head string) (string, error) {
@@ -152,18 +135,23 @@ func (a *app) workerTimeLimit(ctx context.Context, spec cluster.Spec, head strin
 		return "", fmt.Errorf("look up head job %s: %w: try again when `scontrol ping` says UP", head, err)
 	}
 	for _, j := range jobs {
-		if j.ID != head {
-			continue
+		if j.ID == head {
+			return submit.WorkerTimeLimit(spec, j)
 		}
-		if !j.State.Active() {
-			return "", fmt.Errorf("head job %s has ended (%s): start a new cluster with `sraybatch up`", head, j.State)
-		}
-		if j.State == scheduler.Running && !j.Unlimited && j.TimeLeft > 0 {
-			if want, unlimited, err := slurm.ParseTimeLimit(spec.Node.Time); spec.Node.Time == "" || unlimited || err != nil || j.TimeLeft < want {
-				return slurm.FormatTimeLimit(j.TimeLeft), nil
-			}
-		}
-		return spec.Node.Time, nil
 	}
 	return "", fmt.Errorf("head job %s is no longer known to SLURM: start a new cluster with `sraybatch up`", head)
+}
+
+// submitWorkers submits n workers in one sbatch call and returns their job keys.
+func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string) ([]string, error) {
+	return asUsage(submit.Workers(ctx, a.sched(spec), dir, spec, head, n, timeLimit, false))
+}
+
+// asUsage reports a script that does not render as bad input (exit 2).
+func asUsage[T any](v T, err error) (T, error) {
+	var invalid *submit.InvalidError
+	if errors.As(err, &invalid) {
+		return v, usageError{invalid.Err}
+	}
+	return v, err
 }

@@ -94,6 +94,7 @@ func commands() []command {
 		{name: "status", summary: "show a cluster's jobs, SLURM state and Ray membership", run: runStatusCmd},
 		{name: "env", summary: "print the exports that point Ray's own tools at a cluster", run: runEnvCmd},
 		{name: "tunnel", summary: "print the ssh command that reaches the head's dashboard", run: runTunnelCmd},
+		{name: "autoscale", summary: "show or change a live cluster's autoscaler (it follows Ray's demand)", run: runAutoscaleCmd},
 		{name: "free", summary: "show the GPUs free right now per node and partition", run: runFreeCmd},
 		{name: "down", summary: "cancel every job of a cluster and wait until they are gone", run: runDownCmd},
 		{name: "gpus", summary: "print this node's GPU inventory (NVML, else the job's environment)", run: runGpusCmd},

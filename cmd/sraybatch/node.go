@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
+	"github.com/sraybatch/sraybatch/internal/autoscale"
 	"github.com/sraybatch/sraybatch/internal/backend"
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
 	"github.com/sraybatch/sraybatch/raynode"
+	"github.com/sraybatch/sraybatch/slurm"
 )
 
 const nodeUsage = `Usage: sraybatch node head|worker|driver --cluster-dir DIR [--head-job ID] [-- DRIVER COMMAND...]
@@ -50,7 +54,10 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 	if err != nil {
 		return fmt.Errorf("read cluster spec: %w", err)
 	}
-	return raynode.Run(ctx, raynode.Config{
+	// Jobs submitted from inside this job start from the environment a login
+	// shell would have: not this job's GPUs, temp dir or Ray settings.
+	sched := backend.System(dir.Home(), slurm.LoginEnv(os.Environ())).For(spec)
+	cfg := raynode.Config{
 		Role:       o.Role,
 		Dir:        dir,
 		Spec:       spec,
@@ -58,8 +65,17 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 		DriverArgv: o.DriverArgv,
 		Getenv:     os.Getenv,
 		Environ:    os.Environ(),
-		Scheduler:  backend.System(dir.Home()).For(spec),
+		Scheduler:  sched,
 		GPUs:       gpu.System(os.Getenv, io.Out),
 		Log:        io.Out,
-	})
+	}
+	if o.Role == cluster.RoleHead {
+		cfg.Autoscaler = autoscale.NewLoop(autoscale.LoopConfig{
+			Dir: dir, HeadJob: raynode.JobKey(os.Getenv), Sched: sched, Clock: clock.System{},
+			Logf: func(format string, args ...any) {
+				fmt.Fprintf(io.Out, "sraybatch node head [%s]: %s\n", time.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
+			},
+		})
+	}
+	return raynode.Run(ctx, cfg)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -158,6 +159,9 @@ func clusterLine(c cluster.ClusterStatus) string {
 // IOStreams.Color allows it (a terminal, no NO_COLOR).
 func printStatusTable(w io.Writer, st cluster.Status, color bool) {
 	fmt.Fprintln(w, clusterLine(st.Cluster))
+	if st.Autoscaler != nil {
+		fmt.Fprintln(w, autoscaleLine(*st.Autoscaler))
+	}
 	t := table.NewWriter()
 	t.SetOutputMirror(w)
 	t.SetStyle(table.StyleLight)
@@ -255,4 +259,48 @@ func percent(v *int) string {
 		return "-"
 	}
 	return strconv.Itoa(*v) + "%"
+}
+
+// autoscaleLine is the autoscaler in one line: its range, what Ray waits
+// for, what is on its way, the last thing it did and why, and what it
+// cannot serve.
+func autoscaleLine(a cluster.AutoscalerStatus) string {
+	if !a.Enabled {
+		return "autoscale off"
+	}
+	parts := []string{fmt.Sprintf("autoscale %d–%d", a.MinWorkers, a.MaxWorkers)}
+	if len(a.Demand) == 0 {
+		parts = append(parts, "demand none")
+	} else {
+		shapes := make([]string, 0, len(a.Demand))
+		for shape, n := range a.Demand {
+			shapes = append(shapes, fmt.Sprintf("%d×{%s}", n, shape))
+		}
+		sort.Strings(shapes)
+		parts = append(parts, fmt.Sprintf("demand GPU:%s (%s)", strconv.FormatFloat(a.DemandGPUs, 'f', -1, 64), strings.Join(shapes, " ")))
+	}
+	parts = append(parts, fmt.Sprintf("supply %d pending", a.PendingWorkers))
+	if d := a.LastDecision; d != nil {
+		var did []string
+		if n := len(d.Submitted); n > 0 {
+			did = append(did, fmt.Sprintf("+%d workers", n))
+		}
+		if n := len(d.Cancelled); n > 0 {
+			did = append(did, fmt.Sprintf("-%d pending", n))
+		}
+		if n := len(d.Drained); n > 0 {
+			did = append(did, fmt.Sprintf("drained %d", n))
+		}
+		parts = append(parts, fmt.Sprintf("last %s %s (%s)", strings.Join(did, ", "), d.At.Local().Format(time.TimeOnly), d.Why))
+	}
+	if a.Reason != "" && (a.LastDecision == nil || a.Reason != a.LastDecision.Why) {
+		parts = append(parts, "now: "+a.Reason)
+	}
+	for _, x := range a.Infeasible {
+		parts = append(parts, fmt.Sprintf("infeasible {%s}: %s", x.Shape, x.Why))
+	}
+	if a.Error != "" {
+		parts = append(parts, "error: "+a.Error)
+	}
+	return strings.Join(parts, " · ")
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/internal/submit"
 	"github.com/sraybatch/sraybatch/templates"
 	"github.com/sraybatch/sraybatch/trainloop"
 )
@@ -96,10 +97,10 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	if err != nil {
 		return err
 	}
-	s := nodeScript(dir, spec, cluster.RoleDriver)
+	s := submit.NodeScript(dir, spec, cluster.RoleDriver)
 	s.Node.GPUs, s.Node.CPUs, s.Node.Mem = 0, o.CPUs, ""
 	s.HeadJob, s.Time, s.DriverArgv = head, limit, command
-	jobID, err := a.submit(ctx, dir, spec, s)
+	jobID, err := asUsage(submit.Script(ctx, a.sched(spec), dir, s, false))
 	if err != nil {
 		return err
 	}

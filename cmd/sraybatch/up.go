@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
-	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/internal/submit"
 	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
@@ -51,11 +51,15 @@ type upOptions struct {
 	Insecure      bool
 	DryRun        bool
 	Wait          waitOptions
+	// Autoscale switches the head's autoscaler on, with Scaling's settings.
+	Autoscale bool
+	Scaling   autoscaleOptions
 	// Backend is "" (slurm) or local; Foreground (local only) stays until Ctrl+C.
 	Backend    cluster.Backend
 	Foreground bool
 	// announceBackend says which backend was chosen, when the user did not.
 	announceBackend bool
+	autoscaleSpec   cluster.AutoscaleSpec
 }
 
 type waitOptions struct {
@@ -95,10 +99,19 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.DurationVar(&o.DrainBefore, "drain-before", 2*time.Minute, "SLURM warns each job this long before its time limit: workers leave Ray cleanly, the head and drivers are warned (0: off)")
 	fs.BoolVar(&o.Insecure, "insecure", false, "run without Ray token auth (for Ray < 2.52; anyone reaching the ports can run code as you)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the rendered batch script(s); submit nothing")
-	o.Wait.addFlags(fs, "the head is healthy and every worker has joined Ray")
+	o.Wait.addFlags(fs, "the head is healthy and every worker (with --autoscale: --min-workers) has joined Ray")
+	fs.BoolVar(&o.Autoscale, "autoscale", false, "follow Ray's demand: submit and release worker jobs from inside the head job (see sraybatch autoscale --help)")
+	o.Scaling.addFlags(fs)
 	fs.StringVar((*string)(&o.Backend), "backend", "", "slurm, or local: every node a process of this host, no SLURM (default: slurm when sbatch is on PATH, else local)")
 	fs.BoolVar(&o.Foreground, "foreground", false, "local backend: print the dashboard URL and stay until Ctrl+C or SIGTERM, then take the cluster down")
 	if err := parseFlagsOnly(fs, args); err != nil {
+		return err
+	}
+	if err := o.Scaling.apply(fs, &o.autoscaleSpec, true); err != nil {
+		return err
+	}
+	o.autoscaleSpec.Enabled = o.Autoscale
+	if err := validateAutoscale(o.autoscaleSpec); err != nil {
 		return err
 	}
 	if o.Backend == "" {
@@ -172,7 +185,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: cluster.CurrentUser(),
 		Created: time.Now().UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
 		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
-		DrainBeforeS: int(o.DrainBefore / time.Second),
+		DrainBeforeS: int(o.DrainBefore / time.Second), Autoscale: o.autoscaleSpec,
 	}
 	if o.Backend == cluster.BackendLocal {
 		localSpec(&spec)
@@ -180,7 +193,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 			fmt.Fprintln(io.ErrOut, "no sbatch on PATH: using the local backend (every node a process of this host)")
 		}
 	}
-	head := nodeScript(dir, spec, cluster.RoleHead)
+	head := submit.NodeScript(dir, spec, cluster.RoleHead)
 	head.Time = o.Node.Time
 	if o.DryRun {
 		return dryRun(io.Out, head, o.Workers)
@@ -222,19 +235,15 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	if err := waitForHead(ctx, io, a, dir, spec, b); err != nil {
 		return err
 	}
-	if len(workers) == 0 {
-		return nil
+	if len(workers) > 0 {
+		if err := waitForJobs(ctx, io, a, dir, spec, workers, b); err != nil {
+			return err
+		}
 	}
-	return waitForJobs(ctx, io, a, dir, spec, workers, b)
-}
-
-// nodeScript fills the parts of a batch script every role shares.
-func nodeScript(dir cluster.Dir, spec cluster.Spec, role cluster.Role) templates.Script {
-	return templates.Script{
-		Role: role, Cluster: spec.Name, ClusterID: spec.ID, ClusterDir: dir.Path,
-		Binary: dir.BinaryPath(), TokenPath: dir.TokenPath(), LogDir: spec.LogDir,
-		Insecure: spec.Insecure, Node: spec.Node, DrainBefore: spec.DrainBeforeS,
+	if spec.Autoscale.Enabled && spec.Autoscale.MinWorkers > len(workers) {
+		return waitForWorkerCount(ctx, io, a, dir, spec, spec.Autoscale.MinWorkers, b)
 	}
+	return nil
 }
 
 func dryRun(out io.Writer, head templates.Script, workers int) error {
@@ -246,7 +255,7 @@ func dryRun(out io.Writer, head templates.Script, workers int) error {
 	if workers > 0 {
 		w := head
 		// The head's job id is known only after submission; 0 stands in for it.
-		w.Role, w.HeadJob, w.Tasks = cluster.RoleWorker, "0", arrayTasks(workers)
+		w.Role, w.HeadJob, w.Tasks = cluster.RoleWorker, "0", submit.ArrayTasks(workers)
 		script, err := templates.Render(w)
 		if err != nil {
 			return usageError{err}
@@ -266,30 +275,7 @@ func (a *app) submitHead(ctx context.Context, dir cluster.Dir, spec cluster.Spec
 		return "", err
 	}
 	s.Binary = dir.BinaryPath()
-	return a.submit(ctx, dir, spec, s)
-}
-
-// submit renders, writes and submits one script, and records the submission.
-func (a *app) submit(ctx context.Context, dir cluster.Dir, spec cluster.Spec, s templates.Script) (string, error) {
-	script, err := templates.Render(s)
-	if err != nil {
-		return "", usageError{err}
-	}
-	path := dir.ScriptPath(fmt.Sprintf("%s-%s.sbatch", s.Role, uuid.NewString()[:8]))
-	if err := cluster.WriteFileAtomic(path, script, 0o600); err != nil {
-		return "", err
-	}
-	jobID, err := a.sched(spec).Submit(ctx, path)
-	if err != nil {
-		return "", fmt.Errorf("submit %s job: %w", s.Role, err)
-	}
-	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path}
-	if err := dir.AddSubmission(sub); err != nil {
-		// The job exists but is unrecorded: cancel it rather than leak it.
-		a.sched(spec).Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
-		return "", fmt.Errorf("record %s job %s (cancelled it): %w", s.Role, jobID, err)
-	}
-	return jobID, nil
+	return asUsage(submit.Script(ctx, a.sched(spec), dir, s, false))
 }
 
 func copySelf(dst string) error {

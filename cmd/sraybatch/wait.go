@@ -103,6 +103,52 @@ func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 	return interruptedWait(err, spec, seen)
 }
 
+// waitForWorkerCount returns once n workers of the cluster have joined Ray
+// (the autoscaler submits them to keep --min-workers); on timeout it names
+// the jobs still pending and why.
+func waitForWorkerCount(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, n int, b budget) error {
+	fmt.Fprintf(io.ErrOut, "waiting for the autoscaler's %d workers (--min-workers)\n", n)
+	progress := progressPrinter{}
+	var seen cluster.Status
+	err := poll(ctx, b.deadline, func(last bool) (bool, error) {
+		st, err := a.observe(ctx, dir, spec)
+		if err != nil {
+			return false, err
+		}
+		seen = st
+		joined := 0
+		var waiting []string
+		for _, js := range st.Jobs {
+			if js.Role != cluster.RoleWorker {
+				continue
+			}
+			progress.print(io, js)
+			switch js.Ray {
+			case cluster.Joined, cluster.Draining:
+				joined++
+			case cluster.Waiting:
+				waiting = append(waiting, strings.TrimSpace(js.JobID+" "+js.SlurmState+" "+js.Reason))
+			}
+		}
+		if joined >= n {
+			fmt.Fprintf(io.ErrOut, "%d workers joined cluster %s\n", joined, spec.Name)
+			return true, nil
+		}
+		if last {
+			pending := "none submitted yet"
+			if len(waiting) > 0 {
+				pending = "still pending: " + strings.Join(waiting, "; ")
+			}
+			if st.Autoscaler != nil && st.Autoscaler.Reason != "" {
+				pending += "; autoscaler: " + st.Autoscaler.Reason
+			}
+			return false, timeoutError{fmt.Errorf("%d of %d workers joined within %s; %s", joined, n, b.timeout, pending)}
+		}
+		return false, nil
+	})
+	return interruptedWait(err, spec, seen)
+}
+
 // interruptedWait turns a wait that Ctrl+C ended into an interruptedError
 // that says what keeps running, as last seen: the jobs are not cancelled.
 func interruptedWait(err error, spec cluster.Spec, seen cluster.Status) error {

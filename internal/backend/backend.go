@@ -40,18 +40,21 @@ var sbatchOverrides = []string{"SBATCH_JOB_NAME", "SBATCH_ARRAY_INX", "SBATCH_DE
 // System returns the real backends of the sraybatch home directory home
 // (the directory above the store's clusters/): SLURM's clients on PATH, and
 // the local backend whose job registry lives in home and whose jobs run this
-// binary's hidden local-job command.
-func System(home string) Schedulers {
+// binary's hidden local-job command. The jobs they submit start from env
+// (nil: this process's environment); inside a job, pass
+// slurm.LoginEnv(os.Environ()).
+func System(home string, env []string) Schedulers {
 	self, err := os.Executable()
 	if err != nil {
 		self = "sraybatch" // found on PATH, as the user ran it
 	}
 	return Schedulers{
-		Slurm: slurm.New(slurm.ExecRunner{Unset: sbatchOverrides}, slurm.DefaultPrograms()),
+		Slurm: slurm.New(slurm.ExecRunner{Unset: sbatchOverrides, Env: env}, slurm.DefaultPrograms()),
 		Local: local.New(local.Config{
 			Registry: local.RegistryDir(home),
 			Claims:   local.SystemClaims(),
 			Launcher: []string{self, "local-job"},
+			Env:      env,
 		}),
 	}
 }

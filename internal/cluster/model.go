@@ -154,6 +154,74 @@ type Spec struct {
 	// DrainBeforeS is how long before its time limit SLURM warns a job
 	// (USR1): workers leave Ray cleanly, the head and drivers are warned.
 	DrainBeforeS int `json:"drain_before_s"`
+	// Autoscale is written by `up` and changed by `autoscale` (one writer at
+	// a time); the head's autoscaler rereads it every poll.
+	Autoscale AutoscaleSpec `json:"autoscale"`
+}
+
+// AutoscaleSpec are the autoscaler's settings.
+type AutoscaleSpec struct {
+	Enabled    bool `json:"enabled"`
+	MinWorkers int  `json:"min_workers"`
+	MaxWorkers int  `json:"max_workers"`
+	// MaxPending bounds worker jobs waiting in the queue; 0: MaxWorkers.
+	MaxPending   int     `json:"max_pending,omitempty"`
+	IdleTimeoutS int     `json:"idle_timeout_s"`
+	UpscaleDelay float64 `json:"upscale_delay_s"`
+	// PollIntervalS is how often the head reads Ray's demand.
+	PollIntervalS float64 `json:"poll_interval_s"`
+	// CPUOnlyDemand lets demand that asks for no GPU start worker jobs.
+	CPUOnlyDemand bool `json:"cpu_only_demand,omitempty"`
+}
+
+// DrainNotice is what the head's autoscaler tells a worker's supervisor
+// once Ray accepted draining its node: the raylet then exits by itself, and
+// that exit is this outcome, not a failure. Written once, by the head.
+type DrainNotice struct {
+	SchemaVersion int       `json:"schema_version"`
+	Job           string    `json:"job"`
+	NodeID        string    `json:"node_id"`
+	Outcome       Outcome   `json:"outcome"`
+	Reason        string    `json:"reason"`
+	Accepted      time.Time `json:"accepted"`
+}
+
+// AutoscalerStatus is the head's autoscaler as `status` shows it; written by
+// the head job every poll.
+type AutoscalerStatus struct {
+	SchemaVersion int       `json:"schema_version"`
+	Updated       time.Time `json:"updated"`
+	Enabled       bool      `json:"enabled"`
+	MinWorkers    int       `json:"min_workers"`
+	MaxWorkers    int       `json:"max_workers"`
+	// Demand is what Ray waits for, by shape ("GPU:1 CPU:1" → count), and
+	// DemandGPUs its GPUs in all.
+	Demand     map[string]int `json:"demand"`
+	DemandGPUs float64        `json:"demand_gpus"`
+	// PendingWorkers are worker jobs submitted and not yet joined.
+	PendingWorkers int                `json:"pending_workers"`
+	Infeasible     []InfeasibleDemand `json:"infeasible"`
+	LastDecision   *AutoscaleDecision `json:"last_decision"`
+	BackoffUntil   *time.Time         `json:"backoff_until"`
+	// Reason says why the last poll did what it did, or why not.
+	Reason string `json:"reason"`
+	// Error is why the last poll could not read Ray or SLURM ("" when it could).
+	Error string `json:"error,omitempty"`
+}
+
+// InfeasibleDemand is demand no worker job can serve, and why.
+type InfeasibleDemand struct {
+	Shape string `json:"shape"`
+	Why   string `json:"why"`
+}
+
+// AutoscaleDecision is the last poll that changed something.
+type AutoscaleDecision struct {
+	At        time.Time `json:"at"`
+	Submitted []string  `json:"submitted,omitempty"`
+	Cancelled []string  `json:"cancelled,omitempty"`
+	Drained   []string  `json:"drained,omitempty"`
+	Why       string    `json:"why"`
 }
 
 // NodeSpec is the SLURM allocation of one node job.
@@ -179,6 +247,9 @@ type Submission struct {
 	Tasks     int       `json:"tasks,omitempty"`
 	Submitted time.Time `json:"submitted"`
 	Script    string    `json:"script"`
+	// Autoscaled marks the autoscaler's submissions: it cancels only its own
+	// pending jobs, never a user's `grow`.
+	Autoscaled bool `json:"autoscaled,omitempty"`
 }
 
 // JobKeys lists the per-node keys of a submission: "8", or "7_0".."7_K-1" for an array.

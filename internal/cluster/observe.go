@@ -27,7 +27,9 @@ type Observation struct {
 	SlurmErr error
 	// Training holds each driver job's progress, read from its event file.
 	Training map[string]TrainProgress
-	Now      time.Time
+	// Autoscaler is the head's autoscaler as it last wrote; nil: never.
+	Autoscaler *AutoscalerStatus
+	Now        time.Time
 }
 
 // TrainProgress is what a driver's events say about its elastic actor pool.
@@ -41,6 +43,9 @@ type TrainProgress struct {
 type Status struct {
 	Cluster ClusterStatus `json:"cluster"`
 	Jobs    []JobStatus   `json:"jobs"`
+	// Autoscaler is present for clusters started with --autoscale (or
+	// switched on with `autoscale`).
+	Autoscaler *AutoscalerStatus `json:"autoscaler,omitempty"`
 }
 
 // ClusterStatus is the cluster line of `status`.
@@ -120,6 +125,9 @@ func Observe(o Observation) Status {
 		}
 	}
 	countActors(o, st.Jobs)
+	if o.Autoscaler != nil || o.Spec.Autoscale.Enabled {
+		st.Autoscaler = observeAutoscaler(o)
+	}
 	st.Cluster.State, st.Cluster.Reason = clusterState(o, st.Jobs)
 	if st.Cluster.State == StateRunning {
 		st.Cluster.Warning = headTimeWarning(o, st.Jobs)
@@ -319,4 +327,21 @@ func headOf(jobs []JobStatus) *JobStatus {
 		}
 	}
 	return nil
+}
+
+// observeAutoscaler is the autoscaler's status: its settings from the spec
+// (a change shows at once), the rest as the head last wrote it.
+func observeAutoscaler(o Observation) *AutoscalerStatus {
+	a := AutoscalerStatus{Demand: map[string]int{}}
+	if o.Autoscaler != nil {
+		a = *o.Autoscaler
+	}
+	a.Enabled, a.MinWorkers, a.MaxWorkers = o.Spec.Autoscale.Enabled, o.Spec.Autoscale.MinWorkers, o.Spec.Autoscale.MaxWorkers
+	if a.Infeasible == nil {
+		a.Infeasible = []InfeasibleDemand{}
+	}
+	if o.Autoscaler == nil && a.Enabled {
+		a.Reason = "waiting for the head to start the autoscaler"
+	}
+	return &a
 }

@@ -32,6 +32,8 @@ const (
 	scriptsDir     = "scripts"         // rendered batch scripts
 	binDir         = "bin"             // the sraybatch copy jobs run
 	eventsDir      = "events"          // one JSON-lines file per driver job, written by it
+	drainsDir      = "drains"          // one file per drained worker, written by the head
+	autoscalerFile = "autoscaler.json" // written by the head job
 	pythonDir      = "python"          // the trainloop Python package drivers import
 )
 
@@ -143,7 +145,7 @@ func (s Store) Create(spec Spec, setup string) (Dir, error) {
 	if err := os.Chmod(tmp, 0o700); err != nil {
 		return cleanup(err)
 	}
-	for _, sub := range []string{submissionsDir, nodesDir, scriptsDir, binDir, eventsDir, pythonDir} {
+	for _, sub := range []string{submissionsDir, nodesDir, scriptsDir, binDir, eventsDir, pythonDir, drainsDir} {
 		if err := os.Mkdir(d.file(sub), 0o700); err != nil {
 			return cleanup(fmt.Errorf("create cluster directory: %w", err))
 		}
@@ -403,4 +405,53 @@ func ReadJSONDir[T any](dir string) ([]T, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// WriteAutoscale replaces the spec's autoscale settings (`up` and
+// `autoscale` are its only writers; the head rereads it every poll).
+func (d Dir) WriteAutoscale(a AutoscaleSpec) error {
+	spec, err := d.Spec()
+	if err != nil {
+		return err
+	}
+	spec.Autoscale = a
+	return WriteJSON(d.file(specFile), spec)
+}
+
+// WriteDrain records that Ray accepted draining a worker's node.
+func (d Dir) WriteDrain(n DrainNotice) error {
+	n.SchemaVersion = SchemaVersion
+	if err := os.MkdirAll(d.file(drainsDir), 0o700); err != nil {
+		return fmt.Errorf("record drain: %w", err)
+	}
+	return WriteJSON(filepath.Join(d.Path, drainsDir, n.Job+".json"), n)
+}
+
+// Drain reads a worker's drain notice; ok is false when none was written.
+func (d Dir) Drain(job string) (n DrainNotice, ok bool, err error) {
+	err = ReadJSON(filepath.Join(d.Path, drainsDir, job+".json"), &n)
+	if errors.Is(err, fs.ErrNotExist) {
+		return n, false, nil
+	}
+	return n, err == nil, err
+}
+
+// WriteAutoscaler publishes the autoscaler's status.
+func (d Dir) WriteAutoscaler(s AutoscalerStatus) error {
+	s.SchemaVersion = SchemaVersion
+	return WriteJSON(d.file(autoscalerFile), s)
+}
+
+// Autoscaler reads the autoscaler's status; ok is false before its first poll.
+func (d Dir) Autoscaler() (s AutoscalerStatus, ok bool, err error) {
+	err = ReadJSON(d.file(autoscalerFile), &s)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, false, nil
+	}
+	return s, err == nil, err
+}
+
+// AutoscalerEventsPath is the autoscaler's event log (JSON lines, written by the head job).
+func (d Dir) AutoscalerEventsPath() string {
+	return filepath.Join(d.Path, eventsDir, "autoscaler.jsonl")
 }

@@ -63,6 +63,8 @@ type Config struct {
 	// Launcher is the command that becomes each job's process and calls
 	// RunJob: the sraybatch binary and its hidden local-job command.
 	Launcher []string
+	// Env is what a job's environment starts from; nil: this process's.
+	Env []string
 }
 
 // RegistryDir is the job registry of the sraybatch home directory (the
@@ -106,6 +108,13 @@ type exitRecord struct {
 func (s *Scheduler) recordPath(key string) string { return filepath.Join(s.cfg.Registry, key+".json") }
 func exitPath(registry, key string) string        { return filepath.Join(registry, key+".exit") }
 func cancelPath(registry, key string) string      { return filepath.Join(registry, key+".cancel") }
+
+func (s *Scheduler) baseEnv() []string {
+	if s.cfg.Env != nil {
+		return s.cfg.Env
+	}
+	return os.Environ()
+}
 
 // Submit claims the script's GPUs, starts one process per task, records them
 // and returns the job id (the array job id for an array).
@@ -224,7 +233,7 @@ func (s *Scheduler) Submit(ctx context.Context, scriptPath string) (string, erro
 		}
 		start := jobStart{
 			Script: scriptPath, Dir: cwd, Log: rec.Log,
-			Env:      jobEnv(os.Environ(), d, rec, ids),
+			Env:      jobEnv(s.baseEnv(), d, rec, ids),
 			ExitPath: exitPath(s.cfg.Registry, t.key),
 			Claims:   t.gpus, Self: t.proc,
 		}
@@ -526,4 +535,9 @@ func (s *Scheduler) FreeGPUs(ctx context.Context, partition string) ([]scheduler
 		n.State = "mixed"
 	}
 	return []scheduler.NodeGPUs{n}, nil
+}
+
+// MaxTime: the local backend has no partitions and no time limits.
+func (s *Scheduler) MaxTime(ctx context.Context, partition string) (time.Duration, bool, error) {
+	return 0, true, nil
 }

@@ -71,6 +71,12 @@ type Scheduler interface {
 	// NodeGPUs.Free says how many a new job could get. An unknown partition
 	// gives an empty list, as sinfo does.
 	FreeGPUs(ctx context.Context, partition string) ([]NodeGPUs, error)
+
+	// MaxTime returns the longest --time a job of partition (the default
+	// partition when empty) may ask for, unlimited when there is none. SLURM
+	// accepts a longer --time by default and the job then never starts
+	// (PartitionTimeLimit), so submitters cap their --time at it.
+	MaxTime(ctx context.Context, partition string) (max time.Duration, unlimited bool, err error)
 }
 
 // Job is one squeue record: a plain job or one task of a job array.

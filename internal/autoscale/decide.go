@@ -1,0 +1,423 @@
+// Package autoscale turns what Ray waits for into worker jobs, and idle
+// workers into drains. Decide is a pure function of one poll's observation
+// and what the previous polls left in Memory; the head job's loop (Loop)
+// gathers the observation, carries out the decision and records it.
+package autoscale
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Settings are the autoscaler's knobs (the cluster spec's autoscale part).
+type Settings struct {
+	Enabled    bool
+	MinWorkers int
+	MaxWorkers int
+	// MaxPending bounds the worker jobs waiting in the queue at once; 0: MaxWorkers.
+	MaxPending int
+	// IdleTimeout is how long a worker stays idle before it is drained; 0: never.
+	IdleTimeout time.Duration
+	// UpscaleDelay is how long demand must last before jobs are submitted for it.
+	UpscaleDelay time.Duration
+	// CPUOnly lets demand that asks for no GPU start worker jobs (which hold GPUs).
+	CPUOnly bool
+}
+
+// Demand is what Ray waits for.
+type Demand struct {
+	// Tasks are pending tasks and actors, by shape.
+	Tasks []Count
+	// Groups are pending placement groups.
+	Groups []Group
+	// Floors are request_resources bundles: a floor on the cluster's total
+	// capacity, head included, standing until the caller lifts it.
+	Floors []Count
+}
+
+// Count is n bundles of one shape.
+type Count struct {
+	Shape Shape
+	N     int
+}
+
+// Group is a pending placement group.
+type Group struct {
+	Bundles []Shape
+	// Spread places every bundle on a node of its own (SPREAD, STRICT_SPREAD).
+	Spread bool
+	// Strict with !Spread (STRICT_PACK) needs every bundle on one node.
+	Strict bool
+}
+
+// Node is a Ray node alive in the cluster.
+type Node struct {
+	ID string
+	// Job is the job key of the node; Worker marks a worker job of this cluster.
+	Job    string
+	Worker bool
+	Total  Shape
+	// Idle is how long Ray has seen the node idle; 0 while it is busy.
+	Idle     time.Duration
+	Draining bool
+}
+
+// WorkerState is where a worker job of the cluster is.
+type WorkerState int
+
+const (
+	// Queued: pending in the scheduler.
+	Queued WorkerState = iota
+	// Starting: running, its Ray node not joined yet.
+	Starting
+	// Joined: its Ray node is in the cluster.
+	Joined
+)
+
+// Worker is a worker job of the cluster that has not ended.
+type Worker struct {
+	Job   string
+	State WorkerState
+	// Reason is the scheduler's pending reason (Queued).
+	Reason    string
+	Submitted time.Time
+	// JoinedAt is when its node joined Ray (Joined).
+	JoinedAt time.Time
+	NodeID   string
+	// Autoscaled marks jobs the autoscaler submitted: only those are
+	// cancelled while pending, never a user's `grow`.
+	Autoscaled bool
+}
+
+// Input is one poll's observation.
+type Input struct {
+	Now      time.Time
+	Settings Settings
+	Shape    NodeShape
+	Demand   Demand
+	Nodes    []Node
+	Workers  []Worker
+	// HeadLeft is the head job's time left; negative when unknown or unlimited.
+	HeadLeft time.Duration
+	// MinHeadLeft: no scale-up once the head has less left than this
+	// (--drain-before plus the time a worker takes to join).
+	MinHeadLeft time.Duration
+}
+
+// Memory is what a decision needs from earlier polls; the loop keeps it.
+type Memory struct {
+	// UnmetSince is when the current unmet demand first showed; zero: none.
+	UnmetSince time.Time
+	// BackoffUntil: no submission before it; SubmitError says why (SLURM's words).
+	BackoffUntil time.Time
+	Failures     int
+	SubmitError  string
+}
+
+// Drain is a worker to drain for idleness.
+type Drain struct {
+	Job, NodeID string
+	Idle        time.Duration
+}
+
+// Infeasible is demand no worker job can ever serve.
+type Infeasible struct {
+	Shape Shape
+	Why   string
+}
+
+// Decision is what to do now.
+type Decision struct {
+	// Submit is how many worker jobs to submit, in one sbatch call.
+	Submit int
+	// Cancel lists pending worker jobs whose demand is gone, or over the cap.
+	Cancel []string
+	Drain  []Drain
+	// Infeasible demand is never submitted for.
+	Infeasible []Infeasible
+	// Wanted is how many new worker jobs the demand needs, before limits.
+	Wanted int
+	// Capped: limits (max workers, max pending) held the submission back.
+	Capped bool
+	// Reason says, in one line, why it did what it did, or why not.
+	Reason string
+	// DemandGPUs sums the GPUs of everything Ray waits for.
+	DemandGPUs float64
+}
+
+// maxBundles bounds the bundles planned per shape: beyond any cluster's
+// --max-workers, and a million pending tasks must not cost a million steps.
+const maxBundles = 4096
+
+// Decide plans one poll. It is pure: the same input and memory give the
+// same decision and memory.
+func Decide(in Input, mem Memory) (Decision, Memory) {
+	var d Decision
+	if !in.Settings.Enabled {
+		d.Reason = "autoscaling is off"
+		return d, Memory{BackoffUntil: mem.BackoffUntil, Failures: mem.Failures, SubmitError: mem.SubmitError}
+	}
+	tasks, groups, floors := in.classify(&d)
+
+	inFlight := in.inFlight()
+	p := newPlan(in.Shape, inFlight)
+	for _, s := range tasks {
+		p.place(s)
+	}
+	for _, g := range groups {
+		p.placeGroup(g)
+	}
+	newForDemand := len(p.newBins)
+
+	fp := newPlan(in.Shape, inFlight)
+	protected := fp.placeFloors(in.Nodes, floors)
+	newForFloors := len(fp.newBins)
+
+	d.Wanted = max(newForDemand, newForFloors)
+	used := map[string]bool{}
+	for _, b := range append(p.flight, fp.flight...) {
+		if b.used {
+			used[b.job] = true
+		}
+	}
+
+	active := 0
+	queued := 0
+	var limitReason string
+	for _, w := range in.Workers {
+		if w.State == Queued && stuck(w.Reason) {
+			continue
+		}
+		active++
+		if w.State == Queued {
+			queued++
+			if limit(w.Reason) && limitReason == "" {
+				limitReason = w.Reason
+			}
+		}
+	}
+
+	// Pending jobs that no demand uses any more, or that are over the cap.
+	maxWorkers := in.Settings.MaxWorkers
+	keep := max(in.Settings.MinWorkers, 0)
+	var surplus []Worker
+	for _, w := range in.Workers {
+		if w.State == Queued && w.Autoscaled && !used[w.Job] {
+			surplus = append(surplus, w)
+		}
+	}
+	sort.SliceStable(surplus, func(i, j int) bool { return surplus[i].Submitted.After(surplus[j].Submitted) })
+	for _, w := range surplus {
+		if active <= keep {
+			break
+		}
+		d.Cancel = append(d.Cancel, w.Job)
+		active--
+		if !stuck(w.Reason) {
+			queued--
+		}
+	}
+	for _, w := range newestQueued(in.Workers, d.Cancel) {
+		if active <= maxWorkers {
+			break
+		}
+		d.Cancel = append(d.Cancel, w.Job)
+		active--
+		queued--
+	}
+
+	// Submissions.
+	wantDemand := d.Wanted
+	switch {
+	case wantDemand == 0:
+		mem.UnmetSince = time.Time{}
+	case mem.UnmetSince.IsZero():
+		mem.UnmetSince = in.Now
+	}
+	demandRipe := wantDemand > 0 && in.Now.Sub(mem.UnmetSince) >= in.Settings.UpscaleDelay
+	want := 0
+	if demandRipe {
+		want = wantDemand
+	}
+	topUp := in.Settings.MinWorkers - active
+	want = max(want, topUp)
+	maxPending := in.Settings.MaxPending
+	if maxPending <= 0 {
+		maxPending = maxWorkers
+	}
+	room := min(maxWorkers-active, maxPending-queued)
+	reasons := []string{}
+	switch {
+	case want <= 0:
+		if wantDemand > 0 {
+			reasons = append(reasons, fmt.Sprintf("demand for %d workers waits out the upscale delay (%s)", wantDemand, in.Settings.UpscaleDelay))
+		}
+	case in.Now.Before(mem.BackoffUntil):
+		reasons = append(reasons, fmt.Sprintf("backing off until %s: %s", mem.BackoffUntil.Format(time.TimeOnly), mem.SubmitError))
+	case limitReason != "":
+		reasons = append(reasons, "held back: a worker job waits on SLURM limit "+limitReason)
+	case in.HeadLeft >= 0 && in.HeadLeft < in.MinHeadLeft:
+		reasons = append(reasons, fmt.Sprintf("no scale-up: the head ends in %s", in.HeadLeft.Round(time.Second)))
+	default:
+		d.Submit = max(min(want, room), 0)
+		d.Capped = d.Submit < want
+		switch {
+		case d.Submit > 0 && topUp > 0 && !demandRipe:
+			reasons = append(reasons, fmt.Sprintf("+%d workers to keep --min-workers %d", d.Submit, in.Settings.MinWorkers))
+		case d.Submit > 0:
+			reasons = append(reasons, fmt.Sprintf("+%d workers for %s", d.Submit, demandWords(newForDemand, newForFloors)))
+		}
+		if d.Capped {
+			reasons = append(reasons, fmt.Sprintf("capped: %d wanted, --max-workers %d, --max-pending %d", want, maxWorkers, maxPending))
+		}
+	}
+	if len(d.Cancel) > 0 {
+		reasons = append(reasons, fmt.Sprintf("cancel %d pending workers no longer needed", len(d.Cancel)))
+	}
+
+	// Idle workers leave through Ray's drain.
+	if in.Settings.IdleTimeout > 0 && wantDemand == 0 {
+		d.Drain = in.idle(protected, active-keep)
+		if len(d.Drain) > 0 {
+			reasons = append(reasons, fmt.Sprintf("drain %d idle workers", len(d.Drain)))
+		}
+	}
+	if len(d.Infeasible) > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d shapes infeasible", len(d.Infeasible)))
+	}
+	d.Reason = strings.Join(reasons, "; ")
+	return d, mem
+}
+
+func demandWords(forDemand, forFloors int) string {
+	if forFloors > forDemand {
+		return "request_resources"
+	}
+	return "pending tasks, actors and placement groups"
+}
+
+// classify splits the demand into plannable bundles and infeasible shapes,
+// and sums its GPUs.
+func (in Input) classify(d *Decision) (tasks []Shape, groups []Group, floors []Shape) {
+	seen := map[string]bool{}
+	feasible := func(s Shape) bool {
+		why := in.Shape.infeasibility(s)
+		if why == "" && s.gpuFree() && in.Shape.GPUs > 0 && !in.Settings.CPUOnly {
+			why = "asks for no GPU (allow it with --cpu-only-demand)"
+		}
+		if why == "" {
+			return true
+		}
+		if key := s.String(); !seen[key] {
+			seen[key] = true
+			d.Infeasible = append(d.Infeasible, Infeasible{Shape: s, Why: why})
+		}
+		return false
+	}
+	expand := func(cs []Count, into *[]Shape) {
+		for _, c := range cs {
+			d.DemandGPUs += c.Shape[resGPU] * float64(c.N)
+			if !feasible(c.Shape) {
+				continue
+			}
+			for range min(c.N, maxBundles) {
+				*into = append(*into, c.Shape)
+			}
+		}
+	}
+	expand(in.Demand.Tasks, &tasks)
+	expand(in.Demand.Floors, &floors)
+next:
+	for _, g := range in.Demand.Groups {
+		for _, b := range g.Bundles {
+			d.DemandGPUs += b[resGPU]
+		}
+		for _, b := range g.Bundles {
+			if !feasible(b) {
+				continue next
+			}
+		}
+		if !g.Spread && g.Strict {
+			sum := Shape{}
+			for _, b := range g.Bundles {
+				for k, v := range b {
+					sum[k] += v
+				}
+			}
+			if !feasible(sum) {
+				continue
+			}
+		}
+		groups = append(groups, g)
+	}
+	return tasks, groups, floors
+}
+
+// inFlight lists the worker jobs that will join without further action:
+// starting first (sooner), then queued oldest first; jobs stuck in the
+// queue are no supply.
+func (in Input) inFlight() []Worker {
+	var ws []Worker
+	for _, w := range in.Workers {
+		if w.State == Starting || (w.State == Queued && !stuck(w.Reason)) {
+			ws = append(ws, w)
+		}
+	}
+	sort.SliceStable(ws, func(i, j int) bool {
+		if ws[i].State != ws[j].State {
+			return ws[i].State == Starting
+		}
+		return ws[i].Submitted.Before(ws[j].Submitted)
+	})
+	return ws
+}
+
+// idle lists joined workers idle for --idle-timeout, longest idle first, at
+// most n, never one a request_resources floor still needs.
+func (in Input) idle(protected map[string]bool, n int) []Drain {
+	joined := map[string]Worker{}
+	for _, w := range in.Workers {
+		if w.State == Joined {
+			joined[w.NodeID] = w
+		}
+	}
+	var out []Drain
+	for _, node := range in.Nodes {
+		w, ok := joined[node.ID]
+		if !ok || !node.Worker || node.Draining || protected[node.ID] {
+			continue
+		}
+		if node.Idle >= in.Settings.IdleTimeout && in.Now.Sub(w.JoinedAt) >= in.Settings.IdleTimeout {
+			out = append(out, Drain{Job: w.Job, NodeID: node.ID, Idle: node.Idle})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Idle > out[j].Idle })
+	if n < len(out) {
+		out = out[:max(n, 0)]
+	}
+	return out
+}
+
+// newestQueued lists queued autoscaled workers not already cancelled,
+// newest first: the ones a lowered cap cancels.
+func newestQueued(ws []Worker, cancelled []string) []Worker {
+	var out []Worker
+	for _, w := range ws {
+		if w.State == Queued && w.Autoscaled && !contains(cancelled, w.Job) {
+			out = append(out, w)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Submitted.After(out[j].Submitted) })
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,92 @@
+// Package submit renders a cluster's batch scripts, writes them into the
+// cluster directory, submits them and records each submission. `up`,
+// `grow`, `train` and the head job's autoscaler all submit through it, so a
+// worker the autoscaler adds is the same job as one `grow` adds.
+package submit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/templates"
+)
+
+// InvalidError is a script that does not render: bad input, nothing submitted.
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// NodeScript fills the parts of a batch script every role shares.
+func NodeScript(dir cluster.Dir, spec cluster.Spec, role cluster.Role) templates.Script {
+	return templates.Script{
+		Role: role, Cluster: spec.Name, ClusterID: spec.ID, ClusterDir: dir.Path,
+		Binary: dir.BinaryPath(), TokenPath: dir.TokenPath(), LogDir: spec.LogDir,
+		Insecure: spec.Insecure, Node: spec.Node, DrainBefore: spec.DrainBeforeS,
+	}
+}
+
+// ArrayTasks is the array size for n jobs: 0 (a plain job) for one.
+func ArrayTasks(n int) int {
+	if n == 1 {
+		return 0
+	}
+	return n
+}
+
+// Script renders, writes and submits one script and records the submission;
+// it returns the job id (the array job id for an array). A job submitted but
+// not recorded is cancelled rather than leaked.
+func Script(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, s templates.Script, autoscaled bool) (string, error) {
+	script, err := templates.Render(s)
+	if err != nil {
+		return "", &InvalidError{err}
+	}
+	path := dir.ScriptPath(fmt.Sprintf("%s-%s.sbatch", s.Role, uuid.NewString()[:8]))
+	if err := cluster.WriteFileAtomic(path, script, 0o600); err != nil {
+		return "", err
+	}
+	jobID, err := sched.Submit(ctx, path)
+	if err != nil {
+		return "", fmt.Errorf("submit %s job: %w", s.Role, err)
+	}
+	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path, Autoscaled: autoscaled}
+	if err := dir.AddSubmission(sub); err != nil {
+		sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
+		return "", fmt.Errorf("record %s job %s (cancelled it): %w", s.Role, jobID, err)
+	}
+	return jobID, nil
+}
+
+// Workers submits n workers of the cluster in one sbatch call (an array
+// when n > 1) and returns their job keys.
+func Workers(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
+	s := NodeScript(dir, spec, cluster.RoleWorker)
+	s.HeadJob, s.Tasks, s.Time = head, ArrayTasks(n), timeLimit
+	id, err := Script(ctx, sched, dir, s, autoscaled)
+	if err != nil {
+		return nil, err
+	}
+	return cluster.Submission{JobID: id, Tasks: s.Tasks}.JobKeys(), nil
+}
+
+// WorkerTimeLimit is a new worker's --time: the cluster's, capped at the
+// head job's time left, since a worker outliving its head holds GPUs for
+// nothing. head is the head job as the scheduler reports it.
+func WorkerTimeLimit(spec cluster.Spec, head scheduler.Job) (string, error) {
+	if !head.State.Active() {
+		return "", fmt.Errorf("head job %s has ended (%s): start a new cluster with `sraybatch up`", head.ID, head.State)
+	}
+	if head.State == scheduler.Running && !head.Unlimited && head.TimeLeft > 0 {
+		if want, unlimited, err := slurm.ParseTimeLimit(spec.Node.Time); spec.Node.Time == "" || unlimited || err != nil || head.TimeLeft < want {
+			return slurm.FormatTimeLimit(head.TimeLeft), nil
+		}
+	}
+	return spec.Node.Time, nil
+}

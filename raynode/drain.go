@@ -1,0 +1,120 @@
+package raynode
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/raygcs"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+)
+
+// drainNoticeWait bounds how long a node whose Ray exited looks for the
+// head's drain notice: the head writes it right after Ray accepts the
+// drain, and the raylet may be quicker to exit than a shared filesystem is
+// to show the file.
+const drainNoticeWait = 3 * time.Second
+
+// drainNotice returns the head's notice that Ray accepted draining this node.
+func (s *supervisor) drainNotice(ctx context.Context) (cluster.DrainNotice, bool) {
+	deadline := s.clock.Now().Add(drainNoticeWait)
+	for {
+		if n, ok, err := s.cfg.Dir.Drain(s.rec.Job); err == nil && ok {
+			return n, true
+		}
+		if s.cfg.Role != cluster.RoleWorker || !s.clock.Now().Before(deadline) {
+			return cluster.DrainNotice{}, false
+		}
+		select {
+		case <-ctx.Done():
+			return cluster.DrainNotice{}, false
+		case <-s.clock.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// drainForTimeLimit takes a worker out of Ray before its job's time limit:
+// the record turns draining (ElasticPool reads it), Ray is asked to drain
+// the node with reason PREEMPTION and the job's end as the deadline, so
+// every Ray library sees the node leave, and the node waits for its raylet
+// to exit once idle. Ray does not stop the node at the deadline by itself;
+// the wait is bounded (drainWait) and the caller then stops it.
+func (s *supervisor) drainForTimeLimit(ctx context.Context, node Process) {
+	s.rec.Phase, s.rec.Reason = cluster.PhaseDraining, "time limit near"
+	s.save()
+	now := s.clock.Now()
+	end := s.jobEnd(ctx, now)
+	accepted := s.askRayToDrain(ctx, end)
+	wait := drainWait(accepted, end, now)
+	s.logf("draining: leaving Ray within %s (Ray's drain accepted: %v)", wait.Round(time.Second), accepted)
+	select {
+	case <-node.Done():
+		s.logf("drained: Ray left by itself")
+	case <-s.clock.After(wait):
+	case <-ctx.Done():
+	}
+}
+
+// jobEnd is when the scheduler ends this job: its time left, else the
+// warning's own --drain-before from now.
+func (s *supervisor) jobEnd(ctx context.Context, now time.Time) time.Time {
+	end := now.Add(time.Duration(s.spec.DrainBeforeS) * time.Second)
+	if s.cfg.Scheduler == nil {
+		return end
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	jobs, err := s.cfg.Scheduler.Jobs(ctx, scheduler.Query{JobIDs: []string{s.rec.Job}})
+	if err != nil {
+		return end
+	}
+	for _, j := range jobs {
+		if j.ID == s.rec.Job && !j.Unlimited && j.TimeLeft > 0 {
+			return now.Add(j.TimeLeft)
+		}
+	}
+	return end
+}
+
+// askRayToDrain asks the GCS to drain this node; false when it could not
+// be asked or refused.
+func (s *supervisor) askRayToDrain(ctx context.Context, deadline time.Time) bool {
+	m, err := s.cfg.Dir.Membership()
+	me := m.Nodes[s.rec.Job]
+	if err != nil || me == nil || me.NodeID == "" {
+		s.logf("warning: cannot ask Ray to drain this node: its node id is unknown")
+		return false
+	}
+	head, ok, err := s.cfg.Dir.Head()
+	if err != nil || !ok {
+		return false
+	}
+	token := ""
+	if !s.spec.Insecure {
+		b, err := os.ReadFile(s.cfg.Dir.TokenPath())
+		if err != nil {
+			return false
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	gcs, err := s.cfg.DialRay(head.Address, token)
+	if err != nil {
+		s.logf("warning: cannot reach Ray to drain this node: %v", err)
+		return false
+	}
+	defer gcs.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	accepted, rejection, err := gcs.Drain(ctx, me.NodeID, raygcs.DrainPreemption,
+		fmt.Sprintf("sraybatch: SLURM job %s reaches its time limit", s.rec.Job), deadline)
+	switch {
+	case err != nil:
+		s.logf("warning: Ray's drain failed: %v", err)
+	case !accepted:
+		s.logf("warning: Ray refused to drain this node: %s", rejection)
+	}
+	return err == nil && accepted
+}
