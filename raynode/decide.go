@@ -42,6 +42,11 @@ const (
 	driverExited
 	// headGone: headVerdict found the head ended or frozen.
 	headGone
+	// drainAccepted: the head's autoscaler had Ray drain this node
+	// (DrainAccepted says why). Its raylet exits by itself, but `ray start
+	// --block` takes a raylet's clean exit for a graceful one and keeps
+	// waiting, so the supervisor ends the node.
+	drainAccepted
 )
 
 // nodeState is what react needs to know of the node.
@@ -95,6 +100,8 @@ func react(h happening, st nodeState) reaction {
 			return reaction{Outcome: cluster.OutcomeCompleted}
 		}
 		return reaction{Outcome: cluster.OutcomeFailed}
+	case drainAccepted:
+		return reaction{Outcome: st.DrainAccepted}
 	case headGone:
 		if !st.Joined {
 			return reaction{Outcome: cluster.OutcomeJoinFailed}

@@ -33,6 +33,8 @@ func TestReact(t *testing.T) {
 		{"driver stopped by the job's cancel (143)", driverExited,
 			nodeState{Role: cluster.RoleDriver, Joined: true, DriverExitCode: 143, Interrupted: true}, reaction{Outcome: cluster.OutcomeCancelled}},
 		{"head gone after joining", headGone, worker, reaction{Outcome: cluster.OutcomeHeadLost}},
+		{"Ray accepted the autoscaler's idle drain", drainAccepted,
+			nodeState{Role: cluster.RoleWorker, Joined: true, DrainAccepted: cluster.OutcomeDrainedIdle}, reaction{Outcome: cluster.OutcomeDrainedIdle}},
 		{"head gone while joining", headGone, nodeState{Role: cluster.RoleWorker}, reaction{Outcome: cluster.OutcomeJoinFailed}},
 	}
 	for _, tt := range tests {

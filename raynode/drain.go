@@ -50,12 +50,34 @@ func (s *supervisor) drainForTimeLimit(ctx context.Context, node Process) {
 	accepted := s.askRayToDrain(ctx, end)
 	wait := drainWait(accepted, end, now)
 	s.logf("draining: leaving Ray within %s (Ray's drain accepted: %v)", wait.Round(time.Second), accepted)
-	select {
-	case <-node.Done():
-		s.logf("drained: Ray left by itself")
-	case <-s.clock.After(wait):
-	case <-ctx.Done():
+	// The raylet exits by itself once the drained node is idle, but `ray
+	// start --block` keeps waiting: the head's snapshot tells when it left.
+	until := now.Add(wait)
+	for s.clock.Now().Before(until) {
+		select {
+		case <-node.Done():
+			s.logf("drained: Ray left by itself")
+			return
+		case <-s.clock.After(min(membershipInterval, until.Sub(s.clock.Now()))):
+		case <-ctx.Done():
+			return
+		}
+		if accepted && s.leftRay() {
+			s.logf("drained: the node left Ray")
+			return
+		}
 	}
+}
+
+// leftRay reports whether the head's membership snapshot, fresh, shows this
+// node's Ray gone.
+func (s *supervisor) leftRay() bool {
+	m, err := s.cfg.Dir.Membership()
+	if err != nil || s.clock.Now().Sub(m.Updated) > 2*membershipInterval {
+		return false
+	}
+	me := m.Nodes[s.rec.Job]
+	return me != nil && !me.Alive
 }
 
 // jobEnd is when the scheduler ends this job: its time left, else the

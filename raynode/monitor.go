@@ -56,6 +56,10 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 				members.refresh(ctx)
 				continue
 			}
+			if n, ok, err := s.cfg.Dir.Drain(s.rec.Job); err == nil && ok && s.cfg.Role == cluster.RoleWorker {
+				h, why, drained = drainAccepted, fmt.Errorf("%s", n.Reason), n.Outcome
+				break
+			}
 			reason := s.headGone(ctx)
 			if reason == "" {
 				continue

@@ -218,3 +218,89 @@ func TestRunWorkerHeadEndsBeforePublishing(t *testing.T) {
 		t.Errorf("started %d processes without a head", len(f.procs.started))
 	}
 }
+
+// exit ends a fake process by itself, as a raylet does after Ray accepted
+// draining its node.
+func (p *fakeProcess) exit() { p.once.Do(func() { close(p.done) }) }
+
+// A raylet that exits after the head's autoscaler had Ray drain it for
+// idleness is that drain's end: outcome drained_idle, and the job ends well
+// (SLURM records COMPLETED).
+func TestRunWorkerDrainedForIdleness(t *testing.T) {
+	t.Parallel()
+	f := newRunFixture(t)
+	f.heartbeat(t, "8")
+	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
+	calls := f.clock.WaitAfterCalls(0)
+	for rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning; rec, _, _ = f.dir.Node("8") {
+		f.heartbeat(t, "8")
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	if err := f.dir.WriteDrain(cluster.DrainNotice{Job: "8", NodeID: "n-8", Outcome: cluster.OutcomeDrainedIdle, Reason: "drained for idleness after 15s"}); err != nil {
+		t.Fatal(err)
+	}
+	f.procs.started[0].exit()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run = %v, want nil: a drained worker's job ends well", err)
+	}
+	rec, _, _ := f.dir.Node("8")
+	if rec.Phase != cluster.PhaseEnded || rec.Outcome != cluster.OutcomeDrainedIdle || rec.Reason != "drained for idleness after 15s" {
+		t.Errorf("record = phase %s, outcome %s, reason %q; want ended, drained_idle", rec.Phase, rec.Outcome, rec.Reason)
+	}
+}
+
+// Without a drain notice the same exit is Ray failing by itself.
+func TestRunWorkerRayExits(t *testing.T) {
+	t.Parallel()
+	f := newRunFixture(t)
+	f.heartbeat(t, "8")
+	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
+	calls := f.clock.WaitAfterCalls(0)
+	for rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning; rec, _, _ = f.dir.Node("8") {
+		f.heartbeat(t, "8")
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	f.procs.started[0].exit()
+	// The supervisor looks for a drain notice for drainNoticeWait.
+	ended := make(chan error, 1)
+	go func() { err := <-errc; f.clock.Close(); ended <- err }()
+	for calls >= 0 {
+		f.clock.Advance(500 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	err := <-ended
+	rec, _, _ := f.dir.Node("8")
+	if err == nil || rec.Outcome != cluster.OutcomeRayExited || rec.Phase != cluster.PhaseEnded {
+		t.Errorf("Run = %v, record %+v; want ray_exited", err, rec)
+	}
+}
+
+// `ray start --block` outlives a raylet that Ray drained (it takes the
+// raylet's clean exit for a graceful one): the supervisor ends the node at
+// its next tick after the head's drain notice.
+func TestRunWorkerDrainNoticeEndsTheNode(t *testing.T) {
+	t.Parallel()
+	f := newRunFixture(t)
+	f.heartbeat(t, "8")
+	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
+	calls := f.clock.WaitAfterCalls(0)
+	for rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning; rec, _, _ = f.dir.Node("8") {
+		f.heartbeat(t, "8")
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	if err := f.dir.WriteDrain(cluster.DrainNotice{Job: "8", NodeID: "n-8", Outcome: cluster.OutcomeDrainedIdle, Reason: "drained for idleness after 15s"}); err != nil {
+		t.Fatal(err)
+	}
+	f.heartbeat(t, "8")
+	f.clock.Advance(membershipInterval)
+	if err := <-errc; err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	rec, _, _ := f.dir.Node("8")
+	if rec.Outcome != cluster.OutcomeDrainedIdle || !f.procs.started[0].stopped {
+		t.Errorf("record %+v, ray stopped %v; want drained_idle and ray start stopped", rec, f.procs.started[0].stopped)
+	}
+}

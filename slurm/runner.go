@@ -135,6 +135,10 @@ func LoginEnv(env []string) []string {
 }
 
 func jobVar(name string) bool {
+	switch name {
+	case "SLURM_CONF", "SLURM_CLUSTERS", "SLURM_TIME_FORMAT":
+		return false // the clients' own settings: which SLURM to ask, and how
+	}
 	// SBATCH_* stay: they came from the user's shell, and a `grow` from the
 	// login node honours them too (but for ExecRunner.Unset's).
 	for _, p := range []string{"SLURM_", "SRUN_", "SALLOC_", "RAY_", "SRAYBATCH_"} {

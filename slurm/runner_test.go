@@ -172,10 +172,10 @@ func TestLoginEnv(t *testing.T) {
 		"SLURM_JOB_ID=41", "SLURM_JOB_GPUS=0", "SLURMD_NODENAME=node1", "SBATCH_PARTITION=gpu", "SRUN_DEBUG=3",
 		"CUDA_VISIBLE_DEVICES=0", "GPU_DEVICE_ORDINAL=0", "ROCR_VISIBLE_DEVICES=0", "CUDA_DEVICE_ORDER=PCI_BUS_ID",
 		"RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN_PATH=/c/token", "TMPDIR=/tmp/job41", "ENVIRONMENT=BATCH",
-		"MODULEPATH=/opt/modules", "SRAYBATCH_EVENTS=/c/events/9.jsonl",
+		"MODULEPATH=/opt/modules", "SRAYBATCH_EVENTS=/c/events/9.jsonl", "SLURM_CONF=/etc/slurm/slurm.conf",
 	}
 	got := slurm.LoginEnv(inJob)
-	want := []string{"PATH=/usr/bin", "HOME=/home/ana", "USER=ana", "LANG=C.UTF-8", "SBATCH_PARTITION=gpu", "MODULEPATH=/opt/modules"}
+	want := []string{"PATH=/usr/bin", "HOME=/home/ana", "USER=ana", "LANG=C.UTF-8", "SBATCH_PARTITION=gpu", "MODULEPATH=/opt/modules", "SLURM_CONF=/etc/slurm/slurm.conf"}
 	if !slices.Equal(got, want) {
 		t.Errorf("LoginEnv = %q\nwant %q", got, want)
 	}

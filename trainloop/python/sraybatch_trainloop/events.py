@@ -36,6 +36,10 @@ Events and their fields (``?`` marks a field that may be absent or null):
     The driver stops before its work is done, e.g. on a signal: ``reason`` is
     the signal's name (``SIGTERM``: the job was cancelled or reached its time
     limit; ``SIGINT``: interrupted).
+``autoscaler_decision``  submitted: list, cancelled: list, drained: list, reason: str
+    Written by the head job's autoscaler (Go) to ``events/autoscaler.jsonl``:
+    the worker jobs it submitted, the pending ones it cancelled, the idle ones
+    Ray drained, and why (also when it decided to do nothing, once per reason).
 
 Readers should ignore fields they do not know: new optional fields may be added.
 
@@ -84,6 +88,12 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
     },
     "head_time_limit": {"seconds_left": (_NUM, True)},
     "driver_stopping": {"reason": (_STR, True)},
+    "autoscaler_decision": {
+        "submitted": ((list,), True),
+        "cancelled": ((list,), True),
+        "drained": ((list,), True),
+        "reason": (_STR, True),
+    },
 }
 
 LOST_REASONS = ("node_left", "node_draining", "actor_died")
