@@ -67,6 +67,36 @@ func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 	for _, k := range keys {
 		want[k] = true
 	}
+	return waitForWorkers(ctx, io, a, dir, spec, b, workerWait{
+		count: len(keys), failFast: true,
+		counts: func(js cluster.JobStatus) bool { return want[js.JobID] },
+		done:   fmt.Sprintf("all %d new workers joined cluster %s", len(keys), spec.Name),
+	})
+}
+
+// waitForWorkerCount returns once n workers of the cluster have joined Ray
+// (the autoscaler submits them to keep --min-workers); a failed worker is
+// the autoscaler's to replace. On timeout it names the jobs still pending
+// and why.
+func waitForWorkerCount(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, n int, b budget) error {
+	fmt.Fprintf(io.ErrOut, "waiting for the autoscaler's %d workers (--min-workers)\n", n)
+	return waitForWorkers(ctx, io, a, dir, spec, b, workerWait{
+		count:  n,
+		counts: func(js cluster.JobStatus) bool { return js.Role == cluster.RoleWorker },
+		done:   fmt.Sprintf("%d workers joined cluster %s", n, spec.Name),
+	})
+}
+
+// workerWait is what waitForWorkers waits for: count of the jobs counts
+// selects joined; failFast fails as soon as one of them fails.
+type workerWait struct {
+	count    int
+	failFast bool
+	counts   func(cluster.JobStatus) bool
+	done     string
+}
+
+func waitForWorkers(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, b budget, w workerWait) error {
 	progress := progressPrinter{}
 	var seen cluster.Status
 	err := poll(ctx, b.deadline, func(last bool) (bool, error) {
@@ -78,7 +108,7 @@ func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 		joined := 0
 		var waiting []string
 		for _, js := range st.Jobs {
-			if !want[js.JobID] {
+			if !w.counts(js) {
 				continue
 			}
 			progress.print(io, js)
@@ -88,61 +118,24 @@ func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 			case cluster.Waiting:
 				waiting = append(waiting, strings.TrimSpace(js.JobID+" "+js.SlurmState+" "+js.Reason))
 			default:
-				return false, jobFailure(spec, js)
+				if w.failFast {
+					return false, jobFailure(spec, js)
+				}
 			}
 		}
-		if joined == len(keys) {
-			fmt.Fprintf(io.ErrOut, "all %d new workers joined cluster %s\n", joined, spec.Name)
+		if joined >= w.count {
+			fmt.Fprintln(io.ErrOut, w.done)
 			return true, nil
 		}
 		if last {
-			return false, timeoutError{fmt.Errorf("%d of %d workers joined within %s; still waiting: %s", joined, len(keys), b.timeout, strings.Join(waiting, "; "))}
-		}
-		return false, nil
-	})
-	return interruptedWait(err, spec, seen)
-}
-
-// waitForWorkerCount returns once n workers of the cluster have joined Ray
-// (the autoscaler submits them to keep --min-workers); on timeout it names
-// the jobs still pending and why.
-func waitForWorkerCount(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, n int, b budget) error {
-	fmt.Fprintf(io.ErrOut, "waiting for the autoscaler's %d workers (--min-workers)\n", n)
-	progress := progressPrinter{}
-	var seen cluster.Status
-	err := poll(ctx, b.deadline, func(last bool) (bool, error) {
-		st, err := a.observe(ctx, dir, spec)
-		if err != nil {
-			return false, err
-		}
-		seen = st
-		joined := 0
-		var waiting []string
-		for _, js := range st.Jobs {
-			if js.Role != cluster.RoleWorker {
-				continue
-			}
-			progress.print(io, js)
-			switch js.Ray {
-			case cluster.Joined, cluster.Draining:
-				joined++
-			case cluster.Waiting:
-				waiting = append(waiting, strings.TrimSpace(js.JobID+" "+js.SlurmState+" "+js.Reason))
-			}
-		}
-		if joined >= n {
-			fmt.Fprintf(io.ErrOut, "%d workers joined cluster %s\n", joined, spec.Name)
-			return true, nil
-		}
-		if last {
-			pending := "none submitted yet"
-			if len(waiting) > 0 {
-				pending = "still pending: " + strings.Join(waiting, "; ")
+			pending := "still waiting: " + strings.Join(waiting, "; ")
+			if len(waiting) == 0 {
+				pending = "none is pending"
 			}
 			if st.Autoscaler != nil && st.Autoscaler.Reason != "" {
 				pending += "; autoscaler: " + st.Autoscaler.Reason
 			}
-			return false, timeoutError{fmt.Errorf("%d of %d workers joined within %s; %s", joined, n, b.timeout, pending)}
+			return false, timeoutError{fmt.Errorf("%d of %d workers joined within %s; %s", joined, w.count, b.timeout, pending)}
 		}
 		return false, nil
 	})

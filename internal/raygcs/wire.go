@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"time"
@@ -534,7 +535,7 @@ outer:
 			bundle = map[string]float64{}
 		}
 		for i := range out {
-			if sameShape(out[i].Request.Resources, bundle) {
+			if maps.Equal(out[i].Request.Resources, bundle) {
 				out[i].Count++
 				continue outer
 			}
@@ -542,16 +543,4 @@ outer:
 		out = append(out, RequestCount{Request: Request{Resources: bundle}, Count: 1})
 	}
 	return out, nil
-}
-
-func sameShape(a, b map[string]float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
