@@ -18,9 +18,15 @@ import (
 // Timing of the decisions. Workers must give up GPUs soon after losing their
 // head, so every check that detects that runs well inside that bound.
 const (
-	// headSilentAfter: a head whose supervisor has not written its heartbeat
-	// for this long is frozen or cut off (SIGSTOP, a dead node).
-	headSilentAfter = 10 * time.Second
+	// headSilentAfter: a head whose supervisor has not written its
+	// heartbeat (every 2 s) for this long is suspect; it counts as frozen or
+	// cut off (SIGSTOP, a dead node) only when its GCS does not answer a
+	// probe either, because a shared filesystem may stall writes for 10-60 s.
+	headSilentAfter = 5 * time.Second
+	// headSilentNoProbe: without a probe's answer, silence this long decides.
+	headSilentNoProbe = 60 * time.Second
+	// gcsProbeTimeout bounds the probe: a live GCS answers in milliseconds.
+	gcsProbeTimeout = 2 * time.Second
 	// slurmCheckInterval spaces squeue calls per job: a hundred workers
 	// asking every 2 s would load the controller.
 	slurmCheckInterval = 10 * time.Second
@@ -117,6 +123,8 @@ type headSignals struct {
 	Record *cluster.NodeRecord
 	// Down: `down` was asked for the cluster.
 	Down bool
+	// Ending is the head's notice that it was told to stop ("" when none).
+	Ending string
 	// Heartbeat is when the head's supervisor last wrote its membership
 	// snapshot; zero before its first.
 	Heartbeat time.Time
@@ -124,6 +132,9 @@ type headSignals struct {
 	// this time and answered; nil otherwise (an unreachable scheduler is no
 	// evidence that the head is gone).
 	Scheduler *headJob
+	// GCSAnswers is whether the head's GCS answered a probe, when probed
+	// (only once the heartbeat is stale); nil when not probed.
+	GCSAnswers *bool
 }
 
 // headJob is the head job as the scheduler reported it.
@@ -139,11 +150,17 @@ func headVerdict(s headSignals, now time.Time) string {
 	if s.Record != nil && s.Record.Final() {
 		return string(s.Record.Phase) + " (" + s.Record.Reason + ")"
 	}
+	if s.Ending != "" {
+		return "ending (" + s.Ending + ")"
+	}
 	if s.Down {
 		return "ended (cluster down)"
 	}
-	if !s.Heartbeat.IsZero() {
-		if silent := now.Sub(s.Heartbeat); silent > headSilentAfter {
+	if silent := now.Sub(s.Heartbeat); !s.Heartbeat.IsZero() && silent > headSilentAfter {
+		switch {
+		case s.GCSAnswers != nil && !*s.GCSAnswers:
+			return fmt.Sprintf("unresponsive (no heartbeat for %s, and its GCS does not answer)", silent.Round(time.Second))
+		case s.GCSAnswers == nil && silent > headSilentNoProbe:
 			return fmt.Sprintf("unresponsive (no heartbeat for %s)", silent.Round(time.Second))
 		}
 	}

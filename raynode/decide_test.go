@@ -48,6 +48,7 @@ func TestHeadVerdict(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	ended := &cluster.NodeRecord{Phase: cluster.PhaseEnded, Reason: "cancelled (terminated)"}
+	yes, no := true, false
 	running := &cluster.NodeRecord{Phase: cluster.PhaseRunning}
 	tests := []struct {
 		name string
@@ -56,8 +57,13 @@ func TestHeadVerdict(t *testing.T) {
 	}{
 		{"nothing known yet", headSignals{}, ""},
 		{"running, fresh heartbeat", headSignals{Record: running, Heartbeat: now.Add(-2 * time.Second)}, ""},
-		{"heartbeat just inside the bound", headSignals{Record: running, Heartbeat: now.Add(-headSilentAfter)}, ""},
-		{"frozen: heartbeat stale", headSignals{Record: running, Heartbeat: now.Add(-headSilentAfter - time.Second)}, "unresponsive (no heartbeat for 11s)"},
+		{"heartbeat just inside the bound", headSignals{Record: running, Heartbeat: now.Add(-headSilentAfter), GCSAnswers: &no}, ""},
+		{"frozen: heartbeat stale and the GCS silent", headSignals{Record: running, Heartbeat: now.Add(-headSilentAfter - time.Second), GCSAnswers: &no},
+			"unresponsive (no heartbeat for 6s, and its GCS does not answer)"},
+		{"a stalled filesystem: heartbeat stale, the GCS answers", headSignals{Record: running, Heartbeat: now.Add(-30 * time.Second), GCSAnswers: &yes}, ""},
+		{"no probe possible: stale within the long bound", headSignals{Record: running, Heartbeat: now.Add(-30 * time.Second)}, ""},
+		{"no probe possible: stale past the long bound", headSignals{Record: running, Heartbeat: now.Add(-headSilentNoProbe - time.Second)}, "unresponsive (no heartbeat for 1m1s)"},
+		{"the head said it is stopping", headSignals{Record: running, Heartbeat: now, Ending: "cancelled (terminated)"}, "ending (cancelled (terminated))"},
 		{"the head recorded its end", headSignals{Record: ended, Heartbeat: now}, "ended (cancelled (terminated))"},
 		{"down was asked", headSignals{Record: running, Down: true, Heartbeat: now}, "ended (cluster down)"},
 		{"SLURM: still running", headSignals{Scheduler: &headJob{Known: true, State: scheduler.Running}}, ""},

@@ -110,24 +110,11 @@ func (s *supervisor) askRayToDrain(ctx context.Context, deadline time.Time) bool
 		s.logf("warning: cannot ask Ray to drain this node: its node id is unknown")
 		return false
 	}
-	head, ok, err := s.cfg.Dir.Head()
-	if err != nil || !ok {
-		return false
-	}
-	token := ""
-	if !s.spec.Insecure {
-		b, err := os.ReadFile(s.cfg.Dir.TokenPath())
-		if err != nil {
-			return false
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	gcs, err := s.cfg.DialRay(head.Address, token)
+	gcs, err := s.gcs()
 	if err != nil {
 		s.logf("warning: cannot reach Ray to drain this node: %v", err)
 		return false
 	}
-	defer gcs.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	accepted, rejection, err := gcs.Drain(ctx, me.NodeID, raygcs.DrainPreemption,
@@ -139,4 +126,28 @@ func (s *supervisor) askRayToDrain(ctx context.Context, deadline time.Time) bool
 		s.logf("warning: Ray refused to drain this node: %s", rejection)
 	}
 	return err == nil && accepted
+}
+
+// gcs is this node's client of the cluster's GCS, dialled on first use (it
+// connects lazily) and closed when the supervisor ends.
+func (s *supervisor) gcs() (RayClient, error) {
+	if s.gcsClient != nil {
+		return s.gcsClient, nil
+	}
+	head, ok, err := s.cfg.Dir.Head()
+	if err != nil || !ok {
+		return nil, fmt.Errorf("the head's address is not published")
+	}
+	token := ""
+	if !s.spec.Insecure {
+		b, err := os.ReadFile(s.cfg.Dir.TokenPath())
+		if err != nil {
+			return nil, fmt.Errorf("read the cluster's token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if s.gcsClient, err = s.cfg.DialRay(head.Address, token); err != nil {
+		return nil, err
+	}
+	return s.gcsClient, nil
 }

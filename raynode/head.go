@@ -50,10 +50,16 @@ func (s *supervisor) headGone(ctx context.Context) string {
 		sig.Record = &rec
 	}
 	_, sig.Down, _ = s.cfg.Dir.Down()
+	if h, ok, err := s.cfg.Dir.HeadEnding(); err == nil && ok {
+		sig.Ending = h.Reason
+	}
 	if m, err := s.cfg.Dir.Membership(); err == nil {
 		sig.Heartbeat = m.Heartbeat
 	}
 	now := s.clock.Now()
+	if !sig.Heartbeat.IsZero() && now.Sub(sig.Heartbeat) > headSilentAfter {
+		sig.GCSAnswers = s.probeGCS(ctx)
+	}
 	if reason := headVerdict(sig, now); reason != "" || s.cfg.Scheduler == nil || !askScheduler(s.lastSchedulerCheck, now) {
 		return reason
 	}
@@ -76,4 +82,17 @@ func (s *supervisor) askHeadJob(ctx context.Context) *headJob {
 		}
 	}
 	return &headJob{Known: false}
+}
+
+// probeGCS asks the head's GCS for an application-level answer; nil when it
+// cannot be asked at all (no address, no client).
+func (s *supervisor) probeGCS(ctx context.Context) *bool {
+	gcs, err := s.gcs()
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, gcsProbeTimeout)
+	defer cancel()
+	answers := gcs.Ping(ctx) == nil
+	return &answers
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
+	"github.com/sraybatch/sraybatch/internal/raygcs"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
@@ -56,7 +57,36 @@ type runFixture struct {
 	spec  cluster.Spec
 	clock *clocktest.Fake
 	procs *fakeProcesses
+	gcs   *fakeGCS
 }
+
+// fakeGCS is the head's GCS as a node's supervisor sees it.
+type fakeGCS struct {
+	mu     sync.Mutex
+	frozen bool
+	pings  int
+}
+
+func (g *fakeGCS) Ping(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pings++
+	if g.frozen {
+		return errors.New("context deadline exceeded")
+	}
+	return nil
+}
+
+func (g *fakeGCS) freeze(frozen bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.frozen = frozen
+}
+
+func (g *fakeGCS) Drain(ctx context.Context, id string, r raygcs.DrainReason, msg string, d time.Time) (bool, string, error) {
+	return true, "", nil
+}
+func (g *fakeGCS) Close() error { return nil }
 
 func newRunFixture(t *testing.T) *runFixture {
 	t.Helper()
@@ -75,7 +105,7 @@ func newRunFixture(t *testing.T) *runFixture {
 	if err := dir.WriteHead(cluster.HeadInfo{Job: "7", Address: "127.0.0.1:20000", NodeIP: "127.0.0.1", Published: start}); err != nil {
 		t.Fatal(err)
 	}
-	return &runFixture{dir: dir, spec: spec, clock: clocktest.New(start), procs: &fakeProcesses{}}
+	return &runFixture{dir: dir, spec: spec, clock: clocktest.New(start), procs: &fakeProcesses{}, gcs: &fakeGCS{}}
 }
 
 // heartbeat writes the head's membership snapshot as a live head would:
@@ -100,6 +130,7 @@ func (f *runFixture) start(role cluster.Role, env map[string]string) <-chan erro
 			Getenv: func(k string) string { return env[k] }, Environ: []string{"PATH=/usr/bin:/bin"},
 			GPUs: gpu.Env{Getenv: func(k string) string { return env[k] }}, Log: io.Discard,
 			Clock: f.clock, Processes: f.procs,
+			DialRay: func(addr, token string) (RayClient, error) { return f.gcs, nil },
 		})
 	}()
 	return errc
@@ -162,8 +193,9 @@ func TestRunWorkerHeadFrozen(t *testing.T) {
 		t.Fatalf("record while the head is alive = %+v", record())
 	}
 
-	// The head freezes: no more heartbeats. The worker leaves once the
-	// silence passes headSilentAfter, and not before.
+	// The head freezes: no more heartbeats, and its GCS does not answer. The
+	// worker leaves once the silence passes headSilentAfter, and not before.
+	f.gcs.freeze(true)
 	frozenAt := lastBeat
 	ended := make(chan error, 1)
 	go func() {
@@ -302,5 +334,56 @@ func TestRunWorkerDrainNoticeEndsTheNode(t *testing.T) {
 	rec, _, _ := f.dir.Node("8")
 	if rec.Outcome != cluster.OutcomeDrainedIdle || !f.procs.started[0].stopped {
 		t.Errorf("record %+v, ray stopped %v; want drained_idle and ray start stopped", rec, f.procs.started[0].stopped)
+	}
+}
+
+// No false alarms: a heartbeat that stalls for 30 s (a shared filesystem
+// stalling the head's writes) while the GCS answers, and a head frozen for
+// less than the threshold, leave the worker running.
+func TestRunWorkerNoFalseAlarms(t *testing.T) {
+	t.Parallel()
+	f := newRunFixture(t)
+	f.heartbeat(t, "8")
+	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
+	calls := f.clock.WaitAfterCalls(0)
+	for rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning; rec, _, _ = f.dir.Node("8") {
+		f.heartbeat(t, "8")
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	running := func(what string) {
+		t.Helper()
+		select {
+		case err := <-errc:
+			t.Fatalf("%s: the worker left: %v", what, err)
+		default:
+		}
+	}
+	// 30 s without a heartbeat; the GCS answers every probe.
+	for range 15 {
+		f.clock.Advance(membershipInterval)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	running("a 30 s heartbeat stall")
+	f.gcs.mu.Lock()
+	pinged := f.gcs.pings
+	f.gcs.mu.Unlock()
+	if pinged == 0 {
+		t.Error("the stale heartbeat was never checked against the GCS")
+	}
+	// Frozen for less than the threshold (heartbeat and GCS both silent).
+	f.heartbeat(t, "8")
+	f.gcs.freeze(true)
+	for range 2 {
+		f.clock.Advance(membershipInterval)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	f.gcs.freeze(false)
+	f.heartbeat(t, "8")
+	f.clock.Advance(membershipInterval)
+	calls = f.clock.WaitAfterCalls(calls)
+	running("a 4 s freeze")
+	if rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning {
+		t.Errorf("record = %+v, want running", rec)
 	}
 }

@@ -19,8 +19,10 @@ const (
 	// rayDrainSeconds bounds Ray's own drain on SIGTERM (Ray's default: 30 s).
 	rayDrainSeconds = "2"
 	// workerGCSReconnect bounds how long a worker's raylet waits for a lost
-	// head's GCS before exiting (Ray's default is 60 s).
-	workerGCSReconnect = "20"
+	// head's GCS before exiting, matched to how soon the supervisor decides a
+	// silent head is lost (headSilentAfter + a tick + gcsProbeTimeout);
+	// Ray's default is 60 s.
+	workerGCSReconnect = "10"
 	// leftoverGrace is what Ray's processes that outlive `ray start` get
 	// between SIGTERM and SIGKILL.
 	leftoverGrace = 3 * time.Second

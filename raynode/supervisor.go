@@ -46,9 +46,9 @@ type Config struct {
 	Processes Processes
 	// Autoscaler runs in the head job while its Ray serves; nil: none.
 	Autoscaler Autoscaler
-	// DialRay opens the cluster's GCS, to drain this node before its time
-	// limit; nil: raygcs.Dial.
-	DialRay func(addr, token string) (RayDrainer, error)
+	// DialRay opens the cluster's GCS: to drain this node before its time
+	// limit, and to probe a silent head; nil: raygcs.Dial.
+	DialRay func(addr, token string) (RayClient, error)
 }
 
 // Autoscaler is the head job's autoscaler (autoscale.Loop): it runs from
@@ -58,9 +58,11 @@ type Autoscaler interface {
 	Run(ctx context.Context, head cluster.HeadInfo)
 }
 
-// RayDrainer asks Ray to drain a node (a *raygcs.Client).
-type RayDrainer interface {
+// RayClient is what a node asks of the cluster's GCS (a *raygcs.Client).
+type RayClient interface {
 	Drain(ctx context.Context, nodeID string, reason raygcs.DrainReason, message string, deadline time.Time) (accepted bool, rejection string, err error)
+	// Ping returns nil when the GCS answers an application-level call.
+	Ping(ctx context.Context) error
 	Close() error
 }
 
@@ -85,7 +87,9 @@ type supervisor struct {
 	lastSchedulerCheck time.Time
 	// noGPUUse is set once the GPU source turned out to know no use figures.
 	noGPUUse bool
-	logf     func(format string, args ...any)
+	// gcsClient is the cluster's GCS, dialled on first use (gcs()).
+	gcsClient RayClient
+	logf      func(format string, args ...any)
 }
 
 // ending is how a node's run ended: a typed outcome, and the words for it.
@@ -123,7 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Processes = systemProcesses{}
 	}
 	if cfg.DialRay == nil {
-		cfg.DialRay = func(addr, token string) (RayDrainer, error) { return raygcs.Dial(addr, token) }
+		cfg.DialRay = func(addr, token string) (RayClient, error) { return raygcs.Dial(addr, token) }
 	}
 	s := &supervisor{cfg: cfg, spec: cfg.Spec, clock: cfg.Clock, procs: cfg.Processes, tail: newTailBuffer(40)}
 	s.logf = func(format string, args ...any) {
@@ -153,11 +157,19 @@ func Run(ctx context.Context, cfg Config) error {
 				}
 				continue
 			}
+			if cfg.Role == cluster.RoleHead {
+				// Before stopping Ray takes its seconds: the workers and
+				// drivers free their GPUs without waiting for the record.
+				cfg.Dir.WriteHeadEnding(cluster.HeadEnding{Job: key, Reason: fmt.Sprintf("cancelled (%s)", sig), At: s.clock.Now().UTC()})
+			}
 			cancel(fmt.Errorf("cancelled (%s)", sig))
 		}
 	}()
 
 	err := s.run(ctx, drain)
+	if s.gcsClient != nil {
+		s.gcsClient.Close()
+	}
 	if ctx.Err() != nil && errors.Is(err, context.Cause(ctx)) {
 		err = endWith(cluster.OutcomeCancelled, err) // interrupted wherever it was
 	}

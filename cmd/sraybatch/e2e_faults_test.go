@@ -301,3 +301,64 @@ func TestE2EHeadTimeLimitWarns(t *testing.T) {
 		t.Errorf("driver after the warning: %s/%s, want it still training", d.SlurmState, d.Ray)
 	}
 }
+
+// TestE2EHeadLossMargins: no false alarms. A head whose supervisor alone
+// stalls for 30 s (its heartbeat stops, as under an NFS stall, while its GCS
+// answers), and a head frozen whole for a little less than the threshold
+// (headSilentAfter + the GCS probe's bound, 7 s), keep their worker.
+func TestE2EHeadLossMargins(t *testing.T) {
+	e := needE2E(t)
+	e.mustSray(t, "up", "--name", "e2em", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
+	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2em")}
+	var stopped []int
+	t.Cleanup(func() {
+		for _, p := range stopped {
+			syscall.Kill(p, syscall.SIGCONT)
+		}
+		e.sray(t, "down", "--cluster", "e2em")
+	})
+	worker := strings.TrimSpace(e.mustSray(t, "grow", "--cluster", "e2em", "--wait", "--timeout", "2m").stdout)
+	var headSupervisor int
+	for _, p := range supervisors(dir.Path) {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); strings.Contains(string(b), "\x00node\x00head\x00") {
+			headSupervisor = p
+		}
+	}
+	if headSupervisor == 0 {
+		t.Fatal("no head supervisor found")
+	}
+	stillJoined := func(what string) {
+		t.Helper()
+		rec, _, err := dir.Node(worker)
+		if err != nil || rec.Phase != cluster.PhaseRunning || !slurmJobActive(worker) {
+			t.Fatalf("%s: worker %s left (record %+v, %v)", what, worker, rec, err)
+		}
+	}
+
+	stopped = []int{headSupervisor}
+	syscall.Kill(headSupervisor, syscall.SIGSTOP)
+	time.Sleep(30 * time.Second) // the stall itself, not a wait for an outcome
+	syscall.Kill(headSupervisor, syscall.SIGCONT)
+	stopped = nil
+	stillJoined("the head's heartbeat stalled 30 s while its GCS answered")
+
+	stopped = append([]int{headSupervisor}, proctree.Descendants(headSupervisor)...)
+	for _, p := range stopped {
+		syscall.Kill(p, syscall.SIGSTOP)
+	}
+	time.Sleep(4 * time.Second) // the threshold (7 s) minus 3 s
+	for _, p := range stopped {
+		syscall.Kill(p, syscall.SIGCONT)
+	}
+	stopped = nil
+	time.Sleep(3 * time.Second) // a tick and a probe after the freeze
+	stillJoined("the head frozen for 4 s")
+	waitFor(t, "the worker joined again in the head's snapshot", 30*time.Second, func() bool {
+		for _, j := range e.status(t, "e2em").Jobs {
+			if j.JobID == worker {
+				return j.Ray == cluster.Joined
+			}
+		}
+		return false
+	})
+}

@@ -186,6 +186,14 @@ type DrainNotice struct {
 	Accepted      time.Time `json:"accepted"`
 }
 
+// HeadEnding is the head job's notice that it was told to stop.
+type HeadEnding struct {
+	SchemaVersion int       `json:"schema_version"`
+	Job           string    `json:"job"`
+	Reason        string    `json:"reason"`
+	At            time.Time `json:"at"`
+}
+
 // AutoscalerStatus is the head's autoscaler as `status` shows it; written by
 // the head job every poll.
 type AutoscalerStatus struct {

@@ -34,6 +34,7 @@ const (
 	eventsDir      = "events"          // one JSON-lines file per driver job, written by it
 	drainsDir      = "drains"          // one file per drained worker, written by the head
 	autoscalerFile = "autoscaler.json" // written by the head job
+	headEndingFile = "head-ending.json" // written by the head job when told to stop
 	pythonDir      = "python"          // the trainloop Python package drivers import
 )
 
@@ -454,4 +455,21 @@ func (d Dir) Autoscaler() (s AutoscalerStatus, ok bool, err error) {
 // AutoscalerEventsPath is the autoscaler's event log (JSON lines, written by the head job).
 func (d Dir) AutoscalerEventsPath() string {
 	return filepath.Join(d.Path, eventsDir, "autoscaler.jsonl")
+}
+
+// WriteHeadEnding tells the cluster's other jobs at once that the head was
+// told to stop (scancel, down, its node going away), before it has stopped
+// its Ray: they free their GPUs without waiting for the head's record.
+func (d Dir) WriteHeadEnding(h HeadEnding) error {
+	h.SchemaVersion = SchemaVersion
+	return WriteJSON(d.file(headEndingFile), h)
+}
+
+// HeadEnding reads the head's notice that it is stopping.
+func (d Dir) HeadEnding() (h HeadEnding, ok bool, err error) {
+	err = ReadJSON(d.file(headEndingFile), &h)
+	if errors.Is(err, fs.ErrNotExist) {
+		return h, false, nil
+	}
+	return h, err == nil, err
 }

@@ -109,6 +109,16 @@ func (c *Client) ClusterState(ctx context.Context) (ClusterState, error) {
 	return s, nil
 }
 
+// Ping asks the GCS for its cluster state and returns nil when it answers:
+// an application-level probe. A TCP connect is none: it succeeds against a
+// SIGSTOPped GCS, whose kernel still accepts connections.
+func (c *Client) Ping(ctx context.Context) error {
+	if _, err := c.call(ctx, methodClusterState, nil); err != nil {
+		return fmt.Errorf("gcs ping: %w", err)
+	}
+	return nil
+}
+
 // resourceRequests reads request_resources' bundles from the key-value
 // store (clusters without autoscaler v2).
 func (c *Client) resourceRequests(ctx context.Context) ([]RequestCount, error) {

@@ -286,3 +286,34 @@ func TestDrainReasonString(t *testing.T) {
 		}
 	}
 }
+
+// Ping is an application-level probe: a listener that accepts connections
+// but never answers (a SIGSTOPped GCS) fails it within the caller's bound.
+func TestClientPing(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, "tok")
+	c, err := Dial(startFakeGCS(t, f), "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Ping(context.Background()); err != nil {
+		t.Errorf("Ping of a live GCS = %v", err)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0") // accepts in the kernel, never speaks
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	frozen, err := Dial(l.Addr().String(), "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frozen.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := frozen.Ping(ctx); err == nil {
+		t.Error("Ping of a GCS that accepts but never answers succeeded")
+	}
+}
