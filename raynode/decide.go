@@ -206,6 +206,26 @@ func final(o cluster.Outcome, joined bool) (phase cluster.Phase, jobOK bool) {
 	return phase, jobOK
 }
 
+// Grace periods of the stop. stopGrace + Ray's own drain must end well
+// inside SLURM's KillWait (often 30 s, 10 s on the dev cluster) after
+// scancel's SIGTERM. Once the head is lost there is nothing to shut down
+// gracefully: Ray's processes would only wait for a GCS that is gone, while
+// the job holds its GPUs.
+const (
+	stopGrace     = 5 * time.Second
+	leftoverGrace = 3 * time.Second
+	lostHeadGrace = time.Second
+)
+
+// stopGraces returns how long `ray start` (and a driver) and then Ray's
+// leftover processes get between SIGTERM and SIGKILL when a node ends with o.
+func stopGraces(o cluster.Outcome) (process, leftovers time.Duration) {
+	if o == cluster.OutcomeHeadLost {
+		return lostHeadGrace, lostHeadGrace
+	}
+	return stopGrace, leftoverGrace
+}
+
 // drainWait is how long a worker draining before its time limit waits for
 // its raylet to exit by itself. Once Ray accepted the drain, the node's work
 // may finish until shortly before the deadline (the job's end), leaving

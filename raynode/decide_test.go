@@ -147,6 +147,16 @@ func TestFinal(t *testing.T) {
 	}
 }
 
+func TestStopGraces(t *testing.T) {
+	t.Parallel()
+	if p, l := stopGraces(cluster.OutcomeCancelled); p != stopGrace || l != leftoverGrace {
+		t.Errorf("cancelled: %s, %s", p, l)
+	}
+	if p, l := stopGraces(cluster.OutcomeHeadLost); p > 2*time.Second || l > 2*time.Second {
+		t.Errorf("head lost: %s, %s; want short: nothing waits for a lost GCS", p, l)
+	}
+}
+
 func TestTempBase(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -80,6 +80,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 			s.drainForTimeLimit(ctx, node)
 			return endWith(r.Outcome, fmt.Errorf("%s", cluster.ReasonDrained))
 		}
+		s.ending = r.Outcome
 		if r.Outcome == cluster.OutcomeCancelled && ctx.Err() != nil {
 			why = context.Cause(ctx)
 		}

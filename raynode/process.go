@@ -32,13 +32,9 @@ type Process interface {
 	// ExitCode is its exit status, -1 when killed by a signal; valid after Done.
 	ExitCode() int
 	// Stop sends SIGTERM (to its whole group when group is set) and, after
-	// stopGrace, SIGKILL to its group; it returns once the process is gone.
-	Stop(group bool)
+	// grace, SIGKILL to its group; it returns once the process is gone.
+	Stop(group bool, grace time.Duration)
 }
-
-// stopGrace + Ray's own drain must end well inside SLURM's KillWait (often
-// 30 s, 10 s on the dev cluster) after scancel's SIGTERM.
-const stopGrace = 5 * time.Second
 
 type systemProcesses struct{}
 
@@ -71,7 +67,7 @@ func (c *child) Done() <-chan struct{} { return c.done }
 func (c *child) Err() error            { return c.err }
 func (c *child) ExitCode() int         { return c.cmd.ProcessState.ExitCode() }
 
-func (c *child) Stop(group bool) {
+func (c *child) Stop(group bool, grace time.Duration) {
 	select {
 	case <-c.done:
 		return
@@ -85,7 +81,7 @@ func (c *child) Stop(group bool) {
 	}
 	select {
 	case <-c.done:
-	case <-time.After(stopGrace):
+	case <-time.After(grace):
 		syscall.Kill(-pid, syscall.SIGKILL)
 		<-c.done
 	}

@@ -46,7 +46,7 @@ func (p *fakeProcesses) Start(cmd *exec.Cmd) (Process, error) {
 func (p *fakeProcess) Done() <-chan struct{} { return p.done }
 func (p *fakeProcess) Err() error            { return nil }
 func (p *fakeProcess) ExitCode() int         { return 0 }
-func (p *fakeProcess) Stop(group bool) {
+func (p *fakeProcess) Stop(group bool, grace time.Duration) {
 	p.once.Do(func() { p.stopped = true; close(p.done) })
 }
 

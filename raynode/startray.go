@@ -23,9 +23,6 @@ const (
 	// silent head is lost (headSilentAfter + a tick + gcsProbeTimeout);
 	// Ray's default is 60 s.
 	workerGCSReconnect = "10"
-	// leftoverGrace is what Ray's processes that outlive `ray start` get
-	// between SIGTERM and SIGKILL.
-	leftoverGrace = 3 * time.Second
 )
 
 // startNode starts this job's Ray node on a fresh block of ports and returns
@@ -144,8 +141,9 @@ func (s *supervisor) publishHead(ip string, ports Ports) error {
 // stops its children gracefully), then every process left below this
 // subreaper, wherever Ray put it. Never `ray stop`: it kills every Ray on the host.
 func (s *supervisor) stopRay(node Process) {
-	node.Stop(false) // `ray start --block` stops its own children on SIGTERM
-	if n := s.procs.StopLeftovers(leftoverGrace); n > 0 {
+	grace, leftovers := stopGraces(s.ending)
+	node.Stop(false, grace) // `ray start --block` stops its own children on SIGTERM
+	if n := s.procs.StopLeftovers(leftovers); n > 0 {
 		s.logf("stopped %d leftover Ray processes", n)
 	}
 }

@@ -89,6 +89,9 @@ type supervisor struct {
 	noGPUUse bool
 	// gcsClient is the cluster's GCS, dialled on first use (gcs()).
 	gcsClient RayClient
+	// ending is how the node ends, once monitor decided it: the stop's
+	// grace periods depend on it.
+	ending cluster.Outcome
 	logf      func(format string, args ...any)
 }
 
@@ -275,7 +278,7 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 			return err
 		}
 		// The driver's whole group, then Ray: it gets a grace period to finish.
-		defer driver.Stop(true)
+		defer func() { grace, _ := stopGraces(s.ending); driver.Stop(true, grace) }()
 	}
 	return s.monitor(ctx, node, driver, ports, drain)
 }

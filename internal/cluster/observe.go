@@ -293,6 +293,11 @@ func clusterState(o Observation, jobs []JobStatus) (State, string) {
 	}
 	switch head.Ray {
 	case Joined, Draining:
+		if why := lostByItsJobs(o); why != "" {
+			// The head's last snapshot still looks fresh, but its workers,
+			// which probe its GCS, have given it up since.
+			return StateFailed, fmt.Sprintf("head job %s lost: %s", head.JobID, why)
+		}
 		return StateRunning, ""
 	case Waiting:
 		if o.Head != nil {
@@ -308,6 +313,17 @@ func clusterState(o Observation, jobs []JobStatus) (State, string) {
 	default:
 		return StateFailed, fmt.Sprintf("head job %s %s: %s", head.JobID, head.Ray, orUnknown(head.Reason))
 	}
+}
+
+// lostByItsJobs returns the reason a job recorded for giving up the head
+// after the head's last heartbeat, or "".
+func lostByItsJobs(o Observation) string {
+	for _, rec := range o.Records {
+		if rec.Final() && rec.Outcome == OutcomeHeadLost && rec.Updated.After(o.Membership.Heartbeat) {
+			return rec.Reason
+		}
+	}
+	return ""
 }
 
 func orUnknown(s string) string {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
@@ -128,5 +129,29 @@ func TestJobLogMatchesItsPattern(t *testing.T) {
 		if expanded != JobLog("/l", "exp", RoleWorker, tt.key) {
 			t.Errorf("pattern %q expands to %q, JobLog says %q", pattern, expanded, JobLog("/l", "exp", RoleWorker, tt.key))
 		}
+	}
+}
+
+// A head whose snapshot still looks fresh is lost once a job of the cluster
+// recorded losing it after the head's last heartbeat: the jobs probe the
+// head's GCS, status cannot.
+func TestObserveHeadLostByItsJobs(t *testing.T) {
+	t.Parallel()
+	o := baseObservation()
+	withHeadUp(&o)
+	withWorkerJoined(&o)
+	r := o.Records["7"]
+	r.Phase, r.Outcome, r.Reason = PhaseEnded, OutcomeHeadLost, "head job 6 unresponsive (no heartbeat for 6s, and its GCS does not answer)"
+	r.Updated = o.Membership.Heartbeat.Add(8 * time.Second)
+	o.Records["7"] = r
+	st := Observe(o)
+	if st.Cluster.State != StateFailed || !strings.Contains(st.Cluster.Reason, "its GCS does not answer") {
+		t.Errorf("cluster = %s (%s), want failed with the worker's reason", st.Cluster.State, st.Cluster.Reason)
+	}
+	// A record from before the head's last heartbeat is old news.
+	r.Updated = o.Membership.Heartbeat.Add(-time.Second)
+	o.Records["7"] = r
+	if st := Observe(o); st.Cluster.State != StateRunning {
+		t.Errorf("cluster = %s (%s), want running", st.Cluster.State, st.Cluster.Reason)
 	}
 }
