@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,10 @@ var _ scheduler.Scheduler = (*cliScheduler)(nil)
 func (s *cliScheduler) Submit(ctx context.Context, scriptPath string) (string, error) {
 	out, err := s.run.Run(ctx, []string{s.progs.Sbatch, "--parsable", scriptPath})
 	if err != nil {
+		var ce *CmdError
+		if errors.As(err, &ce) && strings.Contains(ce.Stderr, "Invalid job array specification") {
+			err = fmt.Errorf("%w: %w", scheduler.ErrArrayTooLarge, err)
+		}
 		return "", fmt.Errorf("submit %s: %w", scriptPath, err)
 	}
 	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
@@ -194,4 +199,48 @@ func ParsePartitionMaxTime(out []byte, partition string) (time.Duration, bool, e
 		return 0, false, fmt.Errorf("partition time limit: sinfo names no default partition")
 	}
 	return 0, false, fmt.Errorf("partition time limit: no partition %q", partition)
+}
+
+func (s *cliScheduler) MaxArrayTasks(ctx context.Context) (int, error) {
+	out, err := s.run.Run(ctx, []string{s.progs.Scontrol, "show", "config"})
+	if err != nil {
+		return 0, fmt.Errorf("read MaxArraySize: %w", err)
+	}
+	return ParseMaxArrayTasks(out)
+}
+
+// ParseMaxArrayTasks reads `scontrol show config`: MaxArraySize (array
+// indices run 0..MaxArraySize-1, so it is also the most tasks), lowered by
+// SchedulerParameters' max_array_tasks when that is smaller.
+func ParseMaxArrayTasks(out []byte) (int, error) {
+	limit := -1
+	for _, line := range strings.Split(string(out), "\n") {
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		switch key {
+		case "MaxArraySize":
+			n, err := strconv.Atoi(value)
+			if err != nil {
+				return 0, fmt.Errorf("MaxArraySize %q: %w", value, err)
+			}
+			if limit < 0 || n < limit {
+				limit = n
+			}
+		case "SchedulerParameters":
+			for _, p := range strings.Split(value, ",") {
+				if v, ok := strings.CutPrefix(p, "max_array_tasks="); ok {
+					if n, err := strconv.Atoi(v); err == nil && (limit < 0 || n < limit) {
+						limit = n
+					}
+				}
+			}
+		}
+	}
+	if limit < 0 {
+		return 0, errors.New("scontrol show config names no MaxArraySize")
+	}
+	return limit, nil
 }

@@ -252,3 +252,22 @@ func TestParsePartitionMaxTime(t *testing.T) {
 		t.Error("no default partition accepted")
 	}
 }
+
+func TestParseMaxArrayTasks(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		out  string
+		want int
+	}{
+		{"MaxArraySize            = 1001\nSchedulerParameters     = bf_interval=1\n", 1001},
+		{"MaxArraySize = 1001\nSchedulerParameters = bf_interval=1,max_array_tasks=200\n", 200},
+		{"SchedulerParameters = max_array_tasks=5000\nMaxArraySize = 1001\n", 1001},
+	} {
+		if got, err := slurm.ParseMaxArrayTasks([]byte(tt.out)); err != nil || got != tt.want {
+			t.Errorf("ParseMaxArrayTasks(%q) = %d, %v; want %d", tt.out, got, err, tt.want)
+		}
+	}
+	if _, err := slurm.ParseMaxArrayTasks([]byte("SlurmctldPort = 6817\n")); err == nil {
+		t.Error("no MaxArraySize accepted")
+	}
+}

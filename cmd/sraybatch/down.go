@@ -81,17 +81,13 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 			others = append(others, s.JobID)
 		}
 	}
-	// Every submission, ended ones too (scancel ignores those): with SLURM
-	// unreachable above, status's view may be stale. Workers first: a worker
-	// that sees its head vanish first would record a failure instead of an
-	// orderly end.
-	for _, ids := range [][]string{others, heads} {
-		if len(ids) == 0 {
-			continue
-		}
-		if err := a.sched(spec).Cancel(ctx, ids, scheduler.CancelOptions{}); err != nil && !strings.Contains(err.Error(), "Invalid job id") {
-			return fmt.Errorf("cancel jobs %v: %w", ids, err)
-		}
+	// One scancel for every submission, ended ones too (scancel ignores
+	// those): with SLURM unreachable above, status's view may be stale. The
+	// down mark, written first, makes every job's end orderly whichever
+	// order SLURM signals them in; workers are listed first all the same.
+	ids := append(others, heads...)
+	if err := a.sched(spec).Cancel(ctx, ids, scheduler.CancelOptions{}); err != nil && !strings.Contains(err.Error(), "Invalid job id") {
+		return fmt.Errorf("cancel jobs %v: %w", ids, err)
 	}
 	fmt.Fprintf(io.ErrOut, "cluster %s: cancelled %d jobs; waiting for them to end\n", spec.Name, ending)
 	err = poll(ctx, time.Now().Add(o.Timeout), func(last bool) (bool, error) {

@@ -31,8 +31,8 @@ func TestDownCountsTheJobsItEnds(t *testing.T) {
 		squeueLine("42_1", "sray-exp1-worker", "RUNNING", "None", "gpu03", "30:00", "30:00", "1:00:00"),
 		squeueLine("42_2", "sray-exp1-worker", "PENDING", "Resources", "", "0:00", "1:00:00", "1:00:00"),
 		squeueLine("43", "sray-exp1-worker", "CANCELLED", "None", "gpu02", "5:00", "0:00", "1:00:00"))
-	f.stub.Register([]string{uProgs.Scancel, "42", "43"}, "", nil)
-	f.stub.Register([]string{uProgs.Scancel, "41"}, "", nil)
+	// One scancel for the whole cluster, workers first.
+	f.stub.Register([]string{uProgs.Scancel, "42", "43", "41"}, "", nil)
 	f.expectClusterJobs(spec,
 		squeueLine("41", "sray-exp1-head", "CANCELLED", "None", "gpu01", "1:00:00", "0:00", "2:00:00"),
 		squeueLine("42_0", "sray-exp1-worker", "CANCELLED", "None", "gpu02", "30:00", "0:00", "1:00:00"))

@@ -50,6 +50,7 @@ func (f *fakeSched) NodeAddr(ctx context.Context, n string) (string, error) { re
 func (f *fakeSched) FreeGPUs(ctx context.Context, p string) ([]scheduler.NodeGPUs, error) {
 	return nil, nil
 }
+func (f *fakeSched) MaxArrayTasks(ctx context.Context) (int, error) { return 0, nil }
 func (f *fakeSched) MaxTime(ctx context.Context, p string) (time.Duration, bool, error) {
 	if f.maxTime == 0 {
 		return 0, true, nil

@@ -541,3 +541,6 @@ func (s *Scheduler) FreeGPUs(ctx context.Context, partition string) ([]scheduler
 func (s *Scheduler) MaxTime(ctx context.Context, partition string) (time.Duration, bool, error) {
 	return 0, true, nil
 }
+
+// MaxArrayTasks: the local backend starts any number of tasks (its GPUs limit them).
+func (s *Scheduler) MaxArrayTasks(ctx context.Context) (int, error) { return 0, nil }

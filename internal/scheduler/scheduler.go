@@ -10,6 +10,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 )
@@ -77,7 +78,17 @@ type Scheduler interface {
 	// accepts a longer --time by default and the job then never starts
 	// (PartitionTimeLimit), so submitters cap their --time at it.
 	MaxTime(ctx context.Context, partition string) (max time.Duration, unlimited bool, err error)
+
+	// MaxArrayTasks returns how many tasks one job array may have (SLURM's
+	// MaxArraySize, lowered by SchedulerParameters=max_array_tasks); 0: no
+	// limit. Submitters ask only after an array was refused, so the usual
+	// submission stays one call.
+	MaxArrayTasks(ctx context.Context) (int, error)
 }
+
+// ErrArrayTooLarge is a submission refused because its array has more tasks
+// than the scheduler allows (MaxArrayTasks says how many it does).
+var ErrArrayTooLarge = errors.New("job array too large")
 
 // Job is one squeue record: a plain job or one task of a job array.
 type Job struct {

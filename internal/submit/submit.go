@@ -6,6 +6,7 @@ package submit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -65,8 +66,29 @@ func Script(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, s t
 }
 
 // Workers submits n workers of the cluster in one sbatch call (an array
-// when n > 1) and returns their job keys.
+// when n > 1) and returns their job keys. When the scheduler refuses an
+// array that large (MaxArraySize, max_array_tasks), it asks for the limit
+// and submits arrays of at most that many, one call each.
 func Workers(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
+	keys, err := workers(ctx, sched, dir, spec, head, n, timeLimit, autoscaled)
+	if !errors.Is(err, scheduler.ErrArrayTooLarge) {
+		return keys, err
+	}
+	limit, lerr := sched.MaxArrayTasks(ctx)
+	if lerr != nil || limit <= 0 || limit >= n {
+		return nil, err
+	}
+	for _, size := range ArrayChunks(n, limit) {
+		more, err := workers(ctx, sched, dir, spec, head, size, timeLimit, autoscaled)
+		if err != nil {
+			return keys, fmt.Errorf("%d of %d workers submitted (arrays of at most %d tasks, SLURM's limit): %w", len(keys), n, limit, err)
+		}
+		keys = append(keys, more...)
+	}
+	return keys, nil
+}
+
+func workers(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
 	s := NodeScript(dir, spec, cluster.RoleWorker)
 	s.HeadJob, s.Tasks, s.Time = head, ArrayTasks(n), timeLimit
 	id, err := Script(ctx, sched, dir, s, autoscaled)
@@ -74,6 +96,17 @@ func Workers(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, sp
 		return nil, err
 	}
 	return cluster.Submission{JobID: id, Tasks: s.Tasks}.JobKeys(), nil
+}
+
+// ArrayChunks splits n tasks into arrays of at most limit tasks.
+func ArrayChunks(n, limit int) []int {
+	var sizes []int
+	for n > 0 {
+		size := min(n, limit)
+		sizes = append(sizes, size)
+		n -= size
+	}
+	return sizes
 }
 
 // WorkerTimeLimit is a new worker's --time: the cluster's, capped at the
