@@ -214,13 +214,14 @@ func ParseDuration(s string) (d time.Duration, unlimited bool, err error) {
 // (23.02 on), "gres/gpu:a100=2", "gpu:a100:4(S:0-1)", "gpu:2(IDX:0-1)". A
 // comma list may name other GRES, which are ignored, and several GPU types,
 // which are summed. A GPU entry without a count ("gpu", "gpu:a100") means
-// one. "N/A", "(null)" and anything unreadable give 0.
+// one. GresUsed names the type of GPUs that gres.conf gave no Type as
+// "(null)" ("gpu:(null):3(IDX:0-2)", gres.c printing a NULL type name); that
+// is a type, not an annotation. "N/A", "(null)" and anything unreadable
+// give 0.
 func ParseGPUs(tres string) int {
 	total := 0
 	for _, item := range splitTopLevel(tres) {
-		if i := strings.IndexByte(item, '('); i >= 0 {
-			item = item[:i] // "(IDX:0-1)", "(S:0-1)": where, not how many
-		}
+		item = cutAnnotation(item)
 		item = strings.TrimSpace(item)
 		for _, p := range []string{"gres:", "gres/"} {
 			item = strings.TrimPrefix(item, p)
@@ -240,6 +241,18 @@ func ParseGPUs(tres string) int {
 		total += n
 	}
 	return total
+}
+
+// cutAnnotation drops a GRES entry's "(IDX:0-1)" or "(S:0-1)", which says
+// where, not how many: everything from the first "(" that does not open a
+// "(null)" type name.
+func cutAnnotation(item string) string {
+	for i := 0; i < len(item); i++ {
+		if item[i] == '(' && !strings.HasPrefix(item[i:], "(null)") {
+			return item[:i]
+		}
+	}
+	return item
 }
 
 // splitTopLevel splits s on commas outside parentheses: "gpu:2(S:0,1),mps:100"

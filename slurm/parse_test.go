@@ -211,6 +211,9 @@ func TestParseGPUs(t *testing.T) {
 		{"gpu:a100:4(S:0-1)", 4},
 		{"gpu:2(IDX:0-1)", 2},
 		{"gpu:0(IDX:N/A)", 0},
+		{"gpu:(null):3(IDX:0-2)", 3}, // gres.conf without Type=: NULL type printed as "(null)"
+		{"gpu:(null):0(IDX:N/A)", 0},
+		{"gpu:a100:1(IDX:0),gpu:(null):2(IDX:1-2)", 3},
 		{"gpu:a100:1(IDX:0),gpu:v100:2(IDX:1-2)", 3},
 		{"gpu:2(S:0,1),shard:8", 2},
 		{"gres:shard:1,gres:gpu:4", 4},
