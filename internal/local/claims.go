@@ -1,6 +1,8 @@
 package local
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,42 +21,90 @@ import (
 	"github.com/sraybatch/sraybatch/internal/gpu"
 )
 
-// DefaultClaimsDir holds the GPU claims of every user's sraybatch on the
-// host: a world-writable sticky directory, like /tmp itself, so each user
-// can add claims and remove only their own.
-const DefaultClaimsDir = "/tmp/sraybatch-gpu-claims"
+// DefaultClaimsBase is where the GPU claims of every user's sraybatch on the
+// host live: each user has a directory of their own, DefaultClaimsBase-<uid>
+// (e.g. /tmp/sraybatch-gpu-claims-1000), mode 0755, that only they can write
+// and everyone reads.
+const DefaultClaimsBase = "/tmp/sraybatch-gpu-claims"
 
-// ClaimsDirEnv overrides DefaultClaimsDir (tests; hosts with a private /tmp).
-const ClaimsDirEnv = "SRAYBATCH_GPU_CLAIMS"
+// ClaimsBaseEnv overrides DefaultClaimsBase (tests; hosts with a private
+// /tmp). It names the base path, not a directory: SRAYBATCH_GPU_CLAIMS=/tmp/x
+// puts a user's claims in /tmp/x-<uid>. Every user of the host must agree on
+// it, and its parent directory must let every user create a directory (like
+// /tmp: mode 1777).
+const ClaimsBaseEnv = "SRAYBATCH_GPU_CLAIMS"
 
 // Claims hands out the host's GPUs to local nodes, one node per GPU set. A
 // GPU is free when no live sraybatch node (of any cluster, any user) claims
 // it and the driver shows no compute process of anyone else on it.
 //
-// Each claim is one file, <gpu>.<uid>.claim, created with O_EXCL and naming
-// the holding process by pid and start time, so a claim outlives neither its
-// process nor a recycled pid: such a claim is simply not live, and its owner's
-// next claim removes it. Every read-modify-write of the directory runs under
-// an flock of its .lock file (the directory is host-local by definition), so
-// concurrent claimers never both take a GPU that looked free.
+// Each user writes claims only in a directory of their own, Base-<uid>,
+// created by them with mode 0755 and trusted only while lstat shows it is a
+// real directory owned by <uid> and writable by nobody else. When that name
+// is taken by something that fails the check (another user can create it
+// first), the user's claims go to Base-<uid>-<random> instead; readers take
+// every Base-<uid> and Base-<uid>-* directory that passes the check for the
+// uid in its name, and ignore all others. So nobody can remove, overwrite,
+// forge, block or redirect another user's claims, and every user sees all of
+// them.
+//
+// Each claim is one file, <gpu>.<uid>.claim, created with O_EXCL|O_NOFOLLOW
+// and naming the holding process by pid and start time, so a claim outlives
+// neither its process nor a recycled pid: such a claim is simply not live,
+// and its owner's next claim removes it (others ignore it). A user's own
+// processes serialise their read-modify-writes with an flock of .lock in
+// that user's directory.
+//
+// Across users nothing is shared, so two claimers may take the same GPU at
+// once. A new claim is first written pending; its claimer then reads every
+// claim on the GPU. It backs off when another live claim there is no longer
+// pending, or is pending but started earlier (process start time, then uid,
+// then pid: the earliest holder wins); it waits while the only rivals are
+// pending and started later (each will see this claim and back off, or
+// commit first and make this one back off); and it commits (rewrites the
+// claim, no longer pending) once it is alone. Of two claimers at least one
+// sees the other's claim, so never both commit, and a committed claim is
+// never taken over. A claimer that backs off tries the next free GPU.
 type Claims struct {
+	// Base is the path every user's claims directory is named after
+	// (Base-<uid>); empty: Dir, then DefaultClaimsBase.
+	Base string
+	// Dir is the former name of Base, read when Base is empty.
+	//
+	// Deprecated: use Base.
 	Dir string
 	// Inventory lists the host's GPUs (gpu.System in production; a
 	// fixed list in tests).
 	Inventory func() (gpu.Inventory, error)
+
+	// own, when set, is the directory this user's claims go to instead
+	// of the one ownDir picks (tests: claimers that share no lock). It
+	// must pass the same checks.
+	own string
 }
 
 // SystemClaims is the host's claims over the GPUs NVML reports, narrowed to
 // the login shell's CUDA_VISIBLE_DEVICES when set; without NVML, the GPUs that
 // variable names; with neither, none.
 func SystemClaims() *Claims {
-	dir := os.Getenv(ClaimsDirEnv)
-	if dir == "" {
-		dir = DefaultClaimsDir
+	base := os.Getenv(ClaimsBaseEnv)
+	if base == "" {
+		base = DefaultClaimsBase
 	}
-	return &Claims{Dir: dir, Inventory: func() (gpu.Inventory, error) {
+	return &Claims{Base: base, Inventory: func() (gpu.Inventory, error) {
 		return gpu.System(os.Getenv, io.Discard).Inventory()
 	}}
+}
+
+// base is the base path the claims directories are named after.
+func (c *Claims) base() string {
+	switch {
+	case c.Base != "":
+		return filepath.Clean(c.Base)
+	case c.Dir != "":
+		return filepath.Clean(c.Dir)
+	}
+	return DefaultClaimsBase
 }
 
 // Holder is who holds a claim: a node's process and what it belongs to.
@@ -92,7 +143,8 @@ func (h Holder) describe() string {
 // GPU is one GPU of the host as the claims see it.
 type GPU struct {
 	Info gpu.Info
-	// Holder is the live claim on it; nil when unclaimed.
+	// Holder is the live claim on it; nil when unclaimed. A claim still
+	// being settled counts: its claimer may yet win.
 	Holder *Holder
 	// Foreign lists compute processes on an unclaimed GPU: someone outside
 	// sraybatch uses it.
@@ -136,12 +188,24 @@ type Claimed struct {
 // too few GPUs are free.
 var ErrNoGPU = errors.New("not enough free GPUs on this host")
 
+// settleWait bounds how long a claimer waits for later-started rivals on
+// the same GPU to back off or commit; past it, it backs off itself.
+var settleWait = 5 * time.Second
+
+// acquireRounds bounds how often Acquire starts over when races lost it
+// GPUs that a fresh look shows free again.
+const acquireRounds = 3
+
 // State lists the host's GPUs and who holds them.
 func (c *Claims) State() ([]GPU, error) {
+	own, err := c.ownDir()
+	if err != nil {
+		return nil, err
+	}
 	var gpus []GPU
-	err := c.locked(func() error {
+	err = lockDir(own, func() error {
 		var err error
-		gpus, _, err = c.scan()
+		gpus, _, err = c.scan(own)
 		return err
 	})
 	return gpus, err
@@ -153,32 +217,54 @@ func (c *Claims) Acquire(n int, h Holder) ([]Claimed, error) {
 	if n <= 0 {
 		return nil, nil
 	}
+	own, err := c.ownDir()
+	if err != nil {
+		return nil, err
+	}
 	var got []Claimed
-	err := c.locked(func() error {
-		gpus, source, err := c.scan()
-		if err != nil {
-			return err
-		}
-		var free []GPU
-		for _, g := range gpus {
-			if g.Free() {
-				free = append(free, g)
-			}
-		}
-		if len(free) < n {
-			return noGPUError(n, gpus, source)
-		}
-		for _, g := range free[:n] {
-			path := filepath.Join(c.Dir, claimKey(g.Info)+"."+strconv.Itoa(os.Getuid())+".claim")
-			if err := createClaim(path, h); err != nil {
-				for _, done := range got {
-					os.Remove(done.Path)
-				}
+	err = lockDir(own, func() error {
+		for round := 1; ; round++ {
+			gpus, source, err := c.scan(own)
+			if err != nil {
 				return err
 			}
-			got = append(got, Claimed{ID: g.Info.ID, Name: g.Name(), Path: path})
+			var free []GPU
+			for _, g := range gpus {
+				if g.Free() {
+					free = append(free, g)
+				}
+			}
+			if len(free) < n {
+				return noGPUError(n, gpus, source)
+			}
+			for _, g := range free {
+				if len(got) == n {
+					return nil
+				}
+				cl, won, err := c.take(own, g, h)
+				if err != nil {
+					removeAll(got)
+					got = nil
+					return err
+				}
+				if won {
+					got = append(got, cl)
+				}
+			}
+			if len(got) == n {
+				return nil
+			}
+			// Lost races on too many of them: give back what was won.
+			removeAll(got)
+			got = nil
+			if round == acquireRounds {
+				gpus, source, err := c.scan(own)
+				if err != nil {
+					return err
+				}
+				return noGPUError(n, gpus, source)
+			}
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -189,12 +275,9 @@ func (c *Claims) Acquire(n int, h Holder) ([]Claimed, error) {
 // Hand passes claims to another holder (the node process that will use the
 // GPUs), replacing each file in one rename so no reader sees it unheld.
 func (c *Claims) Hand(cs []Claimed, h Holder) error {
-	if len(cs) == 0 {
-		return nil
-	}
-	return c.locked(func() error {
+	return forEachDir(cs, func(dir string, cs []Claimed) error {
 		for _, cl := range cs {
-			if err := writeClaim(cl.Path, h); err != nil {
+			if err := writeClaim(cl.Path, claimFile{Holder: h}); err != nil {
 				return fmt.Errorf("hand over claim on %s: %w", cl.Name, err)
 			}
 		}
@@ -205,12 +288,9 @@ func (c *Claims) Hand(cs []Claimed, h Holder) error {
 // Release removes the claims that p still holds; claims someone else has
 // taken over since are left alone.
 func (c *Claims) Release(cs []Claimed, p Proc) {
-	if len(cs) == 0 {
-		return
-	}
-	c.locked(func() error {
+	forEachDir(cs, func(dir string, cs []Claimed) error {
 		for _, cl := range cs {
-			if h, err := readClaim(cl.Path); err == nil && h.Proc == p {
+			if f, err := readClaim(cl.Path, os.Geteuid()); err == nil && f.Proc == p {
 				os.Remove(cl.Path)
 			}
 		}
@@ -218,40 +298,140 @@ func (c *Claims) Release(cs []Claimed, p Proc) {
 	})
 }
 
+// forEachDir runs fn on the claims of each of this user's directories that
+// cs lie in, under that directory's lock.
+func forEachDir(cs []Claimed, fn func(dir string, cs []Claimed) error) error {
+	byDir := map[string][]Claimed{}
+	var dirs []string
+	for _, cl := range cs {
+		dir := filepath.Dir(cl.Path)
+		if _, ok := byDir[dir]; !ok {
+			dirs = append(dirs, dir)
+		}
+		byDir[dir] = append(byDir[dir], cl)
+	}
+	for _, dir := range dirs {
+		if why := checkDir(dir, os.Geteuid()); why != "" {
+			return fmt.Errorf("GPU claims directory %s %s", dir, why)
+		}
+		if err := lockDir(dir, func() error { return fn(dir, byDir[dir]) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func removeAll(cs []Claimed) {
+	for _, cl := range cs {
+		os.Remove(cl.Path)
+	}
+}
+
+// claimFile is what a claim file holds: its holder, and whether its claimer
+// is still settling a race for the GPU (files without the field are settled).
+type claimFile struct {
+	Holder
+	Pending bool `json:"pending,omitempty"`
+}
+
+// claim is one live claim as read from its file.
+type claim struct {
+	claimFile
+	path string
+	// uid owns the claim's directory and file; it, not the file's word,
+	// says whose claim it is.
+	uid int
+}
+
+// before reports whether a's holder started before b's: earlier process
+// start, then lower uid, then lower pid (then path, so the order is total).
+func (a claim) before(b claim) bool {
+	if a.Start != b.Start {
+		return a.Start < b.Start
+	}
+	if a.uid != b.uid {
+		return a.uid < b.uid
+	}
+	if a.PID != b.PID {
+		return a.PID < b.PID
+	}
+	return a.path < b.path
+}
+
+// take claims GPU g for h in own: a pending claim first, then, once no
+// rival on the GPU is left (settle), the committed one. won is false when a
+// rival wins; the pending claim is gone then.
+func (c *Claims) take(own string, g GPU, h Holder) (cl Claimed, won bool, err error) {
+	key := claimKey(g.Info)
+	path := filepath.Join(own, key+"."+strconv.Itoa(os.Geteuid())+".claim")
+	if err := createClaim(path, claimFile{Holder: h, Pending: true}); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return Claimed{}, false, nil // taken by one of my own since the scan
+		}
+		return Claimed{}, false, err
+	}
+	me := claim{claimFile: claimFile{Holder: h, Pending: true}, path: path, uid: os.Geteuid()}
+	if !c.settle(key, me) {
+		os.Remove(path)
+		return Claimed{}, false, nil
+	}
+	if err := writeClaim(path, claimFile{Holder: h}); err != nil {
+		os.Remove(path)
+		return Claimed{}, false, fmt.Errorf("claim %s: %w", g.Name(), err)
+	}
+	return Claimed{ID: g.Info.ID, Name: g.Name(), Path: path}, true, nil
+}
+
+// settle decides the race for the GPU of key between me (written pending)
+// and whoever else claims it: true when me may commit.
+func (c *Claims) settle(key string, me claim) bool {
+	deadline := time.Now().Add(settleWait)
+	delay := time.Millisecond
+	for {
+		rivals := false
+		for _, r := range c.read("", key)[key] {
+			if r.path == me.path {
+				continue
+			}
+			if !r.Pending || r.before(me) {
+				return false
+			}
+			rivals = true
+		}
+		if !rivals {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 20*time.Millisecond)
+	}
+}
+
 // scan reads the inventory and the live claims, and removes this user's
-// dead claims (others' dead claims are ignored: the sticky directory keeps
-// them from being removed by anyone but their owner). It also returns where
-// the inventory came from. Call it under the lock.
-func (c *Claims) scan() ([]GPU, string, error) {
+// dead claims in own (others' dead claims are ignored: they are not ours to
+// remove). It also returns where the inventory came from. Call it holding
+// own's lock.
+func (c *Claims) scan(own string) ([]GPU, string, error) {
 	inv, err := c.Inventory()
 	if err != nil {
 		return nil, "", fmt.Errorf("list this host's GPUs: %w", err)
 	}
-	entries, err := os.ReadDir(c.Dir)
-	if err != nil {
-		return nil, "", fmt.Errorf("read GPU claims: %w", err)
-	}
-	live := map[string]*Holder{}
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, ".claim") || strings.HasPrefix(name, ".") {
-			continue
-		}
-		key, _, _ := strings.Cut(name, ".")
-		path := filepath.Join(c.Dir, name)
-		h, err := readClaim(path)
-		if err == nil && h.Alive() {
-			live[key] = &h
-			continue
-		}
-		if ownedByMe(e) {
-			os.Remove(path)
-		}
-	}
+	live := c.read(own, "")
 	gpus := make([]GPU, len(inv.GPUs))
 	for i, info := range inv.GPUs {
-		g := GPU{Info: info, Holder: live[claimKey(info)]}
-		if g.Holder == nil {
+		g := GPU{Info: info}
+		if cs := live[claimKey(info)]; len(cs) > 0 {
+			// A settled claim over a pending one; the earliest of either.
+			best := cs[0]
+			for _, cl := range cs[1:] {
+				if (best.Pending && !cl.Pending) || (best.Pending == cl.Pending && cl.before(best)) {
+					best = cl
+				}
+			}
+			g.Holder = &best.Holder
+		} else {
 			for _, p := range info.Processes {
 				g.Foreign = append(g.Foreign, p.PID)
 			}
@@ -259,6 +439,217 @@ func (c *Claims) scan() ([]GPU, string, error) {
 		gpus[i] = g
 	}
 	return gpus, inv.Source, nil
+}
+
+// read returns the live claims of every user, by GPU key (only those of
+// key when it is set). Dead claims, and leftovers of interrupted writes, in
+// clean (this user's directory, whose lock the caller holds) are removed;
+// anything that fails the checks is ignored.
+func (c *Claims) read(clean, key string) map[string][]claim {
+	live := map[string][]claim{}
+	for _, d := range c.dirs() {
+		entries, err := os.ReadDir(d.path)
+		if err != nil {
+			continue
+		}
+		mine := d.path == clean
+		for _, e := range entries {
+			name := e.Name()
+			path := filepath.Join(d.path, name)
+			if mine && strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp") {
+				os.Remove(path) // a write cut short: every writer holds the lock
+				continue
+			}
+			if !strings.HasSuffix(name, ".claim") || strings.HasPrefix(name, ".") {
+				continue
+			}
+			k, _, _ := strings.Cut(name, ".")
+			if key != "" && k != key {
+				continue
+			}
+			f, err := readClaim(path, d.uid)
+			if err == nil && f.Alive() {
+				f.UID = d.uid
+				live[k] = append(live[k], claim{claimFile: f, path: path, uid: d.uid})
+				continue
+			}
+			if mine {
+				os.Remove(path) // dead, or not a claim: it would only block O_EXCL
+			}
+		}
+	}
+	return live
+}
+
+// claimsDir is a directory of claims that passed the checks, and whose.
+type claimsDir struct {
+	path string
+	uid  int
+}
+
+// dirs lists every user's claims directory: Base-<uid> and Base-<uid>-*
+// that are real directories owned by <uid> and writable by nobody else.
+func (c *Claims) dirs() []claimsDir {
+	base := c.base()
+	parent, prefix := filepath.Dir(base), filepath.Base(base)+"-"
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return nil
+	}
+	var dirs []claimsDir
+	for _, e := range entries {
+		uid, ok := dirUID(e.Name(), prefix)
+		if !ok {
+			continue
+		}
+		path := filepath.Join(parent, e.Name())
+		if checkDir(path, uid) == "" {
+			dirs = append(dirs, claimsDir{path: path, uid: uid})
+		}
+	}
+	return dirs
+}
+
+// dirUID parses <prefix><uid> and <prefix><uid>-<suffix>.
+func dirUID(name, prefix string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok {
+		return 0, false
+	}
+	digits, suffix, hasSuffix := strings.Cut(rest, "-")
+	if digits == "" || strings.TrimLeft(digits, "0123456789") != "" || (hasSuffix && suffix == "") {
+		return 0, false
+	}
+	uid, err := strconv.Atoi(digits)
+	if err != nil || strconv.Itoa(uid) != digits {
+		return 0, false
+	}
+	return uid, true
+}
+
+// checkDir says what keeps path from being uid's claims directory; "" when
+// nothing does. It never follows a symlink.
+func checkDir(path string, uid int) string {
+	info, err := os.Lstat(path)
+	if err != nil {
+		return "cannot be read: " + err.Error()
+	}
+	return checkDirInfo(info, uid)
+}
+
+func checkDirInfo(info fs.FileInfo, uid int) string {
+	switch {
+	case info.Mode()&fs.ModeSymlink != 0:
+		return "is a symlink"
+	case !info.IsDir():
+		return "is not a directory"
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok || int(st.Uid) != uid {
+		return "is not owned by uid " + strconv.Itoa(uid)
+	}
+	if info.Mode().Perm()&0o022 != 0 {
+		return "is writable by other users"
+	}
+	return ""
+}
+
+// ownDir is the directory this user's claims go to, created when missing:
+// Base-<uid>, or, when something fails the checks under that name, the
+// first good Base-<uid>-<suffix> (made with a random suffix when none is).
+func (c *Claims) ownDir() (string, error) {
+	uid := os.Geteuid()
+	if c.own != "" {
+		if why := checkDir(c.own, uid); why != "" {
+			return "", fmt.Errorf("GPU claims directory %s %s", c.own, why)
+		}
+		return c.own, nil
+	}
+	canonical := c.base() + "-" + strconv.Itoa(uid)
+	if err := os.MkdirAll(filepath.Dir(canonical), 0o755); err != nil {
+		return "", fmt.Errorf("create GPU claims directory: %w", err)
+	}
+	if ok, err := makeOwnDir(canonical); err != nil || ok {
+		return canonical, err
+	}
+	// Not ours to use: look for a fallback made before, else make one.
+	parent, prefix := filepath.Dir(canonical), filepath.Base(canonical)+"-"
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return "", fmt.Errorf("read GPU claims directories: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if rest, ok := strings.CutPrefix(e.Name(), prefix); ok && rest != "" && !strings.Contains(rest, "-") {
+			names = append(names, e.Name())
+		}
+	}
+	slices.Sort(names) // all of this user's processes settle on the same one
+	for _, name := range names {
+		path := filepath.Join(parent, name)
+		if checkDir(path, uid) == "" {
+			return path, fixMode(path)
+		}
+	}
+	for range 10 {
+		path := canonical + "-" + randomSuffix()
+		if ok, err := makeOwnDir(path); err != nil || ok {
+			return path, err
+		}
+	}
+	return "", fmt.Errorf("create a GPU claims directory next to %s: every name was taken", canonical)
+}
+
+// makeOwnDir makes sure path is a claims directory of this user's, creating
+// it when missing: false when something else is there.
+func makeOwnDir(path string) (bool, error) {
+	for range 3 {
+		err := os.Mkdir(path, 0o755)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return false, fmt.Errorf("create GPU claims directory: %w", err)
+		}
+		info, lerr := os.Lstat(path)
+		if errors.Is(lerr, fs.ErrNotExist) {
+			continue // removed in between: try again
+		}
+		if lerr != nil {
+			return false, fmt.Errorf("GPU claims directory: %w", lerr)
+		}
+		if checkDirInfo(info, os.Geteuid()) != "" {
+			return false, nil
+		}
+		return true, fixMode(path)
+	}
+	return false, nil
+}
+
+// fixMode makes this user's claims directory readable by everyone (the
+// umask may have taken that away) without following a symlink.
+func fixMode(path string) error {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("GPU claims directory: %w", &fs.PathError{Op: "open", Path: path, Err: err})
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("GPU claims directory: %w", &fs.PathError{Op: "stat", Path: path, Err: err})
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+		return fmt.Errorf("GPU claims directory %s changed under us", path)
+	}
+	if st.Mode&0o7777 != 0o755 {
+		if err := syscall.Fchmod(fd, 0o755); err != nil {
+			return fmt.Errorf("GPU claims directory: %w", &fs.PathError{Op: "chmod", Path: path, Err: err})
+		}
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func noGPUError(n int, gpus []GPU, source string) error {
@@ -302,38 +693,28 @@ func claimKey(g gpu.Info) string {
 	return "gpu-" + unsafeKey.ReplaceAllString(id, "_")
 }
 
-func createClaim(path string, h Holder) error {
-	b, err := json.Marshal(h)
+// createClaim writes a new claim file, failing (fs.ErrExist) when the name
+// is taken, whatever by: a symlink there is neither followed nor replaced.
+func createClaim(path string, f claimFile) error {
+	b, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("claim GPU: %w", err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
+	if err := writeNew(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("claim GPU: %w", err)
 	}
 	return nil
 }
 
-// writeClaim replaces a claim file of this user's with one naming h.
-func writeClaim(path string, h Holder) error {
-	b, err := json.Marshal(h)
+// writeClaim replaces a claim file of this user's with one naming f, in one
+// rename.
+func writeClaim(path string, f claimFile) error {
+	b, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil { // the umask must not hide claims from other users
-		os.Remove(tmp)
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"."+randomSuffix()+".tmp")
+	if err := writeNew(tmp, append(b, '\n')); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -343,45 +724,78 @@ func writeClaim(path string, h Holder) error {
 	return nil
 }
 
-func readClaim(path string) (Holder, error) {
-	var h Holder
-	b, err := os.ReadFile(path)
+// writeNew creates path (never through a symlink) with mode 0644 whatever
+// the umask, so other users can read it.
+func writeNew(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
-		return h, err
-	}
-	if err := json.Unmarshal(b, &h); err != nil {
-		return h, fmt.Errorf("claim %s: %w", path, err)
-	}
-	return h, nil
-}
-
-func ownedByMe(e fs.DirEntry) bool {
-	info, err := e.Info()
-	if err != nil {
-		return false
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	return ok && int(st.Uid) == os.Getuid()
-}
-
-// locked runs fn holding the claims directory's lock, creating the directory
-// (sticky and world-writable) on first use.
-func (c *Claims) locked(fn func() error) error {
-	if err := c.ensureDir(); err != nil {
 		return err
 	}
-	lockPath := filepath.Join(c.Dir, ".lock")
-	// Read-only is enough for flock, and opening another user's file with
-	// O_CREAT is refused in sticky directories (fs.protected_regular).
-	f, err := os.Open(lockPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		f, err = os.OpenFile(lockPath, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if errors.Is(err, fs.ErrExist) {
-			f, err = os.Open(lockPath)
-		} else if err == nil {
-			f.Chmod(0o644)
-		}
+	err = f.Chmod(0o644)
+	if err == nil {
+		_, err = f.Write(b)
 	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}
+
+// maxClaimSize bounds what is read of a claim file.
+const maxClaimSize = 64 << 10
+
+// readClaim reads the claim file at path, which must be a regular file
+// owned by uid (the owner of its directory). It follows no symlink and
+// never blocks on a FIFO.
+func readClaim(path string, uid int) (claimFile, error) {
+	var f claimFile
+	info, err := os.Lstat(path)
+	if err != nil {
+		return f, err
+	}
+	if why := checkFileInfo(info, uid); why != "" {
+		return f, fmt.Errorf("claim %s %s", path, why)
+	}
+	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return f, err
+	}
+	defer file.Close()
+	opened, err := file.Stat()
+	if err != nil {
+		return f, err
+	}
+	if why := checkFileInfo(opened, uid); why != "" || !os.SameFile(info, opened) {
+		return f, fmt.Errorf("claim %s changed while read", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(file, maxClaimSize))
+	if err != nil {
+		return f, err
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("claim %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func checkFileInfo(info fs.FileInfo, uid int) string {
+	if !info.Mode().IsRegular() {
+		return "is not a regular file"
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != uid {
+		return "is not owned by uid " + strconv.Itoa(uid)
+	}
+	return ""
+}
+
+// lockDir runs fn holding the lock of dir, a claims directory of this
+// user's: it serialises this user's read-modify-writes there.
+func lockDir(dir string, fn func() error) error {
+	lockPath := filepath.Join(dir, ".lock")
+	f, err := os.OpenFile(lockPath, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return fmt.Errorf("lock GPU claims: %w", err)
 	}
@@ -397,28 +811,4 @@ func (c *Claims) locked(fn func() error) error {
 	}
 	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return fn()
-}
-
-func (c *Claims) ensureDir() error {
-	err := os.Mkdir(c.Dir, 0o777)
-	if err == nil {
-		if err := os.Chmod(c.Dir, 0o777|os.ModeSticky); err != nil {
-			return fmt.Errorf("create GPU claims directory: %w", err)
-		}
-		return nil
-	}
-	if !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create GPU claims directory: %w", err)
-	}
-	info, err := os.Lstat(c.Dir)
-	if err != nil {
-		return fmt.Errorf("GPU claims directory: %w", err)
-	}
-	st, _ := info.Sys().(*syscall.Stat_t)
-	mine := st != nil && int(st.Uid) == os.Getuid()
-	shared := info.Mode().Perm()&0o002 != 0 && info.Mode()&os.ModeSticky != 0
-	if !info.IsDir() || (!mine && !shared) {
-		return fmt.Errorf("GPU claims directory %s is not a directory that every user may add claims to (want mode 1777): remove it, or set %s", c.Dir, ClaimsDirEnv)
-	}
-	return nil
 }

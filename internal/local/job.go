@@ -52,7 +52,7 @@ func RunJob(start io.Reader) int {
 
 	proctree.KillTree(leftoverGrace)
 	if js.ClaimsDir != "" {
-		(&Claims{Dir: js.ClaimsDir}).Release(js.Claims, js.Self)
+		(&Claims{Base: js.ClaimsDir}).Release(js.Claims, js.Self)
 	}
 	ex := exitRecord{SchemaVersion: cluster.SchemaVersion, ExitCode: code, Signal: sigName, Ended: time.Now().UTC()}
 	if runErr != nil {

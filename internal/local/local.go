@@ -238,7 +238,7 @@ func (s *Scheduler) Submit(ctx context.Context, scriptPath string) (string, erro
 			Claims:   t.gpus, Self: t.proc,
 		}
 		if s.cfg.Claims != nil {
-			start.ClaimsDir = s.cfg.Claims.Dir
+			start.ClaimsDir = s.cfg.Claims.base()
 		}
 		b, err := json.Marshal(start)
 		if err != nil {

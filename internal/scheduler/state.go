@@ -35,6 +35,8 @@ const (
 	Revoked     JobState = "REVOKED"
 	ResvDelHold JobState = "RESV_DEL_HOLD"
 	Signaling   JobState = "SIGNALING"
+	// Expediting (SLURM 25.11) marks a job requeued to run again at once.
+	Expediting JobState = "EXPEDITING"
 )
 
 // Active reports whether the job holds resources or still waits for them,
@@ -44,7 +46,7 @@ func (s JobState) Active() bool {
 	switch s {
 	case Pending, Configuring, Running, Completing, Suspended, Stopped,
 		Resizing, Signaling, StageOut,
-		Requeued, RequeueFed, RequeueHold, SpecialExit, ResvDelHold:
+		Requeued, RequeueFed, RequeueHold, SpecialExit, ResvDelHold, Expediting:
 		return true
 	}
 	return false

@@ -17,12 +17,33 @@ Events and their fields (``?`` marks a field that may be absent or null):
     ``CUDA_VISIBLE_DEVICES`` as Ray set it ("3", or "2,3" for a 2-GPU actor;
     null for a CPU-only actor).
 ``actor_lost``       actor: str, node_id: str, job: str, reason: str, error?: str
-    The actor left the pool (killed, its placement group removed).  ``reason``
-    is one of ``node_left`` (its node is gone), ``node_draining`` (retired
-    after its last step), ``actor_died`` (a call failed; ``error`` says how;
-    also used when the call's failure arrives before Ray marks the node dead).
+    The actor left the pool (killed; its placement group removed, but kept
+    for a replacement after ``actor_died``).  ``reason`` is one of
+    ``node_left`` (its node is gone), ``node_draining`` (retired after its
+    last step), ``actor_died`` (a call failed; ``error`` says how; also used
+    when the call's failure arrives before Ray marks the node dead),
+    ``node_excluded`` (its node was left out of the pool, see below).
     Every ``actor_lost`` follows the same actor's ``actor_spawned``; actors
     that fail before becoming ready are only logged (human lines).
+``actor_restarted``  actor: str, node_id: str, job: str, attempt: int, reason: str
+    An actor died while its node stayed alive; ``actor`` is its replacement,
+    started in the same placement group (the same GPUs) after a backoff.
+    ``attempt`` counts the slot's failures in a row (1, 2, ...), ``reason``
+    is how the previous actor died.  The replacement's ``actor_spawned``
+    follows once it joined the rotation.
+``state_synced``     job: str, actor: str, source: str, bytes: int, seconds: number
+    A replica (an actor class with ``get_state``/``set_state``) received its
+    state before joining the rotation; ``source`` is ``peer`` (a live
+    actor's ``get_state``) or ``checkpoint`` (no live peer: the last
+    checkpoint); ``bytes`` as stored in Ray's object store (the file's size
+    for a checkpoint); ``seconds`` from the request to the state in place.
+    Precedes the actor's ``actor_spawned``.
+``checkpoint_written``  path: str, bytes: int, seconds: number
+    The pool wrote one live actor's state to ``path`` (temp file + rename).
+``node_excluded``    node_id: str, job: str, reason: str
+    An actor slot of the node failed more than ``max_restarts`` times in a
+    row: the node gets no more actors (its others are lost with reason
+    ``node_excluded``), while its SLURM job still holds its GPUs.
 ``node_draining``    node_id: str, job: str
     ``is_draining(job)`` turned true; the node gets no new steps.
 ``node_left``        node_id: str, job: str
@@ -78,6 +99,22 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
         "reason": (_STR, True),
         "error": (_OPT_STR, False),
     },
+    "actor_restarted": {
+        "actor": (_STR, True),
+        "node_id": (_STR, True),
+        "job": (_STR, True),
+        "attempt": ((int,), True),
+        "reason": (_STR, True),
+    },
+    "state_synced": {
+        "job": (_STR, True),
+        "actor": (_STR, True),
+        "source": (_STR, True),
+        "bytes": ((int,), True),
+        "seconds": (_NUM, True),
+    },
+    "checkpoint_written": {"path": (_STR, True), "bytes": ((int,), True), "seconds": (_NUM, True)},
+    "node_excluded": {"node_id": (_STR, True), "job": (_STR, True), "reason": (_STR, True)},
     "node_draining": {"node_id": (_STR, True), "job": (_STR, True)},
     "node_left": {"node_id": (_STR, True), "job": (_STR, True)},
     "step_done": {
@@ -96,7 +133,8 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
     },
 }
 
-LOST_REASONS = ("node_left", "node_draining", "actor_died")
+LOST_REASONS = ("node_left", "node_draining", "actor_died", "node_excluded")
+SYNC_SOURCES = ("peer", "checkpoint")
 
 
 def validate(record: Dict[str, Any]) -> List[str]:
@@ -118,6 +156,8 @@ def validate(record: Dict[str, Any]) -> List[str]:
             problems.append(f"{name}.{field}: {value!r} is not {'/'.join(t.__name__ for t in types)}")
     if name == "actor_lost" and record.get("reason") not in LOST_REASONS:
         problems.append(f"actor_lost.reason: {record.get('reason')!r} not in {LOST_REASONS}")
+    if name == "state_synced" and record.get("source") not in SYNC_SOURCES:
+        problems.append(f"state_synced.source: {record.get('source')!r} not in {SYNC_SOURCES}")
     return problems
 
 
