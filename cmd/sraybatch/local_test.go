@@ -38,7 +38,7 @@ func newLocalFixture(t *testing.T, gpus int) *uFixture {
 	home := filepath.Dir(f.app.store.Root)
 	sched := local.New(local.Config{
 		Registry: local.RegistryDir(home),
-		Claims:   &local.Claims{Dir: filepath.Join(home, "gpu-claims"), Inventory: fakeGPUs(gpus)},
+		Claims:   &local.Claims{Base: filepath.Join(home, "gpu-claims"), Inventory: fakeGPUs(gpus)},
 		// A job's process reads its go-ahead to the end, then just lives.
 		Launcher: []string{"bash", "-c", "cat >/dev/null; exec sleep 300"},
 	})

@@ -67,12 +67,8 @@ const ClaimsBaseEnv = "SRAYBATCH_GPU_CLAIMS"
 // never taken over. A claimer that backs off tries the next free GPU.
 type Claims struct {
 	// Base is the path every user's claims directory is named after
-	// (Base-<uid>); empty: Dir, then DefaultClaimsBase.
+	// (Base-<uid>); empty: DefaultClaimsBase.
 	Base string
-	// Dir is the former name of Base, read when Base is empty.
-	//
-	// Deprecated: use Base.
-	Dir string
 	// Inventory lists the host's GPUs (gpu.System in production; a
 	// fixed list in tests).
 	Inventory func() (gpu.Inventory, error)
@@ -98,11 +94,8 @@ func SystemClaims() *Claims {
 
 // base is the base path the claims directories are named after.
 func (c *Claims) base() string {
-	switch {
-	case c.Base != "":
+	if c.Base != "" {
 		return filepath.Clean(c.Base)
-	case c.Dir != "":
-		return filepath.Clean(c.Dir)
 	}
 	return DefaultClaimsBase
 }

@@ -502,8 +502,8 @@ func TestClaimFileSymlinkIgnored(t *testing.T) {
 	}
 }
 
-// rivals sets up a race for fake GPU 0: a claim of mine in own and one of
-// a rival in another directory.
+// race is a race for fake GPU 0: my claim (in own) against a rival's,
+// planted in another directory.
 type race struct {
 	claims *Claims
 	own    string
@@ -586,8 +586,12 @@ func TestClaimsRaceEarliestHolderWins(t *testing.T) {
 	})
 	t.Run("settled claim of a later holder is never taken over", func(t *testing.T) {
 		r := newRace(t, claimFile{Holder: HolderFor(late, "rival", "1")})
+		start := time.Now()
 		if r.take(t, HolderFor(early, "me", "2")) {
 			t.Error("an earlier holder took over a settled claim")
+		}
+		if time.Since(start) > settleWait/2 {
+			t.Error("waited for a settled claim instead of backing off at once")
 		}
 	})
 	t.Run("pending rival that never settles", func(t *testing.T) {

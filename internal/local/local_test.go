@@ -23,7 +23,7 @@ type fixture struct {
 func newFixture(t *testing.T, gpus int) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	claims := &Claims{Dir: filepath.Join(dir, "claims"), Inventory: fakeInventory(gpus, nil)}
+	claims := &Claims{Base: filepath.Join(dir, "claims"), Inventory: fakeInventory(gpus, nil)}
 	return &fixture{
 		sched:  New(Config{Registry: filepath.Join(dir, "jobs"), Claims: claims, Launcher: []string{os.Args[0], "local-job"}}),
 		claims: claims, dir: dir,

@@ -20,7 +20,7 @@ var helpers = map[string]func(args []string) int{
 	// "ERR <message>"), and holds it until its stdin closes.
 	"claim": func(args []string) int {
 		n, _ := strconv.Atoi(args[1])
-		c := &Claims{Dir: args[0], Inventory: fakeInventory(n, nil)}
+		c := &Claims{Base: args[0], Inventory: fakeInventory(n, nil)}
 		me, err := Self()
 		if err != nil {
 			fmt.Println("ERR", err)
