@@ -16,9 +16,13 @@ import (
 // (sraybatch_trainloop/events.py). Both are checked against
 // testdata/shared-state.json.
 const (
-	EventActorSpawned = "actor_spawned"
-	EventActorLost    = "actor_lost"
-	EventStepDone     = "step_done"
+	EventActorSpawned      = "actor_spawned"
+	EventActorLost         = "actor_lost"
+	EventStepDone          = "step_done"
+	EventActorRestarted    = "actor_restarted"
+	EventStateSynced       = "state_synced"
+	EventCheckpointWritten = "checkpoint_written"
+	EventNodeExcluded      = "node_excluded"
 )
 
 // Event is one line of a driver's event file; the schema is documented in
@@ -29,13 +33,15 @@ type Event struct {
 	Job   string  `json:"job,omitempty"`
 	Actor string  `json:"actor,omitempty"`
 	Step  *int    `json:"step,omitempty"`
+	// Reason says why a node was left out (node_excluded).
+	Reason string `json:"reason,omitempty"`
 }
 
 // ReadProgress folds a driver's events into its pool's current state. A
 // missing file is no progress yet; a torn last line (the driver is writing)
 // is skipped.
 func ReadProgress(path string) (cluster.TrainProgress, error) {
-	p := cluster.TrainProgress{Actors: map[string]int{}}
+	p := cluster.TrainProgress{Actors: map[string]int{}, Excluded: map[string]string{}}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return p, nil
@@ -66,6 +72,17 @@ func foldEvents(r io.Reader, p *cluster.TrainProgress) error {
 				step := *ev.Step
 				p.LastStep = &step
 			}
+		case EventActorRestarted:
+			p.Restarts++
+		case EventStateSynced:
+			p.StateSyncs++
+		case EventCheckpointWritten:
+			p.Checkpoints++
+		case EventNodeExcluded:
+			if p.Excluded == nil {
+				p.Excluded = map[string]string{}
+			}
+			p.Excluded[ev.Job] = ev.Reason
 		}
 	}
 	for _, job := range actorJob {

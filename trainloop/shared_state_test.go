@@ -35,9 +35,13 @@ func TestSharedEventSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	reads := map[string][]string{
-		EventActorSpawned: {"actor", "job"},
-		EventActorLost:    {"actor"},
-		EventStepDone:     {"step"},
+		EventActorSpawned:      {"actor", "job"},
+		EventActorLost:         {"actor"},
+		EventStepDone:          {"step"},
+		EventActorRestarted:    {},
+		EventStateSynced:       {},
+		EventCheckpointWritten: {},
+		EventNodeExcluded:      {"job", "reason"},
 	}
 	for name, fields := range reads {
 		have, ok := fx.Events[name]

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 func TestReadProgressFoldsEvents(t *testing.T) {
@@ -54,5 +56,25 @@ func TestInstallPythonWritesThePackage(t *testing.T) {
 	}
 	if err := InstallPython(dir); err != nil { // a second train on the same cluster
 		t.Errorf("reinstall: %v", err)
+	}
+}
+
+// A driver's health and state traffic is counted, and an excluded node is
+// named with the pool's reason.
+func TestFoldHealthEvents(t *testing.T) {
+	t.Parallel()
+	lines := strings.Join([]string{
+		`{"ts": 1, "event": "actor_restarted", "actor": "a1", "node_id": "n1", "job": "7_0", "attempt": 1, "reason": "actor_died"}`,
+		`{"ts": 2, "event": "state_synced", "job": "7_0", "actor": "a1", "source": "peer", "bytes": 10, "seconds": 0.1}`,
+		`{"ts": 3, "event": "state_synced", "job": "8", "actor": "a2", "source": "checkpoint", "bytes": 10, "seconds": 0.1}`,
+		`{"ts": 4, "event": "checkpoint_written", "path": "/c/ckpt", "bytes": 10, "seconds": 0.2}`,
+		`{"ts": 5, "event": "node_excluded", "node_id": "n1", "job": "7_0", "reason": "actor died 3 times"}`,
+	}, "\n") + "\n"
+	p := cluster.TrainProgress{Actors: map[string]int{}}
+	if err := foldEvents(strings.NewReader(lines), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Restarts != 1 || p.StateSyncs != 2 || p.Checkpoints != 1 || p.Excluded["7_0"] != "actor died 3 times" {
+		t.Errorf("progress = %+v", p)
 	}
 }

@@ -132,8 +132,15 @@ func jobRow(j cluster.JobStatus) table.Row {
 		if j.ExitCode != nil {
 			actors += " exit " + strconv.Itoa(*j.ExitCode)
 		}
+		if j.Training != nil && j.Training.ActorRestarts > 0 {
+			actors += fmt.Sprintf(", %d restarts", j.Training.ActorRestarts)
+		}
 	}
-	return table.Row{j.Role, j.JobID, dash(j.SlurmState), dash(j.Reason), dash(j.Node), j.GPUs, j.Ray,
+	reason := j.Reason
+	if j.Excluded != "" {
+		reason = "left out of training (GPUs held): " + j.Excluded
+	}
+	return table.Row{j.Role, j.JobID, dash(j.SlurmState), dash(reason), dash(j.Node), j.GPUs, j.Ray,
 		dash(shortID(j.RayNodeID)), actors, formatSeconds(&j.ElapsedS), formatSeconds(j.TimeLeftS)}
 }
 

@@ -37,6 +37,19 @@ type TrainProgress struct {
 	// Actors counts live actors per job key (the node they run on).
 	Actors   map[string]int
 	LastStep *int
+	// Restarts, StateSyncs and Checkpoints count actor_restarted,
+	// state_synced and checkpoint_written events.
+	Restarts, StateSyncs, Checkpoints int
+	// Excluded names the jobs whose node the pool left out, and why: such a
+	// node still holds its GPUs.
+	Excluded map[string]string
+}
+
+// TrainingCounts is a driver's health and state traffic, as status shows it.
+type TrainingCounts struct {
+	ActorRestarts int `json:"actor_restarts"`
+	StateSyncs    int `json:"state_syncs"`
+	Checkpoints   int `json:"checkpoints"`
 }
 
 // Status is the observed state of a cluster, as `status` prints it.
@@ -93,6 +106,11 @@ type JobStatus struct {
 	// LastStep and ExitCode describe driver jobs (null for other roles).
 	LastStep *int `json:"last_step"`
 	ExitCode *int `json:"exit_code"`
+	// Training counts a driver's actor restarts, state syncs and checkpoints.
+	Training *TrainingCounts `json:"training,omitempty"`
+	// Excluded says why a driver's pool left this node out; the node still
+	// holds its GPUs.
+	Excluded string `json:"excluded,omitempty"`
 }
 
 // SlurmGone is shown for jobs squeue no longer knows (ended longer ago than MinJobAge).
@@ -217,6 +235,12 @@ func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
 	}
 	if p, ok := o.Training[key]; ok {
 		js.LastStep = p.LastStep
+		js.Training = &TrainingCounts{ActorRestarts: p.Restarts, StateSyncs: p.StateSyncs, Checkpoints: p.Checkpoints}
+	}
+	for _, p := range o.Training {
+		if why, ok := p.Excluded[key]; ok {
+			js.Excluded = why
+		}
 	}
 	member := o.Membership.Nodes[key]
 	if member != nil {
