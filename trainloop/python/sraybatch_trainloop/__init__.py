@@ -1,4 +1,4 @@
-"""sraybatch_trainloop: an elastic Ray actor pool for sraybatch clusters (one actor per GPU, nodes come and go)."""
+"""sraybatch_trainloop: an elastic Ray actor pool for sraybatch clusters (one actor per GPU slot, nodes come and go)."""
 
 import sys
 
@@ -6,7 +6,7 @@ import ray.cloudpickle
 
 from .cluster import draining_from_env, time_limit_from_env
 from .events import EventLog, read_events, validate
-from .pool import ActorInfo, ElasticPool, StepResult
+from .pool import ActorInfo, DataParallelStep, ElasticPool, ExcludedNode, StepResult
 from .state import job_key
 
 # Ship this package's classes and functions (e.g. demo.Trainer) to workers by
@@ -15,8 +15,10 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 __all__ = [
     "ActorInfo",
+    "DataParallelStep",
     "ElasticPool",
     "EventLog",
+    "ExcludedNode",
     "StepResult",
     "draining_from_env",
     "job_key",

@@ -7,10 +7,17 @@ Connects with ``ray.init()`` (address from ``RAY_ADDRESS``), keeps one
 there.  Human lines go to stdout; JSON events go to ``$SRAYBATCH_EVENTS`` when
 set.  ``--steps 0`` runs until SIGTERM.
 
+Checkpoints go to ``--checkpoint-dir`` (default
+``$SRAYBATCH_CLUSTER_DIR/checkpoints`` in a driver job; none outside one),
+and a rerun resumes from them.  The demo checkpoints when a time-limit warning
+arrives (the head's or this job's: ``head_time_limit``), when this job's node
+record turns ``draining``, and when a stop signal arrives.
+
 SIGTERM (SLURM: the job was cancelled or reached its time limit; SIGKILL
-follows after KillWait) and SIGINT stop the driver within a poll of the pool
-(about 0.25 s): it abandons the step in flight, emits ``driver_stopping``,
-prints one line that says why, kills its actors and exits.
+follows after KillWait, 10 s by default) and SIGINT stop the driver within a
+poll of the pool (about 0.25 s): it abandons the step in flight, emits
+``driver_stopping``, prints one line that says why, checkpoints (waiting at
+most 3 s), kills its actors and exits.
 
 Exit status:
     0    ``--steps`` steps done
@@ -37,12 +44,21 @@ import ray
 from .cluster import draining_from_env, time_limit_from_env
 from .events import EventLog
 from .pool import ElasticPool
+from .state import ENV_CLUSTER_DIR, ENV_JOB
+
+# A checkpoint on a stop signal must end well before SLURM's SIGKILL (KillWait
+# after SIGTERM, 10 s by default), shutdown included.
+CHECKPOINT_ON_STOP_S = 3.0
+# A time-limit or drain warning leaves minutes (--drain-before); a stuck actor must not hold the loop forever.
+CHECKPOINT_ON_WARNING_S = 60.0
 
 
 class Trainer:
     """Fits y = x·w by SGD: PyTorch on the actor's GPU if it can, else numpy, else pure Python.
 
-    Each actor trains its own copy (the point is the membership, not the model).
+    Each actor trains its own copy on its own random samples (the point is the
+    membership, not the model); an actor that joins starts from a live
+    actor's weights, or from the checkpoint (``get_state``/``set_state``).
     """
 
     DIM = 16
@@ -121,6 +137,24 @@ class Trainer:
             time.sleep(max(0.0, self.step_seconds - (time.perf_counter() - t0)))
         return {"step": step, "loss": loss, "duration_s": time.perf_counter() - t0, "backend": self.backend}
 
+    def get_state(self) -> dict:
+        """The weights, as a list of floats whatever the backend (checkpoints move between them)."""
+        if self.backend == "torch":
+            return {"w": self.w_t.detach().cpu().tolist()}
+        if self.backend == "numpy":
+            return {"w": self.w_np.tolist()}
+        return {"w": list(self.w)}
+
+    def set_state(self, state: dict) -> None:
+        w = [float(x) for x in state["w"]]
+        if self.backend == "torch":
+            with self.torch.no_grad():
+                self.w_t.copy_(self.torch.tensor(w, device=self.device))
+        elif self.backend == "numpy":
+            self.w_np = self.np.array(w)
+        else:
+            self.w = w
+
     def where(self) -> dict:
         return {
             "node_id": ray.get_runtime_context().get_node_id(),
@@ -177,7 +211,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--gpus-per-actor", type=float, default=1, help="GPUs per actor; 0 = one CPU actor per node")
     p.add_argument("--max-wait-s", type=float, default=0, help="give up (exit 3) after this long with no actor; 0 = wait forever")
     p.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help=f"where to checkpoint and resume from (default: ${ENV_CLUSTER_DIR}/checkpoints when set; '' = no checkpoints)",
+    )
+    args = p.parse_args(argv)
+    if args.checkpoint_dir is None and os.environ.get(ENV_CLUSTER_DIR):
+        args.checkpoint_dir = os.path.join(os.environ[ENV_CLUSTER_DIR], "checkpoints")
+    args.checkpoint_dir = args.checkpoint_dir or None
+    return args
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -196,6 +239,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             events=events,
             log=_say,
             is_draining=draining_from_env(),
+            checkpoint_dir=args.checkpoint_dir,
             should_stop=stop.requested,
         )
         status = _train(args, pool, events, stop.requested)
@@ -203,6 +247,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             name = signal.Signals(stop.signum).name
             events.emit("driver_stopping", reason=name)
             _say(f"{name}: stopping ({_STOP_SIGNALS[stop.signum]})")
+            if pool.checkpoint_dir:
+                pool.checkpoint(timeout_s=CHECKPOINT_ON_STOP_S)
             return 128 + stop.signum
         return status
     finally:
@@ -217,6 +263,8 @@ def _train(args: argparse.Namespace, pool: ElasticPool, events: EventLog, stoppi
     """Run steps until ``--steps`` are done (0), ``--max-wait-s`` passed without actors (3), or ``stopping()``."""
     time_limit = time_limit_from_env()
     warned = False
+    is_draining, own_job = draining_from_env(), os.environ.get(ENV_JOB)
+    own_drain_seen = not (is_draining and own_job)
     step, idle_since = 0, time.monotonic()
     _say("waiting for sraybatch nodes (one actor per GPU slot)")
     while (args.steps == 0 or step < args.steps) and not stopping():
@@ -235,11 +283,19 @@ def _train(args: argparse.Namespace, pool: ElasticPool, events: EventLog, stoppi
         mean = sum(r.value["duration_s"] for r in results) / len(results)
         events.emit("step_done", step=step, actors=len(results), mean_duration_s=round(mean, 4), losses=losses)
         _say(f"step {step}: {len(results)} actors, mean {mean:.2f}s, losses [{', '.join(f'{x:.4g}' for x in losses)}]")
+        why = []
         left = time_limit() if time_limit and not warned else None
         if left is not None:
-            warned = True  # a real driver would checkpoint here
+            warned = True
             events.emit("head_time_limit", seconds_left=round(left, 1))
-            _say(f"time limit in {left:.0f}s: checkpoint now")
+            why.append(f"time limit in {left:.0f}s")
+        if not own_drain_seen and is_draining(own_job):
+            own_drain_seen = True
+            why.append(f"this job ({own_job}) is draining")
+        if why:
+            _say(f"{', '.join(why)}: checkpoint now")
+            if pool.checkpoint_dir:
+                pool.checkpoint(timeout_s=CHECKPOINT_ON_WARNING_S)
     return 0
 
 

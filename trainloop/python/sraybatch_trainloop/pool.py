@@ -120,6 +120,7 @@ import math
 import numbers
 import os
 import pickle
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -273,14 +274,15 @@ class ElasticPool:
             further one waits twice as long as the one before.
         sync_state: False keeps replicas independent (newcomers start from
             ``__init__``) even though the class has ``get_state``/``set_state``.
+            The attribute of that name says whether this pool moves state.
         checkpoint_dir: where ``checkpoint()`` writes and newcomers with no
             live peer restore from (replicas only).  None: no checkpoints.
         should_stop: ``should_stop() -> bool``, checked every ``poll_interval_s``
-            while ``run_step`` or ``wait_for_actors`` waits (keep it cheap, e.g.
-            ``threading.Event.is_set``).  Once it is true they return within
-            ``poll_interval_s``: ``run_step`` returns ``[]`` and abandons its
-            step, whose calls run on until ``shutdown()`` kills the actors.
-            None: never stop early.
+            while the pool waits -- for a step, for actors, for state on its
+            way to newcomers (keep it cheap, e.g. ``threading.Event.is_set``).
+            Once it is true they return within ``poll_interval_s``: the step
+            methods return empty and abandon their step, whose calls run on
+            until ``shutdown()`` kills the actors.  None: never stop early.
     """
 
     def __init__(
@@ -311,8 +313,8 @@ class ElasticPool:
         has_state = [callable(getattr(actor_cls, name, None)) for name in ("get_state", "set_state")]
         if any(has_state) and not all(has_state):
             raise TypeError(f"{actor_cls.__name__} defines only one of get_state and set_state; replicas need both")
-        self.replicas = all(has_state) and sync_state
-        if checkpoint_dir is not None and not self.replicas:
+        self.sync_state = all(has_state) and sync_state
+        if checkpoint_dir is not None and not self.sync_state:
             raise ValueError("checkpoint_dir needs an actor class with get_state and set_state, and sync_state=True")
         self._remote_cls = ray.remote(actor_cls)
         self.gpus_per_actor = gpus_per_actor
@@ -332,7 +334,7 @@ class ElasticPool:
         self._nodes: Dict[str, _Node] = {}
         self._unused_nodes: set = set()  # sraybatch nodes too small for one actor (logged once)
         self._pending: Dict[Any, Tuple[_Member, str]] = {}  # ObjectRef -> (member, "pg" | "ping")
-        self._busy: set = set()  # members with a step call in flight
+        self._busy: set = set()  # members with a call in flight (a step, or a donor's get_state): not retired yet
         self._seq = 0
 
     # ---- membership ---------------------------------------------------------
@@ -376,10 +378,11 @@ class ElasticPool:
         return math.floor(gpus / self.gpus_per_actor + 1e-9)
 
     def refresh(self) -> None:
-        """Sync with the cluster (one ``ray.nodes()`` call, non-blocking checks of starting actors),
-        then give waiting replicas their state and put them in the rotation.
+        """Sync with the cluster, then give waiting replicas their state and let them into the rotation.
 
-        Call it between steps only: a replica copies its peer's state as of now.
+        One ``ray.nodes()`` call and non-blocking checks of starting actors;
+        it blocks only while state moves to newcomers.  Call it between steps
+        only: a newcomer copies its peer's state as of now.
         """
         self._sync_membership()
         self._admit()
@@ -511,7 +514,7 @@ class ElasticPool:
             m.where = value
             if value["node_id"] != m.node.node_id:  # two live nodes advertise the same job key
                 self._log(f"warning: actor {m.seq} meant for node {m.node.short} runs on {value['node_id'][:8]}")
-            if not self.replicas:
+            if not self.sync_state:
                 self._enter_rotation(m)
 
     def _enter_rotation(self, m: _Member) -> None:
@@ -871,8 +874,8 @@ def _number(x: float):
 
 
 def _count(x: float, noun: str) -> str:
-    """``3 GPUs``, ``1 GPU``, ``0.5 GPU``."""
-    return f"{_number(x)} {noun}" + ("s" if x > 1 + 1e-9 else "")
+    """``3 GPUs``, ``1 GPU``, ``0.5 GPU``, ``0 actors``."""
+    return f"{_number(x)} {noun}" + ("" if 0 < x <= 1 + 1e-9 else "s")
 
 
 def _quiet(fn, *args) -> None:
@@ -884,6 +887,14 @@ def _quiet(fn, *args) -> None:
         pass
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"[\w.]*(Error|Exception)\b.*:")
+
+
 def _short_error(e: BaseException) -> str:
-    first = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {first[0] if first else ''}".strip()
+    """The error's first line; for a traceback Ray carried over (e.g. a failed ``__init__``), its last too."""
+    lines = [line.strip() for line in _ANSI.sub("", str(e)).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if len(lines) > 1 and _EXCEPTION_LINE.match(lines[-1]):
+        text += " ... " + lines[-1]
+    return f"{type(e).__name__}: {text}".strip()

@@ -1,5 +1,6 @@
 """The demo driver as the Go side runs it: a separate process with RAY_ADDRESS and SRAYBATCH_EVENTS set."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,11 +15,11 @@ from sraybatch_trainloop import read_events, validate
 PKG_ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_demo(cluster, events_path, *args):
+def start_demo(cluster, events_path, *args, env=None):
     # As in a driver job: the package is on the driver's PYTHONPATH only.  Ray
     # adds the driver's cwd (not its PYTHONPATH) to the workers' sys.path, so
     # run from elsewhere to prove the workers need not import the package.
-    env = dict(os.environ, RAY_ADDRESS=cluster.address, SRAYBATCH_EVENTS=str(events_path))
+    env = dict(os.environ, **(env or {}), RAY_ADDRESS=cluster.address, SRAYBATCH_EVENTS=str(events_path))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PKG_ROOT), env.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, "-m", "sraybatch_trainloop.demo", *args],
@@ -80,6 +81,55 @@ def test_demo_stops_cleanly_on_signal(cluster, nodes, tmp_path, sig, want_code):
     assert exited_after < 10, f"exited {exited_after:.1f}s after {sig.name}: past SLURM's KillWait"
 
 
+def read_until(proc, prefix, lines, timeout=120):
+    """Append proc's stdout lines to ``lines`` until one starts with ``prefix``."""
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            return line
+        assert time.monotonic() < deadline, "".join(lines)
+    raise AssertionError(f"no line starting {prefix!r}:\n" + "".join(lines) + proc.stderr.read())
+
+
+def test_demo_checkpoints_on_warnings_and_stop_then_resumes(cluster, nodes, tmp_path):
+    nodes.add(gpus=1)
+    cluster_dir = tmp_path / "cluster"
+    (cluster_dir / "nodes").mkdir(parents=True)
+    limit_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
+    (cluster_dir / "nodes" / "h1.json").write_text(json.dumps({"phase": "running", "time_limit_at": limit_at}))
+    env = {"SRAYBATCH_CLUSTER_DIR": str(cluster_dir), "SRAYBATCH_HEAD_JOB": "h1", "SRAYBATCH_JOB": "d1"}
+    events_path = tmp_path / "events.jsonl"
+    proc = start_demo(cluster, events_path, "--steps", "0", "--step-seconds", "0.5", "--gpus-per-actor", "0", env=env)
+    lines = []
+    read_until(proc, "step 1:", lines)
+    assert read_until(proc, "time limit in ", lines).rstrip().endswith(": checkpoint now")  # the head's warning
+    read_until(proc, "checkpoint: ", lines)
+    (cluster_dir / "nodes" / "d1.json").write_text(json.dumps({"phase": "draining"}))
+    read_until(proc, "this job (d1) is draining: checkpoint now", lines)
+    read_until(proc, "checkpoint: ", lines)
+    sent_at = time.time()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    output = "".join(lines) + out + err
+    assert proc.returncode == 143 and time.time() - sent_at < 10, output
+    assert "Traceback" not in output, output
+    records = read_events(events_path)
+    assert all(validate(r) == [] for r in records), records
+    names = [r["event"] for r in records]
+    assert names.count("checkpoint_written") == 3, names  # time limit, drain, SIGTERM
+    assert names.index("driver_stopping") < len(names) - 1 - names[::-1].index("checkpoint_written")
+    checkpoint = cluster_dir / "checkpoints" / "state.pkl"  # the default --checkpoint-dir
+    assert {r["path"] for r in records if r["event"] == "checkpoint_written"} == {str(checkpoint)}
+
+    rerun_events = tmp_path / "rerun.jsonl"
+    proc = start_demo(cluster, rerun_events, "--steps", "1", "--step-seconds", "0.1", "--gpus-per-actor", "0", env=env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    synced = [r for r in read_events(rerun_events) if r["event"] == "state_synced"]
+    assert [r["source"] for r in synced] == ["checkpoint"], out
+
+
 def test_package_classes_ship_by_value(cluster, nodes, tmp_path):
     # demo.Trainer imported (not run as __main__), in a driver whose cwd does not hold the package.
     script = tmp_path / "driver.py"
@@ -111,3 +161,6 @@ def test_trainer_backends_in_process(monkeypatch):
         out = [t.train_step(k) for k in range(1, 40)]
         assert out[-1]["backend"] == backend and 0.04 < out[-1]["duration_s"] < 1
         assert out[-1]["loss"] < out[0]["loss"]  # it learns
+        fresh = Trainer(step_seconds=0.05)
+        fresh.set_state(t.get_state())
+        assert fresh.get_state() == t.get_state() != Trainer().get_state()

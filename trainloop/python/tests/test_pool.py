@@ -10,8 +10,8 @@ import time
 import pytest
 import ray
 
-from conftest import gcs_start_times
-from sraybatch_trainloop import ElasticPool, EventLog, read_events, validate
+from conftest import check_event_file, gcs_start_times, settle
+from sraybatch_trainloop import ElasticPool, EventLog
 
 # Ship this module's classes to the workers by value: they need not import the tests.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -84,56 +84,6 @@ class Runner(threading.Thread):
         self.join(60)
 
 
-def expected_slots(nodes, gpus_per_actor=1):
-    out = {}
-    for node_id, (_, key, gpus) in nodes.alive.items():
-        if key is None:
-            continue
-        out[node_id] = 1 if gpus_per_actor == 0 else int(gpus // gpus_per_actor)
-    return {k: v for k, v in out.items() if v}
-
-
-def settle(pool, nodes, gpus_per_actor=1, timeout=45):
-    """Wait until the pool has exactly one actor per alive slot, then check where() on every actor."""
-    want = expected_slots(nodes, gpus_per_actor)
-    deadline = time.monotonic() + timeout
-    while True:
-        pool.wait_for_actors(0.2, min_actors=sum(want.values()))
-        have = collections.Counter(a.node_id for a in pool.actors)
-        if pool.pending == 0 and dict(have) == want:
-            break
-        assert time.monotonic() < deadline, f"not settled: want {want}, have {dict(have)}, pending {pool.pending}"
-    actors = pool.actors
-    assert len(actors) == sum(want.values()) == pool.size
-    wheres = ray.get([a.handle.where.remote() for a in actors], timeout=60)
-    pairs = set()
-    for a, w in zip(actors, wheres):
-        assert w["node_id"] == a.node_id
-        assert w["cuda_visible_devices"] == a.cuda_visible_devices
-        pairs.add((w["node_id"], w["cuda_visible_devices"]))
-    assert len(pairs) == len(actors), f"two actors share a (node, GPU): {wheres}"
-    if gpus_per_actor:
-        for node_id, n in want.items():
-            gpus = sorted(c for nid, c in pairs if nid == node_id)
-            assert len(gpus) == n and all(g is not None for g in gpus)
-    return actors
-
-
-def check_event_file(path):
-    records = read_events(path)
-    assert records, "no events written"
-    for r in records:
-        assert validate(r) == [], r
-    spawned = set()
-    for r in records:
-        if r["event"] == "actor_spawned":
-            assert r["actor"] not in spawned
-            spawned.add(r["actor"])
-        elif r["event"] == "actor_lost":
-            assert r["actor"] in spawned, f"actor_lost without actor_spawned: {r}"
-    return records
-
-
 def test_join_leave_cycles(nodes, make_pool, tmp_path):
     events_path = tmp_path / "events.jsonl"
     pool = make_pool(Probe, events=EventLog(events_path))
@@ -193,10 +143,16 @@ def test_actor_crash_is_replaced(nodes, make_pool, tmp_path):
     victim_pid = ray.get(actors[0].handle.where.remote())["pid"]
     results = pool.run_step("step", 0.0, victim_pid)
     assert [r.actor.actor_id for r in results] == [actors[1].actor_id]
-    settle(pool, nodes)  # a new actor took the freed GPU
-    assert actors[0].actor_id not in {a.actor_id for a in pool.actors}
-    lost = [r for r in check_event_file(events_path) if r["event"] == "actor_lost"]
+    after = settle(pool, nodes)  # a new actor took the freed GPU: the same placement group
+    assert actors[0].actor_id not in {a.actor_id for a in after}
+    new = after[-1]
+    assert (new.placement_group, new.cuda_visible_devices) == (actors[0].placement_group, actors[0].cuda_visible_devices)
+    records = check_event_file(events_path)
+    lost = [r for r in records if r["event"] == "actor_lost"]
     assert [(r["actor"], r["reason"]) for r in lost] == [(actors[0].actor_id, "actor_died")]
+    restarted = [r for r in records if r["event"] == "actor_restarted"]
+    assert [(r["actor"], r["attempt"]) for r in restarted] == [(new.actor_id, 1)]
+    assert "state_synced" not in {r["event"] for r in records}  # Probe has no get_state: independent actors
 
 
 def test_draining_node_gets_no_new_steps(nodes, make_pool, tmp_path):
@@ -234,11 +190,41 @@ def test_cpu_only(nodes, make_pool):
 
 
 def test_gpus_per_actor_two(nodes, make_pool):
-    pool = make_pool(Probe, gpus_per_actor=2)
-    nodes.add(gpus=5)  # two 2-GPU actors, one GPU left over
+    lines = []
+    pool = make_pool(Probe, gpus_per_actor=2, log=lines.append)
+    big, big_key = nodes.add(gpus=5)  # two 2-GPU actors, one GPU left over
+    small, small_key = nodes.add(gpus=1)  # too small for one actor
     actors = settle(pool, nodes, gpus_per_actor=2)
     used = [g for a in actors for g in a.cuda_visible_devices.split(",")]
     assert len(actors) == 2 and len(used) == 4 == len(set(used))
+    assert {a.node_id for a in actors} == {big.node_id}
+    assert f"node {big.node_id[:8]} (job {big_key}): 5 GPUs, 2 per actor: 2 actors, 1 GPU idle" in lines, lines
+    assert f"node {small.node_id[:8]} (job {small_key}): 1 GPU, 2 per actor: 0 actors, 1 GPU idle" in lines, lines
+    pool.refresh()
+    assert sum(line.startswith(f"node {small.node_id[:8]}") for line in lines) == 1  # said once, not every poll
+
+
+def test_fractional_gpus(nodes, make_pool):
+    lines = []
+    # 0.4 GPU: two actors per GPU (a third would need 0.4 of a GPU that has 0.2 left), 0.2 of each idle.
+    pool = make_pool(Probe, gpus_per_actor=0.4, log=lines.append)
+    node, key = nodes.add(gpus=2)
+    actors = settle(pool, nodes, gpus_per_actor=0.4)
+    assert sorted(a.cuda_visible_devices for a in actors) == ["0", "0", "1", "1"]
+    assert f"node {node.node_id[:8]} (job {key}): 2 GPUs, 0.4 per actor: 4 actors, 0.4 GPU idle" in lines, lines
+    assert len(pool.run_step("step", 0.0)) == 4
+
+
+def test_capacity_per_node():
+    def capacity(gpus_per_actor, gpus):
+        return ElasticPool(Probe, gpus_per_actor=gpus_per_actor)._capacity({"GPU": gpus})
+
+    assert [capacity(0.5, g) for g in (0, 1, 3)] == [0, 2, 6]
+    assert [capacity(0.3, g) for g in (1, 2)] == [3, 6]
+    assert [capacity(0.1, 1), capacity(1, 3), capacity(2, 3), capacity(2, 4), capacity(3, 8)] == [10, 3, 1, 2, 2]
+    assert capacity(0, 0) == capacity(0, 8) == 1
+    with pytest.raises(ValueError):
+        ElasticPool(Probe, gpus_per_actor=1.5)  # Ray gives a fraction of one GPU only
 
 
 def test_no_nodes_returns_empty(make_pool):
