@@ -62,6 +62,7 @@ def main():
     p.add_argument("--gpus-per-actor", type=float, default=1)
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--checkpoint-every", type=int, default=20)
+    p.add_argument("--step-seconds", type=float, default=0, help="pause after each step (demos and tests: time for nodes to come and go)")
     args = p.parse_args()
     checkpoint_dir = args.checkpoint_dir
     if checkpoint_dir is None and os.environ.get("SRAYBATCH_CLUSTER_DIR"):
@@ -82,6 +83,7 @@ def main():
             print(f"step {k}: {len(step.results)} replicas, loss {step.mean['loss']:.6f}", flush=True)
             if checkpoint_dir and k % args.checkpoint_every == 0:
                 pool.checkpoint()
+            time.sleep(args.step_seconds)
     finally:
         pool.shutdown()
 
