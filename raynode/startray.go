@@ -42,7 +42,16 @@ func (s *supervisor) startNode(ctx context.Context, ray string, env []string, ip
 			return nil, ports, err
 		}
 		params := s.startParams(ip, gpus, ports, tmp, head)
-		node, err := s.startRay(ray, params, append(withoutKeys(env, "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT"), ports.Env(params.Head)...))
+		// Ray's processes on this node (tasks, actors, Ray Train's helpers)
+		// that look up their cluster find it through RAY_ADDRESS; without it
+		// they scan the host for GCS processes, and on a host shared with
+		// another cluster's head they find two and fail.
+		gcsAddress := head.Address
+		if params.Head {
+			gcsAddress = net.JoinHostPort(ip, strconv.Itoa(ports.GCS))
+		}
+		nodeEnv := append(withoutKeys(env, "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT", "RAY_ADDRESS"), ports.Env(params.Head)...)
+		node, err := s.startRay(ray, params, append(nodeEnv, "RAY_ADDRESS="+gcsAddress))
 		if err != nil {
 			return nil, ports, err
 		}

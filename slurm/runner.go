@@ -117,17 +117,25 @@ func (e *CmdError) Unwrap() error { return e.Err }
 
 // LoginEnv is env, taken inside a job, as a login shell would have had it:
 // without the variables SLURM sets for the job (SLURM_*, SRUN_*, SALLOC_*),
-// the GPUs it was given (CUDA_VISIBLE_DEVICES and kin), Ray's and
-// sraybatch's settings for this job's node (RAY_*, SRAYBATCH_*) and its
-// TMPDIR. sbatch copies the submitter's environment into the new job (its
+// the GPUs it was given (CUDA_VISIBLE_DEVICES and kin), its TMPDIR, and the
+// variables its batch script exported (scriptExports: the job's own Ray
+// settings). sbatch copies the submitter's environment into the new job (its
 // default --export=ALL), so a job submitted from inside another would
-// otherwise start with the other job's GPUs, temp dir and Ray settings.
-func LoginEnv(env []string) []string {
+// otherwise start with the other job's GPUs, temp dir and Ray settings. What
+// the user's shell exported (their RAY_* tuning, SRAYBATCH_HOME) stays, as a
+// `grow` from that shell would pass it.
+func LoginEnv(env []string, scriptExports ...string) []string {
 	out := make([]string, 0, len(env))
+next:
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
 		if jobVar(name) {
 			continue
+		}
+		for _, x := range scriptExports {
+			if name == x {
+				continue next
+			}
 		}
 		out = append(out, kv)
 	}
@@ -141,7 +149,7 @@ func jobVar(name string) bool {
 	}
 	// SBATCH_* stay: they came from the user's shell, and a `grow` from the
 	// login node honours them too (but for ExecRunner.Unset's).
-	for _, p := range []string{"SLURM_", "SRUN_", "SALLOC_", "RAY_", "SRAYBATCH_"} {
+	for _, p := range []string{"SLURM_", "SRUN_", "SALLOC_"} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}

@@ -174,8 +174,9 @@ func TestLoginEnv(t *testing.T) {
 		"RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN_PATH=/c/token", "TMPDIR=/tmp/job41", "ENVIRONMENT=BATCH",
 		"MODULEPATH=/opt/modules", "SRAYBATCH_EVENTS=/c/events/9.jsonl", "SLURM_CONF=/etc/slurm/slurm.conf",
 	}
-	got := slurm.LoginEnv(inJob)
-	want := []string{"PATH=/usr/bin", "HOME=/home/ana", "USER=ana", "LANG=C.UTF-8", "SBATCH_PARTITION=gpu", "MODULEPATH=/opt/modules", "SLURM_CONF=/etc/slurm/slurm.conf"}
+	got := slurm.LoginEnv(append(inJob, "RAY_DEDUP_LOGS=0"), "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
+	want := []string{"PATH=/usr/bin", "HOME=/home/ana", "USER=ana", "LANG=C.UTF-8", "SRAYBATCH_HOME=/home/ana/.sraybatch",
+		"SBATCH_PARTITION=gpu", "MODULEPATH=/opt/modules", "SRAYBATCH_EVENTS=/c/events/9.jsonl", "SLURM_CONF=/etc/slurm/slurm.conf", "RAY_DEDUP_LOGS=0"}
 	if !slices.Equal(got, want) {
 		t.Errorf("LoginEnv = %q\nwant %q", got, want)
 	}

@@ -137,6 +137,11 @@ func Render(s Script) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// ScriptExports are the variables every node's batch script exports (see
+// node.sbatch.tmpl): jobs submitted from inside a job drop them from what
+// they pass on (slurm.LoginEnv), since each script sets its own.
+var ScriptExports = []string{"RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_USAGE_STATS_ENABLED"}
+
 // ShellQuote returns s as one single-quoted shell word.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -115,5 +117,24 @@ func TestShellQuoteRoundTrip(t *testing.T) {
 		if string(out) != v {
 			t.Errorf("ShellQuote(%q) came back as %q", v, out)
 		}
+	}
+}
+
+// ScriptExports names exactly what the batch script exports: jobs submitted
+// from inside a job drop those (slurm.LoginEnv), so the list and the
+// template must agree.
+func TestScriptExports(t *testing.T) {
+	t.Parallel()
+	script, err := Render(Script{Role: cluster.RoleHead, Cluster: "exp1", ClusterID: "id", ClusterDir: "/c", Binary: "/c/bin/sraybatch",
+		TokenPath: "/c/token", LogDir: "/c/logs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exported []string
+	for _, m := range regexp.MustCompile(`(?m)^export ([A-Z_]+)=`).FindAllStringSubmatch(string(script), -1) {
+		exported = append(exported, m[1])
+	}
+	if !slices.Equal(exported, ScriptExports) {
+		t.Errorf("the script exports %v, ScriptExports says %v", exported, ScriptExports)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/sraybatch/sraybatch/internal/gpu"
 	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
+	"github.com/sraybatch/sraybatch/templates"
 )
 
 const nodeUsage = `Usage: sraybatch node head|worker|driver --cluster-dir DIR [--head-job ID] [-- DRIVER COMMAND...]
@@ -56,7 +57,7 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 	}
 	// Jobs submitted from inside this job start from the environment a login
 	// shell would have: not this job's GPUs, temp dir or Ray settings.
-	sched := backend.System(dir.Home(), slurm.LoginEnv(os.Environ())).For(spec)
+	sched := backend.System(dir.Home(), slurm.LoginEnv(os.Environ(), templates.ScriptExports...)).For(spec)
 	cfg := raynode.Config{
 		Role:       o.Role,
 		Dir:        dir,

@@ -205,6 +205,16 @@ func TestDecide(t *testing.T) {
 			in.Demand.Floors = []Count{{gpu(1), 2}}
 			return in
 		}, Memory{}, want{drain: []string{"7_1"}}},
+		{"a floor counts the head's GPU however long the head has been idle", func() Input {
+			in := headOnly()
+			in.Nodes[0].Idle = time.Hour
+			w1, n1 := joined("7_0", "a", time.Minute)
+			w2, n2 := joined("7_1", "b", time.Minute)
+			w3, n3 := joined("7_2", "c", 2*time.Minute)
+			in.Workers, in.Nodes = []Worker{w1, w2, w3}, append(in.Nodes, n1, n2, n3)
+			in.Demand.Floors = []Count{{gpu(1), 3}}
+			return in
+		}, Memory{}, want{drain: []string{"7_2"}}},
 		{"the head and drivers are never drained", func() Input {
 			in := headOnly()
 			in.Nodes[0].Idle = time.Hour

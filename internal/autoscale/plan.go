@@ -80,14 +80,14 @@ func (p *plan) placeGroup(g Group) {
 
 // placeFloors places request_resources bundles against the total capacity
 // of the nodes alive in Ray (head included) and of the jobs in flight, and
-// returns the alive nodes the floor needs. Busy nodes come first and idle
-// ones shortest-idle first, so the floor keeps the nodes least worth
-// draining.
+// returns the alive nodes the floor needs. Nodes that are never drained
+// (the head, drivers) come first, then busy workers and idle ones
+// shortest-idle first, so the floor keeps the nodes least worth draining.
 func (p *plan) placeFloors(nodes []Node, floors []Shape) map[string]bool {
 	ordered := append([]Node(nil), nodes...)
 	sort.SliceStable(ordered, func(i, j int) bool {
-		if ordered[i].Draining != ordered[j].Draining {
-			return !ordered[i].Draining
+		if ordered[i].Worker != ordered[j].Worker {
+			return !ordered[i].Worker
 		}
 		return ordered[i].Idle < ordered[j].Idle
 	})
