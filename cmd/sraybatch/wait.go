@@ -29,13 +29,7 @@ func newBudget(timeout time.Duration) budget {
 // up, and fails fast when the head job fails.
 func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, b budget) error {
 	progress := progressPrinter{}
-	var seen cluster.Status
-	err := poll(ctx, b.deadline, func(last bool) (bool, error) {
-		st, err := a.observe(ctx, dir, spec)
-		if err != nil {
-			return false, err
-		}
-		seen = st
+	return waitOnStatus(ctx, a, dir, spec, b, func(st cluster.Status, last bool) (bool, error) {
 		head := st.Head()
 		if head == nil {
 			return false, fmt.Errorf("cluster %s has no head job", spec.Name)
@@ -57,6 +51,21 @@ func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 			return false, timeoutError{fmt.Errorf("head job %s not up within %s: %s %s", head.JobID, b.timeout, head.SlurmState, head.Reason)}
 		}
 		return false, nil
+	})
+}
+
+// waitOnStatus observes the cluster every pollInterval until check says it
+// is done or fails, or the budget ends (check's last call); Ctrl+C ends it
+// with what keeps running, as last seen.
+func waitOnStatus(ctx context.Context, a *app, dir cluster.Dir, spec cluster.Spec, b budget, check func(st cluster.Status, last bool) (bool, error)) error {
+	var seen cluster.Status
+	err := poll(ctx, b.deadline, func(last bool) (bool, error) {
+		st, err := a.observe(ctx, dir, spec)
+		if err != nil {
+			return false, err
+		}
+		seen = st
+		return check(st, last)
 	})
 	return interruptedWait(err, spec, seen)
 }
@@ -98,13 +107,7 @@ type workerWait struct {
 
 func waitForWorkers(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, b budget, w workerWait) error {
 	progress := progressPrinter{}
-	var seen cluster.Status
-	err := poll(ctx, b.deadline, func(last bool) (bool, error) {
-		st, err := a.observe(ctx, dir, spec)
-		if err != nil {
-			return false, err
-		}
-		seen = st
+	return waitOnStatus(ctx, a, dir, spec, b, func(st cluster.Status, last bool) (bool, error) {
 		joined := 0
 		var waiting []string
 		for _, js := range st.Jobs {
@@ -139,7 +142,6 @@ func waitForWorkers(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, 
 		}
 		return false, nil
 	})
-	return interruptedWait(err, spec, seen)
 }
 
 // interruptedWait turns a wait that Ctrl+C ended into an interruptedError
