@@ -46,6 +46,9 @@ type Loop struct {
 	// changes nothing is logged once, not every poll.
 	lastWhy string
 	last    *cluster.AutoscaleDecision
+	// everOn: a cluster that never had autoscaling writes no status, so
+	// its shared filesystem sees no write every poll and status no line.
+	everOn bool
 }
 
 // NewLoop makes the head job's autoscaler.
@@ -116,12 +119,16 @@ func (l *Loop) Poll(ctx context.Context, spec cluster.Spec) {
 	now := l.cfg.Clock.Now()
 	st := cluster.AutoscalerStatus{Updated: now.UTC(), Enabled: spec.Autoscale.Enabled,
 		MinWorkers: spec.Autoscale.MinWorkers, MaxWorkers: spec.Autoscale.MaxWorkers, Demand: map[string]int{}, LastDecision: l.last}
+	settings := SettingsOf(spec.Autoscale)
+	l.everOn = l.everOn || settings.Enabled
+	if !l.everOn {
+		return
+	}
 	defer func() {
 		if err := l.cfg.Dir.WriteAutoscaler(st); err != nil {
 			l.cfg.Logf("autoscaler: cannot write its status: %v", err)
 		}
 	}()
-	settings := SettingsOf(spec.Autoscale)
 	if !settings.Enabled {
 		st.Reason = "autoscaling is off"
 		return

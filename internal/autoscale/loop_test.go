@@ -208,7 +208,8 @@ func TestLoopDrainsIdleWorkers(t *testing.T) {
 	}
 }
 
-// Switched off, the loop asks Ray and SLURM nothing and does nothing.
+// Switched off, the loop asks Ray and SLURM nothing and does nothing; a
+// cluster that never had autoscaling gets no autoscaler status at all.
 func TestLoopOff(t *testing.T) {
 	t.Parallel()
 	f := newLoopFixture(t)
@@ -217,6 +218,17 @@ func TestLoopOff(t *testing.T) {
 	if err := f.dir.WriteAutoscale(as); err != nil {
 		t.Fatal(err)
 	}
+	spec, _ := f.dir.Spec()
+	f.loop.Poll(context.Background(), spec)
+	if _, ok, _ := f.dir.Autoscaler(); ok {
+		t.Error("a cluster that never autoscaled wrote an autoscaler status")
+	}
+	as.Enabled = true
+	f.dir.WriteAutoscale(as)
+	f.poll(t)
+	as.Enabled = false
+	f.dir.WriteAutoscale(as)
+	f.sched.queries, f.sched.submitted = 0, nil
 	f.ray.state.Pending = []raygcs.RequestCount{{Request: raygcs.Request{Resources: map[string]float64{"GPU": 1}}, Count: 4}}
 	st := f.poll(t)
 	if st.Enabled || f.sched.queries != 0 || len(f.sched.submitted) != 0 || st.Reason != "autoscaling is off" {
