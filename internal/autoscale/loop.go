@@ -42,6 +42,10 @@ type Loop struct {
 	cfg      LoopConfig
 	mem      Memory
 	joinedAt map[string]time.Time
+	// left holds the workers whose node was in Ray and is not any more:
+	// their jobs are ending, however long SLURM still lists them, and are
+	// no supply for new demand.
+	left map[string]bool
 	// lastWhy is the reason last written to the event log: a decision that
 	// changes nothing is logged once, not every poll.
 	lastWhy string
@@ -53,7 +57,7 @@ type Loop struct {
 
 // NewLoop makes the head job's autoscaler.
 func NewLoop(cfg LoopConfig) *Loop {
-	return &Loop{cfg: cfg, joinedAt: map[string]time.Time{}}
+	return &Loop{cfg: cfg, joinedAt: map[string]time.Time{}, left: map[string]bool{}}
 }
 
 func (l *Loop) dial(head cluster.HeadInfo) (*raygcs.Client, error) {
@@ -349,8 +353,11 @@ func (l *Loop) observe(now time.Time, spec cluster.Spec, settings Settings, ray 
 		w := Worker{Job: key, Submitted: sub.Submitted, Autoscaled: sub.Autoscaled}
 		j, inQueue := queue[key]
 		n, inRay := nodeOf[key]
+		if _, joinedBefore := l.joinedAt[key]; joinedBefore && !inRay {
+			l.left[key] = true
+		}
 		switch {
-		case inRay:
+		case inRay && !l.left[key]:
 			w.State, w.NodeID = Joined, n.ID
 			if _, ok := l.joinedAt[key]; !ok {
 				l.joinedAt[key] = now
@@ -358,16 +365,22 @@ func (l *Loop) observe(now time.Time, spec cluster.Spec, settings Settings, ray 
 			w.JoinedAt = l.joinedAt[key]
 		case inQueue && j.State == scheduler.Pending:
 			w.State, w.Reason = Queued, j.Reason
-		case inQueue && j.State.Active():
+		case inQueue && (j.State == scheduler.Running || j.State == scheduler.Configuring) && !l.left[key]:
 			w.State = Starting
 		default:
-			continue // ended
+			continue // ended, or ending: its node left Ray, or SLURM is completing it
 		}
 		seen[key] = true
 		in.Workers = append(in.Workers, w)
 	}
 	for key := range l.joinedAt {
-		if !seen[key] {
+		if !seen[key] && !l.left[key] {
+			delete(l.joinedAt, key)
+		}
+	}
+	for key := range l.left {
+		if _, inQueue := queue[key]; !inQueue {
+			delete(l.left, key)
 			delete(l.joinedAt, key)
 		}
 	}

@@ -291,3 +291,31 @@ func TestLoopEventMatchesSharedSchema(t *testing.T) {
 		}
 	}
 }
+
+// A worker whose node has left Ray (drained, lost) is no supply while SLURM
+// still lists its ending job: new demand is served at once.
+func TestLoopLeavingWorkerIsNoSupply(t *testing.T) {
+	t.Parallel()
+	f := newLoopFixture(t)
+	if err := f.dir.AddSubmission(cluster.Submission{Role: cluster.RoleWorker, JobID: "7", Autoscaled: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.sched.jobs = append(f.sched.jobs, scheduler.Job{ID: "7", State: scheduler.Running})
+	worker := raygcs.Node{ID: "w7", Status: raygcs.NodeRunning, Total: map[string]float64{"GPU": 1, "CPU": 2, "sraybatch_job_7": 1}}
+	f.ray.state.Nodes = append(f.ray.state.Nodes, worker)
+	f.poll(t) // joined
+	f.ray.state.Nodes = f.ray.state.Nodes[:1]
+	f.ray.state.Constraints = []raygcs.RequestCount{{Request: raygcs.Request{Resources: map[string]float64{"GPU": 1}}, Count: 2}}
+	f.clock.Advance(time.Second)
+	f.poll(t) // its node left Ray; SLURM still says RUNNING
+	if len(f.sched.submitted) != 1 {
+		t.Errorf("%d sbatch calls, want 1: a worker that left Ray is no supply", len(f.sched.submitted))
+	}
+	f.sched.jobs[1].State = scheduler.Completing
+	f.sched.jobs = append(f.sched.jobs, scheduler.Job{ID: "101", State: scheduler.Pending, Reason: "Resources"})
+	f.clock.Advance(time.Second)
+	f.poll(t)
+	if len(f.sched.submitted) != 1 {
+		t.Errorf("%d sbatch calls after a second poll, want still 1", len(f.sched.submitted))
+	}
+}
