@@ -263,12 +263,7 @@ func TestRunWorkerDrainedForIdleness(t *testing.T) {
 	f := newRunFixture(t)
 	f.heartbeat(t, "8")
 	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
-	calls := f.clock.WaitAfterCalls(0)
-	for rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning; rec, _, _ = f.dir.Node("8") {
-		f.heartbeat(t, "8")
-		f.clock.Advance(300 * time.Millisecond)
-		calls = f.clock.WaitAfterCalls(calls)
-	}
+	f.untilRunning(t, "8")
 	if err := f.dir.WriteDrain(cluster.DrainNotice{Job: "8", NodeID: "n-8", Outcome: cluster.OutcomeDrainedIdle, Reason: "drained for idleness after 15s"}); err != nil {
 		t.Fatal(err)
 	}
@@ -288,12 +283,7 @@ func TestRunWorkerRayExits(t *testing.T) {
 	f := newRunFixture(t)
 	f.heartbeat(t, "8")
 	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
-	calls := f.clock.WaitAfterCalls(0)
-	for rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning; rec, _, _ = f.dir.Node("8") {
-		f.heartbeat(t, "8")
-		f.clock.Advance(300 * time.Millisecond)
-		calls = f.clock.WaitAfterCalls(calls)
-	}
+	calls := f.untilRunning(t, "8")
 	f.procs.started[0].exit()
 	// The supervisor looks for a drain notice for drainNoticeWait.
 	ended := make(chan error, 1)
@@ -317,12 +307,7 @@ func TestRunWorkerDrainNoticeEndsTheNode(t *testing.T) {
 	f := newRunFixture(t)
 	f.heartbeat(t, "8")
 	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
-	calls := f.clock.WaitAfterCalls(0)
-	for rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning; rec, _, _ = f.dir.Node("8") {
-		f.heartbeat(t, "8")
-		f.clock.Advance(300 * time.Millisecond)
-		calls = f.clock.WaitAfterCalls(calls)
-	}
+	f.untilRunning(t, "8")
 	if err := f.dir.WriteDrain(cluster.DrainNotice{Job: "8", NodeID: "n-8", Outcome: cluster.OutcomeDrainedIdle, Reason: "drained for idleness after 15s"}); err != nil {
 		t.Fatal(err)
 	}
@@ -345,12 +330,7 @@ func TestRunWorkerNoFalseAlarms(t *testing.T) {
 	f := newRunFixture(t)
 	f.heartbeat(t, "8")
 	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
-	calls := f.clock.WaitAfterCalls(0)
-	for rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning; rec, _, _ = f.dir.Node("8") {
-		f.heartbeat(t, "8")
-		f.clock.Advance(300 * time.Millisecond)
-		calls = f.clock.WaitAfterCalls(calls)
-	}
+	calls := f.untilRunning(t, "8")
 	running := func(what string) {
 		t.Helper()
 		select {
@@ -386,4 +366,18 @@ func TestRunWorkerNoFalseAlarms(t *testing.T) {
 	if rec, _, _ := f.dir.Node("8"); rec.Phase != cluster.PhaseRunning {
 		t.Errorf("record = %+v, want running", rec)
 	}
+}
+
+// untilRunning moves the fake clock on, with the head's heartbeat fresh,
+// until the supervisor of job has joined (its record running), and returns
+// the clock's After count then.
+func (f *runFixture) untilRunning(t *testing.T, job string) int {
+	t.Helper()
+	calls := f.clock.WaitAfterCalls(0)
+	for rec, _, _ := f.dir.Node(job); rec.Phase != cluster.PhaseRunning; rec, _, _ = f.dir.Node(job) {
+		f.heartbeat(t, job)
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	return calls
 }

@@ -92,7 +92,7 @@ type supervisor struct {
 	// ending is how the node ends, once monitor decided it: the stop's
 	// grace periods depend on it.
 	ending cluster.Outcome
-	logf      func(format string, args ...any)
+	logf   func(format string, args ...any)
 }
 
 // ending is how a node's run ended: a typed outcome, and the words for it.

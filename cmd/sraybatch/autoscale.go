@@ -120,19 +120,9 @@ func runAutoscale(io IOStreams, a *app, o autoscaleCmdOptions, fs *pflag.FlagSet
 		return err
 	}
 	as := spec.Autoscale
-	changed := o.On || o.Off || fs.NFlag() > boolToInt(fs.Changed("cluster"))
-	if as.PollIntervalS == 0 { // a cluster started without --autoscale
-		as.PollIntervalS = o.Interval.Seconds()
-		if !fs.Changed("idle-timeout") {
-			as.IdleTimeoutS = int(o.IdleTimeout / time.Second)
-		}
-		if !fs.Changed("upscale-delay") {
-			as.UpscaleDelay = o.UpscaleDelay.Seconds()
-		}
-		if !fs.Changed("max-workers") {
-			as.MaxWorkers = o.MaxWorkers
-		}
-	}
+	// Any flag but --cluster changes the settings; none just shows them.
+	changed := false
+	fs.Visit(func(f *pflag.Flag) { changed = changed || f.Name != "cluster" })
 	if o.On {
 		as.Enabled = true
 	}
@@ -154,13 +144,6 @@ func runAutoscale(io IOStreams, a *app, o autoscaleCmdOptions, fs *pflag.FlagSet
 	}
 	fmt.Fprintln(io.Out, autoscaleSettings(spec.Name, as))
 	return nil
-}
-
-func boolToInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // autoscaleSettings is the settings in one line.

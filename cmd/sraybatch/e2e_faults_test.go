@@ -91,15 +91,7 @@ func TestE2EHeadFrozen(t *testing.T) {
 	waitFor(t, "driver job until its first step", 2*time.Minute, func() bool {
 		return driverRow(e.status(t, "e2ef")).LastStep != nil
 	})
-	var headSupervisor int
-	for _, p := range supervisors(dir.Path) {
-		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); strings.Contains(string(b), "\x00node\x00head\x00") {
-			headSupervisor = p
-		}
-	}
-	if headSupervisor == 0 {
-		t.Fatal("no head supervisor found")
-	}
+	headSupervisor := headSupervisorOf(t, dir)
 	frozen = append([]int{headSupervisor}, proctree.Descendants(headSupervisor)...)
 	for _, p := range frozen {
 		syscall.Kill(p, syscall.SIGSTOP)
@@ -318,15 +310,7 @@ func TestE2EHeadLossMargins(t *testing.T) {
 		e.sray(t, "down", "--cluster", "e2em")
 	})
 	worker := strings.TrimSpace(e.mustSray(t, "grow", "--cluster", "e2em", "--wait", "--timeout", "2m").stdout)
-	var headSupervisor int
-	for _, p := range supervisors(dir.Path) {
-		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); strings.Contains(string(b), "\x00node\x00head\x00") {
-			headSupervisor = p
-		}
-	}
-	if headSupervisor == 0 {
-		t.Fatal("no head supervisor found")
-	}
+	headSupervisor := headSupervisorOf(t, dir)
 	stillJoined := func(what string) {
 		t.Helper()
 		rec, _, err := dir.Node(worker)
@@ -361,4 +345,16 @@ func TestE2EHeadLossMargins(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// headSupervisorOf is the pid of the cluster's head supervisor.
+func headSupervisorOf(t *testing.T, dir cluster.Dir) int {
+	t.Helper()
+	for _, p := range supervisors(dir.Path) {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); strings.Contains(string(b), "\x00node\x00head\x00") {
+			return p
+		}
+	}
+	t.Fatal("no head supervisor found")
+	return 0
 }

@@ -21,21 +21,21 @@ import (
 // temp file + rename, because shared filesystems (Lustre, NFS with nolock,
 // BeeGFS) cannot be trusted with locks.
 const (
-	specFile       = "spec.json"       // written once by `up`
-	tokenFile      = "token"           // written once by `up`
-	setupFile      = "setup.sh"        // written once by `up`
-	headFile       = "head.json"       // written by the head job
-	membershipFile = "membership.json" // written by the head job
-	downFile       = "down.json"       // written by `down`
-	submissionsDir = "submissions"     // one file per sbatch call
-	nodesDir       = "nodes"           // one file per job, written by that job
-	scriptsDir     = "scripts"         // rendered batch scripts
-	binDir         = "bin"             // the sraybatch copy jobs run
-	eventsDir      = "events"          // one JSON-lines file per driver job, written by it
-	drainsDir      = "drains"          // one file per drained worker, written by the head
-	autoscalerFile = "autoscaler.json" // written by the head job
+	specFile       = "spec.json"        // written once by `up`
+	tokenFile      = "token"            // written once by `up`
+	setupFile      = "setup.sh"         // written once by `up`
+	headFile       = "head.json"        // written by the head job
+	membershipFile = "membership.json"  // written by the head job
+	downFile       = "down.json"        // written by `down`
+	submissionsDir = "submissions"      // one file per sbatch call
+	nodesDir       = "nodes"            // one file per job, written by that job
+	scriptsDir     = "scripts"          // rendered batch scripts
+	binDir         = "bin"              // the sraybatch copy jobs run
+	eventsDir      = "events"           // one JSON-lines file per driver job, written by it
+	drainsDir      = "drains"           // one file per drained worker, written by the head
+	autoscalerFile = "autoscaler.json"  // written by the head job
 	headEndingFile = "head-ending.json" // written by the head job when told to stop
-	pythonDir      = "python"          // the trainloop Python package drivers import
+	pythonDir      = "python"           // the trainloop Python package drivers import
 )
 
 // Environment variables a driver command gets from its supervisor; the

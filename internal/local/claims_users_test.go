@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 // otherUser is the unprivileged user the cross-user tests run helpers as.
@@ -87,10 +89,7 @@ func asOtherUser(t *testing.T) (bin, tmp string) {
 	t.Helper()
 	need := func(format string, args ...any) {
 		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true, so this cross-user test may not skip: "+format, args...)
-		}
-		t.Skipf(format, args...)
+		testci.SkipOutsideCI(t, format, args...)
 	}
 	if os.Geteuid() != 0 {
 		need("cross-user claims test needs root, to run helpers as user %s", otherUser)
