@@ -2,7 +2,6 @@ package autoscale
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -256,20 +255,13 @@ func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Jo
 
 // event appends one decision to the autoscaler's event log.
 func (l *Loop) event(d *cluster.AutoscaleDecision) {
-	line, err := json.Marshal(map[string]any{
-		"ts": float64(d.At.UnixNano()) / 1e9, "event": EventDecision,
+	err := cluster.AppendEvent(l.cfg.Dir.AutoscalerEventsPath(), map[string]any{
+		"ts": cluster.TS(d.At), "event": EventDecision,
 		"submitted": nonNil(d.Submitted), "cancelled": nonNil(d.Cancelled), "drained": nonNil(d.Drained), "reason": d.Why,
 	})
 	if err != nil {
-		return
+		l.cfg.Logf("autoscaler: %v", err)
 	}
-	f, err := os.OpenFile(l.cfg.Dir.AutoscalerEventsPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		l.cfg.Logf("autoscaler: event log: %v", err)
-		return
-	}
-	defer f.Close()
-	f.Write(append(line, '\n'))
 }
 
 // EventDecision is the autoscaler's event in the shared event schema.

@@ -69,6 +69,7 @@ func TestSharedStateLayout(t *testing.T) {
 		"spec": d.file(specFile), "token": d.TokenPath(), "setup": d.SetupPath(), "head": d.file(headFile),
 		"membership": d.file(membershipFile), "down": d.file(downFile), "node_record": d.nodePath("{job}"),
 		"events": d.EventsPath("{job}"), "python": d.PythonPath(),
+		"cluster_events": d.ClusterEventsPath(), "autoscaler_events": d.AutoscalerEventsPath(),
 	}
 	if len(got) != len(s.ClusterDir) {
 		t.Errorf("the fixture names %d files, Go %d", len(s.ClusterDir), len(got))

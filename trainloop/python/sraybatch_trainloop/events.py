@@ -61,6 +61,15 @@ Events and their fields (``?`` marks a field that may be absent or null):
     Written by the head job's autoscaler (Go) to ``events/autoscaler.jsonl``:
     the worker jobs it submitted, the pending ones it cancelled, the idle ones
     Ray drained, and why (also when it decided to do nothing, once per reason).
+``job_state``        job: str, role: str, slurm_state: str, membership: str, gpus: int
+    Written by the head job's supervisor (Go) to ``events/cluster.jsonl``
+    whenever it sees a job's SLURM state or Ray membership change (the first
+    sighting included). ``membership`` is one of ``MEMBERSHIPS``.
+``cluster_sample``   gpus_requested: int, gpus_joined: int, gpus_allocated: number, jobs: int
+    Also the head's, to ``events/cluster.jsonl``: GPUs the cluster's live jobs
+    asked SLURM for, GPUs of nodes joined to Ray, GPUs Ray has allocated to
+    tasks and actors (fractional), and live jobs; written when a value
+    changes, and at least once a minute.
 
 Readers should ignore fields they do not know: new optional fields may be added.
 
@@ -131,10 +140,24 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
         "drained": ((list,), True),
         "reason": (_STR, True),
     },
+    "job_state": {
+        "job": (_STR, True),
+        "role": (_STR, True),
+        "slurm_state": (_STR, True),
+        "membership": (_STR, True),
+        "gpus": ((int,), True),
+    },
+    "cluster_sample": {
+        "gpus_requested": ((int,), True),
+        "gpus_joined": ((int,), True),
+        "gpus_allocated": (_NUM, True),
+        "jobs": ((int,), True),
+    },
 }
 
 LOST_REASONS = ("node_left", "node_draining", "actor_died", "node_excluded")
 SYNC_SOURCES = ("peer", "checkpoint")
+MEMBERSHIPS = ("waiting", "joined", "draining", "lost", "failed", "ended")
 
 
 def validate(record: Dict[str, Any]) -> List[str]:
@@ -158,6 +181,8 @@ def validate(record: Dict[str, Any]) -> List[str]:
         problems.append(f"actor_lost.reason: {record.get('reason')!r} not in {LOST_REASONS}")
     if name == "state_synced" and record.get("source") not in SYNC_SOURCES:
         problems.append(f"state_synced.source: {record.get('source')!r} not in {SYNC_SOURCES}")
+    if name == "job_state" and record.get("membership") not in MEMBERSHIPS:
+        problems.append(f"job_state.membership: {record.get('membership')!r} not in {MEMBERSHIPS}")
     return problems
 
 

@@ -59,3 +59,14 @@ def test_event_schema(shared):
 def test_event_stream_validates(shared):
     for line in shared["event_stream"]["lines"]:
         assert events.validate(json.loads(line)) == [], line
+
+
+def test_cluster_events_validate(shared):
+    """The head's cluster events (written by Go) pass Python's validator."""
+    assert shared["cluster_dir"]["cluster_events"] == "events/cluster.jsonl"
+    lines = shared["cluster_event_lines"]
+    assert {json.loads(line)["event"] for line in lines} == {"job_state", "cluster_sample"}
+    for line in lines:
+        assert events.validate(json.loads(line)) == [], line
+    bad = dict(json.loads(lines[0]), membership="running")
+    assert events.validate(bad) != []
