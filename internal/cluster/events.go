@@ -106,24 +106,36 @@ func AppendEvent(path string, v any) error {
 // lines that are not an event object are skipped, so one bad writer cannot
 // hide the rest of the timeline.
 func ReadEvents(path string) ([]Event, error) {
+	events, _, err := ReadEventsFrom(path, 0)
+	return events, err
+}
+
+// ReadEventsFrom is ReadEvents from byte offset on; it also returns the
+// offset after the last whole line read, so a follower (`sraybatch events
+// -f`) passes it back next time and never rereads a line.
+func ReadEventsFrom(path string, offset int64) ([]Event, int64, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, offset, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("event log: %w", err)
+		return nil, offset, fmt.Errorf("event log: %w", err)
 	}
 	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, offset, fmt.Errorf("event log %s: %w", path, err)
+	}
 	var out []Event
 	r := bufio.NewReader(f)
 	for {
 		line, err := r.ReadBytes('\n')
 		if errors.Is(err, io.EOF) { // nothing more, or a line still being written
-			return out, nil
+			return out, offset, nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("event log %s: %w", path, err)
+			return out, offset, fmt.Errorf("event log %s: %w", path, err)
 		}
+		offset += int64(len(line))
 		if e, ok := parseEvent(line); ok {
 			out = append(out, e)
 		}
