@@ -64,7 +64,7 @@ func upAutoscaled(t *testing.T, e e2eEnv, name string, maxWorkers int) *asCluste
 	e.mustSray(t, args...)
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
 	fmt.Printf("MEASURED up --autoscale --wait of %s: %.1f s\n", name, time.Since(start).Seconds())
-	c := &asCluster{e: e, name: name, dir: cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}, scripts: t.TempDir()}
+	c := &asCluster{e: e, name: name, dir: cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}, scripts: e.userDir(t, "scripts-"+name)}
 	subs, err := c.dir.Submissions()
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +83,7 @@ func upAutoscaled(t *testing.T, e e2eEnv, name string, maxWorkers int) *asCluste
 			t.Fatal(err)
 		}
 	}
+	e.user.give(t, c.scripts)
 	waitFor(t, name+": first autoscaler poll", 30*time.Second, func() bool {
 		_, ok, _ := c.dir.Autoscaler()
 		return ok
@@ -148,10 +149,10 @@ print(json.dumps(out), flush=True)
 func (c *asCluster) pyCmd(t *testing.T, script string, args ...string) *exec.Cmd {
 	t.Helper()
 	envOut := c.e.mustSray(t, "env", "--cluster", c.name).stdout
-	cmd := exec.Command("bash", append([]string{"-c", envOut + "\nexec \"$@\"", "driver",
+	e := c.e
+	e.env = append(e.env, "E2E_DRIVER_IP="+c.headIP)
+	return e.command(context.Background(), "bash", append([]string{"-c", envOut + "\nexec \"$@\"", "driver",
 		filepath.Join(c.e.venv, "bin", "python"), filepath.Join(c.scripts, script)}, args...)...)
-	cmd.Env = append(os.Environ(), "E2E_DRIVER_IP="+c.headIP, "SRAYBATCH_HOME="+c.e.home)
-	return cmd
 }
 
 // py runs a driver to its end and returns its stdout.

@@ -189,7 +189,7 @@ func TestE2EControllerDown(t *testing.T) {
 // frozen, ends within 60 s with the reason recorded, and grow --wait says so.
 func TestE2EWorkerNeverJoins(t *testing.T) {
 	e := needE2E(t)
-	broken := filepath.Join(t.TempDir(), "break-setup")
+	broken := filepath.Join(e.userDir(t, "faults"), "break-setup") // the user's job looks for it
 	setup := e.setup + "\nif [ -e " + broken + " ]; then echo worker-setup-is-broken >&2; exit 1; fi"
 	e.mustSray(t, "up", "--name", "e2en", "--gpus-per-node", "1", "--time", "30:00", "--setup", setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
 	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2en")}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -290,8 +291,7 @@ func TestE2EBadInput(t *testing.T) {
 		}
 		var cmds []*exec.Cmd
 		for i := 0; i < 20; i++ {
-			cmd := exec.Command(e.bin, "grow", "--cluster", "held", "-n", "1")
-			cmd.Env = append(os.Environ(), "SRAYBATCH_HOME="+e.home)
+			cmd := e.cmd(context.Background(), "grow", "--cluster", "held", "-n", "1")
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}

@@ -36,6 +36,7 @@ func needLocalE2E(t *testing.T) e2eEnv {
 		skipOutsideCI(t, "local end-to-end test needs the Ray venv: %s (scripts/setup-ray)", what)
 	})
 	e.env = append(e.env, "SRAYBATCH_GPU_CLAIMS="+filepath.Join(e.home, "gpu-claims"), "PATH="+pathWithoutSlurm(t, e.home))
+	e.user.give(t, filepath.Join(e.home, "path"))
 	if _, err := exec.LookPath("sbatch"); err == nil {
 		t.Logf("sbatch is on this machine's PATH; the test runs with a PATH that hides it")
 	}
@@ -51,6 +52,9 @@ func pathWithoutSlurm(t *testing.T, home string) string {
 		t.Fatal(err)
 	}
 	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if os.Geteuid() == 0 && (d == "/root" || strings.HasPrefix(d, "/root/")) {
+			continue // the test user runs it, and cannot reach root's programs
+		}
 		entries, _ := os.ReadDir(d)
 		for _, e := range entries {
 			if slurmPrograms[e.Name()] {

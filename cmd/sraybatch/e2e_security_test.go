@@ -135,7 +135,7 @@ func TestE2ESecurity(t *testing.T) {
 		t.Run("an old Ray fails up unless --insecure", func(t *testing.T) {
 			t.Parallel()
 			// A stub is enough here: this tests sraybatch's version gate, not Ray.
-			venv := filepath.Join(t.TempDir(), "old-venv")
+			venv := filepath.Join(e.userDir(t, "old-ray"), "venv")
 			stub := filepath.Join(venv, "bin", "ray")
 			if err := os.MkdirAll(filepath.Dir(stub), 0o700); err != nil {
 				t.Fatal(err)
@@ -144,6 +144,7 @@ func TestE2ESecurity(t *testing.T) {
 			if err := os.WriteFile(stub, []byte(script), 0o700); err != nil {
 				t.Fatal(err)
 			}
+			e.user.give(t, venv)
 			start := time.Now()
 			r := e.sray(t, "up", "--name", "e2esecold", "--ray", stub, "--gpus-per-node", "0", "--wait", "--timeout", "60s")
 			t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2esecold", "--timeout", "30s") })
@@ -164,14 +165,14 @@ func TestE2ESecurity(t *testing.T) {
 	})
 
 	t.Run("the cluster directory is private", func(t *testing.T) {
-		checkPrivate(t, filepath.Dir(dir.Path), dir.Path)
+		checkPrivate(t, e.user, filepath.Dir(dir.Path), dir.Path)
 		e.mustSray(t, "down", "--cluster", "e2esec")
 		// down keeps each node's Ray logs in logs/ray-<job>/: private too.
 		kept, _ := filepath.Glob(filepath.Join(dir.Path, "logs", "ray-*"))
 		if len(kept) == 0 {
 			t.Errorf("no Ray logs kept after down")
 		}
-		checkPrivate(t, filepath.Dir(dir.Path), dir.Path)
+		checkPrivate(t, e.user, filepath.Dir(dir.Path), dir.Path)
 	})
 }
 
@@ -179,7 +180,8 @@ func TestE2ESecurity(t *testing.T) {
 // 0700, every file 0600 (the sraybatch copy 0700). SLURM creates the job logs
 // itself with the submitting shell's umask (0644 under umask 022): they are
 // reported, and must sit in a 0700 directory and be writable by the user only.
-func checkPrivate(t *testing.T, root, clusterDir string) {
+// With a test user, everything must be that user's: nothing written as root.
+func checkPrivate(t *testing.T, u *testUser, root, clusterDir string) {
 	t.Helper()
 	if st, err := os.Stat(root); err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("store root %s: %v %v, want 0700", root, st.Mode(), err)
@@ -194,6 +196,9 @@ func checkPrivate(t *testing.T, root, clusterDir string) {
 			return err
 		}
 		perm, rel := info.Mode().Perm(), strings.TrimPrefix(path, clusterDir)
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && u != nil && (st.Uid != u.uid || st.Gid != u.gid) {
+			t.Errorf("%s is owned by %d:%d, want the user %s (%d:%d)", path, st.Uid, st.Gid, u.name, u.uid, u.gid)
+		}
 		switch {
 		case d.IsDir():
 			if perm != 0o700 {

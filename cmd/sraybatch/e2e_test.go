@@ -32,6 +32,9 @@ type e2eEnv struct {
 	venv  string   // the Ray venv
 	setup string   // --setup for every cluster
 	env   []string // the CLI's environment
+	// user runs the CLI, its jobs and drivers: an unprivileged test user
+	// when the tests run as root (e2e_user_test.go), else nil (this user).
+	user *testUser
 }
 
 var (
@@ -65,9 +68,28 @@ func needE2E(t *testing.T) e2eEnv {
 	return newE2EEnv(t, "sraybatch-e2e-home-", missing)
 }
 
+// needE2EAs is needE2E for a given test user (the second user of a node).
+func needE2EAs(t *testing.T, name string) e2eEnv {
+	t.Helper()
+	needE2E(t)
+	u, err := lookupTestUser(name)
+	if os.Geteuid() != 0 {
+		skipOutsideCI(t, "acting as the test user %s needs root", name)
+	}
+	if err != nil {
+		skipOutsideCI(t, "%v", err)
+	}
+	return newE2EEnvFor(t, "sraybatch-e2e-"+name+"-", u, func(what string) { skipOutsideCI(t, "%s", what) })
+}
+
 // newE2EEnv finds the Ray venv (calling missing when there is none), builds
 // the binary once, and makes a fresh SRAYBATCH_HOME, kept when the test fails.
 func newE2EEnv(t *testing.T, homePrefix string, missing func(what string)) e2eEnv {
+	t.Helper()
+	return newE2EEnvFor(t, homePrefix, e2eUser(missing), missing)
+}
+
+func newE2EEnvFor(t *testing.T, homePrefix string, u *testUser, missing func(what string)) e2eEnv {
 	t.Helper()
 	venv := os.Getenv("SRAYBATCH_VENV")
 	if venv == "" {
@@ -86,15 +108,19 @@ func newE2EEnv(t *testing.T, homePrefix string, missing func(what string)) e2eEn
 		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
 		}
+		buildErr = os.Chmod(dir, 0o755) // every test user runs it
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+	u.checkReach(t, venv, builtBin)
 	home, err := os.MkdirTemp("", homePrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
+	u.give(t, home)
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpLogs(t, home)
@@ -103,14 +129,13 @@ func newE2EEnv(t *testing.T, homePrefix string, missing func(what string)) e2eEn
 		os.RemoveAll(home)
 	})
 	return e2eEnv{bin: builtBin, home: home, venv: venv, setup: "source " + filepath.Join(venv, "bin", "activate"),
-		env: append(os.Environ(), "SRAYBATCH_HOME="+home)}
+		env: append(os.Environ(), "SRAYBATCH_HOME="+home), user: u}
 }
 
-// cmd is the sraybatch binary with args in the test's environment.
+// cmd is the sraybatch binary with args, run by the test user in the test's
+// environment.
 func (e e2eEnv) cmd(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Env = e.env
-	return cmd
+	return e.command(ctx, e.bin, args...)
 }
 
 type result struct {
@@ -306,10 +331,9 @@ func (e e2eEnv) rayNodes(t *testing.T, name string) []rayNodeReport {
 	envOut := e.mustSray(t, "env", "--cluster", name).stdout
 	st := e.status(t, name)
 	headIP := strings.Split(st.Cluster.HeadAddress, ":")[0]
-	script, _ := filepath.Abs("testdata/ray_nodes.py")
-	cmd := exec.Command("bash", "-c", envOut+"\nexec \"$0\" \"$1\"", filepath.Join(e.venv, "bin", "python"), script)
-	cmd.Env = append(os.Environ(), "E2E_DRIVER_IP="+headIP, "SRAYBATCH_HOME="+e.home)
-	out, err := cmd.Output()
+	script := e.userFile(t, "testdata/ray_nodes.py")
+	e.env = append(e.env, "E2E_DRIVER_IP="+headIP)
+	out, err := e.command(context.Background(), "bash", "-c", envOut+"\nexec \"$0\" \"$1\"", filepath.Join(e.venv, "bin", "python"), script).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {

@@ -35,7 +35,7 @@ func TestE2ETrainRayTrainElastic(t *testing.T) {
 	e.mustSray(t, "up", "--name", "e2ert", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "100", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2ert") })
 	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2ert")}
-	example, _ := filepath.Abs("../../trainloop/python/examples/ray_train_elastic.py")
+	example := e.userFile(t, "../../trainloop/python/examples/ray_train_elastic.py")
 	const epochs = 45
 	driver := strings.TrimSpace(e.mustSray(t, "train", "--cluster", "e2ert", "--", "python", example,
 		"--max-workers", "3", "--epochs", strconv.Itoa(epochs), "--epoch-seconds", "1", "--resize-interval-s", "2").stdout)
@@ -103,7 +103,7 @@ func TestE2ETrainRegressionAcrossGrowAndCancel(t *testing.T) {
 	e.mustSray(t, "up", "--name", "e2elr", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "100", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2elr") })
 	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2elr")}
-	example, _ := filepath.Abs("../../trainloop/python/examples/linear_regression.py")
+	example := e.userFile(t, "../../trainloop/python/examples/linear_regression.py")
 	const steps = 80
 	driver := strings.TrimSpace(e.mustSray(t, "train", "--cluster", "e2elr", "--", "python", example,
 		"--steps", strconv.Itoa(steps), "--lr", "0.05", "--step-seconds", "0.4").stdout)

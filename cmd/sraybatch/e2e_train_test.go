@@ -104,7 +104,7 @@ func TestE2ETrain(t *testing.T) {
 	waitFor(t, "scancel of the demo driver until its job ended", 30*time.Second, func() bool { return !slurmJobActive(driver) })
 
 	t.Run("a user's own driver gets the same environment", func(t *testing.T) {
-		script, _ := filepath.Abs("../../trainloop/python/examples/elastic_driver.py")
+		script := e.userFile(t, "../../trainloop/python/examples/elastic_driver.py")
 		r := e.mustSray(t, "train", "--cluster", "e2et", "--follow", "--", "python3", script, "--steps", "5")
 		if !strings.Contains(r.stdout, "step 4: 1 actors") {
 			t.Errorf("own driver output lacks its last step:\n%s", r.stdout)
