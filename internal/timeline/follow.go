@@ -1,0 +1,115 @@
+package timeline
+
+import (
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+)
+
+// Follower reads a cluster's timeline as it grows: each Next returns what
+// appeared since the last call. Event files are read on from where the last
+// read stopped, and a job's record no longer once it is final; submissions
+// and live jobs' records are small and reread.
+type Follower struct {
+	dir         cluster.Dir
+	drainBefore time.Duration
+	// offsets is how far each event file has been read.
+	offsets map[string]int64
+	// emitted are the derived events already returned, by name and job:
+	// their sources are rewritten, not appended to.
+	emitted map[string]bool
+	// final are the jobs whose record is final (it never changes again).
+	final map[string]bool
+}
+
+// NewFollower follows the cluster in dir, whose spec this is.
+func NewFollower(dir cluster.Dir, spec cluster.Spec) *Follower {
+	return &Follower{
+		dir: dir, drainBefore: time.Duration(spec.DrainBeforeS) * time.Second,
+		offsets: map[string]int64{}, emitted: map[string]bool{}, final: map[string]bool{},
+	}
+}
+
+// Load is the cluster's whole timeline so far.
+func Load(dir cluster.Dir, spec cluster.Spec) ([]Event, error) {
+	return NewFollower(dir, spec).Next()
+}
+
+// Next returns the events that appeared since the last call (all of them on
+// the first), ordered by time among themselves.
+func (f *Follower) Next() ([]Event, error) {
+	s := Sources{DrainBefore: f.drainBefore, Records: map[string]cluster.NodeRecord{}, Drivers: map[string][]cluster.Event{}}
+	var err error
+	if s.Submissions, err = f.dir.Submissions(); err != nil {
+		return nil, err
+	}
+	for _, sub := range s.Submissions {
+		for _, key := range sub.JobKeys() {
+			if sub.Role == cluster.RoleDriver {
+				if s.Drivers[key], err = f.read(f.dir.EventsPath(key)); err != nil {
+					return nil, err
+				}
+			}
+			if f.final[key] {
+				continue
+			}
+			rec, ok, err := f.dir.Node(key)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				s.Records[key] = rec
+				f.final[key] = rec.Final()
+			}
+		}
+	}
+	if h, ok, err := f.dir.Head(); err != nil {
+		return nil, err
+	} else if ok {
+		s.Head = &h
+	}
+	if h, ok, err := f.dir.HeadEnding(); err != nil {
+		return nil, err
+	} else if ok {
+		s.HeadEnding = &h
+	}
+	if d, ok, err := f.dir.Down(); err != nil {
+		return nil, err
+	} else if ok {
+		s.Down = &d
+	}
+	if s.Cluster, err = f.read(f.dir.ClusterEventsPath()); err != nil {
+		return nil, err
+	}
+	if s.Autoscaler, err = f.read(f.dir.AutoscalerEventsPath()); err != nil {
+		return nil, err
+	}
+	var fresh []Event
+	for _, ev := range Merge(s) {
+		if isDerived(ev.Source) {
+			key := ev.Name + "/" + ev.Job
+			if f.emitted[key] {
+				continue
+			}
+			f.emitted[key] = true
+		}
+		fresh = append(fresh, ev)
+	}
+	return fresh, nil
+}
+
+func (f *Follower) read(path string) ([]cluster.Event, error) {
+	events, offset, err := cluster.ReadEventsFrom(path, f.offsets[path])
+	f.offsets[path] = offset
+	return events, err
+}
+
+// isDerived reports events Merge makes from state files rather than reading
+// them from an event file.
+func isDerived(source string) bool {
+	switch source {
+	case SourceSubmission, SourceRecord, SourceHead, SourceDown:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,103 @@
+package timeline
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+)
+
+func names(evs []Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.Name + "/" + e.Job
+	}
+	return out
+}
+
+func appendLine(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each Next returns only what is new: event lines once (a torn line when
+// whole), derived events once however often their file is rewritten.
+func TestFollowerReturnsEachEventOnce(t *testing.T) {
+	t.Parallel()
+	store := cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}
+	spec := cluster.Spec{Name: "tl", Created: t0, DrainBeforeS: 60}
+	dir, err := store.Create(spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := NewFollower(dir, spec)
+	if evs, err := f.Next(); err != nil || len(evs) != 0 {
+		t.Fatalf("empty cluster: %v, %v", names(evs), err)
+	}
+
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(dir.AddSubmission(cluster.Submission{Role: cluster.RoleHead, JobID: "7", Submitted: at(0)}))
+	must(dir.AddSubmission(cluster.Submission{Role: cluster.RoleDriver, JobID: "9", Submitted: at(1)}))
+	must(dir.WriteNode(cluster.NodeRecord{Job: "7", Role: cluster.RoleHead, Phase: cluster.PhaseRunning, Started: at(2)}))
+	appendLine(t, dir.ClusterEventsPath(), line(at(3), cluster.EventJobState, `"job": "7", "role": "head", "slurm_state": "RUNNING", "membership": "joined", "gpus": 1`)+"\n")
+	appendLine(t, dir.EventsPath("9"), line(at(4), "step_done", `"step": 0, "actors": 1, "mean_duration_s": 0.1, "losses": [1]`)+"\n"+`{"ts": 5, "event": "step_do`)
+
+	evs, err := f.Next()
+	must(err)
+	want := []string{"submitted/7", "submitted/9", "job_started/7", "job_state/7", "step_done/9"}
+	if got := names(evs); !slices.Equal(got, want) {
+		t.Fatalf("first read %v, want %v", got, want)
+	}
+
+	// The record is rewritten (a GPU sample), the torn line completed, the
+	// job warned of its time limit, down asked for.
+	limit := at(100)
+	must(dir.WriteNode(cluster.NodeRecord{Job: "7", Role: cluster.RoleHead, Phase: cluster.PhaseRunning, Started: at(2), TimeLimitAt: &limit}))
+	appendLine(t, dir.EventsPath("9"), `ne", "step": 1, "actors": 1, "mean_duration_s": 0.1, "losses": [1]}`+"\n")
+	must(dir.MarkDown(at(50)))
+	evs, err = f.Next()
+	must(err)
+	want = []string{"step_done/9", "time_limit_warning/7", "down_requested/"}
+	if got := names(evs); !slices.Equal(got, want) {
+		t.Fatalf("second read %v, want %v", got, want)
+	}
+
+	must(dir.WriteNode(cluster.NodeRecord{Job: "7", Role: cluster.RoleHead, Phase: cluster.PhaseEnded, Outcome: cluster.OutcomeCancelled, Started: at(2), TimeLimitAt: &limit}))
+	evs, err = f.Next()
+	must(err)
+	if got := names(evs); !slices.Equal(got, []string{"job_ended/7"}) {
+		t.Fatalf("third read %v, want the head's end only", got)
+	}
+	if !f.final["7"] {
+		t.Error("a final record is still reread")
+	}
+	if evs, err := f.Next(); err != nil || len(evs) != 0 {
+		t.Fatalf("nothing new: %v, %v", names(evs), err)
+	}
+
+	// Load reads it all again, in time order.
+	all, err := Load(dir, spec)
+	must(err)
+	if len(all) != 9 {
+		t.Errorf("Load: %v, want 9 events", names(all))
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Time.Before(all[i-1].Time) {
+			t.Errorf("Load out of order at %d: %v", i, names(all))
+		}
+	}
+}

@@ -1,0 +1,237 @@
+package timeline
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+)
+
+var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+
+// events parses event-file lines as cluster.ReadEvents does.
+func events(t *testing.T, lines ...string) []cluster.Event {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "e.jsonl")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := cluster.ReadEvents(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func line(ts time.Time, name string, fields string) string {
+	s := `{"ts": ` + jsonNum(cluster.TS(ts)) + `, "event": "` + name + `"`
+	if fields != "" {
+		s += ", " + fields
+	}
+	return s + "}"
+}
+
+func jsonNum(f float64) string { b, _ := json.Marshal(f); return string(b) }
+
+// row is an event as the tests compare it: when (seconds after t0), what,
+// whose, and its details.
+type row struct {
+	at      float64
+	name    string
+	job     string
+	role    cluster.Role
+	details string
+}
+
+func rows(evs []Event) []row {
+	out := make([]row, len(evs))
+	for i, e := range evs {
+		out[i] = row{e.Time.Sub(t0).Round(time.Millisecond).Seconds(), e.Name, e.Job, e.Role, e.Details()}
+	}
+	return out
+}
+
+func TestMerge(t *testing.T) {
+	t.Parallel()
+	limit := at(700)
+	exit0 := 0
+	tests := []struct {
+		name string
+		src  func(t *testing.T) Sources
+		want []row
+	}{
+		{"nothing recorded", func(*testing.T) Sources { return Sources{} }, []row{}},
+		{
+			"an array submission is one event per job key, a plain one its job",
+			func(*testing.T) Sources {
+				return Sources{Submissions: []cluster.Submission{
+					{Role: cluster.RoleHead, JobID: "7", Submitted: at(0)},
+					{Role: cluster.RoleWorker, JobID: "8", Tasks: 2, Submitted: at(5), Autoscaled: true},
+				}}
+			},
+			[]row{
+				{0, Submitted, "7", cluster.RoleHead, "job_id=7"},
+				{5, Submitted, "8_0", cluster.RoleWorker, "autoscaled=true job_id=8 tasks=2"},
+				{5, Submitted, "8_1", cluster.RoleWorker, "autoscaled=true job_id=8 tasks=2"},
+			},
+		},
+		{
+			"a record: started, warned --drain-before ahead of its limit, ended with its outcome",
+			func(*testing.T) Sources {
+				return Sources{DrainBefore: 120 * time.Second, Records: map[string]cluster.NodeRecord{
+					"9": {Job: "9", Role: cluster.RoleDriver, Phase: cluster.PhaseEnded, Outcome: cluster.OutcomeCompleted,
+						Reason: "driver finished", SlurmNode: "node2", ExitCode: &exit0, Started: at(10), Updated: at(600), TimeLimitAt: &limit},
+					"8_0": {Job: "8_0", Role: cluster.RoleWorker, Phase: cluster.PhaseRunning, SlurmNode: "node3", Started: at(11), Updated: at(500)},
+				}}
+			},
+			[]row{
+				{10, JobStarted, "9", cluster.RoleDriver, "node=node2"},
+				{11, JobStarted, "8_0", cluster.RoleWorker, "node=node3"},
+				{580, TimeLimitWarning, "9", cluster.RoleDriver, "time_limit_at=2026-11-29T12:11:40Z"},
+				{600, JobEnded, "9", cluster.RoleDriver, `exit_code=0 outcome=completed phase=ended reason="driver finished"`},
+			},
+		},
+		{
+			"head up and stopping, down requested",
+			func(*testing.T) Sources {
+				return Sources{
+					Head:       &cluster.HeadInfo{Job: "7", Address: "10.0.0.1:20000", SlurmNode: "node1", RayVersion: "2.60.0", Published: at(3)},
+					HeadEnding: &cluster.HeadEnding{Job: "7", Reason: "cancelled (terminated)", At: at(41)},
+					Down:       &cluster.DownRequest{Requested: at(40)},
+				}
+			},
+			[]row{
+				{3, HeadUp, "7", cluster.RoleHead, "address=10.0.0.1:20000 node=node1 ray_version=2.60.0"},
+				{40, DownRequested, "", "", ""},
+				{41, HeadStopping, "7", cluster.RoleHead, `reason="cancelled (terminated)"`},
+			},
+		},
+		{
+			"the head's events carry their job and role; a sample is the cluster's",
+			func(t *testing.T) Sources {
+				return Sources{Cluster: events(t,
+					line(at(2), cluster.EventJobState, `"job": "7", "role": "head", "slurm_state": "RUNNING", "membership": "joined", "gpus": 1`),
+					line(at(2), cluster.EventClusterSample, `"gpus_requested": 3, "gpus_joined": 1, "gpus_allocated": 0.5, "jobs": 2`),
+				)}
+			},
+			[]row{
+				{2, cluster.EventJobState, "7", cluster.RoleHead, "gpus=1 membership=joined slurm_state=RUNNING"},
+				{2, cluster.EventClusterSample, "", "", "gpus_allocated=0.5 gpus_joined=1 gpus_requested=3 jobs=2"},
+			},
+		},
+		{
+			"a driver's event is about the job it names (role from the submissions), else the driver's own",
+			func(t *testing.T) Sources {
+				return Sources{
+					Submissions: []cluster.Submission{{Role: cluster.RoleWorker, JobID: "8", Submitted: at(0)}, {Role: cluster.RoleDriver, JobID: "9", Submitted: at(0)}},
+					Drivers: map[string][]cluster.Event{"9": events(t,
+						line(at(20), "node_joined", `"node_id": "85477a93c0ffee0123456789abcdef", "job": "8", "gpus": 1`),
+						line(at(21.25), "step_done", `"step": 3, "actors": 2, "mean_duration_s": 0.123456, "losses": [1.0, 2.5]`),
+						line(at(22), "step_done", `"step": 4, "actors": 5, "mean_duration_s": 0.1, "losses": [1, 2, 3, 4, 5]`),
+					)},
+				}
+			},
+			[]row{
+				{0, Submitted, "8", cluster.RoleWorker, "job_id=8"},
+				{0, Submitted, "9", cluster.RoleDriver, "job_id=9"},
+				{20, "node_joined", "8", cluster.RoleWorker, "gpus=1 node_id=85477a93 (driver 9)"},
+				{21.25, "step_done", "9", cluster.RoleDriver, "actors=2 losses=[1,2.5] mean_duration_s=0.123 step=3"},
+				{22, "step_done", "9", cluster.RoleDriver, "actors=5 losses=[5 items] mean_duration_s=0.1 step=4"},
+			},
+		},
+		{
+			"the autoscaler's decisions; same-time events keep the sources' order",
+			func(t *testing.T) Sources {
+				return Sources{
+					Submissions: []cluster.Submission{{Role: cluster.RoleWorker, JobID: "12", Submitted: at(30), Autoscaled: true}},
+					Autoscaler: events(t, line(at(30), "autoscaler_decision", `"submitted": ["12"], "cancelled": [], "drained": [], "reason": "demand GPU:1"`)),
+					Cluster:    events(t, line(at(30), cluster.EventJobState, `"job": "12", "role": "worker", "slurm_state": "PENDING", "membership": "waiting", "gpus": 1`)),
+				}
+			},
+			[]row{
+				{30, Submitted, "12", cluster.RoleWorker, "autoscaled=true job_id=12"},
+				{30, cluster.EventJobState, "12", cluster.RoleWorker, "gpus=1 membership=waiting slurm_state=PENDING"},
+				{30, "autoscaler_decision", "", "", `cancelled=[] drained=[] reason="demand GPU:1" submitted=[12]`},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := rows(Merge(tt.src(t)))
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d events, want %d:\n%v", len(got), len(tt.want), got)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("event %d:\n got %+v\nwant %+v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// The shared schema's own example streams merge into one timeline: every
+// line kept, in time order, each driver event credited to the node it names.
+func TestMergeSharedStateExamples(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../testdata/shared-state.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shared struct {
+		ClusterEventLines []string `json:"cluster_event_lines"`
+		EventStream       struct {
+			Lines []string `json:"lines"`
+		} `json:"event_stream"`
+	}
+	if err := json.Unmarshal(b, &shared); err != nil {
+		t.Fatal(err)
+	}
+	src := Sources{
+		Cluster: events(t, shared.ClusterEventLines...),
+		Drivers: map[string][]cluster.Event{"99": events(t, shared.EventStream.Lines...)},
+	}
+	got := Merge(src)
+	if want := len(shared.ClusterEventLines) + len(shared.EventStream.Lines); len(got) != want {
+		t.Fatalf("merged %d events, want %d", len(got), want)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Time.Before(got[i-1].Time) {
+			t.Errorf("event %d (%s at %v) before event %d (%s at %v)", i, got[i].Name, got[i].Time, i-1, got[i-1].Name, got[i-1].Time)
+		}
+	}
+	// The driver's stream starts at ts 1.0 and the head's at 10.0.
+	if got[0].Name != "node_joined" || got[0].Job != "7_0" || got[0].Source != DriverSource("99") {
+		t.Errorf("first event %+v, want the driver's node_joined of job 7_0", got[0])
+	}
+	for _, e := range got {
+		if e.Name == "step_done" && e.Job != "99" {
+			t.Errorf("step_done credited to job %q, want the driver 99", e.Job)
+		}
+		if e.Name == cluster.EventJobState && (e.Job == "" || e.Role == "") {
+			t.Errorf("job_state without its job and role: %+v", e)
+		}
+	}
+}
+
+func TestEventJSON(t *testing.T) {
+	t.Parallel()
+	ev := Merge(Sources{Cluster: events(t, line(at(1.5), cluster.EventJobState,
+		`"job": "7", "role": "head", "slurm_state": "RUNNING", "membership": "joined", "gpus": 1`))})[0]
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"ts":1795953601.5,"time":"2026-11-29T12:00:01.5Z","event":"job_state","job":"7","role":"head","source":"cluster",` +
+		`"fields":{"gpus":1,"membership":"joined","slurm_state":"RUNNING"}}`
+	if string(b) != want {
+		t.Errorf("JSON\n got %s\nwant %s", b, want)
+	}
+}
