@@ -136,23 +136,27 @@ func (u *testUser) checkReach(t *testing.T, venv, bin string) {
 	}
 	v, _ := reachChecks.LoadOrStore(u.name+"\x00"+venv+"\x00"+bin, &reachCheck{})
 	rc := v.(*reachCheck)
-	rc.once.Do(func() {
-		for _, argv := range [][]string{
-			{filepath.Join(venv, "bin", "python"), "-c", "import ray"},
-			{bin, "version"},
-		} {
-			cmd := exec.Command(argv[0], argv[1:]...)
-			u.as(cmd, os.Environ())
-			if out, err := cmd.CombinedOutput(); err != nil {
-				rc.err = fmt.Errorf("the test user %s cannot run %s (%v: %s): build the venv where every user reaches it "+
-					"(scripts/setup-ray puts it there; or set SRAYBATCH_VENV) and keep the test binary's directory open", u.name, argv[0], err, strings.TrimSpace(string(out)))
-				return
-			}
-		}
-	})
+	rc.once.Do(func() { rc.err = u.reachError(venv, bin) })
 	if rc.err != nil {
 		t.Fatal(rc.err)
 	}
+}
+
+// reachError says what to do when the user cannot run the venv's Python
+// (importing Ray) or the sraybatch binary.
+func (u *testUser) reachError(venv, bin string) error {
+	for _, argv := range [][]string{
+		{filepath.Join(venv, "bin", "python"), "-c", "import ray"},
+		{bin, "version"},
+	} {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		u.as(cmd, os.Environ())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("the test user %s cannot run %s (%v: %s): build the venv where every user reaches it "+
+				"(scripts/setup-ray puts it there; or set SRAYBATCH_VENV) and keep the test binary's directory open", u.name, argv[0], err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
 }
 
 type reachCheck struct {
@@ -202,4 +206,28 @@ func (e e2eEnv) userDir(t *testing.T, name string) string {
 	}
 	e.user.give(t, dir)
 	return dir
+}
+
+// A venv the test user cannot reach (a clone under root's 0700 home) fails
+// with a message that says what to do, not with Ray's import error later.
+func TestE2EUserUnreachableVenv(t *testing.T) {
+	e := needE2E(t)
+	if e.user == nil {
+		skipOutsideCI(t, "needs root to act as the test user")
+	}
+	if err := e.user.reachError(e.venv, e.bin); err != nil {
+		t.Fatalf("the test's own venv: %v", err)
+	}
+	private := t.TempDir() // root's, 0700: what a clone under /root looks like to others
+	venv := filepath.Join(private, "venv")
+	if err := os.MkdirAll(filepath.Join(venv, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(e.venv, "bin", "python"), filepath.Join(venv, "bin", "python")); err != nil {
+		t.Fatal(err)
+	}
+	err := e.user.reachError(venv, e.bin)
+	if err == nil || !strings.Contains(err.Error(), "cannot run "+venv) || !strings.Contains(err.Error(), "scripts/setup-ray") {
+		t.Errorf("unreachable venv: %v; want a message naming %s and scripts/setup-ray", err, venv)
+	}
 }
