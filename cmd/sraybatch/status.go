@@ -13,20 +13,28 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 	"github.com/jedib0t/go-pretty/v6/text"
 
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
-const statusUsage = `Usage: sraybatch status [--cluster NAME | --all] [--output table|tsv|json]
+const statusUsage = `Usage: sraybatch status [--cluster NAME | --all] [--output table|tsv|json] [--watch [--interval 2s]]
 
 Show a cluster: one line for the cluster, one row per job merging its SLURM
 state with its Ray membership (waiting, joined, draining, lost, failed, ended).
 A styled table on a terminal (coloured unless NO_COLOR is set), TSV when
 piped; --output json for scripts.
 
+--watch shows the cluster live until it ends (every job it submitted has
+ended): on a terminal the table is redrawn in place; piped, each tick's rows
+are appended with a TIME column (JSON: one object per tick and line). It
+exits 0 when the cluster has ended, 130 on Ctrl+C.
+
 Examples:
   sraybatch status --cluster exp1
   sraybatch status --all
-  sraybatch status -c exp1 -o json | jq '.jobs[] | select(.ray=="joined")'`
+  sraybatch status -c exp1 -o json | jq '.jobs[] | select(.ray=="joined")'
+  sraybatch status -c exp1 --watch
+  sraybatch status -c exp1 --watch --interval 10s >> exp1-status.tsv`
 
 type statusOptions struct {
 	Cluster string
@@ -34,6 +42,9 @@ type statusOptions struct {
 	Output  string
 	// GPUs adds each node's GPU use (model, memory, utilization) as sampled by its job.
 	GPUs bool
+	// Watch redraws (or, piped, appends) the status every Interval until the cluster ends.
+	Watch    bool
+	Interval time.Duration
 }
 
 func runStatusCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -43,12 +54,17 @@ func runStatusCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.BoolVar(&o.All, "all", false, "show every cluster in $SRAYBATCH_HOME, ended ones included")
 	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
 	fs.BoolVar(&o.GPUs, "gpus", false, "also show each node's GPUs: model, memory used/total, utilization (sampled every 30 s)")
+	fs.BoolVarP(&o.Watch, "watch", "w", false, "show the cluster live until it ends: redrawn on a terminal, appended when piped")
+	fs.DurationVar(&o.Interval, "interval", 2*time.Second, "how often --watch looks again")
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}
 	a, err := newApp()
 	if err != nil {
 		return err
+	}
+	if o.Watch {
+		return runStatusWatch(ctx, io, a, o, clock.System{})
 	}
 	return runStatus(ctx, io, a, o)
 }
@@ -91,6 +107,12 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 			fmt.Fprintf(io.ErrOut, "warning: cluster %s: %s\n", st.Cluster.Name, st.Cluster.SlurmError)
 		}
 	}
+	return renderStatus(io, o, format, all)
+}
+
+// renderStatus prints observed statuses in the chosen format; status and
+// each frame of status --watch print the same way.
+func renderStatus(io IOStreams, o statusOptions, format string, all []cluster.Status) error {
 	switch format {
 	case "json":
 		enc := json.NewEncoder(io.Out)
@@ -198,12 +220,19 @@ func colorMembership(m string) string {
 
 // printStatusTSV writes one header line and one line per job, each job line
 // prefixed with the cluster's name and state so lines stand alone in pipes.
-func printStatusTSV(w io.Writer, st cluster.Status) {
+func printStatusTSV(w io.Writer, st cluster.Status) { writeStatusTSV(w, st, nil, nil, true) }
+
+// writeStatusTSV writes printStatusTSV's lines, each led by the lead
+// columns (status --watch: the tick's time) named leadHeader, the header
+// line only when asked (once per stream).
+func writeStatusTSV(w io.Writer, st cluster.Status, leadHeader, lead table.Row, header bool) {
 	t := table.NewWriter()
 	t.SetOutputMirror(w)
-	t.AppendHeader(append(table.Row{"CLUSTER", "STATE"}, jobColumns...))
+	if header {
+		t.AppendHeader(append(append(leadHeader[:len(leadHeader):len(leadHeader)], "CLUSTER", "STATE"), jobColumns...))
+	}
 	for _, j := range st.Jobs {
-		t.AppendRow(append(table.Row{st.Cluster.Name, st.Cluster.State}, jobRow(j)...))
+		t.AppendRow(append(append(lead[:len(lead):len(lead)], st.Cluster.Name, st.Cluster.State), jobRow(j)...))
 	}
 	t.RenderTSV()
 }
