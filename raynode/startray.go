@@ -138,7 +138,7 @@ func (s *supervisor) publishHead(ip string, ports Ports) error {
 	h := cluster.HeadInfo{
 		Job: s.rec.Job, Address: net.JoinHostPort(ip, strconv.Itoa(ports.GCS)), NodeIP: ip,
 		Dashboard: "http://127.0.0.1:" + strconv.Itoa(ports.Dashboard), SlurmNode: s.rec.SlurmNode,
-		RayVersion: s.rayVersion, Published: s.clock.Now().UTC(),
+		RayVersion: s.rayVersion, Published: s.clock.Now().UTC(), Metrics: s.metricsAddr,
 	}
 	if err := s.cfg.Dir.WriteHead(h); err != nil {
 		return fmt.Errorf("publish head address: %w", err)

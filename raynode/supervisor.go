@@ -89,6 +89,8 @@ type supervisor struct {
 	noGPUUse bool
 	// gcsClient is the cluster's GCS, dialled on first use (gcs()).
 	gcsClient RayClient
+	// metricsAddr is the head's metrics endpoint (observer.go), published in head.json.
+	metricsAddr string
 	// ending is how the node ends, once monitor decided it: the stop's
 	// grace periods depend on it.
 	ending cluster.Outcome
@@ -260,10 +262,15 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 	}
 	defer s.stopRay(node)
 
+	s.rec.MetricsExportPort = ports.MetricsExport // a Prometheus target once joined
 	if s.cfg.Role == cluster.RoleHead {
+		obs := s.newObserver(ip) // observer.go: status, events, /metrics, file_sd
+		s.metricsAddr = obs.addr
 		if err := s.publishHead(ip, ports); err != nil {
 			return err
 		}
+		stopObserver := obs.start(ctx)
+		defer stopObserver() // before Ray stops: its last word is an empty target list
 		if s.cfg.Autoscaler != nil {
 			stop := s.startAutoscaler(ctx, ip, ports)
 			defer stop() // before Ray stops: no submission once the head is going

@@ -33,6 +33,8 @@ type Event struct {
 	Job   string  `json:"job,omitempty"`
 	Actor string  `json:"actor,omitempty"`
 	Step  *int    `json:"step,omitempty"`
+	// MeanDurationS is a step's mean duration per actor (step_done).
+	MeanDurationS *float64 `json:"mean_duration_s,omitempty"`
 	// Reason says why a node was left out (node_excluded).
 	Reason string `json:"reason,omitempty"`
 }
@@ -70,7 +72,7 @@ func foldEvents(r io.Reader, p *cluster.TrainProgress) error {
 		case EventStepDone:
 			if ev.Step != nil {
 				step := *ev.Step
-				p.LastStep = &step
+				p.LastStep, p.LastStepSeconds = &step, ev.MeanDurationS
 			}
 		case EventActorRestarted:
 			p.Restarts++

@@ -12,9 +12,9 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/backend"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/observe"
 	"github.com/sraybatch/sraybatch/internal/oneline"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
-	"github.com/sraybatch/sraybatch/trainloop"
 )
 
 // squeueTimeout bounds one squeue: with the controller down squeue hangs for
@@ -75,77 +75,25 @@ func (a *app) findCluster(name string) (cluster.Dir, error) {
 	}
 }
 
-// observe reads a cluster's state files and asks squeue once, the two
-// overlapped: squeue's round trip to the controller dominates status's time.
+// observe is the cluster's status now: its state files and one squeue
+// (observe.Read, which the head job's observer shares).
 func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (cluster.Status, error) {
-	o := cluster.Observation{Dir: dir, Spec: spec, Now: time.Now()}
-	var err error
-	type slurmAnswer struct {
-		jobs map[string]scheduler.Job
-		err  error
-	}
-	answer := make(chan slurmAnswer, 1)
-	go func() {
-		jobs, err := a.clusterJobs(ctx, o.Spec)
-		answer <- slurmAnswer{jobs, err}
-	}()
-	if o.Submissions, err = dir.Submissions(); err != nil {
+	o, err := observe.Read(ctx, dir, spec, time.Now(), func(ctx context.Context) (map[string]scheduler.Job, error) {
+		return a.clusterJobs(ctx, spec)
+	})
+	if err != nil {
 		return cluster.Status{}, err
 	}
-	if o.Records, err = dir.Nodes(); err != nil {
-		return cluster.Status{}, err
-	}
-	if o.Membership, err = dir.Membership(); err != nil {
-		return cluster.Status{}, err
-	}
-	if h, ok, err := dir.Head(); err != nil {
-		return cluster.Status{}, err
-	} else if ok {
-		o.Head = &h
-	}
-	if as, ok, err := dir.Autoscaler(); err != nil {
-		return cluster.Status{}, err
-	} else if ok {
-		o.Autoscaler = &as
-	}
-	if d, ok, err := dir.Down(); err != nil {
-		return cluster.Status{}, err
-	} else if ok {
-		o.Down = &d
-	}
-	o.Training = map[string]cluster.TrainProgress{}
-	for _, sub := range o.Submissions {
-		if sub.Role != cluster.RoleDriver {
-			continue
-		}
-		for _, key := range sub.JobKeys() {
-			if o.Training[key], err = trainloop.ReadProgress(dir.EventsPath(key)); err != nil {
-				return cluster.Status{}, err
-			}
-		}
-	}
-	got := <-answer
-	o.Slurm, o.SlurmErr = got.jobs, got.err
 	return cluster.Observe(o), nil
 }
 
-// clusterJobs is status's one squeue call: this user's jobs with this
-// cluster's job names, so its cost does not grow with other users' jobs.
+// clusterJobs is status's one squeue call (observe.JobsQuery), bounded.
 func (a *app) clusterJobs(ctx context.Context, spec cluster.Spec) (map[string]scheduler.Job, error) {
-	names := []string{
-		cluster.JobName(spec.Name, cluster.RoleHead),
-		cluster.JobName(spec.Name, cluster.RoleWorker),
-		cluster.JobName(spec.Name, cluster.RoleDriver),
-	}
-	jobs, err := a.jobs(ctx, a.sched(spec), scheduler.Query{User: spec.User, Names: names})
+	jobs, err := a.jobs(ctx, a.sched(spec), observe.JobsQuery(spec))
 	if err != nil {
 		return nil, fmt.Errorf("%w: showing the last state the jobs recorded", err)
 	}
-	byKey := make(map[string]scheduler.Job, len(jobs))
-	for _, j := range jobs {
-		byKey[j.ID] = j
-	}
-	return byKey, nil
+	return observe.ByKey(jobs), nil
 }
 
 // pingAfter is how long squeue may take before the controller is pinged:

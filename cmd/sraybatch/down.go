@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/metrics"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/templates"
 )
@@ -73,6 +74,11 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 	if err := dir.MarkDown(time.Now()); err != nil {
 		return err
 	}
+	// No Prometheus may scrape the cluster's ports any more: another user's
+	// process may have them next, and would receive the scrape token.
+	if err := metrics.ClearTargets(dir, spec); err != nil {
+		fmt.Fprintf(io.ErrOut, "warning: %v: empty it, or remove it from Prometheus's file_sd\n", err)
+	}
 	var heads, others []string
 	for _, s := range subs {
 		if s.Role == cluster.RoleHead {
@@ -114,6 +120,9 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 	}
 	if err != nil {
 		return err
+	}
+	if err := metrics.ClearTargets(dir, spec); err != nil { // the head may have rewritten it on its way out
+		fmt.Fprintf(io.ErrOut, "warning: %v\n", err)
 	}
 	fmt.Fprintf(io.ErrOut, "cluster %s is down\n", spec.Name)
 	if o.Forget {

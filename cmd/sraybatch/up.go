@@ -60,6 +60,8 @@ type upOptions struct {
 	// announceBackend says which backend was chosen, when the user did not.
 	announceBackend bool
 	autoscaleSpec   cluster.AutoscaleSpec
+	// MetricsSDDir gets a world-readable copy of the Prometheus targets.
+	MetricsSDDir string
 }
 
 type waitOptions struct {
@@ -103,6 +105,7 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.BoolVar(&o.Autoscale, "autoscale", false, "follow Ray's demand: submit and release worker jobs from inside the head job (see sraybatch autoscale --help)")
 	o.Scaling.addFlags(fs)
 	fs.StringVar((*string)(&o.Backend), "backend", "", "slurm, or local: every node a process of this host, no SLURM (default: slurm when sbatch is on PATH, else local)")
+	fs.StringVar(&o.MetricsSDDir, "metrics-sd-dir", "", "also write the cluster's Prometheus file_sd targets (0644, no token) into this directory, for a site's Prometheus")
 	fs.BoolVar(&o.Foreground, "foreground", false, "local backend: print the dashboard URL and stay until Ctrl+C or SIGTERM, then take the cluster down")
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
@@ -135,6 +138,7 @@ func (o upOptions) validate() error {
 		"--ray": o.Ray, "--log-dir": o.LogDir, "--node-ip": o.NodeIP, "--interface": o.Interface,
 		"--mem": o.Node.Mem, "--partition": o.Node.Partition, "--account": o.Node.Account,
 		"--qos": o.Node.QOS, "--time": o.Node.Time, "--constraint": o.Node.Constraint, "--port-range": o.PortRange,
+		"--metrics-sd-dir": o.MetricsSDDir,
 	} {
 		if err := templates.SingleLine(flag, v); err != nil {
 			return usageError{err}
@@ -181,11 +185,20 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	if err != nil {
 		return usagef("--log-dir: %v", err)
 	}
+	sdDir := o.MetricsSDDir
+	if sdDir != "" {
+		if sdDir, err = filepath.Abs(sdDir); err != nil {
+			return usagef("--metrics-sd-dir: %v", err)
+		}
+		if st, err := os.Stat(sdDir); err != nil || !st.IsDir() {
+			return usagef("--metrics-sd-dir %s is not a directory: create it first (a site's Prometheus must be able to read it)", sdDir)
+		}
+	}
 	spec := cluster.Spec{
 		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: cluster.CurrentUser(),
 		Created: time.Now().UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
 		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
-		DrainBeforeS: int(o.DrainBefore / time.Second), Autoscale: o.autoscaleSpec,
+		DrainBeforeS: int(o.DrainBefore / time.Second), Autoscale: o.autoscaleSpec, MetricsSDDir: sdDir,
 	}
 	if o.Backend == cluster.BackendLocal {
 		localSpec(&spec)

@@ -157,6 +157,10 @@ type Spec struct {
 	// Autoscale is written by `up` and changed by `autoscale` (one writer at
 	// a time); the head's autoscaler rereads it every poll.
 	Autoscale AutoscaleSpec `json:"autoscale"`
+	// MetricsSDDir gets a world-readable copy of the cluster's Prometheus
+	// file_sd targets (a site's Prometheus cannot read the cluster
+	// directory); empty: the cluster directory's copy only.
+	MetricsSDDir string `json:"metrics_sd_dir,omitempty"`
 }
 
 // AutoscaleSpec are the autoscaler's settings.
@@ -319,6 +323,9 @@ type NodeRecord struct {
 	// TimeLimitAt is set when SLURM warned that the job's time limit is near
 	// (--signal=B:USR1@drain-before); it is when the limit falls, ±30 s.
 	TimeLimitAt *time.Time `json:"time_limit_at,omitempty"`
+	// MetricsExportPort is where this node's Ray exports its Prometheus
+	// metrics (ray start --metrics-export-port), on IP; 0 until Ray runs.
+	MetricsExportPort int `json:"metrics_export_port,omitempty"`
 }
 
 // Final reports whether the supervisor has exited.
@@ -349,6 +356,9 @@ type HeadInfo struct {
 	SlurmNode  string    `json:"slurm_node"`
 	RayVersion string    `json:"ray_version"`
 	Published  time.Time `json:"published"`
+	// Metrics is sraybatch's own Prometheus endpoint ("ip:port", /metrics,
+	// the metrics-token as bearer token); empty when it could not listen.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // MembershipSnapshot is the Ray side of the cluster, kept by the head's

@@ -37,6 +37,8 @@ type TrainProgress struct {
 	// Actors counts live actors per job key (the node they run on).
 	Actors   map[string]int
 	LastStep *int
+	// LastStepSeconds is the last step's mean duration per actor (step_done's mean_duration_s).
+	LastStepSeconds *float64
 	// Restarts, StateSyncs and Checkpoints count actor_restarted,
 	// state_synced and checkpoint_written events.
 	Restarts, StateSyncs, Checkpoints int

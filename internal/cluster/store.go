@@ -38,6 +38,12 @@ const (
 	pythonDir      = "python"           // the trainloop Python package drivers import
 )
 
+// The cluster's Prometheus files.
+const (
+	metricsToken = "metrics-token"           // written once by `up`: scrape-only
+	targetsFile  = "prometheus-targets.json" // file_sd, written by the head job (emptied by `down`)
+)
+
 // Environment variables a driver command gets from its supervisor; the
 // Python side (sraybatch_trainloop.state) reads them. Both are checked
 // against testdata/shared-state.json.
@@ -158,6 +164,15 @@ func (s Store) Create(spec Spec, setup string) (Dir, error) {
 	if err := WriteFileAtomic(d.file(tokenFile), []byte(token+"\n"), 0o600); err != nil {
 		return cleanup(err)
 	}
+	// A second token, for Prometheus only: whoever runs Prometheus must
+	// not be able to submit work to Ray.
+	scrape, err := newToken()
+	if err != nil {
+		return cleanup(err)
+	}
+	if err := WriteFileAtomic(d.file(metricsToken), []byte(scrape+"\n"), 0o600); err != nil {
+		return cleanup(err)
+	}
 	if err := WriteFileAtomic(d.file(setupFile), []byte(setup+"\n"), 0o600); err != nil {
 		return cleanup(err)
 	}
@@ -175,7 +190,7 @@ func (s Store) Create(spec Spec, setup string) (Dir, error) {
 func newToken() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generate Ray token: %w", err)
+		return "", fmt.Errorf("generate a token: %w", err)
 	}
 	return hex.EncodeToString(b), nil
 }
@@ -191,6 +206,13 @@ func (d Dir) Home() string { return filepath.Dir(filepath.Dir(d.Path)) }
 
 // TokenPath is the file that RAY_AUTH_TOKEN_PATH points at.
 func (d Dir) TokenPath() string { return d.file(tokenFile) }
+
+// MetricsTokenPath is the scrape-only bearer token of the head's /metrics
+// (Prometheus's authorization.credentials_file); never the Ray token.
+func (d Dir) MetricsTokenPath() string { return d.file(metricsToken) }
+
+// TargetsPath is the cluster's Prometheus file_sd file.
+func (d Dir) TargetsPath() string { return d.file(targetsFile) }
 
 // SetupPath holds the user's --setup lines.
 func (d Dir) SetupPath() string { return d.file(setupFile) }

@@ -29,6 +29,8 @@ var forbidden = map[string][]string{
 	"internal/gpu":       {"internal/", "slurm", "raynode"},
 	"internal/proctree":  {"internal/", "slurm", "raynode"},
 	"internal/oneline":   {"internal/", "slurm", "raynode"},
+	"internal/metrics":   {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
+	"internal/observe":   {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
 }
 
 func TestImportRules(t *testing.T) {

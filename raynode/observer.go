@@ -1,0 +1,301 @@
+package raynode
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/metrics"
+	"github.com/sraybatch/sraybatch/internal/observe"
+	"github.com/sraybatch/sraybatch/internal/oneline"
+	"github.com/sraybatch/sraybatch/internal/raygcs"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+)
+
+const (
+	// observeInterval is how often the head observes its cluster: one
+	// squeue and one GCS call each time, whatever scrapes there are.
+	observeInterval = 5 * time.Second
+	// observeTimeout bounds one observation's squeue and GCS call.
+	observeTimeout = 10 * time.Second
+	// metricsListenTries is how many random ports of the cluster's range
+	// the metrics endpoint tries before giving up.
+	metricsListenTries = 50
+)
+
+// rayState is what the observer reads from the GCS (a *raygcs.Client).
+type rayState interface {
+	ClusterState(ctx context.Context) (raygcs.ClusterState, error)
+}
+
+// observer is the head job's view of its cluster: every observeInterval it
+// observes the cluster as `status` does (observe.Read), serves the result
+// at /metrics, appends what changed to events/cluster.jsonl and keeps the
+// Prometheus file_sd targets current.
+type observer struct {
+	s       *supervisor
+	handler *metrics.Handler
+	server  *http.Server
+	ln      net.Listener
+	// addr is the metrics endpoint ("ip:port"); "" when it could not listen.
+	addr    string
+	ray     rayState
+	rayConn RayClient
+	events  eventMemory
+	// targets is the file_sd content last written.
+	targets []byte
+	// lastErr is the last observation error logged: logged once, not every tick.
+	lastErr string
+}
+
+// newObserver listens for scrapes at ip on a free port of the cluster's
+// port range; without a scrape token or a free port the head runs without
+// an endpoint, and says why, but still writes events and targets.
+func (s *supervisor) newObserver(ip string) *observer {
+	ob := &observer{s: s}
+	token, err := os.ReadFile(s.cfg.Dir.MetricsTokenPath())
+	if err != nil {
+		s.logf("warning: no metrics endpoint: %v", err)
+		return ob
+	}
+	portRange := DefaultPortRange
+	if s.spec.PortRange != "" {
+		if portRange, err = ParsePortRange(s.spec.PortRange); err != nil {
+			s.logf("warning: no metrics endpoint: %v", err)
+			return ob
+		}
+	}
+	if ob.ln, err = listenInRange(ip, portRange); err != nil {
+		s.logf("warning: no metrics endpoint: %v", err)
+		return ob
+	}
+	ob.addr = ob.ln.Addr().String()
+	ob.handler = metrics.NewHandler(strings.TrimSpace(string(token)))
+	ob.server = &http.Server{Handler: ob.handler, ReadHeaderTimeout: 5 * time.Second}
+	s.logf("metrics at http://%s/metrics (bearer token: %s)", ob.addr, s.cfg.Dir.MetricsTokenPath())
+	return ob
+}
+
+// listenInRange listens on a random free port of r at ip, as Ray's ports
+// come from the cluster's range: binding is the check, so no race.
+func listenInRange(ip string, r PortRange) (net.Listener, error) {
+	var err error
+	for range metricsListenTries {
+		port := r.Lo + rand.IntN(r.Hi-r.Lo+1)
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port))); err == nil {
+			return ln, nil
+		}
+	}
+	return nil, fmt.Errorf("no free port in %s at %s after %d tries (last: %w)", r, ip, metricsListenTries, err)
+}
+
+// start serves scrapes and observes every observeInterval until the
+// returned stop is called; stop empties the file_sd targets (a port this
+// head used may be another user's next) and closes the endpoint.
+func (ob *observer) start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	if ob.server != nil {
+		go ob.server.Serve(ob.ln)
+	}
+	go func() {
+		defer close(done)
+		for {
+			ob.tick(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-ob.s.clock.After(observeInterval):
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		if err := metrics.ClearTargets(ob.s.cfg.Dir, ob.s.spec); err != nil {
+			ob.s.logf("warning: cannot empty the Prometheus targets: %v", err)
+		}
+		if ob.server != nil {
+			ob.server.Close()
+		}
+		if ob.rayConn != nil {
+			ob.rayConn.Close()
+		}
+	}
+}
+
+// tick makes one observation and acts on it.
+func (ob *observer) tick(ctx context.Context) {
+	s := ob.s
+	now := s.clock.Now()
+	spec, err := s.cfg.Dir.Spec() // the autoscale settings change
+	if err != nil {
+		spec = s.spec
+	}
+	o, err := observe.Read(ctx, s.cfg.Dir, spec, now, ob.queue(spec))
+	if err != nil {
+		ob.warn(fmt.Sprintf("observe the cluster: %v", err))
+		return
+	}
+	st := cluster.Observe(o)
+	ray := ob.rayGPUs(ctx)
+	decisions, _ := cluster.ReadEvents(s.cfg.Dir.AutoscalerEventsPath())
+	if ob.handler != nil {
+		ob.handler.Publish(metrics.Snapshot{At: now, Observation: o, Status: st, Ray: ray, Autoscaler: metrics.CountDecisions(decisions)})
+	}
+	var allocated *float64
+	if ray != nil {
+		a := ray.Allocated()
+		allocated = &a
+	}
+	var evs []any
+	evs, ob.events = clusterEvents(ob.events, st, allocated, now)
+	for _, e := range evs {
+		if err := cluster.AppendEvent(s.cfg.Dir.ClusterEventsPath(), e); err != nil {
+			ob.warn(err.Error())
+			break
+		}
+	}
+	content, err := metrics.EncodeTargets(metrics.Targets(o, st))
+	if err == nil && !bytes.Equal(content, ob.targets) {
+		if err := metrics.WriteTargets(s.cfg.Dir, spec, content); err != nil {
+			ob.warn(fmt.Sprintf("write the Prometheus targets: %v", err))
+			return
+		}
+		ob.targets = content
+	}
+}
+
+func (ob *observer) warn(msg string) {
+	if msg != ob.lastErr {
+		ob.s.logf("warning: %s", oneline.Of(msg))
+		ob.lastErr = msg
+	}
+}
+
+// queue is the observation's one squeue, from inside the job (the
+// scheduler submits with the login node's environment, and lists alike).
+func (ob *observer) queue(spec cluster.Spec) observe.Queue {
+	return func(ctx context.Context) (map[string]scheduler.Job, error) {
+		if ob.s.cfg.Scheduler == nil {
+			return nil, errors.New("no scheduler to ask")
+		}
+		ctx, cancel := context.WithTimeout(ctx, observeTimeout)
+		defer cancel()
+		jobs, err := ob.s.cfg.Scheduler.Jobs(ctx, observe.JobsQuery(spec))
+		if err != nil {
+			return nil, err
+		}
+		return observe.ByKey(jobs), nil
+	}
+}
+
+// rayGPUs asks the GCS for the GPUs of the alive nodes; nil when it does
+// not answer (or cannot be asked).
+func (ob *observer) rayGPUs(ctx context.Context) *metrics.RayGPUs {
+	if ob.ray == nil {
+		head, ok, err := ob.s.cfg.Dir.Head()
+		if err != nil || !ok {
+			return nil
+		}
+		token := ""
+		if !ob.s.spec.Insecure {
+			b, err := os.ReadFile(ob.s.cfg.Dir.TokenPath())
+			if err != nil {
+				return nil
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		conn, err := ob.s.cfg.DialRay(head.Address, token)
+		if err != nil {
+			ob.warn(fmt.Sprintf("dial the GCS: %v", err))
+			return nil
+		}
+		ray, ok := conn.(rayState)
+		if !ok {
+			conn.Close()
+			return nil
+		}
+		ob.rayConn, ob.ray = conn, ray
+	}
+	ctx, cancel := context.WithTimeout(ctx, observeTimeout)
+	defer cancel()
+	state, err := ob.ray.ClusterState(ctx)
+	if err != nil {
+		return nil
+	}
+	var g metrics.RayGPUs
+	for _, n := range state.Nodes {
+		if n.Status.Alive() {
+			g.Total += n.Total["GPU"]
+			g.Available += n.Available["GPU"]
+		}
+	}
+	return &g
+}
+
+// eventMemory is what the head last wrote to the cluster's event log.
+type eventMemory struct {
+	// jobs is each job's (SLURM state, membership) as last written.
+	jobs map[string]jobSeen
+	// sample is the last cluster_sample written, at sampled.
+	sample  *cluster.ClusterSampleEvent
+	sampled time.Time
+}
+
+type jobSeen struct {
+	slurm string
+	ray   cluster.Membership
+}
+
+// clusterEvents decides what one observation adds to events/cluster.jsonl:
+// a job_state for every job whose SLURM state or membership changed (its
+// first sighting included), and a cluster_sample when a figure changed or
+// ClusterSampleEvery passed. An observation without SLURM's answer adds
+// nothing (every SLURM state would be unknown, not changed); allocated is
+// nil when Ray did not answer, and its last value stands.
+func clusterEvents(mem eventMemory, st cluster.Status, allocated *float64, now time.Time) ([]any, eventMemory) {
+	if st.Cluster.SlurmError != "" {
+		return nil, mem
+	}
+	ts := cluster.TS(now)
+	var out []any
+	next := eventMemory{jobs: make(map[string]jobSeen, len(st.Jobs)), sample: mem.sample, sampled: mem.sampled}
+	for _, j := range st.Jobs {
+		seen := jobSeen{j.SlurmState, j.Ray}
+		if prev, ok := mem.jobs[j.JobID]; !ok || prev != seen {
+			out = append(out, cluster.JobStateEvent{TS: ts, Event: cluster.EventJobState, Job: j.JobID, Role: j.Role,
+				SlurmState: j.SlurmState, Membership: j.Ray, GPUs: j.GPUs})
+		}
+		next.jobs[j.JobID] = seen
+	}
+	t := metrics.TotalsOf(st)
+	sample := cluster.ClusterSampleEvent{TS: ts, Event: cluster.EventClusterSample,
+		GPUsRequested: t.GPUsRequested, GPUsJoined: t.GPUsJoined, Jobs: t.Jobs}
+	switch {
+	case allocated != nil:
+		sample.GPUsAllocated = *allocated
+	case mem.sample != nil:
+		sample.GPUsAllocated = mem.sample.GPUsAllocated
+	}
+	if last := mem.sample; last == nil || !sameFigures(*last, sample) || now.Sub(mem.sampled) >= cluster.ClusterSampleEvery {
+		out = append(out, sample)
+		next.sample, next.sampled = &sample, now
+	}
+	return out, next
+}
+
+func sameFigures(a, b cluster.ClusterSampleEvent) bool {
+	a.TS, b.TS = 0, 0
+	return a == b
+}

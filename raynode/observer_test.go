@@ -1,0 +1,361 @@
+package raynode
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/gpu"
+	"github.com/sraybatch/sraybatch/internal/metrics"
+	"github.com/sraybatch/sraybatch/internal/raygcs"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+)
+
+func TestClusterEvents(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	job := func(id string, role cluster.Role, state string, ray cluster.Membership, gpus int) cluster.JobStatus {
+		return cluster.JobStatus{JobID: id, Role: role, SlurmState: state, Ray: ray, GPUs: gpus}
+	}
+	status := func(jobs ...cluster.JobStatus) cluster.Status { return cluster.Status{Jobs: jobs} }
+	alloc := func(v float64) *float64 { return &v }
+	headUp := status(job("7", cluster.RoleHead, "RUNNING", cluster.Joined, 1), job("8_0", cluster.RoleWorker, "PENDING", cluster.Waiting, 2))
+	workerUp := status(job("7", cluster.RoleHead, "RUNNING", cluster.Joined, 1), job("8_0", cluster.RoleWorker, "RUNNING", cluster.Joined, 2))
+	slurmDown := headUp
+	slurmDown.Cluster.SlurmError = "SLURM did not answer"
+
+	type step struct {
+		st        cluster.Status
+		allocated *float64
+		after     time.Duration
+		want      []string // "job_state 8_0 RUNNING joined", "cluster_sample 3 3 2.5 2"
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"first sighting: every job and a sample", []step{
+			{headUp, alloc(0.5), 0, []string{"job_state 7 RUNNING joined", "job_state 8_0 PENDING waiting", "cluster_sample 3 1 0.5 2"}},
+		}},
+		{"nothing changed: nothing written", []step{
+			{headUp, alloc(0.5), 0, nil}, {headUp, alloc(0.5), 5 * time.Second, []string{}},
+		}},
+		{"a join: its job_state and a new sample", []step{
+			{headUp, alloc(0.5), 0, nil}, {workerUp, alloc(2.5), 5 * time.Second, []string{"job_state 8_0 RUNNING joined", "cluster_sample 3 3 2.5 2"}},
+		}},
+		{"only Ray's allocation changed: a sample", []step{
+			{headUp, alloc(0.5), 0, nil}, {headUp, alloc(1), 5 * time.Second, []string{"cluster_sample 3 1 1 2"}},
+		}},
+		{"unchanged for ClusterSampleEvery: a sample all the same", []step{
+			{headUp, alloc(0.5), 0, nil}, {headUp, alloc(0.5), 55 * time.Second, []string{}}, {headUp, alloc(0.5), 5 * time.Second, []string{"cluster_sample 3 1 0.5 2"}},
+		}},
+		{"Ray silent: its last allocation stands", []step{
+			{headUp, alloc(0.5), 0, nil}, {workerUp, nil, 5 * time.Second, []string{"job_state 8_0 RUNNING joined", "cluster_sample 3 3 0.5 2"}},
+		}},
+		{"SLURM silent: nothing, and nothing forgotten", []step{
+			{headUp, alloc(0.5), 0, nil}, {slurmDown, alloc(0.5), 5 * time.Second, []string{}}, {headUp, alloc(0.5), 5 * time.Second, []string{}},
+		}},
+		{"a job that ends goes lost then gone", []step{
+			{workerUp, alloc(2.5), 0, nil},
+			{status(job("7", cluster.RoleHead, "RUNNING", cluster.Joined, 1), job("8_0", cluster.RoleWorker, "CANCELLED", cluster.Lost, 2)), alloc(0.5), 5 * time.Second,
+				[]string{"job_state 8_0 CANCELLED lost", "cluster_sample 1 1 0.5 1"}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mem eventMemory
+			now := t0
+			for i, s := range tt.steps {
+				now = now.Add(s.after)
+				var evs []any
+				evs, mem = clusterEvents(mem, s.st, s.allocated, now)
+				if s.want == nil {
+					continue
+				}
+				got := []string{}
+				for _, e := range evs {
+					switch e := e.(type) {
+					case cluster.JobStateEvent:
+						got = append(got, fmt.Sprintf("%s %s %s %s", e.Event, e.Job, e.SlurmState, e.Membership))
+						if e.TS != cluster.TS(now) {
+							t.Errorf("step %d: job_state ts %v, want now", i, e.TS)
+						}
+					case cluster.ClusterSampleEvent:
+						got = append(got, fmt.Sprintf("%s %d %d %g %d", e.Event, e.GPUsRequested, e.GPUsJoined, e.GPUsAllocated, e.Jobs))
+					default:
+						t.Fatalf("step %d: event of type %T", i, e)
+					}
+				}
+				if !slices.Equal(got, s.want) {
+					t.Errorf("step %d: events %q, want %q", i, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+// headProcesses starts no Ray: a head's `ray start` becomes a fake
+// dashboard on the port the supervisor gave it, reporting the nodes the
+// test says are alive.
+type headProcesses struct {
+	fakeProcesses
+	mu    sync.Mutex
+	alive map[string]bool // job keys whose Ray node is alive
+	srv   *http.Server
+}
+
+func (p *headProcesses) setAlive(jobs ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.alive = map[string]bool{}
+	for _, j := range jobs {
+		p.alive[j] = true
+	}
+}
+
+func (p *headProcesses) Start(cmd *exec.Cmd) (Process, error) {
+	for _, a := range cmd.Args {
+		if port, ok := strings.CutPrefix(a, "--dashboard-port="); ok {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+			if err != nil {
+				return nil, err
+			}
+			p.srv = &http.Server{Handler: http.HandlerFunc(p.serve)}
+			go p.srv.Serve(ln)
+		}
+	}
+	return p.fakeProcesses.Start(cmd)
+}
+
+func (p *headProcesses) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/api/gcs_healthz" {
+		io.WriteString(w, "success")
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var nodes []map[string]any
+	for job := range p.alive {
+		nodes = append(nodes, map[string]any{"node_id": "n-" + job, "node_ip": "127.0.0.1", "state": "ALIVE",
+			"resources_total": map[string]float64{"GPU": 1, cluster.JobResource(job): 1}, "start_time_ms": 1})
+	}
+	json.NewEncoder(w).Encode(map[string]any{"result": true, "data": map[string]any{"result": map[string]any{"num_filtered": len(nodes), "result": nodes}}})
+}
+
+// queueSched answers squeue from a table the test changes.
+type queueSched struct {
+	scheduler.Scheduler // any other call panics: the observer makes none
+	mu                  sync.Mutex
+	jobs                []scheduler.Job
+	calls               int
+}
+
+func (q *queueSched) set(jobs ...scheduler.Job) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.jobs = jobs
+}
+
+func (q *queueSched) Jobs(ctx context.Context, query scheduler.Query) ([]scheduler.Job, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.calls++
+	return slices.Clone(q.jobs), nil
+}
+
+// gcsWithState is the GCS with its resource view: 1.5 of 2 GPUs in use.
+type gcsWithState struct{ fakeGCS }
+
+func (g *gcsWithState) ClusterState(ctx context.Context) (raygcs.ClusterState, error) {
+	return raygcs.ClusterState{Nodes: []raygcs.Node{
+		{ID: "n-7", Status: raygcs.NodeRunning, Total: map[string]float64{"GPU": 1}, Available: map[string]float64{"GPU": 0}},
+		{ID: "n-8", Status: raygcs.NodeRunning, Total: map[string]float64{"GPU": 1}, Available: map[string]float64{"GPU": 0.5}},
+		{ID: "n-9", Status: raygcs.NodeDead, Total: map[string]float64{"GPU": 1}, Available: map[string]float64{"GPU": 1}},
+	}}, nil
+}
+
+// TestRunHeadObserver drives a head's supervisor on the fake clock: once
+// its Ray serves it publishes its metrics endpoint, serves the cluster at
+// /metrics to the scrape token only, writes job_state and cluster_sample
+// events, rewrites the file_sd targets on a join and a leave, and empties
+// them when it ends.
+func TestRunHeadObserver(t *testing.T) {
+	t.Parallel()
+	f := newRunFixture(t)
+	f.spec.Insecure = true // no `ray --version` check: the fixture's ray is a stub
+	sd := t.TempDir()
+	f.spec.MetricsSDDir, f.spec.User = sd, "alice"
+	if err := cluster.WriteJSON(f.dir.Path+"/spec.json", f.spec); err != nil { // the observer rereads it
+		t.Fatal(err)
+	}
+	if err := os.Remove(f.dir.Path + "/head.json"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []cluster.Submission{{Role: cluster.RoleHead, JobID: "7", Submitted: f.clock.Now()}, {Role: cluster.RoleWorker, JobID: "8", Submitted: f.clock.Now()}} {
+		if err := f.dir.AddSubmission(sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	procs := &headProcesses{}
+	procs.setAlive("7")
+	sched := &queueSched{}
+	sched.set(scheduler.Job{ID: "7", State: scheduler.Running, GPUs: 1, TimeLeft: time.Hour}, scheduler.Job{ID: "8", State: scheduler.Pending, GPUs: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	env := map[string]string{"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0"}
+	go func() {
+		errc <- Run(ctx, Config{Role: cluster.RoleHead, Dir: f.dir, Spec: f.spec, Scheduler: sched,
+			Getenv: func(k string) string { return env[k] }, Environ: []string{"PATH=/usr/bin:/bin"},
+			GPUs: gpu.Env{Getenv: func(k string) string { return env[k] }}, Log: io.Discard,
+			Clock: f.clock, Processes: procs,
+			DialRay: func(addr, token string) (RayClient, error) { return &gcsWithState{}, nil }})
+	}()
+	// until moves the fake clock on in small steps until cond holds.
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		for i := 0; !cond(); i++ {
+			if i > 400 {
+				b, _ := os.ReadFile(f.dir.TargetsPath())
+				t.Fatalf("%s: not after %s of fake time; targets %s", what, 400*100*time.Millisecond, b)
+			}
+			f.clock.Advance(100 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	var head cluster.HeadInfo
+	until("head published with a metrics endpoint", func() bool {
+		h, ok, _ := f.dir.Head()
+		head = h
+		return ok && h.Metrics != ""
+	})
+	if host, _, _ := net.SplitHostPort(head.Metrics); host != "127.0.0.1" {
+		t.Errorf("metrics endpoint %s, want it at the node's IP 127.0.0.1", head.Metrics)
+	}
+	token, _ := os.ReadFile(f.dir.MetricsTokenPath())
+	rayToken, _ := os.ReadFile(f.dir.TokenPath())
+	scrape := func(bearer string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+head.Metrics+"/metrics", nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(bearer))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	until("a scrape shows the head joined", func() bool {
+		code, body := scrape(string(token))
+		return code == http.StatusOK && strings.Contains(body, `sraybatch_jobs{cluster="exp1",role="head",slurm_state="RUNNING",membership="joined"} 1`)
+	})
+	_, body := scrape(string(token))
+	for _, want := range []string{`sraybatch_gpus_allocated{cluster="exp1"} 1.5`, `sraybatch_jobs{cluster="exp1",role="worker",slurm_state="PENDING",membership="waiting"} 1`, "# EOF"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %q:\n%s", want, body)
+		}
+	}
+	for _, bad := range []string{"", string(rayToken)} {
+		if code, _ := scrape(bad); code != http.StatusUnauthorized {
+			t.Errorf("scrape with %q: %d, want 401", bad, code)
+		}
+	}
+	targets := func() []metrics.TargetGroup {
+		var g []metrics.TargetGroup
+		b, err := os.ReadFile(metrics.SDFile(f.spec))
+		if err == nil {
+			json.Unmarshal(b, &g)
+		}
+		return g
+	}
+	endpoints := func() []string {
+		var out []string
+		for _, g := range targets() {
+			out = append(out, g.Labels[metrics.LabelEndpoint]+" "+g.Labels["slurm_job_id"]+" "+strings.Join(g.Targets, ","))
+		}
+		return out
+	}
+	headRayTarget := "ray 7 127.0.0.1:" // the head's own exporter; its port is the node record's
+	until("targets: the endpoint and the head's Ray", func() bool {
+		e := endpoints()
+		return len(e) == 2 && e[0] == "sraybatch 7 "+head.Metrics && strings.HasPrefix(e[1], headRayTarget)
+	})
+
+	// Worker 8 joins.
+	if err := f.dir.WriteNode(cluster.NodeRecord{Job: "8", Role: cluster.RoleWorker, Phase: cluster.PhaseRunning, IP: "127.0.0.2", GPUs: 1, MetricsExportPort: 23456, Started: f.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	sched.set(scheduler.Job{ID: "7", State: scheduler.Running, GPUs: 1, TimeLeft: time.Hour}, scheduler.Job{ID: "8", State: scheduler.Running, GPUs: 1})
+	procs.setAlive("7", "8")
+	until("targets: worker 8's exporter after its join", func() bool {
+		e := endpoints()
+		return len(e) == 3 && e[2] == "ray 8 127.0.0.2:23456"
+	})
+	// Worker 8 is cancelled: it leaves.
+	sched.set(scheduler.Job{ID: "7", State: scheduler.Running, GPUs: 1, TimeLeft: time.Hour}, scheduler.Job{ID: "8", State: scheduler.Cancelled, GPUs: 1})
+	procs.setAlive("7")
+	until("targets: worker 8 gone after it left", func() bool { return len(endpoints()) == 2 })
+
+	events, err := cluster.ReadEvents(f.dir.ClusterEventsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	samples := 0
+	for _, e := range events {
+		switch e.Name {
+		case cluster.EventJobState:
+			var js cluster.JobStateEvent
+			e.Decode(&js)
+			states = append(states, js.Job+" "+js.SlurmState+" "+string(js.Membership))
+		case cluster.EventClusterSample:
+			samples++
+		}
+	}
+	// The head may first be seen waiting, before its membership refresh.
+	for _, want := range []string{"7 RUNNING joined", "8 PENDING waiting", "8 RUNNING joined", "8 CANCELLED lost"} {
+		if !slices.Contains(states, want) {
+			t.Errorf("job_state events %q lack %q", states, want)
+		}
+	}
+	if samples < 3 {
+		t.Errorf("%d cluster_sample events, want one per change (>= 3)", samples)
+	}
+	if sched.calls > int(f.clock.Now().Sub(head.Published)/observeInterval)+2 {
+		t.Errorf("%d squeue calls in %s: more than one per observation", sched.calls, f.clock.Now().Sub(head.Published))
+	}
+
+	cancel()
+	go func() {
+		for i := 0; i < 2000; i++ { // the stop's grace periods wait on the clock
+			f.clock.Advance(100 * time.Millisecond)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	<-errc
+	for _, path := range []string{metrics.SDFile(f.spec), f.dir.TargetsPath()} {
+		if b, _ := os.ReadFile(path); strings.TrimSpace(string(b)) != "[]" {
+			t.Errorf("%s after the head ended = %s, want []", path, b)
+		}
+	}
+	if st, err := os.Stat(metrics.SDFile(f.spec)); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("site targets file: %v %v, want 0644", st, err)
+	}
+	if conn, err := net.Dial("tcp", head.Metrics); err == nil {
+		conn.Close()
+		t.Error("the metrics endpoint still listens after the head ended")
+	}
+}
