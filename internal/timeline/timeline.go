@@ -215,8 +215,9 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	}{cluster.TS(e.Time), e.Time.UTC().Format(time.RFC3339Nano), e.Name, e.Job, e.Role, e.Source, fields})
 }
 
-// Details is the event's fields in one line, key=value in key order, for
-// people: long Ray ids cut to 8 characters, long lists counted, numbers
+// Details is the event's fields in one line for people: key=value in key
+// order, comma-separated (values are not quoted: JSON output is for
+// programs), long Ray ids cut to 8 characters, long lists counted, numbers
 // rounded; a driver's event about another job names the driver.
 func (e Event) Details() string {
 	parts := make([]string, 0, len(e.Fields)+1)
@@ -224,9 +225,9 @@ func (e Event) Details() string {
 		parts = append(parts, k+"="+humanValue(e.Fields[k]))
 	}
 	if driver, ok := strings.CutPrefix(e.Source, sourceDriver); ok && driver != e.Job {
-		parts = append(parts, "(driver "+driver+")")
+		parts = append(parts, "by driver "+driver)
 	}
-	return strings.Join(parts, " ")
+	return strings.Join(parts, ", ")
 }
 
 // maxListItems is how many items of a list Details shows before counting.
@@ -248,10 +249,10 @@ func human(v any) string {
 		if isRayID(x) {
 			return x[:8]
 		}
-		if x == "" || strings.ContainsAny(x, " =\t") {
-			return strconv.Quote(x)
+		if x == "" {
+			return "-"
 		}
-		return x
+		return strings.Join(strings.Fields(x), " ") // one line
 	case float64:
 		if x == math.Trunc(x) && math.Abs(x) < 1e15 {
 			return strconv.FormatInt(int64(x), 10)

@@ -77,8 +77,8 @@ func TestMerge(t *testing.T) {
 			},
 			[]row{
 				{0, Submitted, "7", cluster.RoleHead, "job_id=7"},
-				{5, Submitted, "8_0", cluster.RoleWorker, "autoscaled=true job_id=8 tasks=2"},
-				{5, Submitted, "8_1", cluster.RoleWorker, "autoscaled=true job_id=8 tasks=2"},
+				{5, Submitted, "8_0", cluster.RoleWorker, "autoscaled=true, job_id=8, tasks=2"},
+				{5, Submitted, "8_1", cluster.RoleWorker, "autoscaled=true, job_id=8, tasks=2"},
 			},
 		},
 		{
@@ -94,7 +94,7 @@ func TestMerge(t *testing.T) {
 				{10, JobStarted, "9", cluster.RoleDriver, "node=node2"},
 				{11, JobStarted, "8_0", cluster.RoleWorker, "node=node3"},
 				{580, TimeLimitWarning, "9", cluster.RoleDriver, "time_limit_at=2026-11-29T12:11:40Z"},
-				{600, JobEnded, "9", cluster.RoleDriver, `exit_code=0 outcome=completed phase=ended reason="driver finished"`},
+				{600, JobEnded, "9", cluster.RoleDriver, "exit_code=0, outcome=completed, phase=ended, reason=driver finished"},
 			},
 		},
 		{
@@ -107,9 +107,9 @@ func TestMerge(t *testing.T) {
 				}
 			},
 			[]row{
-				{3, HeadUp, "7", cluster.RoleHead, "address=10.0.0.1:20000 node=node1 ray_version=2.60.0"},
+				{3, HeadUp, "7", cluster.RoleHead, "address=10.0.0.1:20000, node=node1, ray_version=2.60.0"},
 				{40, DownRequested, "", "", ""},
-				{41, HeadStopping, "7", cluster.RoleHead, `reason="cancelled (terminated)"`},
+				{41, HeadStopping, "7", cluster.RoleHead, "reason=cancelled (terminated)"},
 			},
 		},
 		{
@@ -121,8 +121,8 @@ func TestMerge(t *testing.T) {
 				)}
 			},
 			[]row{
-				{2, cluster.EventJobState, "7", cluster.RoleHead, "gpus=1 membership=joined slurm_state=RUNNING"},
-				{2, cluster.EventClusterSample, "", "", "gpus_allocated=0.5 gpus_joined=1 gpus_requested=3 jobs=2"},
+				{2, cluster.EventJobState, "7", cluster.RoleHead, "gpus=1, membership=joined, slurm_state=RUNNING"},
+				{2, cluster.EventClusterSample, "", "", "gpus_allocated=0.5, gpus_joined=1, gpus_requested=3, jobs=2"},
 			},
 		},
 		{
@@ -140,9 +140,9 @@ func TestMerge(t *testing.T) {
 			[]row{
 				{0, Submitted, "8", cluster.RoleWorker, "job_id=8"},
 				{0, Submitted, "9", cluster.RoleDriver, "job_id=9"},
-				{20, "node_joined", "8", cluster.RoleWorker, "gpus=1 node_id=85477a93 (driver 9)"},
-				{21.25, "step_done", "9", cluster.RoleDriver, "actors=2 losses=[1,2.5] mean_duration_s=0.123 step=3"},
-				{22, "step_done", "9", cluster.RoleDriver, "actors=5 losses=[5 items] mean_duration_s=0.1 step=4"},
+				{20, "node_joined", "8", cluster.RoleWorker, "gpus=1, node_id=85477a93, by driver 9"},
+				{21.25, "step_done", "9", cluster.RoleDriver, "actors=2, losses=[1,2.5], mean_duration_s=0.123, step=3"},
+				{22, "step_done", "9", cluster.RoleDriver, "actors=5, losses=[5 items], mean_duration_s=0.1, step=4"},
 			},
 		},
 		{
@@ -150,14 +150,14 @@ func TestMerge(t *testing.T) {
 			func(t *testing.T) Sources {
 				return Sources{
 					Submissions: []cluster.Submission{{Role: cluster.RoleWorker, JobID: "12", Submitted: at(30), Autoscaled: true}},
-					Autoscaler: events(t, line(at(30), "autoscaler_decision", `"submitted": ["12"], "cancelled": [], "drained": [], "reason": "demand GPU:1"`)),
-					Cluster:    events(t, line(at(30), cluster.EventJobState, `"job": "12", "role": "worker", "slurm_state": "PENDING", "membership": "waiting", "gpus": 1`)),
+					Autoscaler:  events(t, line(at(30), "autoscaler_decision", `"submitted": ["12"], "cancelled": [], "drained": [], "reason": "demand GPU:1"`)),
+					Cluster:     events(t, line(at(30), cluster.EventJobState, `"job": "12", "role": "worker", "slurm_state": "PENDING", "membership": "waiting", "gpus": 1`)),
 				}
 			},
 			[]row{
-				{30, Submitted, "12", cluster.RoleWorker, "autoscaled=true job_id=12"},
-				{30, cluster.EventJobState, "12", cluster.RoleWorker, "gpus=1 membership=waiting slurm_state=PENDING"},
-				{30, "autoscaler_decision", "", "", `cancelled=[] drained=[] reason="demand GPU:1" submitted=[12]`},
+				{30, Submitted, "12", cluster.RoleWorker, "autoscaled=true, job_id=12"},
+				{30, cluster.EventJobState, "12", cluster.RoleWorker, "gpus=1, membership=waiting, slurm_state=PENDING"},
+				{30, "autoscaler_decision", "", "", "cancelled=[], drained=[], reason=demand GPU:1, submitted=[12]"},
 			},
 		},
 	}
