@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -143,54 +141,4 @@ func (m *membershipTracker) refresh(ctx context.Context) {
 	}
 	m.snap.Updated = now
 	m.dir.WriteMembership(m.snap)
-}
-
-// copyLogTails copies the last perFile bytes of every file under src to dst,
-// up to total bytes, so Ray's logs outlive the node-local temp dir.
-func copyLogTails(src, dst string, perFile, total int64) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dst, 0o700); err != nil {
-		return err
-	}
-	var copied int64
-	for _, e := range entries {
-		if !e.Type().IsRegular() || copied >= total {
-			continue
-		}
-		n, err := copyTail(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), min(perFile, total-copied))
-		if err != nil {
-			return err
-		}
-		copied += n
-	}
-	return nil
-}
-
-func copyTail(src, dst string, limit int64) (int64, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return 0, err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if st.Size() > limit {
-		if _, err := in.Seek(st.Size()-limit, io.SeekStart); err != nil {
-			return 0, err
-		}
-	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	n, err := io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return n, err
 }

@@ -26,6 +26,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 	}
 	s.sampleGPUs()
 	lastSample := s.clock.Now()
+	rayLogs := s.liveRayLogs()
 	var members *membershipTracker
 	if s.cfg.Role == cluster.RoleHead {
 		members = newMembershipTracker(s.cfg.Dir, s.dashboard(ports), s.clock)
@@ -52,6 +53,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 				s.sampleGPUs()
 				lastSample = s.clock.Now()
 			}
+			rayLogs.copyIfDue(s.clock.Now(), s.logf)
 			if members != nil {
 				members.refresh(ctx)
 				continue

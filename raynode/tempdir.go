@@ -3,7 +3,6 @@ package raynode
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -52,7 +51,7 @@ func (s *supervisor) makeTempDir() (tempDirs, error) {
 		os.RemoveAll(private)
 		return tempDirs{}, fmt.Errorf("make Ray temp dir private: %w", err)
 	}
-	ray := filepath.Join(private, "r")
+	ray := rayTempDir(private)
 	if err := os.Mkdir(ray, 0o700); err != nil {
 		os.RemoveAll(private)
 		return tempDirs{}, fmt.Errorf("make Ray temp dir: %w", err)
@@ -62,16 +61,4 @@ func (s *supervisor) makeTempDir() (tempDirs, error) {
 
 func underHome(path, home string) bool {
 	return home != "" && (path == home || strings.HasPrefix(path, strings.TrimSuffix(home, "/")+"/"))
-}
-
-// keepLogs copies the tail of each Ray log file to the log dir before the
-// node-local temp dir is removed.
-func (s *supervisor) keepLogs(rayTmp string) {
-	if s.spec.LogDir == "" {
-		return
-	}
-	dst := filepath.Join(s.spec.LogDir, "ray-"+s.rec.Job)
-	if err := copyLogTails(filepath.Join(rayTmp, "session_latest", "logs"), dst, 1<<20, 64<<20); err != nil {
-		s.logf("warning: keep Ray logs: %v", err)
-	}
 }
