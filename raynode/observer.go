@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -55,13 +56,18 @@ type observer struct {
 	targets []byte
 	// lastErr is the last observation error logged: logged once, not every tick.
 	lastErr string
+	// rayTemp is Ray's --temp-dir; its Grafana dashboards are copied out
+	// once (dashboardsCopied), since the directory is private and goes
+	// with the job.
+	rayTemp          string
+	dashboardsCopied bool
 }
 
 // newObserver listens for scrapes at ip on a free port of the cluster's
 // port range; without a scrape token or a free port the head runs without
 // an endpoint, and says why, but still writes events and targets.
-func (s *supervisor) newObserver(ip string) *observer {
-	ob := &observer{s: s}
+func (s *supervisor) newObserver(ip, rayTemp string) *observer {
+	ob := &observer{s: s, rayTemp: rayTemp}
 	token, err := os.ReadFile(s.cfg.Dir.MetricsTokenPath())
 	if err != nil {
 		s.logf("warning: no metrics endpoint: %v", err)
@@ -165,6 +171,9 @@ func (ob *observer) tick(ctx context.Context) {
 			ob.warn(err.Error())
 			break
 		}
+	}
+	if !ob.dashboardsCopied {
+		ob.copyDashboards()
 	}
 	content, err := metrics.EncodeTargets(metrics.Targets(o, st))
 	if err == nil && !bytes.Equal(content, ob.targets) {
@@ -298,4 +307,36 @@ func clusterEvents(mem eventMemory, st cluster.Status, allocated *float64, now t
 func sameFigures(a, b cluster.ClusterSampleEvent) bool {
 	a.TS, b.TS = 0, 0
 	return a == b
+}
+
+// GrafanaDir is where the head copies Ray's own Grafana dashboards, which
+// Ray writes into its session directory inside the job's private temp dir.
+func GrafanaDir(dir cluster.Dir) string { return filepath.Join(dir.Path, "grafana-dashboards") }
+
+// copyDashboards copies Ray's generated Grafana dashboards (JSON) into the
+// cluster directory, once Ray has written them (its dashboard does so
+// shortly after it starts).
+func (ob *observer) copyDashboards() {
+	src := filepath.Join(ob.rayTemp, "session_latest", "metrics", "grafana", "dashboards")
+	files, _ := filepath.Glob(filepath.Join(src, "*.json"))
+	if len(files) == 0 {
+		return
+	}
+	dst := GrafanaDir(ob.s.cfg.Dir)
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		ob.warn(fmt.Sprintf("copy Ray's Grafana dashboards: %v", err))
+		return
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			err = cluster.WriteFileAtomic(filepath.Join(dst, filepath.Base(f)), b, 0o600)
+		}
+		if err != nil {
+			ob.warn(fmt.Sprintf("copy Ray's Grafana dashboards: %v", err))
+			return
+		}
+	}
+	ob.dashboardsCopied = true
+	ob.s.logf("Ray's Grafana dashboards copied to %s", dst)
 }

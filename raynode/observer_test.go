@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -126,6 +127,15 @@ func (p *headProcesses) setAlive(jobs ...string) {
 
 func (p *headProcesses) Start(cmd *exec.Cmd) (Process, error) {
 	for _, a := range cmd.Args {
+		if tmp, ok := strings.CutPrefix(a, "--temp-dir="); ok { // Ray's dashboard writes its Grafana dashboards there
+			dashboards := filepath.Join(tmp, "session_latest", "metrics", "grafana", "dashboards")
+			if err := os.MkdirAll(dashboards, 0o700); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(filepath.Join(dashboards, "default_grafana_dashboard.json"), []byte(`{"title":"Default"}`), 0o600); err != nil {
+				return nil, err
+			}
+		}
 		if port, ok := strings.CutPrefix(a, "--dashboard-port="); ok {
 			ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 			if err != nil {
@@ -292,6 +302,11 @@ func TestRunHeadObserver(t *testing.T) {
 	until("targets: the endpoint and the head's Ray", func() bool {
 		e := endpoints()
 		return len(e) == 2 && e[0] == "sraybatch 7 "+head.Metrics && strings.HasPrefix(e[1], headRayTarget)
+	})
+
+	until("Ray's Grafana dashboards copied out of the private temp dir", func() bool {
+		b, err := os.ReadFile(filepath.Join(GrafanaDir(f.dir), "default_grafana_dashboard.json"))
+		return err == nil && string(b) == `{"title":"Default"}`
 	})
 
 	// Worker 8 joins.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/metrics"
+	"github.com/sraybatch/sraybatch/raynode"
 )
 
 // prometheusConfig is the README's scrape config: the bearer token goes to
@@ -231,6 +232,11 @@ func TestE2EMetricsPrometheus(t *testing.T) {
 	if b, _ := os.ReadFile(sdFile); strings.Contains(string(b), strings.TrimSpace(string(token))) {
 		t.Errorf("%s holds the scrape token", sdFile)
 	}
+
+	waitFor(t, "Ray's Grafana dashboards in the cluster directory", 20*time.Second, func() bool {
+		files, _ := filepath.Glob(filepath.Join(raynode.GrafanaDir(dir), "*.json"))
+		return len(files) > 0
+	})
 
 	e.mustSray(t, "down", "--cluster", name)
 	for _, path := range []string{sdFile, dir.TargetsPath()} {
