@@ -93,6 +93,7 @@ func commands() []command {
 		{name: "train", summary: "run the training driver as a job: the elastic demo loop or your own", run: runTrainCmd},
 		{name: "status", summary: "show a cluster's jobs, SLURM state and Ray membership", run: runStatusCmd},
 		{name: "events", summary: "show a cluster's timeline: jobs, Ray membership, driver steps, autoscaler", run: runEventsCmd},
+		{name: "logs", summary: "show a job's output, or its Ray logs (--ray); -f follows", run: runLogsCmd},
 		{name: "report", summary: "write a self-contained HTML page: job timelines, GPUs over time, GPU-hours", run: runReportCmd},
 		{name: "env", summary: "print the exports that point Ray's own tools at a cluster", run: runEnvCmd},
 		{name: "tunnel", summary: "print the ssh command that reaches the head's dashboard", run: runTunnelCmd},
