@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"net/http"
 	"net/http/httptest"
@@ -268,5 +269,41 @@ func TestWriteTargets(t *testing.T) {
 	}
 	if st, err := os.Stat(dir.MetricsTokenPath()); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("metrics-token: %v, %v; want a 0600 file", st, err)
+	}
+}
+
+func TestCountDecisions(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "autoscaler.jsonl")
+	for _, e := range []map[string]any{
+		{"ts": 1.0, "event": EventAutoscalerDecision, "submitted": []string{"9_0", "9_1"}, "cancelled": []string{}, "drained": []string{}, "reason": "demand"},
+		{"ts": 2.0, "event": EventAutoscalerDecision, "submitted": []string{}, "cancelled": []string{"9_1"}, "drained": []string{"9_0"}, "reason": "idle"},
+		{"ts": 3.0, "event": EventAutoscalerDecision, "submitted": []string{}, "cancelled": []string{}, "drained": []string{}, "reason": "nothing to do"},
+		{"ts": 4.0, "event": "job_state", "job": "9_0"},
+	} {
+		if err := cluster.AppendEvent(path, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, err := cluster.ReadEvents(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := CountDecisions(events), (AutoscalerCounts{Decisions: 3, Submitted: 2, Cancelled: 1, Drained: 1}); got != want {
+		t.Errorf("CountDecisions = %+v, want %+v", got, want)
+	}
+	// The name is the shared schema's.
+	b, err := os.ReadFile("../../testdata/shared-state.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shared struct {
+		Events map[string][]string `json:"events"`
+	}
+	if err := json.Unmarshal(b, &shared); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := shared.Events[EventAutoscalerDecision]; !ok {
+		t.Errorf("%q is not an event of testdata/shared-state.json", EventAutoscalerDecision)
 	}
 }

@@ -1,0 +1,66 @@
+package observe
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+)
+
+func TestRead(t *testing.T) {
+	t.Parallel()
+	spec := cluster.Spec{Name: "exp1", User: "alice"}
+	dir, err := cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}.Create(spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for _, sub := range []cluster.Submission{{Role: cluster.RoleHead, JobID: "7", Submitted: now}, {Role: cluster.RoleDriver, JobID: "8", Submitted: now}} {
+		if err := dir.AddSubmission(sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dir.WriteNode(cluster.NodeRecord{Job: "7", Role: cluster.RoleHead, Phase: cluster.PhaseRunning}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.AppendEvent(dir.EventsPath("8"), map[string]any{"ts": 1.0, "event": "step_done", "step": 3, "actors": 1, "mean_duration_s": 0.5, "losses": []float64{1}}); err != nil {
+		t.Fatal(err)
+	}
+	var asked int
+	queue := func(ctx context.Context) (map[string]scheduler.Job, error) {
+		asked++
+		return ByKey([]scheduler.Job{{ID: "7", State: scheduler.Running}}), nil
+	}
+	o, err := Read(context.Background(), dir, spec, now, queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked != 1 || len(o.Submissions) != 2 || o.Records["7"].Phase != cluster.PhaseRunning || o.Slurm["7"].State != scheduler.Running || !o.Now.Equal(now) {
+		t.Errorf("observation: asked %d, %d submissions, records %v, slurm %v", asked, len(o.Submissions), o.Records, o.Slurm)
+	}
+	if p := o.Training["8"]; p.LastStep == nil || *p.LastStep != 3 || p.LastStepSeconds == nil || *p.LastStepSeconds != 0.5 {
+		t.Errorf("driver progress %+v, want step 3 in 0.5 s", p)
+	}
+	if _, ok := o.Training["7"]; ok {
+		t.Error("a head has training progress")
+	}
+
+	down := errors.New("SLURM did not answer")
+	o, err = Read(context.Background(), dir, spec, now, func(context.Context) (map[string]scheduler.Job, error) { return nil, down })
+	if err != nil || !errors.Is(o.SlurmErr, down) || o.Slurm != nil || len(o.Records) != 1 {
+		t.Errorf("with SLURM down: %v, SlurmErr %v, records %d; want the files read and SLURM's error kept", err, o.SlurmErr, len(o.Records))
+	}
+}
+
+func TestJobsQuery(t *testing.T) {
+	t.Parallel()
+	q := JobsQuery(cluster.Spec{Name: "exp1", User: "alice"})
+	want := []string{"sray-exp1-head", "sray-exp1-worker", "sray-exp1-driver"}
+	if q.User != "alice" || len(q.Names) != 3 || q.Names[0] != want[0] || q.Names[1] != want[1] || q.Names[2] != want[2] || q.JobIDs != nil {
+		t.Errorf("JobsQuery = %+v, want this user's jobs named %v", q, want)
+	}
+}
