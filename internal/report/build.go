@@ -82,6 +82,11 @@ func Build(spec cluster.Spec, events []timeline.Event, now time.Time) Model {
 			if ev.Role == cluster.RoleWorker {
 				setFirst(&job(ev.Job, ev.Role).life.Draining, at)
 			}
+		case timeline.HeadUp:
+			// The head publishes its address once its Ray answers: it has
+			// joined, before its own observer's first look says so.
+			setFirst(&job(ev.Job, cluster.RoleHead).life.Joined, at)
+			rayKnown = true
 		case timeline.DownRequested:
 			d := at
 			m.Down = &d

@@ -197,7 +197,8 @@ func load(t *testing.T, name string) (cluster.Spec, []timeline.Event) {
 }
 
 // The fixture "ended" (testdata/ended) is a cluster taken down at 12:10:00:
-// head 100 ran 12:00:05–12:10:02; worker 101_0 ran 12:00:40–12:07:30,
+// head 100 ran 12:00:05–12:10:02 and published its address (joined) at
+// 12:00:07, a second before its own observer saw it joined; worker 101_0 ran 12:00:40–12:07:30,
 // joined at 12:00:45 (the head's job_state; the driver saw it at 12:00:52)
 // and drained from its time-limit warning at 12:09:00 − 120 s; worker
 // 101_1 ran 12:00:41–12:05:01 and joined at 12:00:46; the driver 102 has no
@@ -220,7 +221,7 @@ func TestBuildEndedCluster(t *testing.T) {
 		t.Errorf("rows %q, want one per job in submission order", got)
 	}
 	slurm := 597.0 + 410 + 260
-	joined := 594.0 + (375 + 30) + 255
+	joined := 595.0 + (375 + 30) + 255
 	// Ray's allocation, from the head's samples: 1 GPU 12:00:35–50, 3 until
 	// 12:05:02, 2 until 12:07:02, 1 until 12:09:02, then 0.
 	allocated := 1.0*15 + 3*252 + 2*120 + 1*120
@@ -344,10 +345,35 @@ func TestPageFetchesNothingAndEscapes(t *testing.T) {
 	if strings.Contains(page, "<b>by</b>") || !strings.Contains(page, "cancelled &lt;b&gt;by&lt;/b&gt; &#34;scancel&#34; &amp; &lt;script&gt;") {
 		t.Errorf("worker 101_1's reason is not escaped")
 	}
-	for _, id := range []string{`id="gpu-hours-slurm" data-gpu-seconds="1267.000"`, `id="gpu-hours-joined" data-gpu-seconds="1254.000"`,
+	for _, id := range []string{`id="gpu-hours-slurm" data-gpu-seconds="1267.000"`, `id="gpu-hours-joined" data-gpu-seconds="1255.000"`,
 		`id="gpu-hours-ray-allocated" data-gpu-seconds="1131.000"`, `<tr data-job="101_1" data-role="worker">`, `<g class="job-row" data-job="103" data-role="worker">`} {
 		if !strings.Contains(page, id) {
 			t.Errorf("the page lacks %s", id)
+		}
+	}
+}
+
+// A job key is markup nowhere: not in the SVG's attributes and titles, not
+// in the table.
+func TestJobKeysAreEscaped(t *testing.T) {
+	t.Parallel()
+	key := `7"><script>x</script>`
+	events := []timeline.Event{
+		{Time: at(0), Name: timeline.Submitted, Job: key, Role: cluster.RoleWorker},
+		{Time: at(5), Name: timeline.JobStarted, Job: key, Role: cluster.RoleWorker},
+	}
+	var b bytes.Buffer
+	if err := Render(&b, Build(cluster.Spec{Name: "x", Created: t0, Node: cluster.NodeSpec{GPUs: 1}}, events, at(60))); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	if strings.Contains(page, "<script") {
+		t.Errorf("a job key became markup:\n%s", page)
+	}
+	for _, want := range []string{`<g class="job-row" data-job="7&#34;&gt;&lt;script&gt;x&lt;/script&gt;"`, `<tr data-job="7&#34;&gt;&lt;script&gt;x&lt;/script&gt;"`,
+		`<title>worker 7&#34;&gt;&lt;script&gt;x&lt;/script&gt;: running`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %s", want)
 		}
 	}
 }
