@@ -200,6 +200,9 @@ func runLogs(ctx context.Context, io IOStreams, a *app, o logsOptions, clk clock
 		if err := p.first(f, o.Lines); err != nil {
 			return err
 		}
+		if _, err := os.Stat(f.path); errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(io.ErrOut, "no output yet from %s (a pending job has none)\n", f.header)
+		}
 	}
 	if len(shown) == 0 {
 		fmt.Fprintf(io.ErrOut, "no Ray logs copied yet for %s: a running job's supervisor copies them every 10 s\n", describeTargets(targets))

@@ -179,10 +179,11 @@ func TestLogs(t *testing.T) {
 		{"one job: its output, no header", logsOptions{Job: "41"}, "head line 1\nhead line 2\n", ""},
 		{"--lines", logsOptions{Job: "41", Lines: 1}, "head line 2\n", ""},
 		{"a role: each job after a header", logsOptions{Role: "worker"},
-			"==> worker 42_0: " + w0 + " <==\nworker line 1\n", ""},
+			"==> worker 42_0: " + w0 + " <==\nworker line 1\n", "no output yet from worker 42_1"},
 		{"--ray: the head's GCS and raylet", logsOptions{Job: "41", Ray: true},
 			"==> head 41: " + filepath.Join(ray, "gcs_server.out") + " <==\nGCS started\n\n==> head 41: " + filepath.Join(ray, "raylet.out") + " <==\nraylet started\n", ""},
 		{"--ray before anything was copied", logsOptions{Job: "42_1", Ray: true}, "", "no Ray logs copied yet for 42_1 worker"},
+		{"a pending job", logsOptions{Job: "42_1"}, "", "no output yet from worker 42_1: "},
 	}
 	for _, tt := range tests {
 		var s uStreams

@@ -288,3 +288,22 @@ func TestStatusWatchInterrupted(t *testing.T) {
 		t.Errorf("exit %d, want %d", code, exitInterrupted)
 	}
 }
+
+// Tables asked for on a pipe are appended, each frame after its time line.
+func TestStatusWatchTablesAppendedWhenPiped(t *testing.T) {
+	t.Parallel()
+	var out, errOut syncBuffer
+	err := watchTwoTicks(t, IOStreams{Out: &out, ErrOut: &errOut}, statusOptions{Cluster: "exp1", Watch: true, Interval: time.Second, Output: "table"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := strings.Split(out.String(), "\n\n")
+	if len(frames) != 2 || strings.Contains(out.String(), "\x1b") {
+		t.Fatalf("want two frames without escape sequences, got %q", out.String())
+	}
+	for i, want := range []string{"12:00:00  sraybatch status --watch (every 1s, Ctrl+C to stop)", "12:00:01  sraybatch status --watch (the cluster has ended)"} {
+		if !strings.HasPrefix(frames[i], want+"\n") || !strings.Contains(frames[i], "┌") {
+			t.Errorf("frame %d:\n%s\nwant it to start with %q and hold the table", i, frames[i], want)
+		}
+	}
+}
