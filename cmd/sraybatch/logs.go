@@ -27,10 +27,10 @@ it (161, or 162_0 for an array task; 162 means every task of the array);
 
 --ray shows the job's Ray logs instead: the head's GCS (gcs_server.out/err),
 every node's raylet (raylet.out/err), a driver's core-driver log. Ray writes
-them on the compute node, in the job's private temp dir; while the job runs
-its supervisor copies their newest 256 KiB there every 10 s into the log
-folder, and the tail of every Ray log once the job ends (the folder is
-named in the headers).
+them on the compute node, in the job's private temp dir: while the job runs,
+its supervisor copies the newest 256 KiB of each into the cluster's log
+folder every 10 s, and the tail of every Ray log once the job ends (the
+headers name the folder).
 
 --follow keeps printing what is new until the jobs have ended, or Ctrl+C.
 
