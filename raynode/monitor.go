@@ -53,11 +53,14 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 				s.sampleGPUs()
 				lastSample = s.clock.Now()
 			}
-			rayLogs.copyIfDue(s.clock.Now(), s.logf)
 			if members != nil {
+				// The heartbeat first: workers judge the head by it, and
+				// copying logs after a stall must not delay it.
 				members.refresh(ctx)
+				rayLogs.copyIfDue(s.clock.Now(), s.logf)
 				continue
 			}
+			rayLogs.copyIfDue(s.clock.Now(), s.logf)
 			if n, ok, err := s.cfg.Dir.Drain(s.rec.Job); err == nil && ok && s.cfg.Role == cluster.RoleWorker {
 				h, why, drained = drainAccepted, fmt.Errorf("%s", n.Reason), n.Outcome
 				break

@@ -322,9 +322,16 @@ func TestE2EHeadLossMargins(t *testing.T) {
 	stopped = []int{headSupervisor}
 	syscall.Kill(headSupervisor, syscall.SIGSTOP)
 	time.Sleep(30 * time.Second) // the stall itself, not a wait for an outcome
+	resumed := time.Now()
 	syscall.Kill(headSupervisor, syscall.SIGCONT)
 	stopped = nil
 	stillJoined("the head's heartbeat stalled 30 s while its GCS answered")
+	// The two margins are separate cases: the freeze starts from a fresh
+	// heartbeat, not from the stall's stale one.
+	waitFor(t, "the head's heartbeat after the stall", 10*time.Second, func() bool {
+		m, err := dir.Membership()
+		return err == nil && m.Heartbeat.After(resumed)
+	})
 
 	stopped = append([]int{headSupervisor}, proctree.Descendants(headSupervisor)...)
 	for _, p := range stopped {
