@@ -31,6 +31,8 @@ var forbidden = map[string][]string{
 	"internal/oneline":   {"internal/", "slurm", "raynode"},
 	"internal/metrics":   {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
 	"internal/observe":   {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
+	"internal/timeline":  {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
+	"internal/report":    {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
 }
 
 func TestImportRules(t *testing.T) {
