@@ -140,6 +140,8 @@ func TestE2EViews(t *testing.T) {
 	eventsPipe := watch(false, "events", "-f")
 	logsTTY := watch(true, "logs", head, "-f")
 	logsPipe := watch(false, "logs", head, "-f")
+	rayTTY := watch(true, "logs", head, "--ray", "-f")
+	rayPipe := watch(false, "logs", head, "--ray", "-f")
 
 	waitFor(t, "up until the head and the worker joined", 2*time.Minute, func() bool {
 		st := e.status(t, name)
@@ -265,7 +267,41 @@ func TestE2EViews(t *testing.T) {
 			t.Errorf("the head's output lacks its supervisor's lines:\n%s", pipe)
 		}
 	})
+	t.Run("logs --ray -f follows the head's Ray logs through their copies", func(t *testing.T) {
+		rayDir := raynode.RayLogDir(spec.LogDir, head)
+		for _, v := range []*viewer{rayTTY, rayPipe} {
+			got := logSections(strings.ReplaceAll(v.out.String(), "\r\n", "\n"))
+			for _, f := range []string{"gcs_server.out", "raylet.out"} {
+				path := filepath.Join(rayDir, f)
+				want, err := os.ReadFile(path) // the copy kept at the end: the whole log, under its cap
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got[path] != string(want) {
+					t.Errorf("%s: %s followed as %d bytes, the log has %d: want each line once, none missing", v.name, f, len(got[path]), len(want))
+				}
+			}
+		}
+	})
 	t.Logf("MEASURED TestE2EViews took %.1f s", time.Since(start).Seconds())
+}
+
+// logSections joins what logs printed for each file, by the path its
+// "==> role job: path <==" headers name.
+func logSections(out string) map[string]string {
+	sections := map[string]string{}
+	path := ""
+	for _, l := range strings.SplitAfter(out, "\n") {
+		if h, ok := strings.CutPrefix(l, "==> "); ok && strings.HasSuffix(l, " <==\n") {
+			if s := sections[path]; strings.HasSuffix(s, "\n\n") {
+				sections[path] = s[:len(s)-1] // the blank line before this header
+			}
+			_, path, _ = strings.Cut(strings.TrimSuffix(h, " <==\n"), ": ")
+			continue
+		}
+		sections[path] += l
+	}
+	return sections
 }
 
 // hasEventLine reports a TSV line of events for job with that event whose
