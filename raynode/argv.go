@@ -3,6 +3,8 @@ package raynode
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,7 +38,7 @@ func (p StartParams) Argv() []string {
 		params["resources"] = string(b)
 	}
 	if len(p.Labels) > 0 {
-		keys := sortedKeys(p.Labels)
+		keys := slices.Sorted(maps.Keys(p.Labels))
 		pairs := make([]string, len(keys))
 		for i, k := range keys {
 			pairs[i] = k + "=" + p.Labels[k]
@@ -48,19 +50,10 @@ func (p StartParams) Argv() []string {
 	for _, f := range flags {
 		argv = append(argv, "--"+f)
 	}
-	for _, k := range sortedKeys(params) {
+	for _, k := range slices.Sorted(maps.Keys(params)) {
 		argv = append(argv, "--"+k+"="+params[k])
 	}
 	return argv
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Version is a Ray release number.

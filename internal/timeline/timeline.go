@@ -15,7 +15,9 @@ package timeline
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,7 +115,7 @@ func Merge(s Sources) []Event {
 			out = append(out, derived(sub.Submitted, Submitted, key, sub.Role, SourceSubmission, fields))
 		}
 	}
-	for _, key := range sortedKeys(s.Records) {
+	for _, key := range slices.Sorted(maps.Keys(s.Records)) {
 		rec := s.Records[key]
 		if !rec.Started.IsZero() {
 			out = append(out, derived(rec.Started, JobStarted, key, rec.Role, SourceRecord, map[string]any{"node": rec.SlurmNode}))
@@ -141,7 +143,7 @@ func Merge(s Sources) []Event {
 		out = append(out, derived(d.Requested, DownRequested, "", "", SourceDown, nil))
 	}
 	out = appendFileEvents(out, s.Cluster, SourceCluster, "", roles)
-	for _, driver := range sortedKeys(s.Drivers) {
+	for _, driver := range slices.Sorted(maps.Keys(s.Drivers)) {
 		out = appendFileEvents(out, s.Drivers[driver], DriverSource(driver), driver, roles)
 	}
 	out = appendFileEvents(out, s.Autoscaler, SourceAutoscaler, "", roles)
@@ -188,15 +190,6 @@ func derived(at time.Time, name, job string, role cluster.Role, source string, f
 	return ev
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // MarshalJSON writes one event as `sraybatch events -o json` prints it:
 // {"ts", "time", "event", "job", "role", "source", "fields"}.
 func (e Event) MarshalJSON() ([]byte, error) {
@@ -221,7 +214,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 // rounded; a driver's event about another job names the driver.
 func (e Event) Details() string {
 	parts := make([]string, 0, len(e.Fields)+1)
-	for _, k := range sortedKeys(e.Fields) {
+	for _, k := range slices.Sorted(maps.Keys(e.Fields)) {
 		parts = append(parts, k+"="+humanValue(e.Fields[k]))
 	}
 	if driver, ok := strings.CutPrefix(e.Source, sourceDriver); ok && driver != e.Job {
