@@ -5,42 +5,20 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
-	"unsafe"
+
+	"github.com/creack/pty"
 )
 
 // openPTY opens a pseudo-terminal: ptmx reads what is written to the
-// terminal side, pts. The ioctls go through SyscallConn, as Fd would turn
-// ptmx blocking and defeat its read deadline.
+// terminal side, pts.
 func openPTY(t *testing.T) (ptmx, pts *os.File) {
 	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	ptmx, pts, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
-	t.Cleanup(func() { ptmx.Close() })
-	conn, err := ptmx.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint32
-	var errno syscall.Errno
-	err = conn.Control(func(fd uintptr) {
-		var unlock int32
-		if _, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); errno == 0 {
-			_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n)))
-		}
-	})
-	if err != nil || errno != 0 {
-		t.Fatalf("set up pty: %v %v", err, errno)
-	}
-	pts, err = os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("open pty: %v", err)
-	}
-	t.Cleanup(func() { pts.Close() })
+	t.Cleanup(func() { ptmx.Close(); pts.Close() })
 	return ptmx, pts
 }
 
