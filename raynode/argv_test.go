@@ -27,8 +27,8 @@ func goldenSupervisor(role cluster.Role, job string) *supervisor {
 var goldenPorts = Ports{
 	GCS: 20000, Dashboard: 20001, ClientServer: 20002, NodeManager: 20003, ObjectManager: 20004,
 	AgentListen: 20005, AgentGRPC: 20006, MetricsExport: 20007, RuntimeEnv: 20008,
-	AutoscalerMetrics: 20009, DashboardMetrics: 20010,
-	MinWorker: 20011, MaxWorker: 20074,
+	AutoscalerMetrics: 20009, DashboardMetrics: 20010, Scrape: 20011,
+	MinWorker: 20012, MaxWorker: 20074,
 }
 
 func TestStartArgvGolden(t *testing.T) {

@@ -63,10 +63,12 @@ type observer struct {
 	dashboardsCopied bool
 }
 
-// newObserver listens for scrapes at ip on a free port of the cluster's
-// port range; without a scrape token or a free port the head runs without
-// an endpoint, and says why, but still writes events and targets.
-func (s *supervisor) newObserver(ip, rayTemp string) *observer {
+// newObserver listens for scrapes at ip on the head's scrape port (from its
+// block, so no Ray worker of any node is given it), or, should another
+// process have taken that since the block was chosen, on a free port of the
+// cluster's range; without a scrape token or a free port the head runs
+// without an endpoint, and says why, but still writes events and targets.
+func (s *supervisor) newObserver(ip, rayTemp string, scrapePort int) *observer {
 	ob := &observer{s: s, rayTemp: rayTemp}
 	token, err := os.ReadFile(s.cfg.Dir.MetricsTokenPath())
 	if err != nil {
@@ -80,9 +82,12 @@ func (s *supervisor) newObserver(ip, rayTemp string) *observer {
 			return ob
 		}
 	}
-	if ob.ln, err = listenInRange(ip, portRange); err != nil {
-		s.logf("warning: no metrics endpoint: %v", err)
-		return ob
+	if ob.ln, err = net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(scrapePort))); err != nil {
+		s.logf("warning: scrape port %d: %v; trying others in %s", scrapePort, err, portRange)
+		if ob.ln, err = listenInRange(ip, portRange); err != nil {
+			s.logf("warning: no metrics endpoint: %v", err)
+			return ob
+		}
 	}
 	ob.addr = ob.ln.Addr().String()
 	ob.handler = metrics.NewHandler(strings.TrimSpace(string(token)))

@@ -39,11 +39,15 @@ type Ports struct {
 	NodeManager, ObjectManager          int
 	AgentListen, AgentGRPC              int
 	MetricsExport, RuntimeEnv           int
-	MinWorker, MaxWorker                int
+	// Scrape is the head supervisor's own /metrics (head only; not Ray's):
+	// in the block, so it can never be one of this or another node's
+	// worker ports.
+	Scrape               int
+	MinWorker, MaxWorker int
 }
 
 const (
-	namedPorts     = 11
+	namedPorts     = 12
 	minWorkerPorts = 16
 	minBlock       = namedPorts + minWorkerPorts
 	maxBlock       = namedPorts + 64
@@ -81,7 +85,7 @@ func (p Ports) Env(head bool) []string {
 // All lists every port of the plan.
 func (p Ports) All() []int {
 	ports := []int{p.GCS, p.Dashboard, p.ClientServer, p.AutoscalerMetrics, p.DashboardMetrics,
-		p.NodeManager, p.ObjectManager, p.AgentListen, p.AgentGRPC, p.MetricsExport, p.RuntimeEnv}
+		p.NodeManager, p.ObjectManager, p.AgentListen, p.AgentGRPC, p.MetricsExport, p.RuntimeEnv, p.Scrape}
 	for w := p.MinWorker; w <= p.MaxWorker; w++ {
 		ports = append(ports, w)
 	}
@@ -111,7 +115,7 @@ func AllocatePorts(r PortRange, free func(port int) bool) (Ports, error) {
 		return Ports{
 			GCS: n(0), Dashboard: n(1), ClientServer: n(2), NodeManager: n(3), ObjectManager: n(4),
 			AgentListen: n(5), AgentGRPC: n(6), MetricsExport: n(7), RuntimeEnv: n(8),
-			AutoscalerMetrics: n(9), DashboardMetrics: n(10),
+			AutoscalerMetrics: n(9), DashboardMetrics: n(10), Scrape: n(11),
 			MinWorker: n(namedPorts), MaxWorker: lo + size - 1,
 		}, nil
 	}

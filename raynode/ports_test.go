@@ -37,7 +37,7 @@ func checkPorts(t *testing.T, p Ports, r PortRange, free func(int) bool) {
 
 func TestAllocatePorts(t *testing.T) {
 	t.Parallel()
-	ranges := []PortRange{DefaultPortRange, {Lo: 40000, Hi: 40026}, {Lo: 40000, Hi: 40100}, {Lo: 65500, Hi: 65535}}
+	ranges := []PortRange{DefaultPortRange, {Lo: 40000, Hi: 40027}, {Lo: 40000, Hi: 40100}, {Lo: 65500, Hi: 65535}}
 	for _, r := range ranges {
 		for range 20 { // blocks are chosen at random
 			p, err := AllocatePorts(r, allFree)
@@ -105,11 +105,11 @@ func TestParsePortRange(t *testing.T) {
 		ok   bool
 	}{
 		{"20000-32767", PortRange{20000, 32767}, true},
-		{"1024-1050", PortRange{1024, 1050}, true}, // exactly minBlock ports
-		{"65509-65535", PortRange{65509, 65535}, true},
+		{"1024-1051", PortRange{1024, 1051}, true}, // exactly minBlock ports
+		{"65508-65535", PortRange{65508, 65535}, true},
 		{"1023-2000", PortRange{}, false},
 		{"60000-65536", PortRange{}, false},
-		{"20000-20023", PortRange{}, false}, // one port short
+		{"20000-20026", PortRange{}, false}, // one port short
 		{"20100-20000", PortRange{}, false},
 		{"20000", PortRange{}, false},
 		{"", PortRange{}, false},
@@ -139,9 +139,10 @@ func TestPortsParams(t *testing.T) {
 	head, worker := map[string]string{}, map[string]string{}
 	goldenPorts.Params(true, head)
 	goldenPorts.Params(false, worker)
-	// Head: all named ports but the two taken from the environment, plus the
-	// worker range's two ends; workers lack the five head-only ports.
-	if len(head) != namedPorts-2+2 || len(worker) != namedPorts-5+2 {
+	// Head: all named ports but the two taken from the environment and
+	// sraybatch's own scrape port, plus the worker range's two ends; workers
+	// lack the six head-only ports.
+	if len(head) != namedPorts-3+2 || len(worker) != namedPorts-6+2 {
 		t.Errorf("head has %d port params, worker %d: %v / %v", len(head), len(worker), head, worker)
 	}
 	for k, v := range worker {
@@ -161,6 +162,10 @@ func TestPortsParams(t *testing.T) {
 	if goldenPorts.Env(false) != nil {
 		t.Errorf("workers get environment ports: %v", goldenPorts.Env(false))
 	}
+	if named[strconv.Itoa(goldenPorts.Scrape)] {
+		t.Errorf("the scrape port %d reaches Ray: it is sraybatch's", goldenPorts.Scrape)
+	}
+	named[strconv.Itoa(goldenPorts.Scrape)] = true
 	for _, p := range goldenPorts.All()[:namedPorts] {
 		if !named[strconv.Itoa(p)] {
 			t.Errorf("port %d reaches neither ray start nor its environment", p)

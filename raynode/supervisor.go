@@ -264,7 +264,7 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 
 	s.rec.MetricsExportPort = ports.MetricsExport // a Prometheus target once joined
 	if s.cfg.Role == cluster.RoleHead {
-		obs := s.newObserver(ip, tmp.ray) // observer.go: status, events, /metrics, file_sd
+		obs := s.newObserver(ip, tmp.ray, ports.Scrape) // observer.go: status, events, /metrics, file_sd
 		s.metricsAddr = obs.addr
 		if err := s.publishHead(ip, ports); err != nil {
 			return err
