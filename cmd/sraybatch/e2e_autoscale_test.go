@@ -993,7 +993,7 @@ func TestE2EAutoscaleRayTrain(t *testing.T) {
 
 	t.Run("it starts on the head's GPU, grows to world size 3 by itself and resumes from its checkpoint", func(t *testing.T) {
 		before := len(c.workerSubs(t))
-		script, _ := filepath.Abs("../../trainloop/python/examples/ray_train_elastic.py")
+		script := e.userFile(t, "../../trainloop/python/examples/ray_train_elastic.py")
 		// It must end by itself: Ray Train asks for its workers through a
 		// detached coordinator actor that renews the request for 180 s after
 		// a cancelled trainer, and only a finished trainer withdraws it.
@@ -1011,7 +1011,11 @@ func TestE2EAutoscaleRayTrain(t *testing.T) {
 					infeasible[x.Shape] = x.Why
 				}
 			}
+			ended := !slurmJobActive(driver) // before the read: its last lines are in
 			b, _ := os.ReadFile(log)
+			if !resumed.Match(b) && ended {
+				t.Fatalf("the driver job %s ended before world size 3:\n%s", driver, logTail(log, 20))
+			}
 			return resumed.Match(b)
 		})
 		if len(infeasible) > 0 {
