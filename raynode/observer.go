@@ -52,6 +52,8 @@ type observer struct {
 	ray     rayState
 	rayConn RayClient
 	events  eventMemory
+	// reader keeps each driver's event file folded so far between ticks.
+	reader *observe.Reader
 	// targets is the file_sd content last written.
 	targets []byte
 	// lastErr is the last observation error logged: logged once, not every tick.
@@ -69,7 +71,7 @@ type observer struct {
 // cluster's range; without a scrape token or a free port the head runs
 // without an endpoint, and says why, but still writes events and targets.
 func (s *supervisor) newObserver(ip, rayTemp string, scrapePort int) *observer {
-	ob := &observer{s: s, rayTemp: rayTemp}
+	ob := &observer{s: s, rayTemp: rayTemp, reader: observe.NewReader()}
 	token, err := os.ReadFile(s.cfg.Dir.MetricsTokenPath())
 	if err != nil {
 		s.logf("warning: no metrics endpoint: %v", err)
@@ -153,7 +155,7 @@ func (ob *observer) tick(ctx context.Context) {
 	if err != nil {
 		spec = s.spec
 	}
-	o, err := observe.Read(ctx, s.cfg.Dir, spec, now, ob.queue(spec))
+	o, err := ob.reader.Read(ctx, s.cfg.Dir, spec, now, ob.queue(spec))
 	if err != nil {
 		ob.warn(fmt.Sprintf("observe the cluster: %v", err))
 		return

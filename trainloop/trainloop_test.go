@@ -78,3 +78,65 @@ func TestFoldHealthEvents(t *testing.T) {
 		t.Errorf("progress = %+v", p)
 	}
 }
+
+// A Progress folds only what was appended since its last Read: actors
+// spawned in one read and lost in a later one are counted right, a line
+// the driver is still writing waits, and a replaced (shorter) file is
+// folded again from its start.
+func TestProgressReadsOnlyWhatIsNew(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "9.jsonl")
+	appendLines := func(s string) {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := func() int64 {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	pr := NewProgress(path)
+	if p, err := pr.Read(); err != nil || len(p.Actors) != 0 || p.LastStep != nil {
+		t.Fatalf("before the file exists: %+v, %v", p, err)
+	}
+	appendLines(`{"ts": 1.1, "event": "actor_spawned", "actor": "a1", "node_id": "n1", "job": "7_0", "placement_group": "p1"}` + "\n" +
+		`{"ts": 1.2, "event": "actor_spawned", "actor": "a2", "node_id": "n2", "job": "8", "placement_group": "p2"}` + "\n" +
+		`{"ts": 1.3, "event": "step_done", "step": 0, "actors": 2, "mean_duration_s": 0.5, "losses": [1, 2]}` + "\n" +
+		`{"ts": 1.4, "event": "actor_lost", "actor": "a2", "node_id": "n2", "job": "8", "rea`)
+	p, err := pr.Read()
+	if err != nil || p.Actors["7_0"] != 1 || p.Actors["8"] != 1 || p.LastStep == nil || *p.LastStep != 0 {
+		t.Fatalf("first read: %+v, %v; want one actor on each job, step 0", p, err)
+	}
+	if whole := size() - int64(len(`{"ts": 1.4, "event": "actor_lost", "actor": "a2", "node_id": "n2", "job": "8", "rea`)); pr.offset != whole {
+		t.Errorf("offset %d after the first read, want %d (the whole lines only)", pr.offset, whole)
+	}
+	p.Actors["7_0"] = 99 // a caller's copy is its own
+	appendLines(`son": "node_left"}` + "\n" +
+		`{"ts": 1.5, "event": "step_done", "step": 1, "actors": 1, "mean_duration_s": 0.4, "losses": [1]}` + "\n" +
+		`{"ts": 1.6, "event": "node_excluded", "node_id": "n2", "job": "8", "reason": "3 failures"}` + "\n")
+	p, err = pr.Read()
+	if err != nil || p.Actors["7_0"] != 1 || p.Actors["8"] != 0 || *p.LastStep != 1 || p.Excluded["8"] != "3 failures" {
+		t.Fatalf("second read: %+v, %v; want 7_0:1, 8:0, step 1, 8 excluded", p, err)
+	}
+	if pr.offset != size() {
+		t.Errorf("offset %d after the second read, want the file's size %d", pr.offset, size())
+	}
+	again, _ := ReadProgress(path) // the same file folded whole agrees
+	if again.Actors["7_0"] != 1 || again.Actors["8"] != 0 || *again.LastStep != 1 || again.Excluded["8"] != "3 failures" {
+		t.Errorf("a whole read: %+v", again)
+	}
+	if err := os.WriteFile(path, []byte(`{"ts": 2.0, "event": "step_done", "step": 0, "actors": 0, "mean_duration_s": 0.1, "losses": []}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = pr.Read(); err != nil || len(p.Actors) != 0 || *p.LastStep != 0 || len(p.Excluded) != 0 {
+		t.Errorf("after the file was replaced: %+v, %v; want only the new file's step 0", p, err)
+	}
+}

@@ -26,6 +26,9 @@ type app struct {
 	store cluster.Store
 	// backends run the jobs; which one a cluster uses is its spec's choice.
 	backends backend.Schedulers
+	// reader keeps the drivers' event files folded between observations,
+	// so `status --watch` reads only what they appended.
+	reader *observe.Reader
 }
 
 func newApp() (*app, error) {
@@ -76,9 +79,12 @@ func (a *app) findCluster(name string) (cluster.Dir, error) {
 }
 
 // observe is the cluster's status now: its state files and one squeue
-// (observe.Read, which the head job's observer shares).
+// (an observe.Reader, as the head job's observer has).
 func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (cluster.Status, error) {
-	o, err := observe.Read(ctx, dir, spec, time.Now(), func(ctx context.Context) (map[string]scheduler.Job, error) {
+	if a.reader == nil {
+		a.reader = observe.NewReader()
+	}
+	o, err := a.reader.Read(ctx, dir, spec, time.Now(), func(ctx context.Context) (map[string]scheduler.Job, error) {
 		return a.clusterJobs(ctx, spec)
 	})
 	if err != nil {

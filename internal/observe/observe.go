@@ -38,10 +38,25 @@ func ByKey(jobs []scheduler.Job) map[string]scheduler.Job {
 	return byKey
 }
 
+// Reader reads one cluster again and again (the head's observer): each
+// driver's event file is folded on from where the previous Read stopped,
+// so a long run's steps are not reread every few seconds.
+type Reader struct {
+	progress map[string]*trainloop.Progress // by event file
+}
+
+// NewReader is a Reader that has read nothing yet.
+func NewReader() *Reader { return &Reader{progress: map[string]*trainloop.Progress{}} }
+
+// Read is one observation by a Reader of its own (the CLI's status).
+func Read(ctx context.Context, dir cluster.Dir, spec cluster.Spec, now time.Time, queue Queue) (cluster.Observation, error) {
+	return NewReader().Read(ctx, dir, spec, now, queue)
+}
+
 // Read reads a cluster's state files and asks queue once, the two
 // overlapped: the scheduler's round trip dominates. cluster.Observe derives
 // the status from what it returns.
-func Read(ctx context.Context, dir cluster.Dir, spec cluster.Spec, now time.Time, queue Queue) (cluster.Observation, error) {
+func (r *Reader) Read(ctx context.Context, dir cluster.Dir, spec cluster.Spec, now time.Time, queue Queue) (cluster.Observation, error) {
 	o := cluster.Observation{Dir: dir, Spec: spec, Now: now}
 	type answer struct {
 		jobs map[string]scheduler.Job
@@ -52,7 +67,7 @@ func Read(ctx context.Context, dir cluster.Dir, spec cluster.Spec, now time.Time
 		jobs, err := queue(ctx)
 		answered <- answer{jobs, err}
 	}()
-	if err := readFiles(dir, &o); err != nil {
+	if err := r.readFiles(dir, &o); err != nil {
 		<-answered // the query must not outlive the call
 		return cluster.Observation{}, err
 	}
@@ -61,7 +76,7 @@ func Read(ctx context.Context, dir cluster.Dir, spec cluster.Spec, now time.Time
 	return o, nil
 }
 
-func readFiles(dir cluster.Dir, o *cluster.Observation) error {
+func (r *Reader) readFiles(dir cluster.Dir, o *cluster.Observation) error {
 	var err error
 	if o.Submissions, err = dir.Submissions(); err != nil {
 		return err
@@ -93,7 +108,13 @@ func readFiles(dir cluster.Dir, o *cluster.Observation) error {
 			continue
 		}
 		for _, key := range sub.JobKeys() {
-			if o.Training[key], err = trainloop.ReadProgress(dir.EventsPath(key)); err != nil {
+			path := dir.EventsPath(key)
+			pr, ok := r.progress[path]
+			if !ok {
+				pr = trainloop.NewProgress(path)
+				r.progress[path] = pr
+			}
+			if o.Training[key], err = pr.Read(); err != nil {
 				return err
 			}
 		}

@@ -56,6 +56,43 @@ func TestRead(t *testing.T) {
 	}
 }
 
+// A Reader keeps each driver's progress between reads: the second read
+// folds only the steps appended since the first, and agrees with a fresh read.
+func TestReaderFoldsOnlyNewDriverEvents(t *testing.T) {
+	t.Parallel()
+	spec := cluster.Spec{Name: "exp1", User: "alice"}
+	dir, err := cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}.Create(spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.AddSubmission(cluster.Submission{Role: cluster.RoleDriver, JobID: "8"}); err != nil {
+		t.Fatal(err)
+	}
+	step := func(n int) {
+		t.Helper()
+		if err := cluster.AppendEvent(dir.EventsPath("8"), map[string]any{"ts": float64(n), "event": "step_done", "step": n, "actors": 1, "mean_duration_s": 0.5, "losses": []float64{1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queue := func(context.Context) (map[string]scheduler.Job, error) { return nil, nil }
+	r := NewReader()
+	step(0)
+	if o, err := r.Read(context.Background(), dir, spec, time.Now(), queue); err != nil || *o.Training["8"].LastStep != 0 {
+		t.Fatalf("first read: %+v, %v", o.Training, err)
+	}
+	folded := r.progress[dir.EventsPath("8")]
+	step(1)
+	step(2)
+	o, err := r.Read(context.Background(), dir, spec, time.Now(), queue)
+	if err != nil || *o.Training["8"].LastStep != 2 || r.progress[dir.EventsPath("8")] != folded {
+		t.Errorf("second read: %+v, %v; want step 2 from the same folded progress", o.Training, err)
+	}
+	fresh, _ := Read(context.Background(), dir, spec, time.Now(), queue)
+	if *fresh.Training["8"].LastStep != 2 {
+		t.Errorf("a fresh read: step %d, want 2", *fresh.Training["8"].LastStep)
+	}
+}
+
 func TestJobsQuery(t *testing.T) {
 	t.Parallel()
 	q := JobsQuery(cluster.Spec{Name: "exp1", User: "alice"})
