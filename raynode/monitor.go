@@ -7,6 +7,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
+	"github.com/sraybatch/sraybatch/internal/metrics"
 )
 
 const (
@@ -70,6 +71,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 				continue
 			}
 			h, why = headGone, fmt.Errorf("head job %s %s", s.cfg.HeadJob, reason)
+			s.clearStaleTargets()
 		}
 		st := s.state()
 		st.Interrupted = ctx.Err() != nil
@@ -140,4 +142,14 @@ func (s *supervisor) sampleGPUs() {
 	now := s.clock.Now().UTC()
 	s.rec.GPUSamples, s.rec.GPUsSampled = samples, &now
 	s.save()
+}
+
+// clearStaleTargets empties the scrape targets of a head that is gone
+// without its own last word (SIGKILL, a dead node, a frozen head): the
+// first node to see it stops Prometheus sending the scrape token to a port
+// another user may take next.
+func (s *supervisor) clearStaleTargets() {
+	if err := metrics.ClearTargets(s.cfg.Dir, s.spec); err != nil {
+		s.logf("warning: scrape targets of the lost head: %v", err)
+	}
 }

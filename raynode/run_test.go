@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
+	"github.com/sraybatch/sraybatch/internal/metrics"
 	"github.com/sraybatch/sraybatch/internal/raygcs"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -195,6 +196,9 @@ func TestRunWorkerHeadFrozen(t *testing.T) {
 
 	// The head freezes: no more heartbeats, and its GCS does not answer. The
 	// worker leaves once the silence passes headSilentAfter, and not before.
+	if err := metrics.WriteTargets(f.dir, cluster.Spec{}, []byte(`[{"targets":["127.0.0.1:20011"],"labels":{"cluster":"exp1"}}]`)); err != nil {
+		t.Fatal(err)
+	}
 	f.gcs.freeze(true)
 	frozenAt := lastBeat
 	ended := make(chan error, 1)
@@ -226,6 +230,10 @@ func TestRunWorkerHeadFrozen(t *testing.T) {
 	}
 	if _, err := os.Stat(rec.TempDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("temp dir %s left behind: %v", rec.TempDir, err)
+	}
+	// The frozen head could not empty its scrape targets: the worker did.
+	if b, err := os.ReadFile(f.dir.TargetsPath()); err != nil || strings.TrimSpace(string(b)) != "[]" {
+		t.Errorf("scrape targets after the head was lost: %q, %v; want []", b, err)
 	}
 }
 
