@@ -28,6 +28,10 @@ const (
 	observeInterval = 5 * time.Second
 	// observeTimeout bounds one observation's squeue and GCS call.
 	observeTimeout = 10 * time.Second
+	// ObservationStaleness is how old a squeue answer the observer takes
+	// from the autoscaler, which asks about the same jobs every poll
+	// (scheduler.SharedJobs): half its own interval.
+	ObservationStaleness = observeInterval / 2
 	// metricsListenTries is how many random ports of the cluster's range
 	// the metrics endpoint tries before giving up.
 	metricsListenTries = 50
@@ -52,8 +56,11 @@ type observer struct {
 	ray     rayState
 	rayConn RayClient
 	events  eventMemory
-	// reader keeps each driver's event file folded so far between ticks.
-	reader *observe.Reader
+	// reader keeps each driver's event file folded so far between ticks;
+	// decisions counts the autoscaler's log up to byte decisionsRead.
+	reader        *observe.Reader
+	decisions     metrics.AutoscalerCounts
+	decisionsRead int64
 	// targets is the file_sd content last written.
 	targets []byte
 	// lastErr is the last observation error logged: logged once, not every tick.
@@ -162,9 +169,12 @@ func (ob *observer) tick(ctx context.Context) {
 	}
 	st := cluster.Observe(o)
 	ray := ob.rayGPUs(ctx)
-	decisions, _ := cluster.ReadEvents(s.cfg.Dir.AutoscalerEventsPath())
+	if decisions, off, err := cluster.ReadEventsFrom(s.cfg.Dir.AutoscalerEventsPath(), ob.decisionsRead); err == nil {
+		ob.decisions.Add(decisions)
+		ob.decisionsRead = off
+	}
 	if ob.handler != nil {
-		ob.handler.Publish(metrics.Snapshot{At: now, Observation: o, Status: st, Ray: ray, Autoscaler: metrics.CountDecisions(decisions)})
+		ob.handler.Publish(metrics.Snapshot{At: now, Observation: o, Status: st, Ray: ray, Autoscaler: ob.decisions})
 	}
 	var allocated *float64
 	if ray != nil {

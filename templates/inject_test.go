@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 // injectPayloads try to break out of every quoting and comment context the
@@ -100,7 +101,7 @@ func injectScript(role cluster.Role, root string) Script {
 func TestRenderInjection(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("needs bash")
+		testci.SkipOutsideCI(t, "needs bash")
 	}
 	var accepted, rejected int
 	for _, role := range []cluster.Role{cluster.RoleHead, cluster.RoleWorker, cluster.RoleDriver} {

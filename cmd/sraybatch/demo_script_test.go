@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 // demoPrelude is scripts/demo up to its first step: its settings and its
@@ -33,7 +35,7 @@ func TestDemoColoursOnlyATerminal(t *testing.T) {
 	t.Parallel()
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		testci.SkipOutsideCI(t, "no bash")
 	}
 	script := filepath.Join(t.TempDir(), "demo")
 	if err := os.WriteFile(script, []byte(demoPrelude(t)), 0o700); err != nil {

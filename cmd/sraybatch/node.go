@@ -11,6 +11,7 @@ import (
 	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
@@ -71,8 +72,12 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 		Log:        io.Out,
 	}
 	if o.Role == cluster.RoleHead {
+		// The head's observer and autoscaler ask about the same jobs: while
+		// the autoscaler polls, its squeue serves the observer too.
+		shared := scheduler.NewSharedJobs(time.Now)
+		cfg.Scheduler = shared.View(sched, raynode.ObservationStaleness)
 		cfg.Autoscaler = autoscale.NewLoop(autoscale.LoopConfig{
-			Dir: dir, HeadJob: raynode.JobKey(os.Getenv), Sched: sched, Clock: clock.System{},
+			Dir: dir, HeadJob: raynode.JobKey(os.Getenv), Sched: shared.View(sched, 0), Clock: clock.System{},
 			Logf: func(format string, args ...any) {
 				fmt.Fprintf(io.Out, "sraybatch node head [%s]: %s\n", time.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
 			},

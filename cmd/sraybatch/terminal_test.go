@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/creack/pty"
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 // openPTY opens a pseudo-terminal: ptmx reads what is written to the
@@ -16,7 +17,7 @@ func openPTY(t *testing.T) (ptmx, pts *os.File) {
 	t.Helper()
 	ptmx, pts, err := pty.Open()
 	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
+		testci.SkipOutsideCI(t, "no pseudo-terminals here: %v", err)
 	}
 	t.Cleanup(func() { ptmx.Close(); pts.Close() })
 	return ptmx, pts

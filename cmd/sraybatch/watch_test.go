@@ -14,6 +14,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 func TestClusterOver(t *testing.T) {
@@ -191,7 +192,7 @@ func TestStatusWatchRedrawsOnATerminal(t *testing.T) {
 	t.Parallel()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
+		testci.SkipOutsideCI(t, "no pseudo-terminal: %v", err)
 	}
 	defer ptmx.Close()
 	defer tty.Close()

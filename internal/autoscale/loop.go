@@ -10,6 +10,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/observe"
 	"github.com/sraybatch/sraybatch/internal/oneline"
 	"github.com/sraybatch/sraybatch/internal/raygcs"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
@@ -143,9 +144,9 @@ func (l *Loop) Poll(ctx context.Context, spec cluster.Spec) {
 		st.Error = "read Ray's demand: " + oneline.Of(err.Error())
 		return
 	}
-	// One squeue per poll: the head and every worker of this cluster.
-	jobs, err := l.cfg.Sched.Jobs(ctx, scheduler.Query{User: spec.User,
-		Names: []string{cluster.JobName(spec.Name, cluster.RoleHead), cluster.JobName(spec.Name, cluster.RoleWorker)}})
+	// One squeue per poll, the one status and the head's observer ask too
+	// (they share it: scheduler.SharedJobs): every job of this cluster.
+	jobs, err := l.cfg.Sched.Jobs(ctx, observe.JobsQuery(spec))
 	if err != nil {
 		st.Error = "read the queue: " + oneline.Of(err.Error())
 		return
@@ -256,16 +257,13 @@ func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Jo
 // event appends one decision to the autoscaler's event log.
 func (l *Loop) event(d *cluster.AutoscaleDecision) {
 	err := cluster.AppendEvent(l.cfg.Dir.AutoscalerEventsPath(), map[string]any{
-		"ts": cluster.TS(d.At), "event": EventDecision,
+		"ts": cluster.TS(d.At), "event": cluster.EventAutoscalerDecision,
 		"submitted": nonNil(d.Submitted), "cancelled": nonNil(d.Cancelled), "drained": nonNil(d.Drained), "reason": d.Why,
 	})
 	if err != nil {
 		l.cfg.Logf("autoscaler: %v", err)
 	}
 }
-
-// EventDecision is the autoscaler's event in the shared event schema.
-const EventDecision = "autoscaler_decision"
 
 func nonNil(s []string) []string {
 	if s == nil {

@@ -270,9 +270,9 @@ func TestLoopEventMatchesSharedSchema(t *testing.T) {
 	if err := json.Unmarshal(b, &fx); err != nil {
 		t.Fatal(err)
 	}
-	required, ok := fx.Events[EventDecision]
+	required, ok := fx.Events[cluster.EventAutoscalerDecision]
 	if !ok {
-		t.Fatalf("the shared schema has no %q event", EventDecision)
+		t.Fatalf("the shared schema has no %q event", cluster.EventAutoscalerDecision)
 	}
 	f := newLoopFixture(t)
 	f.ray.state.Pending = []raygcs.RequestCount{{Request: raygcs.Request{Resources: map[string]float64{"GPU": 1}}, Count: 1}}
@@ -282,7 +282,7 @@ func TestLoopEventMatchesSharedSchema(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.SplitN(string(line), "\n", 2)[0]), &ev); err != nil {
 		t.Fatalf("event %q: %v", line, err)
 	}
-	if ev["event"] != EventDecision {
+	if ev["event"] != cluster.EventAutoscalerDecision {
 		t.Errorf("event = %v", ev["event"])
 	}
 	for _, field := range append(required, "ts") {

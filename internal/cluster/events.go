@@ -22,6 +22,9 @@ const (
 	// EventClusterSample is the cluster's GPUs: written when a value
 	// changes, and at least every ClusterSampleEvery.
 	EventClusterSample = "cluster_sample"
+	// EventAutoscalerDecision is the head's autoscaler deciding (written to
+	// events/autoscaler.jsonl; the observer counts them for /metrics).
+	EventAutoscalerDecision = "autoscaler_decision"
 )
 
 // ClusterSampleEvery bounds the gap between two cluster_sample events, so a

@@ -276,9 +276,9 @@ func TestCountDecisions(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "autoscaler.jsonl")
 	for _, e := range []map[string]any{
-		{"ts": 1.0, "event": EventAutoscalerDecision, "submitted": []string{"9_0", "9_1"}, "cancelled": []string{}, "drained": []string{}, "reason": "demand"},
-		{"ts": 2.0, "event": EventAutoscalerDecision, "submitted": []string{}, "cancelled": []string{"9_1"}, "drained": []string{"9_0"}, "reason": "idle"},
-		{"ts": 3.0, "event": EventAutoscalerDecision, "submitted": []string{}, "cancelled": []string{}, "drained": []string{}, "reason": "nothing to do"},
+		{"ts": 1.0, "event": cluster.EventAutoscalerDecision, "submitted": []string{"9_0", "9_1"}, "cancelled": []string{}, "drained": []string{}, "reason": "demand"},
+		{"ts": 2.0, "event": cluster.EventAutoscalerDecision, "submitted": []string{}, "cancelled": []string{"9_1"}, "drained": []string{"9_0"}, "reason": "idle"},
+		{"ts": 3.0, "event": cluster.EventAutoscalerDecision, "submitted": []string{}, "cancelled": []string{}, "drained": []string{}, "reason": "nothing to do"},
 		{"ts": 4.0, "event": "job_state", "job": "9_0"},
 	} {
 		if err := cluster.AppendEvent(path, e); err != nil {
@@ -303,7 +303,7 @@ func TestCountDecisions(t *testing.T) {
 	if err := json.Unmarshal(b, &shared); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := shared.Events[EventAutoscalerDecision]; !ok {
-		t.Errorf("%q is not an event of testdata/shared-state.json", EventAutoscalerDecision)
+	if _, ok := shared.Events[cluster.EventAutoscalerDecision]; !ok {
+		t.Errorf("%q is not an event of testdata/shared-state.json", cluster.EventAutoscalerDecision)
 	}
 }

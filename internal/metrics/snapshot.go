@@ -75,15 +75,18 @@ func Live(j cluster.JobStatus) bool { return scheduler.JobState(j.SlurmState).Ac
 // InRay reports whether the job's Ray node is in the cluster.
 func InRay(j cluster.JobStatus) bool { return j.Ray == cluster.Joined || j.Ray == cluster.Draining }
 
-// EventAutoscalerDecision is the autoscaler's event (autoscale.EventDecision;
-// both are checked against testdata/shared-state.json's event names).
-const EventAutoscalerDecision = "autoscaler_decision"
-
 // CountDecisions counts the autoscaler's decisions in its event log.
 func CountDecisions(events []cluster.Event) AutoscalerCounts {
 	var n AutoscalerCounts
+	n.Add(events)
+	return n
+}
+
+// Add counts the decisions among events on top of those counted so far, so
+// the head's observer reads only what the autoscaler appended since.
+func (n *AutoscalerCounts) Add(events []cluster.Event) {
 	for _, e := range events {
-		if e.Name != EventAutoscalerDecision {
+		if e.Name != cluster.EventAutoscalerDecision {
 			continue
 		}
 		var d struct{ Submitted, Cancelled, Drained []string }
@@ -95,5 +98,4 @@ func CountDecisions(events []cluster.Event) AutoscalerCounts {
 		n.Cancelled += len(d.Cancelled)
 		n.Drained += len(d.Drained)
 	}
-	return n
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 // startTree starts `sh -c script` and returns it once at least want live
@@ -18,7 +20,7 @@ func startTree(t *testing.T, script string, want int) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("sh", "-c", script)
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sh: %v", err)
+		testci.SkipOutsideCI(t, "cannot start sh: %v", err)
 	}
 	t.Cleanup(func() {
 		for _, pid := range Descendants(cmd.Process.Pid) {
@@ -44,7 +46,7 @@ func comm(pid int) string {
 
 func TestDescendants(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Skip("no /proc")
+		testci.SkipOutsideCI(t, "no /proc")
 	}
 	t.Parallel()
 	// The shell may exec its last command, so only the background sleep is
@@ -100,7 +102,7 @@ func TestDescendants(t *testing.T) {
 
 func TestDescendantsFindsGrandchildren(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Skip("no /proc")
+		testci.SkipOutsideCI(t, "no /proc")
 	}
 	t.Parallel()
 	// outer sh -> { inner sh -> sleep, sleep }: three descendants, one a grandchild.
