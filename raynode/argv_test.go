@@ -1,17 +1,14 @@
 package raynode
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/goldentest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current code")
 
 // goldenSupervisor is a supervisor as Run would set it up in job 7 of
 // cluster exp1 on a node with 64 GiB and 16 CPUs allocated.
@@ -42,22 +39,7 @@ func TestStartArgvGolden(t *testing.T) {
 	for name, p := range cases {
 		t.Run(name, func(t *testing.T) {
 			got := strings.Join(p.Argv(), "\n") + "\n"
-			path := filepath.Join("testdata", name+".golden")
-			if *update {
-				if err := os.MkdirAll("testdata", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./raynode -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("argv differs from %s (run with -update if intended):\n%s", path, got)
-			}
+			goldentest.Check(t, filepath.Join("testdata", name+".golden"), []byte(got))
 		})
 	}
 }

@@ -1,8 +1,6 @@
 package templates
 
 import (
-	"flag"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -11,9 +9,8 @@ import (
 	"testing"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/goldentest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current renderer")
 
 func baseScript(role cluster.Role) Script {
 	return Script{
@@ -61,18 +58,7 @@ func TestRenderGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join("testdata", name+".golden")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./templates -update)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("rendered %s differs from %s (run with -update if intended):\n%s", name, path, got)
-			}
+			goldentest.Check(t, path, got)
 			out, err := exec.Command("bash", "-n", path).CombinedOutput()
 			if err != nil {
 				t.Errorf("bash -n %s: %v\n%s", path, err, out)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,28 +13,9 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/goldentest"
 	"github.com/sraybatch/sraybatch/internal/timeline"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current code")
-
-// checkGolden compares got with testdata/name, or rewrites it with -update.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 // goldenTimeline is a small cluster's life: head and a worker submitted,
 // started, joined; a driver stepping; the worker warned and drained; down.
@@ -92,7 +72,7 @@ func TestEventsOutputGolden(t *testing.T) {
 		if err := p.print(evs); err != nil {
 			t.Fatal(err)
 		}
-		checkGolden(t, "events."+format+".golden", out.Bytes())
+		goldentest.Check(t, filepath.Join("testdata", "events."+format+".golden"), out.Bytes())
 	}
 }
 

@@ -3,7 +3,6 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,11 +13,10 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/goldentest"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/internal/testci"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current code")
 
 var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
@@ -82,19 +80,7 @@ func TestExpositionGolden(t *testing.T) {
 		if err := Write(&buf, fixedSnapshot(), tt.openMetrics); err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join("testdata", tt.file)
-		if *update {
-			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test -update to create it)", err)
-		}
-		if !bytes.Equal(buf.Bytes(), want) {
-			t.Errorf("%s differs from the exposition (go test -update rewrites it):\n%s", path, buf.String())
-		}
+		goldentest.Check(t, filepath.Join("testdata", tt.file), buf.Bytes())
 		if strings.Contains(buf.String(), ` job="`) || strings.Contains(buf.String(), `{job=`) {
 			t.Errorf("%s: a label named job overrides Prometheus's own", tt.file)
 		}

@@ -2,9 +2,7 @@ package report
 
 import (
 	"bytes"
-	"flag"
 	"math"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -13,10 +11,9 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/goldentest"
 	"github.com/sraybatch/sraybatch/internal/timeline"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
@@ -304,19 +301,7 @@ func TestGolden(t *testing.T) {
 			if err := Render(&b, Build(spec, events, tt.now)); err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", tt.fixture+".golden.html")
-			if *update {
-				if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/report -update)", err)
-			}
-			if !bytes.Equal(b.Bytes(), want) {
-				t.Errorf("rendered page differs from %s (go test ./internal/report -update, then review the diff)", golden)
-			}
+			goldentest.Check(t, filepath.Join("testdata", tt.fixture+".golden.html"), b.Bytes())
 		})
 	}
 }
