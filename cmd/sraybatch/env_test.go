@@ -183,6 +183,13 @@ func TestHelpOfEachCommand(t *testing.T) {
 				if s.errOut.Len() != 0 {
 					t.Errorf("%s %s wrote to stderr: %q", c.name, flag, s.errOut.String())
 				}
+				// A flag whose help names its default must not get pflag's too
+				// (train --gpus-per-actor once showed "(default -1)" after it).
+				for _, line := range strings.Split(out, "\n") {
+					if strings.Count(line, "(default") > 1 {
+						t.Errorf("%s %s: a flag shows two defaults: %q", c.name, flag, line)
+					}
+				}
 			}
 		})
 	}

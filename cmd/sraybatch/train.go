@@ -35,10 +35,11 @@ Examples:
   sraybatch train --cluster exp1 -- python my_driver.py --lr 3e-4`
 
 type trainOptions struct {
-	Cluster      string
-	Steps        int
-	StepSeconds  float64
-	GPUsPerActor float64
+	Cluster     string
+	Steps       int
+	StepSeconds float64
+	// GPUsPerActor is the demo's GPUs per actor; nil: 1, or 0 on a CPU-only cluster.
+	GPUsPerActor *float64
 	CPUs         int
 	Follow       bool
 	Command      []string
@@ -50,7 +51,7 @@ func runTrainCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
 	fs.IntVar(&o.Steps, "steps", 0, "demo: steps to run (0: until the cluster goes down)")
 	fs.Float64Var(&o.StepSeconds, "step-seconds", 1, "demo: seconds of work per step")
-	fs.Float64Var(&o.GPUsPerActor, "gpus-per-actor", -1, "demo: GPUs per actor (default 1, or 0 on a CPU-only cluster)")
+	fs.Var(optionalFloat{&o.GPUsPerActor}, "gpus-per-actor", "demo: GPUs per actor (default 1, or 0 on a CPU-only cluster)")
 	fs.IntVar(&o.CPUs, "cpus", 1, "CPUs of the driver job")
 	fs.BoolVarP(&o.Follow, "follow", "f", false, "stream the driver's output until it ends (exit 1 unless it completed)")
 	if err := parseFlags(fs, args); err != nil {
@@ -73,8 +74,8 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
 		return usageError{err}
 	}
-	if o.Steps < 0 || o.StepSeconds <= 0 || o.CPUs < 1 {
-		return usagef("--steps must be >= 0, --step-seconds > 0 and --cpus >= 1")
+	if o.Steps < 0 || o.StepSeconds <= 0 || o.CPUs < 1 || (o.GPUsPerActor != nil && *o.GPUsPerActor < 0) {
+		return usagef("--steps must be >= 0, --step-seconds > 0, --gpus-per-actor >= 0 and --cpus >= 1")
 	}
 	dir, spec, head, err := a.liveCluster(o.Cluster)
 	if err != nil {
@@ -82,9 +83,9 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	}
 	command := o.Command
 	if len(command) == 0 {
-		gpus := o.GPUsPerActor
-		if gpus < 0 {
-			gpus = min(1, float64(spec.Node.GPUs))
+		gpus := min(1, float64(spec.Node.GPUs))
+		if o.GPUsPerActor != nil {
+			gpus = *o.GPUsPerActor
 		}
 		command = []string{"python3", "-m", trainloop.PythonPackage + ".demo",
 			"--steps", strconv.Itoa(o.Steps), "--step-seconds", strconv.FormatFloat(o.StepSeconds, 'g', -1, 64),
@@ -222,3 +223,28 @@ func copyFrom(path string, offset int64, w io.Writer) int64 {
 	n, _ := io.Copy(w, f)
 	return offset + n
 }
+
+// optionalFloat is a float flag without a value of its own: unset, it stays
+// nil and the command picks the default its help text names. A sentinel
+// such as -1 would show in --help as "(default -1)"; pflag shows no
+// default for a value whose String is "".
+type optionalFloat struct{ p **float64 }
+
+func (f optionalFloat) String() string {
+	if f.p == nil || *f.p == nil {
+		return ""
+	}
+	return strconv.FormatFloat(**f.p, 'g', -1, 64)
+}
+
+func (f optionalFloat) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return err
+	}
+	*f.p = &v
+	return nil
+}
+
+// Type names the value in --help ("float", as pflag's own float flags).
+func (f optionalFloat) Type() string { return "float64" }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
@@ -134,5 +136,28 @@ func TestFollowDriverInterrupted(t *testing.T) {
 	var ie interruptedError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "driver job 50 keeps running") {
 		t.Errorf("followDriver after Ctrl+C = %v, want an interruptedError saying the driver keeps running", err)
+	}
+}
+
+// --gpus-per-actor unset is nil (the cluster's default), not a sentinel.
+func TestGPUsPerActorFlag(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want string // "" for nil
+	}{
+		{nil, ""},
+		{[]string{"--gpus-per-actor", "0"}, "0"},
+		{[]string{"--gpus-per-actor=0.5"}, "0.5"},
+	} {
+		var p *float64
+		fs := pflag.NewFlagSet("train", pflag.ContinueOnError)
+		fs.Var(optionalFloat{&p}, "gpus-per-actor", "")
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := (optionalFloat{&p}).String(); got != tt.want || (p == nil) != (tt.want == "") {
+			t.Errorf("%q: value %q (nil %v), want %q", tt.args, got, p == nil, tt.want)
+		}
 	}
 }
