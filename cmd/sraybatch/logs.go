@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/follow"
 	"github.com/sraybatch/sraybatch/raynode"
 )
 
@@ -186,7 +186,7 @@ func runLogs(ctx context.Context, io IOStreams, a *app, o logsOptions, clk clock
 	if err != nil {
 		return err
 	}
-	p := &logPrinter{out: io.Out, followed: map[string]*followedFile{}}
+	p := &logPrinter{out: io.Out, followed: map[string]*follow.File{}}
 	files := func() []logFile {
 		var fs []logFile
 		for _, t := range targets {
@@ -247,7 +247,7 @@ type logPrinter struct {
 	out      io.Writer
 	headers  bool
 	last     string // the file whose lines were written last
-	followed map[string]*followedFile
+	followed map[string]*follow.File
 }
 
 func (p *logPrinter) write(f logFile, data []byte) error {
@@ -267,8 +267,7 @@ func (p *logPrinter) write(f logFile, data []byte) error {
 
 // first writes a file as it is now, its last lines only when asked.
 func (p *logPrinter) first(f logFile, lines int) error {
-	ff := p.follow(f.path)
-	data, err := ff.readNew()
+	data, err := p.follow(f.path).Next()
 	if err != nil {
 		return err
 	}
@@ -277,17 +276,18 @@ func (p *logPrinter) first(f logFile, lines int) error {
 
 // more writes what is new in a file since it was last read.
 func (p *logPrinter) more(f logFile) error {
-	data, err := p.follow(f.path).readNew()
+	data, err := p.follow(f.path).Next()
 	if err != nil {
 		return err
 	}
 	return p.write(f, data)
 }
 
-func (p *logPrinter) follow(path string) *followedFile {
+// follow is the follower of a file, made on its first read.
+func (p *logPrinter) follow(path string) *follow.File {
 	ff := p.followed[path]
 	if ff == nil {
-		ff = &followedFile{path: path}
+		ff = follow.New(path)
 		p.followed[path] = ff
 	}
 	return ff
@@ -311,96 +311,4 @@ func lastLines(data []byte, n int) []byte {
 		}
 	}
 	return data
-}
-
-// followedFile reads a file on from where it stopped. A job's output only
-// grows; a copy of a Ray log is replaced by a newer one, which holds the
-// log's newest bytes: the last bytes already shown then mark where to go on.
-type followedFile struct {
-	path   string
-	offset int64
-	// shown are the file's bytes just before offset (up to anchorSize).
-	shown []byte
-}
-
-const anchorSize = 1 << 10
-
-// dropped marks a gap: a replaced copy no longer holds the lines after the
-// last shown (more than its cap came in between).
-const dropped = "[sraybatch logs: lines in between were not kept in the copy]\n"
-
-func (f *followedFile) readNew() ([]byte, error) {
-	in, err := os.Open(f.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil // not written yet
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read log: %w", err)
-	}
-	defer in.Close()
-	var data []byte
-	if f.continues(in) {
-		if _, err := in.Seek(f.offset, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("read log %s: %w", f.path, err)
-		}
-		if data, err = io.ReadAll(in); err != nil {
-			return nil, fmt.Errorf("read log %s: %w", f.path, err)
-		}
-		f.offset += int64(len(data))
-		f.remember(data)
-		return data, nil
-	}
-	all, err := io.ReadAll(in)
-	if err != nil {
-		return nil, fmt.Errorf("read log %s: %w", f.path, err)
-	}
-	data = afterShown(all, f.shown)
-	f.offset, f.shown = int64(len(all)), nil
-	f.remember(all)
-	return data, nil
-}
-
-// remember keeps the last anchorSize bytes of the file read so far.
-func (f *followedFile) remember(data []byte) {
-	f.shown = append(f.shown, data...)
-	if len(f.shown) > anchorSize {
-		f.shown = append([]byte(nil), f.shown[len(f.shown)-anchorSize:]...)
-	}
-}
-
-// continues reports whether the file still holds, just before the offset
-// reached, the bytes read last: it has only grown since.
-func (f *followedFile) continues(in *os.File) bool {
-	if f.offset == 0 {
-		return true
-	}
-	want := f.shown
-	if int64(len(want)) > f.offset {
-		want = want[int64(len(want))-f.offset:]
-	}
-	got := make([]byte, len(want))
-	n, _ := in.ReadAt(got, f.offset-int64(len(want)))
-	return n == len(want) && bytes.Equal(got, want)
-}
-
-// minOverlap is the least of the bytes already shown that a replaced copy
-// must start with to count as going on from them: fewer match by chance.
-const minOverlap = 8
-
-// afterShown is what a replaced copy holds after the bytes already shown:
-// after them where it holds them all, after their end where it starts
-// within them (its window moved into them), else all of it, marked as a gap.
-func afterShown(all, shown []byte) []byte {
-	if len(shown) == 0 {
-		return all
-	}
-	if i := bytes.LastIndex(all, shown); i >= 0 {
-		return all[i+len(shown):]
-	}
-	for k := len(shown) - 1; k >= minOverlap; k-- {
-		if bytes.HasPrefix(all, shown[len(shown)-k:]) {
-			return all[k:]
-		}
-	}
-	return append([]byte(dropped), all...)
 }
