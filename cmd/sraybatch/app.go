@@ -149,21 +149,6 @@ func slurmError(ctx, bounded context.Context, err error) error {
 	return err
 }
 
-// outputFormat resolves --output: a styled table on a terminal, TSV when
-// piped, JSON when asked.
-func outputFormat(flag string, tty bool) (string, error) {
-	switch flag {
-	case "table", "tsv", "json":
-		return flag, nil
-	case "":
-		if tty {
-			return "table", nil
-		}
-		return "tsv", nil
-	}
-	return "", usagef("invalid --output %q: use table, tsv or json", flag)
-}
-
 // liveCluster opens a cluster that more jobs can join: not taken down, with
 // a head job recorded (returned).
 func (a *app) liveCluster(name string) (cluster.Dir, cluster.Spec, string, error) {

@@ -94,7 +94,7 @@ type autoscaleCmdOptions struct {
 func runAutoscaleCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o autoscaleCmdOptions
 	fs := newFlagSet("autoscale", autoscaleUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live one)")
+	addClusterFlag(fs, &o.Cluster)
 	fs.BoolVar(&o.On, "on", false, "switch autoscaling on")
 	fs.BoolVar(&o.Off, "off", false, "switch autoscaling off: nothing is submitted, cancelled or drained any more")
 	o.addFlags(fs)

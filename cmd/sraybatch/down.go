@@ -34,7 +34,7 @@ type downOptions struct {
 func runDownCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o downOptions
 	fs := newFlagSet("down", downUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	addClusterFlag(fs, &o.Cluster)
 	fs.BoolVar(&o.Forget, "forget", false, "also remove the cluster directory and its logs")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up waiting for the jobs to end after this long (exit 3)")
 	if err := parseFlagsOnly(fs, args); err != nil {

@@ -21,7 +21,7 @@ type envOptions struct{ Cluster string }
 func runEnvCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o envOptions
 	fs := newFlagSet("env", envUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	addClusterFlag(fs, &o.Cluster)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -46,9 +46,9 @@ const eventsEvery = time.Second
 func runEventsCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o eventsOptions
 	fs := newFlagSet("events", eventsUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	addClusterFlag(fs, &o.Cluster)
 	fs.BoolVarP(&o.Follow, "follow", "f", false, "keep printing new events until the cluster has ended")
-	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
+	addOutputFlag(fs, &o.Output)
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func runFreeCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o freeOptions
 	fs := newFlagSet("free", freeUsage, io)
 	fs.StringVarP(&o.Partition, "partition", "p", "", "only this partition")
-	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
+	addOutputFlag(fs, &o.Output)
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ type gpusOptions struct {
 func runGpusCmd(ctx context.Context, io IOStreams, args []string) error {
 	o := gpusOptions{NewInventory: systemInventory}
 	fs := newFlagSet("gpus", gpusUsage, io)
-	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
+	addOutputFlag(fs, &o.Output)
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ type growOptions struct {
 func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o growOptions
 	fs := newFlagSet("grow", growUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	addClusterFlag(fs, &o.Cluster)
 	fs.IntVarP(&o.Count, "count", "n", 1, "number of worker jobs to add")
 	fs.BoolVar(&o.Fill, "fill", false, "add as many workers as there are free GPUs now (instead of -n)")
 	fs.IntVar(&o.Max, "max", 0, "with --fill: at most this many workers")

@@ -56,7 +56,7 @@ const logsEvery = time.Second
 func runLogsCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o logsOptions
 	fs := newFlagSet("logs", logsUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	addClusterFlag(fs, &o.Cluster)
 	fs.StringVar(&o.Role, "role", "", "show every job of this role: head, worker or driver")
 	fs.BoolVarP(&o.Follow, "follow", "f", false, "keep printing new output until the jobs have ended")
 	fs.BoolVar(&o.Ray, "ray", false, "show the jobs' Ray logs (GCS, raylet, core driver) instead of their output")

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 
 	"github.com/spf13/pflag"
 	"github.com/sraybatch/sraybatch/internal/oneline"
@@ -182,39 +181,6 @@ Run 'sraybatch <command> --help' for a command's flags.
 State lives in $SRAYBATCH_HOME (default ~/.sraybatch).
 
 `+exitCodesHelp+"\n")
-}
-
-// newFlagSet makes a command's flag set with help text that ends in the exit codes.
-func newFlagSet(name, usage string, io IOStreams) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(io.ErrOut)
-	fs.SortFlags = false
-	fs.Usage = func() {
-		fmt.Fprintf(io.Out, "%s\n\nFlags:\n%s\n%s\n", strings.TrimSpace(usage), fs.FlagUsages(), exitCodesHelp)
-	}
-	return fs
-}
-
-// parseFlags parses and turns flag errors into usage errors.
-func parseFlags(fs *pflag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return err
-		}
-		return usagef("%v (see --help)", err)
-	}
-	return nil
-}
-
-// parseFlagsOnly parses a command that takes flags and no arguments.
-func parseFlagsOnly(fs *pflag.FlagSet, args []string) error {
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see --help)", fs.Arg(0))
-	}
-	return nil
 }
 
 // isTerminal asks the terminal driver (TCGETS): /dev/null is a character

@@ -44,7 +44,7 @@ type reportOptions struct {
 func runReportCmd(ctx context.Context, io IOStreams, args []string) error {
 	o := reportOptions{Now: time.Now}
 	fs := newFlagSet("report", reportUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	addClusterFlag(fs, &o.Cluster)
 	fs.StringVarP(&o.Output, "output", "o", "", "the HTML file to write (required)")
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err

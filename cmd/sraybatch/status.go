@@ -50,9 +50,9 @@ type statusOptions struct {
 func runStatusCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o statusOptions
 	fs := newFlagSet("status", statusUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	addClusterFlag(fs, &o.Cluster)
 	fs.BoolVar(&o.All, "all", false, "show every cluster in $SRAYBATCH_HOME, ended ones included")
-	fs.StringVarP(&o.Output, "output", "o", "", "table, tsv or json (default: table on a terminal, tsv otherwise)")
+	addOutputFlag(fs, &o.Output)
 	fs.BoolVar(&o.GPUs, "gpus", false, "also show each node's GPUs: model, memory used/total, utilization (sampled every 30 s)")
 	fs.BoolVarP(&o.Watch, "watch", "w", false, "show the cluster live until it ends: redrawn on a terminal, appended when piped")
 	fs.DurationVar(&o.Interval, "interval", 2*time.Second, "how often --watch looks again")

@@ -48,7 +48,7 @@ type trainOptions struct {
 func runTrainCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o trainOptions
 	fs := newFlagSet("train", trainUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	addClusterFlag(fs, &o.Cluster)
 	fs.IntVar(&o.Steps, "steps", 0, "demo: steps to run (0: until the cluster goes down)")
 	fs.Float64Var(&o.StepSeconds, "step-seconds", 1, "demo: seconds of work per step")
 	fs.Var(optionalFloat{&o.GPUsPerActor}, "gpus-per-actor", "demo: GPUs per actor (default 1, or 0 on a CPU-only cluster)")
@@ -223,28 +223,3 @@ func copyFrom(path string, offset int64, w io.Writer) int64 {
 	n, _ := io.Copy(w, f)
 	return offset + n
 }
-
-// optionalFloat is a float flag without a value of its own: unset, it stays
-// nil and the command picks the default its help text names. A sentinel
-// such as -1 would show in --help as "(default -1)"; pflag shows no
-// default for a value whose String is "".
-type optionalFloat struct{ p **float64 }
-
-func (f optionalFloat) String() string {
-	if f.p == nil || *f.p == nil {
-		return ""
-	}
-	return strconv.FormatFloat(**f.p, 'g', -1, 64)
-}
-
-func (f optionalFloat) Set(s string) error {
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return err
-	}
-	*f.p = &v
-	return nil
-}
-
-// Type names the value in --help ("float", as pflag's own float flags).
-func (f optionalFloat) Type() string { return "float64" }

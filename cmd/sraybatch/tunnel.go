@@ -32,7 +32,7 @@ type tunnelOptions struct {
 func runTunnelCmd(ctx context.Context, io IOStreams, args []string) error {
 	var o tunnelOptions
 	fs := newFlagSet("tunnel", tunnelUsage, io)
-	fs.StringVarP(&o.Cluster, "cluster", "c", "", "cluster name (default: the only live cluster)")
+	addClusterFlag(fs, &o.Cluster)
 	fs.StringVar(&o.Login, "login", "", "the login node ssh jumps through, [user@]host[:port] (default: this host's name)")
 	fs.IntVar(&o.LocalPort, "local-port", 0, "local port to forward (default: the dashboard's port)")
 	if err := parseFlagsOnly(fs, args); err != nil {
