@@ -11,6 +11,7 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 
 	"github.com/sraybatch/sraybatch/internal/backend"
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/observe"
 	"github.com/sraybatch/sraybatch/internal/oneline"
@@ -21,9 +22,13 @@ import (
 // ~9 s, and status must still answer with the last known state.
 const squeueTimeout = 2 * time.Second
 
-// app is what every command works with; tests point it at their own store and SLURM.
+// app is what every command works with; tests point it at their own store,
+// SLURM and clock.
 type app struct {
 	store cluster.Store
+	// clock is the one source of time of every command: its timestamps,
+	// deadlines and waits. Tests that drive a wait give it a clocktest.Fake.
+	clock clock.Clock
 	// backends run the jobs; which one a cluster uses is its spec's choice.
 	backends backend.Schedulers
 	// reader keeps the drivers' event files folded between observations,
@@ -36,7 +41,7 @@ func newApp() (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &app{store: store, backends: backend.System(store.Home(), nil)}, nil
+	return &app{store: store, backends: backend.System(store.Home(), nil), clock: clock.System{}}, nil
 }
 
 // sched is the scheduler that runs the jobs of the cluster whose spec this is.
@@ -84,7 +89,7 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (
 	if a.reader == nil {
 		a.reader = observe.NewReader()
 	}
-	o, err := a.reader.Read(ctx, dir, spec, time.Now(), func(ctx context.Context) (map[string]scheduler.Job, error) {
+	o, err := a.reader.Read(ctx, dir, spec, a.clock.Now(), func(ctx context.Context) (map[string]scheduler.Job, error) {
 		return a.clusterJobs(ctx, spec)
 	})
 	if err != nil {
@@ -107,7 +112,9 @@ func (a *app) clusterJobs(ctx context.Context, spec cluster.Spec) (map[string]sc
 const pingAfter = 150 * time.Millisecond
 
 // jobs runs one squeue bounded by squeueTimeout, and fails at once when
-// squeue is slow and the controller does not answer a ping.
+// squeue is slow and the controller does not answer a ping. Both bounds are
+// on a real process, so they are real time, not a.clock: a test's fake
+// clock must not fire them, nor count their waits as the command's.
 func (a *app) jobs(ctx context.Context, sched scheduler.Scheduler, q scheduler.Query) ([]scheduler.Job, error) {
 	bounded, cancel := context.WithTimeout(ctx, squeueTimeout)
 	defer cancel()

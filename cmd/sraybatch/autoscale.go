@@ -44,9 +44,9 @@ func (o *autoscaleOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.CPUOnlyDemand, "cpu-only-demand", false, "let demand that asks for no GPU start worker jobs (which hold GPUs)")
 }
 
-// apply sets the flags given on the command line (all of them for `up`).
-func (o autoscaleOptions) apply(fs *pflag.FlagSet, a *cluster.AutoscaleSpec, all bool) error {
-	set := func(name string) bool { return all || fs.Changed(name) }
+// apply sets the settings whose flag set says to (every one for `up`; for
+// `autoscale` those given on the command line).
+func (o autoscaleOptions) apply(a *cluster.AutoscaleSpec, set func(flag string) bool) error {
 	if set("min-workers") {
 		a.MinWorkers = o.MinWorkers
 	}
@@ -89,6 +89,9 @@ type autoscaleCmdOptions struct {
 	Cluster string
 	On, Off bool
 	autoscaleOptions
+	// Given are the flags given on the command line: only their settings
+	// change; none but --cluster just shows the settings.
+	Given map[string]bool
 }
 
 func runAutoscaleCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -101,14 +104,16 @@ func runAutoscaleCmd(ctx context.Context, io IOStreams, args []string) error {
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}
+	o.Given = map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { o.Given[f.Name] = true })
 	a, err := newApp()
 	if err != nil {
 		return err
 	}
-	return runAutoscale(io, a, o, fs)
+	return runAutoscale(io, a, o)
 }
 
-func runAutoscale(io IOStreams, a *app, o autoscaleCmdOptions, fs *pflag.FlagSet) error {
+func runAutoscale(io IOStreams, a *app, o autoscaleCmdOptions) error {
 	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
 		return usageError{err}
 	}
@@ -122,7 +127,9 @@ func runAutoscale(io IOStreams, a *app, o autoscaleCmdOptions, fs *pflag.FlagSet
 	as := spec.Autoscale
 	// Any flag but --cluster changes the settings; none just shows them.
 	changed := false
-	fs.Visit(func(f *pflag.Flag) { changed = changed || f.Name != "cluster" })
+	for name := range o.Given {
+		changed = changed || name != "cluster"
+	}
 	if o.On {
 		as.Enabled = true
 	}
@@ -130,7 +137,7 @@ func runAutoscale(io IOStreams, a *app, o autoscaleCmdOptions, fs *pflag.FlagSet
 		as.Enabled = false
 	}
 	if changed {
-		if err := o.apply(fs, &as, false); err != nil {
+		if err := o.apply(&as, func(flag string) bool { return o.Given[flag] }); err != nil {
 			return err
 		}
 		if _, down, err := dir.Down(); err != nil {

@@ -71,7 +71,7 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := dir.MarkDown(time.Now()); err != nil {
+	if err := dir.MarkDown(a.clock.Now()); err != nil {
 		return err
 	}
 	// No Prometheus may scrape the cluster's ports any more: another user's
@@ -96,7 +96,7 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 		return fmt.Errorf("cancel jobs %v: %w", ids, err)
 	}
 	fmt.Fprintf(io.ErrOut, "cluster %s: cancelled %d jobs; waiting for them to end\n", spec.Name, ending)
-	err = poll(ctx, time.Now().Add(o.Timeout), func(last bool) (bool, error) {
+	err = a.poll(ctx, a.clock.Now().Add(o.Timeout), func(last bool) (bool, error) {
 		jobs, err := a.clusterJobs(ctx, spec)
 		if err != nil {
 			return false, err

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/backend"
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/proctree"
 	"github.com/sraybatch/sraybatch/slurm"
@@ -615,7 +616,7 @@ func TestUpDryRunInjection(t *testing.T) {
 			o := upOptions{Name: "inj", Node: cluster.NodeSpec{GPUs: 1, Partition: "gpu", Time: "1:00:00"}, Workers: 2,
 				DryRun: true, ObjectStoreMB: 80, DrainBefore: 2 * time.Minute}
 			f.set(&o, &home, root, p)
-			a := &app{store: cluster.Store{Root: filepath.Join(home, "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(slurmtest.NewRunner(t), uProgs)}}
+			a := &app{store: cluster.Store{Root: filepath.Join(home, "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(slurmtest.NewRunner(t), uProgs)}, clock: clock.System{}}
 			var s uStreams
 			err := runUp(context.Background(), s.io(false), a, o)
 			if !strings.ContainsRune(a.store.Root, 0) { // a path with NUL cannot exist

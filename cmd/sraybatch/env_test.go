@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sraybatch/sraybatch/internal/backend"
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
@@ -22,7 +23,7 @@ func TestEnvExports(t *testing.T) {
 	for _, insecure := range []bool{false, true} {
 		// A store path with a quote and a space must survive the shell.
 		stub := slurmtest.NewRunner(t)
-		a := &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "it's a home", "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(stub, uProgs)}}
+		a := &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "it's a home", "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(stub, uProgs)}, clock: clock.System{}}
 		spec := uSpec("exp1")
 		spec.Insecure = insecure
 		dir, err := a.store.Create(spec, "")

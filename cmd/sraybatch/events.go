@@ -11,7 +11,6 @@ import (
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
-	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/timeline"
 )
 
@@ -56,10 +55,10 @@ func runEventsCmd(ctx context.Context, io IOStreams, args []string) error {
 	if err != nil {
 		return err
 	}
-	return runEvents(ctx, io, a, o, clock.System{})
+	return runEvents(ctx, io, a, o)
 }
 
-func runEvents(ctx context.Context, io IOStreams, a *app, o eventsOptions, clk clock.Clock) error {
+func runEvents(ctx context.Context, io IOStreams, a *app, o eventsOptions) error {
 	format, err := outputFormat(o.Output, io.OutIsTTY)
 	if err != nil {
 		return err
@@ -77,7 +76,7 @@ func runEvents(ctx context.Context, io IOStreams, a *app, o eventsOptions, clk c
 		}
 		return p.print(evs)
 	}
-	err = followEvery(ctx, clk, eventsEvery, func() (bool, error) {
+	err = a.followEvery(ctx, eventsEvery, func() (bool, error) {
 		// Whether it has ended is asked first: the events read after it
 		// include the last ones written before the end.
 		st, err := a.observe(ctx, dir, spec)

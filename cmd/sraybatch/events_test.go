@@ -123,10 +123,11 @@ func TestEventsFollow(t *testing.T) {
 	appendEvent(cluster.JobStateEvent{TS: cluster.TS(now), Event: cluster.EventJobState, Job: "42_0", Role: cluster.RoleWorker, SlurmState: "RUNNING", Membership: cluster.Joined, GPUs: 1})
 
 	clk := clocktest.New(now)
+	f.app.clock = clk
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- runEvents(context.Background(), IOStreams{Out: &out, ErrOut: &errOut}, f.app, eventsOptions{Cluster: "exp1", Follow: true}, clk)
+		done <- runEvents(context.Background(), IOStreams{Out: &out, ErrOut: &errOut}, f.app, eventsOptions{Cluster: "exp1", Follow: true})
 	}()
 	clk.WaitAfterCalls(0)
 	first := out.String()
@@ -157,11 +158,11 @@ func TestEventsBadInput(t *testing.T) {
 	f := newUFixture(t)
 	var s uStreams
 	var ue usageError
-	if err := runEvents(context.Background(), s.io(false), f.app, eventsOptions{}, clocktest.New(time.Now())); !errors.As(err, &ue) {
+	if err := runEvents(context.Background(), s.io(false), f.app, eventsOptions{}); !errors.As(err, &ue) {
 		t.Errorf("no cluster: %v, want a usage error", err)
 	}
 	f.createCluster(t, "exp1", "41")
-	if err := runEvents(context.Background(), s.io(false), f.app, eventsOptions{Output: "yaml"}, clocktest.New(time.Now())); !errors.As(err, &ue) {
+	if err := runEvents(context.Background(), s.io(false), f.app, eventsOptions{Output: "yaml"}); !errors.As(err, &ue) {
 		t.Errorf("--output yaml: %v, want a usage error", err)
 	}
 	if code := run(context.Background(), s.io(false), []string{"events", "extra"}); code != exitUsage {

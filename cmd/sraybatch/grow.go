@@ -93,7 +93,7 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	if !o.Wait.Wait {
 		return nil
 	}
-	return waitForJobs(ctx, io, a, dir, spec, keys, newBudget(o.Wait.Timeout))
+	return waitForJobs(ctx, io, a, dir, spec, keys, a.newBudget(o.Wait.Timeout))
 }
 
 // fillCount is how many one-node workers of the cluster's shape fit on the

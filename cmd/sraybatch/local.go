@@ -83,7 +83,7 @@ func localSpec(spec *cluster.Spec) {
 func (a *app) foreground(ctx context.Context, io IOStreams, dir cluster.Dir, spec cluster.Spec, head string, timeout time.Duration) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if err := waitForHead(ctx, io, a, dir, spec, newBudget(timeout)); err != nil {
+	if err := waitForHead(ctx, io, a, dir, spec, a.newBudget(timeout)); err != nil {
 		if ctx.Err() != nil {
 			err = nil // interrupted: taking the cluster down is what was asked
 		}
@@ -92,13 +92,11 @@ func (a *app) foreground(ctx context.Context, io IOStreams, dir cluster.Dir, spe
 	if h, ok, _ := dir.Head(); ok {
 		fmt.Fprintf(io.ErrOut, "dashboard: %s\nRay address: %s (eval \"$(sraybatch env --cluster %s)\" points Ray's tools at it)\nCtrl+C takes the cluster down\n", h.Dashboard, h.Address, spec.Name)
 	}
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return a.takeDown(ctx, io, spec, nil)
-		case <-tick.C:
+		case <-a.clock.After(2 * time.Second):
 		}
 		jobs, err := a.sched(spec).Jobs(ctx, scheduler.Query{JobIDs: []string{head}})
 		if err == nil && (len(jobs) == 0 || !jobs[0].State.Active()) {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/follow"
 	"github.com/sraybatch/sraybatch/raynode"
@@ -75,7 +74,7 @@ func runLogsCmd(ctx context.Context, io IOStreams, args []string) error {
 	if err != nil {
 		return err
 	}
-	return runLogs(ctx, io, a, o, clock.System{})
+	return runLogs(ctx, io, a, o)
 }
 
 // logTarget is one job whose logs are shown.
@@ -167,7 +166,7 @@ func logFiles(spec cluster.Spec, t logTarget, ray bool) []logFile {
 	return out
 }
 
-func runLogs(ctx context.Context, io IOStreams, a *app, o logsOptions, clk clock.Clock) error {
+func runLogs(ctx context.Context, io IOStreams, a *app, o logsOptions) error {
 	if o.Lines < 0 {
 		return usagef("invalid --lines %d: use a count, or 0 for all", o.Lines)
 	}
@@ -211,7 +210,7 @@ func runLogs(ctx context.Context, io IOStreams, a *app, o logsOptions, clk clock
 		return nil
 	}
 	overBefore := false
-	err = followEvery(ctx, clk, logsEvery, func() (bool, error) {
+	err = a.followEvery(ctx, logsEvery, func() (bool, error) {
 		st, err := a.observe(ctx, dir, spec)
 		if err != nil {
 			return false, err

@@ -127,7 +127,7 @@ func TestLogs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var s uStreams
-		if err := runLogs(context.Background(), s.io(false), f.app, logsOptions{Cluster: "exp1", Job: tt.o.Job, Role: tt.o.Role, Ray: tt.o.Ray, Lines: tt.o.Lines}, clocktest.New(time.Now())); err != nil {
+		if err := runLogs(context.Background(), s.io(false), f.app, logsOptions{Cluster: "exp1", Job: tt.o.Job, Role: tt.o.Role, Ray: tt.o.Ray, Lines: tt.o.Lines}); err != nil {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
@@ -153,7 +153,7 @@ func TestLogsBadInput(t *testing.T) {
 		{Cluster: "nope", Job: "41"},
 	} {
 		var s uStreams
-		err := runLogs(context.Background(), s.io(false), f.app, o, clocktest.New(time.Now()))
+		err := runLogs(context.Background(), s.io(false), f.app, o)
 		var ue usageError
 		if !errors.As(err, &ue) && !errors.Is(err, cluster.ErrNotFound) {
 			t.Errorf("%+v: %v, want a usage error", o, err)
@@ -181,10 +181,11 @@ func TestLogsFollow(t *testing.T) {
 	expectEndedJobs(f, spec)
 	expectEndedJobs(f, spec)
 	clk := clocktest.New(time.Now())
+	f.app.clock = clk
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- runLogs(context.Background(), IOStreams{Out: &out, ErrOut: &errOut}, f.app, logsOptions{Cluster: "exp1", Role: "worker", Follow: true}, clk)
+		done <- runLogs(context.Background(), IOStreams{Out: &out, ErrOut: &errOut}, f.app, logsOptions{Cluster: "exp1", Role: "worker", Follow: true})
 	}()
 	clk.WaitAfterCalls(0)
 	w0 := cluster.JobLog(spec.LogDir, spec.Name, cluster.RoleWorker, "42_0")

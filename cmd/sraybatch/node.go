@@ -41,6 +41,18 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 		return usagef("give the role: head, worker or driver")
 	}
 	o.Role, o.DriverArgv = cluster.Role(fs.Arg(0)), fs.Args()[1:]
+	if err := o.validate(); err != nil {
+		return err
+	}
+	dir := cluster.Dir{Path: o.ClusterDir}
+	// Jobs submitted from inside this job start from the environment a login
+	// shell would have: not this job's GPUs, temp dir or Ray settings. The
+	// node works in its cluster's directory, not a store: no store is needed.
+	a := &app{backends: backend.System(dir.Home(), slurm.LoginEnv(os.Environ(), templates.ScriptExports...)), clock: clock.System{}}
+	return runNode(ctx, io, a, o)
+}
+
+func (o nodeOptions) validate() error {
 	switch {
 	case o.Role != cluster.RoleHead && o.Role != cluster.RoleWorker && o.Role != cluster.RoleDriver:
 		return usagef("unknown role %q: use head, worker or driver", o.Role)
@@ -51,14 +63,18 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 	case o.Role != cluster.RoleHead && o.HeadJob == "":
 		return usagef("--head-job is required for a %s", o.Role)
 	}
+	return nil
+}
+
+// runNode runs the supervisor of one Ray node of the cluster in
+// o.ClusterDir, and on the head its autoscaler, until the job ends.
+func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 	dir := cluster.Dir{Path: o.ClusterDir}
 	spec, err := dir.Spec()
 	if err != nil {
 		return fmt.Errorf("read cluster spec: %w", err)
 	}
-	// Jobs submitted from inside this job start from the environment a login
-	// shell would have: not this job's GPUs, temp dir or Ray settings.
-	sched := backend.System(dir.Home(), slurm.LoginEnv(os.Environ(), templates.ScriptExports...)).For(spec)
+	sched := a.sched(spec)
 	cfg := raynode.Config{
 		Role:       o.Role,
 		Dir:        dir,
@@ -70,16 +86,17 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 		Scheduler:  sched,
 		GPUs:       gpu.System(os.Getenv, io.Out),
 		Log:        io.Out,
+		Clock:      a.clock,
 	}
 	if o.Role == cluster.RoleHead {
 		// The head's observer and autoscaler ask about the same jobs: while
 		// the autoscaler polls, its squeue serves the observer too.
-		shared := scheduler.NewSharedJobs(time.Now)
+		shared := scheduler.NewSharedJobs(a.clock.Now)
 		cfg.Scheduler = shared.View(sched, raynode.ObservationStaleness)
 		cfg.Autoscaler = autoscale.NewLoop(autoscale.LoopConfig{
-			Dir: dir, HeadJob: raynode.JobKey(os.Getenv), Sched: shared.View(sched, 0), Clock: clock.System{},
+			Dir: dir, HeadJob: raynode.JobKey(os.Getenv), Sched: shared.View(sched, 0), Clock: a.clock,
 			Logf: func(format string, args ...any) {
-				fmt.Fprintf(io.Out, "sraybatch node head [%s]: %s\n", time.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
+				fmt.Fprintf(io.Out, "sraybatch node head [%s]: %s\n", a.clock.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
 			},
 		})
 	}

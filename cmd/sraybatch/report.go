@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/report"
@@ -37,12 +36,10 @@ Examples:
 
 type reportOptions struct {
 	Cluster, Output string
-	// Now is the end of what is still open (injected by tests).
-	Now func() time.Time
 }
 
 func runReportCmd(ctx context.Context, io IOStreams, args []string) error {
-	o := reportOptions{Now: time.Now}
+	var o reportOptions
 	fs := newFlagSet("report", reportUsage, io)
 	addClusterFlag(fs, &o.Cluster)
 	fs.StringVarP(&o.Output, "output", "o", "", "the HTML file to write (required)")
@@ -82,7 +79,8 @@ func runReport(io IOStreams, a *app, o reportOptions) error {
 	if err != nil {
 		return fmt.Errorf("read cluster %s: %w", spec.Name, err)
 	}
-	m := report.Build(spec, events, o.Now())
+	// What is still open ends now.
+	m := report.Build(spec, events, a.clock.Now())
 	var page bytes.Buffer
 	if err := report.Render(&page, m); err != nil {
 		return err

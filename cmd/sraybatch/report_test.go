@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
@@ -17,7 +18,7 @@ import (
 // write pages into.
 func reportCluster(t *testing.T) (*app, cluster.Dir, string) {
 	t.Helper()
-	a := &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}}
+	a := &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}, clock: clocktest.New(time.Now())}
 	dir, err := a.store.Create(uSpec("exp1"), "")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +43,7 @@ func TestReportWritesThePage(t *testing.T) {
 	a, _, out := reportCluster(t)
 	path := filepath.Join(out, "exp1.html")
 	var s uStreams
-	if err := runReport(s.io(false), a, reportOptions{Output: path, Now: time.Now}); err != nil {
+	if err := runReport(s.io(false), a, reportOptions{Output: path}); err != nil {
 		t.Fatal(err)
 	}
 	if s.out.String() != path+"\n" {
@@ -126,7 +127,6 @@ func TestReportBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 			o := tt.setup(t, a, dir, out)
-			o.Now = time.Now
 			var s uStreams
 			err := runReport(s.io(false), a, o)
 			var ue usageError

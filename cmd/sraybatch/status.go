@@ -13,7 +13,6 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 	"github.com/jedib0t/go-pretty/v6/text"
 
-	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
@@ -64,7 +63,7 @@ func runStatusCmd(ctx context.Context, io IOStreams, args []string) error {
 		return err
 	}
 	if o.Watch {
-		return runStatusWatch(ctx, io, a, o, clock.System{})
+		return runStatusWatch(ctx, io, a, o)
 	}
 	return runStatus(ctx, io, a, o)
 }

@@ -136,13 +136,13 @@ func followDriver(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, sp
 			return fmt.Errorf("cluster %s has no driver job %s recorded", spec.Name, job)
 		}
 		if js.Outcome != "" && endSeen.IsZero() {
-			endSeen = time.Now()
+			endSeen = a.clock.Now()
 		}
-		if driverOver(*js, !endSeen.IsZero() && time.Since(endSeen) >= settleFor) {
+		if driverOver(*js, !endSeen.IsZero() && a.clock.Now().Sub(endSeen) >= settleFor) {
 			// Let the last lines reach the shared filesystem.
 			select {
 			case <-ctx.Done():
-			case <-time.After(pollInterval):
+			case <-a.clock.After(pollInterval):
 			}
 			copyFrom(path, offset, io.Out)
 			return driverResult(*js, path)
@@ -151,7 +151,7 @@ func followDriver(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, sp
 		case <-ctx.Done():
 			return interruptedError{fmt.Errorf("interrupted: driver job %s keeps running (its log: %s); see `sraybatch status -c %s`, or `sraybatch down -c %s`",
 				job, path, spec.Name, spec.Name)}
-		case <-time.After(pollInterval):
+		case <-a.clock.After(pollInterval):
 		}
 	}
 }

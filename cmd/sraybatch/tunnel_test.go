@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/backend"
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
@@ -19,7 +20,7 @@ import (
 // node2's localhost, port 20001.
 func tunnelCluster(t *testing.T, insecure bool) (*app, cluster.Dir) {
 	t.Helper()
-	a := &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(slurmtest.NewRunner(t), uProgs)}}
+	a := &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(slurmtest.NewRunner(t), uProgs)}, clock: clock.System{}}
 	spec := uSpec("exp1")
 	spec.Insecure = insecure
 	dir, err := a.store.Create(spec, "")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/backend"
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/slurm/slurmtest"
@@ -68,7 +69,7 @@ func newUFixture(t *testing.T) *uFixture {
 	stub := slurmtest.NewRunner(t)
 	r := &scriptRunner{stub: stub}
 	return &uFixture{
-		app:    &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(r, uProgs)}},
+		app:    &app{store: cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(r, uProgs)}, clock: clock.System{}},
 		stub:   stub,
 		runner: r,
 	}

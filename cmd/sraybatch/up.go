@@ -110,7 +110,7 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}
-	if err := o.Scaling.apply(fs, &o.autoscaleSpec, true); err != nil {
+	if err := o.Scaling.apply(&o.autoscaleSpec, func(string) bool { return true }); err != nil {
 		return err
 	}
 	o.autoscaleSpec.Enabled = o.Autoscale
@@ -196,7 +196,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	}
 	spec := cluster.Spec{
 		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: cluster.CurrentUser(),
-		Created: time.Now().UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
+		Created: a.clock.Now().UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
 		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
 		DrainBeforeS: int(o.DrainBefore / time.Second), Autoscale: o.autoscaleSpec, MetricsSDDir: sdDir,
 	}
@@ -244,7 +244,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	if !o.Wait.Wait {
 		return nil
 	}
-	b := newBudget(o.Wait.Timeout)
+	b := a.newBudget(o.Wait.Timeout)
 	if err := waitForHead(ctx, io, a, dir, spec, b); err != nil {
 		return err
 	}

@@ -21,8 +21,8 @@ type budget struct {
 	deadline time.Time
 }
 
-func newBudget(timeout time.Duration) budget {
-	return budget{timeout: timeout, deadline: time.Now().Add(timeout)}
+func (a *app) newBudget(timeout time.Duration) budget {
+	return budget{timeout: timeout, deadline: a.clock.Now().Add(timeout)}
 }
 
 // waitForHead returns once the head has published its address and its Ray is
@@ -59,7 +59,7 @@ func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 // with what keeps running, as last seen.
 func waitOnStatus(ctx context.Context, a *app, dir cluster.Dir, spec cluster.Spec, b budget, check func(st cluster.Status, last bool) (bool, error)) error {
 	var seen cluster.Status
-	err := poll(ctx, b.deadline, func(last bool) (bool, error) {
+	err := a.poll(ctx, b.deadline, func(last bool) (bool, error) {
 		st, err := a.observe(ctx, dir, spec)
 		if err != nil {
 			return false, err
@@ -201,21 +201,13 @@ func live(js cluster.JobStatus) bool {
 	return false
 }
 
-// poll calls check until it is done, fails, or the deadline passes (the last
-// call is told so it can say why it is still waiting).
-func poll(ctx context.Context, deadline time.Time, check func(last bool) (bool, error)) error {
-	for {
-		last := !time.Now().Before(deadline)
-		done, err := check(last)
-		if done || err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pollInterval):
-		}
-	}
+// poll calls check every pollInterval until it is done, fails, or the
+// deadline passes (the last call is told so it can say why it is still
+// waiting).
+func (a *app) poll(ctx context.Context, deadline time.Time, check func(last bool) (bool, error)) error {
+	return a.followEvery(ctx, pollInterval, func() (bool, error) {
+		return check(!a.clock.Now().Before(deadline))
+	})
 }
 
 // progressPrinter prints a job's state on stderr when it changes.

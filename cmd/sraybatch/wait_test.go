@@ -102,7 +102,7 @@ func TestWaitInterruptedSaysWhatKeepsRunning(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var s uStreams
-	err := waitForJobs(ctx, s.io(false), f.app, f.app.store.Cluster("exp1"), spec, []string{"42_0", "42_1"}, newBudget(time.Minute))
+	err := waitForJobs(ctx, s.io(false), f.app, f.app.store.Cluster("exp1"), spec, []string{"42_0", "42_1"}, f.app.newBudget(time.Minute))
 	s.errOut.Reset() // the progress lines
 	if code := exitCode(s.io(false), "grow", err); code != exitInterrupted {
 		t.Errorf("exitCode(%v) = %d, want %d", err, code, exitInterrupted)

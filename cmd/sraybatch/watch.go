@@ -11,15 +11,15 @@ import (
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
-	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 // followEvery calls tick at once and then every interval, until tick says
 // what it follows is over (nil) or fails, or ctx ends (ctx's error). Every
-// follower (status --watch, events -f, logs -f) waits on the same clock.
-func followEvery(ctx context.Context, clk clock.Clock, interval time.Duration, tick func() (over bool, err error)) error {
+// follower (status --watch, events -f, logs -f) and every wait (poll) waits
+// on the app's clock.
+func (a *app) followEvery(ctx context.Context, interval time.Duration, tick func() (over bool, err error)) error {
 	for {
 		over, err := tick()
 		if over || err != nil {
@@ -28,7 +28,7 @@ func followEvery(ctx context.Context, clk clock.Clock, interval time.Duration, t
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-clk.After(interval):
+		case <-a.clock.After(interval):
 		}
 	}
 }
@@ -80,7 +80,7 @@ type watchPrinter struct {
 
 // runStatusWatch observes the cluster every o.Interval and prints each
 // observation until the cluster ends (exit 0) or Ctrl+C (exit 130).
-func runStatusWatch(ctx context.Context, io IOStreams, a *app, o statusOptions, clk clock.Clock) error {
+func runStatusWatch(ctx context.Context, io IOStreams, a *app, o statusOptions) error {
 	format, err := outputFormat(o.Output, io.OutIsTTY)
 	if err != nil {
 		return err
@@ -98,13 +98,13 @@ func runStatusWatch(ctx context.Context, io IOStreams, a *app, o statusOptions, 
 		return err
 	}
 	p := &watchPrinter{io: io, o: o, format: format, redraw: io.OutIsTTY && format == "table"}
-	err = followEvery(ctx, clk, o.Interval, func() (bool, error) {
+	err = a.followEvery(ctx, o.Interval, func() (bool, error) {
 		st, err := a.observe(ctx, dir, spec)
 		if err != nil {
 			return false, err
 		}
 		over := clusterOver(st)
-		return over, p.print(clk.Now(), st, over)
+		return over, p.print(a.clock.Now(), st, over)
 	})
 	if errors.Is(err, context.Canceled) || (err != nil && ctx.Err() != nil) {
 		return interruptedError{fmt.Errorf("stopped watching: cluster %s keeps running; see `sraybatch status -c %s`", spec.Name, spec.Name)}

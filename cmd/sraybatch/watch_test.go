@@ -50,10 +50,11 @@ func TestClusterOver(t *testing.T) {
 func TestFollowEvery(t *testing.T) {
 	t.Parallel()
 	clk := clocktest.New(time.Unix(0, 0))
+	a := &app{clock: clk}
 	var ticks []time.Time
 	done := make(chan error, 1)
 	go func() {
-		done <- followEvery(context.Background(), clk, 3*time.Second, func() (bool, error) {
+		done <- a.followEvery(context.Background(), 3*time.Second, func() (bool, error) {
 			ticks = append(ticks, clk.Now())
 			return len(ticks) == 3, nil
 		})
@@ -68,12 +69,12 @@ func TestFollowEvery(t *testing.T) {
 	}
 
 	boom := errors.New("boom")
-	if err := followEvery(context.Background(), clk, time.Second, func() (bool, error) { return false, boom }); err != boom {
+	if err := a.followEvery(context.Background(), time.Second, func() (bool, error) { return false, boom }); err != boom {
 		t.Errorf("a failing tick: %v, want its error", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := followEvery(ctx, clk, time.Second, func() (bool, error) { return false, nil }); !errors.Is(err, context.Canceled) {
+	if err := a.followEvery(ctx, time.Second, func() (bool, error) { return false, nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("Ctrl+C: %v, want context.Canceled", err)
 	}
 }
@@ -114,8 +115,9 @@ func watchTwoTicks(t *testing.T, io IOStreams, o statusOptions, between func()) 
 	expectRunningJobs(f, spec)
 	expectEndedJobs(f, spec)
 	clk := clocktest.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	f.app.clock = clk
 	done := make(chan error, 1)
-	go func() { done <- runStatusWatch(context.Background(), io, f.app, o, clk) }()
+	go func() { done <- runStatusWatch(context.Background(), io, f.app, o) }()
 	clk.WaitAfterCalls(0)
 	if between != nil {
 		between()
@@ -257,7 +259,7 @@ func TestStatusWatchBadInput(t *testing.T) {
 		{Cluster: "exp1", Watch: true, Interval: time.Second, GPUs: true, Output: "tsv"},
 	} {
 		var s uStreams
-		err := runStatusWatch(context.Background(), s.io(false), f.app, o, clocktest.New(time.Now()))
+		err := runStatusWatch(context.Background(), s.io(false), f.app, o)
 		var ue usageError
 		if !errors.As(err, &ue) {
 			t.Errorf("%+v: %v, want a usage error", o, err)
@@ -273,10 +275,11 @@ func TestStatusWatchInterrupted(t *testing.T) {
 	expectRunningJobs(f, spec)
 	ctx, cancel := context.WithCancel(context.Background())
 	clk := clocktest.New(time.Now())
+	f.app.clock = clk
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- runStatusWatch(ctx, IOStreams{Out: &out, ErrOut: &errOut}, f.app, statusOptions{Cluster: "exp1", Watch: true, Interval: time.Second}, clk)
+		done <- runStatusWatch(ctx, IOStreams{Out: &out, ErrOut: &errOut}, f.app, statusOptions{Cluster: "exp1", Watch: true, Interval: time.Second})
 	}()
 	clk.WaitAfterCalls(0)
 	cancel()
