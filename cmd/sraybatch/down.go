@@ -61,12 +61,6 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 	if err != nil {
 		return err
 	}
-	ending := 0
-	for _, js := range before.Jobs {
-		if live(js) {
-			ending++
-		}
-	}
 	subs, err := dir.Submissions()
 	if err != nil {
 		return err
@@ -79,42 +73,12 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 	if err := metrics.ClearTargets(dir, spec); err != nil {
 		fmt.Fprintf(io.ErrOut, "warning: %v: empty it, or remove it from Prometheus's file_sd\n", err)
 	}
-	var heads, others []string
-	for _, s := range subs {
-		if s.Role == cluster.RoleHead {
-			heads = append(heads, s.JobID)
-		} else {
-			others = append(others, s.JobID)
-		}
-	}
-	// One scancel for every submission, ended ones too (scancel ignores
-	// those): with SLURM unreachable above, status's view may be stale. The
-	// down mark, written first, makes every job's end orderly whichever
-	// order SLURM signals them in; workers are listed first all the same.
-	ids := append(others, heads...)
+	ids := cancelOrder(subs)
 	if err := a.sched(spec).Cancel(ctx, ids, scheduler.CancelOptions{}); err != nil && !strings.Contains(err.Error(), "Invalid job id") {
 		return fmt.Errorf("cancel jobs %v: %w", ids, err)
 	}
-	fmt.Fprintf(io.ErrOut, "cluster %s: cancelled %d jobs; waiting for them to end\n", spec.Name, ending)
-	err = a.poll(ctx, a.clock.Now().Add(o.Timeout), func(last bool) (bool, error) {
-		jobs, err := a.clusterJobs(ctx, spec)
-		if err != nil {
-			return false, err
-		}
-		var active []string
-		for _, j := range jobs {
-			if j.State.Active() {
-				active = append(active, j.ID+" "+string(j.State))
-			}
-		}
-		if len(active) == 0 {
-			return true, nil
-		}
-		if last {
-			return false, timeoutError{fmt.Errorf("jobs still active after %s: %s", o.Timeout, strings.Join(active, ", "))}
-		}
-		return false, nil
-	})
+	fmt.Fprintf(io.ErrOut, "cluster %s: cancelled %d jobs; waiting for them to end\n", spec.Name, liveCount(before))
+	err = a.waitJobsEnded(ctx, spec, o.Timeout)
 	if errors.Is(err, context.Canceled) {
 		return interruptedError{fmt.Errorf("interrupted: the jobs of cluster %s are cancelled and may still be ending; see `sraybatch status -c %s`", spec.Name, spec.Name)}
 	}
@@ -132,4 +96,56 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 		fmt.Fprintf(io.ErrOut, "removed %s\n", dir.Path)
 	}
 	return nil
+}
+
+// liveCount is how many jobs of a status have not ended (live).
+func liveCount(st cluster.Status) int {
+	n := 0
+	for _, js := range st.Jobs {
+		if live(js) {
+			n++
+		}
+	}
+	return n
+}
+
+// cancelOrder is one scancel's ids for every submission, ended ones too
+// (scancel ignores those): with SLURM unreachable, status's view may be
+// stale. The down mark, written first, makes every job's end orderly
+// whichever order SLURM signals them in; workers are listed first all the
+// same.
+func cancelOrder(subs []cluster.Submission) []string {
+	var heads, others []string
+	for _, s := range subs {
+		if s.Role == cluster.RoleHead {
+			heads = append(heads, s.JobID)
+		} else {
+			others = append(others, s.JobID)
+		}
+	}
+	return append(others, heads...)
+}
+
+// waitJobsEnded polls the cluster's jobs until SLURM runs or queues none of
+// them, or timeout (a timeoutError naming those still active).
+func (a *app) waitJobsEnded(ctx context.Context, spec cluster.Spec, timeout time.Duration) error {
+	return a.poll(ctx, a.clock.Now().Add(timeout), func(last bool) (bool, error) {
+		jobs, err := a.clusterJobs(ctx, spec)
+		if err != nil {
+			return false, err
+		}
+		var active []string
+		for _, j := range jobs {
+			if j.State.Active() {
+				active = append(active, j.ID+" "+string(j.State))
+			}
+		}
+		if len(active) == 0 {
+			return true, nil
+		}
+		if last {
+			return false, timeoutError{fmt.Errorf("jobs still active after %s: %s", timeout, strings.Join(active, ", "))}
+		}
+		return false, nil
+	})
 }

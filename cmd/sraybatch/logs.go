@@ -209,8 +209,15 @@ func runLogs(ctx context.Context, io IOStreams, a *app, o logsOptions) error {
 	if !o.Follow {
 		return nil
 	}
+	return a.followLogs(ctx, dir, spec, targets, p, files)
+}
+
+// followLogs prints what is new in the targets' files (files lists them
+// now: Ray log copies appear as the jobs run) every logsEvery until the
+// jobs have ended, or Ctrl+C.
+func (a *app) followLogs(ctx context.Context, dir cluster.Dir, spec cluster.Spec, targets []logTarget, p *logPrinter, files func() []logFile) error {
 	overBefore := false
-	err = a.followEvery(ctx, logsEvery, func() (bool, error) {
+	err := a.followEvery(ctx, logsEvery, func() (bool, error) {
 		st, err := a.observe(ctx, dir, spec)
 		if err != nil {
 			return false, err

@@ -177,28 +177,9 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 		return err
 	}
 	dir := a.store.Cluster(o.Name)
-	logDir := o.LogDir
-	if logDir == "" {
-		logDir = filepath.Join(dir.Path, "logs")
-	}
-	logDir, err := filepath.Abs(logDir)
+	spec, err := o.spec(dir, a.clock.Now())
 	if err != nil {
-		return usagef("--log-dir: %v", err)
-	}
-	sdDir := o.MetricsSDDir
-	if sdDir != "" {
-		if sdDir, err = filepath.Abs(sdDir); err != nil {
-			return usagef("--metrics-sd-dir: %v", err)
-		}
-		if st, err := os.Stat(sdDir); err != nil || !st.IsDir() {
-			return usagef("--metrics-sd-dir %s is not a directory: create it first (a site's Prometheus must be able to read it)", sdDir)
-		}
-	}
-	spec := cluster.Spec{
-		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: cluster.CurrentUser(),
-		Created: a.clock.Now().UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
-		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
-		DrainBeforeS: int(o.DrainBefore / time.Second), Autoscale: o.autoscaleSpec, MetricsSDDir: sdDir,
+		return err
 	}
 	if o.Backend == cluster.BackendLocal {
 		localSpec(&spec)
@@ -244,7 +225,41 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	if !o.Wait.Wait {
 		return nil
 	}
-	b := a.newBudget(o.Wait.Timeout)
+	return a.waitUp(ctx, io, dir, spec, workers, o.Wait.Timeout)
+}
+
+// spec is the new cluster's spec, created now, with its directories made
+// absolute (jobs run elsewhere); the local backend adapts it after.
+func (o upOptions) spec(dir cluster.Dir, now time.Time) (cluster.Spec, error) {
+	logDir := o.LogDir
+	if logDir == "" {
+		logDir = filepath.Join(dir.Path, "logs")
+	}
+	logDir, err := filepath.Abs(logDir)
+	if err != nil {
+		return cluster.Spec{}, usagef("--log-dir: %v", err)
+	}
+	sdDir := o.MetricsSDDir
+	if sdDir != "" {
+		if sdDir, err = filepath.Abs(sdDir); err != nil {
+			return cluster.Spec{}, usagef("--metrics-sd-dir: %v", err)
+		}
+		if st, err := os.Stat(sdDir); err != nil || !st.IsDir() {
+			return cluster.Spec{}, usagef("--metrics-sd-dir %s is not a directory: create it first (a site's Prometheus must be able to read it)", sdDir)
+		}
+	}
+	return cluster.Spec{
+		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: cluster.CurrentUser(),
+		Created: now.UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
+		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
+		DrainBeforeS: int(o.DrainBefore / time.Second), Autoscale: o.autoscaleSpec, MetricsSDDir: sdDir,
+	}, nil
+}
+
+// waitUp is up --wait: the head healthy, then its workers joined (with
+// --autoscale, --min-workers of them), all within one timeout.
+func (a *app) waitUp(ctx context.Context, io IOStreams, dir cluster.Dir, spec cluster.Spec, workers []string, timeout time.Duration) error {
+	b := a.newBudget(timeout)
 	if err := waitForHead(ctx, io, a, dir, spec, b); err != nil {
 		return err
 	}
