@@ -22,7 +22,7 @@ const drainNoticeWait = 3 * time.Second
 func (s *supervisor) drainNotice(ctx context.Context) (cluster.DrainNotice, bool) {
 	deadline := s.clock.Now().Add(drainNoticeWait)
 	for {
-		if n, ok, err := s.cfg.Dir.Drain(s.rec.Job); err == nil && ok {
+		if n, ok, err := s.cfg.Dir.DrainNotice(s.rec.Job); err == nil && ok {
 			return n, true
 		}
 		if s.cfg.Role != cluster.RoleWorker || !s.clock.Now().Before(deadline) {

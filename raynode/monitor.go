@@ -62,7 +62,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 				continue
 			}
 			rayLogs.copyIfDue(s.clock.Now(), s.logf)
-			if n, ok, err := s.cfg.Dir.Drain(s.rec.Job); err == nil && ok && s.cfg.Role == cluster.RoleWorker {
+			if n, ok, err := s.cfg.Dir.DrainNotice(s.rec.Job); err == nil && ok && s.cfg.Role == cluster.RoleWorker {
 				h, why, drained = drainAccepted, fmt.Errorf("%s", n.Reason), n.Outcome
 				break
 			}

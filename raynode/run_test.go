@@ -272,7 +272,7 @@ func TestRunWorkerDrainedForIdleness(t *testing.T) {
 	f.heartbeat(t, "8")
 	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
 	f.untilRunning(t, "8")
-	if err := f.dir.WriteDrain(cluster.DrainNotice{Job: "8", NodeID: "n-8", Outcome: cluster.OutcomeDrainedIdle, Reason: "drained for idleness after 15s"}); err != nil {
+	if err := f.dir.WriteDrainNotice(cluster.DrainNotice{Job: "8", NodeID: "n-8", Outcome: cluster.OutcomeDrainedIdle, Reason: "drained for idleness after 15s"}); err != nil {
 		t.Fatal(err)
 	}
 	f.procs.started[0].exit()
@@ -316,7 +316,7 @@ func TestRunWorkerDrainNoticeEndsTheNode(t *testing.T) {
 	f.heartbeat(t, "8")
 	errc := f.start(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "0"})
 	f.untilRunning(t, "8")
-	if err := f.dir.WriteDrain(cluster.DrainNotice{Job: "8", NodeID: "n-8", Outcome: cluster.OutcomeDrainedIdle, Reason: "drained for idleness after 15s"}); err != nil {
+	if err := f.dir.WriteDrainNotice(cluster.DrainNotice{Job: "8", NodeID: "n-8", Outcome: cluster.OutcomeDrainedIdle, Reason: "drained for idleness after 15s"}); err != nil {
 		t.Fatal(err)
 	}
 	f.heartbeat(t, "8")

@@ -97,21 +97,21 @@ type supervisor struct {
 	logf   func(format string, args ...any)
 }
 
-// ending is how a node's run ended: a typed outcome, and the words for it.
-type ending struct {
+// endError is how a node's run ended: a typed outcome, and the words for it.
+type endError struct {
 	outcome cluster.Outcome
 	err     error
 }
 
-func (e *ending) Error() string { return e.err.Error() }
-func (e *ending) Unwrap() error { return e.err }
+func (e *endError) Error() string { return e.err.Error() }
+func (e *endError) Unwrap() error { return e.err }
 
 // endWith ends the node's run with outcome o, for the reason err gives.
-func endWith(o cluster.Outcome, err error) error { return &ending{outcome: o, err: err} }
+func endWith(o cluster.Outcome, err error) error { return &endError{outcome: o, err: err} }
 
 // outcomeOf is the outcome a run's error carries; failed when none.
 func outcomeOf(err error) cluster.Outcome {
-	var e *ending
+	var e *endError
 	if errors.As(err, &e) {
 		return e.outcome
 	}

@@ -145,7 +145,7 @@ func runAutoscale(io IOStreams, a *app, o autoscaleCmdOptions) error {
 		} else if down {
 			return usagef("cluster %s was taken down: its autoscaler is gone", spec.Name)
 		}
-		if err := dir.WriteAutoscale(as); err != nil {
+		if err := dir.WriteAutoscaleSettings(as); err != nil {
 			return fmt.Errorf("write cluster %s's spec: %w", spec.Name, err)
 		}
 	}

@@ -16,7 +16,7 @@ func TestAutoscaleChangesWhatIsGiven(t *testing.T) {
 	f := newUFixture(t)
 	dir, _ := f.createCluster(t, "exp1", "41")
 	start := cluster.AutoscaleSpec{MaxWorkers: 4, PollIntervalS: 2}
-	if err := dir.WriteAutoscale(start); err != nil {
+	if err := dir.WriteAutoscaleSettings(start); err != nil {
 		t.Fatal(err)
 	}
 	// MinWorkers is set in the options but not given: it must not change.

@@ -129,7 +129,7 @@ func (l *Loop) Poll(ctx context.Context, spec cluster.Spec) {
 		return
 	}
 	defer func() {
-		if err := l.cfg.Dir.WriteAutoscaler(st); err != nil {
+		if err := l.cfg.Dir.WriteAutoscalerStatus(st); err != nil {
 			l.cfg.Logf("autoscaler: cannot write its status: %v", err)
 		}
 	}()
@@ -191,7 +191,7 @@ func (l *Loop) Poll(ctx context.Context, spec cluster.Spec) {
 		default:
 			notice := cluster.DrainNotice{Job: dr.Job, NodeID: dr.NodeID, Outcome: cluster.OutcomeDrainedIdle,
 				Reason: fmt.Sprintf("drained for idleness after %s", dr.Idle.Round(time.Second)), Accepted: now.UTC()}
-			if err := l.cfg.Dir.WriteDrain(notice); err != nil {
+			if err := l.cfg.Dir.WriteDrainNotice(notice); err != nil {
 				l.cfg.Logf("autoscaler: %v", err)
 			}
 			acted.Drained = append(acted.Drained, dr.Job)
@@ -246,9 +246,9 @@ func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Jo
 	if err != nil {
 		return nil, err
 	}
-	if max, unlimited, err := l.cfg.Sched.MaxTime(ctx, spec.Node.Partition); err == nil && !unlimited {
-		if want, wantUnlimited, err := slurm.ParseTimeLimit(limit); limit == "" || wantUnlimited || (err == nil && want > max) {
-			limit = slurm.FormatTimeLimit(max)
+	if partMax, unlimited, err := l.cfg.Sched.MaxTime(ctx, spec.Node.Partition); err == nil && !unlimited {
+		if want, wantUnlimited, err := slurm.ParseTimeLimit(limit); limit == "" || wantUnlimited || (err == nil && want > partMax) {
+			limit = slurm.FormatTimeLimit(partMax)
 		}
 	}
 	return submit.Workers(ctx, l.cfg.Sched, l.cfg.Dir, spec, l.cfg.HeadJob, n, limit, true)

@@ -193,13 +193,13 @@ func TestLoopDrainsIdleWorkers(t *testing.T) {
 	f.poll(t) // joined now: not idle long enough since joining
 	f.clock.Advance(20 * time.Second)
 	f.poll(t) // Ray refuses: busy again
-	if _, ok, _ := f.dir.Drain("7"); ok || len(f.ray.drained) != 0 {
+	if _, ok, _ := f.dir.DrainNotice("7"); ok || len(f.ray.drained) != 0 {
 		t.Fatal("a refused drain was recorded")
 	}
 	f.ray.refuse = false
 	f.clock.Advance(2 * time.Second)
 	st := f.poll(t)
-	n, ok, err := f.dir.Drain("7")
+	n, ok, err := f.dir.DrainNotice("7")
 	if err != nil || !ok || n.Outcome != cluster.OutcomeDrainedIdle || n.NodeID != "w7" || !slices.Equal(f.ray.drained, []string{"w7"}) {
 		t.Errorf("drain notice %+v, %v, %v; Ray drained %v", n, ok, err, f.ray.drained)
 	}
@@ -215,7 +215,7 @@ func TestLoopOff(t *testing.T) {
 	f := newLoopFixture(t)
 	as := f.spec.Autoscale
 	as.Enabled = false
-	if err := f.dir.WriteAutoscale(as); err != nil {
+	if err := f.dir.WriteAutoscaleSettings(as); err != nil {
 		t.Fatal(err)
 	}
 	spec, _ := f.dir.Spec()
@@ -224,10 +224,10 @@ func TestLoopOff(t *testing.T) {
 		t.Error("a cluster that never autoscaled wrote an autoscaler status")
 	}
 	as.Enabled = true
-	f.dir.WriteAutoscale(as)
+	f.dir.WriteAutoscaleSettings(as)
 	f.poll(t)
 	as.Enabled = false
-	f.dir.WriteAutoscale(as)
+	f.dir.WriteAutoscaleSettings(as)
 	f.sched.queries, f.sched.submitted = 0, nil
 	f.ray.state.Pending = []raygcs.RequestCount{{Request: raygcs.Request{Resources: map[string]float64{"GPU": 1}}, Count: 4}}
 	st := f.poll(t)

@@ -430,9 +430,9 @@ func ReadJSONDir[T any](dir string) ([]T, error) {
 	return out, nil
 }
 
-// WriteAutoscale replaces the spec's autoscale settings (`up` and
+// WriteAutoscaleSettings replaces the spec's autoscale settings (`up` and
 // `autoscale` are its only writers; the head rereads it every poll).
-func (d Dir) WriteAutoscale(a AutoscaleSpec) error {
+func (d Dir) WriteAutoscaleSettings(a AutoscaleSpec) error {
 	spec, err := d.Spec()
 	if err != nil {
 		return err
@@ -441,8 +441,8 @@ func (d Dir) WriteAutoscale(a AutoscaleSpec) error {
 	return WriteJSON(d.file(specFile), spec)
 }
 
-// WriteDrain records that Ray accepted draining a worker's node.
-func (d Dir) WriteDrain(n DrainNotice) error {
+// WriteDrainNotice records that Ray accepted draining a worker's node.
+func (d Dir) WriteDrainNotice(n DrainNotice) error {
 	n.SchemaVersion = SchemaVersion
 	if err := os.MkdirAll(d.file(drainsDir), 0o700); err != nil {
 		return fmt.Errorf("record drain: %w", err)
@@ -450,8 +450,8 @@ func (d Dir) WriteDrain(n DrainNotice) error {
 	return WriteJSON(filepath.Join(d.Path, drainsDir, n.Job+".json"), n)
 }
 
-// Drain reads a worker's drain notice; ok is false when none was written.
-func (d Dir) Drain(job string) (n DrainNotice, ok bool, err error) {
+// DrainNotice reads a worker's drain notice; ok is false when none was written.
+func (d Dir) DrainNotice(job string) (n DrainNotice, ok bool, err error) {
 	err = ReadJSON(filepath.Join(d.Path, drainsDir, job+".json"), &n)
 	if errors.Is(err, fs.ErrNotExist) {
 		return n, false, nil
@@ -459,8 +459,8 @@ func (d Dir) Drain(job string) (n DrainNotice, ok bool, err error) {
 	return n, err == nil, err
 }
 
-// WriteAutoscaler publishes the autoscaler's status.
-func (d Dir) WriteAutoscaler(s AutoscalerStatus) error {
+// WriteAutoscalerStatus publishes the autoscaler's status.
+func (d Dir) WriteAutoscalerStatus(s AutoscalerStatus) error {
 	s.SchemaVersion = SchemaVersion
 	return WriteJSON(d.file(autoscalerFile), s)
 }
