@@ -83,7 +83,7 @@ func (s *supervisor) leftRay() bool {
 // jobEnd is when the scheduler ends this job: its time left, else the
 // warning's own --drain-before from now.
 func (s *supervisor) jobEnd(ctx context.Context, now time.Time) time.Time {
-	end := now.Add(time.Duration(s.spec.DrainBeforeS) * time.Second)
+	end := now.Add(s.spec.DrainBefore())
 	if s.cfg.Scheduler == nil {
 		return end
 	}

@@ -110,7 +110,7 @@ func (s *supervisor) state() nodeState {
 // timeLimitWarned records when SLURM's time-limit warning says the limit
 // falls, so status can warn and a driver can checkpoint.
 func (s *supervisor) timeLimitWarned(r reaction) {
-	limitAt := s.clock.Now().Add(time.Duration(s.spec.DrainBeforeS) * time.Second).UTC()
+	limitAt := s.clock.Now().Add(s.spec.DrainBefore()).UTC()
 	s.rec.TimeLimitAt = &limitAt
 	if r.Continue {
 		s.logf("time limit at about %s: checkpoint now", limitAt.Local().Format(time.TimeOnly))

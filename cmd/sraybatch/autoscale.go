@@ -60,7 +60,7 @@ func (o autoscaleOptions) apply(a *cluster.AutoscaleSpec, set func(flag string) 
 		a.IdleTimeoutS = int(o.IdleTimeout / time.Second)
 	}
 	if set("upscale-delay") {
-		a.UpscaleDelay = o.UpscaleDelay.Seconds()
+		a.UpscaleDelayS = o.UpscaleDelay.Seconds()
 	}
 	if set("autoscale-interval") {
 		a.PollIntervalS = o.Interval.Seconds()
@@ -73,7 +73,7 @@ func (o autoscaleOptions) apply(a *cluster.AutoscaleSpec, set func(flag string) 
 
 func validateAutoscale(a cluster.AutoscaleSpec) error {
 	switch {
-	case a.MinWorkers < 0 || a.MaxWorkers < 0 || a.MaxPending < 0 || a.IdleTimeoutS < 0 || a.UpscaleDelay < 0:
+	case a.MinWorkers < 0 || a.MaxWorkers < 0 || a.MaxPending < 0 || a.IdleTimeoutS < 0 || a.UpscaleDelayS < 0:
 		return usagef("--min-workers, --max-workers, --max-pending, --idle-timeout and --upscale-delay must not be negative")
 	case a.MinWorkers > a.MaxWorkers:
 		return usagef("--min-workers %d is above --max-workers %d: raise --max-workers", a.MinWorkers, a.MaxWorkers)
@@ -164,6 +164,6 @@ func autoscaleSettings(name string, a cluster.AutoscaleSpec) string {
 		pending = fmt.Sprint(a.MaxPending)
 	}
 	return fmt.Sprintf("cluster %s: autoscaling %s, workers %d–%d, max pending %s, idle timeout %s, upscale delay %s, every %s, cpu-only demand %v",
-		name, state, a.MinWorkers, a.MaxWorkers, pending, time.Duration(a.IdleTimeoutS)*time.Second,
-		time.Duration(a.UpscaleDelay*float64(time.Second)), time.Duration(a.PollIntervalS*float64(time.Second)), a.CPUOnlyDemand)
+		name, state, a.MinWorkers, a.MaxWorkers, pending, a.IdleTimeout(),
+		a.UpscaleDelay(), a.PollInterval(), a.CPUOnlyDemand)
 }

@@ -104,8 +104,8 @@ func (l *Loop) Run(ctx context.Context, head cluster.HeadInfo) {
 	for {
 		spec, err := l.cfg.Dir.Spec()
 		interval := 2 * time.Second
-		if err == nil && spec.Autoscale.PollIntervalS > 0 {
-			interval = time.Duration(spec.Autoscale.PollIntervalS * float64(time.Second))
+		if err == nil && spec.Autoscale.PollInterval() > 0 {
+			interval = spec.Autoscale.PollInterval()
 		}
 		if err == nil {
 			l.Poll(ctx, spec)
@@ -276,8 +276,8 @@ func nonNil(s []string) []string {
 func SettingsOf(a cluster.AutoscaleSpec) Settings {
 	return Settings{
 		Enabled: a.Enabled, MinWorkers: a.MinWorkers, MaxWorkers: a.MaxWorkers, MaxPending: a.MaxPending,
-		IdleTimeout:  time.Duration(a.IdleTimeoutS) * time.Second,
-		UpscaleDelay: time.Duration(a.UpscaleDelay * float64(time.Second)),
+		IdleTimeout:  a.IdleTimeout(),
+		UpscaleDelay: a.UpscaleDelay(),
 		CPUOnly:      a.CPUOnlyDemand,
 	}
 }
@@ -286,7 +286,7 @@ func SettingsOf(a cluster.AutoscaleSpec) Settings {
 // head job as the queue reports it (nil when it does not).
 func (l *Loop) observe(now time.Time, spec cluster.Spec, settings Settings, ray raygcs.ClusterState, jobs []scheduler.Job, subs []cluster.Submission) (Input, *scheduler.Job) {
 	in := Input{Now: now, Settings: settings, HeadLeft: -1,
-		MinHeadLeft: time.Duration(spec.DrainBeforeS)*time.Second + joinTime}
+		MinHeadLeft: spec.DrainBefore() + joinTime}
 	in.Shape = NodeShape{GPUs: float64(spec.Node.GPUs), CPUs: float64(spec.Node.CPUs)}
 
 	queue := map[string]scheduler.Job{}

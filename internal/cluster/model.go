@@ -169,14 +169,32 @@ type AutoscaleSpec struct {
 	MinWorkers int  `json:"min_workers"`
 	MaxWorkers int  `json:"max_workers"`
 	// MaxPending bounds worker jobs waiting in the queue; 0: MaxWorkers.
-	MaxPending   int     `json:"max_pending,omitempty"`
-	IdleTimeoutS int     `json:"idle_timeout_s"`
-	UpscaleDelay float64 `json:"upscale_delay_s"`
+	MaxPending int `json:"max_pending,omitempty"`
+	// The durations are stored in seconds (the keys of the landed spec.json);
+	// read them through IdleTimeout, UpscaleDelay and PollInterval.
+	IdleTimeoutS  int     `json:"idle_timeout_s"`
+	UpscaleDelayS float64 `json:"upscale_delay_s"`
 	// PollIntervalS is how often the head reads Ray's demand.
 	PollIntervalS float64 `json:"poll_interval_s"`
 	// CPUOnlyDemand lets demand that asks for no GPU start worker jobs.
 	CPUOnlyDemand bool `json:"cpu_only_demand,omitempty"`
 }
+
+// IdleTimeout is how long a worker Ray sees idle stays before it is drained; 0: never.
+func (a AutoscaleSpec) IdleTimeout() time.Duration {
+	return time.Duration(a.IdleTimeoutS) * time.Second
+}
+
+// UpscaleDelay is how long demand must last before workers are submitted for it.
+func (a AutoscaleSpec) UpscaleDelay() time.Duration { return secondsOf(a.UpscaleDelayS) }
+
+// PollInterval is how often the head reads Ray's demand; 0 when unset.
+func (a AutoscaleSpec) PollInterval() time.Duration { return secondsOf(a.PollIntervalS) }
+
+// DrainBefore is how long before its time limit SLURM warns a job.
+func (s Spec) DrainBefore() time.Duration { return time.Duration(s.DrainBeforeS) * time.Second }
+
+func secondsOf(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // DrainNotice is what the head's autoscaler tells a worker's supervisor
 // once Ray accepted draining its node: the raylet then exits by itself, and

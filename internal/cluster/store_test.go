@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -674,6 +675,30 @@ func TestValidateName(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), "a-z, 0-9") {
 			t.Errorf("ValidateName(%q) error %q does not say what is allowed", name, err)
+		}
+	}
+}
+
+// A spec.json written by the landed version (durations in seconds, under
+// the same keys) reads back as the same durations.
+func TestAutoscaleDurationsFromSeconds(t *testing.T) {
+	t.Parallel()
+	var spec Spec
+	landed := `{"drain_before_s": 90, "autoscale": {"enabled": true, "max_workers": 2, "idle_timeout_s": 600, "upscale_delay_s": 2.5, "poll_interval_s": 0.5}}`
+	if err := json.Unmarshal([]byte(landed), &spec); err != nil {
+		t.Fatal(err)
+	}
+	a := spec.Autoscale
+	if a.IdleTimeout() != 10*time.Minute || a.UpscaleDelay() != 2500*time.Millisecond || a.PollInterval() != 500*time.Millisecond || spec.DrainBefore() != 90*time.Second {
+		t.Errorf("durations: idle %s, upscale %s, poll %s, drain before %s", a.IdleTimeout(), a.UpscaleDelay(), a.PollInterval(), spec.DrainBefore())
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"idle_timeout_s":600`, `"upscale_delay_s":2.5`, `"poll_interval_s":0.5`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("written back as %s: lacks %s", b, key)
 		}
 	}
 }
