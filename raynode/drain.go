@@ -3,8 +3,6 @@ package raynode
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -138,16 +136,20 @@ func (s *supervisor) gcs() (RayClient, error) {
 	if err != nil || !ok {
 		return nil, fmt.Errorf("the head's address is not published")
 	}
-	token := ""
-	if !s.spec.Insecure {
-		b, err := os.ReadFile(s.cfg.Dir.TokenPath())
-		if err != nil {
-			return nil, fmt.Errorf("read the cluster's token: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	if s.gcsClient, err = s.cfg.DialRay(head.Address, token); err != nil {
+	c, err := s.dialGCS(head.Address)
+	if err != nil {
 		return nil, err
 	}
-	return s.gcsClient, nil
+	s.gcsClient = c
+	return c, nil
+}
+
+// dialGCS opens a new client of the cluster's GCS at address, with the
+// cluster's token unless it is insecure.
+func (s *supervisor) dialGCS(address string) (RayClient, error) {
+	token, err := s.cfg.Dir.RayToken(s.spec.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.DialRay(address, token)
 }

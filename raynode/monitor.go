@@ -20,7 +20,9 @@ const (
 // monitor waits for the end: Ray exiting, a cancel, a drain, the driver
 // exiting, or (workers and drivers) the head going away; react decides what
 // each means. The head also keeps the membership snapshot fresh.
-func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Ports, drain <-chan struct{}) error {
+// members is the head's membership tracker (nil elsewhere), refreshed
+// once already.
+func (s *supervisor) monitor(ctx context.Context, node, driver Process, members *membershipTracker, drain <-chan struct{}) error {
 	var driverDone <-chan struct{}
 	if driver != nil {
 		driverDone = driver.Done()
@@ -28,11 +30,6 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, ports Po
 	s.sampleGPUs()
 	lastSample := s.clock.Now()
 	rayLogs := s.liveRayLogs()
-	var members *membershipTracker
-	if s.cfg.Role == cluster.RoleHead {
-		members = newMembershipTracker(s.cfg.Dir, s.dashboard(ports), s.clock)
-		members.refresh(ctx)
-	}
 	for {
 		var h happening
 		var why error

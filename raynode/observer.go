@@ -52,7 +52,9 @@ type observer struct {
 	server  *http.Server
 	ln      net.Listener
 	// addr is the metrics endpoint ("ip:port"); "" when it could not listen.
-	addr    string
+	addr string
+	// head is what the head publishes in head.json (start).
+	head    *cluster.HeadInfo
 	ray     rayState
 	rayConn RayClient
 	events  eventMemory
@@ -119,10 +121,14 @@ func listenInRange(ip string, r PortRange) (net.Listener, error) {
 	return nil, fmt.Errorf("no free port in %s at %s after %d tries (last: %w)", r, ip, metricsListenTries, err)
 }
 
-// start serves scrapes and observes every observeInterval until the
-// returned stop is called; stop empties the file_sd targets (a port this
-// head used may be another user's next) and closes the endpoint.
-func (ob *observer) start(ctx context.Context) (stop func()) {
+// start observes once at once, taking head as the head's published
+// address until head.json says so, then serves scrapes and observes every
+// observeInterval until the returned stop is called; stop empties the
+// file_sd targets (a port this head used may be another user's next) and
+// closes the endpoint.
+func (ob *observer) start(ctx context.Context, head cluster.HeadInfo) (stop func()) {
+	ob.head = &head
+	ob.tick(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	if ob.server != nil {
@@ -131,12 +137,12 @@ func (ob *observer) start(ctx context.Context) (stop func()) {
 	go func() {
 		defer close(done)
 		for {
-			ob.tick(ctx)
 			select {
 			case <-ctx.Done():
 				return
 			case <-ob.s.clock.After(observeInterval):
 			}
+			ob.tick(ctx)
 		}
 	}()
 	return func() {
@@ -166,6 +172,9 @@ func (ob *observer) tick(ctx context.Context) {
 	if err != nil {
 		ob.warn(fmt.Sprintf("observe the cluster: %v", err))
 		return
+	}
+	if o.Head == nil {
+		o.Head = ob.head // the first look, just before the head publishes it
 	}
 	st := cluster.Observe(o)
 	ray := ob.rayGPUs(ctx)
@@ -230,19 +239,9 @@ func (ob *observer) queue(spec cluster.Spec) observe.Queue {
 // not answer (or cannot be asked).
 func (ob *observer) rayGPUs(ctx context.Context) *metrics.RayGPUs {
 	if ob.ray == nil {
-		head, ok, err := ob.s.cfg.Dir.Head()
-		if err != nil || !ok {
-			return nil
-		}
-		token := ""
-		if !ob.s.spec.Insecure {
-			b, err := os.ReadFile(ob.s.cfg.Dir.TokenPath())
-			if err != nil {
-				return nil
-			}
-			token = strings.TrimSpace(string(b))
-		}
-		conn, err := ob.s.cfg.DialRay(head.Address, token)
+		// A connection of its own: the supervisor's (gcs()) is the
+		// monitor's, and this runs beside it.
+		conn, err := ob.s.dialGCS(ob.head.Address)
 		if err != nil {
 			ob.warn(fmt.Sprintf("dial the GCS: %v", err))
 			return nil

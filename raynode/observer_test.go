@@ -195,13 +195,19 @@ func (g *gcsWithState) ClusterState(ctx context.Context) (raygcs.ClusterState, e
 	}}, nil
 }
 
-// TestRunHeadObserver drives a head's supervisor on the fake clock: once
-// its Ray serves it publishes its metrics endpoint, serves the cluster at
-// /metrics to the scrape token only, writes job_state and cluster_sample
-// events, rewrites the file_sd targets on a join and a leave, and empties
-// them when it ends.
-func TestRunHeadObserver(t *testing.T) {
-	t.Parallel()
+// observedHead is a head's supervisor running on the fake clock with
+// worker 8 submitted and pending, and a site's --metrics-sd-dir.
+type observedHead struct {
+	f       *runFixture
+	sched   *queueSched
+	procs   *headProcesses
+	cancel  context.CancelFunc
+	errc    chan error
+	stopped sync.Once
+}
+
+func startObservedHead(t *testing.T) *observedHead {
+	t.Helper()
 	f := newRunFixture(t)
 	f.spec.Insecure = true // no `ray --version` check: the fixture's ray is a stub
 	sd := t.TempDir()
@@ -217,36 +223,97 @@ func TestRunHeadObserver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	procs := &headProcesses{}
-	procs.setAlive("7")
-	sched := &queueSched{}
-	sched.set(scheduler.Job{ID: "7", State: scheduler.Running, GPUs: 1, TimeLeft: time.Hour}, scheduler.Job{ID: "8", State: scheduler.Pending, GPUs: 1})
+	h := &observedHead{f: f, sched: &queueSched{}, procs: &headProcesses{}, errc: make(chan error, 1)}
+	h.procs.setAlive("7")
+	h.sched.set(scheduler.Job{ID: "7", State: scheduler.Running, GPUs: 1, TimeLeft: time.Hour}, scheduler.Job{ID: "8", State: scheduler.Pending, GPUs: 1})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
+	h.cancel = cancel
+	t.Cleanup(h.stop) // before the fixture's directories go
 	env := map[string]string{"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0"}
 	go func() {
-		errc <- Run(ctx, Config{Role: cluster.RoleHead, Dir: f.dir, Spec: f.spec, Scheduler: sched,
+		h.errc <- Run(ctx, Config{Role: cluster.RoleHead, Dir: f.dir, Spec: f.spec, Scheduler: h.sched,
 			Getenv: func(k string) string { return env[k] }, Environ: []string{"PATH=/usr/bin:/bin"},
 			GPUs: gpu.Env{Getenv: func(k string) string { return env[k] }}, Log: io.Discard,
-			Clock: f.clock, Processes: procs,
+			Clock: f.clock, Processes: h.procs,
 			DialRay: func(addr, token string) (RayClient, error) { return &gcsWithState{}, nil }})
 	}()
-	// until moves the fake clock on in small steps until cond holds. The
-	// supervisor's loops (monitor, observer) wait on the clock side by side,
-	// so each step gives them a moment of real time instead of counting
-	// their waits; the bound is in real time, for a loaded machine.
+	return h
+}
+
+// stop cancels the head and waits until its supervisor has ended.
+func (h *observedHead) stop() {
+	h.stopped.Do(func() {
+		h.cancel()
+		go func() {
+			for i := 0; i < 2000; i++ { // the stop's grace periods wait on the clock
+				h.f.clock.Advance(100 * time.Millisecond)
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		<-h.errc
+	})
+}
+
+// until moves the fake clock on in small steps until cond holds. The
+// supervisor's loops (monitor, observer) wait on the clock side by side,
+// so each step gives them a moment of real time instead of counting
+// their waits; the bound is in real time, for a loaded machine.
+func (h *observedHead) until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(h.f.dir.TargetsPath())
+			t.Fatalf("%s: not after %s of fake time; targets %s", what, h.f.clock.Now().Sub(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)), b)
+		}
+		h.f.clock.Advance(100 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// endpoints lists the site's scrape targets as "endpoint job addresses".
+func (h *observedHead) endpoints() []string {
+	var groups []metrics.TargetGroup
+	if b, err := os.ReadFile(metrics.SDFile(h.f.spec)); err == nil {
+		json.Unmarshal(b, &groups)
+	}
+	var out []string
+	for _, g := range groups {
+		out = append(out, g.Labels[metrics.LabelEndpoint]+" "+g.Labels["slurm_job_id"]+" "+strings.Join(g.Targets, ","))
+	}
+	return out
+}
+
+// The head's scrape targets are written before head.json, on which `up
+// --wait` returns: Prometheus finds the head at once, not one observation
+// (observeInterval) later.
+func TestHeadTargetsBeforeItPublishes(t *testing.T) {
+	t.Parallel()
+	h := startObservedHead(t)
+	var head cluster.HeadInfo
+	h.until(t, "head published", func() bool {
+		var ok bool
+		head, ok, _ = h.f.dir.Head()
+		return ok
+	})
+	e := h.endpoints()
+	if len(e) != 2 || e[0] != "sraybatch 7 "+head.Metrics || !strings.HasPrefix(e[1], "ray 7 127.0.0.1:") {
+		t.Errorf("targets when head.json appeared: %q, want the head's endpoint and its Ray", e)
+	}
+}
+
+// TestRunHeadObserver drives a head's supervisor on the fake clock: once
+// its Ray serves it publishes its metrics endpoint, serves the cluster at
+// /metrics to the scrape token only, writes job_state and cluster_sample
+// events, rewrites the file_sd targets on a join and a leave, and empties
+// them when it ends.
+func TestRunHeadObserver(t *testing.T) {
+	t.Parallel()
+	h := startObservedHead(t)
+	f, sched, procs, endpoints := h.f, h.sched, h.procs, h.endpoints
 	until := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				b, _ := os.ReadFile(f.dir.TargetsPath())
-				t.Fatalf("%s: not after %s of fake time; targets %s", what, f.clock.Now().Sub(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)), b)
-			}
-			f.clock.Advance(100 * time.Millisecond)
-			time.Sleep(2 * time.Millisecond)
-		}
+		h.until(t, what, cond)
 	}
 	var head cluster.HeadInfo
 	until("head published with a metrics endpoint", func() bool {
@@ -286,21 +353,6 @@ func TestRunHeadObserver(t *testing.T) {
 		if code, _ := scrape(bad); code != http.StatusUnauthorized {
 			t.Errorf("scrape with %q: %d, want 401", bad, code)
 		}
-	}
-	targets := func() []metrics.TargetGroup {
-		var g []metrics.TargetGroup
-		b, err := os.ReadFile(metrics.SDFile(f.spec))
-		if err == nil {
-			json.Unmarshal(b, &g)
-		}
-		return g
-	}
-	endpoints := func() []string {
-		var out []string
-		for _, g := range targets() {
-			out = append(out, g.Labels[metrics.LabelEndpoint]+" "+g.Labels["slurm_job_id"]+" "+strings.Join(g.Targets, ","))
-		}
-		return out
 	}
 	headRayTarget := "ray 7 127.0.0.1:" // the head's own exporter; its port is the node record's
 	until("targets: the endpoint and the head's Ray", func() bool {
@@ -357,14 +409,7 @@ func TestRunHeadObserver(t *testing.T) {
 		t.Errorf("%d squeue calls in %s: more than one per observation", sched.calls, f.clock.Now().Sub(head.Published))
 	}
 
-	cancel()
-	go func() {
-		for i := 0; i < 2000; i++ { // the stop's grace periods wait on the clock
-			f.clock.Advance(100 * time.Millisecond)
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	<-errc
+	h.stop()
 	for _, path := range []string{metrics.SDFile(f.spec), f.dir.TargetsPath()} {
 		if b, _ := os.ReadFile(path); strings.TrimSpace(string(b)) != "[]" {
 			t.Errorf("%s after the head ended = %s, want []", path, b)

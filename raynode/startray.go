@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -93,6 +92,13 @@ func (s *supervisor) startRay(ray string, p StartParams, env []string) (Process,
 // it alive (a listening raylet may still fail to register).
 func (s *supervisor) waitUp(ctx context.Context, node Process, ports Ports) error {
 	deadline := s.clock.Now().Add(startTimeout)
+	var dash dashboardClient
+	if s.cfg.Role == cluster.RoleHead {
+		var err error
+		if dash, err = s.dashboard(ports); err != nil {
+			return err
+		}
+	}
 	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -109,7 +115,7 @@ func (s *supervisor) waitUp(ctx context.Context, node Process, ports Ports) erro
 			return err
 		}
 		if s.cfg.Role == cluster.RoleHead {
-			if s.dashboard(ports).healthy(ctx) {
+			if dash.healthy(ctx) {
 				return nil
 			}
 			continue
@@ -129,17 +135,25 @@ func (s *supervisor) waitUp(ctx context.Context, node Process, ports Ports) erro
 	}
 }
 
-func (s *supervisor) dashboard(ports Ports) dashboardClient {
-	token, _ := os.ReadFile(s.cfg.Dir.TokenPath())
-	return dashboardClient{base: "http://127.0.0.1:" + strconv.Itoa(ports.Dashboard), token: strings.TrimSpace(string(token)), insecure: s.spec.Insecure}
+// dashboard is a client of this head's dashboard, with the cluster's token.
+func (s *supervisor) dashboard(ports Ports) (dashboardClient, error) {
+	token, err := s.cfg.Dir.RayToken(s.spec.Insecure)
+	if err != nil {
+		return dashboardClient{}, fmt.Errorf("ask the head's dashboard: %w", err)
+	}
+	return dashboardClient{base: "http://127.0.0.1:" + strconv.Itoa(ports.Dashboard), token: token, insecure: s.spec.Insecure}, nil
 }
 
-func (s *supervisor) publishHead(ip string, ports Ports) error {
-	h := cluster.HeadInfo{
+// headInfo is what the head publishes in head.json.
+func (s *supervisor) headInfo(ip string, ports Ports) cluster.HeadInfo {
+	return cluster.HeadInfo{
 		Job: s.rec.Job, Address: net.JoinHostPort(ip, strconv.Itoa(ports.GCS)), NodeIP: ip,
 		Dashboard: "http://127.0.0.1:" + strconv.Itoa(ports.Dashboard), SlurmNode: s.rec.SlurmNode,
 		RayVersion: s.rayVersion, Published: s.clock.Now().UTC(), Metrics: s.metricsAddr,
 	}
+}
+
+func (s *supervisor) publishHead(h cluster.HeadInfo) error {
 	if err := s.cfg.Dir.WriteHead(h); err != nil {
 		return fmt.Errorf("publish head address: %w", err)
 	}

@@ -209,37 +209,10 @@ func (s *supervisor) finish(err error) bool {
 }
 
 func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
-	env, err := s.setup(ctx)
-	if err != nil {
-		return endWith(cluster.OutcomeSetupFailed, err)
-	}
-	ray, err := lookPath(orDefault(s.spec.Ray, "ray"), envValue(env, "PATH"))
-	if err != nil {
-		return endWith(cluster.OutcomeSetupFailed, fmt.Errorf("find ray after --setup: %w", err))
-	}
-	if s.cfg.Role == cluster.RoleHead && !s.spec.Insecure {
-		if err := s.checkRayVersion(ctx, ray, env); err != nil {
-			return endWith(cluster.OutcomeSetupFailed, err)
-		}
-	}
-	var gpus []gpu.Device
-	if s.cfg.Role != cluster.RoleDriver { // a driver's node takes no actors
-		if gpus, err = s.cfg.GPUs.Visible(); err != nil {
-			return fmt.Errorf("find the job's GPUs: %w", err)
-		}
-	}
-	ip, err := s.nodeIP(ctx)
+	p, err := s.prepare(ctx)
 	if err != nil {
 		return err
 	}
-	s.rec.IP, s.rec.GPUs = ip, len(gpus)
-	ids := make([]string, len(gpus))
-	for i, g := range gpus {
-		ids[i] = g.ID
-	}
-	s.rec.GPUIDs = strings.Join(ids, ",")
-	s.save()
-
 	var head cluster.HeadInfo
 	if s.cfg.Role != cluster.RoleHead {
 		if head, err = s.waitForHead(ctx); err != nil {
@@ -256,38 +229,106 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 		os.RemoveAll(tmp.private)
 	}()
 
-	node, ports, err := s.startNode(ctx, ray, env, ip, len(gpus), tmp.ray, head)
+	node, ports, err := s.startNode(ctx, p.ray, p.env, p.ip, p.gpus, tmp.ray, head)
 	if err != nil {
 		return err
 	}
 	defer s.stopRay(node)
 
 	s.rec.MetricsExportPort = ports.MetricsExport // a Prometheus target once joined
+	var members *membershipTracker
 	if s.cfg.Role == cluster.RoleHead {
-		obs := s.newObserver(ip, tmp.ray, ports.Scrape) // observer.go: status, events, /metrics, file_sd
-		s.metricsAddr = obs.addr
-		if err := s.publishHead(ip, ports); err != nil {
+		var stop func()
+		if members, stop, err = s.serveHead(ctx, p.ip, tmp.ray, ports); err != nil {
 			return err
 		}
-		stopObserver := obs.start(ctx)
-		defer stopObserver() // before Ray stops: its last word is an empty target list
-		if s.cfg.Autoscaler != nil {
-			stop := s.startAutoscaler(ctx, ip, ports)
-			defer stop() // before Ray stops: no submission once the head is going
-		}
+		defer stop() // before Ray stops: no submission, and an empty target list, once the head is going
 	}
 	s.rec.Phase = cluster.PhaseRunning
 	s.save()
-	s.logf("ray node up at %s (%d GPUs)", ip, len(gpus))
+	s.logf("ray node up at %s (%d GPUs)", p.ip, p.gpus)
 	var driver Process
 	if s.cfg.Role == cluster.RoleDriver {
-		if driver, err = s.startDriver(env, head); err != nil {
+		if driver, err = s.startDriver(p.env, head); err != nil {
 			return err
 		}
 		// The driver's whole group, then Ray: it gets a grace period to finish.
 		defer func() { grace, _ := stopGraces(s.ending); driver.Stop(true, grace) }()
 	}
-	return s.monitor(ctx, node, driver, ports, drain)
+	return s.monitor(ctx, node, driver, members, drain)
+}
+
+// prepared is a node ready to start Ray: the environment after --setup,
+// the ray executable, the address it advertises and its GPUs.
+type prepared struct {
+	env     []string
+	ray, ip string
+	gpus    int
+}
+
+// prepare runs --setup, checks Ray, finds the job's GPUs and address, and
+// records them.
+func (s *supervisor) prepare(ctx context.Context) (prepared, error) {
+	env, err := s.setup(ctx)
+	if err != nil {
+		return prepared{}, endWith(cluster.OutcomeSetupFailed, err)
+	}
+	ray, err := lookPath(orDefault(s.spec.Ray, "ray"), envValue(env, "PATH"))
+	if err != nil {
+		return prepared{}, endWith(cluster.OutcomeSetupFailed, fmt.Errorf("find ray after --setup: %w", err))
+	}
+	if s.cfg.Role == cluster.RoleHead && !s.spec.Insecure {
+		if err := s.checkRayVersion(ctx, ray, env); err != nil {
+			return prepared{}, endWith(cluster.OutcomeSetupFailed, err)
+		}
+	}
+	var gpus []gpu.Device
+	if s.cfg.Role != cluster.RoleDriver { // a driver's node takes no actors
+		if gpus, err = s.cfg.GPUs.Visible(); err != nil {
+			return prepared{}, fmt.Errorf("find the job's GPUs: %w", err)
+		}
+	}
+	ip, err := s.nodeIP(ctx)
+	if err != nil {
+		return prepared{}, err
+	}
+	s.rec.IP, s.rec.GPUs = ip, len(gpus)
+	ids := make([]string, len(gpus))
+	for i, g := range gpus {
+		ids[i] = g.ID
+	}
+	s.rec.GPUIDs = strings.Join(ids, ",")
+	s.save()
+	return prepared{env: env, ray: ray, ip: ip, gpus: len(gpus)}, nil
+}
+
+// serveHead starts what runs beside the head's Ray (the observer, the
+// autoscaler) and publishes the head; stop stops them. The membership
+// snapshot and the node record (its exporter's port) are written, and the
+// observer has looked once, before head.json appears: `up --wait` returns
+// on head.json, and Prometheus then finds the head's targets at once, not
+// one observation later.
+func (s *supervisor) serveHead(ctx context.Context, ip, rayTemp string, ports Ports) (members *membershipTracker, stop func(), err error) {
+	dash, err := s.dashboard(ports)
+	if err != nil {
+		return nil, nil, err
+	}
+	obs := s.newObserver(ip, rayTemp, ports.Scrape) // observer.go: status, events, /metrics, file_sd
+	s.metricsAddr = obs.addr
+	s.save()
+	members = newMembershipTracker(s.cfg.Dir, dash, s.clock)
+	members.refresh(ctx)
+	h := s.headInfo(ip, ports)
+	stopObserver := obs.start(ctx, h)
+	if err := s.publishHead(h); err != nil {
+		stopObserver()
+		return nil, nil, err
+	}
+	stopAutoscaler := func() {}
+	if s.cfg.Autoscaler != nil {
+		stopAutoscaler = s.startAutoscaler(ctx, ip, ports)
+	}
+	return members, func() { stopAutoscaler(); stopObserver() }, nil
 }
 
 // startAutoscaler runs the autoscaler beside the head's Ray and returns the

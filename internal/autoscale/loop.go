@@ -3,9 +3,7 @@ package autoscale
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/clock"
@@ -65,13 +63,9 @@ func (l *Loop) dial(head cluster.HeadInfo) (*raygcs.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	token := ""
-	if !spec.Insecure {
-		b, err := os.ReadFile(l.cfg.Dir.TokenPath())
-		if err != nil {
-			return nil, fmt.Errorf("read the cluster's token: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
+	token, err := l.cfg.Dir.RayToken(spec.Insecure)
+	if err != nil {
+		return nil, err
 	}
 	return raygcs.Dial(head.Address, token)
 }

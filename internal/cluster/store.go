@@ -207,6 +207,19 @@ func (d Dir) Home() string { return filepath.Dir(filepath.Dir(d.Path)) }
 // TokenPath is the file that RAY_AUTH_TOKEN_PATH points at.
 func (d Dir) TokenPath() string { return d.file(tokenFile) }
 
+// RayToken is the token a client of the cluster's GCS or dashboard sends:
+// the content of TokenPath, or "" for an insecure cluster, which has none.
+func (d Dir) RayToken(insecure bool) (string, error) {
+	if insecure {
+		return "", nil
+	}
+	b, err := os.ReadFile(d.TokenPath())
+	if err != nil {
+		return "", fmt.Errorf("read the cluster's token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // MetricsTokenPath is the scrape-only bearer token of the head's /metrics
 // (Prometheus's authorization.credentials_file); never the Ray token.
 func (d Dir) MetricsTokenPath() string { return d.file(metricsToken) }
