@@ -165,10 +165,10 @@ func (p *headProcesses) serve(w http.ResponseWriter, r *http.Request) {
 
 // queueSched answers squeue from a table the test changes.
 type queueSched struct {
-	scheduler.Scheduler // any other call panics: the observer makes none
-	mu                  sync.Mutex
-	jobs                []scheduler.Job
-	calls               int
+	Scheduler // NodeAddr panics: the head makes no such call here
+	mu        sync.Mutex
+	jobs      []scheduler.Job
+	calls     int
 }
 
 func (q *queueSched) set(jobs ...scheduler.Job) {

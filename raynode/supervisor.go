@@ -35,7 +35,7 @@ type Config struct {
 	Getenv  func(string) string
 	Environ []string
 	// Scheduler answers NodeAddr and head-job checks; may be nil.
-	Scheduler scheduler.Scheduler
+	Scheduler Scheduler
 	GPUs      gpu.Source
 	// DriverArgv is the command a driver job runs once its Ray node has joined.
 	DriverArgv []string
@@ -50,6 +50,16 @@ type Config struct {
 	// limit, and to probe a silent head; nil: raygcs.Dial.
 	DialRay func(addr, token string) (RayClient, error)
 }
+
+// Scheduler is what a node asks of the scheduler (a scheduler.Scheduler):
+// jobs (the head job's state, this job's time left, the head's
+// observation) and its node's address.
+type Scheduler interface {
+	Jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Job, error)
+	NodeAddr(ctx context.Context, node string) (string, error)
+}
+
+var _ Scheduler = scheduler.Scheduler(nil)
 
 // Autoscaler is the head job's autoscaler (autoscale.Loop): it runs from
 // the moment the head's Ray serves until ctx ends, and must make no

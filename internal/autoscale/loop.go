@@ -22,13 +22,24 @@ type Ray interface {
 	Drain(ctx context.Context, nodeID string, reason raygcs.DrainReason, message string, deadline time.Time) (bool, string, error)
 }
 
+// Scheduler is what the loop asks of the scheduler (a
+// scheduler.Scheduler): the cluster's jobs, the partition's time limit,
+// cancels, and what submitting workers takes.
+type Scheduler interface {
+	submit.Scheduler
+	Jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Job, error)
+	MaxTime(ctx context.Context, partition string) (limit time.Duration, unlimited bool, err error)
+}
+
+var _ Scheduler = scheduler.Scheduler(nil)
+
 // LoopConfig is what the head job's autoscaler works with.
 type LoopConfig struct {
 	Dir     cluster.Dir
 	HeadJob string
 	// Sched submits and cancels workers; inside the head job it must submit
 	// with slurm.LoginEnv, so workers do not inherit the head's variables.
-	Sched scheduler.Scheduler
+	Sched Scheduler
 	Ray   Ray
 	Clock clock.Clock
 	// Logf writes a line to the head job's log.

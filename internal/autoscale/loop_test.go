@@ -45,11 +45,6 @@ func (f *fakeSched) Cancel(ctx context.Context, ids []string, o scheduler.Cancel
 	f.cancelled = append(f.cancelled, ids)
 	return nil
 }
-func (f *fakeSched) Ping(ctx context.Context) error                         { return nil }
-func (f *fakeSched) NodeAddr(ctx context.Context, n string) (string, error) { return "", nil }
-func (f *fakeSched) FreeGPUs(ctx context.Context, p string) ([]scheduler.NodeGPUs, error) {
-	return nil, nil
-}
 func (f *fakeSched) MaxArrayTasks(ctx context.Context) (int, error) { return 0, nil }
 func (f *fakeSched) MaxTime(ctx context.Context, p string) (time.Duration, bool, error) {
 	if f.maxTime == 0 {

@@ -33,6 +33,17 @@ func NodeScript(dir cluster.Dir, spec cluster.Spec, role cluster.Role) templates
 	}
 }
 
+// Scheduler is what submitting asks of the scheduler (a
+// scheduler.Scheduler): sbatch, the cancel of a job it could not record,
+// and the array limit after a refused array.
+type Scheduler interface {
+	Submit(ctx context.Context, scriptPath string) (string, error)
+	Cancel(ctx context.Context, ids []string, opts scheduler.CancelOptions) error
+	MaxArrayTasks(ctx context.Context) (int, error)
+}
+
+var _ Scheduler = scheduler.Scheduler(nil)
+
 // ArrayTasks is the array size for n jobs: 0 (a plain job) for one.
 func ArrayTasks(n int) int {
 	if n == 1 {
@@ -44,7 +55,7 @@ func ArrayTasks(n int) int {
 // Script renders, writes and submits one script and records the submission;
 // it returns the job id (the array job id for an array). A job submitted but
 // not recorded is cancelled rather than leaked.
-func Script(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, s templates.Script, autoscaled bool) (string, error) {
+func Script(ctx context.Context, sched Scheduler, dir cluster.Dir, s templates.Script, autoscaled bool) (string, error) {
 	script, err := templates.Render(s)
 	if err != nil {
 		return "", &InvalidError{err}
@@ -69,7 +80,7 @@ func Script(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, s t
 // when n > 1) and returns their job keys. When the scheduler refuses an
 // array that large (MaxArraySize, max_array_tasks), it asks for the limit
 // and submits arrays of at most that many, one call each.
-func Workers(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
+func Workers(ctx context.Context, sched Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
 	keys, err := workers(ctx, sched, dir, spec, head, n, timeLimit, autoscaled)
 	if !errors.Is(err, scheduler.ErrArrayTooLarge) {
 		return keys, err
@@ -88,7 +99,7 @@ func Workers(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, sp
 	return keys, nil
 }
 
-func workers(ctx context.Context, sched scheduler.Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
+func workers(ctx context.Context, sched Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
 	s := NodeScript(dir, spec, cluster.RoleWorker)
 	s.HeadJob, s.Tasks, s.Time = head, ArrayTasks(n), timeLimit
 	id, err := Script(ctx, sched, dir, s, autoscaled)
