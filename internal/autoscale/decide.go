@@ -152,7 +152,10 @@ type Decision struct {
 const maxBundles = 4096
 
 // Decide plans one poll. It is pure: the same input and memory give the
-// same decision and memory.
+// same decision and memory. Its steps: classify the demand, plan it onto
+// the jobs in flight and new ones (needsOf), cancel pending jobs no demand
+// uses (cancelSurplus), submit for what is left (planSubmit), and drain
+// idle workers (idleDrains).
 func Decide(in Input, mem Memory) (Decision, Memory) {
 	var d Decision
 	if !in.Settings.Enabled {
@@ -160,7 +163,44 @@ func Decide(in Input, mem Memory) (Decision, Memory) {
 		return d, Memory{BackoffUntil: mem.BackoffUntil, Failures: mem.Failures, SubmitError: mem.SubmitError}
 	}
 	tasks, groups, floors := in.classify(&d)
+	n := in.needsOf(tasks, groups, floors)
+	d.Wanted = n.wanted()
+	var q queueCount
+	d.Cancel, q = cancelSurplus(in.Workers, n.used, countQueue(in.Workers), in.Settings)
+	var ripe bool
+	mem, ripe = ripen(mem, d.Wanted, in.Now, in.Settings.UpscaleDelay)
+	var reasons []string
+	d.Submit, d.Capped, reasons = planSubmit(in, mem, ripe, n, q)
+	if len(d.Cancel) > 0 {
+		reasons = append(reasons, fmt.Sprintf("cancel %d pending workers no longer needed", len(d.Cancel)))
+	}
+	d.Drain = in.idleDrains(d.Wanted, n.protected, q.active-max(in.Settings.MinWorkers, 0))
+	if len(d.Drain) > 0 {
+		reasons = append(reasons, fmt.Sprintf("drain %d idle workers", len(d.Drain)))
+	}
+	if len(d.Infeasible) > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d shapes infeasible", len(d.Infeasible)))
+	}
+	d.Reason = strings.Join(reasons, "; ")
+	return d, mem
+}
 
+// needs is what the demand asks of the cluster's worker jobs.
+type needs struct {
+	// forDemand and forFloors are the new jobs pending tasks, actors and
+	// groups need, and those request_resources floors need.
+	forDemand, forFloors int
+	// used are the jobs in flight that some demand is planned onto.
+	used map[string]bool
+	// protected are the alive nodes a floor needs: never drained.
+	protected map[string]bool
+}
+
+func (n needs) wanted() int { return max(n.forDemand, n.forFloors) }
+
+// needsOf plans the feasible demand onto the jobs in flight, then onto new
+// jobs: tasks and groups on their own, floors against the alive nodes too.
+func (in Input) needsOf(tasks []Shape, groups []Group, floors []Shape) needs {
 	inFlight := in.inFlight()
 	p := newPlan(in.Shape, inFlight)
 	for _, s := range tasks {
@@ -169,126 +209,131 @@ func Decide(in Input, mem Memory) (Decision, Memory) {
 	for _, g := range groups {
 		p.placeGroup(g)
 	}
-	newForDemand := len(p.newBins)
-
 	fp := newPlan(in.Shape, inFlight)
-	protected := fp.placeFloors(in.Nodes, floors)
-	newForFloors := len(fp.newBins)
-
-	d.Wanted = max(newForDemand, newForFloors)
-	used := map[string]bool{}
+	n := needs{used: map[string]bool{}}
+	n.protected = fp.placeFloors(in.Nodes, floors)
+	n.forDemand, n.forFloors = len(p.newBins), len(fp.newBins)
 	for _, b := range append(p.flight, fp.flight...) {
 		if b.used {
-			used[b.job] = true
+			n.used[b.job] = true
 		}
 	}
+	return n
+}
 
-	active := 0
-	queued := 0
-	var limitReason string
-	for _, w := range in.Workers {
+// queueCount counts the worker jobs that are, or will be, workers.
+type queueCount struct {
+	// active are the jobs not stuck in the queue; queued those of them pending.
+	active, queued int
+	// limitReason is a SLURM limit a pending job waits on ("" when none).
+	limitReason string
+}
+
+func countQueue(ws []Worker) queueCount {
+	var c queueCount
+	for _, w := range ws {
 		if w.State == Queued && stuck(w.Reason) {
 			continue
 		}
-		active++
+		c.active++
 		if w.State == Queued {
-			queued++
-			if limit(w.Reason) && limitReason == "" {
-				limitReason = w.Reason
+			c.queued++
+			if limit(w.Reason) && c.limitReason == "" {
+				c.limitReason = w.Reason
 			}
 		}
 	}
+	return c
+}
 
-	// Pending jobs that no demand uses any more, or that are over the cap.
-	maxWorkers := in.Settings.MaxWorkers
-	keep := max(in.Settings.MinWorkers, 0)
+// cancelSurplus lists the pending autoscaled jobs to cancel, newest first:
+// those no demand uses any more (down to --min-workers), then those over
+// --max-workers; it returns the count without them.
+func cancelSurplus(ws []Worker, used map[string]bool, c queueCount, s Settings) ([]string, queueCount) {
+	var cancel []string
+	keep := max(s.MinWorkers, 0)
 	var surplus []Worker
-	for _, w := range in.Workers {
+	for _, w := range ws {
 		if w.State == Queued && w.Autoscaled && !used[w.Job] {
 			surplus = append(surplus, w)
 		}
 	}
 	sort.SliceStable(surplus, func(i, j int) bool { return surplus[i].Submitted.After(surplus[j].Submitted) })
 	for _, w := range surplus {
-		if active <= keep {
+		if c.active <= keep {
 			break
 		}
-		d.Cancel = append(d.Cancel, w.Job)
-		active--
+		cancel = append(cancel, w.Job)
+		c.active--
 		if !stuck(w.Reason) {
-			queued--
+			c.queued--
 		}
 	}
-	for _, w := range newestQueued(in.Workers, d.Cancel) {
-		if active <= maxWorkers {
+	for _, w := range newestQueued(ws, cancel) {
+		if c.active <= s.MaxWorkers {
 			break
 		}
-		d.Cancel = append(d.Cancel, w.Job)
-		active--
-		queued--
+		cancel = append(cancel, w.Job)
+		c.active--
+		c.queued--
 	}
+	return cancel, c
+}
 
-	// Submissions.
-	wantDemand := d.Wanted
+// ripen remembers when the unmet demand first showed (none: zero) and
+// reports whether it has lasted the upscale delay.
+func ripen(mem Memory, wanted int, now time.Time, delay time.Duration) (Memory, bool) {
 	switch {
-	case wantDemand == 0:
+	case wanted == 0:
 		mem.UnmetSince = time.Time{}
 	case mem.UnmetSince.IsZero():
-		mem.UnmetSince = in.Now
+		mem.UnmetSince = now
 	}
-	demandRipe := wantDemand > 0 && in.Now.Sub(mem.UnmetSince) >= in.Settings.UpscaleDelay
+	return mem, wanted > 0 && now.Sub(mem.UnmetSince) >= delay
+}
+
+// planSubmit decides how many worker jobs to submit: the demand once ripe,
+// at least what --min-workers lacks, within --max-workers and
+// --max-pending; none while backing off, while a job waits on a SLURM
+// limit, or near the head's end. It says why in reasons.
+func planSubmit(in Input, mem Memory, ripe bool, n needs, c queueCount) (submit int, capped bool, reasons []string) {
+	s := in.Settings
 	want := 0
-	if demandRipe {
-		want = wantDemand
+	if ripe {
+		want = n.wanted()
 	}
-	topUp := in.Settings.MinWorkers - active
+	topUp := s.MinWorkers - c.active
 	want = max(want, topUp)
-	maxPending := in.Settings.MaxPending
+	maxPending := s.MaxPending
 	if maxPending <= 0 {
-		maxPending = maxWorkers
+		maxPending = s.MaxWorkers
 	}
-	room := min(maxWorkers-active, maxPending-queued)
-	reasons := []string{}
 	switch {
 	case want <= 0:
-		if wantDemand > 0 {
-			reasons = append(reasons, fmt.Sprintf("demand for %d workers waits out the upscale delay (%s)", wantDemand, in.Settings.UpscaleDelay))
+		if n.wanted() > 0 {
+			return 0, false, []string{fmt.Sprintf("demand for %d workers waits out the upscale delay (%s)", n.wanted(), s.UpscaleDelay)}
 		}
+		return 0, false, nil
 	case in.Now.Before(mem.BackoffUntil):
-		reasons = append(reasons, fmt.Sprintf("backing off until %s: %s", mem.BackoffUntil.Format(time.TimeOnly), mem.SubmitError))
-	case limitReason != "":
-		reasons = append(reasons, "held back: a worker job waits on SLURM limit "+limitReason)
+		return 0, false, []string{fmt.Sprintf("backing off until %s: %s", mem.BackoffUntil.Format(time.TimeOnly), mem.SubmitError)}
+	case c.limitReason != "":
+		return 0, false, []string{"held back: a worker job waits on SLURM limit " + c.limitReason}
 	case in.HeadLeft >= 0 && in.HeadLeft < in.MinHeadLeft:
-		reasons = append(reasons, fmt.Sprintf("no scale-up: the head ends in %s", in.HeadLeft.Round(time.Second)))
-	default:
-		d.Submit = max(min(want, room), 0)
-		d.Capped = d.Submit < want
-		switch {
-		case d.Submit > 0 && topUp > 0 && !demandRipe:
-			reasons = append(reasons, fmt.Sprintf("+%d workers to keep --min-workers %d", d.Submit, in.Settings.MinWorkers))
-		case d.Submit > 0:
-			reasons = append(reasons, fmt.Sprintf("+%d workers for %s", d.Submit, demandWords(newForDemand, newForFloors)))
-		}
-		if d.Capped {
-			reasons = append(reasons, fmt.Sprintf("capped: %d wanted, --max-workers %d, --max-pending %d", want, maxWorkers, maxPending))
-		}
+		return 0, false, []string{fmt.Sprintf("no scale-up: the head ends in %s", in.HeadLeft.Round(time.Second))}
 	}
-	if len(d.Cancel) > 0 {
-		reasons = append(reasons, fmt.Sprintf("cancel %d pending workers no longer needed", len(d.Cancel)))
+	room := min(s.MaxWorkers-c.active, maxPending-c.queued)
+	submit = max(min(want, room), 0)
+	capped = submit < want
+	switch {
+	case submit > 0 && topUp > 0 && !ripe:
+		reasons = append(reasons, fmt.Sprintf("+%d workers to keep --min-workers %d", submit, s.MinWorkers))
+	case submit > 0:
+		reasons = append(reasons, fmt.Sprintf("+%d workers for %s", submit, demandWords(n.forDemand, n.forFloors)))
 	}
-
-	// Idle workers leave through Ray's drain.
-	if in.Settings.IdleTimeout > 0 && wantDemand == 0 {
-		d.Drain = in.idle(protected, active-keep)
-		if len(d.Drain) > 0 {
-			reasons = append(reasons, fmt.Sprintf("drain %d idle workers", len(d.Drain)))
-		}
+	if capped {
+		reasons = append(reasons, fmt.Sprintf("capped: %d wanted, --max-workers %d, --max-pending %d", want, s.MaxWorkers, maxPending))
 	}
-	if len(d.Infeasible) > 0 {
-		reasons = append(reasons, fmt.Sprintf("%d shapes infeasible", len(d.Infeasible)))
-	}
-	d.Reason = strings.Join(reasons, "; ")
-	return d, mem
+	return submit, capped, reasons
 }
 
 func demandWords(forDemand, forFloors int) string {
@@ -374,9 +419,13 @@ func (in Input) inFlight() []Worker {
 	return ws
 }
 
-// idle lists joined workers idle for --idle-timeout, longest idle first, at
-// most n, never one a request_resources floor still needs.
-func (in Input) idle(protected map[string]bool, n int) []Drain {
+// idleDrains lists joined workers idle for --idle-timeout, longest idle
+// first, at most n, never one a request_resources floor still needs; none
+// while demand wants workers, or without an idle timeout.
+func (in Input) idleDrains(wanted int, protected map[string]bool, n int) []Drain {
+	if in.Settings.IdleTimeout <= 0 || wanted > 0 {
+		return nil
+	}
 	joined := map[string]Worker{}
 	for _, w := range in.Workers {
 		if w.State == Joined {

@@ -1,0 +1,207 @@
+package autoscale
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The steps of Decide, each on its own.
+
+func queued(job, reason string, age time.Duration) Worker {
+	return Worker{Job: job, State: Queued, Reason: reason, Submitted: t0.Add(-age), Autoscaled: true}
+}
+
+func TestNeedsOf(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                 string
+		in                   func() Input
+		tasks, floors        []Shape
+		groups               []Group
+		forDemand, forFloors int
+		used, protected      []string
+	}{
+		{name: "nothing wanted", in: headOnly},
+		{name: "tasks fill the job in flight, then new ones", in: func() Input {
+			in := headOnly()
+			in.Workers = []Worker{queued("7", "Resources", time.Minute)}
+			return in
+		}, tasks: []Shape{gpu(1), gpu(1), gpu(1)}, forDemand: 2, used: []string{"7"}},
+		{name: "a floor counts the head and protects it", in: headOnly,
+			floors: []Shape{gpu(1), gpu(1)}, forFloors: 1, protected: []string{"h"}},
+		{name: "a spread group takes a job per bundle", in: headOnly,
+			groups: []Group{{Bundles: []Shape{gpu(0.5), gpu(0.5)}, Spread: true}}, forDemand: 2},
+	}
+	for _, tt := range tests {
+		n := tt.in().needsOf(tt.tasks, tt.groups, tt.floors)
+		used := slices.Sorted(maps.Keys(n.used))
+		protected := slices.Sorted(maps.Keys(n.protected))
+		if n.forDemand != tt.forDemand || n.forFloors != tt.forFloors || !slices.Equal(used, tt.used) || !slices.Equal(protected, tt.protected) {
+			t.Errorf("%s: demand %d floors %d used %v protected %v; want %d %d %v %v",
+				tt.name, n.forDemand, n.forFloors, used, protected, tt.forDemand, tt.forFloors, tt.used, tt.protected)
+		}
+	}
+}
+
+func TestCountQueue(t *testing.T) {
+	t.Parallel()
+	w1, _ := joined("7", "a", 0)
+	got := countQueue([]Worker{w1, {Job: "8", State: Starting},
+		queued("9", "Resources", 0), queued("10", "QOSMaxGRESPerUser", 0), queued("11", "ReqNodeNotAvail", 0)})
+	if want := (queueCount{active: 4, queued: 2, limitReason: "QOSMaxGRESPerUser"}); got != want {
+		t.Errorf("countQueue = %+v, want %+v", got, want)
+	}
+}
+
+func TestCancelSurplus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		ws       []Worker
+		used     []string
+		settings Settings
+		cancel   []string
+		left     queueCount
+	}{
+		{name: "every pending job used: none", ws: []Worker{queued("7", "Resources", time.Minute)}, used: []string{"7"},
+			settings: Settings{MaxWorkers: 3}, left: queueCount{active: 1, queued: 1}},
+		{name: "unused ones go, newest first, down to --min-workers",
+			ws:       []Worker{queued("7", "Resources", time.Minute), queued("8", "Resources", time.Second), queued("9", "Resources", time.Hour)},
+			settings: Settings{MinWorkers: 1, MaxWorkers: 3}, cancel: []string{"8", "7"}, left: queueCount{active: 1, queued: 1}},
+		{name: "a user's pending grow stays", ws: []Worker{{Job: "7", State: Queued, Reason: "Resources"}},
+			settings: Settings{MaxWorkers: 3}, left: queueCount{active: 1, queued: 1}},
+		{name: "a stuck job goes; it never counted as queued",
+			ws:       []Worker{{Job: "6", State: Starting}, queued("7", "ReqNodeNotAvail", time.Minute)},
+			settings: Settings{MaxWorkers: 3}, cancel: []string{"7"}, left: queueCount{active: 0}},
+		{name: "over a lowered cap, used jobs go too",
+			ws: []Worker{queued("7", "Resources", time.Minute), queued("8", "Resources", time.Second)}, used: []string{"7", "8"},
+			settings: Settings{MaxWorkers: 1}, cancel: []string{"8"}, left: queueCount{active: 1, queued: 1}},
+	}
+	for _, tt := range tests {
+		used := map[string]bool{}
+		for _, j := range tt.used {
+			used[j] = true
+		}
+		cancel, left := cancelSurplus(tt.ws, used, countQueue(tt.ws), tt.settings)
+		if !slices.Equal(cancel, tt.cancel) || left != tt.left {
+			t.Errorf("%s: cancel %v, left %+v; want %v, %+v", tt.name, cancel, left, tt.cancel, tt.left)
+		}
+	}
+}
+
+func TestRipen(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		since     time.Time
+		wanted    int
+		ripe      bool
+		sinceThen time.Time
+	}{
+		{"no demand forgets when it started", t0.Add(-time.Minute), 0, false, time.Time{}},
+		{"new demand starts now", time.Time{}, 2, false, t0},
+		{"demand younger than the delay", t0.Add(-9 * time.Second), 2, false, t0.Add(-9 * time.Second)},
+		{"demand as old as the delay", t0.Add(-10 * time.Second), 2, true, t0.Add(-10 * time.Second)},
+	}
+	for _, tt := range tests {
+		mem, ripe := ripen(Memory{UnmetSince: tt.since, Failures: 2}, tt.wanted, t0, 10*time.Second)
+		if ripe != tt.ripe || !mem.UnmetSince.Equal(tt.sinceThen) || mem.Failures != 2 {
+			t.Errorf("%s: ripe %v since %v (memory %+v); want %v %v", tt.name, ripe, mem.UnmetSince, mem, tt.ripe, tt.sinceThen)
+		}
+	}
+}
+
+func TestPlanSubmit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		in     func(*Input)
+		mem    Memory
+		ripe   bool
+		n      needs
+		c      queueCount
+		submit int
+		capped bool
+		reason string // substring; "" wants none
+	}{
+		{name: "nothing wanted"},
+		{name: "unripe demand waits", n: needs{forDemand: 2}, reason: "waits out the upscale delay"},
+		{name: "ripe demand", ripe: true, n: needs{forDemand: 2}, submit: 2, reason: "+2 workers for pending tasks"},
+		{name: "a floor's demand", ripe: true, n: needs{forDemand: 1, forFloors: 3}, submit: 3, reason: "+3 workers for request_resources"},
+		{name: "--min-workers tops up without demand", in: func(in *Input) { in.Settings.MinWorkers = 2 }, c: queueCount{active: 1},
+			submit: 1, reason: "to keep --min-workers 2"},
+		{name: "--max-workers caps", ripe: true, n: needs{forDemand: 5}, c: queueCount{active: 1}, submit: 2, capped: true,
+			reason: "capped: 5 wanted, --max-workers 3, --max-pending 3"},
+		{name: "--max-pending caps", in: func(in *Input) { in.Settings.MaxPending = 1 }, ripe: true, n: needs{forDemand: 2},
+			c: queueCount{active: 1, queued: 1}, capped: true, reason: "--max-pending 1"},
+		{name: "backing off", ripe: true, n: needs{forDemand: 1}, mem: Memory{BackoffUntil: t0.Add(time.Second), SubmitError: "no"},
+			reason: "backing off until 14:00:01: no"},
+		{name: "a SLURM limit holds back", ripe: true, n: needs{forDemand: 1}, c: queueCount{active: 1, queued: 1, limitReason: "QOSMaxGRESPerUser"},
+			reason: "SLURM limit QOSMaxGRESPerUser"},
+		{name: "near the head's end", in: func(in *Input) { in.HeadLeft, in.MinHeadLeft = time.Minute, 2*time.Minute },
+			ripe: true, n: needs{forDemand: 1}, reason: "the head ends in 1m0s"},
+	}
+	for _, tt := range tests {
+		in := headOnly()
+		if tt.in != nil {
+			tt.in(&in)
+		}
+		submit, capped, reasons := planSubmit(in, tt.mem, tt.ripe, tt.n, tt.c)
+		why := strings.Join(reasons, "; ")
+		if submit != tt.submit || capped != tt.capped || (tt.reason == "") != (why == "") || !strings.Contains(why, tt.reason) {
+			t.Errorf("%s: submit %d capped %v reason %q; want %d %v %q", tt.name, submit, capped, why, tt.submit, tt.capped, tt.reason)
+		}
+	}
+}
+
+func TestIdleDrains(t *testing.T) {
+	t.Parallel()
+	w1, n1 := joined("7", "a", 20*time.Second)
+	w2, n2 := joined("8", "b", 40*time.Second)
+	w3, n3 := joined("9", "c", 5*time.Second)
+	idle := func() Input {
+		in := headOnly()
+		in.Workers, in.Nodes = []Worker{w1, w2, w3}, append(in.Nodes, n1, n2, n3)
+		return in
+	}
+	tests := []struct {
+		name      string
+		in        func() Input
+		wanted    int
+		protected []string
+		n         int
+		drain     []string
+	}{
+		{name: "longest idle first", in: idle, n: 3, drain: []string{"8", "7"}},
+		{name: "at most n", in: idle, n: 1, drain: []string{"8"}},
+		{name: "n below zero drains none", in: idle, n: -1},
+		{name: "none while demand wants workers", in: idle, wanted: 1, n: 3},
+		{name: "a floor's node stays", in: idle, protected: []string{"b"}, n: 3, drain: []string{"7"}},
+		{name: "no idle timeout, no drain", in: func() Input {
+			in := idle()
+			in.Settings.IdleTimeout = 0
+			return in
+		}, n: 3},
+		{name: "a node already draining is left to it", in: func() Input {
+			in := idle()
+			in.Nodes[2].Draining = true
+			return in
+		}, n: 3, drain: []string{"7"}},
+	}
+	for _, tt := range tests {
+		protected := map[string]bool{}
+		for _, id := range tt.protected {
+			protected[id] = true
+		}
+		var drained []string
+		for _, d := range tt.in().idleDrains(tt.wanted, protected, tt.n) {
+			drained = append(drained, d.Job)
+		}
+		if !slices.Equal(drained, tt.drain) {
+			t.Errorf("%s: drain %v, want %v", tt.name, drained, tt.drain)
+		}
+	}
+}
