@@ -47,28 +47,10 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		case <-drain:
 			h = timeLimitWarning
 		case <-s.clock.After(membershipInterval):
-			if s.clock.Now().Sub(lastSample) >= cluster.GPUSampleInterval {
-				s.sampleGPUs()
-				lastSample = s.clock.Now()
-			}
-			if members != nil {
-				// The heartbeat first: workers judge the head by it, and
-				// copying logs after a stall must not delay it.
-				members.refresh(ctx)
-				rayLogs.copyIfDue(s.clock.Now(), s.logf)
+			var ok bool
+			if h, why, drained, ok = s.checkIn(ctx, members, rayLogs, &lastSample); !ok {
 				continue
 			}
-			rayLogs.copyIfDue(s.clock.Now(), s.logf)
-			if n, ok, err := s.cfg.Dir.DrainNotice(s.rec.Job); err == nil && ok && s.cfg.Role == cluster.RoleWorker {
-				h, why, drained = drainAccepted, fmt.Errorf("%s", n.Reason), n.Outcome
-				break
-			}
-			reason := s.headGone(ctx)
-			if reason == "" {
-				continue
-			}
-			h, why = headGone, fmt.Errorf("head job %s %s", s.cfg.HeadJob, reason)
-			s.clearStaleTargets()
 		}
 		st := s.state()
 		st.Interrupted = ctx.Err() != nil
@@ -93,6 +75,33 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		}
 		return endWith(r.Outcome, why)
 	}
+}
+
+// checkIn is the monitor's periodic work: the GPU sample, the head's
+// membership snapshot, Ray's logs, and on a worker or driver the drain
+// notice and the head's health; ok is false when nothing happened.
+func (s *supervisor) checkIn(ctx context.Context, members *membershipTracker, rayLogs *liveRayLogs, lastSample *time.Time) (h happening, why error, drained cluster.Outcome, ok bool) {
+	if s.clock.Now().Sub(*lastSample) >= cluster.GPUSampleInterval {
+		s.sampleGPUs()
+		*lastSample = s.clock.Now()
+	}
+	if members != nil {
+		// The heartbeat first: workers judge the head by it, and
+		// copying logs after a stall must not delay it.
+		members.refresh(ctx)
+		rayLogs.copyIfDue(s.clock.Now(), s.logf)
+		return 0, nil, "", false
+	}
+	rayLogs.copyIfDue(s.clock.Now(), s.logf)
+	if n, ok, err := s.cfg.Dir.DrainNotice(s.rec.Job); err == nil && ok && s.cfg.Role == cluster.RoleWorker {
+		return drainAccepted, fmt.Errorf("%s", n.Reason), n.Outcome, true
+	}
+	reason := s.headGone(ctx)
+	if reason == "" {
+		return 0, nil, "", false
+	}
+	s.clearStaleTargets()
+	return headGone, fmt.Errorf("head job %s %s", s.cfg.HeadJob, reason), "", true
 }
 
 // state is what react needs to know of this node now.

@@ -3,7 +3,6 @@ package autoscale
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/clock"
@@ -123,56 +122,71 @@ func (l *Loop) Run(ctx context.Context, head cluster.HeadInfo) {
 	}
 }
 
-// Poll runs one round: observe, decide, act, record.
+// Poll runs one round: observe, decide, act, record; then it publishes the
+// autoscaler's status. A cluster that never autoscaled gets none.
 func (l *Loop) Poll(ctx context.Context, spec cluster.Spec) {
-	now := l.cfg.Clock.Now()
-	st := cluster.AutoscalerStatus{Updated: now.UTC(), Enabled: spec.Autoscale.Enabled,
-		MinWorkers: spec.Autoscale.MinWorkers, MaxWorkers: spec.Autoscale.MaxWorkers, Demand: map[string]int{}, LastDecision: l.last}
 	settings := SettingsOf(spec.Autoscale)
 	l.everOn = l.everOn || settings.Enabled
 	if !l.everOn {
 		return
 	}
-	defer func() {
-		if err := l.cfg.Dir.WriteAutoscalerStatus(st); err != nil {
-			l.cfg.Logf("autoscaler: cannot write its status: %v", err)
-		}
-	}()
+	st := l.poll(ctx, spec, settings)
+	if err := l.cfg.Dir.WriteAutoscalerStatus(st); err != nil {
+		l.cfg.Logf("autoscaler: cannot write its status: %v", err)
+	}
+}
+
+// poll observes, decides, acts and records, and returns the status to
+// publish.
+func (l *Loop) poll(ctx context.Context, spec cluster.Spec, settings Settings) cluster.AutoscalerStatus {
+	now := l.cfg.Clock.Now()
+	st := cluster.AutoscalerStatus{Updated: now.UTC(), Enabled: spec.Autoscale.Enabled,
+		MinWorkers: spec.Autoscale.MinWorkers, MaxWorkers: spec.Autoscale.MaxWorkers, Demand: map[string]int{}, LastDecision: l.last}
 	if !settings.Enabled {
 		st.Reason = "autoscaling is off"
-		return
+		return st
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	ray, jobs, subs, err := l.read(ctx, spec)
+	if err != nil {
+		st.Error = oneline.Of(err.Error())
+		return st
+	}
+	in, head := l.observe(now, spec, settings, ray, jobs, subs)
+	var d Decision
+	d, l.mem = Decide(in, l.mem)
+	acted := l.act(ctx, spec, head, d, now)
+	l.record(acted)
+	st.LastDecision = l.last
+	return statusOf(st, in, d, acted, l.mem)
+}
+
+// read asks Ray for its demand and the scheduler for the queue, and reads
+// the cluster's submissions.
+func (l *Loop) read(ctx context.Context, spec cluster.Spec) (raygcs.ClusterState, []scheduler.Job, []cluster.Submission, error) {
 	ray, err := l.cfg.Ray.ClusterState(ctx)
 	if err != nil {
-		st.Error = "read Ray's demand: " + oneline.Of(err.Error())
-		return
+		return ray, nil, nil, fmt.Errorf("read Ray's demand: %w", err)
 	}
 	// One squeue per poll, the one status and the head's observer ask too
 	// (they share it: scheduler.SharedJobs): every job of this cluster.
 	jobs, err := l.cfg.Sched.Jobs(ctx, observe.JobsQuery(spec))
 	if err != nil {
-		st.Error = "read the queue: " + oneline.Of(err.Error())
-		return
+		return ray, nil, nil, fmt.Errorf("read the queue: %w", err)
 	}
 	subs, err := l.cfg.Dir.Submissions()
-	if err != nil {
-		st.Error = oneline.Of(err.Error())
-		return
-	}
-	in, head := l.observe(now, spec, settings, ray, jobs, subs)
-	var d Decision
-	d, l.mem = Decide(in, l.mem)
+	return ray, jobs, subs, err
+}
 
+// act carries out a decision (one sbatch call, one scancel, a drain per
+// idle worker) and returns what was done, and why.
+func (l *Loop) act(ctx context.Context, spec cluster.Spec, head *scheduler.Job, d Decision, now time.Time) *cluster.AutoscaleDecision {
 	acted := &cluster.AutoscaleDecision{At: now.UTC(), Why: d.Reason}
 	if d.Submit > 0 {
 		keys, err := l.submit(ctx, spec, head, d.Submit)
 		if err != nil {
-			l.mem.Failures++
-			wait := min(backoffBase<<min(l.mem.Failures-1, 10), backoffMax)
-			l.mem.BackoffUntil, l.mem.SubmitError = now.Add(wait), oneline.Of(err.Error())
-			acted.Why = fmt.Sprintf("sbatch refused (%s); backing off %s", l.mem.SubmitError, wait)
+			acted.Why = l.backOff(err, now)
 		} else {
 			l.mem.Failures, l.mem.SubmitError = 0, ""
 			acted.Submitted = keys
@@ -186,23 +200,63 @@ func (l *Loop) Poll(ctx context.Context, spec cluster.Spec) {
 		}
 	}
 	for _, dr := range d.Drain {
-		ok, rejection, err := l.cfg.Ray.Drain(ctx, dr.NodeID, raygcs.DrainIdleTermination, fmt.Sprintf("sraybatch: idle for %s", dr.Idle.Round(time.Second)), time.Time{})
-		switch {
-		case err != nil:
-			l.cfg.Logf("autoscaler: drain worker %s: %v", dr.Job, err)
-		case !ok:
-			// Busy again since the poll: normal, the next poll decides anew.
-			l.cfg.Logf("autoscaler: Ray refused to drain worker %s: %s", dr.Job, rejection)
-		default:
-			notice := cluster.DrainNotice{Job: dr.Job, NodeID: dr.NodeID, Outcome: cluster.OutcomeDrainedIdle,
-				Reason: fmt.Sprintf("drained for idleness after %s", dr.Idle.Round(time.Second)), Accepted: now.UTC()}
-			if err := l.cfg.Dir.WriteDrainNotice(notice); err != nil {
-				l.cfg.Logf("autoscaler: %v", err)
-			}
+		if l.drain(ctx, dr, now) {
 			acted.Drained = append(acted.Drained, dr.Job)
 		}
 	}
+	return acted
+}
 
+// backOff remembers a refused submission: none is tried again for a wait
+// that doubles with each refusal in a row. It returns the words for it.
+func (l *Loop) backOff(err error, now time.Time) string {
+	l.mem.Failures++
+	wait := min(backoffBase<<min(l.mem.Failures-1, 10), backoffMax)
+	l.mem.BackoffUntil, l.mem.SubmitError = now.Add(wait), oneline.Of(err.Error())
+	return fmt.Sprintf("sbatch refused (%s); backing off %s", l.mem.SubmitError, wait)
+}
+
+// drain asks Ray to drain an idle worker and, once Ray accepts, tells the
+// worker's supervisor why its Ray exits (the drain notice); it reports
+// whether Ray accepted.
+func (l *Loop) drain(ctx context.Context, dr Drain, now time.Time) bool {
+	ok, rejection, err := l.cfg.Ray.Drain(ctx, dr.NodeID, raygcs.DrainIdleTermination, fmt.Sprintf("sraybatch: idle for %s", dr.Idle.Round(time.Second)), time.Time{})
+	switch {
+	case err != nil:
+		l.cfg.Logf("autoscaler: drain worker %s: %v", dr.Job, err)
+		return false
+	case !ok:
+		// Busy again since the poll: normal, the next poll decides anew.
+		l.cfg.Logf("autoscaler: Ray refused to drain worker %s: %s", dr.Job, rejection)
+		return false
+	}
+	notice := cluster.DrainNotice{Job: dr.Job, NodeID: dr.NodeID, Outcome: cluster.OutcomeDrainedIdle,
+		Reason: fmt.Sprintf("drained for idleness after %s", dr.Idle.Round(time.Second)), Accepted: now.UTC()}
+	if err := l.cfg.Dir.WriteDrainNotice(notice); err != nil {
+		l.cfg.Logf("autoscaler: %v", err)
+	}
+	return true
+}
+
+// record logs a decision that did something, and appends to the event log
+// one that did something or says something new: a decision that changes
+// nothing is logged once, not every poll.
+func (l *Loop) record(acted *cluster.AutoscaleDecision) {
+	did := len(acted.Submitted)+len(acted.Cancelled)+len(acted.Drained) > 0
+	if !did && (acted.Why == l.lastWhy || acted.Why == "") {
+		return
+	}
+	l.lastWhy = acted.Why
+	if did {
+		l.last = acted
+		l.cfg.Logf("autoscaler: %s (submitted %v, cancelled %v, drained %v)", acted.Why, acted.Submitted, acted.Cancelled, acted.Drained)
+	}
+	l.event(acted)
+}
+
+// statusOf fills the status of a poll that decided d on in and did acted:
+// what Ray waits for, the workers on their way, the backoff, and why.
+func statusOf(st cluster.AutoscalerStatus, in Input, d Decision, acted *cluster.AutoscaleDecision, mem Memory) cluster.AutoscalerStatus {
 	for _, c := range in.Demand.Tasks {
 		st.Demand[c.Shape.String()] += c.N
 	}
@@ -224,20 +278,12 @@ func (l *Loop) Poll(ctx context.Context, spec cluster.Spec) {
 	for _, x := range d.Infeasible {
 		st.Infeasible = append(st.Infeasible, cluster.InfeasibleDemand{Shape: x.Shape.String(), Why: x.Why})
 	}
-	if !l.mem.BackoffUntil.IsZero() && now.Before(l.mem.BackoffUntil) {
-		until := l.mem.BackoffUntil.UTC()
+	if !mem.BackoffUntil.IsZero() && in.Now.Before(mem.BackoffUntil) {
+		until := mem.BackoffUntil.UTC()
 		st.BackoffUntil = &until
 	}
 	st.Reason = acted.Why
-	if len(acted.Submitted)+len(acted.Cancelled)+len(acted.Drained) > 0 || (acted.Why != l.lastWhy && acted.Why != "") {
-		l.lastWhy = acted.Why
-		if len(acted.Submitted)+len(acted.Cancelled)+len(acted.Drained) > 0 {
-			l.last = acted
-			st.LastDecision = acted
-			l.cfg.Logf("autoscaler: %s (submitted %v, cancelled %v, drained %v)", acted.Why, acted.Submitted, acted.Cancelled, acted.Drained)
-		}
-		l.event(acted)
-	}
+	return st
 }
 
 // submit adds n workers in one sbatch call, with --time capped at the
@@ -285,116 +331,4 @@ func SettingsOf(a cluster.AutoscaleSpec) Settings {
 		UpscaleDelay: a.UpscaleDelay(),
 		CPUOnly:      a.CPUOnlyDemand,
 	}
-}
-
-// observe builds Decide's input from one poll's answers, and returns the
-// head job as the queue reports it (nil when it does not).
-func (l *Loop) observe(now time.Time, spec cluster.Spec, settings Settings, ray raygcs.ClusterState, jobs []scheduler.Job, subs []cluster.Submission) (Input, *scheduler.Job) {
-	in := Input{Now: now, Settings: settings, HeadLeft: -1,
-		MinHeadLeft: spec.DrainBefore() + joinTime}
-	in.Shape = NodeShape{GPUs: float64(spec.Node.GPUs), CPUs: float64(spec.Node.CPUs)}
-
-	queue := map[string]scheduler.Job{}
-	for _, j := range jobs {
-		queue[j.ID] = j
-	}
-	var head *scheduler.Job
-	if j, ok := queue[l.cfg.HeadJob]; ok {
-		head = &j
-		if j.State == scheduler.Running && !j.Unlimited {
-			in.HeadLeft = j.TimeLeft
-		}
-	}
-
-	workers := map[string]cluster.Submission{}
-	for _, s := range subs {
-		if s.Role == cluster.RoleWorker {
-			for _, k := range s.JobKeys() {
-				workers[k] = s
-			}
-		}
-	}
-	nodeOf := map[string]raygcs.Node{}
-	for _, n := range ray.Nodes {
-		if n.Status == raygcs.NodeDead {
-			continue
-		}
-		job, _ := cluster.JobOfResources(n.Total)
-		_, isWorker := workers[job]
-		node := Node{ID: n.ID, Job: job, Worker: isWorker, Total: Shape(n.Total), Draining: n.Status == raygcs.NodeDraining}
-		if n.Status == raygcs.NodeIdle {
-			node.Idle = n.IdleFor
-		}
-		in.Nodes = append(in.Nodes, node)
-		if job != "" {
-			nodeOf[job] = n
-		}
-		// CPUs per node when the spec leaves them to SLURM: what Ray saw on a
-		// node of the same shape (a worker; else the head, which has the
-		// spec's shape too).
-		if spec.Node.CPUs == 0 && (isWorker || (job == l.cfg.HeadJob && in.Shape.CPUs == 0)) {
-			in.Shape.CPUs = n.Total["CPU"]
-		}
-	}
-
-	keys := make([]string, 0, len(workers))
-	for k := range workers {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	seen := map[string]bool{}
-	for _, key := range keys {
-		sub := workers[key]
-		w := Worker{Job: key, Submitted: sub.Submitted, Autoscaled: sub.Autoscaled}
-		j, inQueue := queue[key]
-		n, inRay := nodeOf[key]
-		if _, joinedBefore := l.joinedAt[key]; joinedBefore && !inRay {
-			l.left[key] = true
-		}
-		switch {
-		case inRay && !l.left[key]:
-			w.State, w.NodeID = Joined, n.ID
-			if _, ok := l.joinedAt[key]; !ok {
-				l.joinedAt[key] = now
-			}
-			w.JoinedAt = l.joinedAt[key]
-		case inQueue && j.State == scheduler.Pending:
-			w.State, w.Reason = Queued, j.Reason
-		case inQueue && (j.State == scheduler.Running || j.State == scheduler.Configuring) && !l.left[key]:
-			w.State = Starting
-		default:
-			continue // ended, or ending: its node left Ray, or SLURM is completing it
-		}
-		seen[key] = true
-		in.Workers = append(in.Workers, w)
-	}
-	for key := range l.joinedAt {
-		if !seen[key] && !l.left[key] {
-			delete(l.joinedAt, key)
-		}
-	}
-	for key := range l.left {
-		if _, inQueue := queue[key]; !inQueue {
-			delete(l.left, key)
-			delete(l.joinedAt, key)
-		}
-	}
-
-	for _, c := range ray.Pending {
-		in.Demand.Tasks = append(in.Demand.Tasks, Count{Shape: Shape(c.Request.Resources), N: c.Count})
-	}
-	for _, g := range ray.Gangs {
-		grp := Group{
-			Spread: g.Strategy == raygcs.StrategySpread || g.Strategy == raygcs.StrategyStrictSpread,
-			Strict: g.Strategy == raygcs.StrategyStrictPack || g.Strategy == raygcs.StrategyStrictSpread,
-		}
-		for _, b := range g.Bundles {
-			grp.Bundles = append(grp.Bundles, Shape(b.Resources))
-		}
-		in.Demand.Groups = append(in.Demand.Groups, grp)
-	}
-	for _, c := range ray.Constraints {
-		in.Demand.Floors = append(in.Demand.Floors, Count{Shape: Shape(c.Request.Resources), N: c.Count})
-	}
-	return in, head
 }

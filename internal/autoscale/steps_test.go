@@ -2,10 +2,15 @@ package autoscale
 
 import (
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/raygcs"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 // The steps of Decide, each on its own.
@@ -203,5 +208,97 @@ func TestIdleDrains(t *testing.T) {
 		if !slices.Equal(drained, tt.drain) {
 			t.Errorf("%s: drain %v, want %v", tt.name, drained, tt.drain)
 		}
+	}
+}
+
+// The steps of a poll that need no Ray and no scheduler.
+
+func TestDemandOf(t *testing.T) {
+	t.Parallel()
+	one := raygcs.Request{Resources: map[string]float64{"GPU": 1}}
+	tests := []struct {
+		name string
+		ray  raygcs.ClusterState
+		want Demand
+	}{
+		{name: "none"},
+		{name: "tasks and floors by count", ray: raygcs.ClusterState{
+			Pending:     []raygcs.RequestCount{{Request: one, Count: 3}},
+			Constraints: []raygcs.RequestCount{{Request: one, Count: 2}}},
+			want: Demand{Tasks: []Count{{gpu(1), 3}}, Floors: []Count{{gpu(1), 2}}}},
+		{name: "groups by strategy", ray: raygcs.ClusterState{Gangs: []raygcs.Gang{
+			{Strategy: raygcs.StrategyPack, Bundles: []raygcs.Request{one}},
+			{Strategy: raygcs.StrategySpread, Bundles: []raygcs.Request{one}},
+			{Strategy: raygcs.StrategyStrictPack, Bundles: []raygcs.Request{one}},
+			{Strategy: raygcs.StrategyStrictSpread, Bundles: []raygcs.Request{one, one}}}},
+			want: Demand{Groups: []Group{{Bundles: []Shape{gpu(1)}}, {Bundles: []Shape{gpu(1)}, Spread: true},
+				{Bundles: []Shape{gpu(1)}, Strict: true}, {Bundles: []Shape{gpu(1), gpu(1)}, Spread: true, Strict: true}}}},
+	}
+	for _, tt := range tests {
+		if got := demandOf(tt.ray); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: demandOf = %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestStatusOf(t *testing.T) {
+	t.Parallel()
+	w, _ := joined("7", "a", 0)
+	in := Input{Now: t0, Workers: []Worker{w, {Job: "8", State: Starting}, queued("9", "Resources", 0)},
+		Demand: Demand{Tasks: []Count{{gpu(1), 2}}, Groups: []Group{{Bundles: []Shape{gpu(1), gpu(1)}}}, Floors: []Count{{gpu(2), 1}}}}
+	d := Decision{DemandGPUs: 6, Infeasible: []Infeasible{{Shape: gpu(9), Why: "too large"}}}
+	tests := []struct {
+		name    string
+		acted   cluster.AutoscaleDecision
+		mem     Memory
+		pending int
+		backoff bool
+	}{
+		{name: "nothing done", acted: cluster.AutoscaleDecision{Why: "why"}, pending: 2},
+		{name: "submitted and cancelled count", acted: cluster.AutoscaleDecision{Why: "why", Submitted: []string{"10_0", "10_1"}, Cancelled: []string{"9"}}, pending: 3},
+		{name: "a backoff still running", acted: cluster.AutoscaleDecision{Why: "why"}, mem: Memory{BackoffUntil: t0.Add(time.Second)}, pending: 2, backoff: true},
+		{name: "a backoff over", acted: cluster.AutoscaleDecision{Why: "why"}, mem: Memory{BackoffUntil: t0}, pending: 2},
+	}
+	for _, tt := range tests {
+		st := statusOf(cluster.AutoscalerStatus{Demand: map[string]int{}}, in, d, &tt.acted, tt.mem)
+		wantDemand := map[string]int{"GPU:1": 4, "GPU:2": 1}
+		if !maps.Equal(st.Demand, wantDemand) || st.DemandGPUs != 6 || st.PendingWorkers != tt.pending || (st.BackoffUntil != nil) != tt.backoff ||
+			st.Reason != "why" || len(st.Infeasible) != 1 || st.Infeasible[0] != (cluster.InfeasibleDemand{Shape: "GPU:9", Why: "too large"}) {
+			t.Errorf("%s: status %+v", tt.name, st)
+		}
+	}
+}
+
+// A worker's place across polls: queued, starting, joined; once its node
+// left Ray it is gone while SLURM still lists it, and forgotten after.
+func TestLoopWorkers(t *testing.T) {
+	t.Parallel()
+	l := NewLoop(LoopConfig{})
+	subs := map[string]cluster.Submission{"7": {Role: cluster.RoleWorker, JobID: "7", Autoscaled: true}}
+	node := map[string]raygcs.Node{"7": {ID: "w7"}}
+	polls := []struct {
+		name  string
+		queue map[string]scheduler.Job
+		nodes map[string]raygcs.Node
+		want  string // "" for none
+	}{
+		{"pending", map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Pending, Reason: "Priority"}}, nil, "queued Priority"},
+		{"running", map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Running}}, nil, "starting"},
+		{"in Ray", map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Running}}, node, "joined w7"},
+		{"left Ray, still running", map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Running}}, nil, ""},
+		{"back in Ray: still leaving", map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Running}}, node, ""},
+		{"gone from the queue", nil, nil, ""},
+	}
+	for i, p := range polls {
+		var got []string
+		for _, w := range l.workers(t0.Add(time.Duration(i)*time.Second), subs, p.queue, p.nodes) {
+			got = append(got, strings.TrimSpace(map[WorkerState]string{Queued: "queued", Starting: "starting", Joined: "joined"}[w.State]+" "+w.Reason+w.NodeID))
+		}
+		if want := []string{p.want}; (p.want == "" && len(got) != 0) || (p.want != "" && !slices.Equal(got, want)) {
+			t.Errorf("%s: workers %q, want %q", p.name, got, p.want)
+		}
+	}
+	if len(l.joinedAt)+len(l.left) != 0 {
+		t.Errorf("remembered after the job went: joined %v, left %v", l.joinedAt, l.left)
 	}
 }

@@ -1,0 +1,148 @@
+package autoscale
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/raygcs"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+)
+
+// observe builds Decide's input from one poll's answers, and returns the
+// head job as the queue reports it (nil when it does not).
+func (l *Loop) observe(now time.Time, spec cluster.Spec, settings Settings, ray raygcs.ClusterState, jobs []scheduler.Job, subs []cluster.Submission) (Input, *scheduler.Job) {
+	in := Input{Now: now, Settings: settings, HeadLeft: -1, MinHeadLeft: spec.DrainBefore() + joinTime,
+		Shape: NodeShape{GPUs: float64(spec.Node.GPUs), CPUs: float64(spec.Node.CPUs)}}
+	queue := map[string]scheduler.Job{}
+	for _, j := range jobs {
+		queue[j.ID] = j
+	}
+	var head *scheduler.Job
+	if j, ok := queue[l.cfg.HeadJob]; ok {
+		head = &j
+		if j.State == scheduler.Running && !j.Unlimited {
+			in.HeadLeft = j.TimeLeft
+		}
+	}
+	workers := workerSubmissions(subs)
+	nodeOf := l.nodes(&in, spec, ray, workers)
+	in.Workers = l.workers(now, workers, queue, nodeOf)
+	in.Demand = demandOf(ray)
+	return in, head
+}
+
+// workerSubmissions is every worker job of the cluster, by job key.
+func workerSubmissions(subs []cluster.Submission) map[string]cluster.Submission {
+	workers := map[string]cluster.Submission{}
+	for _, s := range subs {
+		if s.Role == cluster.RoleWorker {
+			for _, k := range s.JobKeys() {
+				workers[k] = s
+			}
+		}
+	}
+	return workers
+}
+
+// nodes adds the Ray nodes alive to in, and the CPUs of a node when the
+// spec leaves them to SLURM; it returns each job's node.
+func (l *Loop) nodes(in *Input, spec cluster.Spec, ray raygcs.ClusterState, workers map[string]cluster.Submission) map[string]raygcs.Node {
+	nodeOf := map[string]raygcs.Node{}
+	for _, n := range ray.Nodes {
+		if n.Status == raygcs.NodeDead {
+			continue
+		}
+		job, _ := cluster.JobOfResources(n.Total)
+		_, isWorker := workers[job]
+		node := Node{ID: n.ID, Job: job, Worker: isWorker, Total: Shape(n.Total), Draining: n.Status == raygcs.NodeDraining}
+		if n.Status == raygcs.NodeIdle {
+			node.Idle = n.IdleFor
+		}
+		in.Nodes = append(in.Nodes, node)
+		if job != "" {
+			nodeOf[job] = n
+		}
+		// CPUs per node when the spec leaves them to SLURM: what Ray saw on a
+		// node of the same shape (a worker; else the head, which has the
+		// spec's shape too).
+		if spec.Node.CPUs == 0 && (isWorker || (job == l.cfg.HeadJob && in.Shape.CPUs == 0)) {
+			in.Shape.CPUs = n.Total["CPU"]
+		}
+	}
+	return nodeOf
+}
+
+// workers is where each worker job is, in job key order: joined (its
+// node in Ray), starting or queued; jobs ended or ending are left out. It
+// remembers when each joined, and which left Ray.
+func (l *Loop) workers(now time.Time, workers map[string]cluster.Submission, queue map[string]scheduler.Job, nodeOf map[string]raygcs.Node) []Worker {
+	var out []Worker
+	seen := map[string]bool{}
+	for _, key := range slices.Sorted(maps.Keys(workers)) {
+		sub := workers[key]
+		w := Worker{Job: key, Submitted: sub.Submitted, Autoscaled: sub.Autoscaled}
+		j, inQueue := queue[key]
+		n, inRay := nodeOf[key]
+		if _, joinedBefore := l.joinedAt[key]; joinedBefore && !inRay {
+			l.left[key] = true
+		}
+		switch {
+		case inRay && !l.left[key]:
+			w.State, w.NodeID = Joined, n.ID
+			if _, ok := l.joinedAt[key]; !ok {
+				l.joinedAt[key] = now
+			}
+			w.JoinedAt = l.joinedAt[key]
+		case inQueue && j.State == scheduler.Pending:
+			w.State, w.Reason = Queued, j.Reason
+		case inQueue && (j.State == scheduler.Running || j.State == scheduler.Configuring) && !l.left[key]:
+			w.State = Starting
+		default:
+			continue // ended, or ending: its node left Ray, or SLURM is completing it
+		}
+		seen[key] = true
+		out = append(out, w)
+	}
+	l.forget(seen, queue)
+	return out
+}
+
+// forget drops what the loop remembers of jobs gone: the join time of a
+// job not seen, unless its node left Ray while SLURM still lists it.
+func (l *Loop) forget(seen map[string]bool, queue map[string]scheduler.Job) {
+	for key := range l.joinedAt {
+		if !seen[key] && !l.left[key] {
+			delete(l.joinedAt, key)
+		}
+	}
+	for key := range l.left {
+		if _, inQueue := queue[key]; !inQueue {
+			delete(l.left, key)
+			delete(l.joinedAt, key)
+		}
+	}
+}
+
+// demandOf is what Ray waits for, in Decide's terms.
+func demandOf(ray raygcs.ClusterState) Demand {
+	var d Demand
+	for _, c := range ray.Pending {
+		d.Tasks = append(d.Tasks, Count{Shape: Shape(c.Request.Resources), N: c.Count})
+	}
+	for _, g := range ray.Gangs {
+		grp := Group{
+			Spread: g.Strategy == raygcs.StrategySpread || g.Strategy == raygcs.StrategyStrictSpread,
+			Strict: g.Strategy == raygcs.StrategyStrictPack || g.Strategy == raygcs.StrategyStrictSpread,
+		}
+		for _, b := range g.Bundles {
+			grp.Bundles = append(grp.Bundles, Shape(b.Resources))
+		}
+		d.Groups = append(d.Groups, grp)
+	}
+	for _, c := range ray.Constraints {
+		d.Floors = append(d.Floors, Count{Shape: Shape(c.Request.Resources), N: c.Count})
+	}
+	return d
+}
