@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/metrics"
 	"github.com/sraybatch/sraybatch/internal/observe"
 	"github.com/sraybatch/sraybatch/internal/oneline"
@@ -59,10 +60,9 @@ type observer struct {
 	rayConn RayClient
 	events  eventMemory
 	// reader keeps each driver's event file folded so far between ticks;
-	// decisions counts the autoscaler's log up to byte decisionsRead.
-	reader        *observe.Reader
-	decisions     metrics.AutoscalerCounts
-	decisionsRead int64
+	// decisions the autoscaler's log counted so far.
+	reader    *observe.Reader
+	decisions *metrics.DecisionLog
 	// targets is the file_sd content last written.
 	targets []byte
 	// lastErr is the last observation error logged: logged once, not every tick.
@@ -80,7 +80,7 @@ type observer struct {
 // cluster's range; without a scrape token or a free port the head runs
 // without an endpoint, and says why, but still writes events and targets.
 func (s *supervisor) newObserver(ip, rayTemp string, scrapePort int) *observer {
-	ob := &observer{s: s, rayTemp: rayTemp, reader: observe.NewReader()}
+	ob := &observer{s: s, rayTemp: rayTemp, reader: observe.NewReader(), decisions: metrics.NewDecisionLog(s.cfg.Dir.AutoscalerEventsPath())}
 	token, err := os.ReadFile(s.cfg.Dir.MetricsTokenPath())
 	if err != nil {
 		s.logf("warning: no metrics endpoint: %v", err)
@@ -178,22 +178,19 @@ func (ob *observer) tick(ctx context.Context) {
 	}
 	st := cluster.Observe(o)
 	ray := ob.rayGPUs(ctx)
-	if decisions, off, err := cluster.ReadEventsFrom(s.cfg.Dir.AutoscalerEventsPath(), ob.decisionsRead); err == nil {
-		ob.decisions.Add(decisions)
-		ob.decisionsRead = off
-	}
+	decisions, _ := ob.decisions.Read() // the counts so far, should it fail
 	if ob.handler != nil {
-		ob.handler.Publish(metrics.Snapshot{At: now, Observation: o, Status: st, Ray: ray, Autoscaler: ob.decisions})
+		ob.handler.Publish(metrics.Snapshot{At: now, Observation: o, Status: st, Ray: ray, Autoscaler: decisions})
 	}
 	var allocated *float64
 	if ray != nil {
 		a := ray.Allocated()
 		allocated = &a
 	}
-	var evs []any
+	var evs []events.FileEvent
 	evs, ob.events = clusterEvents(ob.events, st, allocated, now)
 	for _, e := range evs {
-		if err := cluster.AppendEvent(s.cfg.Dir.ClusterEventsPath(), e); err != nil {
+		if err := events.Append(s.cfg.Dir.ClusterEventsPath(), e); err != nil {
 			ob.warn(err.Error())
 			break
 		}
@@ -274,7 +271,7 @@ type eventMemory struct {
 	// jobs is each job's (SLURM state, membership) as last written.
 	jobs map[string]jobSeen
 	// sample is the last cluster_sample written, at sampled.
-	sample  *cluster.ClusterSampleEvent
+	sample  *events.ClusterSample
 	sampled time.Time
 }
 
@@ -286,26 +283,26 @@ type jobSeen struct {
 // clusterEvents decides what one observation adds to events/cluster.jsonl:
 // a job_state for every job whose SLURM state or membership changed (its
 // first sighting included), and a cluster_sample when a figure changed or
-// ClusterSampleEvery passed. An observation without SLURM's answer adds
+// events.ClusterSampleEvery passed. An observation without SLURM's answer adds
 // nothing (every SLURM state would be unknown, not changed); allocated is
 // nil when Ray did not answer, and its last value stands.
-func clusterEvents(mem eventMemory, st cluster.Status, allocated *float64, now time.Time) ([]any, eventMemory) {
+func clusterEvents(mem eventMemory, st cluster.Status, allocated *float64, now time.Time) ([]events.FileEvent, eventMemory) {
 	if st.Cluster.SlurmError != "" {
 		return nil, mem
 	}
-	ts := cluster.TS(now)
-	var out []any
+	stamp := events.At(now)
+	var out []events.FileEvent
 	next := eventMemory{jobs: make(map[string]jobSeen, len(st.Jobs)), sample: mem.sample, sampled: mem.sampled}
 	for _, j := range st.Jobs {
 		seen := jobSeen{j.SlurmState, j.Ray}
 		if prev, ok := mem.jobs[j.JobID]; !ok || prev != seen {
-			out = append(out, cluster.JobStateEvent{TS: ts, Event: cluster.EventJobState, Job: j.JobID, Role: j.Role,
+			out = append(out, events.JobState{Stamp: stamp, Job: j.JobID, Role: j.Role,
 				SlurmState: j.SlurmState, Membership: j.Ray, GPUs: j.GPUs})
 		}
 		next.jobs[j.JobID] = seen
 	}
 	t := metrics.TotalsOf(st)
-	sample := cluster.ClusterSampleEvent{TS: ts, Event: cluster.EventClusterSample,
+	sample := events.ClusterSample{Stamp: stamp,
 		GPUsRequested: t.GPUsRequested, GPUsJoined: t.GPUsJoined, Jobs: t.Jobs}
 	switch {
 	case allocated != nil:
@@ -313,14 +310,14 @@ func clusterEvents(mem eventMemory, st cluster.Status, allocated *float64, now t
 	case mem.sample != nil:
 		sample.GPUsAllocated = mem.sample.GPUsAllocated
 	}
-	if last := mem.sample; last == nil || !sameFigures(*last, sample) || now.Sub(mem.sampled) >= cluster.ClusterSampleEvery {
+	if last := mem.sample; last == nil || !sameFigures(*last, sample) || now.Sub(mem.sampled) >= events.ClusterSampleEvery {
 		out = append(out, sample)
 		next.sample, next.sampled = &sample, now
 	}
 	return out, next
 }
 
-func sameFigures(a, b cluster.ClusterSampleEvent) bool {
+func sameFigures(a, b events.ClusterSample) bool {
 	a.TS, b.TS = 0, 0
 	return a == b
 }

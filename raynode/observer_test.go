@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/gpu"
 	"github.com/sraybatch/sraybatch/internal/metrics"
 	"github.com/sraybatch/sraybatch/internal/raygcs"
@@ -79,7 +80,7 @@ func TestClusterEvents(t *testing.T) {
 			now := t0
 			for i, s := range tt.steps {
 				now = now.Add(s.after)
-				var evs []any
+				var evs []events.FileEvent
 				evs, mem = clusterEvents(mem, s.st, s.allocated, now)
 				if s.want == nil {
 					continue
@@ -87,13 +88,13 @@ func TestClusterEvents(t *testing.T) {
 				got := []string{}
 				for _, e := range evs {
 					switch e := e.(type) {
-					case cluster.JobStateEvent:
-						got = append(got, fmt.Sprintf("%s %s %s %s", e.Event, e.Job, e.SlurmState, e.Membership))
-						if e.TS != cluster.TS(now) {
+					case events.JobState:
+						got = append(got, fmt.Sprintf("%s %s %s %s", e.Name(), e.Job, e.SlurmState, e.Membership))
+						if e.TS != events.TS(now) {
 							t.Errorf("step %d: job_state ts %v, want now", i, e.TS)
 						}
-					case cluster.ClusterSampleEvent:
-						got = append(got, fmt.Sprintf("%s %d %d %g %d", e.Event, e.GPUsRequested, e.GPUsJoined, e.GPUsAllocated, e.Jobs))
+					case events.ClusterSample:
+						got = append(got, fmt.Sprintf("%s %d %d %g %d", e.Name(), e.GPUsRequested, e.GPUsJoined, e.GPUsAllocated, e.Jobs))
 					default:
 						t.Fatalf("step %d: event of type %T", i, e)
 					}
@@ -380,19 +381,19 @@ func TestRunHeadObserver(t *testing.T) {
 	procs.setAlive("7")
 	until("targets: worker 8 gone after it left", func() bool { return len(endpoints()) == 2 })
 
-	events, err := cluster.ReadEvents(f.dir.ClusterEventsPath())
+	evs, err := events.ReadAll(f.dir.ClusterEventsPath())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var states []string
 	samples := 0
-	for _, e := range events {
+	for _, e := range evs {
 		switch e.Name {
-		case cluster.EventJobState:
-			var js cluster.JobStateEvent
+		case events.NameJobState:
+			var js events.JobState
 			e.Decode(&js)
 			states = append(states, js.Job+" "+js.SlurmState+" "+string(js.Membership))
-		case cluster.EventClusterSample:
+		case events.NameClusterSample:
 			samples++
 		}
 	}

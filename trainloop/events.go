@@ -1,44 +1,11 @@
 package trainloop
 
 import (
-	"bufio"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"io/fs"
 	"maps"
-	"os"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 )
-
-// Event names the Go side reads; the Python side writes them
-// (sraybatch_trainloop/events.py). Both are checked against
-// testdata/shared-state.json.
-const (
-	EventActorSpawned      = "actor_spawned"
-	EventActorLost         = "actor_lost"
-	EventStepDone          = "step_done"
-	EventActorRestarted    = "actor_restarted"
-	EventStateSynced       = "state_synced"
-	EventCheckpointWritten = "checkpoint_written"
-	EventNodeExcluded      = "node_excluded"
-)
-
-// Event is one line of a driver's event file; the schema is documented in
-// python/sraybatch_trainloop/events.py. Unknown fields are ignored.
-type Event struct {
-	TS    float64 `json:"ts"`
-	Event string  `json:"event"`
-	Job   string  `json:"job,omitempty"`
-	Actor string  `json:"actor,omitempty"`
-	Step  *int    `json:"step,omitempty"`
-	// MeanDurationS is a step's mean duration per actor (step_done).
-	MeanDurationS *float64 `json:"mean_duration_s,omitempty"`
-	// Reason says why a node was left out (node_excluded).
-	Reason string `json:"reason,omitempty"`
-}
 
 // ReadProgress folds a driver's events into its pool's current state. A
 // missing file is no progress yet; a line without its newline (the driver
@@ -51,83 +18,66 @@ func ReadProgress(path string) (cluster.TrainProgress, error) {
 // only what was appended since its last Read: the head observes a run every
 // few seconds for hours, and must not reread every step each time.
 type Progress struct {
-	path     string
-	offset   int64             // after the last whole line folded
+	events   *events.Reader
 	actorJob map[string]string // live actors and the job each runs on
 	p        cluster.TrainProgress
 }
 
 // NewProgress is the progress of the driver whose events are at path.
 func NewProgress(path string) *Progress {
-	pr := &Progress{path: path}
+	pr := &Progress{events: events.NewReader(path)}
 	pr.reset()
 	return pr
 }
 
 func (pr *Progress) reset() {
-	pr.offset, pr.actorJob, pr.p = 0, map[string]string{}, cluster.TrainProgress{}
+	pr.actorJob, pr.p = map[string]string{}, cluster.TrainProgress{}
 }
 
 // Read folds what was appended and returns the progress so far. A file
-// shorter than what was read was replaced: it is folded again from its start.
+// truncated or replaced is folded again from its start.
 func (pr *Progress) Read() (cluster.TrainProgress, error) {
-	f, err := os.Open(pr.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return pr.snapshot(), nil
-	}
-	if err != nil {
-		return pr.snapshot(), fmt.Errorf("read events: %w", err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() < pr.offset {
+	evs, restarted, err := pr.events.Read()
+	if restarted {
 		pr.reset()
 	}
-	if _, err := f.Seek(pr.offset, io.SeekStart); err != nil {
-		return pr.snapshot(), fmt.Errorf("read events %s: %w", pr.path, err)
+	for _, e := range evs {
+		pr.fold(e)
 	}
-	err = pr.fold(bufio.NewReaderSize(f, 64<<10))
 	return pr.snapshot(), err
 }
 
-// fold reads whole lines from r and folds each; unparsable lines are
-// skipped, a last line without its newline is left for the next read.
-func (pr *Progress) fold(r *bufio.Reader) error {
-	for {
-		line, err := r.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read events %s: %w", pr.path, err)
-		}
-		pr.offset += int64(len(line))
-		var ev Event
-		if json.Unmarshal(line, &ev) != nil {
-			continue
-		}
-		pr.foldEvent(ev)
-	}
-}
-
-func (pr *Progress) foldEvent(ev Event) {
+// fold folds one event; one its struct cannot hold is skipped, as a line
+// that is no event is.
+func (pr *Progress) fold(e events.Event) {
 	p := &pr.p
-	switch ev.Event {
-	case EventActorSpawned:
-		pr.actorJob[ev.Actor] = ev.Job
-	case EventActorLost:
-		delete(pr.actorJob, ev.Actor)
-	case EventStepDone:
-		if ev.Step != nil {
-			step := *ev.Step
-			p.LastStep, p.LastStepSeconds = &step, ev.MeanDurationS
+	switch e.Name {
+	case events.NameActorSpawned:
+		var ev events.ActorSpawned
+		if e.Decode(&ev) == nil {
+			pr.actorJob[ev.Actor] = ev.Job
 		}
-	case EventActorRestarted:
+	case events.NameActorLost:
+		var ev events.ActorLost
+		if e.Decode(&ev) == nil {
+			delete(pr.actorJob, ev.Actor)
+		}
+	case events.NameStepDone:
+		var ev events.StepDone
+		if e.Decode(&ev) == nil {
+			p.LastStep, p.LastStepSeconds = &ev.Step, &ev.MeanDurationS
+		}
+	case events.NameActorRestarted:
 		p.Restarts++
-	case EventStateSynced:
+	case events.NameStateSynced:
 		p.StateSyncs++
-	case EventCheckpointWritten:
+	case events.NameCheckpointWritten:
 		p.Checkpoints++
-	case EventNodeExcluded:
+	case events.NameNodeExcluded:
+		var ev events.NodeExcluded
+		if e.Decode(&ev) != nil {
+			return
+		}
 		if p.Excluded == nil {
 			p.Excluded = map[string]string{}
 		}
@@ -152,12 +102,4 @@ func (pr *Progress) snapshot() cluster.TrainProgress {
 		p.LastStep = &step
 	}
 	return p
-}
-
-// foldEvents folds a whole stream (a test's fixture) into p.
-func foldEvents(r io.Reader, p *cluster.TrainProgress) error {
-	pr := NewProgress("(stream)")
-	err := pr.fold(bufio.NewReader(r))
-	*p = pr.snapshot()
-	return err
 }

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
 func TestReadProgressFoldsEvents(t *testing.T) {
@@ -63,17 +61,13 @@ func TestInstallPythonWritesThePackage(t *testing.T) {
 // named with the pool's reason.
 func TestFoldHealthEvents(t *testing.T) {
 	t.Parallel()
-	lines := strings.Join([]string{
+	p := foldLines(t,
 		`{"ts": 1, "event": "actor_restarted", "actor": "a1", "node_id": "n1", "job": "7_0", "attempt": 1, "reason": "actor_died"}`,
 		`{"ts": 2, "event": "state_synced", "job": "7_0", "actor": "a1", "source": "peer", "bytes": 10, "seconds": 0.1}`,
 		`{"ts": 3, "event": "state_synced", "job": "8", "actor": "a2", "source": "checkpoint", "bytes": 10, "seconds": 0.1}`,
 		`{"ts": 4, "event": "checkpoint_written", "path": "/c/ckpt", "bytes": 10, "seconds": 0.2}`,
 		`{"ts": 5, "event": "node_excluded", "node_id": "n1", "job": "7_0", "reason": "actor died 3 times"}`,
-	}, "\n") + "\n"
-	p := cluster.TrainProgress{Actors: map[string]int{}}
-	if err := foldEvents(strings.NewReader(lines), &p); err != nil {
-		t.Fatal(err)
-	}
+	)
 	if p.Restarts != 1 || p.StateSyncs != 2 || p.Checkpoints != 1 || p.Excluded["7_0"] != "actor died 3 times" {
 		t.Errorf("progress = %+v", p)
 	}
@@ -115,8 +109,8 @@ func TestProgressReadsOnlyWhatIsNew(t *testing.T) {
 	if err != nil || p.Actors["7_0"] != 1 || p.Actors["8"] != 1 || p.LastStep == nil || *p.LastStep != 0 {
 		t.Fatalf("first read: %+v, %v; want one actor on each job, step 0", p, err)
 	}
-	if whole := size() - int64(len(`{"ts": 1.4, "event": "actor_lost", "actor": "a2", "node_id": "n2", "job": "8", "rea`)); pr.offset != whole {
-		t.Errorf("offset %d after the first read, want %d (the whole lines only)", pr.offset, whole)
+	if whole := size() - int64(len(`{"ts": 1.4, "event": "actor_lost", "actor": "a2", "node_id": "n2", "job": "8", "rea`)); pr.events.Offset() != whole {
+		t.Errorf("offset %d after the first read, want %d (the whole lines only)", pr.events.Offset(), whole)
 	}
 	p.Actors["7_0"] = 99 // a caller's copy is its own
 	appendLines(`son": "node_left"}` + "\n" +
@@ -126,8 +120,8 @@ func TestProgressReadsOnlyWhatIsNew(t *testing.T) {
 	if err != nil || p.Actors["7_0"] != 1 || p.Actors["8"] != 0 || *p.LastStep != 1 || p.Excluded["8"] != "3 failures" {
 		t.Fatalf("second read: %+v, %v; want 7_0:1, 8:0, step 1, 8 excluded", p, err)
 	}
-	if pr.offset != size() {
-		t.Errorf("offset %d after the second read, want the file's size %d", pr.offset, size())
+	if pr.events.Offset() != size() {
+		t.Errorf("offset %d after the second read, want the file's size %d", pr.events.Offset(), size())
 	}
 	again, _ := ReadProgress(path) // the same file folded whole agrees
 	if again.Actors["7_0"] != 1 || again.Actors["8"] != 0 || *again.LastStep != 1 || again.Excluded["8"] != "3 failures" {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/report"
 )
 
@@ -174,18 +175,18 @@ func TestE2EReport(t *testing.T) {
 // most GPUs its cluster samples saw Ray allocate.
 func headSaw(t *testing.T, dir cluster.Dir) (joined int, allocated float64) {
 	t.Helper()
-	events, err := cluster.ReadEvents(dir.ClusterEventsPath())
+	evs, err := events.ReadAll(dir.ClusterEventsPath())
 	if err != nil {
 		t.Fatal(err)
 	}
 	jobs := map[string]bool{}
-	for _, ev := range events {
-		var js cluster.JobStateEvent
-		var cs cluster.ClusterSampleEvent
+	for _, ev := range evs {
+		var js events.JobState
+		var cs events.ClusterSample
 		switch {
-		case ev.Name == cluster.EventJobState && ev.Decode(&js) == nil && js.Membership == cluster.Joined:
+		case ev.Name == events.NameJobState && ev.Decode(&js) == nil && js.Membership == cluster.Joined:
 			jobs[js.Job] = true
-		case ev.Name == cluster.EventClusterSample && ev.Decode(&cs) == nil:
+		case ev.Name == events.NameClusterSample && ev.Decode(&cs) == nil:
 			allocated = math.Max(allocated, cs.GPUsAllocated)
 		}
 	}
@@ -195,13 +196,13 @@ func headSaw(t *testing.T, dir cluster.Dir) (joined int, allocated float64) {
 // stepsDone counts a driver's step_done events.
 func stepsDone(t *testing.T, dir cluster.Dir, driver string) int {
 	t.Helper()
-	events, err := cluster.ReadEvents(dir.EventsPath(driver))
+	evs, err := events.ReadAll(dir.EventsPath(driver))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, ev := range events {
-		if ev.Name == "step_done" {
+	for _, ev := range evs {
+		if ev.Name == events.NameStepDone {
 			n++
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/timeline"
 )
 
@@ -110,7 +111,7 @@ type eventPrinter struct {
 var eventColumns = table.Row{"TIME", "JOB", "ROLE", "EVENT", "DETAILS"}
 
 // eventWidths are the table's least column widths, so that batches line up.
-var eventWidths = []int{len("2006-01-02 15:04:05.000"), 8, 6, len("time_limit_warning")}
+var eventWidths = []int{len("2006-01-02 15:04:05.000"), 8, 6, len(events.NameTimeLimitWarning)}
 
 func (p *eventPrinter) print(evs []timeline.Event) error {
 	if len(evs) == 0 && (p.printed > 0 || p.format != "table") {

@@ -14,6 +14,7 @@ import (
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/goldentest"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/timeline"
 )
 
@@ -23,18 +24,18 @@ func goldenTimeline(t *testing.T) []timeline.Event {
 	t.Helper()
 	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	lines := func(ls ...string) []cluster.Event {
+	lines := func(ls ...string) []events.Event {
 		path := filepath.Join(t.TempDir(), "e.jsonl")
 		if err := os.WriteFile(path, []byte(strings.Join(ls, "\n")+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		evs, err := cluster.ReadEvents(path)
+		evs, err := events.ReadAll(path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return evs
 	}
-	ts := func(s float64) string { b, _ := json.Marshal(cluster.TS(at(s))); return string(b) }
+	ts := func(s float64) string { b, _ := json.Marshal(events.TS(at(s))); return string(b) }
 	limit := at(300)
 	return timeline.Merge(timeline.Sources{
 		DrainBefore: 120 * time.Second,
@@ -55,7 +56,7 @@ func goldenTimeline(t *testing.T) []timeline.Event {
 			`{"ts": `+ts(7)+`, "event": "cluster_sample", "gpus_requested": 2, "gpus_joined": 2, "gpus_allocated": 2, "jobs": 3}`,
 			`{"ts": `+ts(181)+`, "event": "job_state", "job": "162_0", "role": "worker", "slurm_state": "RUNNING", "membership": "draining", "gpus": 1}`,
 		),
-		Drivers: map[string][]cluster.Event{"161": lines(
+		Drivers: map[string][]events.Event{"161": lines(
 			`{"ts": `+ts(7.5)+`, "event": "node_joined", "node_id": "bc9d0831aa55aa55aa55aa55aa55aa55", "job": "162_0", "gpus": 1}`,
 			`{"ts": `+ts(9)+`, "event": "step_done", "step": 0, "actors": 2, "mean_duration_s": 0.5012, "losses": [9.0, 8.5]}`,
 			`{"ts": `+ts(200.5)+`, "event": "driver_stopping", "reason": "SIGTERM"}`,
@@ -115,12 +116,12 @@ func TestEventsFollow(t *testing.T) {
 	expectRunningJobs(f, spec)
 	expectEndedJobs(f, spec)
 	now := time.Now()
-	appendEvent := func(v any) {
-		if err := cluster.AppendEvent(dir.ClusterEventsPath(), v); err != nil {
+	appendEvent := func(e events.FileEvent) {
+		if err := events.Append(dir.ClusterEventsPath(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	appendEvent(cluster.JobStateEvent{TS: cluster.TS(now), Event: cluster.EventJobState, Job: "42_0", Role: cluster.RoleWorker, SlurmState: "RUNNING", Membership: cluster.Joined, GPUs: 1})
+	appendEvent(events.JobState{Stamp: events.At(now), Job: "42_0", Role: cluster.RoleWorker, SlurmState: "RUNNING", Membership: cluster.Joined, GPUs: 1})
 
 	clk := clocktest.New(now)
 	f.app.clock = clk
@@ -134,7 +135,7 @@ func TestEventsFollow(t *testing.T) {
 	if !strings.Contains(first, "job_state") || strings.Count(first, "submitted") != 3 {
 		t.Fatalf("first tick:\n%s\nwant the submissions and the job_state", first)
 	}
-	appendEvent(cluster.JobStateEvent{TS: cluster.TS(now.Add(time.Second)), Event: cluster.EventJobState, Job: "42_1", Role: cluster.RoleWorker, SlurmState: "RUNNING", Membership: cluster.Joined, GPUs: 1})
+	appendEvent(events.JobState{Stamp: events.At(now.Add(time.Second)), Job: "42_1", Role: cluster.RoleWorker, SlurmState: "RUNNING", Membership: cluster.Joined, GPUs: 1})
 	clk.Advance(eventsEvery)
 	clk.WaitAfterCalls(1)
 	second := strings.TrimPrefix(out.String(), first)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/observe"
 	"github.com/sraybatch/sraybatch/internal/oneline"
 	"github.com/sraybatch/sraybatch/internal/raygcs"
@@ -307,9 +308,8 @@ func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Jo
 
 // event appends one decision to the autoscaler's event log.
 func (l *Loop) event(d *cluster.AutoscaleDecision) {
-	err := cluster.AppendEvent(l.cfg.Dir.AutoscalerEventsPath(), map[string]any{
-		"ts": cluster.TS(d.At), "event": cluster.EventAutoscalerDecision,
-		"submitted": nonNil(d.Submitted), "cancelled": nonNil(d.Cancelled), "drained": nonNil(d.Drained), "reason": d.Why,
+	err := events.Append(l.cfg.Dir.AutoscalerEventsPath(), events.AutoscalerDecision{Stamp: events.At(d.At),
+		Submitted: nonNil(d.Submitted), Cancelled: nonNil(d.Cancelled), Drained: nonNil(d.Drained), Reason: d.Why,
 	})
 	if err != nil {
 		l.cfg.Logf("autoscaler: %v", err)

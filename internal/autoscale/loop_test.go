@@ -14,8 +14,10 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/raygcs"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/internal/sharedstate"
 )
 
 // fakeSched is a scheduler that records what the loop asks of it.
@@ -255,19 +257,9 @@ func TestLoopRunStopsWithTheHead(t *testing.T) {
 // (testdata/shared-state.json): every field the schema requires is there.
 func TestLoopEventMatchesSharedSchema(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "shared-state.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fx struct {
-		Events map[string][]string `json:"events"`
-	}
-	if err := json.Unmarshal(b, &fx); err != nil {
-		t.Fatal(err)
-	}
-	required, ok := fx.Events[cluster.EventAutoscalerDecision]
+	required, ok := sharedstate.Load(t).Events[events.NameAutoscalerDecision]
 	if !ok {
-		t.Fatalf("the shared schema has no %q event", cluster.EventAutoscalerDecision)
+		t.Fatalf("the shared schema has no %q event", events.NameAutoscalerDecision)
 	}
 	f := newLoopFixture(t)
 	f.ray.state.Pending = []raygcs.RequestCount{{Request: raygcs.Request{Resources: map[string]float64{"GPU": 1}}, Count: 1}}
@@ -277,7 +269,7 @@ func TestLoopEventMatchesSharedSchema(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.SplitN(string(line), "\n", 2)[0]), &ev); err != nil {
 		t.Fatalf("event %q: %v", line, err)
 	}
-	if ev["event"] != cluster.EventAutoscalerDecision {
+	if ev["event"] != events.NameAutoscalerDecision {
 		t.Errorf("event = %v", ev["event"])
 	}
 	for _, field := range append(required, "ts") {

@@ -3,49 +3,18 @@ package cluster
 import (
 	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sraybatch/sraybatch/internal/sharedstate"
 )
 
-// sharedState is testdata/shared-state.json: the state Go and Python both
-// read or write, defined once. pytest checks the Python side against the
-// same file (trainloop/python/tests/test_shared_state.py).
-type sharedState struct {
-	JobResourcePrefix string `json:"job_resource_prefix"`
-	JobResourceCases  []struct {
-		Resources map[string]float64 `json:"resources"`
-		Job       *string            `json:"job"`
-	} `json:"job_resource_cases"`
-	ClusterDir map[string]string `json:"cluster_dir"`
-	Env        map[string]string `json:"env"`
-	NodeRecord struct {
-		PhaseField     string   `json:"phase_field"`
-		TimeLimitField string   `json:"time_limit_field"`
-		Phases         []string `json:"phases"`
-		DrainingPhase  string   `json:"draining_phase"`
-		Example        struct {
-			Text string  `json:"text"`
-			Unix float64 `json:"unix"`
-		} `json:"time_limit_at_example"`
-	} `json:"node_record"`
-}
-
-func readSharedState(t *testing.T) sharedState {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "shared-state.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s sharedState
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+// readSharedState is testdata/shared-state.json: the state Go and Python
+// both read or write, defined once. pytest checks the Python side against
+// the same file (trainloop/python/tests/test_shared_state.py).
+func readSharedState(t *testing.T) sharedstate.File { return sharedstate.Load(t) }
 
 func TestSharedStateJobResource(t *testing.T) {
 	t.Parallel()

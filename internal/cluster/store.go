@@ -236,6 +236,9 @@ func (d Dir) BinaryPath() string { return filepath.Join(d.Path, binDir, "sraybat
 // EventsPath is the JSON-lines event file of a driver job.
 func (d Dir) EventsPath(job string) string { return filepath.Join(d.Path, eventsDir, job+".jsonl") }
 
+// ClusterEventsPath is the head's event file (job_state, cluster_sample).
+func (d Dir) ClusterEventsPath() string { return filepath.Join(d.Path, eventsDir, "cluster.jsonl") }
+
 // PythonPath is the directory put on a driver's PYTHONPATH.
 func (d Dir) PythonPath() string { return filepath.Join(d.Path, pythonDir) }
 

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +13,9 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/goldentest"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/internal/sharedstate"
 	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
@@ -261,35 +262,48 @@ func TestWriteTargets(t *testing.T) {
 func TestCountDecisions(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "autoscaler.jsonl")
-	for _, e := range []map[string]any{
-		{"ts": 1.0, "event": cluster.EventAutoscalerDecision, "submitted": []string{"9_0", "9_1"}, "cancelled": []string{}, "drained": []string{}, "reason": "demand"},
-		{"ts": 2.0, "event": cluster.EventAutoscalerDecision, "submitted": []string{}, "cancelled": []string{"9_1"}, "drained": []string{"9_0"}, "reason": "idle"},
-		{"ts": 3.0, "event": cluster.EventAutoscalerDecision, "submitted": []string{}, "cancelled": []string{}, "drained": []string{}, "reason": "nothing to do"},
-		{"ts": 4.0, "event": "job_state", "job": "9_0"},
+	decided := func(ts float64, submitted, cancelled, drained []string, reason string) events.FileEvent {
+		return events.AutoscalerDecision{Stamp: events.Stamp{TS: ts}, Submitted: submitted, Cancelled: cancelled, Drained: drained, Reason: reason}
+	}
+	log := NewDecisionLog(path)
+	for _, e := range []events.FileEvent{
+		decided(1, []string{"9_0", "9_1"}, []string{}, []string{}, "demand"),
+		decided(2, []string{}, []string{"9_1"}, []string{"9_0"}, "idle"),
+		events.JobState{Stamp: events.Stamp{TS: 3}, Job: "9_0"},
 	} {
-		if err := cluster.AppendEvent(path, e); err != nil {
+		if err := events.Append(path, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	events, err := cluster.ReadEvents(path)
+	if got, err := log.Read(); err != nil || got != (AutoscalerCounts{Decisions: 2, Submitted: 2, Cancelled: 1, Drained: 1}) {
+		t.Errorf("DecisionLog.Read = %+v, %v", got, err)
+	}
+	if err := events.Append(path, decided(4, []string{}, []string{}, []string{}, "nothing to do")); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := events.ReadAll(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := CountDecisions(events), (AutoscalerCounts{Decisions: 3, Submitted: 2, Cancelled: 1, Drained: 1}); got != want {
+	want := AutoscalerCounts{Decisions: 3, Submitted: 2, Cancelled: 1, Drained: 1}
+	if got := CountDecisions(evs); got != want {
 		t.Errorf("CountDecisions = %+v, want %+v", got, want)
 	}
+	if got, err := log.Read(); err != nil || got != want {
+		t.Errorf("DecisionLog.Read of what was appended = %+v, %v; want %+v", got, err, want)
+	}
+	// A log replaced (a cluster's directory recreated) is counted anew.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Append(path, decided(5, []string{"10_0"}, []string{}, []string{}, "demand")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := log.Read(); err != nil || got != (AutoscalerCounts{Decisions: 1, Submitted: 1}) {
+		t.Errorf("DecisionLog.Read of a new log = %+v, %v", got, err)
+	}
 	// The name is the shared schema's.
-	b, err := os.ReadFile("../../testdata/shared-state.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var shared struct {
-		Events map[string][]string `json:"events"`
-	}
-	if err := json.Unmarshal(b, &shared); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := shared.Events[cluster.EventAutoscalerDecision]; !ok {
-		t.Errorf("%q is not an event of testdata/shared-state.json", cluster.EventAutoscalerDecision)
+	if _, ok := sharedstate.Load(t).Events[events.NameAutoscalerDecision]; !ok {
+		t.Errorf("%q is not an event of testdata/shared-state.json", events.NameAutoscalerDecision)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
@@ -75,21 +76,20 @@ func Live(j cluster.JobStatus) bool { return scheduler.JobState(j.SlurmState).Ac
 // InRay reports whether the job's Ray node is in the cluster.
 func InRay(j cluster.JobStatus) bool { return j.Ray == cluster.Joined || j.Ray == cluster.Draining }
 
-// CountDecisions counts the autoscaler's decisions in its event log.
-func CountDecisions(events []cluster.Event) AutoscalerCounts {
+// CountDecisions counts the autoscaler's decisions among events.
+func CountDecisions(evs []events.Event) AutoscalerCounts {
 	var n AutoscalerCounts
-	n.Add(events)
+	n.Add(evs)
 	return n
 }
 
-// Add counts the decisions among events on top of those counted so far, so
-// the head's observer reads only what the autoscaler appended since.
-func (n *AutoscalerCounts) Add(events []cluster.Event) {
-	for _, e := range events {
-		if e.Name != cluster.EventAutoscalerDecision {
+// Add counts the decisions among evs on top of those counted so far.
+func (n *AutoscalerCounts) Add(evs []events.Event) {
+	for _, e := range evs {
+		if e.Name != events.NameAutoscalerDecision {
 			continue
 		}
-		var d struct{ Submitted, Cancelled, Drained []string }
+		var d events.AutoscalerDecision
 		if e.Decode(&d) != nil {
 			continue
 		}
@@ -98,4 +98,28 @@ func (n *AutoscalerCounts) Add(events []cluster.Event) {
 		n.Cancelled += len(d.Cancelled)
 		n.Drained += len(d.Drained)
 	}
+}
+
+// DecisionLog counts the decisions of the autoscaler's event file, reading
+// only what it appended since the last Read (the head's observer reads it
+// every few seconds for hours).
+type DecisionLog struct {
+	events *events.Reader
+	n      AutoscalerCounts
+}
+
+// NewDecisionLog counts the decisions in the event file at path.
+func NewDecisionLog(path string) *DecisionLog {
+	return &DecisionLog{events: events.NewReader(path)}
+}
+
+// Read counts what was appended and returns the counts so far (counted
+// again from the start of a file truncated or replaced).
+func (l *DecisionLog) Read() (AutoscalerCounts, error) {
+	evs, restarted, err := l.events.Read()
+	if restarted {
+		l.n = AutoscalerCounts{}
+	}
+	l.n.Add(evs)
+	return l.n, err
 }

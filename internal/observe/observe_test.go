@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
@@ -27,7 +28,7 @@ func TestRead(t *testing.T) {
 	if err := dir.WriteNode(cluster.NodeRecord{Job: "7", Role: cluster.RoleHead, Phase: cluster.PhaseRunning}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.AppendEvent(dir.EventsPath("8"), map[string]any{"ts": 1.0, "event": "step_done", "step": 3, "actors": 1, "mean_duration_s": 0.5, "losses": []float64{1}}); err != nil {
+	if err := events.Append(dir.EventsPath("8"), events.StepDone{Stamp: events.Stamp{TS: 1}, Step: 3, Actors: 1, MeanDurationS: 0.5, Losses: []float64{1}}); err != nil {
 		t.Fatal(err)
 	}
 	var asked int
@@ -70,7 +71,7 @@ func TestReaderFoldsOnlyNewDriverEvents(t *testing.T) {
 	}
 	step := func(n int) {
 		t.Helper()
-		if err := cluster.AppendEvent(dir.EventsPath("8"), map[string]any{"ts": float64(n), "event": "step_done", "step": n, "actors": 1, "mean_duration_s": 0.5, "losses": []float64{1}}); err != nil {
+		if err := events.Append(dir.EventsPath("8"), events.StepDone{Stamp: events.Stamp{TS: float64(n)}, Step: n, Actors: 1, MeanDurationS: 0.5, Losses: []float64{1}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/goldentest"
+	"github.com/sraybatch/sraybatch/internal/events"
 	"github.com/sraybatch/sraybatch/internal/timeline"
 )
 
@@ -344,8 +345,8 @@ func TestJobKeysAreEscaped(t *testing.T) {
 	t.Parallel()
 	key := `7"><script>x</script>`
 	events := []timeline.Event{
-		{Time: at(0), Name: timeline.Submitted, Job: key, Role: cluster.RoleWorker},
-		{Time: at(5), Name: timeline.JobStarted, Job: key, Role: cluster.RoleWorker},
+		{Time: at(0), Name: events.NameSubmitted, Job: key, Role: cluster.RoleWorker},
+		{Time: at(5), Name: events.NameJobStarted, Job: key, Role: cluster.RoleWorker},
 	}
 	var b bytes.Buffer
 	if err := Render(&b, Build(cluster.Spec{Name: "x", Created: t0, Node: cluster.NodeSpec{GPUs: 1}}, events, at(60))); err != nil {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 )
 
 // Follower reads a cluster's timeline as it grows: each Next returns what
@@ -13,8 +14,8 @@ import (
 type Follower struct {
 	dir         cluster.Dir
 	drainBefore time.Duration
-	// offsets is how far each event file has been read.
-	offsets map[string]int64
+	// files are the event files, each read on from where it stopped.
+	files map[string]*events.Reader
 	// emitted are the derived events already returned, by name and job:
 	// their sources are rewritten, not appended to.
 	emitted map[string]bool
@@ -26,7 +27,7 @@ type Follower struct {
 func NewFollower(dir cluster.Dir, spec cluster.Spec) *Follower {
 	return &Follower{
 		dir: dir, drainBefore: time.Duration(spec.DrainBeforeS) * time.Second,
-		offsets: map[string]int64{}, emitted: map[string]bool{}, final: map[string]bool{},
+		files: map[string]*events.Reader{}, emitted: map[string]bool{}, final: map[string]bool{},
 	}
 }
 
@@ -38,7 +39,7 @@ func Load(dir cluster.Dir, spec cluster.Spec) ([]Event, error) {
 // Next returns the events that appeared since the last call (all of them on
 // the first), ordered by time among themselves.
 func (f *Follower) Next() ([]Event, error) {
-	s := Sources{DrainBefore: f.drainBefore, Records: map[string]cluster.NodeRecord{}, Drivers: map[string][]cluster.Event{}}
+	s := Sources{DrainBefore: f.drainBefore, Records: map[string]cluster.NodeRecord{}, Drivers: map[string][]events.Event{}}
 	var err error
 	if s.Submissions, err = f.dir.Submissions(); err != nil {
 		return nil, err
@@ -98,10 +99,16 @@ func (f *Follower) Next() ([]Event, error) {
 	return fresh, nil
 }
 
-func (f *Follower) read(path string) ([]cluster.Event, error) {
-	events, offset, err := cluster.ReadEventsFrom(path, f.offsets[path])
-	f.offsets[path] = offset
-	return events, err
+// read is what was appended to the event file at path since the last
+// read; all of a file that was truncated or replaced since.
+func (f *Follower) read(path string) ([]events.Event, error) {
+	r, ok := f.files[path]
+	if !ok {
+		r = events.NewReader(path)
+		f.files[path] = r
+	}
+	evs, _, err := r.Read()
+	return evs, err
 }
 
 // isDerived reports events Merge makes from state files rather than reading

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
 )
 
 func names(evs []Event) []string {
@@ -53,8 +54,8 @@ func TestFollowerReturnsEachEventOnce(t *testing.T) {
 	must(dir.AddSubmission(cluster.Submission{Role: cluster.RoleHead, JobID: "7", Submitted: at(0)}))
 	must(dir.AddSubmission(cluster.Submission{Role: cluster.RoleDriver, JobID: "9", Submitted: at(1)}))
 	must(dir.WriteNode(cluster.NodeRecord{Job: "7", Role: cluster.RoleHead, Phase: cluster.PhaseRunning, Started: at(2)}))
-	appendLine(t, dir.ClusterEventsPath(), line(at(3), cluster.EventJobState, `"job": "7", "role": "head", "slurm_state": "RUNNING", "membership": "joined", "gpus": 1`)+"\n")
-	appendLine(t, dir.EventsPath("9"), line(at(4), "step_done", `"step": 0, "actors": 1, "mean_duration_s": 0.1, "losses": [1]`)+"\n"+`{"ts": 5, "event": "step_do`)
+	appendLine(t, dir.ClusterEventsPath(), line(at(3), events.NameJobState, `"job": "7", "role": "head", "slurm_state": "RUNNING", "membership": "joined", "gpus": 1`)+"\n")
+	appendLine(t, dir.EventsPath("9"), line(at(4), events.NameStepDone, `"step": 0, "actors": 1, "mean_duration_s": 0.1, "losses": [1]`)+"\n"+`{"ts": 5, "event": "step_do`)
 
 	evs, err := f.Next()
 	must(err)

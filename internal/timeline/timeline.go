@@ -4,7 +4,9 @@
 // head-ending.json and down.json, and the event files Go and Python share
 // (testdata/shared-state.json): the head's events/cluster.jsonl (job_state,
 // cluster_sample), each driver's events/<job>.jsonl and the autoscaler's
-// events/autoscaler.jsonl.
+// events/autoscaler.jsonl. The events it derives from the state files
+// (submitted, job_started, …) are internal/events' timeline events, as the
+// files' events are its file events.
 //
 // Merge is a pure function of those Sources; Follower reads them from a
 // cluster directory, incrementally, for `sraybatch events -f`; Load reads
@@ -24,28 +26,7 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
-)
-
-// Events the timeline derives from the cluster's state files; the event
-// files' own events keep their names (node_joined, job_state, …).
-const (
-	// Submitted: a job was submitted (one per job key of an array).
-	// Fields: job_id (the sbatch id), tasks (an array's size), autoscaled.
-	Submitted = "submitted"
-	// JobStarted: the job's supervisor started on its node. Fields: node.
-	JobStarted = "job_started"
-	// JobEnded: the job's supervisor recorded its end. Fields: phase
-	// (ended or failed), outcome, reason, exit_code (drivers).
-	JobEnded = "job_ended"
-	// TimeLimitWarning: SLURM warned that the job's time limit is near.
-	// Fields: time_limit_at.
-	TimeLimitWarning = "time_limit_warning"
-	// HeadUp: the head published its address. Fields: address, node, ray_version.
-	HeadUp = "head_up"
-	// HeadStopping: the head was told to stop. Fields: reason.
-	HeadStopping = "head_stopping"
-	// DownRequested: `sraybatch down` was asked for.
-	DownRequested = "down_requested"
+	"github.com/sraybatch/sraybatch/internal/events"
 )
 
 // Where an event was read; a driver's events are "driver <job>".
@@ -65,7 +46,7 @@ func DriverSource(job string) string { return sourceDriver + job }
 // Event is one thing that happened to the cluster.
 type Event struct {
 	Time time.Time
-	// Name is the event: one of the constants above, or the event file's own name.
+	// Name is the event's (internal/events' Name*).
 	Name string
 	// Job is the job key the event is about ("" for the cluster as a
 	// whole), Role that job's role when known.
@@ -89,11 +70,11 @@ type Sources struct {
 	HeadEnding  *cluster.HeadEnding
 	Down        *cluster.DownRequest
 	// Cluster are the head's events (events/cluster.jsonl).
-	Cluster []cluster.Event
+	Cluster []events.Event
 	// Autoscaler are the autoscaler's decisions (events/autoscaler.jsonl).
-	Autoscaler []cluster.Event
+	Autoscaler []events.Event
 	// Drivers are each driver job's events (events/<job>.jsonl), by its job key.
-	Drivers map[string][]cluster.Event
+	Drivers map[string][]events.Event
 }
 
 // Merge is the cluster's timeline: every source's events, ordered by time;
@@ -103,44 +84,24 @@ func Merge(s Sources) []Event {
 	roles := map[string]cluster.Role{}
 	var out []Event
 	for _, sub := range s.Submissions {
-		fields := map[string]any{"job_id": sub.JobID}
-		if sub.Tasks > 0 {
-			fields["tasks"] = sub.Tasks
-		}
-		if sub.Autoscaled {
-			fields["autoscaled"] = true
-		}
+		submitted := events.Submitted{JobID: sub.JobID, Tasks: sub.Tasks, Autoscaled: sub.Autoscaled}
 		for _, key := range sub.JobKeys() {
 			roles[key] = sub.Role
-			out = append(out, derived(sub.Submitted, Submitted, key, sub.Role, SourceSubmission, fields))
+			out = append(out, derived(sub.Submitted, key, sub.Role, SourceSubmission, submitted))
 		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(s.Records)) {
-		rec := s.Records[key]
-		if !rec.Started.IsZero() {
-			out = append(out, derived(rec.Started, JobStarted, key, rec.Role, SourceRecord, map[string]any{"node": rec.SlurmNode}))
-		}
-		if rec.TimeLimitAt != nil {
-			out = append(out, derived(rec.TimeLimitAt.Add(-s.DrainBefore), TimeLimitWarning, key, rec.Role, SourceRecord,
-				map[string]any{"time_limit_at": rec.TimeLimitAt.UTC().Format(time.RFC3339)}))
-		}
-		if rec.Final() {
-			fields := map[string]any{"phase": rec.Phase, "outcome": rec.Outcome, "reason": rec.Reason}
-			if rec.ExitCode != nil {
-				fields["exit_code"] = *rec.ExitCode
-			}
-			out = append(out, derived(rec.Updated, JobEnded, key, rec.Role, SourceRecord, fields))
-		}
+		out = appendRecordEvents(out, key, s.Records[key], s.DrainBefore)
 	}
 	if h := s.Head; h != nil {
-		out = append(out, derived(h.Published, HeadUp, h.Job, cluster.RoleHead, SourceHead,
-			map[string]any{"address": h.Address, "node": h.SlurmNode, "ray_version": h.RayVersion}))
+		out = append(out, derived(h.Published, h.Job, cluster.RoleHead, SourceHead,
+			events.HeadUp{Address: h.Address, Node: h.SlurmNode, RayVersion: h.RayVersion}))
 	}
 	if h := s.HeadEnding; h != nil {
-		out = append(out, derived(h.At, HeadStopping, h.Job, cluster.RoleHead, SourceHead, map[string]any{"reason": h.Reason}))
+		out = append(out, derived(h.At, h.Job, cluster.RoleHead, SourceHead, events.HeadStopping{Reason: h.Reason}))
 	}
 	if d := s.Down; d != nil {
-		out = append(out, derived(d.Requested, DownRequested, "", "", SourceDown, nil))
+		out = append(out, derived(d.Requested, "", "", SourceDown, events.DownRequested{}))
 	}
 	out = appendFileEvents(out, s.Cluster, SourceCluster, "", roles)
 	for _, driver := range slices.Sorted(maps.Keys(s.Drivers)) {
@@ -151,12 +112,29 @@ func Merge(s Sources) []Event {
 	return out
 }
 
+// appendRecordEvents adds what a job's own record tells: its start, SLURM's
+// time-limit warning (drainBefore before the limit) and its end.
+func appendRecordEvents(out []Event, key string, rec cluster.NodeRecord, drainBefore time.Duration) []Event {
+	if !rec.Started.IsZero() {
+		out = append(out, derived(rec.Started, key, rec.Role, SourceRecord, events.JobStarted{Node: rec.SlurmNode}))
+	}
+	if rec.TimeLimitAt != nil {
+		out = append(out, derived(rec.TimeLimitAt.Add(-drainBefore), key, rec.Role, SourceRecord,
+			events.TimeLimitWarning{TimeLimitAt: rec.TimeLimitAt.UTC().Format(time.RFC3339)}))
+	}
+	if rec.Final() {
+		out = append(out, derived(rec.Updated, key, rec.Role, SourceRecord,
+			events.JobEnded{Phase: rec.Phase, Outcome: rec.Outcome, Reason: rec.Reason, ExitCode: rec.ExitCode}))
+	}
+	return out
+}
+
 // appendFileEvents adds an event file's lines: the job an event names is its
 // job (a driver's step_done names none: it is the driver's own).
-func appendFileEvents(out []Event, events []cluster.Event, source, ownJob string, roles map[string]cluster.Role) []Event {
-	for _, e := range events {
+func appendFileEvents(out []Event, evs []events.Event, source, ownJob string, roles map[string]cluster.Role) []Event {
+	for _, e := range evs {
 		ev := Event{Time: e.Time(), Name: e.Name, Job: ownJob, Source: source, Fields: map[string]json.RawMessage{}}
-		for k, v := range e.Fields {
+		for k, v := range e.Fields() {
 			switch k {
 			case "ts", "event":
 			case "job":
@@ -178,16 +156,30 @@ func appendFileEvents(out []Event, events []cluster.Event, source, ownJob string
 	return out
 }
 
-func derived(at time.Time, name, job string, role cluster.Role, source string, fields map[string]any) Event {
-	ev := Event{Time: at.UTC(), Name: name, Job: job, Role: role, Source: source, Fields: map[string]json.RawMessage{}}
-	for k, v := range fields {
-		b, err := json.Marshal(v)
-		if err != nil { // only strings, numbers and booleans come here
-			panic(fmt.Sprintf("timeline field %s: %v", k, err))
-		}
-		ev.Fields[k] = b
+// derived is a timeline event about job, its fields p's.
+func derived(at time.Time, job string, role cluster.Role, source string, p events.Payload) Event {
+	ev := Event{Time: at.UTC(), Name: p.Name(), Job: job, Role: role, Source: source}
+	b, err := json.Marshal(p)
+	if err == nil {
+		err = json.Unmarshal(b, &ev.Fields)
+	}
+	if err != nil { // the timeline events' structs hold strings, numbers and booleans
+		panic(fmt.Sprintf("timeline event %s: %v", p.Name(), err))
 	}
 	return ev
+}
+
+// Decode unmarshals the event's fields into v (an *events.JobState, say):
+// all of them but its job and role, which the Event holds itself.
+func (e Event) Decode(v any) error {
+	b, err := json.Marshal(e.Fields)
+	if err == nil {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		return fmt.Errorf("%s event: %w", e.Name, err)
+	}
+	return nil
 }
 
 // MarshalJSON writes one event as `sraybatch events -o json` prints it:
@@ -205,7 +197,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		Role   cluster.Role               `json:"role,omitempty"`
 		Source string                     `json:"source"`
 		Fields map[string]json.RawMessage `json:"fields"`
-	}{cluster.TS(e.Time), e.Time.UTC().Format(time.RFC3339Nano), e.Name, e.Job, e.Role, e.Source, fields})
+	}{events.TS(e.Time), e.Time.UTC().Format(time.RFC3339Nano), e.Name, e.Job, e.Role, e.Source, fields})
 }
 
 // Details is the event's fields in one line for people: key=value in key

@@ -9,20 +9,22 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/events"
+	"github.com/sraybatch/sraybatch/internal/sharedstate"
 )
 
 var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
 func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 
-// events parses event-file lines as cluster.ReadEvents does.
-func events(t *testing.T, lines ...string) []cluster.Event {
+// fileEvents parses event-file lines as an event file's reader does.
+func fileEvents(t *testing.T, lines ...string) []events.Event {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "e.jsonl")
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := cluster.ReadEvents(path)
+	evs, err := events.ReadAll(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +32,7 @@ func events(t *testing.T, lines ...string) []cluster.Event {
 }
 
 func line(ts time.Time, name string, fields string) string {
-	s := `{"ts": ` + jsonNum(cluster.TS(ts)) + `, "event": "` + name + `"`
+	s := `{"ts": ` + jsonNum(events.TS(ts)) + `, "event": "` + name + `"`
 	if fields != "" {
 		s += ", " + fields
 	}
@@ -76,9 +78,9 @@ func TestMerge(t *testing.T) {
 				}}
 			},
 			[]row{
-				{0, Submitted, "7", cluster.RoleHead, "job_id=7"},
-				{5, Submitted, "8_0", cluster.RoleWorker, "autoscaled=true, job_id=8, tasks=2"},
-				{5, Submitted, "8_1", cluster.RoleWorker, "autoscaled=true, job_id=8, tasks=2"},
+				{0, events.NameSubmitted, "7", cluster.RoleHead, "job_id=7"},
+				{5, events.NameSubmitted, "8_0", cluster.RoleWorker, "autoscaled=true, job_id=8, tasks=2"},
+				{5, events.NameSubmitted, "8_1", cluster.RoleWorker, "autoscaled=true, job_id=8, tasks=2"},
 			},
 		},
 		{
@@ -91,10 +93,10 @@ func TestMerge(t *testing.T) {
 				}}
 			},
 			[]row{
-				{10, JobStarted, "9", cluster.RoleDriver, "node=node2"},
-				{11, JobStarted, "8_0", cluster.RoleWorker, "node=node3"},
-				{580, TimeLimitWarning, "9", cluster.RoleDriver, "time_limit_at=2026-11-29T12:11:40Z"},
-				{600, JobEnded, "9", cluster.RoleDriver, "exit_code=0, outcome=completed, phase=ended, reason=driver finished"},
+				{10, events.NameJobStarted, "9", cluster.RoleDriver, "node=node2"},
+				{11, events.NameJobStarted, "8_0", cluster.RoleWorker, "node=node3"},
+				{580, events.NameTimeLimitWarning, "9", cluster.RoleDriver, "time_limit_at=2026-11-29T12:11:40Z"},
+				{600, events.NameJobEnded, "9", cluster.RoleDriver, "exit_code=0, outcome=completed, phase=ended, reason=driver finished"},
 			},
 		},
 		{
@@ -107,22 +109,22 @@ func TestMerge(t *testing.T) {
 				}
 			},
 			[]row{
-				{3, HeadUp, "7", cluster.RoleHead, "address=10.0.0.1:20000, node=node1, ray_version=2.60.0"},
-				{40, DownRequested, "", "", ""},
-				{41, HeadStopping, "7", cluster.RoleHead, "reason=cancelled (terminated)"},
+				{3, events.NameHeadUp, "7", cluster.RoleHead, "address=10.0.0.1:20000, node=node1, ray_version=2.60.0"},
+				{40, events.NameDownRequested, "", "", ""},
+				{41, events.NameHeadStopping, "7", cluster.RoleHead, "reason=cancelled (terminated)"},
 			},
 		},
 		{
 			"the head's events carry their job and role; a sample is the cluster's",
 			func(t *testing.T) Sources {
-				return Sources{Cluster: events(t,
-					line(at(2), cluster.EventJobState, `"job": "7", "role": "head", "slurm_state": "RUNNING", "membership": "joined", "gpus": 1`),
-					line(at(2), cluster.EventClusterSample, `"gpus_requested": 3, "gpus_joined": 1, "gpus_allocated": 0.5, "jobs": 2`),
+				return Sources{Cluster: fileEvents(t,
+					line(at(2), events.NameJobState, `"job": "7", "role": "head", "slurm_state": "RUNNING", "membership": "joined", "gpus": 1`),
+					line(at(2), events.NameClusterSample, `"gpus_requested": 3, "gpus_joined": 1, "gpus_allocated": 0.5, "jobs": 2`),
 				)}
 			},
 			[]row{
-				{2, cluster.EventJobState, "7", cluster.RoleHead, "gpus=1, membership=joined, slurm_state=RUNNING"},
-				{2, cluster.EventClusterSample, "", "", "gpus_allocated=0.5, gpus_joined=1, gpus_requested=3, jobs=2"},
+				{2, events.NameJobState, "7", cluster.RoleHead, "gpus=1, membership=joined, slurm_state=RUNNING"},
+				{2, events.NameClusterSample, "", "", "gpus_allocated=0.5, gpus_joined=1, gpus_requested=3, jobs=2"},
 			},
 		},
 		{
@@ -130,7 +132,7 @@ func TestMerge(t *testing.T) {
 			func(t *testing.T) Sources {
 				return Sources{
 					Submissions: []cluster.Submission{{Role: cluster.RoleWorker, JobID: "8", Submitted: at(0)}, {Role: cluster.RoleDriver, JobID: "9", Submitted: at(0)}},
-					Drivers: map[string][]cluster.Event{"9": events(t,
+					Drivers: map[string][]events.Event{"9": fileEvents(t,
 						line(at(20), "node_joined", `"node_id": "85477a93c0ffee0123456789abcdef", "job": "8", "gpus": 1`),
 						line(at(21.25), "step_done", `"step": 3, "actors": 2, "mean_duration_s": 0.123456, "losses": [1.0, 2.5]`),
 						line(at(22), "step_done", `"step": 4, "actors": 5, "mean_duration_s": 0.1, "losses": [1, 2, 3, 4, 5]`),
@@ -138,11 +140,11 @@ func TestMerge(t *testing.T) {
 				}
 			},
 			[]row{
-				{0, Submitted, "8", cluster.RoleWorker, "job_id=8"},
-				{0, Submitted, "9", cluster.RoleDriver, "job_id=9"},
-				{20, "node_joined", "8", cluster.RoleWorker, "gpus=1, node_id=85477a93, by driver 9"},
-				{21.25, "step_done", "9", cluster.RoleDriver, "actors=2, losses=[1,2.5], mean_duration_s=0.123, step=3"},
-				{22, "step_done", "9", cluster.RoleDriver, "actors=5, losses=[5 items], mean_duration_s=0.1, step=4"},
+				{0, events.NameSubmitted, "8", cluster.RoleWorker, "job_id=8"},
+				{0, events.NameSubmitted, "9", cluster.RoleDriver, "job_id=9"},
+				{20, events.NameNodeJoined, "8", cluster.RoleWorker, "gpus=1, node_id=85477a93, by driver 9"},
+				{21.25, events.NameStepDone, "9", cluster.RoleDriver, "actors=2, losses=[1,2.5], mean_duration_s=0.123, step=3"},
+				{22, events.NameStepDone, "9", cluster.RoleDriver, "actors=5, losses=[5 items], mean_duration_s=0.1, step=4"},
 			},
 		},
 		{
@@ -150,14 +152,14 @@ func TestMerge(t *testing.T) {
 			func(t *testing.T) Sources {
 				return Sources{
 					Submissions: []cluster.Submission{{Role: cluster.RoleWorker, JobID: "12", Submitted: at(30), Autoscaled: true}},
-					Autoscaler:  events(t, line(at(30), "autoscaler_decision", `"submitted": ["12"], "cancelled": [], "drained": [], "reason": "demand GPU:1"`)),
-					Cluster:     events(t, line(at(30), cluster.EventJobState, `"job": "12", "role": "worker", "slurm_state": "PENDING", "membership": "waiting", "gpus": 1`)),
+					Autoscaler:  fileEvents(t, line(at(30), "autoscaler_decision", `"submitted": ["12"], "cancelled": [], "drained": [], "reason": "demand GPU:1"`)),
+					Cluster:     fileEvents(t, line(at(30), events.NameJobState, `"job": "12", "role": "worker", "slurm_state": "PENDING", "membership": "waiting", "gpus": 1`)),
 				}
 			},
 			[]row{
-				{30, Submitted, "12", cluster.RoleWorker, "autoscaled=true, job_id=12"},
-				{30, cluster.EventJobState, "12", cluster.RoleWorker, "gpus=1, membership=waiting, slurm_state=PENDING"},
-				{30, "autoscaler_decision", "", "", "cancelled=[], drained=[], reason=demand GPU:1, submitted=[12]"},
+				{30, events.NameSubmitted, "12", cluster.RoleWorker, "autoscaled=true, job_id=12"},
+				{30, events.NameJobState, "12", cluster.RoleWorker, "gpus=1, membership=waiting, slurm_state=PENDING"},
+				{30, events.NameAutoscalerDecision, "", "", "cancelled=[], drained=[], reason=demand GPU:1, submitted=[12]"},
 			},
 		},
 	}
@@ -181,22 +183,10 @@ func TestMerge(t *testing.T) {
 // line kept, in time order, each driver event credited to the node it names.
 func TestMergeSharedStateExamples(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("../../testdata/shared-state.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var shared struct {
-		ClusterEventLines []string `json:"cluster_event_lines"`
-		EventStream       struct {
-			Lines []string `json:"lines"`
-		} `json:"event_stream"`
-	}
-	if err := json.Unmarshal(b, &shared); err != nil {
-		t.Fatal(err)
-	}
+	shared := sharedstate.Load(t)
 	src := Sources{
-		Cluster: events(t, shared.ClusterEventLines...),
-		Drivers: map[string][]cluster.Event{"99": events(t, shared.EventStream.Lines...)},
+		Cluster: fileEvents(t, shared.ClusterEventLines...),
+		Drivers: map[string][]events.Event{"99": fileEvents(t, shared.EventStream.Lines...)},
 	}
 	got := Merge(src)
 	if want := len(shared.ClusterEventLines) + len(shared.EventStream.Lines); len(got) != want {
@@ -208,14 +198,14 @@ func TestMergeSharedStateExamples(t *testing.T) {
 		}
 	}
 	// The driver's stream starts at ts 1.0 and the head's at 10.0.
-	if got[0].Name != "node_joined" || got[0].Job != "7_0" || got[0].Source != DriverSource("99") {
+	if got[0].Name != events.NameNodeJoined || got[0].Job != "7_0" || got[0].Source != DriverSource("99") {
 		t.Errorf("first event %+v, want the driver's node_joined of job 7_0", got[0])
 	}
 	for _, e := range got {
-		if e.Name == "step_done" && e.Job != "99" {
+		if e.Name == events.NameStepDone && e.Job != "99" {
 			t.Errorf("step_done credited to job %q, want the driver 99", e.Job)
 		}
-		if e.Name == cluster.EventJobState && (e.Job == "" || e.Role == "") {
+		if e.Name == events.NameJobState && (e.Job == "" || e.Role == "") {
 			t.Errorf("job_state without its job and role: %+v", e)
 		}
 	}
@@ -223,7 +213,7 @@ func TestMergeSharedStateExamples(t *testing.T) {
 
 func TestEventJSON(t *testing.T) {
 	t.Parallel()
-	ev := Merge(Sources{Cluster: events(t, line(at(1.5), cluster.EventJobState,
+	ev := Merge(Sources{Cluster: fileEvents(t, line(at(1.5), events.NameJobState,
 		`"job": "7", "role": "head", "slurm_state": "RUNNING", "membership": "joined", "gpus": 1`))})[0]
 	b, err := json.Marshal(ev)
 	if err != nil {

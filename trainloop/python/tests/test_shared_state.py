@@ -56,6 +56,17 @@ def test_event_schema(shared):
         assert required == set(shared["events"][name]), name
 
 
+def test_timeline_event_names_are_no_file_events(shared):
+    """The timeline's own events (Go derives them from the state files) never
+    share a name with an event a file holds, so a reader of either knows which."""
+    timeline = shared["timeline_events"]
+    assert timeline, "the fixture lists the timeline's events"
+    assert not set(timeline) & set(events.SCHEMA)
+    for name in timeline:
+        with pytest.raises(ValueError):
+            events.EventLog(None).emit(name)
+
+
 def test_event_stream_validates(shared):
     for line in shared["event_stream"]["lines"]:
         assert events.validate(json.loads(line)) == [], line

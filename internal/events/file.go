@@ -1,0 +1,159 @@
+package events
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// Append appends e to the event file at path as one JSON line,
+// {"event": name, "ts": …, fields…}, with a single write, so concurrent
+// readers see whole lines; the file is the user's alone (0600).
+func Append(path string, e FileEvent) error {
+	line, err := marshal(e)
+	if err != nil {
+		return fmt.Errorf("event for %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("event log: %w", err)
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("event log %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// marshal is e's line: its name first, then its struct's fields (the
+// stamp's ts among them).
+func marshal(e FileEvent) ([]byte, error) {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	name, err := json.Marshal(e.Name())
+	if err != nil {
+		return nil, err
+	}
+	line := append([]byte(`{"event":`), name...)
+	if len(body) > len("{}") {
+		line = append(line, ',')
+	}
+	return append(line, body[1:]...), nil
+}
+
+// Event is one line of any event file: its time, its name, and the line
+// itself for the reader that knows the event's struct.
+type Event struct {
+	TS   float64
+	Name string
+	line json.RawMessage
+}
+
+// Time is the event's ts as a time.
+func (e Event) Time() time.Time { return UnixSeconds(e.TS) }
+
+// Decode unmarshals the line into v (a *JobState, say); fields v does not
+// know are ignored.
+func (e Event) Decode(v any) error {
+	if err := json.Unmarshal(e.line, v); err != nil {
+		return fmt.Errorf("%s event: %w", e.Name, err)
+	}
+	return nil
+}
+
+// Fields are all the line's fields (ts and event included), as JSON.
+func (e Event) Fields() map[string]json.RawMessage {
+	var fields map[string]json.RawMessage
+	json.Unmarshal(e.line, &fields) // parse made sure it is an object
+	return fields
+}
+
+// parse is line as an event: a JSON object with a numeric ts and a
+// non-empty event name; anything else is no event.
+func parse(line []byte) (Event, bool) {
+	var head struct {
+		TS    *float64 `json:"ts"`
+		Event string   `json:"event"`
+	}
+	if json.Unmarshal(line, &head) != nil || head.TS == nil || head.Event == "" {
+		return Event{}, false
+	}
+	return Event{TS: *head.TS, Name: head.Event, line: line}, true
+}
+
+// Reader reads one event file on from where its last Read stopped, so a
+// follower (`sraybatch events -f`, the head's 5 s observer, `status
+// --watch`) never rereads hours of lines. It is the only reader of event
+// files: a whole read is a fresh Reader's first Read.
+type Reader struct {
+	path   string
+	offset int64       // after the last whole line read
+	file   os.FileInfo // the file read so far, to notice it replaced
+}
+
+// NewReader reads the event file at path from its start.
+func NewReader(path string) *Reader { return &Reader{path: path} }
+
+// ReadAll reads a whole event file.
+func ReadAll(path string) ([]Event, error) {
+	evs, _, err := NewReader(path).Read()
+	return evs, err
+}
+
+// Offset is how far the file has been read: the end of its last whole line.
+func (r *Reader) Offset() int64 { return r.offset }
+
+// Read returns the events appended since the last Read. A missing file has
+// none yet. A last line without its newline is being written and is left
+// for the next Read; other lines that are not an event are skipped, so one
+// bad writer cannot hide the rest. restarted reports a file that is not the
+// one read so far (shorter: truncated; another file: replaced): Read began
+// again at its start, and whatever the caller folded from it is stale.
+func (r *Reader) Read() (evs []Event, restarted bool, err error) {
+	f, err := os.Open(r.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read events: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, false, fmt.Errorf("read events %s: %w", r.path, err)
+	}
+	if st.Size() < r.offset || (r.file != nil && !os.SameFile(r.file, st)) {
+		r.offset, restarted = 0, true
+	}
+	r.file = st
+	if _, err := f.Seek(r.offset, io.SeekStart); err != nil {
+		return nil, restarted, fmt.Errorf("read events %s: %w", r.path, err)
+	}
+	evs, err = r.scan(bufio.NewReaderSize(f, 64<<10))
+	return evs, restarted, err
+}
+
+// scan reads whole lines from br, counting each into the offset.
+func (r *Reader) scan(br *bufio.Reader) ([]Event, error) {
+	var out []Event
+	for {
+		line, err := br.ReadBytes('\n')
+		if errors.Is(err, io.EOF) { // nothing more, or a line still being written
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("read events %s: %w", r.path, err)
+		}
+		r.offset += int64(len(line))
+		if e, ok := parse(line); ok {
+			out = append(out, e)
+		}
+	}
+}
