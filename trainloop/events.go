@@ -47,7 +47,8 @@ func (pr *Progress) Read() (cluster.TrainProgress, error) {
 	return pr.snapshot(), err
 }
 
-// fold folds one event; one its struct cannot hold is skipped, as a line
+// fold folds one event; one that does not decode into its struct (a line
+// malformed past its head, a field of another type) is skipped, as a line
 // that is no event is.
 func (pr *Progress) fold(e events.Event) {
 	p := &pr.p
@@ -68,11 +69,17 @@ func (pr *Progress) fold(e events.Event) {
 			p.LastStep, p.LastStepSeconds = &ev.Step, &ev.MeanDurationS
 		}
 	case events.NameActorRestarted:
-		p.Restarts++
+		if e.Decode(&events.ActorRestarted{}) == nil {
+			p.Restarts++
+		}
 	case events.NameStateSynced:
-		p.StateSyncs++
+		if e.Decode(&events.StateSynced{}) == nil {
+			p.StateSyncs++
+		}
 	case events.NameCheckpointWritten:
-		p.Checkpoints++
+		if e.Decode(&events.CheckpointWritten{}) == nil {
+			p.Checkpoints++
+		}
 	case events.NameNodeExcluded:
 		var ev events.NodeExcluded
 		if e.Decode(&ev) != nil {

@@ -134,3 +134,18 @@ func TestProgressReadsOnlyWhatIsNew(t *testing.T) {
 		t.Errorf("after the file was replaced: %+v, %v; want only the new file's step 0", p, err)
 	}
 }
+
+// A line whose head is an event but whose rest is not JSON is skipped, as
+// any line that is no event.
+func TestProgressSkipsMalformedLines(t *testing.T) {
+	t.Parallel()
+	p := foldLines(t,
+		`{"ts": 1, "event": "step_done", "step": 1, "actors": 1, "mean_duration_s": 0.5, "losses": []}`,
+		`{"ts": 2, "event": "step_done", "step": 2, "actors": 1, "mean_duration_s": 0.5, "losses": [}`,
+		`{"ts": 3, "event": "actor_restarted", "actor": "a1", "node_id": "n1", "job": "7_0", "attempt": 1, "reason": "x"`,
+		`{"ts": 4, "event": "checkpoint_written", "path": "/c", "bytes": 1, "seconds": 0.1}`,
+	)
+	if p.LastStep == nil || *p.LastStep != 1 || p.Restarts != 0 || p.Checkpoints != 1 {
+		t.Errorf("progress = step %v, %d restarts, %d checkpoints; want step 1, 0, 1", p.LastStep, p.Restarts, p.Checkpoints)
+	}
+}

@@ -2,12 +2,15 @@ package events
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -60,7 +63,7 @@ type Event struct {
 func (e Event) Time() time.Time { return UnixSeconds(e.TS) }
 
 // Decode unmarshals the line into v (a *JobState, say); fields v does not
-// know are ignored.
+// know are ignored. A line malformed past its ts and event fails here.
 func (e Event) Decode(v any) error {
 	if err := json.Unmarshal(e.line, v); err != nil {
 		return fmt.Errorf("%s event: %w", e.Name, err)
@@ -69,23 +72,87 @@ func (e Event) Decode(v any) error {
 }
 
 // Fields are all the line's fields (ts and event included), as JSON.
-func (e Event) Fields() map[string]json.RawMessage {
+func (e Event) Fields() (map[string]json.RawMessage, error) {
 	var fields map[string]json.RawMessage
-	json.Unmarshal(e.line, &fields) // parse made sure it is an object
-	return fields
+	if err := json.Unmarshal(e.line, &fields); err != nil {
+		return nil, fmt.Errorf("%s event: %w", e.Name, err)
+	}
+	return fields, nil
 }
 
 // parse is line as an event: a JSON object with a numeric ts and a
-// non-empty event name; anything else is no event.
+// non-empty event name; anything else is no event. A line that begins with
+// its ts and event (both writers write them first) has only those read
+// here, and the rest is decoded once, by Decode or Fields, which fail on a
+// line malformed past its head: a long run's file is decoded once, not twice.
 func parse(line []byte) (Event, bool) {
-	var head struct {
+	if ts, name, ok := head(line); ok {
+		return Event{TS: ts, Name: name, line: line}, true
+	}
+	var h struct {
 		TS    *float64 `json:"ts"`
 		Event string   `json:"event"`
 	}
-	if json.Unmarshal(line, &head) != nil || head.TS == nil || head.Event == "" {
+	if json.Unmarshal(line, &h) != nil || h.TS == nil || h.Event == "" {
 		return Event{}, false
 	}
-	return Event{TS: *head.TS, Name: head.Event, line: line}, true
+	return Event{TS: *h.TS, Name: h.Event, line: line}, true
+}
+
+// head reads the ts and event of a line whose first two members they are,
+// names without escapes; ok is false for any other line.
+func head(line []byte) (ts float64, name string, ok bool) {
+	s := bytes.TrimLeft(line, " \t")
+	if len(s) == 0 || s[0] != '{' {
+		return 0, "", false
+	}
+	s = s[1:]
+	haveTS := false
+	for range 2 {
+		var key string
+		if key, s, ok = plainString(bytes.TrimLeft(s, " \t")); !ok {
+			return 0, "", false
+		}
+		if s = bytes.TrimLeft(s, " \t"); len(s) == 0 || s[0] != ':' {
+			return 0, "", false
+		}
+		s = bytes.TrimLeft(s[1:], " \t")
+		switch key {
+		case "ts":
+			n := bytes.IndexFunc(s, func(r rune) bool { return !strings.ContainsRune("0123456789.eE+-", r) })
+			if n <= 0 {
+				return 0, "", false
+			}
+			f, err := strconv.ParseFloat(string(s[:n]), 64)
+			if err != nil {
+				return 0, "", false
+			}
+			ts, haveTS, s = f, true, s[n:]
+		case "event":
+			if name, s, ok = plainString(s); !ok {
+				return 0, "", false
+			}
+		default:
+			return 0, "", false
+		}
+		if s = bytes.TrimLeft(s, " \t"); len(s) == 0 || (s[0] != ',' && s[0] != '}') {
+			return 0, "", false
+		}
+		s = s[1:]
+	}
+	return ts, name, haveTS && name != ""
+}
+
+// plainString reads a JSON string without escapes at the start of s.
+func plainString(s []byte) (string, []byte, bool) {
+	if len(s) == 0 || s[0] != '"' {
+		return "", nil, false
+	}
+	end := bytes.IndexByte(s[1:], '"')
+	if end < 0 || bytes.IndexByte(s[1:1+end], '\\') >= 0 {
+		return "", nil, false
+	}
+	return string(s[1 : 1+end]), s[2+end:], true
 }
 
 // Reader reads one event file on from where its last Read stopped, so a
@@ -113,7 +180,8 @@ func (r *Reader) Offset() int64 { return r.offset }
 // Read returns the events appended since the last Read. A missing file has
 // none yet. A last line without its newline is being written and is left
 // for the next Read; other lines that are not an event are skipped, so one
-// bad writer cannot hide the rest. restarted reports a file that is not the
+// bad writer cannot hide the rest (a line malformed past its ts and event
+// fails its Decode or Fields, and its reader skips it then). restarted reports a file that is not the
 // one read so far (shorter: truncated; another file: replaced): Read began
 // again at its start, and whatever the caller folded from it is stale.
 func (r *Reader) Read() (evs []Event, restarted bool, err error) {

@@ -108,3 +108,48 @@ func TestReaderNoticesTruncationAndReplacement(t *testing.T) {
 		t.Errorf("nothing new: %v, restarted %v", evs, restarted)
 	}
 }
+
+// parse reads a line's head alone where it can, and agrees with a whole
+// decode wherever it does; a line malformed past its head is an event that
+// fails its Decode.
+func TestParse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		line     string
+		ts       float64
+		name     string
+		ok, fast bool
+	}{
+		{`{"ts": 1.5, "event": "step_done", "step": 1}`, 1.5, "step_done", true, true},
+		{`{"event":"job_state","ts":1795953601.25,"job":"7"}`, 1795953601.25, "job_state", true, true},
+		{` { "ts" : 2e3 , "event" : "a" }`, 2000, "a", true, true},
+		{`{"job": "7", "ts": 3, "event": "a"}`, 3, "a", true, false},
+		{`{"ts": 4, "event": "a\u0062"}`, 4, "ab", true, false},
+		{`{"ts": "4", "event": "a"}`, 0, "", false, false},
+		{`{"ts": 4, "event": ""}`, 0, "", false, false},
+		{`{"ts": 4}`, 0, "", false, false},
+		{`{"event": "a"}`, 0, "", false, false},
+		{`{"ts": Infinity, "event": "a"}`, 0, "", false, false},
+		{`[1, 2]`, 0, "", false, false},
+		{`not json`, 0, "", false, false},
+	}
+	for _, tt := range tests {
+		e, ok := parse([]byte(tt.line))
+		if ok != tt.ok || (ok && (e.TS != tt.ts || e.Name != tt.name)) {
+			t.Errorf("parse(%s) = %v %q, %v; want %v %q, %v", tt.line, e.TS, e.Name, ok, tt.ts, tt.name, tt.ok)
+		}
+		if _, _, fast := head([]byte(tt.line)); fast != tt.fast {
+			t.Errorf("head(%s) read it: %v, want %v", tt.line, fast, tt.fast)
+		}
+	}
+	e, ok := parse([]byte(`{"ts": 1, "event": "step_done", "step": }`))
+	if !ok {
+		t.Fatal("a line with a good head is an event")
+	}
+	if err := e.Decode(&StepDone{}); err == nil {
+		t.Error("a line malformed past its head decoded")
+	}
+	if _, err := e.Fields(); err == nil {
+		t.Error("a line malformed past its head has fields")
+	}
+}

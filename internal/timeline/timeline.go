@@ -133,8 +133,12 @@ func appendRecordEvents(out []Event, key string, rec cluster.NodeRecord, drainBe
 // job (a driver's step_done names none: it is the driver's own).
 func appendFileEvents(out []Event, evs []events.Event, source, ownJob string, roles map[string]cluster.Role) []Event {
 	for _, e := range evs {
+		fields, err := e.Fields()
+		if err != nil {
+			continue // a line malformed past its head is no event
+		}
 		ev := Event{Time: e.Time(), Name: e.Name, Job: ownJob, Source: source, Fields: map[string]json.RawMessage{}}
-		for k, v := range e.Fields() {
+		for k, v := range fields {
 			switch k {
 			case "ts", "event":
 			case "job":
