@@ -102,3 +102,33 @@ func TestFollowerReturnsEachEventOnce(t *testing.T) {
 		}
 	}
 }
+
+// An event file replaced under a follower (a driver's rerun) is read again
+// from its start, not from where the old one stopped.
+func TestFollowerRereadsAReplacedFile(t *testing.T) {
+	t.Parallel()
+	store := cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}
+	spec := cluster.Spec{Name: "tl", Created: t0}
+	dir, err := store.Create(spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.AddSubmission(cluster.Submission{Role: cluster.RoleDriver, JobID: "9", Submitted: at(0)}); err != nil {
+		t.Fatal(err)
+	}
+	step := func(s float64, n string) string {
+		return line(at(s), events.NameStepDone, `"step": `+n+`, "actors": 1, "mean_duration_s": 0.1, "losses": [1]`) + "\n"
+	}
+	appendLine(t, dir.EventsPath("9"), step(1, "0")+step(2, "1"))
+	f := NewFollower(dir, spec)
+	if evs, err := f.Next(); err != nil || len(evs) != 3 {
+		t.Fatalf("first read: %v, %v; want the submission and two steps", names(evs), err)
+	}
+	if err := os.WriteFile(dir.EventsPath("9"), []byte(step(3, "0")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := f.Next()
+	if err != nil || len(evs) != 1 || evs[0].Name != events.NameStepDone || !evs[0].Time.Equal(at(3)) {
+		t.Fatalf("after the file was replaced: %v, %v; want its one step", names(evs), err)
+	}
+}
