@@ -13,8 +13,8 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
-	"github.com/sraybatch/sraybatch/internal/goldentest"
 	"github.com/sraybatch/sraybatch/internal/events"
+	"github.com/sraybatch/sraybatch/internal/goldentest"
 	"github.com/sraybatch/sraybatch/internal/timeline"
 )
 

@@ -19,45 +19,47 @@ const module = "github.com/sraybatch/sraybatch/"
 // stays the graph as it is. A new package must be added (with its entry in
 // the README's Layout section): one line here, sorted by path. Test files may
 // import the test-support packages (clocktest, slurmtest, goldentest,
-// testci) as they need.
+// sharedstate, testci) as they need.
 var allowed = map[string][]string{
 	"cmd/sraybatch": {
-		"internal/autoscale", "internal/backend", "internal/clock", "internal/cluster", "internal/follow",
-		"internal/gpu", "internal/local", "internal/metrics", "internal/observe", "internal/oneline",
+		"internal/autoscale", "internal/backend", "internal/clock", "internal/cluster", "internal/events",
+		"internal/follow", "internal/gpu", "internal/local", "internal/metrics", "internal/observe", "internal/oneline",
 		"internal/report", "internal/scheduler", "internal/submit", "internal/timeline",
 		"raynode", "slurm", "templates", "trainloop",
 	},
 	"internal/autoscale": {
-		"internal/clock", "internal/cluster", "internal/observe", "internal/oneline", "internal/raygcs",
-		"internal/scheduler", "internal/submit", "slurm",
+		"internal/clock", "internal/cluster", "internal/events", "internal/observe", "internal/oneline",
+		"internal/raygcs", "internal/scheduler", "internal/submit", "slurm",
 	},
 	"internal/backend":         {"internal/cluster", "internal/local", "internal/scheduler", "slurm"},
 	"internal/clock":           {},
 	"internal/clock/clocktest": {},
 	"internal/cluster":         {"internal/scheduler"},
+	"internal/events":          {"internal/cluster"},
 	"internal/follow":          {},
 	"internal/goldentest":      {},
 	"internal/gpu":             {},
 	"internal/layout":          {},
 	"internal/local":           {"internal/cluster", "internal/gpu", "internal/proctree", "internal/scheduler"},
-	"internal/metrics":         {"internal/cluster", "internal/scheduler"},
+	"internal/metrics":         {"internal/cluster", "internal/events", "internal/scheduler"},
 	"internal/observe":         {"internal/cluster", "internal/scheduler", "trainloop"},
 	"internal/oneline":         {},
 	"internal/proctree":        {},
 	"internal/raygcs":          {},
-	"internal/report":          {"internal/cluster", "internal/scheduler", "internal/timeline"},
+	"internal/report":          {"internal/cluster", "internal/events", "internal/scheduler", "internal/timeline"},
 	"internal/scheduler":       {},
 	"internal/submit":          {"internal/cluster", "internal/scheduler", "slurm", "templates"},
+	"internal/sharedstate":     {},
 	"internal/testci":          {},
-	"internal/timeline":        {"internal/cluster"},
+	"internal/timeline":        {"internal/cluster", "internal/events"},
 	"raynode": {
-		"internal/clock", "internal/cluster", "internal/gpu", "internal/metrics", "internal/observe",
-		"internal/oneline", "internal/proctree", "internal/raygcs", "internal/scheduler",
+		"internal/clock", "internal/cluster", "internal/events", "internal/gpu", "internal/metrics",
+		"internal/observe", "internal/oneline", "internal/proctree", "internal/raygcs", "internal/scheduler",
 	},
 	"slurm":           {"internal/oneline", "internal/scheduler"},
 	"slurm/slurmtest": {"slurm"},
 	"templates":       {"internal/cluster"},
-	"trainloop":       {"internal/cluster"},
+	"trainloop":       {"internal/cluster", "internal/events"},
 }
 
 // never are what a package must not reach even through others: checked on
@@ -76,6 +78,7 @@ var never = map[string][]string{
 	"internal/metrics":   {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
 	"internal/observe":   {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
 	"internal/timeline":  {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
+	"internal/events":    {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit", "trainloop", "internal/timeline"},
 	"internal/report":    {"slurm", "internal/local", "internal/backend", "raynode", "internal/autoscale", "internal/submit"},
 }
 

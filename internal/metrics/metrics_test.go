@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
-	"github.com/sraybatch/sraybatch/internal/goldentest"
 	"github.com/sraybatch/sraybatch/internal/events"
+	"github.com/sraybatch/sraybatch/internal/goldentest"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/internal/sharedstate"
 	"github.com/sraybatch/sraybatch/internal/testci"
