@@ -37,13 +37,7 @@ func (pr *Progress) reset() {
 // Read folds what was appended and returns the progress so far. A file
 // truncated or replaced is folded again from its start.
 func (pr *Progress) Read() (cluster.TrainProgress, error) {
-	evs, restarted, err := pr.events.Read()
-	if restarted {
-		pr.reset()
-	}
-	for _, e := range evs {
-		pr.fold(e)
-	}
+	err := pr.events.Fold(pr.reset, pr.fold)
 	return pr.snapshot(), err
 }
 

@@ -177,51 +177,55 @@ func ReadAll(path string) ([]Event, error) {
 // Offset is how far the file has been read: the end of its last whole line.
 func (r *Reader) Offset() int64 { return r.offset }
 
-// Read returns the events appended since the last Read. A missing file has
-// none yet. A last line without its newline is being written and is left
-// for the next Read; other lines that are not an event are skipped, so one
-// bad writer cannot hide the rest (a line malformed past its ts and event
-// fails its Decode or Fields, and its reader skips it then). restarted reports a file that is not the
-// one read so far (shorter: truncated; another file: replaced): Read began
-// again at its start, and whatever the caller folded from it is stale.
+// Read returns the events appended since the last read; restarted reports
+// that the file is not the one read so far (see Fold).
 func (r *Reader) Read() (evs []Event, restarted bool, err error) {
+	err = r.Fold(func() { evs, restarted = nil, true }, func(e Event) { evs = append(evs, e) })
+	return evs, restarted, err
+}
+
+// Fold calls fold with each event appended since the last read, in order,
+// so a long file is never held whole. A missing file has none yet. A last
+// line without its newline is being written and is left for the next read;
+// other lines that are not an event are skipped, so one bad writer cannot
+// hide the rest (a line malformed past its ts and event fails its Decode or
+// Fields, and its reader skips it then). A file that is not the one read
+// so far (shorter: truncated; another file: replaced) is read again from
+// its start, after a call of restart: what the caller folded from it is
+// stale.
+func (r *Reader) Fold(restart func(), fold func(Event)) error {
 	f, err := os.Open(r.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
+		return nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("read events: %w", err)
+		return fmt.Errorf("read events: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, false, fmt.Errorf("read events %s: %w", r.path, err)
+		return fmt.Errorf("read events %s: %w", r.path, err)
 	}
 	if st.Size() < r.offset || (r.file != nil && !os.SameFile(r.file, st)) {
-		r.offset, restarted = 0, true
+		r.offset = 0
+		restart()
 	}
 	r.file = st
 	if _, err := f.Seek(r.offset, io.SeekStart); err != nil {
-		return nil, restarted, fmt.Errorf("read events %s: %w", r.path, err)
+		return fmt.Errorf("read events %s: %w", r.path, err)
 	}
-	evs, err = r.scan(bufio.NewReaderSize(f, 64<<10))
-	return evs, restarted, err
-}
-
-// scan reads whole lines from br, counting each into the offset.
-func (r *Reader) scan(br *bufio.Reader) ([]Event, error) {
-	var out []Event
+	br := bufio.NewReaderSize(f, 64<<10)
 	for {
 		line, err := br.ReadBytes('\n')
 		if errors.Is(err, io.EOF) { // nothing more, or a line still being written
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("read events %s: %w", r.path, err)
+			return fmt.Errorf("read events %s: %w", r.path, err)
 		}
 		r.offset += int64(len(line))
 		if e, ok := parse(line); ok {
-			out = append(out, e)
+			fold(e)
 		}
 	}
 }

@@ -86,18 +86,23 @@ func CountDecisions(evs []events.Event) AutoscalerCounts {
 // Add counts the decisions among evs on top of those counted so far.
 func (n *AutoscalerCounts) Add(evs []events.Event) {
 	for _, e := range evs {
-		if e.Name != events.NameAutoscalerDecision {
-			continue
-		}
-		var d events.AutoscalerDecision
-		if e.Decode(&d) != nil {
-			continue
-		}
-		n.Decisions++
-		n.Submitted += len(d.Submitted)
-		n.Cancelled += len(d.Cancelled)
-		n.Drained += len(d.Drained)
+		n.add(e)
 	}
+}
+
+// add counts e, should it be a decision.
+func (n *AutoscalerCounts) add(e events.Event) {
+	if e.Name != events.NameAutoscalerDecision {
+		return
+	}
+	var d events.AutoscalerDecision
+	if e.Decode(&d) != nil {
+		return
+	}
+	n.Decisions++
+	n.Submitted += len(d.Submitted)
+	n.Cancelled += len(d.Cancelled)
+	n.Drained += len(d.Drained)
 }
 
 // DecisionLog counts the decisions of the autoscaler's event file, reading
@@ -116,10 +121,6 @@ func NewDecisionLog(path string) *DecisionLog {
 // Read counts what was appended and returns the counts so far (counted
 // again from the start of a file truncated or replaced).
 func (l *DecisionLog) Read() (AutoscalerCounts, error) {
-	evs, restarted, err := l.events.Read()
-	if restarted {
-		l.n = AutoscalerCounts{}
-	}
-	l.n.Add(evs)
+	err := l.events.Fold(func() { l.n = AutoscalerCounts{} }, l.n.add)
 	return l.n, err
 }
