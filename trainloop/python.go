@@ -1,6 +1,7 @@
 // Package trainloop is the training side of sraybatch: the driver job's
 // Python package (the elastic actor pool and the demo loop, embedded here and
-// installed into each cluster) and the reader of the events drivers write.
+// installed into each cluster) and a driver's progress, folded from the
+// events it writes (internal/events reads them).
 package trainloop
 
 import (

@@ -73,6 +73,10 @@ Events and their fields (``?`` marks a field that may be absent or null):
 
 Readers should ignore fields they do not know: new optional fields may be added.
 
+Go defines each of these events once, as a struct of ``internal/events``;
+``SCHEMA`` below and those structs are both checked against the names and
+required fields of ``testdata/shared-state.json``.
+
 The file named by the environment variable ``SRAYBATCH_EVENTS`` (set by the Go
 side) is appended to; without it, ``EventLog.from_env()`` writes nothing.
 """
