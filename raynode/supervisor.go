@@ -135,6 +135,33 @@ func Run(ctx context.Context, cfg Config) error {
 	if key == "" {
 		return errors.New("sraybatch node runs inside a SLURM job (SLURM_JOB_ID is unset)")
 	}
+	s := newSupervisor(cfg, key)
+	s.save()
+	if err := s.procs.Adopt(); err != nil {
+		s.logf("warning: cannot become a subreaper (%v): orphaned Ray processes may escape cleanup", err)
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	drain := make(chan struct{}, 1)
+	stopSignals := s.onSignals(key, cancel, drain)
+	defer stopSignals()
+
+	err := s.run(ctx, drain)
+	if s.gcsClient != nil {
+		s.gcsClient.Close()
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Cause(ctx)) {
+		err = endWith(cluster.OutcomeCancelled, err) // interrupted wherever it was
+	}
+	if s.finish(err) {
+		return nil
+	}
+	return err
+}
+
+// newSupervisor fills cfg's defaults and starts the node's record.
+func newSupervisor(cfg Config, key string) *supervisor {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.System{}
 	}
@@ -152,46 +179,33 @@ func Run(ctx context.Context, cfg Config) error {
 		Job: key, Role: cfg.Role, Phase: cluster.PhaseStarting,
 		SlurmNode: cfg.Getenv("SLURMD_NODENAME"), Started: s.clock.Now().UTC(),
 	}
-	s.save()
-	if err := s.procs.Adopt(); err != nil {
-		s.logf("warning: cannot become a subreaper (%v): orphaned Ray processes may escape cleanup", err)
-	}
+	return s
+}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	drain := make(chan struct{}, 1)
+// onSignals turns the job's signals into the supervisor's two ways to end:
+// SIGUSR1 (the time-limit warning, --signal=B:USR1@...) asks for a drain,
+// anything else cancels. It returns the function that stops listening.
+func (s *supervisor) onSignals(key string, cancel context.CancelCauseFunc, drain chan<- struct{}) (stop func()) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
 	go func() {
 		for sig := range sigs {
-			if sig == syscall.SIGUSR1 { // the time-limit warning (--signal=B:USR1@...)
+			if sig == syscall.SIGUSR1 {
 				select {
 				case drain <- struct{}{}:
 				default:
 				}
 				continue
 			}
-			if cfg.Role == cluster.RoleHead {
+			if s.cfg.Role == cluster.RoleHead {
 				// Before stopping Ray takes its seconds: the workers and
 				// drivers free their GPUs without waiting for the record.
-				cfg.Dir.WriteHeadEnding(cluster.HeadEnding{Job: key, Reason: fmt.Sprintf("cancelled (%s)", sig), At: s.clock.Now().UTC()})
+				s.cfg.Dir.WriteHeadEnding(cluster.HeadEnding{Job: key, Reason: fmt.Sprintf("cancelled (%s)", sig), At: s.clock.Now().UTC()})
 			}
 			cancel(fmt.Errorf("cancelled (%s)", sig))
 		}
 	}()
-
-	err := s.run(ctx, drain)
-	if s.gcsClient != nil {
-		s.gcsClient.Close()
-	}
-	if ctx.Err() != nil && errors.Is(err, context.Cause(ctx)) {
-		err = endWith(cluster.OutcomeCancelled, err) // interrupted wherever it was
-	}
-	if s.finish(err) {
-		return nil
-	}
-	return err
+	return func() { signal.Stop(sigs) }
 }
 
 func (s *supervisor) save() {

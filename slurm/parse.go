@@ -92,7 +92,12 @@ func parseJobLine(line string, budget int) ([]scheduler.Job, error) {
 		return nil, fmt.Errorf("time left: %w", err)
 	}
 
-	id = strings.TrimSpace(id)
+	return withIDs(j, strings.TrimSpace(id), budget)
+}
+
+// withIDs is j under its job id, or, for a folded array record, one copy
+// per task (at most budget).
+func withIDs(j scheduler.Job, id string, budget int) ([]scheduler.Job, error) {
 	arrayID, task, isArray := strings.Cut(id, "_")
 	if !isArray {
 		if id == "" {

@@ -54,59 +54,81 @@ func families(s Snapshot) []family {
 				samples: []sample{{"", base, s.Ray.Total}}})
 	}
 
-	jobGPUs := family{name: "sraybatch_job_gpus", kind: gauge, help: "GPUs of each live job."}
-	util := family{name: "sraybatch_node_gpu_utilization_ratio", unit: "ratio", kind: gauge, help: "Each GPU's utilization (0-1) as NVML last sampled it on its node."}
-	memUsed := family{name: "sraybatch_node_gpu_memory_used_bytes", unit: "bytes", kind: gauge, help: "Each GPU's memory in use as NVML last sampled it."}
-	memTotal := family{name: "sraybatch_node_gpu_memory_total_bytes", unit: "bytes", kind: gauge, help: "Each GPU's memory as NVML reports it."}
-	nodeActors := family{name: "sraybatch_node_actors", kind: gauge, help: "Training actors the cluster's drivers run on each joined node."}
-	driverActors := family{name: "sraybatch_driver_actors", kind: gauge, help: "Live actors of each running driver's pool."}
-	lastStep := family{name: "sraybatch_driver_last_step", kind: gauge, help: "The last step each running driver finished."}
-	stepTime := family{name: "sraybatch_driver_step_seconds", unit: "seconds", kind: gauge, help: "The mean duration per actor of each running driver's last step."}
-	timeLeft := family{name: "sraybatch_head_time_left_seconds", unit: "seconds", kind: gauge, help: "Time until the head job's SLURM time limit, which ends the cluster."}
+	pj := newPerJob()
 	for _, j := range st.Jobs {
-		if !Live(j) {
-			continue
-		}
-		l := jobLabels(j)
-		jobGPUs.samples = append(jobGPUs.samples, sample{"", l, float64(j.GPUs)})
-		if j.Role == cluster.RoleHead && j.TimeLeftS != nil {
-			timeLeft.samples = append(timeLeft.samples, sample{"", l, float64(*j.TimeLeftS)})
-		}
-		if InRay(j) {
-			for _, g := range j.GPUSamples {
-				gl := with(l, label{"gpu", g.ID})
-				if g.UtilizationPct != nil {
-					util.samples = append(util.samples, sample{"", gl, float64(*g.UtilizationPct) / 100})
-				}
-				if g.MemoryUsedMiB != nil {
-					memUsed.samples = append(memUsed.samples, sample{"", gl, float64(*g.MemoryUsedMiB) * (1 << 20)})
-				}
-				if g.MemoryTotalMiB != nil {
-					memTotal.samples = append(memTotal.samples, sample{"", gl, float64(*g.MemoryTotalMiB) * (1 << 20)})
-				}
-			}
-		}
-		if j.Role == cluster.RoleDriver {
-			driverActors.samples = append(driverActors.samples, sample{"", l, float64(j.Actors)})
-			if p, ok := s.Observation.Training[j.JobID]; ok {
-				if p.LastStep != nil {
-					lastStep.samples = append(lastStep.samples, sample{"", l, float64(*p.LastStep)})
-				}
-				if p.LastStepSeconds != nil {
-					stepTime.samples = append(stepTime.samples, sample{"", l, *p.LastStepSeconds})
-				}
-			}
-		} else if InRay(j) {
-			nodeActors.samples = append(nodeActors.samples, sample{"", l, float64(j.Actors)})
+		if Live(j) {
+			pj.add(j, jobLabels(j), s.Observation.Training)
 		}
 	}
-	fams = append(fams, jobGPUs, util, memUsed, memTotal)
+	fams = append(fams, pj.jobGPUs, pj.util, pj.memUsed, pj.memTotal)
 	fams = append(fams, durationHistograms(s.Observation, c)...)
-	fams = append(fams, nodeActors, driverActors, lastStep, stepTime, timeLeft)
+	fams = append(fams, pj.nodeActors, pj.driverActors, pj.lastStep, pj.stepTime, pj.timeLeft)
 	if a := st.Autoscaler; a != nil {
 		fams = append(fams, autoscalerFamilies(a, s.Autoscaler, s.At, base)...)
 	}
 	return fams
+}
+
+// perJob is the families with a sample per live job (or per GPU of one).
+type perJob struct {
+	jobGPUs, util, memUsed, memTotal                       family
+	nodeActors, driverActors, lastStep, stepTime, timeLeft family
+}
+
+func newPerJob() *perJob {
+	return &perJob{
+		jobGPUs:      family{name: "sraybatch_job_gpus", kind: gauge, help: "GPUs of each live job."},
+		util:         family{name: "sraybatch_node_gpu_utilization_ratio", unit: "ratio", kind: gauge, help: "Each GPU's utilization (0-1) as NVML last sampled it on its node."},
+		memUsed:      family{name: "sraybatch_node_gpu_memory_used_bytes", unit: "bytes", kind: gauge, help: "Each GPU's memory in use as NVML last sampled it."},
+		memTotal:     family{name: "sraybatch_node_gpu_memory_total_bytes", unit: "bytes", kind: gauge, help: "Each GPU's memory as NVML reports it."},
+		nodeActors:   family{name: "sraybatch_node_actors", kind: gauge, help: "Training actors the cluster's drivers run on each joined node."},
+		driverActors: family{name: "sraybatch_driver_actors", kind: gauge, help: "Live actors of each running driver's pool."},
+		lastStep:     family{name: "sraybatch_driver_last_step", kind: gauge, help: "The last step each running driver finished."},
+		stepTime:     family{name: "sraybatch_driver_step_seconds", unit: "seconds", kind: gauge, help: "The mean duration per actor of each running driver's last step."},
+		timeLeft:     family{name: "sraybatch_head_time_left_seconds", unit: "seconds", kind: gauge, help: "Time until the head job's SLURM time limit, which ends the cluster."},
+	}
+}
+
+// add is one live job's samples, labelled l.
+func (p *perJob) add(j cluster.JobStatus, l []label, training map[string]cluster.TrainProgress) {
+	p.jobGPUs.samples = append(p.jobGPUs.samples, sample{"", l, float64(j.GPUs)})
+	if j.Role == cluster.RoleHead && j.TimeLeftS != nil {
+		p.timeLeft.samples = append(p.timeLeft.samples, sample{"", l, float64(*j.TimeLeftS)})
+	}
+	if InRay(j) {
+		p.addGPUs(j.GPUSamples, l)
+	}
+	if j.Role != cluster.RoleDriver {
+		if InRay(j) {
+			p.nodeActors.samples = append(p.nodeActors.samples, sample{"", l, float64(j.Actors)})
+		}
+		return
+	}
+	p.driverActors.samples = append(p.driverActors.samples, sample{"", l, float64(j.Actors)})
+	if pr, ok := training[j.JobID]; ok {
+		if pr.LastStep != nil {
+			p.lastStep.samples = append(p.lastStep.samples, sample{"", l, float64(*pr.LastStep)})
+		}
+		if pr.LastStepSeconds != nil {
+			p.stepTime.samples = append(p.stepTime.samples, sample{"", l, *pr.LastStepSeconds})
+		}
+	}
+}
+
+// addGPUs is a joined node's NVML samples, one per GPU.
+func (p *perJob) addGPUs(samples []cluster.GPUSample, l []label) {
+	for _, g := range samples {
+		gl := with(l, label{"gpu", g.ID})
+		if g.UtilizationPct != nil {
+			p.util.samples = append(p.util.samples, sample{"", gl, float64(*g.UtilizationPct) / 100})
+		}
+		if g.MemoryUsedMiB != nil {
+			p.memUsed.samples = append(p.memUsed.samples, sample{"", gl, float64(*g.MemoryUsedMiB) * (1 << 20)})
+		}
+		if g.MemoryTotalMiB != nil {
+			p.memTotal.samples = append(p.memTotal.samples, sample{"", gl, float64(*g.MemoryTotalMiB) * (1 << 20)})
+		}
+	}
 }
 
 // jobsFamily counts the jobs by role, SLURM state and Ray membership.
