@@ -46,7 +46,7 @@ func TestInstallPythonWritesThePackage(t *testing.T) {
 	if err := InstallPython(dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"__init__.py", "pool.py", "events.py", "demo.py", "cluster.py"} {
+	for _, f := range []string{"__init__.py", "pool.py", "membership.py", "statesync.py", "checkpoint.py", "messages.py", "events.py", "demo.py", "cluster.py"} {
 		st, err := os.Stat(filepath.Join(dir, PythonPackage, f))
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v", f, st, err)

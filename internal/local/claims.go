@@ -1,9 +1,6 @@
 package local
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +8,8 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/gpu"
@@ -119,20 +113,6 @@ func HolderFor(p Proc, clusterName, job string) Holder {
 	return h
 }
 
-func (h Holder) describe() string {
-	parts := []string{"pid " + strconv.Itoa(h.PID)}
-	if h.User != "" {
-		parts = append(parts, "user "+h.User)
-	}
-	if h.Cluster != "" {
-		parts = append(parts, "cluster "+h.Cluster)
-	}
-	if h.Job != "" {
-		parts = append(parts, "job "+h.Job)
-	}
-	return strings.Join(parts, ", ")
-}
-
 // GPU is one GPU of the host as the claims see it.
 type GPU struct {
 	Info gpu.Info
@@ -153,20 +133,6 @@ func (g GPU) Name() string {
 		return "GPU " + strconv.Itoa(*g.Info.Index)
 	}
 	return "GPU " + g.Info.ID
-}
-
-func (g GPU) describe() string {
-	switch {
-	case g.Holder != nil:
-		return g.Name() + " held by " + g.Holder.describe()
-	case len(g.Foreign) > 0:
-		pids := make([]string, len(g.Foreign))
-		for i, p := range g.Foreign {
-			pids[i] = strconv.Itoa(p)
-		}
-		return g.Name() + " busy with processes not started by sraybatch (pid " + strings.Join(pids, ", ") + ")"
-	}
-	return g.Name() + " free"
 }
 
 // Claimed is one GPU a claim took.
@@ -217,39 +183,11 @@ func (c *Claims) Acquire(n int, h Holder) ([]Claimed, error) {
 	var got []Claimed
 	err = lockDir(own, func() error {
 		for round := 1; ; round++ {
-			gpus, source, err := c.scan(own)
-			if err != nil {
+			taken, lost, err := c.takeFree(own, n, h)
+			if err != nil || !lost {
+				got = taken
 				return err
 			}
-			var free []GPU
-			for _, g := range gpus {
-				if g.Free() {
-					free = append(free, g)
-				}
-			}
-			if len(free) < n {
-				return noGPUError(n, gpus, source)
-			}
-			for _, g := range free {
-				if len(got) == n {
-					return nil
-				}
-				cl, won, err := c.take(own, g, h)
-				if err != nil {
-					removeAll(got)
-					got = nil
-					return err
-				}
-				if won {
-					got = append(got, cl)
-				}
-			}
-			if len(got) == n {
-				return nil
-			}
-			// Lost races on too many of them: give back what was won.
-			removeAll(got)
-			got = nil
 			if round == acquireRounds {
 				gpus, source, err := c.scan(own)
 				if err != nil {
@@ -263,6 +201,43 @@ func (c *Claims) Acquire(n int, h Holder) ([]Claimed, error) {
 		return nil, err
 	}
 	return got, nil
+}
+
+// takeFree takes n of the GPUs a fresh scan shows free, all or none. lost
+// is true when races lost it too many of them: what it won is given back,
+// and a new scan may show others free. Call it holding own's lock.
+func (c *Claims) takeFree(own string, n int, h Holder) (got []Claimed, lost bool, err error) {
+	gpus, source, err := c.scan(own)
+	if err != nil {
+		return nil, false, err
+	}
+	var free []GPU
+	for _, g := range gpus {
+		if g.Free() {
+			free = append(free, g)
+		}
+	}
+	if len(free) < n {
+		return nil, false, noGPUError(n, gpus, source)
+	}
+	for _, g := range free {
+		if len(got) == n {
+			return got, false, nil
+		}
+		cl, won, err := c.take(own, g, h)
+		if err != nil {
+			removeAll(got)
+			return nil, false, err
+		}
+		if won {
+			got = append(got, cl)
+		}
+	}
+	if len(got) == n {
+		return got, false, nil
+	}
+	removeAll(got)
+	return nil, true, nil
 }
 
 // Hand passes claims to another holder (the node process that will use the
@@ -318,13 +293,6 @@ func removeAll(cs []Claimed) {
 	for _, cl := range cs {
 		os.Remove(cl.Path)
 	}
-}
-
-// claimFile is what a claim file holds: its holder, and whether its claimer
-// is still settling a race for the GPU (files without the field are settled).
-type claimFile struct {
-	Holder
-	Pending bool `json:"pending,omitempty"`
 }
 
 // claim is one live claim as read from its file.
@@ -472,336 +440,4 @@ func (c *Claims) read(clean, key string) map[string][]claim {
 		}
 	}
 	return live
-}
-
-// claimsDir is a directory of claims that passed the checks, and whose.
-type claimsDir struct {
-	path string
-	uid  int
-}
-
-// dirs lists every user's claims directory: Base-<uid> and Base-<uid>-*
-// that are real directories owned by <uid> and writable by nobody else.
-func (c *Claims) dirs() []claimsDir {
-	base := c.base()
-	parent, prefix := filepath.Dir(base), filepath.Base(base)+"-"
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		return nil
-	}
-	var dirs []claimsDir
-	for _, e := range entries {
-		uid, ok := dirUID(e.Name(), prefix)
-		if !ok {
-			continue
-		}
-		path := filepath.Join(parent, e.Name())
-		if checkDir(path, uid) == "" {
-			dirs = append(dirs, claimsDir{path: path, uid: uid})
-		}
-	}
-	return dirs
-}
-
-// dirUID parses <prefix><uid> and <prefix><uid>-<suffix>.
-func dirUID(name, prefix string) (int, bool) {
-	rest, ok := strings.CutPrefix(name, prefix)
-	if !ok {
-		return 0, false
-	}
-	digits, suffix, hasSuffix := strings.Cut(rest, "-")
-	if digits == "" || strings.TrimLeft(digits, "0123456789") != "" || (hasSuffix && suffix == "") {
-		return 0, false
-	}
-	uid, err := strconv.Atoi(digits)
-	if err != nil || strconv.Itoa(uid) != digits {
-		return 0, false
-	}
-	return uid, true
-}
-
-// checkDir says what keeps path from being uid's claims directory; "" when
-// nothing does. It never follows a symlink.
-func checkDir(path string, uid int) string {
-	info, err := os.Lstat(path)
-	if err != nil {
-		return "cannot be read: " + err.Error()
-	}
-	return checkDirInfo(info, uid)
-}
-
-func checkDirInfo(info fs.FileInfo, uid int) string {
-	switch {
-	case info.Mode()&fs.ModeSymlink != 0:
-		return "is a symlink"
-	case !info.IsDir():
-		return "is not a directory"
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok || int(st.Uid) != uid {
-		return "is not owned by uid " + strconv.Itoa(uid)
-	}
-	if info.Mode().Perm()&0o022 != 0 {
-		return "is writable by other users"
-	}
-	return ""
-}
-
-// ownDir is the directory this user's claims go to, created when missing:
-// Base-<uid>, or, when something fails the checks under that name, the
-// first good Base-<uid>-<suffix> (made with a random suffix when none is).
-func (c *Claims) ownDir() (string, error) {
-	uid := os.Geteuid()
-	if c.own != "" {
-		if why := checkDir(c.own, uid); why != "" {
-			return "", fmt.Errorf("GPU claims directory %s %s", c.own, why)
-		}
-		return c.own, nil
-	}
-	canonical := c.base() + "-" + strconv.Itoa(uid)
-	if err := os.MkdirAll(filepath.Dir(canonical), 0o755); err != nil {
-		return "", fmt.Errorf("create GPU claims directory: %w", err)
-	}
-	if ok, err := makeOwnDir(canonical); err != nil || ok {
-		return canonical, err
-	}
-	// Not ours to use: look for a fallback made before, else make one.
-	parent, prefix := filepath.Dir(canonical), filepath.Base(canonical)+"-"
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		return "", fmt.Errorf("read GPU claims directories: %w", err)
-	}
-	var names []string
-	for _, e := range entries {
-		if rest, ok := strings.CutPrefix(e.Name(), prefix); ok && rest != "" && !strings.Contains(rest, "-") {
-			names = append(names, e.Name())
-		}
-	}
-	slices.Sort(names) // all of this user's processes settle on the same one
-	for _, name := range names {
-		path := filepath.Join(parent, name)
-		if checkDir(path, uid) == "" {
-			return path, fixMode(path)
-		}
-	}
-	for range 10 {
-		path := canonical + "-" + randomSuffix()
-		if ok, err := makeOwnDir(path); err != nil || ok {
-			return path, err
-		}
-	}
-	return "", fmt.Errorf("create a GPU claims directory next to %s: every name was taken", canonical)
-}
-
-// makeOwnDir makes sure path is a claims directory of this user's, creating
-// it when missing: false when something else is there.
-func makeOwnDir(path string) (bool, error) {
-	for range 3 {
-		err := os.Mkdir(path, 0o755)
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return false, fmt.Errorf("create GPU claims directory: %w", err)
-		}
-		info, lerr := os.Lstat(path)
-		if errors.Is(lerr, fs.ErrNotExist) {
-			continue // removed in between: try again
-		}
-		if lerr != nil {
-			return false, fmt.Errorf("GPU claims directory: %w", lerr)
-		}
-		if checkDirInfo(info, os.Geteuid()) != "" {
-			return false, nil
-		}
-		return true, fixMode(path)
-	}
-	return false, nil
-}
-
-// fixMode makes this user's claims directory readable by everyone (the
-// umask may have taken that away) without following a symlink.
-func fixMode(path string) error {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("GPU claims directory: %w", &fs.PathError{Op: "open", Path: path, Err: err})
-	}
-	defer syscall.Close(fd)
-	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("GPU claims directory: %w", &fs.PathError{Op: "stat", Path: path, Err: err})
-	}
-	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
-		return fmt.Errorf("GPU claims directory %s changed under us", path)
-	}
-	if st.Mode&0o7777 != 0o755 {
-		if err := syscall.Fchmod(fd, 0o755); err != nil {
-			return fmt.Errorf("GPU claims directory: %w", &fs.PathError{Op: "chmod", Path: path, Err: err})
-		}
-	}
-	return nil
-}
-
-func randomSuffix() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func noGPUError(n int, gpus []GPU, source string) error {
-	if len(gpus) == 0 {
-		from := "no NVIDIA driver, and CUDA_VISIBLE_DEVICES is unset"
-		switch source {
-		case "NVML":
-			from = "the NVIDIA driver sees none"
-		case "":
-		default:
-			from = "no NVIDIA driver, and " + source + " names none"
-		}
-		return fmt.Errorf("%w: the job needs %s, but this host has none (%s): use --gpus-per-node 0 for CPU-only nodes", ErrNoGPU, plural(n, "GPU"), from)
-	}
-	if len(gpus) < n {
-		return fmt.Errorf("%w: the job needs %s, this host has %d", ErrNoGPU, plural(n, "GPU"), len(gpus))
-	}
-	parts := make([]string, len(gpus))
-	for i, g := range gpus {
-		parts[i] = g.describe()
-	}
-	return fmt.Errorf("%w: the job needs %s: %s; free one with `sraybatch down`, or wait", ErrNoGPU, plural(n, "GPU"), strings.Join(parts, "; "))
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return strconv.Itoa(n) + " " + what + "s"
-}
-
-var unsafeKey = regexp.MustCompile(`[^A-Za-z0-9-]`)
-
-// claimKey names a GPU in claim file names: its UUID when known, so every
-// user's sraybatch agrees whatever CUDA_VISIBLE_DEVICES each one has.
-func claimKey(g gpu.Info) string {
-	id := g.ID
-	if g.UUID != "" {
-		id = g.UUID
-	}
-	return "gpu-" + unsafeKey.ReplaceAllString(id, "_")
-}
-
-// createClaim writes a new claim file, failing (fs.ErrExist) when the name
-// is taken, whatever by: a symlink there is neither followed nor replaced.
-func createClaim(path string, f claimFile) error {
-	b, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
-	if err := writeNew(path, append(b, '\n')); err != nil {
-		return fmt.Errorf("claim GPU: %w", err)
-	}
-	return nil
-}
-
-// writeClaim replaces a claim file of this user's with one naming f, in one
-// rename.
-func writeClaim(path string, f claimFile) error {
-	b, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"."+randomSuffix()+".tmp")
-	if err := writeNew(tmp, append(b, '\n')); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
-// writeNew creates path (never through a symlink) with mode 0644 whatever
-// the umask, so other users can read it.
-func writeNew(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
-	if err != nil {
-		return err
-	}
-	err = f.Chmod(0o644)
-	if err == nil {
-		_, err = f.Write(b)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
-}
-
-// maxClaimSize bounds what is read of a claim file.
-const maxClaimSize = 64 << 10
-
-// readClaim reads the claim file at path, which must be a regular file
-// owned by uid (the owner of its directory). It follows no symlink and
-// never blocks on a FIFO.
-func readClaim(path string, uid int) (claimFile, error) {
-	var f claimFile
-	info, err := os.Lstat(path)
-	if err != nil {
-		return f, err
-	}
-	if why := checkFileInfo(info, uid); why != "" {
-		return f, fmt.Errorf("claim %s %s", path, why)
-	}
-	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return f, err
-	}
-	defer file.Close()
-	opened, err := file.Stat()
-	if err != nil {
-		return f, err
-	}
-	if why := checkFileInfo(opened, uid); why != "" || !os.SameFile(info, opened) {
-		return f, fmt.Errorf("claim %s changed while read", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(file, maxClaimSize))
-	if err != nil {
-		return f, err
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return f, fmt.Errorf("claim %s: %w", path, err)
-	}
-	return f, nil
-}
-
-func checkFileInfo(info fs.FileInfo, uid int) string {
-	if !info.Mode().IsRegular() {
-		return "is not a regular file"
-	}
-	if st, ok := info.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != uid {
-		return "is not owned by uid " + strconv.Itoa(uid)
-	}
-	return ""
-}
-
-// lockDir runs fn holding the lock of dir, a claims directory of this
-// user's: it serialises this user's read-modify-writes there.
-func lockDir(dir string, fn func() error) error {
-	lockPath := filepath.Join(dir, ".lock")
-	f, err := os.OpenFile(lockPath, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
-	if err != nil {
-		return fmt.Errorf("lock GPU claims: %w", err)
-	}
-	defer f.Close()
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("lock GPU claims %s: %w", lockPath, err)
-	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return fn()
 }

@@ -143,10 +143,10 @@ const (
 	// DrainIdleTermination: the node is idle and no longer needed. The node
 	// refuses when it is not idle any more, so work that just landed on it
 	// is never lost.
-	DrainIdleTermination DrainReason = 1
+	DrainIdleTermination DrainReason = 1 // ray.rpc.autoscaler.DrainNodeReason.DRAIN_NODE_REASON_IDLE_TERMINATION
 	// DrainPreemption: the node goes away by the deadline whatever runs on
 	// it (e.g. its SLURM job ends). Never refused; Ray moves work off it.
-	DrainPreemption DrainReason = 2
+	DrainPreemption DrainReason = 2 // ray.rpc.autoscaler.DrainNodeReason.DRAIN_NODE_REASON_PREEMPTION
 )
 
 func (r DrainReason) String() string {

@@ -4,8 +4,8 @@ package raygcs
 // hand with protowire: a generated Ray protobuf package would pull Ray's whole
 // proto tree into the build for a dozen fields. Field numbers are Ray 2.60's
 // (src/ray/protobuf/autoscaler.proto and gcs_service.proto; the ray wheel
-// ships them as ray/core/generated/*_pb2.py) and testdata/gen_fixtures.py
-// checks them against those descriptors.
+// ships them as ray/core/generated/*_pb2.py), named in fields.go, where
+// testdata/gen_fixtures.py checks them against those descriptors.
 //
 // Decoding follows protobuf's rules for a reader older than the writer:
 // unknown fields, and known fields with an unexpected wire type, are skipped;
@@ -83,7 +83,7 @@ func walk(b []byte, fn func(field) error) error {
 func decodeClusterStateReply(b []byte) (ClusterState, error) {
 	var s ClusterState
 	err := walk(b, func(f field) error {
-		if v, ok := f.bytes(); ok && f.num == 1 { // cluster_resource_state
+		if v, ok := f.bytes(); ok && f.num == getStateReplyState {
 			var err error
 			s, err = decodeClusterState(v)
 			return err
@@ -98,11 +98,11 @@ func decodeClusterState(b []byte) (ClusterState, error) {
 	var s ClusterState
 	err := walk(b, func(f field) error {
 		switch f.num {
-		case 1: // cluster_resource_state_version
+		case clusterStateVersion:
 			if v, ok := f.varint(); ok {
 				s.Version = int64(v)
 			}
-		case 3: // node_states
+		case clusterStateNodes:
 			if v, ok := f.bytes(); ok {
 				n, err := decodeNode(v)
 				if err != nil {
@@ -110,7 +110,7 @@ func decodeClusterState(b []byte) (ClusterState, error) {
 				}
 				s.Nodes = append(s.Nodes, n)
 			}
-		case 4: // pending_resource_requests
+		case clusterStatePending:
 			if v, ok := f.bytes(); ok {
 				rc, err := decodeRequestCount(v)
 				if err != nil {
@@ -118,7 +118,7 @@ func decodeClusterState(b []byte) (ClusterState, error) {
 				}
 				s.Pending = append(s.Pending, rc)
 			}
-		case 5: // pending_gang_resource_requests
+		case clusterStateGangs:
 			if v, ok := f.bytes(); ok {
 				g, err := decodeGang(v)
 				if err != nil {
@@ -130,10 +130,10 @@ func decodeClusterState(b []byte) (ClusterState, error) {
 					s.Gangs = append(s.Gangs, g)
 				}
 			}
-		case 6: // cluster_resource_constraints
+		case clusterStateConstraints:
 			if v, ok := f.bytes(); ok {
 				err := walk(v, func(f field) error {
-					if v, ok := f.bytes(); ok && f.num == 1 { // resource_requests
+					if v, ok := f.bytes(); ok && f.num == constraintRequests {
 						rc, err := decodeRequestCount(v)
 						if err != nil {
 							return err
@@ -154,7 +154,9 @@ func decodeClusterState(b []byte) (ClusterState, error) {
 
 // nodeStatuses maps Ray's NodeStatus numbers; 0 (UNSPECIFIED) and numbers
 // newer than this client read as NodeUnknown.
-var nodeStatuses = map[uint64]NodeStatus{1: NodeRunning, 2: NodeDead, 3: NodeIdle, 4: NodeDraining}
+var nodeStatuses = map[uint64]NodeStatus{
+	nodeStatusRunning: NodeRunning, nodeStatusDead: NodeDead, nodeStatusIdle: NodeIdle, nodeStatusDraining: NodeDraining,
+}
 
 // decodeNode reads a NodeState.
 func decodeNode(b []byte) (Node, error) {
@@ -167,23 +169,23 @@ func decodeNode(b []byte) (Node, error) {
 	dynamic := map[string]string{}
 	err := walk(b, func(f field) error {
 		switch f.num {
-		case 1: // node_id
+		case nodeStateID:
 			if v, ok := f.bytes(); ok {
 				n.ID = hex.EncodeToString(v)
 			}
-		case 4: // available_resources
+		case nodeStateAvailable:
 			if v, ok := f.bytes(); ok {
 				return decodeDoubleEntry(v, n.Available)
 			}
-		case 5: // total_resources
+		case nodeStateTotal:
 			if v, ok := f.bytes(); ok {
 				return decodeDoubleEntry(v, n.Total)
 			}
-		case 6: // dynamic_labels
+		case nodeStateDynamicLabels:
 			if v, ok := f.bytes(); ok {
 				return decodeStringEntry(v, dynamic)
 			}
-		case 8: // status
+		case nodeStateStatus:
 			if v, ok := f.varint(); ok {
 				if s, known := nodeStatuses[v]; known {
 					n.Status = s
@@ -191,19 +193,19 @@ func decodeNode(b []byte) (Node, error) {
 					n.Status = NodeUnknown
 				}
 			}
-		case 9: // idle_duration_ms
+		case nodeStateIdleMs:
 			if v, ok := f.varint(); ok {
 				n.IdleFor = time.Duration(int64(v)) * time.Millisecond
 			}
-		case 10: // node_ip_address
+		case nodeStateIP:
 			if v, ok := f.bytes(); ok {
 				n.IP = string(v)
 			}
-		case 12: // node_activity
+		case nodeStateActivity:
 			if v, ok := f.bytes(); ok {
 				n.Activity = append(n.Activity, string(v))
 			}
-		case 13: // labels
+		case nodeStateLabels:
 			if v, ok := f.bytes(); ok {
 				return decodeStringEntry(v, n.Labels)
 			}
@@ -221,7 +223,7 @@ func decodeRequestCount(b []byte) (RequestCount, error) {
 	rc := RequestCount{Request: Request{Resources: map[string]float64{}}}
 	err := walk(b, func(f field) error {
 		switch f.num {
-		case 1: // request
+		case byCountRequest:
 			if v, ok := f.bytes(); ok {
 				r, err := decodeRequest(v)
 				if err != nil {
@@ -229,7 +231,7 @@ func decodeRequestCount(b []byte) (RequestCount, error) {
 				}
 				rc.Request = r
 			}
-		case 2: // count
+		case byCountCount:
 			if v, ok := f.varint(); ok {
 				rc.Count = int(int64(v))
 			}
@@ -249,21 +251,21 @@ func decodeRequest(b []byte) (Request, error) {
 			return nil
 		}
 		switch f.num {
-		case 1: // resources_bundle
+		case requestResources:
 			return decodeDoubleEntry(v, r.Resources)
-		case 2: // placement_constraints
+		case requestPlacement:
 			return walk(v, func(f field) error {
 				v, ok := f.bytes()
-				if !ok || (f.num != 1 && f.num != 2) {
+				if !ok || (f.num != placementAntiAffinity && f.num != placementAffinity) {
 					return nil
 				}
 				l, err := decodeLabel(v)
 				if err != nil {
 					return err
 				}
-				if f.num == 1 { // anti_affinity
+				if f.num == placementAntiAffinity {
 					r.AntiAffinity = append(r.AntiAffinity, l)
-				} else { // affinity
+				} else {
 					r.Affinity = append(r.Affinity, l)
 				}
 				return nil
@@ -280,9 +282,9 @@ func decodeLabel(b []byte) (Label, error) {
 	err := walk(b, func(f field) error {
 		if v, ok := f.bytes(); ok {
 			switch f.num {
-			case 1: // label_name
+			case affinityLabelName:
 				l.Name = string(v)
-			case 2: // label_value
+			case affinityLabelValue:
 				l.Value = string(v)
 			}
 		}
@@ -305,20 +307,20 @@ func decodeGang(b []byte) (Gang, error) {
 			return nil
 		}
 		switch f.num {
-		case 1: // requests
+		case gangRequests:
 			r, err := decodeRequest(v)
 			if err != nil {
 				return err
 			}
 			legacy = append(legacy, r)
-		case 2: // details
+		case gangDetails:
 			g.Details = string(v)
-		case 3: // bundle_selectors
+		case gangSelectors:
 			first := !seenSelector
 			seenSelector = true
 			return walk(v, func(f field) error {
 				v, ok := f.bytes()
-				if !ok || f.num != 1 { // resource_requests
+				if !ok || f.num != selectorRequests {
 					return nil
 				}
 				r, err := decodeRequest(v)
@@ -383,11 +385,11 @@ func decodeDoubleEntry(b []byte, m map[string]float64) error {
 	var val float64
 	err := walk(b, func(f field) error {
 		switch f.num {
-		case 1:
+		case mapEntryKey:
 			if v, ok := f.bytes(); ok {
 				k = string(v)
 			}
-		case 2:
+		case mapEntryValue:
 			if v, ok := f.double(); ok {
 				val = v
 			}
@@ -407,9 +409,9 @@ func decodeStringEntry(b []byte, m map[string]string) error {
 	err := walk(b, func(f field) error {
 		if v, ok := f.bytes(); ok {
 			switch f.num {
-			case 1:
+			case mapEntryKey:
 				k = string(v)
-			case 2:
+			case mapEntryValue:
 				val = string(v)
 			}
 		}
@@ -426,18 +428,18 @@ func decodeStringEntry(b []byte, m map[string]string) error {
 // fields in number order, proto3 zero values left out.
 func encodeDrainRequest(nodeID []byte, reason DrainReason, message string, deadlineMs int64) []byte {
 	var b []byte
-	b = protowire.AppendTag(b, 1, protowire.BytesType) // node_id
+	b = protowire.AppendTag(b, drainRequestNodeID, protowire.BytesType)
 	b = protowire.AppendBytes(b, nodeID)
 	if reason != 0 {
-		b = protowire.AppendTag(b, 2, protowire.VarintType) // reason
+		b = protowire.AppendTag(b, drainRequestReason, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(int64(reason)))
 	}
 	if message != "" {
-		b = protowire.AppendTag(b, 3, protowire.BytesType) // reason_message
+		b = protowire.AppendTag(b, drainRequestMessage, protowire.BytesType)
 		b = protowire.AppendString(b, message)
 	}
 	if deadlineMs != 0 {
-		b = protowire.AppendTag(b, 4, protowire.VarintType) // deadline_timestamp_ms
+		b = protowire.AppendTag(b, drainRequestDeadlineMs, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(deadlineMs))
 	}
 	return b
@@ -447,11 +449,11 @@ func encodeDrainRequest(nodeID []byte, reason DrainReason, message string, deadl
 func decodeDrainReply(b []byte) (accepted bool, rejection string, err error) {
 	err = walk(b, func(f field) error {
 		switch f.num {
-		case 1: // is_accepted
+		case drainReplyAccepted:
 			if v, ok := f.varint(); ok {
 				accepted = v != 0
 			}
-		case 2: // rejection_reason_message
+		case drainReplyRejection:
 			if v, ok := f.bytes(); ok {
 				rejection = string(v)
 			}
@@ -465,11 +467,11 @@ func decodeDrainReply(b []byte) (accepted bool, rejection string, err error) {
 func encodeKVGetRequest(key, namespace string) []byte {
 	var b []byte
 	if key != "" {
-		b = protowire.AppendTag(b, 1, protowire.BytesType) // key
+		b = protowire.AppendTag(b, kvGetRequestKey, protowire.BytesType)
 		b = protowire.AppendString(b, key)
 	}
 	if namespace != "" {
-		b = protowire.AppendTag(b, 2, protowire.BytesType) // namespace
+		b = protowire.AppendTag(b, kvGetRequestNamespace, protowire.BytesType)
 		b = protowire.AppendString(b, namespace)
 	}
 	return b
@@ -485,15 +487,15 @@ func decodeKVGetReply(b []byte) (value []byte, found bool, err error) {
 	var message string
 	err = walk(b, func(f field) error {
 		switch f.num {
-		case 1: // status
+		case kvGetReplyStatus:
 			if v, ok := f.bytes(); ok {
 				return walk(v, func(f field) error {
 					switch f.num {
-					case 1: // code
+					case gcsStatusCode:
 						if v, ok := f.varint(); ok {
 							code = int64(int32(v))
 						}
-					case 2: // message
+					case gcsStatusMessage:
 						if v, ok := f.bytes(); ok {
 							message = string(v)
 						}
@@ -501,7 +503,7 @@ func decodeKVGetReply(b []byte) (value []byte, found bool, err error) {
 					return nil
 				})
 			}
-		case 2: // value
+		case kvGetReplyValue:
 			if v, ok := f.bytes(); ok {
 				value = v
 			}

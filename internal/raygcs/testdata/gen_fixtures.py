@@ -26,15 +26,19 @@ Files named *_captured_* hold bytes captured from a live Ray 2.60 cluster
 The expected values are computed here independently of the Go code: gang
 details are parsed with Ray's own PlacementGroupResourceDemand.
 
-The script also checks that the field numbers wire.go uses are the ones in
-Ray's descriptors, and writes the fuzz seeds under fuzz/FuzzDecodeClusterState.
+The script also checks that the numbered constants of the Go package (field
+and enum numbers, named in fields.go) are the ones in Ray's descriptors, and
+writes Ray's numbers to fields.json for the Go test that compares them with
+the constants; and it writes the fuzz seeds under fuzz/FuzzDecodeClusterState.
 """
 
 import glob
 import json
 import os
+import re
 import sys
 
+from google.protobuf import descriptor_pool
 from ray.autoscaler.v2.schema import PlacementGroupResourceDemand
 from ray.core.generated import autoscaler_pb2 as pb
 from ray.core.generated import common_pb2
@@ -42,68 +46,42 @@ from ray.core.generated import gcs_service_pb2 as gcs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# The field numbers wire.go reads and writes, by message.
-FIELDS = {
-    pb.GetClusterResourceStateReply: {"cluster_resource_state": 1},
-    pb.ClusterResourceState: {
-        "cluster_resource_state_version": 1,
-        "node_states": 3,
-        "pending_resource_requests": 4,
-        "pending_gang_resource_requests": 5,
-        "cluster_resource_constraints": 6,
-    },
-    pb.NodeState: {
-        "node_id": 1,
-        "available_resources": 4,
-        "total_resources": 5,
-        "dynamic_labels": 6,
-        "status": 8,
-        "idle_duration_ms": 9,
-        "node_ip_address": 10,
-        "node_activity": 12,
-        "labels": 13,
-    },
-    pb.ResourceRequestByCount: {"request": 1, "count": 2},
-    pb.ResourceRequest: {"resources_bundle": 1, "placement_constraints": 2},
-    pb.PlacementConstraint: {"anti_affinity": 1, "affinity": 2},
-    pb.AntiAffinityConstraint: {"label_name": 1, "label_value": 2},
-    pb.AffinityConstraint: {"label_name": 1, "label_value": 2},
-    pb.GangResourceRequest: {"requests": 1, "details": 2, "bundle_selectors": 3},
-    pb.BundleSelector: {"resource_requests": 1},
-    pb.ClusterResourceConstraint: {"resource_requests": 1},
-    pb.DrainNodeRequest: {
-        "node_id": 1,
-        "reason": 2,
-        "reason_message": 3,
-        "deadline_timestamp_ms": 4,
-    },
-    pb.DrainNodeReply: {"is_accepted": 1, "rejection_reason_message": 2},
-    gcs.InternalKVGetRequest: {"key": 1, "namespace": 2},
-    gcs.InternalKVGetReply: {"status": 1, "value": 2},
-    gcs.GcsStatus: {"code": 1, "message": 2},
-}
-ENUMS = {
-    pb.NodeStatus: {"UNSPECIFIED": 0, "RUNNING": 1, "DEAD": 2, "IDLE": 3, "DRAINING": 4},
-    pb.DrainNodeReason: {
-        "DRAIN_NODE_REASON_IDLE_TERMINATION": 1,
-        "DRAIN_NODE_REASON_PREEMPTION": 2,
-    },
-}
+# A constant of the Go package that numbers something of Ray's protobuf says
+# what in a trailing comment: `name [Type] = N // ray.full.Name[, ray.other.Name]`
+# (see fields.go).
+GO_CONST = re.compile(r"^\s*(\w+)\b[^=/\n]*=\s*(\d+)\s*//\s*(ray\.[\w.]+(?:,\s*ray\.[\w.]+)*)\s*$",
+                      re.MULTILINE)
 SERVICES = {
     "ray.rpc.autoscaler.AutoscalerStateService": ["GetClusterResourceState", "DrainNode"],
     "ray.rpc.InternalKVGcsService": ["InternalKVGet"],
 }
 
 
+def ray_number(full):
+    """The number Ray's descriptors give the field or enum value named full."""
+    pool = descriptor_pool.Default()
+    try:
+        return pool.FindFieldByName(full).number
+    except KeyError:
+        enum, _, value = full.rpartition(".")
+        return pool.FindEnumTypeByName(enum).values_by_name[value].number
+
+
 def check_descriptors():
-    for cls, fields in FIELDS.items():
-        d = cls.DESCRIPTOR
-        for name, num in fields.items():
-            got = d.fields_by_name[name].number
-            assert got == num, f"{d.full_name}.{name} is field {got}, wire.go uses {num}"
-    for enum, values in ENUMS.items():
-        for name, num in values.items():
-            assert enum.Value(name) == num, f"{name} is {enum.Value(name)}, wire.go uses {num}"
+    """Checks each numbered constant of the Go package against Ray's
+    descriptors, and returns Ray's numbers by full name for fields.json."""
+    numbers = {}
+    for path in sorted(glob.glob(os.path.join(HERE, "..", "*.go"))):
+        if path.endswith("_test.go"):
+            continue
+        with open(path) as f:
+            for m in GO_CONST.finditer(f.read()):
+                const, num = m.group(1), int(m.group(2))
+                for full in re.split(r",\s*", m.group(3)):
+                    got = ray_number(full)
+                    assert got == num, f"{full} is {got} in Ray, {os.path.basename(path)}'s {const} is {num}"
+                    numbers[full] = got
+    assert numbers, "no numbered constants found in the Go package"
     files = [pb.DESCRIPTOR, gcs.DESCRIPTOR]
     for full, methods in SERVICES.items():
         svc = next(f.services_by_name[full.rsplit(".", 1)[1]] for f in files
@@ -111,6 +89,7 @@ def check_descriptors():
         assert svc.full_name == full, svc.full_name
         for m in methods:
             assert m in svc.methods_by_name, f"{full}/{m} missing"
+    return numbers
 
 
 # ---- expected values, Go field names ----
@@ -406,7 +385,10 @@ def write_fuzz_seeds(seeds):
 
 
 def main():
-    check_descriptors()
+    numbers = check_descriptors()
+    with open(os.path.join(HERE, "fields.json"), "w") as f:
+        json.dump(numbers, f, indent=1, sort_keys=True)
+        f.write("\n")
     seeds = {}
     for name, make in STATES.items():
         reply = make()
