@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -125,12 +124,10 @@ func (a *app) statuses(ctx context.Context, o statusOptions) ([]cluster.Status, 
 func renderStatus(io IOStreams, o statusOptions, format string, all []cluster.Status) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
 		if o.All {
-			return enc.Encode(all)
+			return writeIndentedJSON(io.Out, all, "  ")
 		}
-		return enc.Encode(all[0])
+		return writeIndentedJSON(io.Out, all[0], "  ")
 	case "tsv":
 		for _, st := range all {
 			printStatusTSV(io.Out, st)
