@@ -91,7 +91,7 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (
 	}
 	done := step(ctx, "read state ∥ squeue")
 	o, err := a.reader.Read(ctx, dir, spec, a.clock.Now(), func(ctx context.Context) (map[string]scheduler.Job, error) {
-		defer step(ctx, "squeue")()
+		defer step(ctx, "read state ∥ squeue/squeue")()
 		return a.clusterJobs(ctx, spec)
 	})
 	done()

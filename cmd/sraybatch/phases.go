@@ -12,9 +12,10 @@ import (
 
 // benchPhasesEnv names a file that scripts/bench sets to see where a
 // command's own milliseconds go: on the way out the command appends one JSON
-// line of its timed steps there. The bench computes the process's start and
-// exit as its wall time less the time main ran. Unset (everywhere but the
-// bench) every step is a no-op on a nil *phases, and nothing is written.
+// line of its timed steps there ("a/b" is step b inside step a). The bench
+// computes the process's start and exit as its wall time less the time main
+// ran. Unset (everywhere but the bench) every step is a no-op on a nil
+// *phases, and nothing is written.
 const benchPhasesEnv = "SRAYBATCH_BENCH_PHASES"
 
 // phases sums the time spent in each named step of one command.
@@ -105,6 +106,6 @@ func timedSubmit(ctx context.Context, s scheduler.Scheduler) scheduler.Scheduler
 type submitTimer struct{ scheduler.Scheduler }
 
 func (t submitTimer) Submit(ctx context.Context, script string) (string, error) {
-	defer step(ctx, "sbatch")()
+	defer step(ctx, "script+sbatch+record/sbatch")()
 	return t.Scheduler.Submit(ctx, script)
 }

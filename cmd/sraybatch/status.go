@@ -90,7 +90,7 @@ func (a *app) statuses(ctx context.Context, o statusOptions) ([]cluster.Status, 
 	if !o.All {
 		// resolveCluster reads the spec: reading it again cost every status a
 		// file read and a JSON decode.
-		done := step(ctx, "read state")
+		done := step(ctx, "read spec")
 		dir, spec, err := a.resolveCluster(o.Cluster)
 		done()
 		if err != nil {
