@@ -18,7 +18,9 @@ import (
 // *phases, and nothing is written.
 const benchPhasesEnv = "SRAYBATCH_BENCH_PHASES"
 
-// phases sums the time spent in each named step of one command.
+// phases sums the time spent in each named step of one command. It reads
+// the real clock, not app.clock: it times this process for the bench and
+// decides nothing.
 type phases struct {
 	path  string
 	start time.Time
