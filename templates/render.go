@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -17,7 +18,11 @@ import (
 //go:embed node.sbatch.tmpl
 var nodeTemplate string
 
-var tmpl = template.Must(template.New("node").Funcs(template.FuncMap{"shq": ShellQuote}).Parse(nodeTemplate))
+// tmpl is parsed on first use, not at start: every command runs the
+// package's initialisers, and only the ones that submit render a script.
+var tmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("node").Funcs(template.FuncMap{"shq": ShellQuote}).Parse(nodeTemplate))
+})
 
 // Script is what a node job's batch script is made of.
 type Script struct {
@@ -131,7 +136,7 @@ func Render(s Script) ([]byte, error) {
 		LastTask                  int
 	}{s, cluster.JobName(s.Cluster, s.Role), cluster.JobLogPattern(s.LogDir, s.Cluster, s.Role, s.Tasks > 0), cluster.AuthMode(s.Insecure), s.Tasks - 1}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, data); err != nil {
+	if err := tmpl().Execute(&buf, data); err != nil {
 		return nil, fmt.Errorf("render %s script: %w", s.Role, err)
 	}
 	return buf.Bytes(), nil

@@ -89,12 +89,16 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (
 	if a.reader == nil {
 		a.reader = observe.NewReader()
 	}
+	done := step(ctx, "read state ∥ squeue")
 	o, err := a.reader.Read(ctx, dir, spec, a.clock.Now(), func(ctx context.Context) (map[string]scheduler.Job, error) {
+		defer step(ctx, "read state ∥ squeue/squeue")()
 		return a.clusterJobs(ctx, spec)
 	})
+	done()
 	if err != nil {
 		return cluster.Status{}, err
 	}
+	defer step(ctx, "merge")()
 	return cluster.Observe(o), nil
 }
 

@@ -66,7 +66,9 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 			return usageError{err}
 		}
 	}
+	done := step(ctx, "read state")
 	dir, spec, head, err := a.liveCluster(o.Cluster)
+	done()
 	if err != nil {
 		return err
 	}
@@ -78,18 +80,24 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 			return err
 		}
 	}
+	done = step(ctx, "squeue")
 	limit, err := a.workerTimeLimit(ctx, spec, head)
+	done()
 	if err != nil {
 		return err
 	}
+	done = step(ctx, "script+sbatch+record")
 	keys, err := a.submitWorkers(ctx, dir, spec, head, o.Count, limit)
+	done()
 	if err != nil {
 		return err
 	}
+	done = step(ctx, "print")
 	fmt.Fprintf(io.ErrOut, "cluster %s: worker jobs %v submitted\n", spec.Name, keys)
 	for _, k := range keys {
 		fmt.Fprintln(io.Out, k)
 	}
+	done()
 	if !o.Wait.Wait {
 		return nil
 	}
@@ -144,7 +152,7 @@ func (a *app) workerTimeLimit(ctx context.Context, spec cluster.Spec, head strin
 
 // submitWorkers submits n workers in one sbatch call and returns their job keys.
 func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string) ([]string, error) {
-	return asUsage(submit.Workers(ctx, a.sched(spec), dir, spec, head, n, timeLimit, false))
+	return asUsage(submit.Workers(ctx, timedSubmit(ctx, a.sched(spec)), dir, spec, head, n, timeLimit, false))
 }
 
 // asUsage reports a script that does not render as bad input (exit 2).

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/sraybatch/sraybatch/internal/oneline"
@@ -107,11 +108,14 @@ func commands() []command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ph := newPhases(os.Getenv(benchPhasesEnv), time.Now())
+	ctx, stop := signal.NotifyContext(withPhases(context.Background(), ph), os.Interrupt)
 	defer stop()
 	tty := isTerminal(os.Stdout)
 	streams := IOStreams{Out: os.Stdout, ErrOut: os.Stderr, OutIsTTY: tty, Color: useColor(tty, os.Getenv)}
-	os.Exit(run(ctx, streams, os.Args[1:]))
+	code := run(ctx, streams, os.Args[1:])
+	ph.write()
+	os.Exit(code)
 }
 
 // run dispatches a command line and decides the exit code, in one place.

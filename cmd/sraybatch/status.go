@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -73,40 +72,51 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 	if err != nil {
 		return err
 	}
-	var dirs []cluster.Dir
-	if o.All {
-		names, err := a.store.Names()
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			dirs = append(dirs, a.store.Cluster(n))
-		}
-	} else {
-		dir, _, err := a.resolveCluster(o.Cluster)
-		if err != nil {
-			return err
-		}
-		dirs = append(dirs, dir)
-	}
-	var all []cluster.Status
-	for _, d := range dirs {
-		spec, err := d.Spec()
-		if err != nil {
-			return err
-		}
-		st, err := a.observe(ctx, d, spec)
-		if err != nil {
-			return err
-		}
-		all = append(all, st)
+	all, err := a.statuses(ctx, o)
+	if err != nil {
+		return err
 	}
 	for _, st := range all {
 		if st.Cluster.SlurmError != "" {
 			fmt.Fprintf(io.ErrOut, "warning: cluster %s: %s\n", st.Cluster.Name, st.Cluster.SlurmError)
 		}
 	}
+	defer step(ctx, "render")()
 	return renderStatus(io, o, format, all)
+}
+
+// statuses observes the cluster that o names, or every cluster with --all.
+func (a *app) statuses(ctx context.Context, o statusOptions) ([]cluster.Status, error) {
+	if !o.All {
+		// resolveCluster reads the spec: reading it again cost every status a
+		// file read and a JSON decode.
+		done := step(ctx, "read spec")
+		dir, spec, err := a.resolveCluster(o.Cluster)
+		done()
+		if err != nil {
+			return nil, err
+		}
+		st, err := a.observe(ctx, dir, spec)
+		return []cluster.Status{st}, err
+	}
+	names, err := a.store.Names()
+	if err != nil {
+		return nil, err
+	}
+	var all []cluster.Status
+	for _, n := range names {
+		d := a.store.Cluster(n)
+		spec, err := d.Spec()
+		if err != nil {
+			return nil, err
+		}
+		st, err := a.observe(ctx, d, spec)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, st)
+	}
+	return all, nil
 }
 
 // renderStatus prints observed statuses in the chosen format; status and
@@ -114,12 +124,10 @@ func runStatus(ctx context.Context, io IOStreams, a *app, o statusOptions) error
 func renderStatus(io IOStreams, o statusOptions, format string, all []cluster.Status) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(io.Out)
-		enc.SetIndent("", "  ")
 		if o.All {
-			return enc.Encode(all)
+			return writeIndentedJSON(io.Out, all, "  ")
 		}
-		return enc.Encode(all[0])
+		return writeIndentedJSON(io.Out, all[0], "  ")
 	case "tsv":
 		for _, st := range all {
 			printStatusTSV(io.Out, st)

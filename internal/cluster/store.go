@@ -346,29 +346,69 @@ func (d Dir) Down() (DownRequest, bool, error) {
 // WriteFileAtomic writes data to a unique temporary file beside path, syncs it
 // and renames it over path: readers see the old or the new file, never a torn one.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	f, err := writeTemp(path, data, perm)
 	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(perm)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
 	return nil
+}
+
+// WriteFileSyncLater writes data as WriteFileAtomic does, but renames the
+// file over path before it is synced: readers see it at once, and the
+// returned sync, which must be called once, makes it durable and closes it.
+// Until sync returns a crash may leave path empty, so a file that others
+// rely on after a crash must be synced before anything names it. It lets a
+// caller overlap the fsync (milliseconds on a disk) with other work.
+func WriteFileSyncLater(path string, data []byte, perm os.FileMode) (sync func() error, err error) {
+	f, err := writeTemp(path, data, perm)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return func() error {
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	}, nil
+}
+
+// writeTemp writes data with perm to a new temporary file beside path and
+// returns it open; on error nothing is left behind.
+func writeTemp(path string, data []byte, perm os.FileMode) (*os.File, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // WriteJSON writes v as indented JSON, atomically and 0600.

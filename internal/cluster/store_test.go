@@ -476,6 +476,40 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 }
 
+// WriteFileSyncLater's file is in place, whole and with its mode before
+// its sync runs; a write that cannot complete leaves nothing behind.
+func TestWriteFileSyncLater(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "worker.sbatch")
+	for i, mode := range []fs.FileMode{0o600, 0o700} {
+		data := []byte(fmt.Sprintf("#!/bin/bash\n# version %d\n", i))
+		sync, err := WriteFileSyncLater(path, data, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("read back before sync %q, %v; want %q", got, err, data)
+		}
+		if p := perm(t, path); p != mode {
+			t.Errorf("mode = %v, want %v", p, mode)
+		}
+		if err := sync(); err != nil {
+			t.Errorf("sync: %v", err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteFileSyncLater(filepath.Join(dir, "sub"), []byte("x"), 0o600); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "sub")) {
+		t.Errorf("WriteFileSyncLater over a directory: err = %v, want one naming the path", err)
+	}
+	if tmp := tempFiles(t, dir); len(tmp) != 0 {
+		t.Errorf("temp files left behind: %v", tmp)
+	}
+}
+
 // Readers racing one writer see the old or the new file, never a torn or
 // empty one, and the writer leaves no temp files.
 func TestWriteFileAtomicReadersNeverSeeTornFile(t *testing.T) {

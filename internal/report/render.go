@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,12 +20,16 @@ const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 //go:embed page.html.tmpl
 var pageTemplate string
 
-var page = template.Must(template.New("page").Parse(pageTemplate))
+// page is parsed on first use, not at start: every command runs the
+// package's initialisers, and only report draws a page.
+var page = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("page").Parse(pageTemplate))
+})
 
 // Render writes the model as one self-contained HTML page. Every value from
 // the cluster's files is escaped by html/template.
 func Render(w io.Writer, m Model) error {
-	if err := page.Execute(w, newView(m)); err != nil {
+	if err := page().Execute(w, newView(m)); err != nil {
 		return fmt.Errorf("render report: %w", err)
 	}
 	return nil

@@ -61,12 +61,23 @@ func Script(ctx context.Context, sched Scheduler, dir cluster.Dir, s templates.S
 		return "", &InvalidError{err}
 	}
 	path := dir.ScriptPath(fmt.Sprintf("%s-%s.sbatch", s.Role, uuid.NewString()[:8]))
-	if err := cluster.WriteFileAtomic(path, script, 0o600); err != nil {
+	sync, err := cluster.WriteFileSyncLater(path, script, 0o600)
+	if err != nil {
 		return "", err
 	}
+	// The script's fsync (~3 ms on a disk) runs while sbatch does: sbatch
+	// reads the page cache, and the script is on disk before the record
+	// that names it is written.
+	synced := make(chan error, 1)
+	go func() { synced <- sync() }()
 	jobID, err := sched.Submit(ctx, path)
+	serr := <-synced
 	if err != nil {
 		return "", fmt.Errorf("submit %s job: %w", s.Role, err)
+	}
+	if serr != nil {
+		sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
+		return "", fmt.Errorf("%w (cancelled job %s)", serr, jobID)
 	}
 	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path, Autoscaled: autoscaled}
 	if err := dir.AddSubmission(sub); err != nil {
