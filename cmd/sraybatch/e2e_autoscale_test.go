@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 // End-to-end tests of the head job's autoscaler on the real SLURM and Ray:

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 // End-to-end tests of the local backend: real Ray, real processes, and no
@@ -20,6 +22,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/proctree"
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 // slurmPrograms are hidden from the local tests' PATH.
@@ -120,22 +123,17 @@ func clusterProcs(t *testing.T, st cluster.Status) []proc {
 
 func waitGoneProcs(t *testing.T, procs []proc, limit time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		var left []int
+	var left []int
+	if !testci.Poll(limit, 200*time.Millisecond, func() bool {
+		left = left[:0]
 		for _, p := range procs {
 			if p.alive() {
 				left = append(left, p.pid)
 			}
 		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%d processes of the cluster survive: %v", len(left), left)
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
+		return len(left) == 0
+	}) {
+		t.Errorf("%d processes of the cluster survive: %v", len(left), left)
 	}
 }
 

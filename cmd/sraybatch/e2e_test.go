@@ -1,8 +1,12 @@
+//go:build e2e
+
 package main
 
 // End-to-end tests against the real SLURM started by scripts/dev-slurm and the
-// real Ray installed by scripts/setup-ray. They skip outside CI when either is
-// missing, and fail when CI=true.
+// real Ray installed by scripts/setup-ray. They build only with -tags e2e (as
+// scripts/test runs them), so a plain `go test ./...` is the unit tests alone;
+// built in, they skip outside CI when either system is missing, and fail when
+// CI=true.
 
 import (
 	"bytes"
@@ -33,7 +37,7 @@ type e2eEnv struct {
 	setup string   // --setup for every cluster
 	env   []string // the CLI's environment
 	// user runs the CLI, its jobs and drivers: an unprivileged test user
-	// when the tests run as root (e2e_user_test.go), else nil (this user).
+	// when the tests run as root (e2e_testuser_test.go), else nil (this user).
 	user *testUser
 }
 
@@ -183,19 +187,11 @@ func (e e2eEnv) status(t *testing.T, name string) cluster.Status {
 	return st
 }
 
-// waitFor polls cond every 250 ms and returns how long it took to hold.
+// waitFor polls cond every 250 ms (each poll may run a CLI command) and
+// returns how long it took to hold.
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	d := time.Since(start)
-	fmt.Printf("MEASURED %s: %.1f s\n", what, d.Seconds())
-	return d
+	return testci.Eventually(t, what, limit, 250*time.Millisecond, cond)
 }
 
 func jobByID(st cluster.Status, id string) (cluster.JobStatus, bool) {

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 // Who the end-to-end tests run as. Nobody is root on an HPC site, and root
