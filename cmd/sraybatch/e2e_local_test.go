@@ -167,6 +167,7 @@ func (b *localSyncBuffer) String() string {
 // TestLocalE2ELifecycle: up, grow, the demo driver, status and down on one
 // host without SLURM.
 func TestLocalE2ELifecycle(t *testing.T) {
+	e2eShare(t, 0)
 	e := needLocalE2E(t)
 	up := e.mustSray(t, "up", "--name", "loc1", "--workers", "1", "--gpus-per-node", "0", "--setup", e.setup,
 		"--object-store-mb", "80", "--wait", "--timeout", "3m")
@@ -222,6 +223,7 @@ func TestLocalE2ELifecycle(t *testing.T) {
 // TestLocalE2EForegroundCtrlC: Ctrl+C on `up --foreground` takes down
 // everything it started.
 func TestLocalE2EForegroundCtrlC(t *testing.T) {
+	e2eShare(t, 0)
 	e := needLocalE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

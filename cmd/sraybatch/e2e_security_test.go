@@ -33,6 +33,7 @@ import (
 // starts it, refuses every way in; then that insecure and too-old-Ray
 // clusters are flagged.
 func TestE2ESecurity(t *testing.T) {
+	e2eShare(t, 1)
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2esec", "--gpus-per-node", "1", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2esec") })
@@ -75,7 +76,7 @@ func TestE2ESecurity(t *testing.T) {
 					want int
 				}{{"", http.StatusUnauthorized}, {"Bearer " + wrongToken, http.StatusForbidden}, {"Basic Zm9vOmJhcg==", http.StatusForbidden}} {
 					code, body := httpDo(t, http.MethodGet, head.Dashboard+path, c.auth, "")
-					fmt.Printf("CHECK dashboard GET %s with Authorization %q: %d %s\n", path, redact(c.auth), code, oneLineBody(body))
+					t.Logf("CHECK dashboard GET %s with Authorization %q: %d %s", path, redact(c.auth), code, oneLineBody(body))
 					if code != c.want {
 						t.Errorf("GET %s with Authorization %q: %d %s, want %d", path, redact(c.auth), code, body, c.want)
 					}
@@ -88,7 +89,7 @@ func TestE2ESecurity(t *testing.T) {
 			// UI then asks for the token); neither tells anything about the cluster.
 			for _, path := range []string{"/api/gcs_healthz", "/"} {
 				code, body := httpDo(t, http.MethodGet, head.Dashboard+path, "", "")
-				fmt.Printf("CHECK dashboard GET %s without a token: %d %s (open by Ray's design)\n", path, code, oneLineBody(body))
+				t.Logf("CHECK dashboard GET %s without a token: %d %s (open by Ray's design)", path, code, oneLineBody(body))
 			}
 			if m := regexp.MustCompile(`--metrics-export-port=(\d+)`).FindStringSubmatch(headLog); m != nil {
 				// Reported, not asserted: the exporter starts some seconds after the head.
@@ -99,11 +100,11 @@ func TestE2ESecurity(t *testing.T) {
 					return err == nil
 				})
 				if err != nil {
-					fmt.Printf("CHECK metrics export port %s: %v\n", m[1], err)
+					t.Logf("CHECK metrics export port %s: %v", m[1], err)
 				} else {
 					n, _ := io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					fmt.Printf("CHECK metrics export port %s without a token: %d, %d bytes of Prometheus metrics (read-only; Ray does not authenticate it)\n", m[1], resp.StatusCode, n)
+					t.Logf("CHECK metrics export port %s without a token: %d, %d bytes of Prometheus metrics (read-only; Ray does not authenticate it)", m[1], resp.StatusCode, n)
 				}
 			}
 		})
@@ -120,7 +121,7 @@ func TestE2ESecurity(t *testing.T) {
 				if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
 					t.Fatal(err)
 				}
-				fmt.Printf("CHECK status --output json of %s: \"insecure\": %v\n", name, raw.Cluster["insecure"])
+				t.Logf("CHECK status --output json of %s: \"insecure\": %v", name, raw.Cluster["insecure"])
 				if raw.Cluster["insecure"] != want {
 					t.Errorf("cluster %s: \"insecure\" = %v, want %v", name, raw.Cluster["insecure"], want)
 				}
@@ -145,9 +146,9 @@ func TestE2ESecurity(t *testing.T) {
 			start := time.Now()
 			r := e.sray(t, "up", "--name", "e2esecold", "--ray", stub, "--gpus-per-node", "0", "--wait", "--timeout", "60s")
 			t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2esecold", "--timeout", "30s") })
-			fmt.Printf("MEASURED up --wait with ray 2.40.0 failed after: %.1f s\n", time.Since(start).Seconds())
+			t.Logf("MEASURED up --wait with ray 2.40.0 failed after: %.1f s", time.Since(start).Seconds())
 			msg, _, _ := strings.Cut(r.stderr[strings.LastIndex(strings.TrimSpace(r.stderr), "\n")+1:], "; log ")
-			fmt.Printf("CHECK up with ray 2.40.0: exit %d: %s\n", r.code, msg)
+			t.Logf("CHECK up with ray 2.40.0: exit %d: %s", r.code, msg)
 			if r.code != exitFailure || !strings.Contains(r.stderr, "2.40.0") || !strings.Contains(r.stderr, "--insecure") {
 				t.Errorf("up with ray 2.40.0: exit %d, want %d with an error naming 2.40.0 and --insecure: %s", r.code, exitFailure, r.stderr)
 			}
@@ -209,7 +210,7 @@ func checkPrivate(t *testing.T, u *testUser, root, clusterDir string) {
 			}
 		case filepath.Dir(rel) == "/logs" && strings.HasSuffix(rel, ".out"):
 			slurmLogs++
-			fmt.Printf("CHECK SLURM-written job log %s is %04o (sbatch's umask); its directory is private\n", rel, perm)
+			t.Logf("CHECK SLURM-written job log %s is %04o (sbatch's umask); its directory is private", rel, perm)
 			if perm&0o022 != 0 {
 				t.Errorf("job log %s is %04o: writable by others", path, perm)
 			}
@@ -224,7 +225,7 @@ func checkPrivate(t *testing.T, u *testUser, root, clusterDir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("CHECK cluster directory: %d files 0600, binary 0700, every directory 0700, %d SLURM logs\n", files, slurmLogs)
+	t.Logf("CHECK cluster directory: %d files 0600, binary 0700, every directory 0700, %d SLURM logs", files, slurmLogs)
 	if files < 5 {
 		t.Errorf("only %d state files checked", files)
 	}
@@ -321,7 +322,7 @@ func rawWorkersCannotJoin(t *testing.T, e e2eEnv, dir cluster.Dir, head cluster.
 				exited = true
 				if n.lostPortRace() && restarts < 3 {
 					restarts++
-					fmt.Printf("CHECK raw worker, %s: lost the race for ports %d-%d, retrying with another block:\n%s\n", what, n.lo, n.hi, n.out.String())
+					t.Logf("CHECK raw worker, %s: lost the race for ports %d-%d, retrying with another block:\n%s", what, n.lo, n.hi, n.out.String())
 					n = startRawNode(t, e, n.address, n.env)
 					nodes[what] = n
 					exited = false
@@ -335,7 +336,7 @@ func rawWorkersCannotJoin(t *testing.T, e e2eEnv, dir cluster.Dir, head cluster.
 		}
 		code := n.cmd.ProcessState.ExitCode()
 		reason := regexp.MustCompile(`(?m)^\S*AuthenticationError: .*$`).FindString(n.out.String())
-		fmt.Printf("CHECK raw worker, %s: exit %d after %.1f s: %.300s\n", what, code, n.exited.Sub(start).Seconds(), reason)
+		t.Logf("CHECK raw worker, %s: exit %d after %.1f s: %.300s", what, code, n.exited.Sub(start).Seconds(), reason)
 		if code == 0 {
 			t.Errorf("%s: ray start exited 0", what)
 		}
@@ -352,7 +353,7 @@ func rawWorkersCannotJoin(t *testing.T, e e2eEnv, dir cluster.Dir, head cluster.
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("CHECK after both raw workers: dashboard lists %d node(s) (all states), status %d job(s), membership %d node(s)\n", len(headNodes)+len(strangers), len(st.Jobs), len(m.Nodes))
+	t.Logf("CHECK after both raw workers: dashboard lists %d node(s) (all states), status %d job(s), membership %d node(s)", len(headNodes)+len(strangers), len(st.Jobs), len(m.Nodes))
 	if len(st.Jobs) != 1 || len(m.Nodes) != 1 {
 		t.Errorf("status shows %d jobs and membership %d nodes, want the head alone", len(st.Jobs), len(m.Nodes))
 	}
@@ -450,7 +451,7 @@ func driversRefused(t *testing.T, e e2eEnv, headIP, gcs, client, token, wrongTok
 	for i, a := range attempts {
 		for j, env := range wrong {
 			r := results[i][j]
-			fmt.Printf("CHECK ray.init(%q) on the %s with %v: exit %d after %.1f s: %s | %s\n", a.addr, a.what, env, r.code, r.took.Seconds(),
+			t.Logf("CHECK ray.init(%q) on the %s with %v: exit %d after %.1f s: %s | %s", a.addr, a.what, env, r.code, r.took.Seconds(),
 				evidence(r.out, `(?m)^REFUSED.*$`), evidence(r.out, `Unauthenticated: RPC error: InvalidAuthToken[^\n]*`))
 			if r.code != 3 {
 				t.Errorf("ray.init(%q) with %v: exit %d, want it refused (3):\n%s", a.addr, env, r.code, r.out)
@@ -467,7 +468,7 @@ func driversRefused(t *testing.T, e e2eEnv, headIP, gcs, client, token, wrongTok
 			t.Logf("ray.init(%q) with the token: exit %d on the first try, trying again:\n%s", a.addr, r.code, r.out)
 			r = probe(a.addr, "RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN="+token)
 		}
-		fmt.Printf("CHECK ray.init(%q) on the %s with the token: exit %d after %.1f s: %s\n", a.addr, a.what, r.code, r.took.Seconds(), evidence(r.out, `(?m)^CONNECTED.*$`))
+		t.Logf("CHECK ray.init(%q) on the %s with the token: exit %d after %.1f s: %s", a.addr, a.what, r.code, r.took.Seconds(), evidence(r.out, `(?m)^CONNECTED.*$`))
 		if r.code != 0 {
 			t.Errorf("ray.init(%q) with the token: exit %d:\n%s", a.addr, r.code, r.out)
 		}
@@ -486,7 +487,7 @@ func jobsAPIRefuses(t *testing.T, dashboard, token, wrongToken string) {
 		want int
 	}{{"", http.StatusUnauthorized}, {"Bearer " + wrongToken, http.StatusForbidden}, {"Bearer ", http.StatusForbidden}, {"Basic Zm9vOmJhcg==", http.StatusForbidden}} {
 		code, resp := httpDo(t, http.MethodPost, dashboard+"/api/jobs/", c.auth, body)
-		fmt.Printf("CHECK jobs API POST /api/jobs/ with Authorization %q: %d %s\n", redact(c.auth), code, oneLineBody(resp))
+		t.Logf("CHECK jobs API POST /api/jobs/ with Authorization %q: %d %s", redact(c.auth), code, oneLineBody(resp))
 		if code != c.want {
 			t.Errorf("POST /api/jobs/ with Authorization %q: %d %s, want %d", redact(c.auth), code, resp, c.want)
 		}
@@ -499,13 +500,13 @@ func jobsAPIRefuses(t *testing.T, dashboard, token, wrongToken string) {
 	if code != http.StatusOK || json.Unmarshal(resp, &job) != nil || job.SubmissionID == "" {
 		t.Fatalf("POST /api/jobs/ with the token: %d %s", code, resp)
 	}
-	fmt.Printf("CHECK jobs API POST with the token: %d, submission %s\n", code, job.SubmissionID)
+	t.Logf("CHECK jobs API POST with the token: %d, submission %s", code, job.SubmissionID)
 	waitFor(t, "authorized job's entrypoint ran", 60*time.Second, func() bool {
 		_, err := os.Stat(proof)
 		return err == nil
 	})
 	code, resp = httpDo(t, http.MethodPost, dashboard+"/api/jobs/"+job.SubmissionID+"/stop", "Bearer "+token, "")
-	fmt.Printf("CHECK jobs API stop with the token: %d %s\n", code, oneLineBody(resp))
+	t.Logf("CHECK jobs API stop with the token: %d %s", code, oneLineBody(resp))
 	if code != http.StatusOK || !strings.Contains(string(resp), `"stopped": true`) {
 		t.Errorf("stop %s: %d %s", job.SubmissionID, code, resp)
 	}

@@ -47,6 +47,47 @@ var (
 	buildErr  error
 )
 
+// devGPUs is what the dev SLURM has: scripts/dev-slurm's 3 nodes × 2 fake GPUs.
+const devGPUs = 6
+
+var (
+	// gpuTokens are the dev SLURM's GPUs not lent to a sharing test.
+	gpuTokens = func() chan struct{} {
+		c := make(chan struct{}, devGPUs)
+		for range devGPUs {
+			c <- struct{}{}
+		}
+		return c
+	}()
+	// gpuTake lets one test take its GPUs at a time, so two tests never
+	// each hold part of what they need and wait on each other.
+	gpuTake sync.Mutex
+)
+
+// e2eShare runs t side by side with the other sharing tests: most of an
+// end-to-end test is waiting on SLURM and Ray, not CPU. A test that needs the
+// dev SLURM to itself — it holds GPUs to make jobs pend, drains a partition,
+// takes a node or the controller down, places jobs on one node, or checks a
+// margin of a few seconds — does not call it, and so runs first, alone (Go
+// runs parallel tests after the sequential ones). t borrows gpus of the dev
+// SLURM's GPUs until its clusters are down (call e2eShare before needE2E, so
+// its cleanup runs after theirs): no sharing test's job pends for another's.
+// -parallel (GOMAXPROCS by default) caps how many share at once.
+func e2eShare(t *testing.T, gpus int) {
+	t.Helper()
+	t.Parallel()
+	gpuTake.Lock()
+	for range gpus {
+		<-gpuTokens
+	}
+	gpuTake.Unlock()
+	t.Cleanup(func() {
+		for range gpus {
+			gpuTokens <- struct{}{}
+		}
+	})
+}
+
 // skipOutsideCI skips an end-to-end test, except under CI=true, where the
 // same reason fails it: CI must never pass by skipping.
 func skipOutsideCI(t *testing.T, format string, args ...any) {
