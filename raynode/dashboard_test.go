@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/internal/clock"
+	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
@@ -204,7 +204,10 @@ func TestMembershipTrackerRefresh(t *testing.T) {
 		rayNodeJSON("work70", "10.0.0.2", "7_0", false, 2),
 		rayNodeJSON("driver", "10.0.0.3", "", false, 0), // not one of our jobs' nodes
 	))
-	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, clock.System{})
+	// The tracker stamps first/last seen from its clock: a fake one moves only
+	// when told, so "later" is certain without sleeping on the real clock.
+	clk := clocktest.New(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
+	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, clk)
 
 	m.refresh(ctx)
 	first, err := dir.Membership()
@@ -223,7 +226,7 @@ func TestMembershipTrackerRefresh(t *testing.T) {
 	}
 
 	// 7_0 vanishes: kept, not alive, first seen unchanged.
-	time.Sleep(2 * time.Millisecond)
+	clk.Advance(5 * time.Second)
 	f.set(http.StatusOK, nodesAnswer(1, rayNodeJSON("head6", "10.0.0.1", "6", true, 1)))
 	m.refresh(ctx)
 	second, err := dir.Membership()
@@ -245,7 +248,7 @@ func TestMembershipTrackerRefresh(t *testing.T) {
 	}
 
 	// The same job back with a new Ray node is a new member.
-	time.Sleep(2 * time.Millisecond)
+	clk.Advance(5 * time.Second)
 	f.set(http.StatusOK, nodesAnswer(1, rayNodeJSON("work70-again", "10.0.0.4", "7_0", false, 2)))
 	m.refresh(ctx)
 	third, _ := dir.Membership()
@@ -258,7 +261,7 @@ func TestMembershipTrackerRefresh(t *testing.T) {
 
 	// A failed query keeps the membership as it was, so its age shows, but
 	// the heartbeat advances: the head's supervisor is alive.
-	time.Sleep(2 * time.Millisecond)
+	clk.Advance(5 * time.Second)
 	f.set(http.StatusInternalServerError, "boom")
 	m.refresh(ctx)
 	fourth, _ := dir.Membership()
@@ -281,7 +284,7 @@ func TestNewMembershipTrackerKeepsHistory(t *testing.T) {
 	}
 	// A restarted head supervisor still knows job 7 was a member.
 	_, srv := newFakeDashboard(t, http.StatusOK, nodesAnswer(0))
-	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, clock.System{})
+	m := newMembershipTracker(dir, dashboardClient{base: srv.URL, token: "t"}, clocktest.New(seen.Add(time.Hour)))
 	m.refresh(context.Background())
 	snap, _ := dir.Membership()
 	if n := snap.Nodes["7"]; n == nil || n.Alive || !n.FirstSeen.Equal(seen) {

@@ -22,6 +22,7 @@ import (
 	"github.com/sraybatch/sraybatch/internal/metrics"
 	"github.com/sraybatch/sraybatch/internal/raygcs"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 func TestClusterEvents(t *testing.T) {
@@ -261,15 +262,14 @@ func (h *observedHead) stop() {
 // their waits; the bound is in real time, for a loaded machine.
 func (h *observedHead) until(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(h.f.dir.TargetsPath())
-			t.Fatalf("%s: not after %s of fake time; targets %s", what, h.f.clock.Now().Sub(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)), b)
+	testci.EventuallyErr(t, what, 30*time.Second, 2*time.Millisecond, func() error {
+		if cond() {
+			return nil
 		}
 		h.f.clock.Advance(100 * time.Millisecond)
-		time.Sleep(2 * time.Millisecond)
-	}
+		b, _ := os.ReadFile(h.f.dir.TargetsPath())
+		return fmt.Errorf("not after %s of fake time; targets %s", h.f.clock.Now().Sub(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)), b)
+	})
 }
 
 // endpoints lists the site's scrape targets as "endpoint job addresses".

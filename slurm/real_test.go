@@ -1,3 +1,5 @@
+//go:build e2e
+
 package slurm_test
 
 import (
@@ -22,6 +24,9 @@ import (
 // eval "$(scripts/dev-slurm env)".
 func realScheduler(t *testing.T) scheduler.Scheduler {
 	t.Helper()
+	if testing.Short() {
+		testci.SkipOutsideCI(t, "test against the real SLURM: skipped with -short")
+	}
 	if os.Getenv("SLURM_CONF") == "" {
 		testci.SkipOutsideCI(t, "no SLURM: SLURM_CONF is unset (run scripts/dev-slurm up and eval its env)")
 	}
@@ -58,20 +63,18 @@ func submit(t *testing.T, s scheduler.Scheduler, script string) string {
 // waitJobs polls Jobs until done accepts the answer or 20 s pass.
 func waitJobs(t *testing.T, s scheduler.Scheduler, q scheduler.Query, what string, done func([]scheduler.Job) bool) []scheduler.Job {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		jobs, err := s.Jobs(context.Background(), q)
-		if err != nil {
+	var jobs []scheduler.Job
+	testci.EventuallyErr(t, fmt.Sprintf("Jobs(%+v) %s", q, what), 20*time.Second, 200*time.Millisecond, func() error {
+		var err error
+		if jobs, err = s.Jobs(context.Background(), q); err != nil {
 			t.Fatalf("Jobs(%+v): %v", q, err)
 		}
-		if done(jobs) {
-			return jobs
+		if !done(jobs) {
+			return fmt.Errorf("still not %s: %+v", what, jobs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Jobs(%+v): still not %s after 20s: %+v", q, what, jobs)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
+	return jobs
 }
 
 // jobName makes names unique per test run so that concurrent runs on a

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 // End-to-end tests of the head job's autoscaler on the real SLURM and Ray:
@@ -63,7 +65,7 @@ func upAutoscaled(t *testing.T, e e2eEnv, name string, maxWorkers int) *asCluste
 	start := time.Now()
 	e.mustSray(t, args...)
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
-	fmt.Printf("MEASURED up --autoscale --wait of %s: %.1f s\n", name, time.Since(start).Seconds())
+	t.Logf("MEASURED up --autoscale --wait of %s: %.1f s", name, time.Since(start).Seconds())
 	c := &asCluster{e: e, name: name, dir: cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}, scripts: e.userDir(t, "scripts-"+name)}
 	subs, err := c.dir.Submissions()
 	if err != nil {
@@ -458,7 +460,7 @@ func (c *asCluster) drainDecidedWithin(t *testing.T, what string, since time.Tim
 			continue
 		}
 		took := d.Sub(since)
-		fmt.Printf("MEASURED %s until the autoscaler drained worker %s: %.1f s\n", what, k, took.Seconds())
+		t.Logf("MEASURED %s until the autoscaler drained worker %s: %.1f s", what, k, took.Seconds())
 		if took > asIdle+2*asInterval+2*time.Second {
 			t.Errorf("worker %s drained %s after %s: over --idle-timeout %s plus two polls", k, took.Round(100*time.Millisecond), what, asIdle)
 		}
@@ -522,6 +524,7 @@ func setPartition(t *testing.T, part, field, value string) func() {
 // idle workers are drained; a partition MaxTime below the worker's time caps
 // the worker's --time; a drained partition makes the autoscaler back off.
 func TestE2EAutoscaleCapAndPartition(t *testing.T) {
+	// Alone, not e2eShare: it changes the partition's MaxTime and State.
 	e := needE2E(t)
 	c := upAutoscaled(t, e, "asb", 2)
 	part := partitionName(t)
@@ -557,7 +560,7 @@ func TestE2EAutoscaleCapAndPartition(t *testing.T) {
 				}
 			}
 		}
-		fmt.Printf("MEASURED 6 one-GPU tasks of 3 s on a --max-workers 2 cluster: %.1f s\n", time.Since(since).Seconds())
+		t.Logf("MEASURED 6 one-GPU tasks of 3 s on a --max-workers 2 cluster: %.1f s", time.Since(since).Seconds())
 		var ran []struct {
 			I    int    `json:"i"`
 			Node string `json:"node"`
@@ -686,7 +689,7 @@ func TestE2EAutoscaleCapAndPartition(t *testing.T) {
 		for i := 1; i < len(at); i++ {
 			gaps = append(gaps, at[i].Sub(at[i-1]).Round(100*time.Millisecond).String())
 		}
-		fmt.Printf("MEASURED sbatch attempts on a drained partition in %s: %d, gaps %v\n", window, len(at), gaps)
+		t.Logf("MEASURED sbatch attempts on a drained partition in %s: %d, gaps %v", window, len(at), gaps)
 		if len(at) != 3 {
 			t.Errorf("%d sbatch refusals in %s (gaps %v), want 3 (backoff 5 s, 10 s, 20 s)", len(at), window, gaps)
 		}
@@ -707,6 +710,7 @@ func backoffAfter(i int) time.Duration { return 5 * time.Second << (i - 1) }
 // idle drains, Ray Train's elastic trainer, live setting changes and its
 // head's end.
 func TestE2EAutoscaleLifecycle(t *testing.T) {
+	// Alone, not e2eShare: it holds every free GPU.
 	e := needE2E(t)
 	c := upAutoscaled(t, e, "asa", 3)
 
@@ -860,7 +864,7 @@ func TestE2EAutoscaleLifecycle(t *testing.T) {
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
-		fmt.Printf("MEASURED floor lifted until the idle worker's job ended: %.1f s\n", idleGone.Seconds())
+		t.Logf("MEASURED floor lifted until the idle worker's job ended: %.1f s", idleGone.Seconds())
 		holder.stop(t)
 		freed := time.Now()
 		waitFor(t, "actor gone until its worker's job ended", asIdle+2*asInterval+asDrainSlack, func() bool { return !slurmJobActive(busy) })
@@ -907,7 +911,7 @@ func TestE2EAutoscaleLifecycle(t *testing.T) {
 			a := c.autoscaler(t)
 			return a.MaxWorkers == 1 && a.Updated.After(changed)
 		})
-		fmt.Printf("MEASURED autoscale --max-workers 1 until the head polled with it: %.1f s\n", took.Seconds())
+		t.Logf("MEASURED autoscale --max-workers 1 until the head polled with it: %.1f s", took.Seconds())
 		// squeue forgets array tasks cancelled while pending at once.
 		var left []string
 		waitFor(t, "autoscale --max-workers 1 until 2 of 3 pending workers are cancelled", asInterval+3*time.Second, func() bool {
@@ -940,7 +944,7 @@ func TestE2EAutoscaleLifecycle(t *testing.T) {
 			a := c.autoscaler(t)
 			return !a.Enabled && a.Updated.After(changed) && a.Reason == "autoscaling is off"
 		})
-		fmt.Printf("MEASURED autoscale --off until the head polled with it: %.1f s\n", took.Seconds())
+		t.Logf("MEASURED autoscale --off until the head polled with it: %.1f s", took.Seconds())
 		if line := c.autoscaleLineOf(t); line != "autoscale off" {
 			t.Errorf("status autoscale line after --off: %q", line)
 		}
@@ -988,6 +992,7 @@ func TestE2EAutoscaleLifecycle(t *testing.T) {
 // Train leaves behind re-sends its (by then empty) request_resources every
 // 20 s, replacing any floor another driver sets.
 func TestE2EAutoscaleRayTrain(t *testing.T) {
+	e2eShare(t, 4)
 	e := needE2E(t)
 	c := upAutoscaled(t, e, "asc", 3)
 

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -23,6 +25,7 @@ func slurmState(id string) string {
 // drains it: the driver stops giving it steps, Ray on it stops, the job ends
 // COMPLETED, and no training step fails.
 func TestE2EWorkerTimeLimitDrains(t *testing.T) {
+	e2eShare(t, 2)
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2ed", "--gpus-per-node", "1", "--time", "30:00", "--drain-before", "170s",
 		"--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
@@ -70,12 +73,13 @@ func TestE2EWorkerTimeLimitDrains(t *testing.T) {
 	if strings.Contains(string(log), "Traceback") || strings.Contains(string(log), "actor_died") {
 		t.Errorf("a training step failed during the drain:\n%s", log)
 	}
-	fmt.Printf("MEASURED steps failed during the drain: 0; job state %s\n", slurmState(worker))
+	t.Logf("MEASURED steps failed during the drain: 0; job state %s", slurmState(worker))
 }
 
 // TestE2EHeadFrozen: a head frozen with SIGSTOP (a black hole: no connection
 // reset) takes every worker and driver job down within 30 s.
 func TestE2EHeadFrozen(t *testing.T) {
+	e2eShare(t, 2)
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2ef", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
 	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2ef")}
@@ -112,7 +116,7 @@ func TestE2EHeadFrozen(t *testing.T) {
 	if st.Cluster.State != cluster.StateFailed {
 		t.Errorf("cluster with a frozen head: %s (%s), want failed", st.Cluster.State, st.Cluster.Reason)
 	}
-	fmt.Printf("CHECK cluster with a frozen head: %s (%s)\n", st.Cluster.State, st.Cluster.Reason)
+	t.Logf("CHECK cluster with a frozen head: %s (%s)", st.Cluster.State, st.Cluster.Reason)
 }
 
 func contains(list []int, v int) bool {
@@ -127,6 +131,7 @@ func contains(list []int, v int) bool {
 // TestE2EControllerDown: with slurmctld gone, status answers within 2 s from
 // the recorded state and grow fails fast; after a restart all is correct.
 func TestE2EControllerDown(t *testing.T) {
+	// Alone, not e2eShare: it stops slurmctld.
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2ec2", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2ec2") })
@@ -161,13 +166,13 @@ func TestE2EControllerDown(t *testing.T) {
 	start := time.Now()
 	r := e.sray(t, "status", "--cluster", "e2ec2", "--output", "json")
 	took := time.Since(start)
-	fmt.Printf("MEASURED status with the controller down answered in %.2f s\n", took.Seconds())
+	t.Logf("MEASURED status with the controller down answered in %.2f s", took.Seconds())
 	if r.code != 0 || took > 3*time.Second || !strings.Contains(r.stderr, "does not answer") || !strings.Contains(r.stdout, `"state": "running"`) {
 		t.Errorf("status with the controller down: exit %d after %s; want the last known state within 2 s and a warning: %s %s", r.code, took, r.stdout, r.stderr)
 	}
 	start = time.Now()
 	g := e.sray(t, "grow", "--cluster", "e2ec2")
-	fmt.Printf("MEASURED grow with the controller down failed in %.2f s\n", time.Since(start).Seconds())
+	t.Logf("MEASURED grow with the controller down failed in %.2f s", time.Since(start).Seconds())
 	if g.code != exitFailure || time.Since(start) > 3*time.Second {
 		t.Errorf("grow with the controller down: exit %d after %s, want a fast failure", g.code, time.Since(start))
 	}
@@ -188,6 +193,7 @@ func TestE2EControllerDown(t *testing.T) {
 // TestE2EWorkerNeverJoins: a worker whose --setup fails, or whose head is
 // frozen, ends within 60 s with the reason recorded, and grow --wait says so.
 func TestE2EWorkerNeverJoins(t *testing.T) {
+	e2eShare(t, 2)
 	e := needE2E(t)
 	broken := filepath.Join(e.userDir(t, "faults"), "break-setup") // the user's job looks for it
 	setup := e.setup + "\nif [ -e " + broken + " ]; then echo worker-setup-is-broken >&2; exit 1; fi"
@@ -205,7 +211,7 @@ func TestE2EWorkerNeverJoins(t *testing.T) {
 		start := time.Now()
 		r := e.sray(t, "grow", "--cluster", "e2en", "--wait", "--timeout", "3m")
 		took := time.Since(start)
-		fmt.Printf("MEASURED grow --wait of a worker that cannot join (%s) failed after %.1f s\n", what, took.Seconds())
+		t.Logf("MEASURED grow --wait of a worker that cannot join (%s) failed after %.1f s", what, took.Seconds())
 		if r.code != exitFailure || !strings.Contains(r.stderr, want) || took > 60*time.Second {
 			t.Errorf("%s: exit %d after %s; want %d within 60 s naming %q: %s", what, r.code, took, exitFailure, want, r.stderr)
 		}
@@ -237,6 +243,7 @@ func TestE2EWorkerNeverJoins(t *testing.T) {
 // TestE2EHeadNodeDown: `scontrol update NodeName=<head node> State=DOWN`
 // ends the head's job; every other job of the cluster ends within 30 s.
 func TestE2EHeadNodeDown(t *testing.T) {
+	// Alone, not e2eShare: it takes a node DOWN.
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2ehd", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2ehd") })
@@ -268,12 +275,13 @@ func TestE2EHeadNodeDown(t *testing.T) {
 	if st.Cluster.State != cluster.StateFailed {
 		t.Errorf("cluster after its head's node went down: %s (%s)", st.Cluster.State, st.Cluster.Reason)
 	}
-	fmt.Printf("CHECK cluster after its head's node went down: %s (%s)\n", st.Cluster.State, st.Cluster.Reason)
+	t.Logf("CHECK cluster after its head's node went down: %s (%s)", st.Cluster.State, st.Cluster.Reason)
 }
 
 // TestE2EHeadTimeLimitWarns: before the head's time limit, status warns and
 // the driver gets a head_time_limit event it can checkpoint on.
 func TestE2EHeadTimeLimitWarns(t *testing.T) {
+	e2eShare(t, 1)
 	e := needE2E(t)
 	// 3 minutes of limit with a 170 s warning: SLURM signals 10-40 s in.
 	e.mustSray(t, "up", "--name", "e2ehl", "--gpus-per-node", "1", "--time", "3", "--drain-before", "170s",
@@ -299,6 +307,7 @@ func TestE2EHeadTimeLimitWarns(t *testing.T) {
 // answers), and a head frozen whole for a little less than the threshold
 // (headSilentAfter + the GCS probe's bound, 7 s), keep their worker.
 func TestE2EHeadLossMargins(t *testing.T) {
+	// Alone, not e2eShare: its margins are seconds, which a busy host could eat.
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2em", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
 	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2em")}

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 
 // TestE2EFreeAndFill: `free` and `grow --fill` see GPUs others hold.
 func TestE2EFreeAndFill(t *testing.T) {
+	// Alone, not e2eShare: it counts every node's free GPUs.
 	e := needE2E(t)
 	holdGPUs(t, 2, "node1")
 	holdGPUs(t, 1, "node2")

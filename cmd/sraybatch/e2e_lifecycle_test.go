@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 // grow, status, what Ray itself sees, a job pending for resources, a worker
 // lost, down — all while a second cluster shares the nodes.
 func TestE2ELifecycle(t *testing.T) {
+	// Alone, not e2eShare: it holds GPUs so that a job pends for resources.
 	e := needE2E(t)
 	lo, hi := freePortBlock(t, 300) // room for the head, two workers and a spare block
 	common := []string{"--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80"}
@@ -181,6 +184,7 @@ func TestE2ELifecycle(t *testing.T) {
 // TestE2EPendingHeadCancelled: workers of a head cancelled while pending
 // never hold GPUs for long once they start.
 func TestE2EPendingHeadCancelled(t *testing.T) {
+	// Alone, not e2eShare: it holds every GPU.
 	e := needE2E(t)
 	var holders []string
 	for _, n := range []string{"node1", "node2", "node3"} {
@@ -213,12 +217,13 @@ func TestE2EPendingHeadCancelled(t *testing.T) {
 
 // TestE2EFailingSetup: up --wait reports a failing --setup with its output.
 func TestE2EFailingSetup(t *testing.T) {
+	e2eShare(t, 0)
 	e := needE2E(t)
 	start := time.Now()
 	r := e.sray(t, "up", "--name", "e2ebad", "--gpus-per-node", "0", "--setup", "echo boom-from-setup >&2\nfalse", "--wait", "--timeout", "2m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2ebad") })
 	took := time.Since(start)
-	fmt.Printf("MEASURED up --wait with a failing --setup returned after: %.1f s\n", took.Seconds())
+	t.Logf("MEASURED up --wait with a failing --setup returned after: %.1f s", took.Seconds())
 	if r.code != exitFailure || !strings.Contains(r.stderr, "boom-from-setup") || took > 60*time.Second {
 		t.Fatalf("exit %d after %s, want %d within 60 s showing the setup's output: %s", r.code, took, exitFailure, r.stderr)
 	}
@@ -227,6 +232,7 @@ func TestE2EFailingSetup(t *testing.T) {
 // TestE2EBadInput: each bad input gives one clear line, exit != 0, and no
 // half-written state.
 func TestE2EBadInput(t *testing.T) {
+	e2eShare(t, 0)
 	e := needE2E(t)
 	oneLine := func(t *testing.T, r result, code int, want string) {
 		t.Helper()
@@ -311,7 +317,7 @@ func TestE2EBadInput(t *testing.T) {
 		recorded := len(after) - len(before)
 		out, _ := exec.Command("squeue", "-h", "-r", "-n", "sray-held-worker", "-o", "%i").Output()
 		inSlurm := len(strings.Fields(string(out)))
-		fmt.Printf("MEASURED 20 grows with one SIGKILLed: %d submitted to SLURM, %d recorded\n", inSlurm-20, recorded)
+		t.Logf("MEASURED 20 grows with one SIGKILLed: %d submitted to SLURM, %d recorded", inSlurm-20, recorded)
 		// The killed grow may have died before sbatch (nothing submitted), or
 		// between sbatch and its record (its worker then ends itself with the cluster).
 		if recorded < 19 || recorded > inSlurm-20 {

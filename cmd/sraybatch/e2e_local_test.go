@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 // End-to-end tests of the local backend: real Ray, real processes, and no
@@ -20,6 +22,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/proctree"
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 // slurmPrograms are hidden from the local tests' PATH.
@@ -120,22 +123,17 @@ func clusterProcs(t *testing.T, st cluster.Status) []proc {
 
 func waitGoneProcs(t *testing.T, procs []proc, limit time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		var left []int
+	var left []int
+	if !testci.Poll(limit, 200*time.Millisecond, func() bool {
+		left = left[:0]
 		for _, p := range procs {
 			if p.alive() {
 				left = append(left, p.pid)
 			}
 		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%d processes of the cluster survive: %v", len(left), left)
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
+		return len(left) == 0
+	}) {
+		t.Errorf("%d processes of the cluster survive: %v", len(left), left)
 	}
 }
 
@@ -169,6 +167,7 @@ func (b *localSyncBuffer) String() string {
 // TestLocalE2ELifecycle: up, grow, the demo driver, status and down on one
 // host without SLURM.
 func TestLocalE2ELifecycle(t *testing.T) {
+	e2eShare(t, 0)
 	e := needLocalE2E(t)
 	up := e.mustSray(t, "up", "--name", "loc1", "--workers", "1", "--gpus-per-node", "0", "--setup", e.setup,
 		"--object-store-mb", "80", "--wait", "--timeout", "3m")
@@ -224,6 +223,7 @@ func TestLocalE2ELifecycle(t *testing.T) {
 // TestLocalE2EForegroundCtrlC: Ctrl+C on `up --foreground` takes down
 // everything it started.
 func TestLocalE2EForegroundCtrlC(t *testing.T) {
+	e2eShare(t, 0)
 	e := needLocalE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -52,6 +54,7 @@ scrape_configs:
 // status sees; the endpoint refuses no token and the Ray token; after down
 // the targets are gone.
 func TestE2EMetricsPrometheus(t *testing.T) {
+	e2eShare(t, 2)
 	e := needE2E(t)
 	prometheus, err := exec.LookPath("prometheus")
 	if err != nil {

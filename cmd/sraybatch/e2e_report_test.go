@@ -1,10 +1,11 @@
+//go:build e2e
+
 package main
 
 import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"net"
 	"os"
@@ -30,6 +31,7 @@ import (
 // cluster, GPU-hours that agree with the jobs' records and with status,
 // the CSP, and the page sent no request while it loaded.
 func TestE2EReport(t *testing.T) {
+	e2eShare(t, 2)
 	e := needE2E(t)
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -116,7 +118,7 @@ func TestE2EReport(t *testing.T) {
 			high += float64(j.GPUs) * (float64(j.ElapsedS+2) + downAt.Sub(statusAt).Seconds())
 		}
 		slurm := figure(t, dom, "gpu-hours-slurm")
-		fmt.Printf("MEASURED report: SLURM %.1f GPU-s (records %.1f, status %.0f–%.0f), joined %.1f, Ray allocated %.1f\n",
+		t.Logf("MEASURED report: SLURM %.1f GPU-s (records %.1f, status %.0f–%.0f), joined %.1f, Ray allocated %.1f",
 			slurm, fromRecords, low, high, figure(t, dom, "gpu-hours-joined"), figure(t, dom, "gpu-hours-ray-allocated"))
 		if slurm <= 0 || math.Abs(slurm-fromRecords) > 0.01 {
 			t.Errorf("SLURM GPU-s %.3f, want %.3f: each job's GPUs × its recorded run time", slurm, fromRecords)
@@ -299,7 +301,7 @@ func dumpDOM(t *testing.T, chromium, file, proxy string) string {
 		}
 		t.Fatal(err)
 	}
-	fmt.Printf("MEASURED chromium --dump-dom %s: %.1f s\n", filepath.Base(file), time.Since(start).Seconds())
+	t.Logf("MEASURED chromium --dump-dom %s: %.1f s", filepath.Base(file), time.Since(start).Seconds())
 	return string(out)
 }
 

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -15,20 +17,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sraybatch/sraybatch/internal/backend"
-	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/proctree"
-	"github.com/sraybatch/sraybatch/slurm"
-	"github.com/sraybatch/sraybatch/slurm/slurmtest"
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 // TestE2ESecurity attacks a real cluster the way a stranger on the same
@@ -36,6 +33,7 @@ import (
 // starts it, refuses every way in; then that insecure and too-old-Ray
 // clusters are flagged.
 func TestE2ESecurity(t *testing.T) {
+	e2eShare(t, 1)
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2esec", "--gpus-per-node", "1", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2esec") })
@@ -78,7 +76,7 @@ func TestE2ESecurity(t *testing.T) {
 					want int
 				}{{"", http.StatusUnauthorized}, {"Bearer " + wrongToken, http.StatusForbidden}, {"Basic Zm9vOmJhcg==", http.StatusForbidden}} {
 					code, body := httpDo(t, http.MethodGet, head.Dashboard+path, c.auth, "")
-					fmt.Printf("CHECK dashboard GET %s with Authorization %q: %d %s\n", path, redact(c.auth), code, oneLineBody(body))
+					t.Logf("CHECK dashboard GET %s with Authorization %q: %d %s", path, redact(c.auth), code, oneLineBody(body))
 					if code != c.want {
 						t.Errorf("GET %s with Authorization %q: %d %s, want %d", path, redact(c.auth), code, body, c.want)
 					}
@@ -91,23 +89,22 @@ func TestE2ESecurity(t *testing.T) {
 			// UI then asks for the token); neither tells anything about the cluster.
 			for _, path := range []string{"/api/gcs_healthz", "/"} {
 				code, body := httpDo(t, http.MethodGet, head.Dashboard+path, "", "")
-				fmt.Printf("CHECK dashboard GET %s without a token: %d %s (open by Ray's design)\n", path, code, oneLineBody(body))
+				t.Logf("CHECK dashboard GET %s without a token: %d %s (open by Ray's design)", path, code, oneLineBody(body))
 			}
 			if m := regexp.MustCompile(`--metrics-export-port=(\d+)`).FindStringSubmatch(headLog); m != nil {
 				// Reported, not asserted: the exporter starts some seconds after the head.
 				var resp *http.Response
 				var err error
-				for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {
-					if resp, err = httpClient.Get("http://" + headIP + ":" + m[1] + "/metrics"); err == nil || time.Now().After(deadline) {
-						break
-					}
-				}
+				testci.Poll(15*time.Second, time.Second, func() bool {
+					resp, err = httpClient.Get("http://" + headIP + ":" + m[1] + "/metrics")
+					return err == nil
+				})
 				if err != nil {
-					fmt.Printf("CHECK metrics export port %s: %v\n", m[1], err)
+					t.Logf("CHECK metrics export port %s: %v", m[1], err)
 				} else {
 					n, _ := io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					fmt.Printf("CHECK metrics export port %s without a token: %d, %d bytes of Prometheus metrics (read-only; Ray does not authenticate it)\n", m[1], resp.StatusCode, n)
+					t.Logf("CHECK metrics export port %s without a token: %d, %d bytes of Prometheus metrics (read-only; Ray does not authenticate it)", m[1], resp.StatusCode, n)
 				}
 			}
 		})
@@ -124,7 +121,7 @@ func TestE2ESecurity(t *testing.T) {
 				if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
 					t.Fatal(err)
 				}
-				fmt.Printf("CHECK status --output json of %s: \"insecure\": %v\n", name, raw.Cluster["insecure"])
+				t.Logf("CHECK status --output json of %s: \"insecure\": %v", name, raw.Cluster["insecure"])
 				if raw.Cluster["insecure"] != want {
 					t.Errorf("cluster %s: \"insecure\" = %v, want %v", name, raw.Cluster["insecure"], want)
 				}
@@ -149,9 +146,9 @@ func TestE2ESecurity(t *testing.T) {
 			start := time.Now()
 			r := e.sray(t, "up", "--name", "e2esecold", "--ray", stub, "--gpus-per-node", "0", "--wait", "--timeout", "60s")
 			t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2esecold", "--timeout", "30s") })
-			fmt.Printf("MEASURED up --wait with ray 2.40.0 failed after: %.1f s\n", time.Since(start).Seconds())
+			t.Logf("MEASURED up --wait with ray 2.40.0 failed after: %.1f s", time.Since(start).Seconds())
 			msg, _, _ := strings.Cut(r.stderr[strings.LastIndex(strings.TrimSpace(r.stderr), "\n")+1:], "; log ")
-			fmt.Printf("CHECK up with ray 2.40.0: exit %d: %s\n", r.code, msg)
+			t.Logf("CHECK up with ray 2.40.0: exit %d: %s", r.code, msg)
 			if r.code != exitFailure || !strings.Contains(r.stderr, "2.40.0") || !strings.Contains(r.stderr, "--insecure") {
 				t.Errorf("up with ray 2.40.0: exit %d, want %d with an error naming 2.40.0 and --insecure: %s", r.code, exitFailure, r.stderr)
 			}
@@ -213,7 +210,7 @@ func checkPrivate(t *testing.T, u *testUser, root, clusterDir string) {
 			}
 		case filepath.Dir(rel) == "/logs" && strings.HasSuffix(rel, ".out"):
 			slurmLogs++
-			fmt.Printf("CHECK SLURM-written job log %s is %04o (sbatch's umask); its directory is private\n", rel, perm)
+			t.Logf("CHECK SLURM-written job log %s is %04o (sbatch's umask); its directory is private", rel, perm)
 			if perm&0o022 != 0 {
 				t.Errorf("job log %s is %04o: writable by others", path, perm)
 			}
@@ -228,7 +225,7 @@ func checkPrivate(t *testing.T, u *testUser, root, clusterDir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("CHECK cluster directory: %d files 0600, binary 0700, every directory 0700, %d SLURM logs\n", files, slurmLogs)
+	t.Logf("CHECK cluster directory: %d files 0600, binary 0700, every directory 0700, %d SLURM logs", files, slurmLogs)
 	if files < 5 {
 		t.Errorf("only %d state files checked", files)
 	}
@@ -325,7 +322,7 @@ func rawWorkersCannotJoin(t *testing.T, e e2eEnv, dir cluster.Dir, head cluster.
 				exited = true
 				if n.lostPortRace() && restarts < 3 {
 					restarts++
-					fmt.Printf("CHECK raw worker, %s: lost the race for ports %d-%d, retrying with another block:\n%s\n", what, n.lo, n.hi, n.out.String())
+					t.Logf("CHECK raw worker, %s: lost the race for ports %d-%d, retrying with another block:\n%s", what, n.lo, n.hi, n.out.String())
 					n = startRawNode(t, e, n.address, n.env)
 					nodes[what] = n
 					exited = false
@@ -339,7 +336,7 @@ func rawWorkersCannotJoin(t *testing.T, e e2eEnv, dir cluster.Dir, head cluster.
 		}
 		code := n.cmd.ProcessState.ExitCode()
 		reason := regexp.MustCompile(`(?m)^\S*AuthenticationError: .*$`).FindString(n.out.String())
-		fmt.Printf("CHECK raw worker, %s: exit %d after %.1f s: %.300s\n", what, code, n.exited.Sub(start).Seconds(), reason)
+		t.Logf("CHECK raw worker, %s: exit %d after %.1f s: %.300s", what, code, n.exited.Sub(start).Seconds(), reason)
 		if code == 0 {
 			t.Errorf("%s: ray start exited 0", what)
 		}
@@ -356,7 +353,7 @@ func rawWorkersCannotJoin(t *testing.T, e e2eEnv, dir cluster.Dir, head cluster.
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("CHECK after both raw workers: dashboard lists %d node(s) (all states), status %d job(s), membership %d node(s)\n", len(headNodes)+len(strangers), len(st.Jobs), len(m.Nodes))
+	t.Logf("CHECK after both raw workers: dashboard lists %d node(s) (all states), status %d job(s), membership %d node(s)", len(headNodes)+len(strangers), len(st.Jobs), len(m.Nodes))
 	if len(st.Jobs) != 1 || len(m.Nodes) != 1 {
 		t.Errorf("status shows %d jobs and membership %d nodes, want the head alone", len(st.Jobs), len(m.Nodes))
 	}
@@ -454,7 +451,7 @@ func driversRefused(t *testing.T, e e2eEnv, headIP, gcs, client, token, wrongTok
 	for i, a := range attempts {
 		for j, env := range wrong {
 			r := results[i][j]
-			fmt.Printf("CHECK ray.init(%q) on the %s with %v: exit %d after %.1f s: %s | %s\n", a.addr, a.what, env, r.code, r.took.Seconds(),
+			t.Logf("CHECK ray.init(%q) on the %s with %v: exit %d after %.1f s: %s | %s", a.addr, a.what, env, r.code, r.took.Seconds(),
 				evidence(r.out, `(?m)^REFUSED.*$`), evidence(r.out, `Unauthenticated: RPC error: InvalidAuthToken[^\n]*`))
 			if r.code != 3 {
 				t.Errorf("ray.init(%q) with %v: exit %d, want it refused (3):\n%s", a.addr, env, r.code, r.out)
@@ -471,7 +468,7 @@ func driversRefused(t *testing.T, e e2eEnv, headIP, gcs, client, token, wrongTok
 			t.Logf("ray.init(%q) with the token: exit %d on the first try, trying again:\n%s", a.addr, r.code, r.out)
 			r = probe(a.addr, "RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN="+token)
 		}
-		fmt.Printf("CHECK ray.init(%q) on the %s with the token: exit %d after %.1f s: %s\n", a.addr, a.what, r.code, r.took.Seconds(), evidence(r.out, `(?m)^CONNECTED.*$`))
+		t.Logf("CHECK ray.init(%q) on the %s with the token: exit %d after %.1f s: %s", a.addr, a.what, r.code, r.took.Seconds(), evidence(r.out, `(?m)^CONNECTED.*$`))
 		if r.code != 0 {
 			t.Errorf("ray.init(%q) with the token: exit %d:\n%s", a.addr, r.code, r.out)
 		}
@@ -490,7 +487,7 @@ func jobsAPIRefuses(t *testing.T, dashboard, token, wrongToken string) {
 		want int
 	}{{"", http.StatusUnauthorized}, {"Bearer " + wrongToken, http.StatusForbidden}, {"Bearer ", http.StatusForbidden}, {"Basic Zm9vOmJhcg==", http.StatusForbidden}} {
 		code, resp := httpDo(t, http.MethodPost, dashboard+"/api/jobs/", c.auth, body)
-		fmt.Printf("CHECK jobs API POST /api/jobs/ with Authorization %q: %d %s\n", redact(c.auth), code, oneLineBody(resp))
+		t.Logf("CHECK jobs API POST /api/jobs/ with Authorization %q: %d %s", redact(c.auth), code, oneLineBody(resp))
 		if code != c.want {
 			t.Errorf("POST /api/jobs/ with Authorization %q: %d %s, want %d", redact(c.auth), code, resp, c.want)
 		}
@@ -503,13 +500,13 @@ func jobsAPIRefuses(t *testing.T, dashboard, token, wrongToken string) {
 	if code != http.StatusOK || json.Unmarshal(resp, &job) != nil || job.SubmissionID == "" {
 		t.Fatalf("POST /api/jobs/ with the token: %d %s", code, resp)
 	}
-	fmt.Printf("CHECK jobs API POST with the token: %d, submission %s\n", code, job.SubmissionID)
+	t.Logf("CHECK jobs API POST with the token: %d, submission %s", code, job.SubmissionID)
 	waitFor(t, "authorized job's entrypoint ran", 60*time.Second, func() bool {
 		_, err := os.Stat(proof)
 		return err == nil
 	})
 	code, resp = httpDo(t, http.MethodPost, dashboard+"/api/jobs/"+job.SubmissionID+"/stop", "Bearer "+token, "")
-	fmt.Printf("CHECK jobs API stop with the token: %d %s\n", code, oneLineBody(resp))
+	t.Logf("CHECK jobs API stop with the token: %d %s", code, oneLineBody(resp))
 	if code != http.StatusOK || !strings.Contains(string(resp), `"stopped": true`) {
 		t.Errorf("stop %s: %d %s", job.SubmissionID, code, resp)
 	}
@@ -569,170 +566,4 @@ func oneLineBody(b []byte) string {
 		s = s[:80] + "..."
 	}
 	return s
-}
-
-// TestUpDryRunInjection sends injection payloads through every flag of `up`
-// and through the state directory's path (a unit test: no SLURM, no Ray). The
-// rendered scripts run under bash with stub ray, module and sbatch first on
-// PATH and a stub supervisor at the cluster's binary path: no payload may run,
-// and the supervisor must get exactly the intended argv.
-func TestUpDryRunInjection(t *testing.T) {
-	t.Parallel()
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		skipOutsideCI(t, "needs bash")
-	}
-	payloads := []string{
-		"$(touch CANARY)", "`touch CANARY`", "'; touch CANARY; '", `"; touch CANARY; "`, ";touch CANARY",
-		"&& touch CANARY", "|touch CANARY", ">CANARY", "\ntouch CANARY\n", "x\rtouch CANARY",
-		"${IFS}touch${IFS}CANARY", `\`, `"`, ";", "&&", "*", "#", "-- --cluster-dir", "a\x00touch CANARY",
-	}
-	fields := []struct {
-		name string
-		set  func(o *upOptions, home *string, root, p string)
-	}{
-		{"SRAYBATCH_HOME", func(_ *upOptions, home *string, root, p string) { *home = filepath.Join(root, p) }},
-		{"--log-dir", func(o *upOptions, _ *string, root, p string) { o.LogDir = filepath.Join(root, p, "logs") }},
-		{"--name", func(o *upOptions, _ *string, _, p string) { o.Name = p }},
-		{"--partition", func(o *upOptions, _ *string, _, p string) { o.Node.Partition = p }},
-		{"--account", func(o *upOptions, _ *string, _, p string) { o.Node.Account = "proj" + p }},
-		{"--qos", func(o *upOptions, _ *string, _, p string) { o.Node.QOS = p }},
-		{"--constraint", func(o *upOptions, _ *string, _, p string) { o.Node.Constraint = "a100" + p }},
-		{"--mem", func(o *upOptions, _ *string, _, p string) { o.Node.Mem = "4G" + p }},
-		{"--time", func(o *upOptions, _ *string, _, p string) { o.Node.Time = "1:00:00" + p }},
-		{"--sbatch-arg", func(o *upOptions, _ *string, _, p string) { o.Node.SbatchArgs = []string{"--comment=" + p} }},
-		{"--sbatch-arg bare", func(o *upOptions, _ *string, _, p string) { o.Node.SbatchArgs = []string{p} }},
-		{"--setup", func(o *upOptions, _ *string, _, p string) { o.Setup = "touch SETUP-RAN " + p }},
-		{"--ray", func(o *upOptions, _ *string, root, p string) { o.Ray = filepath.Join(root, p, "ray") }},
-		{"--node-ip", func(o *upOptions, _ *string, _, p string) { o.NodeIP = p }},
-		{"--interface", func(o *upOptions, _ *string, _, p string) { o.Interface = p }},
-	}
-	var accepted, rejected int
-	for _, f := range fields {
-		for _, p := range payloads {
-			what := fmt.Sprintf("%s %q", f.name, p)
-			root := t.TempDir()
-			home := filepath.Join(root, "home")
-			o := upOptions{Name: "inj", Node: cluster.NodeSpec{GPUs: 1, Partition: "gpu", Time: "1:00:00"}, Workers: 2,
-				DryRun: true, ObjectStoreMB: 80, DrainBefore: 2 * time.Minute}
-			f.set(&o, &home, root, p)
-			a := &app{store: cluster.Store{Root: filepath.Join(home, "clusters")}, backends: backend.Schedulers{Slurm: slurm.New(slurmtest.NewRunner(t), uProgs)}, clock: clock.System{}}
-			var s uStreams
-			err := runUp(context.Background(), s.io(false), a, o)
-			if !strings.ContainsRune(a.store.Root, 0) { // a path with NUL cannot exist
-				if got := storeEntries(t, a.store); len(got) != 0 {
-					t.Errorf("%s: dry run created %v", what, got)
-				}
-			}
-			if err != nil {
-				rejected++
-				var ue usageError
-				if !errors.As(err, &ue) || strings.ContainsAny(err.Error(), "\n\r") || s.out.Len() > 0 {
-					t.Errorf("%s: %v (%T), want a one-line usage error and no output", what, err, err)
-				}
-				continue
-			}
-			accepted++
-			out := s.out.String()
-			if o.Setup != "" && strings.Contains(out, "SETUP-RAN") {
-				t.Errorf("%s: --setup reached the script:\n%s", what, out)
-			}
-			headScript, workerScript, ok := strings.Cut(out, "\n# worker job script")
-			if !ok || !strings.HasPrefix(headScript, "# head job script\n#!/bin/bash\n") {
-				t.Fatalf("%s: want a head and a worker script in the dry run:\n%s", what, out)
-			}
-			_, workerScript, _ = strings.Cut(workerScript, "\n") // the rest of the heading
-			d := a.store.Cluster("inj")
-			for _, sc := range []struct {
-				role   cluster.Role
-				script string
-				extra  []string
-			}{{cluster.RoleHead, headScript, nil}, {cluster.RoleWorker, workerScript, []string{"--head-job", "0"}}} {
-				argv, env, created := runWithStubs(t, bash, root, d.BinaryPath(), sc.script)
-				want := append([]string{d.BinaryPath(), "node", string(sc.role), "--cluster-dir", d.Path}, sc.extra...)
-				if !slices.Equal(argv, want) {
-					t.Errorf("%s: %s supervisor argv\n got %q\nwant %q\n%s", what, sc.role, argv, want, sc.script)
-				}
-				if wantEnv := []string{"token", d.TokenPath(), "unset", "unset"}; !slices.Equal(env, wantEnv) {
-					t.Errorf("%s: %s supervisor's RAY_AUTH_MODE, RAY_AUTH_TOKEN_PATH, RAY_AUTH_TOKEN, RAY_ADDRESS = %q, want %q", what, sc.role, env, wantEnv)
-				}
-				if len(created) > 0 {
-					t.Errorf("%s: the %s script created %q (injected code ran):\n%s", what, sc.role, created, sc.script)
-				}
-			}
-		}
-	}
-	t.Logf("%d dry runs accepted and executed, %d refused", accepted, rejected)
-	if accepted == 0 || rejected == 0 {
-		t.Errorf("accepted %d, rejected %d: the payloads no longer exercise both paths", accepted, rejected)
-	}
-}
-
-// runWithStubs runs a batch script with bash in root as a job would, with
-// stub ray, module and sbatch first on PATH and a stub supervisor at binary;
-// it returns the supervisor's argv (its $0 first), its auth environment, and
-// every path the run created besides the stubs' records.
-func runWithStubs(t *testing.T, bash, root, binary, script string) (argv, env, created []string) {
-	t.Helper()
-	stubs, called := filepath.Join(root, "stubs"), filepath.Join(root, "called")
-	for _, d := range []string{stubs, called, filepath.Dir(binary)} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, name := range []string{"ray", "module", "sbatch"} {
-		if err := os.WriteFile(filepath.Join(stubs, name), []byte("#!/bin/sh\ntouch \"$SRB_CALLED/"+name+"\"\n"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	supervisor := "#!/bin/sh\n" +
-		"printf '%s\\0' \"$0\" \"$@\" > \"$SRB_ARGV\"\n" +
-		"printf '%s\\0' \"${RAY_AUTH_MODE-unset}\" \"${RAY_AUTH_TOKEN_PATH-unset}\" \"${RAY_AUTH_TOKEN-unset}\" \"${RAY_ADDRESS-unset}\" > \"$SRB_ARGV.env\"\n"
-	if err := os.WriteFile(binary, []byte(supervisor), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	scriptPath := filepath.Join(root, "job.sbatch")
-	if err := os.WriteFile(scriptPath, []byte(script), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	argvFile := filepath.Join(root, "argv")
-	os.Remove(argvFile)
-	os.Remove(argvFile + ".env")
-	before := pathsUnder(t, root)
-	cmd := exec.Command(bash, scriptPath)
-	cmd.Dir = root
-	cmd.Env = []string{"PATH=" + stubs + ":/usr/bin:/bin", "HOME=" + root, "SRB_CALLED=" + called, "SRB_ARGV=" + argvFile,
-		"RAY_AUTH_TOKEN=leaked-from-login", "RAY_ADDRESS=10.9.9.9:1"}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
-		t.Errorf("script failed: %v: %s\n%s", err, stderr.String(), script)
-	}
-	for _, p := range pathsUnder(t, root) {
-		if !slices.Contains(before, p) && p != argvFile && p != argvFile+".env" {
-			created = append(created, p)
-		}
-	}
-	read := func(path string) []string {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Errorf("the stub supervisor did not run: %v", err)
-			return nil
-		}
-		return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-	}
-	return read(argvFile), read(argvFile + ".env"), created
-}
-
-func pathsUnder(t *testing.T, root string) []string {
-	t.Helper()
-	var paths []string
-	if err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
-		paths = append(paths, p)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(paths)
-	return paths
 }

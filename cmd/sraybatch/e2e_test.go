@@ -1,8 +1,12 @@
+//go:build e2e
+
 package main
 
 // End-to-end tests against the real SLURM started by scripts/dev-slurm and the
-// real Ray installed by scripts/setup-ray. They skip outside CI when either is
-// missing, and fail when CI=true.
+// real Ray installed by scripts/setup-ray. They build only with -tags e2e (as
+// scripts/test runs them), so a plain `go test ./...` is the unit tests alone;
+// built in, they skip outside CI when either system is missing, and fail when
+// CI=true.
 
 import (
 	"bytes"
@@ -33,7 +37,7 @@ type e2eEnv struct {
 	setup string   // --setup for every cluster
 	env   []string // the CLI's environment
 	// user runs the CLI, its jobs and drivers: an unprivileged test user
-	// when the tests run as root (e2e_user_test.go), else nil (this user).
+	// when the tests run as root (e2e_testuser_test.go), else nil (this user).
 	user *testUser
 }
 
@@ -42,6 +46,47 @@ var (
 	builtBin  string
 	buildErr  error
 )
+
+// devGPUs is what the dev SLURM has: scripts/dev-slurm's 3 nodes × 2 fake GPUs.
+const devGPUs = 6
+
+var (
+	// gpuTokens are the dev SLURM's GPUs not lent to a sharing test.
+	gpuTokens = func() chan struct{} {
+		c := make(chan struct{}, devGPUs)
+		for range devGPUs {
+			c <- struct{}{}
+		}
+		return c
+	}()
+	// gpuTake lets one test take its GPUs at a time, so two tests never
+	// each hold part of what they need and wait on each other.
+	gpuTake sync.Mutex
+)
+
+// e2eShare runs t side by side with the other sharing tests: most of an
+// end-to-end test is waiting on SLURM and Ray, not CPU. A test that needs the
+// dev SLURM to itself — it holds GPUs to make jobs pend, drains a partition,
+// takes a node or the controller down, places jobs on one node, or checks a
+// margin of a few seconds — does not call it, and so runs first, alone (Go
+// runs parallel tests after the sequential ones). t borrows gpus of the dev
+// SLURM's GPUs until its clusters are down (call e2eShare before needE2E, so
+// its cleanup runs after theirs): no sharing test's job pends for another's.
+// -parallel (GOMAXPROCS by default) caps how many share at once.
+func e2eShare(t *testing.T, gpus int) {
+	t.Helper()
+	t.Parallel()
+	gpuTake.Lock()
+	for range gpus {
+		<-gpuTokens
+	}
+	gpuTake.Unlock()
+	t.Cleanup(func() {
+		for range gpus {
+			gpuTokens <- struct{}{}
+		}
+	})
+}
 
 // skipOutsideCI skips an end-to-end test, except under CI=true, where the
 // same reason fails it: CI must never pass by skipping.
@@ -183,19 +228,11 @@ func (e e2eEnv) status(t *testing.T, name string) cluster.Status {
 	return st
 }
 
-// waitFor polls cond every 250 ms and returns how long it took to hold.
+// waitFor polls cond every 250 ms (each poll may run a CLI command) and
+// returns how long it took to hold.
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	d := time.Since(start)
-	fmt.Printf("MEASURED %s: %.1f s\n", what, d.Seconds())
-	return d
+	return testci.Eventually(t, what, limit, 250*time.Millisecond, cond)
 }
 
 func jobByID(st cluster.Status, id string) (cluster.JobStatus, bool) {

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -31,6 +33,7 @@ func trainerEpochs(t *testing.T, log string) (epochs, worlds []int) {
 // by hand: `grow` raises its world size, cancelling a worker lowers it, and
 // it resumes from its checkpoint each time and reaches its last epoch.
 func TestE2ETrainRayTrainElastic(t *testing.T) {
+	e2eShare(t, 3)
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2ert", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "100", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2ert") })
@@ -99,6 +102,7 @@ func regressionSteps(t *testing.T, log string) (replicas []int, losses []float64
 // from its peers' weights (state_synced from a peer), so the loss never
 // rises at a join or a leave, and the run reaches its last step.
 func TestE2ETrainRegressionAcrossGrowAndCancel(t *testing.T) {
+	e2eShare(t, 2)
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2elr", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "100", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2elr") })

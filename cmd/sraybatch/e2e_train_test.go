@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -51,6 +53,7 @@ func driverRow(st cluster.Status) cluster.JobStatus {
 // TestE2ETrain: the driver job scales its actors onto joining nodes and keeps
 // training as nodes leave.
 func TestE2ETrain(t *testing.T) {
+	e2eShare(t, 3)
 	e := needE2E(t)
 	e.mustSray(t, "up", "--name", "e2et", "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2et") })
@@ -76,7 +79,7 @@ func TestE2ETrain(t *testing.T) {
 			t.Fatalf("worker %s: membership %+v, actor spawned %v", w, m, spawned[w])
 		}
 		lag := spawned[w].Sub(m.Registered)
-		fmt.Printf("MEASURED worker %s: registration in Ray to its actor in the pool: %.2f s\n", w, lag.Seconds())
+		t.Logf("MEASURED worker %s: registration in Ray to its actor in the pool: %.2f s", w, lag.Seconds())
 		if lag > 5*time.Second {
 			t.Errorf("worker %s: actor ready %.1f s after the node registered, want <= 5 s", w, lag.Seconds())
 		}

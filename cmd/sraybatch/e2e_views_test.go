@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -111,6 +113,7 @@ func (v *viewer) ended(t *testing.T, limit time.Duration) int {
 // reads the head's Ray logs while it runs, and checks that every follower
 // ends by itself after down.
 func TestE2EViews(t *testing.T) {
+	e2eShare(t, 2)
 	e := needE2E(t)
 	start := time.Now()
 	const name = "e2eviews"

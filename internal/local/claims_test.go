@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 func init() {
@@ -750,12 +752,7 @@ func TestClaimsHandAndRelease(t *testing.T) {
 		tmp, _ := filepath.Glob(filepath.Join(ownPath(base), ".*.tmp"))
 		return append(files, tmp...)
 	}
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		if len(left()) == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testci.Poll(time.Second, 50*time.Millisecond, func() bool { return len(left()) == 0 }) {
+		t.Errorf("files left: %v", left())
 	}
-	t.Errorf("files left: %v", left())
 }

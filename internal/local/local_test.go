@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/proctree"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/internal/testci"
 )
 
 type fixture struct {
@@ -71,32 +73,26 @@ func (f *fixture) jobs(t *testing.T, q scheduler.Query) map[string]scheduler.Job
 
 func (f *fixture) waitState(t *testing.T, key string, want scheduler.JobState) scheduler.Job {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		j := f.jobs(t, scheduler.Query{JobIDs: []string{key}})[key]
-		if j.State == want {
-			return j
+	var j scheduler.Job
+	testci.EventuallyErr(t, "job "+key+" "+string(want), 15*time.Second, 50*time.Millisecond, func() error {
+		if j = f.jobs(t, scheduler.Query{JobIDs: []string{key}})[key]; j.State != want {
+			return fmt.Errorf("job %s is %q, want %s", key, j.State, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s is %q, want %s", key, j.State, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return j
 }
 
 func waitFile(t *testing.T, path, want string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, _ := os.ReadFile(path)
-		if strings.Contains(string(b), want) {
-			return string(b)
+	var b []byte
+	testci.EventuallyErr(t, path+" holds "+want, 10*time.Second, 50*time.Millisecond, func() error {
+		if b, _ = os.ReadFile(path); !strings.Contains(string(b), want) {
+			return fmt.Errorf("%s: %q lacks %q", path, b, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %q lacks %q", path, b, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return string(b)
 }
 
 func TestLocalSubmitRunsScriptWithSlurmLikeEnvironment(t *testing.T) {
@@ -189,9 +185,10 @@ func TestLocalArrayIsOneProcessPerTask(t *testing.T) {
 		}
 	}
 	var logs []string
-	for deadline := time.Now().Add(10 * time.Second); len(logs) < 3 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	testci.Poll(10*time.Second, 50*time.Millisecond, func() bool {
 		logs, _ = filepath.Glob(filepath.Join(f.dir, "out-*.log"))
-	}
+		return len(logs) >= 3
+	})
 	for _, l := range logs {
 		fields := strings.Fields(waitFile(t, l, " "))
 		if len(fields) != 4 || fields[0] != id {
@@ -225,10 +222,7 @@ func TestLocalKilledJobProcessIsFailedAndFreesItsGPU(t *testing.T) {
 	syscall.Kill(pid, syscall.SIGKILL)
 	f.waitState(t, id, scheduler.Failed)
 	// Its script heard of the death (Pdeathsig) and ended too.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(proctree.Session(pid)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testci.Poll(5*time.Second, 50*time.Millisecond, func() bool { return len(proctree.Session(pid)) == 0 })
 	if left := proctree.Session(pid); len(left) > 0 {
 		t.Errorf("processes of a killed job survive: %v", left)
 	}
@@ -254,10 +248,7 @@ func TestLocalCancelEscalatesToSIGKILL(t *testing.T) {
 	}
 	pid, _ := strconv.Atoi(id)
 	// SIGKILLed processes take a moment to leave the process table.
-	deadline := time.Now().Add(3 * time.Second)
-	for len(proctree.Session(pid)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testci.Poll(3*time.Second, 50*time.Millisecond, func() bool { return len(proctree.Session(pid)) == 0 })
 	if left := proctree.Session(pid); len(left) > 0 {
 		t.Errorf("processes survive SIGKILL: %v", left)
 	}

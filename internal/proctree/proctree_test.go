@@ -1,6 +1,7 @@
 package proctree
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,13 +30,12 @@ func startTree(t *testing.T, script string, want int) *exec.Cmd {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	deadline := time.Now().Add(5 * time.Second)
-	for len(Descendants(cmd.Process.Pid)) < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%q: %d descendants after 5s, want %d", script, len(Descendants(cmd.Process.Pid)), want)
+	testci.EventuallyErr(t, "descendants of "+script, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := len(Descendants(cmd.Process.Pid)); n < want {
+			return fmt.Errorf("%d descendants, want %d", n, want)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	return cmd
 }
 
@@ -55,10 +55,8 @@ func TestDescendants(t *testing.T) {
 	pids := Descendants(cmd.Process.Pid)
 	for _, pid := range pids {
 		// A child is "sh" between its fork and its exec of sleep.
-		c := comm(pid)
-		for deadline := time.Now().Add(2 * time.Second); c == "sh" && time.Now().Before(deadline); c = comm(pid) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		var c string
+		testci.Poll(2*time.Second, 5*time.Millisecond, func() bool { c = comm(pid); return c != "sh" })
 		if c != "sleep" {
 			t.Errorf("descendant %d is %q, want sleep", pid, c)
 		}
@@ -82,22 +80,18 @@ func TestDescendants(t *testing.T) {
 	cmd.Process.Kill()
 	cmd.Wait()
 	// Killed processes are gone (or zombies, which do not count).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testci.EventuallyErr(t, "killed descendants gone", 5*time.Second, 10*time.Millisecond, func() error {
 		left := 0
 		for _, pid := range pids {
 			if slices.Contains(Descendants(os.Getpid()), pid) {
 				left++
 			}
 		}
-		if left == 0 {
-			break
+		if left > 0 {
+			return fmt.Errorf("%d killed descendants still listed", left)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d killed descendants still listed", left)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestDescendantsFindsGrandchildren(t *testing.T) {
@@ -110,16 +104,14 @@ func TestDescendantsFindsGrandchildren(t *testing.T) {
 	pids := Descendants(cmd.Process.Pid)
 	var names []string
 	// A forked child is "sh" until it execs sleep: look until the tree settles.
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	testci.Poll(2*time.Second, 5*time.Millisecond, func() bool {
 		names = names[:0]
 		for _, pid := range pids {
 			names = append(names, comm(pid))
 		}
 		slices.Sort(names)
-		if slices.Equal(names, []string{"sh", "sleep", "sleep"}) || time.Now().After(deadline) {
-			break
-		}
-	}
+		return slices.Equal(names, []string{"sh", "sleep", "sleep"})
+	})
 	if !slices.Equal(names, []string{"sh", "sleep", "sleep"}) {
 		t.Errorf("descendants %v are %v, want sh, sleep, sleep", pids, names)
 	}

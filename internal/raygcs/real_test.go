@@ -1,3 +1,5 @@
+//go:build e2e
+
 package raygcs_test
 
 // Tests against a real Ray (SRAYBATCH_VENV, Ray >= 2.52): a head with token
@@ -140,6 +142,17 @@ func (e *rayEnv) start(t *testing.T, name string, extraEnv []string, argv ...str
 	return p
 }
 
+// failIfExited fails t when the process has exited: a wait on its output
+// would be in vain.
+func (p *rayProc) failIfExited(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-p.done:
+		t.Fatalf("%s exited: %v", what, p.cmd.ProcessState)
+	default:
+	}
+}
+
 // stop ends the process group gracefully, then by force.
 func (p *rayProc) stop() {
 	pid := p.cmd.Process.Pid
@@ -209,43 +222,36 @@ func (e *rayEnv) startNode(t *testing.T, name, gcs string, params map[string]str
 func gcsAddr(t *testing.T, head *rayProc, port int, within time.Duration) string {
 	t.Helper()
 	suffix := ":" + strconv.Itoa(port)
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	var addr string
+	testci.Eventually(t, "the GCS address in the head's log", within, 250*time.Millisecond, func() bool {
 		b, _ := os.ReadFile(head.log)
 		if _, rest, ok := bytes.Cut(b, []byte("--address='")); ok {
-			if addr, _, ok := bytes.Cut(rest, []byte("'")); ok && strings.HasSuffix(string(addr), suffix) {
-				return string(addr)
+			if a, _, ok := bytes.Cut(rest, []byte("'")); ok && strings.HasSuffix(string(a), suffix) {
+				addr = string(a)
+				return true
 			}
 		}
-		select {
-		case <-head.done:
-			t.Fatalf("ray start --head exited: %v", head.cmd.ProcessState)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-	t.Fatalf("no GCS address in the head's log after %v", within)
-	return ""
+		head.failIfExited(t, "ray start --head")
+		return false
+	})
+	return addr
 }
 
 // pollUntil calls ClusterState until ok accepts a state, or fails after within.
 func pollUntil(t *testing.T, c *raygcs.Client, within time.Duration, what string, ok func(raygcs.ClusterState) bool) raygcs.ClusterState {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	var last raygcs.ClusterState
-	var lastErr error
-	for time.Now().Before(deadline) {
+	var s raygcs.ClusterState
+	testci.EventuallyErr(t, what, within, 300*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s, err := c.ClusterState(ctx)
-		cancel()
-		if err == nil && ok(s) {
-			return s
+		defer cancel()
+		var err error
+		if s, err = c.ClusterState(ctx); err == nil && ok(s) {
+			return nil
 		}
-		last, lastErr = s, err
-		time.Sleep(300 * time.Millisecond)
-	}
-	b, _ := json.MarshalIndent(last, "", " ")
-	t.Fatalf("%s: not seen within %v (last error %v); last state:\n%s", what, within, lastErr, b)
-	return raygcs.ClusterState{}
+		b, _ := json.MarshalIndent(s, "", " ")
+		return fmt.Errorf("last error %v; last state:\n%s", err, b)
+	})
+	return s
 }
 
 func sameResources(a, b map[string]float64) bool {
@@ -358,24 +364,17 @@ func TestRealRay(t *testing.T) {
 
 	t.Run("demand", func(t *testing.T) {
 		var spreadID, packID string
-		deadline := time.Now().Add(90 * time.Second)
-		for spreadID == "" {
+		testci.Eventually(t, "driver READY", 90*time.Second, 250*time.Millisecond, func() bool {
 			b, _ := os.ReadFile(driver.log)
 			if _, rest, ok := bytes.Cut(b, []byte("READY ")); ok {
 				if f := strings.Fields(string(rest)); len(f) >= 2 {
 					spreadID, packID = f[0], f[1]
-					break
+					return true
 				}
 			}
-			select {
-			case <-driver.done:
-				t.Fatalf("driver exited before READY: %v", driver.cmd.ProcessState)
-			case <-time.After(250 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("driver not READY within 90s")
-			}
-		}
+			driver.failIfExited(t, "driver before READY")
+			return false
+		})
 		ready := time.Now()
 		gpu1, gpu2 := map[string]float64{"GPU": 1}, map[string]float64{"GPU": 2}
 		s := pollUntil(t, c, 60*time.Second, "every kind of demand", func(s raygcs.ClusterState) bool {
@@ -523,10 +522,7 @@ func TestRealRay(t *testing.T) {
 			return n.Status == raygcs.NodeDead
 		})
 		dead := time.Since(drained)
-		for running(rayletPID) && time.Since(drained) < 60*time.Second {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if running(rayletPID) {
+		if !testci.Poll(60*time.Second-time.Since(drained), 100*time.Millisecond, func() bool { return !running(rayletPID) }) {
 			t.Fatalf("worker DEAD in GCS after %v, but its raylet still runs 60s after the drain", dead.Round(time.Millisecond))
 		}
 		rayletGone := time.Since(drained)

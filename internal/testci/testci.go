@@ -1,7 +1,9 @@
-// Package testci holds the one rule every test against a real system
-// (SLURM, Ray, a second user) follows: outside CI it may skip when the
-// system is missing; under CI=true the same reason fails it, so CI never
-// passes by skipping.
+// Package testci holds the rules every test of the module follows. A test
+// against a real system (SLURM, Ray, a second user) is built only with
+// -tags e2e; built in, outside CI it may skip when the system is missing,
+// and under CI=true the same reason fails it, so CI never passes by
+// skipping. A test that waits for something polls with Eventually (or
+// Poll), never with a loop of its own.
 package testci
 
 import (

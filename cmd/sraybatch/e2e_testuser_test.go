@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 // Who the end-to-end tests run as. Nobody is root on an HPC site, and root
@@ -202,6 +204,7 @@ func (e e2eEnv) userDir(t *testing.T, name string) string {
 // A venv the test user cannot reach (a clone under root's 0700 home) fails
 // with a message that says what to do, not with Ray's import error later.
 func TestE2EUserUnreachableVenv(t *testing.T) {
+	e2eShare(t, 0)
 	e := needE2E(t)
 	if e.user == nil {
 		skipOutsideCI(t, "needs root to act as the test user")

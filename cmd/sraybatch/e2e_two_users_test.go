@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -25,6 +27,7 @@ const sharedNode = "node3"
 // directory (nor move the other's raylet socket), and that `down` by one
 // leaves the other's processes alone.
 func TestE2ETwoUsersOneNode(t *testing.T) {
+	// Alone, not e2eShare: both heads need node3's two GPUs.
 	alice := needE2E(t)
 	if alice.user == nil {
 		skipOutsideCI(t, "two users on one node: the test must run as root to act as %s and %s", e2eDefaultUser, e2eOtherUser)
@@ -83,7 +86,7 @@ func TestE2ETwoUsersOneNode(t *testing.T) {
 		var all [][]int
 		for _, s := range sides {
 			ports := listeningPorts(t, clusterProcesses(s.dir.Path))
-			fmt.Printf("CHECK %s's head on %s listens on %d ports; Ray at %s\n", s.e.user.name, sharedNode, len(ports), s.head.Address)
+			t.Logf("CHECK %s's head on %s listens on %d ports; Ray at %s", s.e.user.name, sharedNode, len(ports), s.head.Address)
 			if len(ports) < 3 {
 				t.Errorf("%s's cluster listens on %v: too few ports found to compare", s.e.user.name, ports)
 			}
@@ -114,7 +117,7 @@ func TestE2ETwoUsersOneNode(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 					out, err := intruder.command(ctx, argv[0], argv[1:]...).CombinedOutput()
 					cancel()
-					fmt.Printf("CHECK %s: %s on %s's %s: %s\n", intruder.user.name, argv[0], victim.e.user.name, tg.what, firstLine(out, err))
+					t.Logf("CHECK %s: %s on %s's %s: %s", intruder.user.name, argv[0], victim.e.user.name, tg.what, firstLine(out, err))
 					if err == nil || !strings.Contains(string(out), "Permission denied") {
 						t.Errorf("%s ran %q on %s's %s: %v %s; want Permission denied", intruder.user.name, argv, victim.e.user.name, tg.what, err, out)
 					}
@@ -144,7 +147,7 @@ func TestE2ETwoUsersOneNode(t *testing.T) {
 		if st := b.e.status(t, name); len(st.Jobs) != 1 || st.Jobs[0].Ray != cluster.Joined {
 			t.Errorf("%s's cluster after %s's down: %+v; want its head still joined", b.e.user.name, a.e.user.name, st.Jobs)
 		}
-		fmt.Printf("CHECK %s's down: %d processes of %s's cluster on %s untouched\n", a.e.user.name, len(before), b.e.user.name, sharedNode)
+		t.Logf("CHECK %s's down: %d processes of %s's cluster on %s untouched", a.e.user.name, len(before), b.e.user.name, sharedNode)
 	})
 }
 
