@@ -176,7 +176,7 @@ func (ob *observer) tick(ctx context.Context) {
 	if o.Head == nil {
 		o.Head = ob.head // the first look, just before the head publishes it
 	}
-	st := cluster.Observe(o)
+	st := cluster.StatusOf(o)
 	ray := ob.rayGPUs(ctx)
 	decisions, _ := ob.decisions.Read() // the counts so far, should it fail
 	if ob.handler != nil {

@@ -33,8 +33,8 @@ func TestClusterEvents(t *testing.T) {
 	}
 	status := func(jobs ...cluster.JobStatus) cluster.Status { return cluster.Status{Jobs: jobs} }
 	alloc := func(v float64) *float64 { return &v }
-	headUp := status(job("7", cluster.RoleHead, "RUNNING", cluster.Joined, 1), job("8_0", cluster.RoleWorker, "PENDING", cluster.Waiting, 2))
-	workerUp := status(job("7", cluster.RoleHead, "RUNNING", cluster.Joined, 1), job("8_0", cluster.RoleWorker, "RUNNING", cluster.Joined, 2))
+	headUp := status(job("7", cluster.RoleHead, "RUNNING", cluster.MembershipJoined, 1), job("8_0", cluster.RoleWorker, "PENDING", cluster.MembershipWaiting, 2))
+	workerUp := status(job("7", cluster.RoleHead, "RUNNING", cluster.MembershipJoined, 1), job("8_0", cluster.RoleWorker, "RUNNING", cluster.MembershipJoined, 2))
 	slurmDown := headUp
 	slurmDown.Cluster.SlurmError = "SLURM did not answer"
 
@@ -71,7 +71,7 @@ func TestClusterEvents(t *testing.T) {
 		}},
 		{"a job that ends goes lost then gone", []step{
 			{workerUp, alloc(2.5), 0, nil},
-			{status(job("7", cluster.RoleHead, "RUNNING", cluster.Joined, 1), job("8_0", cluster.RoleWorker, "CANCELLED", cluster.Lost, 2)), alloc(0.5), 5 * time.Second,
+			{status(job("7", cluster.RoleHead, "RUNNING", cluster.MembershipJoined, 1), job("8_0", cluster.RoleWorker, "CANCELLED", cluster.MembershipLost, 2)), alloc(0.5), 5 * time.Second,
 				[]string{"job_state 8_0 CANCELLED lost", "cluster_sample 1 1 0.5 1"}},
 		}},
 	}

@@ -83,9 +83,9 @@ func (a *app) findCluster(name string) (cluster.Dir, error) {
 	}
 }
 
-// observe is the cluster's status now: its state files and one squeue
-// (an observe.Reader, as the head job's observer has).
-func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (cluster.Status, error) {
+// clusterStatus is the cluster's status now: its state files and one squeue
+// (an clusterStatus.Reader, as the head job's observer has).
+func (a *app) clusterStatus(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (cluster.Status, error) {
 	if a.reader == nil {
 		a.reader = observe.NewReader()
 	}
@@ -99,7 +99,7 @@ func (a *app) observe(ctx context.Context, dir cluster.Dir, spec cluster.Spec) (
 		return cluster.Status{}, err
 	}
 	defer step(ctx, "merge")()
-	return cluster.Observe(o), nil
+	return cluster.StatusOf(o), nil
 }
 
 // clusterJobs is status's one squeue call (observe.JobsQuery), bounded.

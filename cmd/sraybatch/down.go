@@ -57,7 +57,7 @@ func runDown(ctx context.Context, io IOStreams, a *app, o downOptions) error {
 	}
 	// What status shows before the cluster is marked down (which turns every
 	// job into `ended`): the jobs this down ends are its rows still live.
-	before, err := a.observe(ctx, dir, spec)
+	before, err := a.clusterStatus(ctx, dir, spec)
 	if err != nil {
 		return err
 	}

@@ -406,7 +406,7 @@ func (c *asCluster) newWorkerSub(t *testing.T, what string, before int, limit ti
 func joinedGPUs(st cluster.Status) int {
 	n := 0
 	for _, j := range st.Jobs {
-		if j.Ray == cluster.Joined && j.SlurmState == "RUNNING" {
+		if j.Ray == cluster.MembershipJoined && j.SlurmState == "RUNNING" {
 			n += j.GPUs
 		}
 	}
@@ -433,7 +433,7 @@ func (c *asCluster) checkDrained(t *testing.T, keys ...string) {
 			t.Errorf("drained worker %s ended %q in SLURM, want COMPLETED", k, s)
 		}
 		j, ok := jobByID(st, k)
-		if !ok || j.Outcome != cluster.OutcomeDrainedIdle || j.SlurmState != "COMPLETED" || j.Ray != cluster.Ended {
+		if !ok || j.Outcome != cluster.OutcomeDrainedIdle || j.SlurmState != "COMPLETED" || j.Ray != cluster.MembershipEnded {
 			t.Errorf("drained worker %s in status: %s/%s outcome %q, want COMPLETED/ended drained_idle", k, j.SlurmState, j.Ray, j.Outcome)
 		}
 	}
@@ -640,7 +640,7 @@ func TestE2EAutoscaleCapAndPartition(t *testing.T) {
 		key := sub.JobKeys()[0]
 		waitFor(t, "capped worker until RUNNING and joined", 60*time.Second, func() bool {
 			j, _ := jobByID(c.quietStatus(t), key)
-			return j.SlurmState == "RUNNING" && j.Ray == cluster.Joined
+			return j.SlurmState == "RUNNING" && j.Ray == cluster.MembershipJoined
 		})
 		out, _ := exec.Command("squeue", "-h", "-j", key, "-o", "%l").Output()
 		if got := strings.TrimSpace(string(out)); got != "10:00" {

@@ -60,7 +60,7 @@ func TestE2EWorkerTimeLimitDrains(t *testing.T) {
 		t.Errorf("drained worker's record: %s (%s)", rec.Phase, rec.Reason)
 	}
 	j, _ := jobByID(e.status(t, "e2ed"), worker)
-	if j.Ray != cluster.Ended {
+	if j.Ray != cluster.MembershipEnded {
 		t.Errorf("drained worker shows %s, want ended", j.Ray)
 	}
 	events, _ := os.ReadFile(dir.EventsPath(driver))
@@ -184,7 +184,7 @@ func TestE2EControllerDown(t *testing.T) {
 		t.Fatalf("after the restart: %+v", st)
 	}
 	for _, j := range st.Jobs {
-		if j.SlurmState != "RUNNING" || j.Ray != cluster.Joined {
+		if j.SlurmState != "RUNNING" || j.Ray != cluster.MembershipJoined {
 			t.Errorf("after the restart, job %s: %s/%s", j.JobID, j.SlurmState, j.Ray)
 		}
 	}
@@ -218,7 +218,7 @@ func TestE2EWorkerNeverJoins(t *testing.T) {
 		job := strings.TrimSpace(r.stdout)
 		waitFor(t, what+": until the job has ended", 30*time.Second, func() bool { return !slurmJobActive(job) })
 		j, _ := jobByID(e.status(t, "e2en"), job)
-		if j.Ray != cluster.Failed || !strings.Contains(j.Reason, want) {
+		if j.Ray != cluster.MembershipFailed || !strings.Contains(j.Reason, want) {
 			t.Errorf("%s: status shows %s (%s), want failed naming %q", what, j.Ray, j.Reason, want)
 		}
 	}
@@ -297,7 +297,7 @@ func TestE2EHeadTimeLimitWarns(t *testing.T) {
 		b, _ := os.ReadFile(dir.EventsPath(driver))
 		return strings.Contains(string(b), `"head_time_limit"`)
 	})
-	if d := driverRow(e.status(t, "e2ehl")); d.SlurmState != "RUNNING" || d.Ray != cluster.Joined {
+	if d := driverRow(e.status(t, "e2ehl")); d.SlurmState != "RUNNING" || d.Ray != cluster.MembershipJoined {
 		t.Errorf("driver after the warning: %s/%s, want it still training", d.SlurmState, d.Ray)
 	}
 }
@@ -356,7 +356,7 @@ func TestE2EHeadLossMargins(t *testing.T) {
 	waitFor(t, "the worker joined again in the head's snapshot", 30*time.Second, func() bool {
 		for _, j := range e.status(t, "e2em").Jobs {
 			if j.JobID == worker {
-				return j.Ray == cluster.Joined
+				return j.Ray == cluster.MembershipJoined
 			}
 		}
 		return false

@@ -52,7 +52,7 @@ func TestE2ELifecycle(t *testing.T) {
 			t.Fatalf("want 3 jobs, got %+v", st.Jobs)
 		}
 		for _, j := range st.Jobs {
-			if j.SlurmState != "RUNNING" || j.Ray != cluster.Joined || j.RayNodeID == "" || j.TimeLeftS == nil {
+			if j.SlurmState != "RUNNING" || j.Ray != cluster.MembershipJoined || j.RayNodeID == "" || j.TimeLeftS == nil {
 				t.Errorf("job %s: %s/%s node %q left %v, want RUNNING/joined", j.JobID, j.SlurmState, j.Ray, j.RayNodeID, j.TimeLeftS)
 			}
 		}
@@ -106,7 +106,7 @@ func TestE2ELifecycle(t *testing.T) {
 		}
 		st := e.status(t, "e2eb")
 		j, ok := jobByID(st, strings.TrimSpace(r.stdout))
-		if !ok || j.SlurmState != "PENDING" || j.Reason == "" || j.Ray != cluster.Waiting {
+		if !ok || j.SlurmState != "PENDING" || j.Reason == "" || j.Ray != cluster.MembershipWaiting {
 			t.Errorf("pending worker: %+v, want PENDING with a reason and waiting", j)
 		}
 	})
@@ -118,7 +118,7 @@ func TestE2ELifecycle(t *testing.T) {
 		}
 		waitFor(t, "scancel of a worker until status shows lost", 10*time.Second, func() bool {
 			j, _ := jobByID(e.status(t, "e2ea"), victim)
-			return j.Ray == cluster.Lost
+			return j.Ray == cluster.MembershipLost
 		})
 	})
 
@@ -147,7 +147,7 @@ func TestE2ELifecycle(t *testing.T) {
 			t.Errorf("cluster state after down: %s", after.Cluster.State)
 		}
 		for _, j := range after.Jobs {
-			if j.Ray != cluster.Ended && j.Ray != cluster.Lost {
+			if j.Ray != cluster.MembershipEnded && j.Ray != cluster.MembershipLost {
 				t.Errorf("job %s after down: %s", j.JobID, j.Ray)
 			}
 		}
@@ -168,7 +168,7 @@ func TestE2ELifecycle(t *testing.T) {
 		}
 		waitFor(t, "pending e2eb worker joins once a GPU is free", 3*time.Minute, func() bool {
 			j, _ := jobByID(e.status(t, "e2eb"), worker)
-			return j.Ray == cluster.Joined
+			return j.Ray == cluster.MembershipJoined
 		})
 		exec.Command("scancel", head).Run()
 		waitFor(t, "scancel of the head until its worker job has ended", 30*time.Second, func() bool {

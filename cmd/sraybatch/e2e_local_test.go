@@ -196,7 +196,7 @@ func TestLocalE2ELifecycle(t *testing.T) {
 			if j.SlurmState != "COMPLETED" || j.ExitCode == nil || *j.ExitCode != 0 {
 				t.Errorf("driver %s: %s exit %v", j.JobID, j.SlurmState, j.ExitCode)
 			}
-		case j.SlurmState != "RUNNING" || j.Ray != cluster.Joined || j.IP != "127.0.0.1":
+		case j.SlurmState != "RUNNING" || j.Ray != cluster.MembershipJoined || j.IP != "127.0.0.1":
 			t.Errorf("%s %s: %s/%s at %q, want RUNNING/joined at 127.0.0.1", j.Role, j.JobID, j.SlurmState, j.Ray, j.IP)
 		}
 	}
@@ -214,7 +214,7 @@ func TestLocalE2ELifecycle(t *testing.T) {
 	checkTempDirsGone(t, temps)
 	after := e.status(t, "loc1")
 	for _, j := range after.Jobs {
-		if j.SlurmState == "RUNNING" || (j.Ray != cluster.Ended && j.Ray != cluster.Lost) {
+		if j.SlurmState == "RUNNING" || (j.Ray != cluster.MembershipEnded && j.Ray != cluster.MembershipLost) {
 			t.Errorf("job %s after down: %s/%s", j.JobID, j.SlurmState, j.Ray)
 		}
 	}
@@ -255,7 +255,7 @@ func TestLocalE2EForegroundCtrlC(t *testing.T) {
 	waitFor(t, "the foreground cluster's worker joins", 2*time.Minute, func() bool {
 		st := e.status(t, "fg")
 		for _, j := range st.Jobs {
-			if j.Role == cluster.RoleWorker && j.Ray == cluster.Joined {
+			if j.Role == cluster.RoleWorker && j.Ray == cluster.MembershipJoined {
 				return len(tempDirsOf(st, dir)) == 2 // both supervisors have recorded theirs
 			}
 		}

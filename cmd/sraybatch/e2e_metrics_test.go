@@ -160,7 +160,7 @@ func TestE2EMetricsPrometheus(t *testing.T) {
 	st := e.status(t, name)
 	wantJoined, wantJobs := 0, len(st.Jobs)
 	for _, j := range st.Jobs {
-		if j.Ray == cluster.Joined {
+		if j.Ray == cluster.MembershipJoined {
 			wantJoined += j.GPUs
 		}
 	}

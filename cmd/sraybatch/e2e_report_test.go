@@ -186,7 +186,7 @@ func headSaw(t *testing.T, dir cluster.Dir) (joined int, allocated float64) {
 		var js events.JobState
 		var cs events.ClusterSample
 		switch {
-		case ev.Name == events.NameJobState && ev.Decode(&js) == nil && js.Membership == cluster.Joined:
+		case ev.Name == events.NameJobState && ev.Decode(&js) == nil && js.Membership == cluster.MembershipJoined:
 			jobs[js.Job] = true
 		case ev.Name == events.NameClusterSample && ev.Decode(&cs) == nil:
 			allocated = math.Max(allocated, cs.GPUsAllocated)

@@ -94,7 +94,7 @@ func TestE2ETrain(t *testing.T) {
 			return d.Actors == 2-i && d.LastStep != nil && *d.LastStep > *before.LastStep+2
 		})
 		d := driverRow(e.status(t, "e2et"))
-		if d.SlurmState != "RUNNING" || d.Ray != cluster.Joined {
+		if d.SlurmState != "RUNNING" || d.Ray != cluster.MembershipJoined {
 			t.Errorf("driver after losing worker %s: %s/%s", w, d.SlurmState, d.Ray)
 		}
 	}

@@ -100,7 +100,7 @@ func TestE2ETwoUsersOneNode(t *testing.T) {
 		for _, s := range sides {
 			waitFor(t, s.e.user.name+"'s head joined in status", 60*time.Second, func() bool {
 				st := s.e.status(t, name)
-				return len(st.Jobs) == 1 && st.Jobs[0].Ray == cluster.Joined
+				return len(st.Jobs) == 1 && st.Jobs[0].Ray == cluster.MembershipJoined
 			})
 		}
 	})
@@ -144,7 +144,7 @@ func TestE2ETwoUsersOneNode(t *testing.T) {
 				t.Errorf("%s's process %d (%s) ended when %s took their cluster down", b.e.user.name, pid, cmdline(pid), a.e.user.name)
 			}
 		}
-		if st := b.e.status(t, name); len(st.Jobs) != 1 || st.Jobs[0].Ray != cluster.Joined {
+		if st := b.e.status(t, name); len(st.Jobs) != 1 || st.Jobs[0].Ray != cluster.MembershipJoined {
 			t.Errorf("%s's cluster after %s's down: %+v; want its head still joined", b.e.user.name, a.e.user.name, st.Jobs)
 		}
 		t.Logf("CHECK %s's down: %d processes of %s's cluster on %s untouched", a.e.user.name, len(before), b.e.user.name, sharedNode)

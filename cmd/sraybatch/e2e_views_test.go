@@ -150,7 +150,7 @@ func TestE2EViews(t *testing.T) {
 		st := e.status(t, name)
 		h, _ := jobByID(st, head)
 		w, _ := jobByID(st, worker)
-		return h.Ray == cluster.Joined && w.Ray == cluster.Joined
+		return h.Ray == cluster.MembershipJoined && w.Ray == cluster.MembershipJoined
 	})
 
 	t.Run("logs --ray shows the running head's GCS and raylet", func(t *testing.T) {
@@ -228,7 +228,7 @@ func TestE2EViews(t *testing.T) {
 				t.Fatalf("row %q: %v", l, err)
 			}
 			ticks[cols[0]] = true
-			joined = joined || cols[9] == string(cluster.Joined)
+			joined = joined || cols[9] == string(cluster.MembershipJoined)
 		}
 		if len(ticks) < 3 || !joined {
 			t.Errorf("%d ticks, joined seen %v; want the cluster's life over several ticks", len(ticks), joined)

@@ -80,7 +80,7 @@ func runEvents(ctx context.Context, io IOStreams, a *app, o eventsOptions) error
 	err = a.followEvery(ctx, eventsEvery, func() (bool, error) {
 		// Whether it has ended is asked first: the events read after it
 		// include the last ones written before the end.
-		st, err := a.observe(ctx, dir, spec)
+		st, err := a.clusterStatus(ctx, dir, spec)
 		if err != nil {
 			return false, err
 		}

@@ -121,7 +121,7 @@ func TestEventsFollow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	appendEvent(events.JobState{Stamp: events.At(now), Job: "42_0", Role: cluster.RoleWorker, SlurmState: "RUNNING", Membership: cluster.Joined, GPUs: 1})
+	appendEvent(events.JobState{Stamp: events.At(now), Job: "42_0", Role: cluster.RoleWorker, SlurmState: "RUNNING", Membership: cluster.MembershipJoined, GPUs: 1})
 
 	clk := clocktest.New(now)
 	f.app.clock = clk
@@ -135,7 +135,7 @@ func TestEventsFollow(t *testing.T) {
 	if !strings.Contains(first, "job_state") || strings.Count(first, "submitted") != 3 {
 		t.Fatalf("first tick:\n%s\nwant the submissions and the job_state", first)
 	}
-	appendEvent(events.JobState{Stamp: events.At(now.Add(time.Second)), Job: "42_1", Role: cluster.RoleWorker, SlurmState: "RUNNING", Membership: cluster.Joined, GPUs: 1})
+	appendEvent(events.JobState{Stamp: events.At(now.Add(time.Second)), Job: "42_1", Role: cluster.RoleWorker, SlurmState: "RUNNING", Membership: cluster.MembershipJoined, GPUs: 1})
 	clk.Advance(eventsEvery)
 	clk.WaitAfterCalls(1)
 	second := strings.TrimPrefix(out.String(), first)

@@ -218,7 +218,7 @@ func runLogs(ctx context.Context, io IOStreams, a *app, o logsOptions) error {
 func (a *app) followLogs(ctx context.Context, dir cluster.Dir, spec cluster.Spec, targets []logTarget, p *logPrinter, files func() []logFile) error {
 	overBefore := false
 	err := a.followEvery(ctx, logsEvery, func() (bool, error) {
-		st, err := a.observe(ctx, dir, spec)
+		st, err := a.clusterStatus(ctx, dir, spec)
 		if err != nil {
 			return false, err
 		}

@@ -96,7 +96,7 @@ func (a *app) statuses(ctx context.Context, o statusOptions) ([]cluster.Status, 
 		if err != nil {
 			return nil, err
 		}
-		st, err := a.observe(ctx, dir, spec)
+		st, err := a.clusterStatus(ctx, dir, spec)
 		return []cluster.Status{st}, err
 	}
 	names, err := a.store.Names()
@@ -110,7 +110,7 @@ func (a *app) statuses(ctx context.Context, o statusOptions) ([]cluster.Status, 
 		if err != nil {
 			return nil, err
 		}
-		st, err := a.observe(ctx, d, spec)
+		st, err := a.clusterStatus(ctx, d, spec)
 		if err != nil {
 			return nil, err
 		}
@@ -215,11 +215,11 @@ func printStatusTable(w io.Writer, st cluster.Status, color bool) {
 
 func colorMembership(m string) string {
 	switch cluster.Membership(m) {
-	case cluster.Joined:
+	case cluster.MembershipJoined:
 		return text.FgGreen.Sprint(m)
-	case cluster.Waiting, cluster.Draining:
+	case cluster.MembershipWaiting, cluster.MembershipDraining:
 		return text.FgYellow.Sprint(m)
-	case cluster.Lost, cluster.Failed:
+	case cluster.MembershipLost, cluster.MembershipFailed:
 		return text.FgRed.Sprint(m)
 	}
 	return m
@@ -276,7 +276,7 @@ func printClusterGPUs(w io.Writer, st cluster.Status, styled bool) {
 	t.SetOutputMirror(w)
 	t.AppendHeader(table.Row{"JOB", "NODE", "GPU", "MODEL", "MEM USED", "MEM TOTAL", "UTIL", "PROCS", "SAMPLED"})
 	for _, j := range st.Jobs {
-		if j.Ray != cluster.Joined && j.Ray != cluster.Draining {
+		if j.Ray != cluster.MembershipJoined && j.Ray != cluster.MembershipDraining {
 			continue
 		}
 		if len(j.GPUSamples) == 0 && j.GPUs > 0 {

@@ -13,12 +13,12 @@ func TestPrintClusterGPUs(t *testing.T) {
 	i64 := func(v int64) *int64 { return &v }
 	pct := func(v int) *int { return &v }
 	st := cluster.Status{Jobs: []cluster.JobStatus{
-		{JobID: "7_0", Node: "gpu01", GPUs: 2, Ray: cluster.Joined, GPUsSampledAgeS: i64(12), GPUSamples: []cluster.GPUSample{
+		{JobID: "7_0", Node: "gpu01", GPUs: 2, Ray: cluster.MembershipJoined, GPUsSampledAgeS: i64(12), GPUSamples: []cluster.GPUSample{
 			{ID: "GPU-1234567890ab", Name: "NVIDIA H100 80GB HBM3", MemoryUsedMiB: i64(40960), MemoryTotalMiB: i64(81920), UtilizationPct: pct(97), Processes: 1},
 			{ID: "GPU-abcdef", Name: "NVIDIA H100 80GB HBM3"},
 		}},
-		{JobID: "8", Node: "gpu02", GPUs: 1, Ray: cluster.Joined},
-		{JobID: "9", Node: "gpu03", GPUs: 1, Ray: cluster.Lost, GPUsSampledAgeS: i64(40), GPUSamples: []cluster.GPUSample{{ID: "GPU-gone"}}},
+		{JobID: "8", Node: "gpu02", GPUs: 1, Ray: cluster.MembershipJoined},
+		{JobID: "9", Node: "gpu03", GPUs: 1, Ray: cluster.MembershipLost, GPUsSampledAgeS: i64(40), GPUSamples: []cluster.GPUSample{{ID: "GPU-gone"}}},
 	}}
 	var out bytes.Buffer
 	printClusterGPUs(&out, st, false)

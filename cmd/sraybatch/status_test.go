@@ -175,7 +175,7 @@ func TestStatusSlurmUnavailable(t *testing.T) {
 		t.Errorf("slurm_error = %q", st.Cluster.SlurmError)
 	}
 	for _, j := range st.Jobs {
-		if j.Ray == cluster.Failed || j.SlurmState == cluster.SlurmGone {
+		if j.Ray == cluster.MembershipFailed || j.SlurmState == cluster.SlurmGone {
 			t.Errorf("job %s marked %s/%s only because squeue failed", j.JobID, j.Ray, j.SlurmState)
 		}
 	}
@@ -216,7 +216,7 @@ func TestStatusAllJSON(t *testing.T) {
 	if len(all) != 2 || all[0].Cluster.Name != "alpha" || all[1].Cluster.Name != "exp1" {
 		t.Fatalf("clusters = %+v, want alpha then exp1", all)
 	}
-	if all[0].Cluster.State != cluster.StateEnded || all[0].Jobs[0].Ray != cluster.Ended || all[0].Jobs[0].SlurmState != cluster.SlurmGone {
+	if all[0].Cluster.State != cluster.StateEnded || all[0].Jobs[0].Ray != cluster.MembershipEnded || all[0].Jobs[0].SlurmState != cluster.SlurmGone {
 		t.Errorf("downed alpha = %+v", all[0])
 	}
 }

@@ -127,7 +127,7 @@ func followDriver(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, sp
 	var endSeen time.Time
 	for {
 		offset = copyFrom(path, offset, io.Out)
-		st, err := a.observe(ctx, dir, spec)
+		st, err := a.clusterStatus(ctx, dir, spec)
 		if err != nil {
 			return err
 		}

@@ -20,17 +20,17 @@ func TestDriverOver(t *testing.T) {
 		settled bool
 		want    bool
 	}{
-		{"running", cluster.JobStatus{SlurmState: "RUNNING", Ray: cluster.Joined}, false, false},
-		{"pending", cluster.JobStatus{SlurmState: "PENDING", Ray: cluster.Waiting}, false, false},
-		{"SLURM ended it", cluster.JobStatus{SlurmState: "CANCELLED", Ray: cluster.Lost, Outcome: cluster.OutcomeCancelled}, false, true},
-		{"SLURM forgot it, no record", cluster.JobStatus{SlurmState: cluster.SlurmGone, Ray: cluster.Failed}, false, true},
+		{"running", cluster.JobStatus{SlurmState: "RUNNING", Ray: cluster.MembershipJoined}, false, false},
+		{"pending", cluster.JobStatus{SlurmState: "PENDING", Ray: cluster.MembershipWaiting}, false, false},
+		{"SLURM ended it", cluster.JobStatus{SlurmState: "CANCELLED", Ray: cluster.MembershipLost, Outcome: cluster.OutcomeCancelled}, false, true},
+		{"SLURM forgot it, no record", cluster.JobStatus{SlurmState: cluster.SlurmGone, Ray: cluster.MembershipFailed}, false, true},
 		// A head that vanished makes a running driver look lost: not its end.
-		{"lost in Ray but still running", cluster.JobStatus{SlurmState: "RUNNING", Ray: cluster.Lost}, false, false},
-		{"SLURM unreachable, no outcome", cluster.JobStatus{Ray: cluster.Lost}, false, false},
-		{"recorded, SLURM unreachable", cluster.JobStatus{Ray: cluster.Lost, Outcome: cluster.OutcomeHeadLost}, false, true},
+		{"lost in Ray but still running", cluster.JobStatus{SlurmState: "RUNNING", Ray: cluster.MembershipLost}, false, false},
+		{"SLURM unreachable, no outcome", cluster.JobStatus{Ray: cluster.MembershipLost}, false, false},
+		{"recorded, SLURM unreachable", cluster.JobStatus{Ray: cluster.MembershipLost, Outcome: cluster.OutcomeHeadLost}, false, true},
 		// SLURM's final word may name a time limit the record calls a cancel.
-		{"recorded, still completing", cluster.JobStatus{SlurmState: "COMPLETING", Ray: cluster.Lost, Outcome: cluster.OutcomeCancelled}, false, false},
-		{"recorded, completing too long", cluster.JobStatus{SlurmState: "COMPLETING", Ray: cluster.Lost, Outcome: cluster.OutcomeCancelled}, true, true},
+		{"recorded, still completing", cluster.JobStatus{SlurmState: "COMPLETING", Ray: cluster.MembershipLost, Outcome: cluster.OutcomeCancelled}, false, false},
+		{"recorded, completing too long", cluster.JobStatus{SlurmState: "COMPLETING", Ray: cluster.MembershipLost, Outcome: cluster.OutcomeCancelled}, true, true},
 	}
 	for _, tt := range tests {
 		if got := driverOver(tt.js, tt.settled); got != tt.want {
@@ -59,7 +59,7 @@ func TestDriverResult(t *testing.T) {
 		{"head lost", cluster.JobStatus{Outcome: cluster.OutcomeHeadLost, Reason: "head job 160 ended"},
 			"driver job 161 lost its head: head job 160 ended (log L)"},
 		{"node failed", cluster.JobStatus{Outcome: cluster.OutcomeNodeFail}, "driver job 161 lost its node: no reason recorded (log L)"},
-		{"gone without a trace", cluster.JobStatus{SlurmState: cluster.SlurmGone, Ray: cluster.Failed},
+		{"gone without a trace", cluster.JobStatus{SlurmState: cluster.SlurmGone, Ray: cluster.MembershipFailed},
 			"driver job 161 ended without recording how (SLURM: GONE): see its log L"},
 	}
 	for _, tt := range tests {

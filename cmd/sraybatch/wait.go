@@ -44,7 +44,7 @@ func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 			fmt.Fprintf(io.ErrOut, "cluster %s is up: head %s%s\n", spec.Name, st.Cluster.HeadAddress, where)
 			return true, nil
 		}
-		if head.Ray == cluster.Failed || head.Ray == cluster.Lost || head.Ray == cluster.Ended {
+		if head.Ray == cluster.MembershipFailed || head.Ray == cluster.MembershipLost || head.Ray == cluster.MembershipEnded {
 			return false, jobFailure(spec, *head)
 		}
 		if last {
@@ -60,7 +60,7 @@ func waitForHead(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 func waitOnStatus(ctx context.Context, a *app, dir cluster.Dir, spec cluster.Spec, b budget, check func(st cluster.Status, last bool) (bool, error)) error {
 	var seen cluster.Status
 	err := a.poll(ctx, b.deadline, func(last bool) (bool, error) {
-		st, err := a.observe(ctx, dir, spec)
+		st, err := a.clusterStatus(ctx, dir, spec)
 		if err != nil {
 			return false, err
 		}
@@ -116,9 +116,9 @@ func waitForWorkers(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, 
 			}
 			progress.print(io, js)
 			switch js.Ray {
-			case cluster.Joined, cluster.Draining:
+			case cluster.MembershipJoined, cluster.MembershipDraining:
 				joined++
-			case cluster.Waiting:
+			case cluster.MembershipWaiting:
 				waiting = append(waiting, strings.TrimSpace(js.JobID+" "+js.SlurmState+" "+js.Reason))
 			default:
 				if w.failFast {
@@ -178,7 +178,7 @@ func liveJobs(st cluster.Status) string {
 			}
 			continue
 		}
-		for _, m := range []cluster.Membership{cluster.Joined, cluster.Draining, cluster.Waiting} {
+		for _, m := range []cluster.Membership{cluster.MembershipJoined, cluster.MembershipDraining, cluster.MembershipWaiting} {
 			if n := count[m]; n > 0 {
 				noun := string(role)
 				if n > 1 {
@@ -195,7 +195,7 @@ func liveJobs(st cluster.Status) string {
 // for SLURM or Ray, or in Ray.
 func live(js cluster.JobStatus) bool {
 	switch js.Ray {
-	case cluster.Waiting, cluster.Joined, cluster.Draining:
+	case cluster.MembershipWaiting, cluster.MembershipJoined, cluster.MembershipDraining:
 		return true
 	}
 	return false

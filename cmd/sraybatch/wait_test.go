@@ -142,12 +142,12 @@ func TestLiveJobs(t *testing.T) {
 		want string
 	}{
 		{nil, ""},
-		{[]cluster.JobStatus{job(cluster.RoleHead, "160", cluster.Waiting), job(cluster.RoleWorker, "161_0", cluster.Waiting), job(cluster.RoleWorker, "161_1", cluster.Waiting)},
+		{[]cluster.JobStatus{job(cluster.RoleHead, "160", cluster.MembershipWaiting), job(cluster.RoleWorker, "161_0", cluster.MembershipWaiting), job(cluster.RoleWorker, "161_1", cluster.MembershipWaiting)},
 			"head job 160, 2 workers waiting"},
-		{[]cluster.JobStatus{job(cluster.RoleHead, "160", cluster.Joined), job(cluster.RoleWorker, "161", cluster.Joined), job(cluster.RoleWorker, "162", cluster.Failed),
-			job(cluster.RoleWorker, "163", cluster.Draining), job(cluster.RoleDriver, "170", cluster.Joined)},
+		{[]cluster.JobStatus{job(cluster.RoleHead, "160", cluster.MembershipJoined), job(cluster.RoleWorker, "161", cluster.MembershipJoined), job(cluster.RoleWorker, "162", cluster.MembershipFailed),
+			job(cluster.RoleWorker, "163", cluster.MembershipDraining), job(cluster.RoleDriver, "170", cluster.MembershipJoined)},
 			"head job 160, 1 worker joined, 1 worker draining, 1 driver joined"},
-		{[]cluster.JobStatus{job(cluster.RoleHead, "160", cluster.Lost), job(cluster.RoleWorker, "161", cluster.Lost)}, ""},
+		{[]cluster.JobStatus{job(cluster.RoleHead, "160", cluster.MembershipLost), job(cluster.RoleWorker, "161", cluster.MembershipLost)}, ""},
 	}
 	for _, tt := range tests {
 		if got := liveJobs(cluster.Status{Jobs: tt.jobs}); got != tt.want {

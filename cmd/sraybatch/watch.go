@@ -99,7 +99,7 @@ func runStatusWatch(ctx context.Context, io IOStreams, a *app, o statusOptions) 
 	}
 	p := &watchPrinter{io: io, o: o, format: format, redraw: io.OutIsTTY && format == "table"}
 	err = a.followEvery(ctx, o.Interval, func() (bool, error) {
-		st, err := a.observe(ctx, dir, spec)
+		st, err := a.clusterStatus(ctx, dir, spec)
 		if err != nil {
 			return false, err
 		}

@@ -10,9 +10,9 @@ import (
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
-// observe builds Decide's input from one poll's answers, and returns the
+// input builds Decide's input from one poll's answers, and returns the
 // head job as the queue reports it (nil when it does not).
-func (l *Loop) observe(now time.Time, spec cluster.Spec, settings Settings, ray raygcs.ClusterState, jobs []scheduler.Job, subs []cluster.Submission) (Input, *scheduler.Job) {
+func (l *Loop) input(now time.Time, spec cluster.Spec, settings Settings, ray raygcs.ClusterState, jobs []scheduler.Job, subs []cluster.Submission) (Input, *scheduler.Job) {
 	in := Input{Now: now, Settings: settings, HeadLeft: -1, MinHeadLeft: spec.DrainBefore() + joinTime,
 		Shape: NodeShape{GPUs: float64(spec.Node.GPUs), CPUs: float64(spec.Node.CPUs)}}
 	queue := map[string]scheduler.Job{}

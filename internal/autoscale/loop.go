@@ -123,7 +123,7 @@ func (l *Loop) Run(ctx context.Context, head cluster.HeadInfo) {
 	}
 }
 
-// Poll runs one round: observe, decide, act, record; then it publishes the
+// Poll runs one round: read its input, decide, act, record; then it publishes the
 // autoscaler's status. A cluster that never autoscaled gets none.
 func (l *Loop) Poll(ctx context.Context, spec cluster.Spec) {
 	settings := SettingsOf(spec.Autoscale)
@@ -154,7 +154,7 @@ func (l *Loop) poll(ctx context.Context, spec cluster.Spec, settings Settings) c
 		st.Error = oneline.Of(err.Error())
 		return st
 	}
-	in, head := l.observe(now, spec, settings, ray, jobs, subs)
+	in, head := l.input(now, spec, settings, ray, jobs, subs)
 	var d Decision
 	d, l.mem = Decide(in, l.mem)
 	acted := l.act(ctx, spec, head, d, now)

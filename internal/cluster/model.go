@@ -32,18 +32,18 @@ const (
 type Membership string
 
 const (
-	// Waiting: pending in SLURM, or started but not yet in Ray.
-	Waiting Membership = "waiting"
-	// Joined: the job's Ray node is alive in the cluster.
-	Joined Membership = "joined"
-	// Draining: joined, but leaving soon (time limit); gets no new work.
-	Draining Membership = "draining"
-	// Lost: was joined and is no longer alive, without being asked to leave.
-	Lost Membership = "lost"
-	// Failed: never joined; the job's record carries the reason.
-	Failed Membership = "failed"
-	// Ended: left in an orderly way (down, drained, completed).
-	Ended Membership = "ended"
+	// MembershipWaiting: pending in SLURM, or started but not yet in Ray.
+	MembershipWaiting Membership = "waiting"
+	// MembershipJoined: the job's Ray node is alive in the cluster.
+	MembershipJoined Membership = "joined"
+	// MembershipDraining: joined, but leaving soon (time limit); gets no new work.
+	MembershipDraining Membership = "draining"
+	// MembershipLost: was joined and is no longer alive, without being asked to leave.
+	MembershipLost Membership = "lost"
+	// MembershipFailed: never joined; the job's record carries the reason.
+	MembershipFailed Membership = "failed"
+	// MembershipEnded: left in an orderly way (down, drained, completed).
+	MembershipEnded Membership = "ended"
 )
 
 // State is the state of the whole cluster.

@@ -58,7 +58,7 @@ func TestObserveOutcomeWithoutRecord(t *testing.T) {
 	for _, tt := range []struct {
 		state scheduler.JobState
 		want  Membership
-	}{{scheduler.NodeFail, Lost}, {scheduler.Completed, Ended}, {scheduler.Cancelled, Lost}} {
+	}{{scheduler.NodeFail, MembershipLost}, {scheduler.Completed, MembershipEnded}, {scheduler.Cancelled, MembershipLost}} {
 		o := baseObservation()
 		withHeadUp(&o)
 		withWorkerJoined(&o)
@@ -67,7 +67,7 @@ func TestObserveOutcomeWithoutRecord(t *testing.T) {
 		j := o.Slurm["7"]
 		j.State = tt.state
 		o.Slurm["7"] = j
-		w := jobByID(t, Observe(o), "7")
+		w := jobByID(t, StatusOf(o), "7")
 		if w.Outcome != OutcomeOfState(tt.state) || w.Ray != tt.want {
 			t.Errorf("SLURM %s, no record: outcome %q, ray %q; want %q, %q", tt.state, w.Outcome, w.Ray, OutcomeOfState(tt.state), tt.want)
 		}
@@ -144,14 +144,14 @@ func TestObserveHeadLostByItsJobs(t *testing.T) {
 	r.Phase, r.Outcome, r.Reason = PhaseEnded, OutcomeHeadLost, "head job 6 unresponsive (no heartbeat for 6s, and its GCS does not answer)"
 	r.Updated = o.Membership.Heartbeat.Add(8 * time.Second)
 	o.Records["7"] = r
-	st := Observe(o)
+	st := StatusOf(o)
 	if st.Cluster.State != StateFailed || !strings.Contains(st.Cluster.Reason, "its GCS does not answer") {
 		t.Errorf("cluster = %s (%s), want failed with the worker's reason", st.Cluster.State, st.Cluster.Reason)
 	}
 	// A record from before the head's last heartbeat is old news.
 	r.Updated = o.Membership.Heartbeat.Add(-time.Second)
 	o.Records["7"] = r
-	if st := Observe(o); st.Cluster.State != StateRunning {
+	if st := StatusOf(o); st.Cluster.State != StateRunning {
 		t.Errorf("cluster = %s (%s), want running", st.Cluster.State, st.Cluster.Reason)
 	}
 }

@@ -139,7 +139,7 @@ func TestSharedLinesDecode(t *testing.T) {
 	}
 	var js JobState
 	e, _ := parse([]byte(fx.ClusterEventLines[1]))
-	if err := e.Decode(&js); err != nil || js.Membership != cluster.Waiting || js.Role != cluster.RoleWorker || js.GPUs != 2 || js.TS != 10 {
+	if err := e.Decode(&js); err != nil || js.Membership != cluster.MembershipWaiting || js.Role != cluster.RoleWorker || js.GPUs != 2 || js.TS != 10 {
 		t.Errorf("decoded %+v, %v", js, err)
 	}
 }

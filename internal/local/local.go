@@ -124,12 +124,12 @@ func (s *Scheduler) Jobs(ctx context.Context, q scheduler.Query) ([]scheduler.Jo
 		if !selects(q, r) {
 			continue
 		}
-		jobs = append(jobs, s.observe(r, host))
+		jobs = append(jobs, s.jobOf(r, host))
 	}
 	return jobs, nil
 }
 
-func (s *Scheduler) observe(r jobRecord, host string) scheduler.Job {
+func (s *Scheduler) jobOf(r jobRecord, host string) scheduler.Job {
 	j := scheduler.Job{
 		ID: r.Key, ArrayJobID: r.ArrayJobID, ArrayTaskID: r.ArrayTaskID, Name: r.Name, User: r.User,
 		Node: host, GPUs: len(r.GPUs), Unlimited: true,

@@ -67,7 +67,7 @@ func fixedSnapshot() Snapshot {
 		Autoscaler: &cluster.AutoscalerStatus{Enabled: true, MaxWorkers: 4, DemandGPUs: 2, PendingWorkers: 1,
 			BackoffUntil: ptr(now.Add(20 * time.Second)), Demand: map[string]int{"GPU:2": 1}},
 	}
-	return Snapshot{At: now, Observation: o, Status: cluster.Observe(o), Ray: &RayGPUs{Total: 4, Available: 0.5},
+	return Snapshot{At: now, Observation: o, Status: cluster.StatusOf(o), Ray: &RayGPUs{Total: 4, Available: 0.5},
 		Autoscaler: AutoscalerCounts{Decisions: 3, Submitted: 3, Cancelled: 1}}
 }
 
@@ -169,7 +169,7 @@ func TestHandlerAuth(t *testing.T) {
 func BenchmarkScrape100Jobs(b *testing.B) {
 	s := fixedSnapshot()
 	for i := range 100 {
-		s.Status.Jobs = append(s.Status.Jobs, cluster.JobStatus{Role: cluster.RoleWorker, JobID: "10_" + string(rune('0'+i%10)), SlurmState: "PENDING", Ray: cluster.Waiting, GPUs: 2})
+		s.Status.Jobs = append(s.Status.Jobs, cluster.JobStatus{Role: cluster.RoleWorker, JobID: "10_" + string(rune('0'+i%10)), SlurmState: "PENDING", Ray: cluster.MembershipWaiting, GPUs: 2})
 	}
 	h := NewHandler("t")
 	h.Publish(s)

@@ -19,7 +19,7 @@ import (
 type Snapshot struct {
 	// At is when the observation was made.
 	At time.Time
-	// Observation is what Status was derived from (cluster.Observe).
+	// Observation is what Status was derived from (cluster.StatusOf).
 	Observation cluster.Observation
 	Status      cluster.Status
 	// Ray is the GCS's GPU figures; nil when Ray did not answer.
@@ -74,7 +74,7 @@ func TotalsOf(st cluster.Status) Totals {
 func Live(j cluster.JobStatus) bool { return scheduler.JobState(j.SlurmState).Active() }
 
 // InRay reports whether the job's Ray node is in the cluster.
-func InRay(j cluster.JobStatus) bool { return j.Ray == cluster.Joined || j.Ray == cluster.Draining }
+func InRay(j cluster.JobStatus) bool { return j.Ray == cluster.MembershipJoined || j.Ray == cluster.MembershipDraining }
 
 // CountDecisions counts the autoscaler's decisions among events.
 func CountDecisions(evs []events.Event) AutoscalerCounts {

@@ -136,11 +136,11 @@ func (e *evidence) jobState(ev timeline.Event, at time.Time) {
 		}
 	}
 	switch js.Membership {
-	case cluster.Joined:
+	case cluster.MembershipJoined:
 		setFirst(&f.life.Joined, at)
-	case cluster.Draining:
+	case cluster.MembershipDraining:
 		setFirst(&f.life.Draining, at)
-	case cluster.Lost, cluster.Ended, cluster.Failed:
+	case cluster.MembershipLost, cluster.MembershipEnded, cluster.MembershipFailed:
 		if !f.life.Joined.IsZero() {
 			setFirst(&f.life.Left, at)
 		}
@@ -261,7 +261,7 @@ func (e *evidence) rows(openEnd time.Time, down bool) (jobs []Job, live bool) {
 func drawEndedToAxis(jobs []Job, end time.Time) {
 	for i := range jobs {
 		for k := range jobs[i].Intervals {
-			if iv := &jobs[i].Intervals[k]; iv.State == Ended && end.After(iv.From) {
+			if iv := &jobs[i].Intervals[k]; iv.State == StateEnded && end.After(iv.From) {
 				iv.To = end
 			}
 		}

@@ -47,10 +47,10 @@ func TestFolds(t *testing.T) {
 			ev(3, "8", w, events.JobEnded{Phase: cluster.PhaseEnded, Outcome: cluster.OutcomeCancelled, Reason: "scancel"}),
 		}, "8", want{life: Life{Submitted: at(1), Started: at(2), Ended: at(3)}, gpus: 1, outcome: cluster.OutcomeCancelled, reason: "scancel"}, false},
 		{"the head's view: SLURM's start and end, the first join, a loss after it", []timeline.Event{
-			state(1, "PENDING", cluster.Waiting), state(2, "RUNNING", cluster.Joined), state(3, "RUNNING", cluster.Joined),
-			state(4, "CANCELLED", cluster.Lost),
+			state(1, "PENDING", cluster.MembershipWaiting), state(2, "RUNNING", cluster.MembershipJoined), state(3, "RUNNING", cluster.MembershipJoined),
+			state(4, "CANCELLED", cluster.MembershipLost),
 		}, "8", want{life: Life{Joined: at(2), Left: at(4)}, startedSeen: at(2), endedSeen: at(4), gpus: 2, slurmOutcome: cluster.OutcomeCancelled}, true},
-		{"lost before it joined: it never left", []timeline.Event{state(1, "FAILED", cluster.Lost)},
+		{"lost before it joined: it never left", []timeline.Event{state(1, "FAILED", cluster.MembershipLost)},
 			"8", want{endedSeen: at(1), gpus: 2, slurmOutcome: cluster.OutcomeOfState("FAILED")}, true},
 		{"a driver's view of the node", []timeline.Event{
 			ev(1, "8", w, events.NodeJoined{}), ev(2, "8", w, events.NodeDraining{}), ev(3, "8", w, events.NodeLeft{}), ev(4, "", "", events.NodeJoined{}),

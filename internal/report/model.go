@@ -20,17 +20,17 @@ import (
 type State string
 
 const (
-	// Pending: submitted, not yet started by SLURM.
-	Pending State = "pending"
-	// Running: SLURM runs the job (it holds its GPUs), but its Ray node is
+	// StatePending: submitted, not yet started by SLURM.
+	StatePending State = "pending"
+	// StateRunning: SLURM runs the job (it holds its GPUs), but its Ray node is
 	// not in the cluster: not joined yet, or left it before the job ended.
-	Running State = "running"
-	// Joined: the job's Ray node is in the cluster.
-	Joined State = "joined"
-	// Draining: in the cluster, but leaving (time limit, idle drain).
-	Draining State = "draining"
-	// Ended: SLURM no longer runs the job.
-	Ended State = "ended"
+	StateRunning State = "running"
+	// StateJoined: the job's Ray node is in the cluster.
+	StateJoined State = "joined"
+	// StateDraining: in the cluster, but leaving (time limit, idle drain).
+	StateDraining State = "draining"
+	// StateEnded: SLURM no longer runs the job.
+	StateEnded State = "ended"
 )
 
 // Interval is one stretch of a job's life in one state, [From, To).
@@ -87,31 +87,31 @@ func Intervals(l Life, openEnd time.Time) []Interval {
 		started = l.Joined // a node that joined Ray was running
 	}
 	if started.IsZero() {
-		add(Pending, l.Submitted, end, open)
+		add(StatePending, l.Submitted, end, open)
 	} else {
 		started = clamp(started)
-		add(Pending, l.Submitted, started, false)
+		add(StatePending, l.Submitted, started, false)
 		if l.Joined.IsZero() {
-			add(Running, started, end, open)
+			add(StateRunning, started, end, open)
 		} else {
 			joined := later(clamp(l.Joined), started)
-			add(Running, started, joined, false)
+			add(StateRunning, started, joined, false)
 			leave, leaveOpen := end, open
 			if !l.Left.IsZero() && clamp(l.Left).Before(end) {
 				leave, leaveOpen = later(clamp(l.Left), joined), false
 			}
 			if d := clamp(l.Draining); !l.Draining.IsZero() && d.Before(leave) {
 				d = later(d, joined)
-				add(Joined, joined, d, false)
-				add(Draining, d, leave, leaveOpen)
+				add(StateJoined, joined, d, false)
+				add(StateDraining, d, leave, leaveOpen)
 			} else {
-				add(Joined, joined, leave, leaveOpen)
+				add(StateJoined, joined, leave, leaveOpen)
 			}
-			add(Running, leave, end, open)
+			add(StateRunning, leave, end, open)
 		}
 	}
 	if !open {
-		out = append(out, Interval{State: Ended, From: end, To: end})
+		out = append(out, Interval{State: StateEnded, From: end, To: end})
 	}
 	return out
 }
@@ -139,8 +139,8 @@ func Held(ivs []Interval, states ...State) time.Duration {
 // SLURM holds a job's GPUs while it runs, in or out of Ray; Ray has them
 // while the job's node is in the cluster.
 var (
-	slurmStates  = []State{Running, Joined, Draining}
-	joinedStates = []State{Joined, Draining}
+	slurmStates  = []State{StateRunning, StateJoined, StateDraining}
+	joinedStates = []State{StateJoined, StateDraining}
 )
 
 // Sample is a value from some time on (a step function's step).
@@ -240,7 +240,7 @@ type Job struct {
 // EndedAt is when the job ended, and whether it has.
 func (j Job) EndedAt() (time.Time, bool) {
 	for _, iv := range j.Intervals {
-		if iv.State == Ended {
+		if iv.State == StateEnded {
 			return iv.From, true
 		}
 	}

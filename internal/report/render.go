@@ -203,12 +203,12 @@ func xScale(start, end time.Time) func(time.Time) float64 {
 func coord(f float64) string { return strconv.FormatFloat(math.Round(f*10)/10, 'f', -1, 64) }
 
 func timelineOf(m Model, x func(time.Time) float64) timelineView {
-	tv := timelineView{frame: plotFrame, Legend: []State{Pending, Running, Joined, Draining, Ended}}
+	tv := timelineView{frame: plotFrame, Legend: []State{StatePending, StateRunning, StateJoined, StateDraining, StateEnded}}
 	for i, j := range m.Jobs {
 		y := chartTop + i*rowHeight
 		r := rowView{Job: j.Job, Role: string(j.Role), Y: y, TextY: y + barHeight - 2, LabelX: coord(labelWidth - 8)}
 		for _, iv := range j.Intervals {
-			if iv.State == Ended && !iv.To.After(iv.From) {
+			if iv.State == StateEnded && !iv.To.After(iv.From) {
 				continue
 			}
 			class := "iv " + string(iv.State)
@@ -217,7 +217,7 @@ func timelineOf(m Model, x func(time.Time) float64) timelineView {
 				class += " open"
 				title += ", still " + string(iv.State)
 			}
-			if iv.State == Ended {
+			if iv.State == StateEnded {
 				title = fmt.Sprintf("%s %s: ended %s", j.Role, j.Job, clock(iv.From))
 				if j.Outcome != "" {
 					title += " (" + string(j.Outcome) + ")"
@@ -335,7 +335,7 @@ func stepChart(m Model, x func(time.Time) float64) chartView {
 func jobRowOf(j Job, rayKnown bool) jobRow {
 	r := jobRow{
 		Job: j.Job, Role: string(j.Role), GPUs: strconv.Itoa(j.GPUs), Submitted: clock(j.Submitted),
-		Waited: formatDuration(Held(j.Intervals, Pending)), Ran: formatDuration(Held(j.Intervals, slurmStates...)),
+		Waited: formatDuration(Held(j.Intervals, StatePending)), Ran: formatDuration(Held(j.Intervals, slurmStates...)),
 		InRay: formatDuration(Held(j.Intervals, joinedStates...)), Ended: "—",
 		Outcome: string(j.Outcome), Reason: j.Reason,
 		SlurmGPUHours: formatGPUHours(j.SlurmGPUSeconds), SlurmGPUSeconds: gpuSeconds(j.SlurmGPUSeconds),

@@ -44,27 +44,27 @@ func TestIntervals(t *testing.T) {
 		life Life
 		want []span
 	}{
-		{"still pending", Life{Submitted: at(10)}, []span{{Pending, 10, 100, true}}},
-		{"cancelled while pending", Life{Submitted: at(10), Ended: at(40)}, []span{{Pending, 10, 40, false}, {Ended, 40, 40, false}}},
-		{"running, not in Ray yet", Life{Submitted: at(10), Started: at(15)}, []span{{Pending, 10, 15, false}, {Running, 15, 100, true}}},
+		{"still pending", Life{Submitted: at(10)}, []span{{StatePending, 10, 100, true}}},
+		{"cancelled while pending", Life{Submitted: at(10), Ended: at(40)}, []span{{StatePending, 10, 40, false}, {StateEnded, 40, 40, false}}},
+		{"running, not in Ray yet", Life{Submitted: at(10), Started: at(15)}, []span{{StatePending, 10, 15, false}, {StateRunning, 15, 100, true}}},
 		{"joined and still in Ray", Life{Submitted: at(10), Started: at(15), Joined: at(20)},
-			[]span{{Pending, 10, 15, false}, {Running, 15, 20, false}, {Joined, 20, 100, true}}},
+			[]span{{StatePending, 10, 15, false}, {StateRunning, 15, 20, false}, {StateJoined, 20, 100, true}}},
 		{"a whole life: drained before its time limit", Life{Submitted: at(10), Started: at(15), Joined: at(20), Draining: at(60), Left: at(70), Ended: at(72)},
-			[]span{{Pending, 10, 15, false}, {Running, 15, 20, false}, {Joined, 20, 60, false}, {Draining, 60, 70, false}, {Running, 70, 72, false}, {Ended, 72, 72, false}}},
+			[]span{{StatePending, 10, 15, false}, {StateRunning, 15, 20, false}, {StateJoined, 20, 60, false}, {StateDraining, 60, 70, false}, {StateRunning, 70, 72, false}, {StateEnded, 72, 72, false}}},
 		{"lost from Ray while SLURM still runs it", Life{Submitted: at(10), Started: at(15), Joined: at(20), Left: at(50)},
-			[]span{{Pending, 10, 15, false}, {Running, 15, 20, false}, {Joined, 20, 50, false}, {Running, 50, 100, true}}},
+			[]span{{StatePending, 10, 15, false}, {StateRunning, 15, 20, false}, {StateJoined, 20, 50, false}, {StateRunning, 50, 100, true}}},
 		{"draining, still open", Life{Submitted: at(10), Started: at(15), Joined: at(20), Draining: at(90)},
-			[]span{{Pending, 10, 15, false}, {Running, 15, 20, false}, {Joined, 20, 90, false}, {Draining, 90, 100, true}}},
+			[]span{{StatePending, 10, 15, false}, {StateRunning, 15, 20, false}, {StateJoined, 20, 90, false}, {StateDraining, 90, 100, true}}},
 		{"seen leaving Ray after the job's own end: the end wins", Life{Submitted: at(10), Started: at(15), Joined: at(20), Left: at(80), Ended: at(75)},
-			[]span{{Pending, 10, 15, false}, {Running, 15, 20, false}, {Joined, 20, 75, false}, {Ended, 75, 75, false}}},
+			[]span{{StatePending, 10, 15, false}, {StateRunning, 15, 20, false}, {StateJoined, 20, 75, false}, {StateEnded, 75, 75, false}}},
 		{"joined seen, start not recorded: it ran from the join", Life{Submitted: at(10), Joined: at(30), Ended: at(50)},
-			[]span{{Pending, 10, 30, false}, {Joined, 30, 50, false}, {Ended, 50, 50, false}}},
+			[]span{{StatePending, 10, 30, false}, {StateJoined, 30, 50, false}, {StateEnded, 50, 50, false}}},
 		{"a start recorded before the submission (another node's clock) is clamped", Life{Submitted: at(10), Started: at(8), Ended: at(20)},
-			[]span{{Running, 10, 20, false}, {Ended, 20, 20, false}}},
+			[]span{{StateRunning, 10, 20, false}, {StateEnded, 20, 20, false}}},
 		{"a drain warning before the join starts draining at the join", Life{Submitted: at(10), Started: at(15), Joined: at(20), Draining: at(18), Ended: at(30)},
-			[]span{{Pending, 10, 15, false}, {Running, 15, 20, false}, {Draining, 20, 30, false}, {Ended, 30, 30, false}}},
+			[]span{{StatePending, 10, 15, false}, {StateRunning, 15, 20, false}, {StateDraining, 20, 30, false}, {StateEnded, 30, 30, false}}},
 		{"a drain warning after the end draws no draining", Life{Submitted: at(10), Started: at(15), Joined: at(20), Draining: at(90), Ended: at(30)},
-			[]span{{Pending, 10, 15, false}, {Running, 15, 20, false}, {Joined, 20, 30, false}, {Ended, 30, 30, false}}},
+			[]span{{StatePending, 10, 15, false}, {StateRunning, 15, 20, false}, {StateJoined, 20, 30, false}, {StateEnded, 30, 30, false}}},
 		{"submitted after now (a clock ahead): nothing but its submission", Life{Submitted: at(120)}, []span{}},
 	}
 	for _, tt := range tests {
@@ -233,7 +233,7 @@ func TestBuildEndedCluster(t *testing.T) {
 	}
 	for _, j := range m.Jobs {
 		if j.Job == "101_0" {
-			if got := spans(j.Intervals); !equalSpans(got, []span{{Pending, 30, 40, false}, {Running, 40, 45, false}, {Joined, 45, 420, false}, {Draining, 420, 450, false}, {Ended, 450, 602, false}}) {
+			if got := spans(j.Intervals); !equalSpans(got, []span{{StatePending, 30, 40, false}, {StateRunning, 40, 45, false}, {StateJoined, 45, 420, false}, {StateDraining, 420, 450, false}, {StateEnded, 450, 602, false}}) {
 				t.Errorf("101_0: %v", got)
 			}
 			if j.Outcome != cluster.OutcomeDrainedTimeLimit {
@@ -241,7 +241,7 @@ func TestBuildEndedCluster(t *testing.T) {
 			}
 		}
 		if j.Job == "103" {
-			if got := spans(j.Intervals); !equalSpans(got, []span{{Pending, 120, 601, false}, {Ended, 601, 602, false}}) || j.Outcome != cluster.OutcomeCancelled {
+			if got := spans(j.Intervals); !equalSpans(got, []span{{StatePending, 120, 601, false}, {StateEnded, 601, 602, false}}) || j.Outcome != cluster.OutcomeCancelled {
 				t.Errorf("103 (cancelled while pending, seen by the head): %v, outcome %q", got, j.Outcome)
 			}
 		}

@@ -118,8 +118,8 @@ type JobStatus struct {
 // SlurmGone is shown for jobs squeue no longer knows (ended longer ago than MinJobAge).
 const SlurmGone = "GONE"
 
-// Observe derives the cluster's status. It is a pure function of its input.
-func Observe(o Observation) Status {
+// StatusOf derives the cluster's status. It is a pure function of its input.
+func StatusOf(o Observation) Status {
 	fresh := !o.Membership.Updated.IsZero() && o.Now.Sub(o.Membership.Updated) < MembershipFreshFor
 	st := Status{Cluster: ClusterStatus{
 		Name:     o.Spec.Name,
@@ -141,12 +141,12 @@ func Observe(o Observation) Status {
 	}
 	for _, sub := range o.Submissions {
 		for _, key := range sub.JobKeys() {
-			st.Jobs = append(st.Jobs, observeJob(o, sub.Role, key, fresh))
+			st.Jobs = append(st.Jobs, jobStatusOf(o, sub.Role, key, fresh))
 		}
 	}
 	countActors(o, st.Jobs)
 	if o.Autoscaler != nil || o.Spec.Autoscale.Enabled {
-		st.Autoscaler = observeAutoscaler(o)
+		st.Autoscaler = autoscalerStatusOf(o)
 	}
 	st.Cluster.State, st.Cluster.Reason = clusterState(o, st.Jobs)
 	if st.Cluster.State == StateRunning {
@@ -181,7 +181,7 @@ func headTimeWarning(o Observation, jobs []JobStatus) string {
 func countActors(o Observation, jobs []JobStatus) {
 	live := map[string]bool{}
 	for _, j := range jobs {
-		live[j.JobID] = j.Ray == Joined || j.Ray == Draining
+		live[j.JobID] = j.Ray == MembershipJoined || j.Ray == MembershipDraining
 	}
 	for i := range jobs {
 		j := &jobs[i]
@@ -200,7 +200,7 @@ func countActors(o Observation, jobs []JobStatus) {
 	}
 }
 
-func observeJob(o Observation, role Role, key string, fresh bool) JobStatus {
+func jobStatusOf(o Observation, role Role, key string, fresh bool) JobStatus {
 	js := JobStatus{Role: role, JobID: key}
 	rec, hasRec := o.Records[key]
 	sj, inSlurm := o.Slurm[key]
@@ -277,28 +277,28 @@ func membership(o Observation, rec NodeRecord, hasRec bool, outcome Outcome, sj 
 	alive := member != nil && member.Alive && fresh && !(hasRec && rec.Final()) && !slurmEnded
 	if alive {
 		if hasRec && rec.Phase == PhaseDraining {
-			return Draining
+			return MembershipDraining
 		}
-		return Joined
+		return MembershipJoined
 	}
 	everJoined := member != nil
 	jobOver := (hasRec && rec.Final()) || slurmEnded || (!inSlurm && o.SlurmErr == nil)
 	if everJoined {
 		if downed || outcome.Orderly() {
-			return Ended
+			return MembershipEnded
 		}
-		return Lost
+		return MembershipLost
 	}
 	if hasRec && rec.Phase == PhaseFailed {
-		return Failed
+		return MembershipFailed
 	}
 	if jobOver {
 		if downed {
-			return Ended
+			return MembershipEnded
 		}
-		return Failed
+		return MembershipFailed
 	}
-	return Waiting
+	return MembershipWaiting
 }
 
 // Reasons a supervisor records for an orderly end, shown as `ended`, not `lost`.
@@ -318,19 +318,19 @@ func clusterState(o Observation, jobs []JobStatus) (State, string) {
 		return StatePending, "head not submitted"
 	}
 	switch head.Ray {
-	case Joined, Draining:
+	case MembershipJoined, MembershipDraining:
 		if why := lostByItsJobs(o); why != "" {
 			// The head's last snapshot still looks fresh, but its workers,
 			// which probe its GCS, have given it up since.
 			return StateFailed, fmt.Sprintf("head job %s lost: %s", head.JobID, why)
 		}
 		return StateRunning, ""
-	case Waiting:
+	case MembershipWaiting:
 		if o.Head != nil {
 			return StateRunning, "" // published, membership not refreshed yet
 		}
 		return StatePending, head.Reason
-	case Lost:
+	case MembershipLost:
 		reason := head.Reason
 		if hb := o.Membership.Heartbeat; reason == "" && !hb.IsZero() && o.Now.Sub(hb) > MembershipFreshFor {
 			reason = fmt.Sprintf("unresponsive: no heartbeat for %s", o.Now.Sub(hb).Round(time.Second))
@@ -371,9 +371,9 @@ func headOf(jobs []JobStatus) *JobStatus {
 	return nil
 }
 
-// observeAutoscaler is the autoscaler's status: its settings from the spec
+// autoscalerStatusOf is the autoscaler's status: its settings from the spec
 // (a change shows at once), the rest as the head last wrote it.
-func observeAutoscaler(o Observation) *AutoscalerStatus {
+func autoscalerStatusOf(o Observation) *AutoscalerStatus {
 	a := AutoscalerStatus{Demand: map[string]int{}}
 	if o.Autoscaler != nil {
 		a = *o.Autoscaler

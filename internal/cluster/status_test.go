@@ -76,7 +76,7 @@ func jobByID(t *testing.T, st Status, id string) JobStatus {
 	return JobStatus{}
 }
 
-func TestObserve(t *testing.T) {
+func TestStatusOf(t *testing.T) {
 	t.Parallel()
 	type want struct {
 		state      State
@@ -97,7 +97,7 @@ func TestObserve(t *testing.T) {
 			mutate: func(o *Observation) {},
 			want: want{
 				state: StatePending, reason: "Resources",
-				jobs:        map[string]Membership{"6": Waiting, "7": Waiting},
+				jobs:        map[string]Membership{"6": MembershipWaiting, "7": MembershipWaiting},
 				slurmStates: map[string]string{"6": "PENDING", "7": "PENDING"},
 				jobReasons:  map[string]string{"6": "Resources", "7": "Dependency"},
 			},
@@ -107,7 +107,7 @@ func TestObserve(t *testing.T) {
 			mutate: func(o *Observation) { withHeadUp(o); o.Slurm["7"] = runningJob("7", "gpu02", 2*time.Hour) },
 			want: want{
 				state: StateRunning,
-				jobs:  map[string]Membership{"6": Joined, "7": Waiting},
+				jobs:  map[string]Membership{"6": MembershipJoined, "7": MembershipWaiting},
 			},
 		},
 		{
@@ -115,7 +115,7 @@ func TestObserve(t *testing.T) {
 			mutate: func(o *Observation) { withHeadUp(o); withWorkerJoined(o) },
 			want: want{
 				state:       StateRunning,
-				jobs:        map[string]Membership{"6": Joined, "7": Joined},
+				jobs:        map[string]Membership{"6": MembershipJoined, "7": MembershipJoined},
 				slurmStates: map[string]string{"6": "RUNNING", "7": "RUNNING"},
 			},
 		},
@@ -125,7 +125,7 @@ func TestObserve(t *testing.T) {
 				withHeadUp(o)
 				o.Membership = MembershipSnapshot{Nodes: map[string]*MemberNode{}}
 			},
-			want: want{state: StateRunning, jobs: map[string]Membership{"6": Waiting, "7": Waiting}},
+			want: want{state: StateRunning, jobs: map[string]Membership{"6": MembershipWaiting, "7": MembershipWaiting}},
 		},
 		{
 			name: "worker was joined and is no longer alive",
@@ -136,7 +136,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state:       StateRunning,
-				jobs:        map[string]Membership{"6": Joined, "7": Lost},
+				jobs:        map[string]Membership{"6": MembershipJoined, "7": MembershipLost},
 				slurmStates: map[string]string{"7": "RUNNING"},
 			},
 		},
@@ -151,7 +151,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state:       StateRunning,
-				jobs:        map[string]Membership{"6": Joined, "7": Lost},
+				jobs:        map[string]Membership{"6": MembershipJoined, "7": MembershipLost},
 				slurmStates: map[string]string{"7": "NODE_FAIL"},
 			},
 		},
@@ -169,7 +169,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state: StateEnded, reason: "down requested",
-				jobs:        map[string]Membership{"6": Ended, "7": Ended},
+				jobs:        map[string]Membership{"6": MembershipEnded, "7": MembershipEnded},
 				slurmStates: map[string]string{"6": "CANCELLED", "7": "CANCELLED"},
 			},
 		},
@@ -181,7 +181,7 @@ func TestObserve(t *testing.T) {
 				o.Slurm["7"] = scheduler.Job{ID: "7", State: scheduler.Cancelled, Unlimited: false}
 			},
 			// The head is still being cancelled: it stays joined until it leaves.
-			want: want{state: StateEnded, reason: "down requested", jobs: map[string]Membership{"6": Joined, "7": Ended}},
+			want: want{state: StateEnded, reason: "down requested", jobs: map[string]Membership{"6": MembershipJoined, "7": MembershipEnded}},
 		},
 		{
 			name: "worker failed before joining",
@@ -192,7 +192,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state:      StateRunning,
-				jobs:       map[string]Membership{"6": Joined, "7": Failed},
+				jobs:       map[string]Membership{"6": MembershipJoined, "7": MembershipFailed},
 				jobReasons: map[string]string{"7": "find ray after --setup: not on PATH"},
 			},
 		},
@@ -204,7 +204,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state:       StateRunning,
-				jobs:        map[string]Membership{"6": Joined, "7": Failed},
+				jobs:        map[string]Membership{"6": MembershipJoined, "7": MembershipFailed},
 				slurmStates: map[string]string{"7": SlurmGone},
 			},
 		},
@@ -218,7 +218,7 @@ func TestObserve(t *testing.T) {
 			want: want{
 				state: StateRunning, slurmError: "Unable to contact slurm controller",
 				// Nothing is failed just because SLURM could not be asked.
-				jobs:        map[string]Membership{"6": Joined, "7": Waiting},
+				jobs:        map[string]Membership{"6": MembershipJoined, "7": MembershipWaiting},
 				slurmStates: map[string]string{"6": "", "7": ""},
 			},
 		},
@@ -230,7 +230,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state: StatePending, slurmError: "did not answer",
-				jobs: map[string]Membership{"6": Waiting, "7": Waiting},
+				jobs: map[string]Membership{"6": MembershipWaiting, "7": MembershipWaiting},
 			},
 		},
 		{
@@ -244,7 +244,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state:      StateRunning,
-				jobs:       map[string]Membership{"6": Joined, "7": Draining},
+				jobs:       map[string]Membership{"6": MembershipJoined, "7": MembershipDraining},
 				jobReasons: map[string]string{"7": "time limit near"},
 			},
 		},
@@ -263,7 +263,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state:      StateRunning,
-				jobs:       map[string]Membership{"6": Joined, "7": Ended},
+				jobs:       map[string]Membership{"6": MembershipJoined, "7": MembershipEnded},
 				jobReasons: map[string]string{"7": ReasonDrained},
 			},
 		},
@@ -276,7 +276,7 @@ func TestObserve(t *testing.T) {
 				r.Phase, r.Outcome, r.Reason = PhaseEnded, OutcomeDrainedTimeLimit, ReasonDrained
 				o.Records["7"] = r
 			},
-			want: want{state: StateRunning, jobs: map[string]Membership{"6": Joined, "7": Ended}},
+			want: want{state: StateRunning, jobs: map[string]Membership{"6": MembershipJoined, "7": MembershipEnded}},
 		},
 		{
 			name: "head lost",
@@ -287,7 +287,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state: StateFailed, reason: "head job 6 lost",
-				jobs: map[string]Membership{"6": Lost, "7": Joined},
+				jobs: map[string]Membership{"6": MembershipLost, "7": MembershipJoined},
 			},
 		},
 		{
@@ -298,7 +298,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{
 				state: StateFailed, reason: "head job 6 failed: ray 2.40.0 found after --setup has no token auth",
-				jobs: map[string]Membership{"6": Failed, "7": Waiting},
+				jobs: map[string]Membership{"6": MembershipFailed, "7": MembershipWaiting},
 			},
 		},
 		{
@@ -315,7 +315,7 @@ func TestObserve(t *testing.T) {
 			t.Parallel()
 			o := baseObservation()
 			tt.mutate(&o)
-			st := Observe(o)
+			st := StatusOf(o)
 
 			if st.Cluster.State != tt.want.state {
 				t.Errorf("cluster state = %q, want %q (reason %q)", st.Cluster.State, tt.want.state, st.Cluster.Reason)
@@ -366,9 +366,9 @@ func TestObserveStaleMembershipIsNotJoined(t *testing.T) {
 		withHeadUp(&o)
 		withWorkerJoined(&o)
 		o.Membership.Updated = obsNow.Add(-age)
-		st := Observe(o)
+		st := StatusOf(o)
 		for _, j := range st.Jobs {
-			if j.Ray == Joined || j.Ray == Draining {
+			if j.Ray == MembershipJoined || j.Ray == MembershipDraining {
 				t.Errorf("snapshot %s old: job %s ray = %q, want not joined", age, j.JobID, j.Ray)
 			}
 		}
@@ -380,7 +380,7 @@ func TestObserveStaleMembershipIsNotJoined(t *testing.T) {
 	o := baseObservation()
 	withHeadUp(&o)
 	o.Membership.Updated = obsNow.Add(-MembershipFreshFor + time.Second)
-	if got := jobByID(t, Observe(o), "6").Ray; got != Joined {
+	if got := jobByID(t, StatusOf(o), "6").Ray; got != MembershipJoined {
 		t.Errorf("fresh snapshot: head ray = %q, want joined", got)
 	}
 }
@@ -394,13 +394,13 @@ func TestObserveIsPure(t *testing.T) {
 	withHeadUp(&before)
 	withWorkerJoined(&before)
 
-	first := Observe(o)
-	second := Observe(o)
+	first := StatusOf(o)
+	second := StatusOf(o)
 	if !reflect.DeepEqual(first, second) {
-		t.Errorf("Observe gave different answers for the same input:\n%+v\n%+v", first, second)
+		t.Errorf("StatusOf gave different answers for the same input:\n%+v\n%+v", first, second)
 	}
 	if !reflect.DeepEqual(o, before) {
-		t.Errorf("Observe changed its input")
+		t.Errorf("StatusOf changed its input")
 	}
 }
 
@@ -409,7 +409,7 @@ func TestObserveJobColumns(t *testing.T) {
 	o := baseObservation()
 	withHeadUp(&o)
 	withWorkerJoined(&o)
-	st := Observe(o)
+	st := StatusOf(o)
 
 	c := st.Cluster
 	if c.Name != "exp1" || c.ID != "0b7c2a4e" || c.HeadAddress != "10.1.2.3:20000" ||
@@ -430,10 +430,10 @@ func TestObserveJobColumns(t *testing.T) {
 	// Without a membership snapshot its age is unknown: null in JSON.
 	o = baseObservation()
 	o.Membership = MembershipSnapshot{}
-	if got := Observe(o).Cluster.MembershipAgeS; got != nil {
+	if got := StatusOf(o).Cluster.MembershipAgeS; got != nil {
 		t.Errorf("membership_age_s without a snapshot = %d, want nil", *got)
 	}
-	b, err := json.Marshal(Observe(o))
+	b, err := json.Marshal(StatusOf(o))
 	if err != nil || !strings.Contains(string(b), `"membership_age_s":null`) || !strings.Contains(string(b), `"gpus_sampled_age_s":null`) || strings.Contains(string(b), ":-1") {
 		t.Errorf("JSON without a snapshot or GPU samples = %s (%v), want nulls and no -1", b, err)
 	}
@@ -450,12 +450,12 @@ func TestObserveRecordFillsColumnsSLURMForgot(t *testing.T) {
 	o.Records["7"] = r
 	o.Membership.Nodes["7"].Alive = false
 
-	w := jobByID(t, Observe(o), "7")
+	w := jobByID(t, StatusOf(o), "7")
 	if w.SlurmState != SlurmGone || w.Node != "gpu02" || w.GPUs != 4 || w.Reason != "ray exited (exit status 1): boom" {
 		t.Errorf("row of a job squeue forgot = %+v; want node, GPUs and reason from its record", w)
 	}
-	if w.Ray != Lost {
-		t.Errorf("ray = %q, want %q for a joined job that ended without a down", w.Ray, Lost)
+	if w.Ray != MembershipLost {
+		t.Errorf("ray = %q, want %q for a joined job that ended without a down", w.Ray, MembershipLost)
 	}
 	if w.TimeLeftS != nil {
 		t.Errorf("time_left_s = %d, want null for a job SLURM no longer knows", *w.TimeLeftS)
@@ -474,7 +474,7 @@ func TestObserveArrayExpandsToTaskKeys(t *testing.T) {
 	}
 	o.Membership.Nodes["7_1"] = &MemberNode{NodeID: "cccc", Alive: true}
 
-	st := Observe(o)
+	st := StatusOf(o)
 	var keys []string
 	for _, j := range st.Jobs {
 		keys = append(keys, j.JobID)
@@ -482,7 +482,7 @@ func TestObserveArrayExpandsToTaskKeys(t *testing.T) {
 	if want := []string{"6", "7_0", "7_1", "7_2", "7_3"}; !slices.Equal(keys, want) {
 		t.Fatalf("job keys = %q, want %q", keys, want)
 	}
-	for key, m := range map[string]Membership{"7_0": Waiting, "7_1": Joined, "7_2": Waiting, "7_3": Waiting} {
+	for key, m := range map[string]Membership{"7_0": MembershipWaiting, "7_1": MembershipJoined, "7_2": MembershipWaiting, "7_3": MembershipWaiting} {
 		if got := jobByID(t, st, key); got.Ray != m || got.Role != RoleWorker {
 			t.Errorf("%s = %s %s, want worker %s", key, got.Role, got.Ray, m)
 		}
@@ -509,14 +509,14 @@ func TestObserveTimeLeft(t *testing.T) {
 			t.Parallel()
 			o := baseObservation()
 			o.Slurm["7"] = tt.job
-			got := jobByID(t, Observe(o), "7").TimeLeftS
+			got := jobByID(t, StatusOf(o), "7").TimeLeftS
 			switch {
 			case tt.want == nil && got != nil:
 				t.Errorf("time_left_s = %d, want null", *got)
 			case tt.want != nil && (got == nil || *got != *tt.want):
 				t.Errorf("time_left_s = %v, want %d", got, *tt.want)
 			}
-			b, err := json.Marshal(Observe(o).Jobs[1])
+			b, err := json.Marshal(StatusOf(o).Jobs[1])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -534,7 +534,7 @@ func TestStatusJSONFieldNames(t *testing.T) {
 	o := baseObservation()
 	withHeadUp(&o)
 	withWorkerJoined(&o)
-	b, err := json.Marshal(Observe(o))
+	b, err := json.Marshal(StatusOf(o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -590,16 +590,16 @@ func TestObserveHeadTimeLimitWarning(t *testing.T) {
 		Slurm: map[string]scheduler.Job{"5": {ID: "5", State: scheduler.Running, TimeLeft: 95 * time.Second}},
 		Now:   now,
 	}
-	st := Observe(o)
+	st := StatusOf(o)
 	if st.Cluster.State != StateRunning || !strings.Contains(st.Cluster.Warning, "1m30s") {
 		t.Errorf("cluster %s, warning %q; want running with a warning naming 1m30s", st.Cluster.State, st.Cluster.Warning)
 	}
 	o.Records = nil // no SLURM warning yet: squeue's time left under --drain-before warns too
-	if st := Observe(o); !strings.Contains(st.Cluster.Warning, "1m35s") {
+	if st := StatusOf(o); !strings.Contains(st.Cluster.Warning, "1m35s") {
 		t.Errorf("warning from squeue's time left: %q", st.Cluster.Warning)
 	}
 	o.Slurm["5"] = scheduler.Job{ID: "5", State: scheduler.Running, TimeLeft: time.Hour}
-	if st := Observe(o); st.Cluster.Warning != "" {
+	if st := StatusOf(o); st.Cluster.Warning != "" {
 		t.Errorf("an hour left warns: %q", st.Cluster.Warning)
 	}
 }
@@ -622,8 +622,8 @@ func TestObserveFinishedDriverIsEnded(t *testing.T) {
 		Slurm: map[string]scheduler.Job{"5": {ID: "5", State: scheduler.Running}, "6": {ID: "6", State: scheduler.Completed}},
 		Now:   now,
 	}
-	st := Observe(o)
-	if d := st.Jobs[1]; d.Ray != Ended || d.ExitCode == nil || *d.ExitCode != 0 {
+	st := StatusOf(o)
+	if d := st.Jobs[1]; d.Ray != MembershipEnded || d.ExitCode == nil || *d.ExitCode != 0 {
 		t.Errorf("finished driver: %s exit %v, want ended with exit 0", d.Ray, d.ExitCode)
 	}
 	if st.Cluster.State != StateRunning {
