@@ -155,13 +155,25 @@ func runWithStubs(t *testing.T, bash, root, binary, script string) (argv, env, c
 	os.Remove(argvFile)
 	os.Remove(argvFile + ".env")
 	before := pathsUnder(t, root)
-	cmd := exec.Command(bash, scriptPath)
-	cmd.Dir = root
-	cmd.Env = []string{"PATH=" + stubs + ":/usr/bin:/bin", "HOME=" + root, "SRB_CALLED=" + called, "SRB_ARGV=" + argvFile,
-		"RAY_AUTH_TOKEN=leaked-from-login", "RAY_ADDRESS=10.9.9.9:1"}
+	// A stub written just now can still be open for writing in a child that
+	// a parallel test forked before its exec closed the descriptor (Go issue
+	// 22315): exec then fails with ETXTBSY. That says nothing about the
+	// script, so it is run again; any other failure counts.
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+	var err error
+	for try := 0; try < 5; try++ {
+		cmd := exec.Command(bash, scriptPath)
+		cmd.Dir = root
+		cmd.Env = []string{"PATH=" + stubs + ":/usr/bin:/bin", "HOME=" + root, "SRB_CALLED=" + called, "SRB_ARGV=" + argvFile,
+			"RAY_AUTH_TOKEN=leaked-from-login", "RAY_ADDRESS=10.9.9.9:1"}
+		stderr.Reset()
+		cmd.Stderr = &stderr
+		if err = cmd.Run(); !strings.Contains(stderr.String(), "Text file busy") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil || stderr.Len() > 0 {
 		t.Errorf("script failed: %v: %s\n%s", err, stderr.String(), script)
 	}
 	for _, p := range pathsUnder(t, root) {

@@ -74,7 +74,9 @@ func TotalsOf(st cluster.Status) Totals {
 func Live(j cluster.JobStatus) bool { return scheduler.JobState(j.SlurmState).Active() }
 
 // InRay reports whether the job's Ray node is in the cluster.
-func InRay(j cluster.JobStatus) bool { return j.Ray == cluster.MembershipJoined || j.Ray == cluster.MembershipDraining }
+func InRay(j cluster.JobStatus) bool {
+	return j.Ray == cluster.MembershipJoined || j.Ray == cluster.MembershipDraining
+}
 
 // CountDecisions counts the autoscaler's decisions among events.
 func CountDecisions(evs []events.Event) AutoscalerCounts {
