@@ -202,6 +202,10 @@ func (c *Client) call(ctx context.Context, method string, req []byte) ([]byte, e
 		defer cancel()
 	}
 	reply, err := c.roundTrip(ctx, method, req)
+	if c.closed.Load() {
+		// Close came during the call: the connection it left idle goes too.
+		c.transport.CloseIdleConnections()
+	}
 	switch {
 	case err == nil:
 		return reply, nil

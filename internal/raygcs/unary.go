@@ -167,7 +167,8 @@ func readUnary(resp *http.Response, max int) ([]byte, error) {
 		return nil, err
 	}
 	// The trailers arrive with the end of the body.
-	if n, err := resp.Body.Read(make([]byte, 1)); n > 0 {
+	var more [1]byte
+	if _, err := io.ReadFull(resp.Body, more[:]); err == nil {
 		return nil, &statusError{code: codeInternal, msg: "more than one message in a unary reply"}
 	} else if err != io.EOF {
 		return nil, &statusError{code: codeInternal, msg: "read reply: " + err.Error(), cause: err}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -116,5 +117,18 @@ func TestStatusCode(t *testing.T) {
 		if got := statusCode(err); got != want {
 			t.Errorf("statusCode(%v) = %v, want %v", err, got, want)
 		}
+	}
+}
+
+// TestStandardLibraryOnly keeps the package off gRPC and protobuf: linked
+// into the one binary, their package initialisation cost every start of
+// the CLI about 1 ms (README, Speed).
+func TestStandardLibraryOnly(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v: %s", err, out)
+	}
+	if deps := strings.Fields(string(out)); len(deps) != 1 || !strings.HasSuffix(deps[0], "/internal/raygcs") {
+		t.Errorf("raygcs links %v beyond the standard library", deps)
 	}
 }
