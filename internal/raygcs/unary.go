@@ -144,11 +144,11 @@ func ceilDiv(d, unit time.Duration) int64 {
 	return int64(n)
 }
 
-// readUnary reads a unary call's reply: one message of at most max bytes,
+// readUnary reads a unary call's reply: one message of at most limit bytes,
 // then the status from the trailers, or from the headers of a reply that is
 // trailers only (a call that failed before any message). The body must
 // then be closed by the caller.
-func readUnary(resp *http.Response, max int) ([]byte, error) {
+func readUnary(resp *http.Response, limit int) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		c, ok := httpStatusCodes[resp.StatusCode]
 		if !ok {
@@ -160,9 +160,12 @@ func readUnary(resp *http.Response, max int) ([]byte, error) {
 		return nil, &statusError{code: codeUnknown, msg: fmt.Sprintf("not a gRPC reply: content-type %q", ct)}
 	}
 	if _, ok := resp.Header["Grpc-Status"]; ok { // trailers only
-		return nil, statusFrom(resp.Header)
+		if err := statusFrom(resp.Header); err != nil {
+			return nil, err
+		}
+		return nil, errNoReply
 	}
-	msg, err := readMessage(resp.Body, max)
+	msg, err := readMessage(resp.Body, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -180,14 +183,17 @@ func readUnary(resp *http.Response, max int) ([]byte, error) {
 		return nil, err
 	}
 	if msg == nil {
-		return nil, &statusError{code: codeInternal, msg: "status OK without a reply message"}
+		return nil, errNoReply
 	}
 	return msg, nil
 }
 
+// errNoReply is a unary call that ended OK without its one message.
+var errNoReply = &statusError{code: codeInternal, msg: "status OK without a reply message"}
+
 // readMessage reads one length-prefixed message, or nil at the end of the
 // body (a call that failed, whose status follows).
-func readMessage(body io.Reader, max int) ([]byte, error) {
+func readMessage(body io.Reader, limit int) ([]byte, error) {
 	var h [frameHeaderSize]byte
 	if _, err := io.ReadFull(body, h[:]); err == io.EOF {
 		return nil, nil
@@ -199,8 +205,8 @@ func readMessage(body io.Reader, max int) ([]byte, error) {
 		return nil, &statusError{code: codeInternal, msg: fmt.Sprintf("compressed reply (flag %d), none asked for", h[0])}
 	}
 	n := binary.BigEndian.Uint32(h[1:])
-	if uint64(n) > uint64(max) {
-		return nil, &statusError{code: codeResourceExhausted, msg: fmt.Sprintf("reply of %d bytes exceeds the limit of %d", n, max)}
+	if uint64(n) > uint64(limit) {
+		return nil, &statusError{code: codeResourceExhausted, msg: fmt.Sprintf("reply of %d bytes exceeds the limit of %d", n, limit)}
 	}
 	msg := make([]byte, n)
 	if _, err := io.ReadFull(body, msg); err != nil {

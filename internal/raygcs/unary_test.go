@@ -47,6 +47,8 @@ func TestReadUnary(t *testing.T) {
 			"Grpc-Message": {"50%zz %4"}}, want: "Unknown: 50%zz %4", code: codeUnknown},
 		{name: "unknown code", header: grpc, trailer: http.Header{"Grpc-Status": {"42"}}, want: "Code(42): ", code: 42},
 		{name: "no status", header: grpc, body: frame(0, "x"), want: "without a status", code: codeInternal},
+		{name: "trailers only, OK", header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"0"}},
+			want: "without a reply message", code: codeInternal},
 		{name: "OK without a reply", header: grpc, trailer: ok, want: "without a reply message", code: codeInternal},
 		{name: "malformed status", header: grpc, trailer: http.Header{"Grpc-Status": {"OK"}}, want: `malformed grpc-status "OK"`, code: codeInternal},
 		{name: "compressed", header: grpc, body: frame(1, "x"), trailer: ok, want: "compressed reply (flag 1)", code: codeInternal},
