@@ -6,8 +6,9 @@
 // It speaks the GCS's own gRPC API (ray.rpc.autoscaler.AutoscalerStateService,
 // the one Ray's autoscaler v2 uses) in plain HTTP/2 to the GCS address, the
 // head's `ray start --head --port`. Messages are encoded by hand (see
-// wire.go), so the client costs a few MB and no Python: polling every few
-// seconds from the head job is cheap.
+// wire.go) and the calls framed by hand over net/http (unary.go), so the
+// client costs little and no Python: polling every few seconds from the head
+// job is cheap, and the binary that links it starts without gRPC's init.
 package raygcs
 
 import (
@@ -16,13 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 )
 
 const (
@@ -39,7 +37,7 @@ const (
 	nodeIDSize = 28
 
 	// maxReply bounds one reply. The cluster state of a large cluster
-	// (dead nodes included) passes gRPC's 4 MB default.
+	// (dead nodes included) passes gRPC's usual 4 MB default.
 	maxReply = 64 << 20
 )
 
@@ -54,37 +52,43 @@ var ErrUnauthenticated = errors.New("ray gcs refused the auth token")
 
 // Client talks to one cluster's GCS. It is safe for concurrent use.
 type Client struct {
-	conn *grpc.ClientConn
+	base      string // "http://host:port"
+	token     string
+	transport *http.Transport
+	closed    atomic.Bool
 }
+
+// errClosed fails a call made after Close.
+var errClosed = errors.New("gcs client is closed")
 
 // Dial makes a client for the GCS at addr ("host:port"). token is the
 // cluster's auth token (RAY_AUTH_MODE=token), sent with every call as
 // "authorization: Bearer <token>" as Ray's own clients do; "" sends none, for
 // clusters without auth. Surrounding whitespace, as token files have, is
 // dropped. Dial does not connect: the first call does, and a GCS that is down
-// fails that call (codes.Unavailable), not Dial.
+// fails that call (Unavailable, with the dial's error), not Dial.
 func Dial(addr, token string) (*Client, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("gcs address %q: %w", addr, err)
 	}
-	opts := []grpc.DialOption{
-		// The GCS serves plain HTTP/2 (h2c); Ray has no TLS there by default.
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallRecvMsgSize(maxReply)),
+	// The GCS serves plain HTTP/2 (h2c) with no TLS and no HTTP/1: prior
+	// knowledge, one connection that the transport keeps for the next
+	// calls. No proxy: the GCS is on the cluster's own network.
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	t := &http.Transport{
+		Protocols:   &protocols,
+		DialContext: (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
 	}
-	if token = strings.TrimSpace(token); token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
-	}
-	// passthrough: addr goes to the dialer as is, with no resolver of its own.
-	conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("gcs client for %s: %w", addr, err)
-	}
-	return &Client{conn: conn}, nil
+	return &Client{base: "http://" + addr, token: strings.TrimSpace(token), transport: t}, nil
 }
 
 // Close releases the connection. Calls after Close fail.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error {
+	c.closed.Store(true)
+	c.transport.CloseIdleConnections()
+	return nil
+}
 
 // ClusterState returns what the GCS knows now. Constraints come from the GCS
 // on a cluster with autoscaler v2 (RAY_enable_autoscaler_v2=1 on the head)
@@ -189,57 +193,47 @@ func (c *Client) Drain(ctx context.Context, nodeID string, reason DrainReason, m
 // call makes one unary call with an encoded request and returns the encoded
 // reply.
 func (c *Client) call(ctx context.Context, method string, req []byte) ([]byte, error) {
+	if c.closed.Load() {
+		return nil, errClosed
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	var reply []byte
-	if err := c.conn.Invoke(ctx, method, req, &reply); err != nil {
-		if status.Code(err) == codes.Unauthenticated {
-			return nil, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	reply, err := c.roundTrip(ctx, method, req)
+	if c.closed.Load() {
+		// Close came during the call: the connection it left idle goes too.
+		c.transport.CloseIdleConnections()
+	}
+	switch {
+	case err == nil:
+		return reply, nil
+	case ctx.Err() != nil:
+		// Whatever broke the call then, it was the caller giving up.
+		st := codeCanceled
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			st = codeDeadlineExceeded
 		}
+		return nil, &statusError{code: st, msg: ctx.Err().Error(), cause: ctx.Err()}
+	case statusCode(err) == codeUnauthenticated:
+		return nil, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
+	return nil, err
+}
+
+// roundTrip sends one call and reads its reply.
+func (c *Client) roundTrip(ctx context.Context, method string, req []byte) ([]byte, error) {
+	hreq, err := newUnaryRequest(ctx, c.base, method, c.token, req)
+	if err != nil {
 		return nil, err
 	}
-	return reply, nil
-}
-
-// rawCodec hands gRPC messages that are already encoded: requests are
-// []byte, replies land in a *[]byte. Named "proto" so the content type stays
-// application/grpc+proto, which is what the bytes are.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	switch m := v.(type) {
-	case []byte:
-		return m, nil
-	case *[]byte:
-		return *m, nil
+	resp, err := c.transport.RoundTrip(hreq)
+	if err != nil {
+		return nil, &statusError{code: codeUnavailable, msg: err.Error(), cause: err}
 	}
-	return nil, fmt.Errorf("raw codec: cannot marshal %T", v)
+	// Closing before the end of the body resets the stream, not the
+	// connection, which stays for the next call.
+	defer resp.Body.Close()
+	return readUnary(resp, maxReply)
 }
-
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	p, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("raw codec: cannot unmarshal into %T", v)
-	}
-	// gRPC hands the codec a fresh copy (mem.BufferSlice.Materialize), so
-	// keeping it is safe.
-	*p = data
-	return nil
-}
-
-// bearer sends the cluster token the way Ray's clients do
-// (ray/_private/authentication: {"authorization": "Bearer <token>"}).
-type bearer string
-
-func (t bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(t)}, nil
-}
-
-// RequireTransportSecurity is false: the GCS speaks plain HTTP/2, and the
-// token is what it checks.
-func (bearer) RequireTransportSecurity() bool { return false }

@@ -3,25 +3,27 @@ package raygcs
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 // fakeGCS serves the three methods the client calls with fixture bytes
 // (real Ray replies where there are some) and records what it was sent. It
-// checks the token the way Ray's server interceptor does: the whole
-// "authorization" value must be "Bearer <token>".
+// speaks gRPC over h2c the way Ray's GCS does (a reply frame, then the status
+// in trailers; a failure as trailers only) and checks the token the way
+// Ray's server interceptor does: the whole "authorization" value must be
+// "Bearer <token>".
 type fakeGCS struct {
 	token   string
 	replies map[string][]byte // by full method name
@@ -33,27 +35,43 @@ type fakeGCS struct {
 type fakeCall struct {
 	method string
 	auth   []string
+	header http.Header
+	remote string // the client's address: one per connection
 	req    []byte
 }
 
-func (f *fakeGCS) handle(_ any, stream grpc.ServerStream) error {
-	method, _ := grpc.MethodFromServerStream(stream)
-	md, _ := metadata.FromIncomingContext(stream.Context())
-	var req []byte
-	if err := stream.RecvMsg(&req); err != nil {
-		return err
+func (f *fakeGCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if r.ProtoMajor != 2 || r.Method != http.MethodPost || err != nil || len(body) < frameHeaderSize ||
+		body[0] != 0 || int(binary.BigEndian.Uint32(body[1:])) != len(body)-frameHeaderSize {
+		http.Error(w, "not a gRPC unary call", http.StatusBadRequest)
+		return
 	}
 	f.mu.Lock()
-	f.calls = append(f.calls, fakeCall{method: method, auth: md.Get("authorization"), req: req})
+	f.calls = append(f.calls, fakeCall{method: r.URL.Path, auth: r.Header.Values("Authorization"), header: r.Header.Clone(), remote: r.RemoteAddr, req: body[frameHeaderSize:]})
 	f.mu.Unlock()
-	if auth := md.Get("authorization"); f.token != "" && (len(auth) != 1 || auth[0] != "Bearer "+f.token) {
-		return status.Error(codes.Unauthenticated, "InvalidAuthToken: Authentication token is missing or incorrect")
+	w.Header().Set("Content-Type", "application/grpc")
+	if auth := r.Header.Values("Authorization"); f.token != "" && (len(auth) != 1 || auth[0] != "Bearer "+f.token) {
+		grpcFail(w, codeUnauthenticated, "InvalidAuthToken: Authentication token is missing or incorrect")
+		return
 	}
-	reply, ok := f.replies[method]
+	reply, ok := f.replies[r.URL.Path]
 	if !ok {
-		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
+		grpcFail(w, codeUnimplemented, "unknown method "+r.URL.Path)
+		return
 	}
-	return stream.SendMsg(reply)
+	w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
+	frame := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(reply)))
+	w.Write(append(frame, reply...))
+	w.Header().Set("Grpc-Status", "0")
+}
+
+// grpcFail answers trailers only, as gRPC servers fail a call before any
+// message.
+func grpcFail(w http.ResponseWriter, c code, msg string) {
+	w.Header().Set("Grpc-Status", strconv.Itoa(int(c)))
+	w.Header().Set("Grpc-Message", url.PathEscape(msg))
+	w.WriteHeader(http.StatusOK)
 }
 
 func (f *fakeGCS) recorded() []fakeCall {
@@ -62,16 +80,19 @@ func (f *fakeGCS) recorded() []fakeCall {
 	return append([]fakeCall(nil), f.calls...)
 }
 
-// startFakeGCS serves f on a free local port and returns its address.
-func startFakeGCS(t *testing.T, f *fakeGCS) string {
+// startFakeGCS serves h over h2c (HTTP/2 with prior knowledge, no TLS) on
+// a free local port and returns its address.
+func startFakeGCS(t *testing.T, h http.Handler) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(f.handle))
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: &protocols}
 	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
+	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
 }
 
@@ -128,6 +149,17 @@ func TestClientClusterState(t *testing.T) {
 		if len(call.auth) != 1 || call.auth[0] != "Bearer "+token {
 			t.Errorf("%s sent authorization %q, want [\"Bearer <token>\"]", call.method, call.auth)
 		}
+		if ct, te := call.header.Get("Content-Type"), call.header.Get("Te"); ct != "application/grpc" || te != "trailers" {
+			t.Errorf("%s sent content-type %q, te %q", call.method, ct, te)
+		}
+		// The default timeout travels as grpc-timeout, so the GCS stops when the client does.
+		tm := call.header.Get("Grpc-Timeout")
+		if us, err := strconv.Atoi(strings.TrimSuffix(tm, "u")); err != nil || us <= 9e6 || us > 1e7 {
+			t.Errorf("%s sent grpc-timeout %q, want about 10 s in microseconds", call.method, tm)
+		}
+	}
+	if calls[0].remote != calls[1].remote {
+		t.Errorf("two calls, two connections (%s, %s): want the first one kept", calls[0].remote, calls[1].remote)
 	}
 	if len(calls[0].req) != 0 {
 		t.Errorf("GetClusterResourceState request = %x, want empty", calls[0].req)
@@ -181,9 +213,9 @@ func TestClientAuthErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = c.ClusterState(context.Background())
-		if !errors.Is(err, ErrUnauthenticated) || status.Code(err) != codes.Unauthenticated ||
+		if !errors.Is(err, ErrUnauthenticated) || statusCode(err) != codeUnauthenticated ||
 			!strings.Contains(err.Error(), "InvalidAuthToken") {
-			t.Errorf("%s: err = %v; want ErrUnauthenticated, codes.Unauthenticated and Ray's words", name, err)
+			t.Errorf("%s: err = %v; want ErrUnauthenticated, Unauthenticated and Ray's words", name, err)
 		}
 		_, _, err = c.Drain(context.Background(), strings.Repeat("ab", nodeIDSize), DrainPreemption, "", time.Time{})
 		if !errors.Is(err, ErrUnauthenticated) {
@@ -271,8 +303,8 @@ func TestClientUnreachable(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := c.ClusterState(ctx); status.Code(err) != codes.Unavailable {
-		t.Errorf("err = %v, want codes.Unavailable", err)
+	if _, err := c.ClusterState(ctx); statusCode(err) != codeUnavailable || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("err = %v, want Unavailable with the dial's error", err)
 	}
 	if _, err := Dial("no-port", ""); err == nil {
 		t.Error("Dial of an address without a port succeeded")
@@ -313,7 +345,17 @@ func TestClientPing(t *testing.T) {
 	defer frozen.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	if err := frozen.Ping(ctx); err == nil {
-		t.Error("Ping of a GCS that accepts but never answers succeeded")
+	if err := frozen.Ping(ctx); !errors.Is(err, context.DeadlineExceeded) || statusCode(err) != codeDeadlineExceeded {
+		t.Errorf("Ping of a GCS that accepts but never answers = %v, want the caller's deadline", err)
+	}
+
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.Ping(canceled); !errors.Is(err, context.Canceled) {
+		t.Errorf("Ping with a canceled context = %v", err)
+	}
+	c.Close()
+	if err := c.Ping(context.Background()); !errors.Is(err, errClosed) {
+		t.Errorf("Ping after Close = %v, want errClosed", err)
 	}
 }

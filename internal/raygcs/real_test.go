@@ -383,7 +383,10 @@ func TestRealRay(t *testing.T) {
 			_, ok3 := findGang(s.Gangs, spreadID)
 			_, ok4 := findGang(s.Gangs, packID)
 			_, ok5 := findCount(s.Constraints, gpu1)
-			return ok1 && rc1.Count >= 2 && ok2 && ok3 && ok4 && ok5
+			// The head's activity can come a report after the demand
+			// (seen once: demand 2 ms after READY, no activity yet).
+			head, _ := findNode(s, headNode.ID)
+			return ok1 && rc1.Count >= 2 && ok2 && ok3 && ok4 && ok5 && len(head.Activity) > 0
 		})
 		t.Logf("all demand seen %v after the driver made it", time.Since(ready).Round(time.Millisecond))
 

@@ -1,7 +1,7 @@
 package raygcs
 
 // The messages this client exchanges with the GCS, decoded and encoded by
-// hand with protowire: a generated Ray protobuf package would pull Ray's whole
+// hand (pbwire.go): a generated Ray protobuf package would pull Ray's whole
 // proto tree into the build for a dozen fields. Field numbers are Ray 2.60's
 // (src/ray/protobuf/autoscaler.proto and gcs_service.proto; the ray wheel
 // ships them as ray/core/generated/*_pb2.py), named in fields.go, where
@@ -21,55 +21,53 @@ import (
 	"math"
 	"strings"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // field is one decoded field of a message.
 type field struct {
-	num protowire.Number
-	typ protowire.Type
+	num number
+	typ wireType
 	u   uint64 // varint, fixed32 and fixed64 payloads
 	b   []byte // length-delimited payload (aliases the input)
 }
 
 // varint returns the field's varint payload; ok is false for another type.
-func (f field) varint() (uint64, bool) { return f.u, f.typ == protowire.VarintType }
+func (f field) varint() (uint64, bool) { return f.u, f.typ == varintType }
 
 // bytes returns the field's length-delimited payload; ok is false for
 // another type.
-func (f field) bytes() ([]byte, bool) { return f.b, f.typ == protowire.BytesType }
+func (f field) bytes() ([]byte, bool) { return f.b, f.typ == bytesType }
 
 // double returns the field's payload as a double; ok is false for another type.
 func (f field) double() (float64, bool) {
-	return math.Float64frombits(f.u), f.typ == protowire.Fixed64Type
+	return math.Float64frombits(f.u), f.typ == fixed64Type
 }
 
 // walk calls fn for each field of the message b in order.
 func walk(b []byte, fn func(field) error) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
-			return protowire.ParseError(n)
+			return parseError(n)
 		}
 		b = b[n:]
 		f := field{num: num, typ: typ}
 		switch typ {
-		case protowire.VarintType:
-			f.u, n = protowire.ConsumeVarint(b)
-		case protowire.Fixed64Type:
-			f.u, n = protowire.ConsumeFixed64(b)
-		case protowire.Fixed32Type:
+		case varintType:
+			f.u, n = consumeVarint(b)
+		case fixed64Type:
+			f.u, n = consumeFixed64(b)
+		case fixed32Type:
 			var v uint32
-			v, n = protowire.ConsumeFixed32(b)
+			v, n = consumeFixed32(b)
 			f.u = uint64(v)
-		case protowire.BytesType:
-			f.b, n = protowire.ConsumeBytes(b)
+		case bytesType:
+			f.b, n = consumeBytes(b)
 		default: // groups (skipped whole) and stray end-groups (an error)
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			n = consumeFieldValue(num, typ, b)
 		}
 		if n < 0 {
-			return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
+			return fmt.Errorf("field %d: %w", num, parseError(n))
 		}
 		b = b[n:]
 		if err := fn(f); err != nil {
@@ -428,19 +426,19 @@ func decodeStringEntry(b []byte, m map[string]string) error {
 // fields in number order, proto3 zero values left out.
 func encodeDrainRequest(nodeID []byte, reason DrainReason, message string, deadlineMs int64) []byte {
 	var b []byte
-	b = protowire.AppendTag(b, drainRequestNodeID, protowire.BytesType)
-	b = protowire.AppendBytes(b, nodeID)
+	b = appendTag(b, drainRequestNodeID, bytesType)
+	b = appendBytes(b, nodeID)
 	if reason != 0 {
-		b = protowire.AppendTag(b, drainRequestReason, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(int64(reason)))
+		b = appendTag(b, drainRequestReason, varintType)
+		b = appendVarint(b, uint64(int64(reason)))
 	}
 	if message != "" {
-		b = protowire.AppendTag(b, drainRequestMessage, protowire.BytesType)
-		b = protowire.AppendString(b, message)
+		b = appendTag(b, drainRequestMessage, bytesType)
+		b = appendString(b, message)
 	}
 	if deadlineMs != 0 {
-		b = protowire.AppendTag(b, drainRequestDeadlineMs, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(deadlineMs))
+		b = appendTag(b, drainRequestDeadlineMs, varintType)
+		b = appendVarint(b, uint64(deadlineMs))
 	}
 	return b
 }
@@ -467,12 +465,12 @@ func decodeDrainReply(b []byte) (accepted bool, rejection string, err error) {
 func encodeKVGetRequest(key, namespace string) []byte {
 	var b []byte
 	if key != "" {
-		b = protowire.AppendTag(b, kvGetRequestKey, protowire.BytesType)
-		b = protowire.AppendString(b, key)
+		b = appendTag(b, kvGetRequestKey, bytesType)
+		b = appendString(b, key)
 	}
 	if namespace != "" {
-		b = protowire.AppendTag(b, kvGetRequestNamespace, protowire.BytesType)
-		b = protowire.AppendString(b, namespace)
+		b = appendTag(b, kvGetRequestNamespace, bytesType)
+		b = appendString(b, namespace)
 	}
 	return b
 }
