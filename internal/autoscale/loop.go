@@ -288,7 +288,7 @@ func statusOf(st cluster.AutoscalerStatus, in Input, d Decision, acted *cluster.
 }
 
 // submit adds n workers in one sbatch call, with --time capped at the
-// head's time left and at the partition's MaxTime (SLURM accepts a longer
+// head's time left and at the worker partition's MaxTime (SLURM accepts a longer
 // --time by default, and the job then never starts: PartitionTimeLimit).
 func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Job, n int) ([]string, error) {
 	if head == nil {
@@ -298,7 +298,7 @@ func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Jo
 	if err != nil {
 		return nil, err
 	}
-	if partMax, unlimited, err := l.cfg.Sched.MaxTime(ctx, spec.Node.Partition); err == nil && !unlimited {
+	if partMax, unlimited, err := l.cfg.Sched.MaxTime(ctx, spec.WorkerNode().Partition); err == nil && !unlimited {
 		if want, wantUnlimited, err := slurm.ParseTimeLimit(limit); limit == "" || wantUnlimited || (err == nil && want > partMax) {
 			limit = slurm.FormatTimeLimit(partMax)
 		}

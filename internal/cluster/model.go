@@ -140,6 +140,10 @@ type Spec struct {
 	// Insecure clusters run without Ray token auth (only with `up --insecure`).
 	Insecure bool     `json:"insecure"`
 	Node     NodeSpec `json:"node"`
+	// WorkerPartition is where worker jobs (grow, the autoscaler) go when
+	// it differs from the head's Node.Partition: a preemptible partition,
+	// say, while the head stays where `up` put it. Empty: Node.Partition.
+	WorkerPartition string `json:"worker_partition,omitempty"`
 	// Ray is the `ray` executable, resolved on the compute node after --setup.
 	Ray string `json:"ray"`
 	// LogDir holds SLURM output files and the Ray logs each node keeps.
@@ -161,6 +165,16 @@ type Spec struct {
 	// file_sd targets (a site's Prometheus cannot read the cluster
 	// directory); empty: the cluster directory's copy only.
 	MetricsSDDir string `json:"metrics_sd_dir,omitempty"`
+}
+
+// WorkerNode is the allocation of a worker job: the head's, on the worker
+// partition when the spec names one.
+func (s Spec) WorkerNode() NodeSpec {
+	n := s.Node
+	if s.WorkerPartition != "" {
+		n.Partition = s.WorkerPartition
+	}
+	return n
 }
 
 // AutoscaleSpec are the autoscaler's settings.

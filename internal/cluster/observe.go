@@ -307,6 +307,9 @@ const (
 	ReasonDrained = "drained before the time limit"
 	// ReasonDriverFinished: the driver command exited 0.
 	ReasonDriverFinished = "driver finished"
+	// ReasonPreempted: SLURM preempted the job, and its node left Ray
+	// through Ray's drain before SLURM's kill.
+	ReasonPreempted = "preempted by SLURM: drained before the kill"
 )
 
 func clusterState(o Observation, jobs []JobStatus) (State, string) {
