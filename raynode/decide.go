@@ -191,7 +191,9 @@ func askScheduler(lastAsked, now time.Time) bool {
 // requeuedHead decides whether a head job's run must refuse to start, from
 // SLURM_RESTART_COUNT (restarts; "" or "0" on a first run), and says why.
 // SLURM requeues a preempted (PreemptMode=REQUEUE) or failed batch job
-// under the same id and runs its script again. A cluster has one head,
+// under the same id and runs its script again. The head's script asks for
+// --no-requeue; this holds where that is not the last word (an admin's
+// requeue, a site's job_submit plugin). A cluster has one head,
 // the job's first run: its end was the cluster's end, whose workers and
 // drivers have seen it go. A second run would be a second head that every
 // reader of head.json could mistake for the first. There are no head

@@ -76,7 +76,7 @@ func (l *Loop) nodes(in *Input, spec cluster.Spec, ray raygcs.ClusterState, work
 
 // workers is where each worker job is, in job key order: joined (its
 // node in Ray), starting or queued; jobs ended or ending are left out. It
-// remembers when each joined, and which left Ray.
+// remembers when each joined, which left Ray, and which SLURM runs again.
 func (l *Loop) workers(now time.Time, workers map[string]cluster.Submission, queue map[string]scheduler.Job, nodeOf map[string]raygcs.Node) []Worker {
 	var out []Worker
 	seen := map[string]bool{}
@@ -84,20 +84,25 @@ func (l *Loop) workers(now time.Time, workers map[string]cluster.Submission, que
 		sub := workers[key]
 		w := Worker{Job: key, Submitted: sub.Submitted, Autoscaled: sub.Autoscaled}
 		j, inQueue := queue[key]
-		n, inRay := nodeOf[key]
-		if _, joinedBefore := l.joinedAt[key]; joinedBefore && !inRay {
-			l.left[key] = true
+		rayNode := nodeOf[key].ID // "" when not in Ray
+		if was, ok := l.joined[key]; ok && was.node != rayNode {
+			l.left[key] = was.node
+			delete(l.joined, key)
 		}
+		if rerun(l.left[key], inQueue && j.State == scheduler.Pending, rayNode) {
+			delete(l.left, key) // a worker again, counted once: as this run
+		}
+		left := l.left[key] != ""
 		switch {
-		case inRay && !l.left[key]:
-			w.State, w.NodeID = Joined, n.ID
-			if _, ok := l.joinedAt[key]; !ok {
-				l.joinedAt[key] = now
+		case rayNode != "" && !left:
+			w.State, w.NodeID = Joined, rayNode
+			if _, ok := l.joined[key]; !ok {
+				l.joined[key] = joining{at: now, node: rayNode}
 			}
-			w.JoinedAt = l.joinedAt[key]
+			w.JoinedAt = l.joined[key].at
 		case inQueue && j.State == scheduler.Pending:
 			w.State, w.Reason = Queued, j.Reason
-		case inQueue && (j.State == scheduler.Running || j.State == scheduler.Configuring) && !l.left[key]:
+		case inQueue && (j.State == scheduler.Running || j.State == scheduler.Configuring) && !left:
 			w.State = Starting
 		default:
 			continue // ended, or ending: its node left Ray, or SLURM is completing it
@@ -109,18 +114,29 @@ func (l *Loop) workers(now time.Time, workers map[string]cluster.Submission, que
 	return out
 }
 
-// forget drops what the loop remembers of jobs gone: the join time of a
-// job not seen, unless its node left Ray while SLURM still lists it.
+// rerun reports whether a worker job whose node left Ray (leftNode, that
+// node's id; "" when it has not left) runs again: SLURM requeued it
+// (PreemptMode=REQUEUE, a node failure, `scontrol requeue`), so the same
+// job id pends again (Reason=BeginTime at first) and then reruns its batch
+// script, whose node joins Ray under a new node id. Such a job is supply
+// again, planned onto or cancelled like any other (Decide), and counted
+// once: its first run's node is gone. Seen only running, not yet in Ray,
+// it is not known for a rerun, and counts as supply once its node joins.
+func rerun(leftNode string, pending bool, rayNode string) bool {
+	return leftNode != "" && (pending || (rayNode != "" && rayNode != leftNode))
+}
+
+// forget drops what the loop remembers of jobs gone: the join of a job not
+// seen, and what left Ray once SLURM no longer lists the job.
 func (l *Loop) forget(seen map[string]bool, queue map[string]scheduler.Job) {
-	for key := range l.joinedAt {
-		if !seen[key] && !l.left[key] {
-			delete(l.joinedAt, key)
+	for key := range l.joined {
+		if !seen[key] {
+			delete(l.joined, key)
 		}
 	}
 	for key := range l.left {
 		if _, inQueue := queue[key]; !inQueue {
 			delete(l.left, key)
-			delete(l.joinedAt, key)
 		}
 	}
 }

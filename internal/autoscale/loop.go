@@ -50,11 +50,12 @@ type LoopConfig struct {
 type Loop struct {
 	cfg      LoopConfig
 	mem      Memory
-	joinedAt map[string]time.Time
-	// left holds the workers whose node was in Ray and is not any more:
-	// their jobs are ending, however long SLURM still lists them, and are
-	// no supply for new demand.
-	left map[string]bool
+	joined map[string]joining
+	// left holds the workers whose node was in Ray and is not any more,
+	// with that node's id: their jobs are ending, however long SLURM still
+	// lists them, and are no supply for new demand, unless SLURM runs them
+	// again after a requeue (rerun).
+	left map[string]string
 	// lastWhy is the reason last written to the event log: a decision that
 	// changes nothing is logged once, not every poll.
 	lastWhy string
@@ -66,7 +67,13 @@ type Loop struct {
 
 // NewLoop makes the head job's autoscaler.
 func NewLoop(cfg LoopConfig) *Loop {
-	return &Loop{cfg: cfg, joinedAt: map[string]time.Time{}, left: map[string]bool{}}
+	return &Loop{cfg: cfg, joined: map[string]joining{}, left: map[string]string{}}
+}
+
+// joining is when a worker job's node joined Ray, and which node it was.
+type joining struct {
+	at   time.Time
+	node string
 }
 
 func (l *Loop) dial(head cluster.HeadInfo) (*raygcs.Client, error) {

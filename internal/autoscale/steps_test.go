@@ -298,7 +298,76 @@ func TestLoopWorkers(t *testing.T) {
 			t.Errorf("%s: workers %q, want %q", p.name, got, p.want)
 		}
 	}
-	if len(l.joinedAt)+len(l.left) != 0 {
-		t.Errorf("remembered after the job went: joined %v, left %v", l.joinedAt, l.left)
+	if len(l.joined)+len(l.left) != 0 {
+		t.Errorf("remembered after the job went: joined %v, left %v", l.joined, l.left)
+	}
+}
+
+// A preempted worker that SLURM requeues (PreemptMode=REQUEUE): its node
+// leaves Ray, the same job id pends with Reason=BeginTime and counts as a
+// queued worker (supply), then reruns and joins under a new node id,
+// counted once as that run. Seen straight back in Ray under a new node,
+// without the pending poll, it counts too.
+func TestLoopWorkersRequeued(t *testing.T) {
+	t.Parallel()
+	subs := map[string]cluster.Submission{"7": {Role: cluster.RoleWorker, JobID: "7", Autoscaled: true}}
+	running := map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Running}}
+	requeued := map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Pending, Reason: "BeginTime"}}
+	first, second := map[string]raygcs.Node{"7": {ID: "w7"}}, map[string]raygcs.Node{"7": {ID: "w7-rerun"}}
+	type poll struct {
+		name  string
+		queue map[string]scheduler.Job
+		nodes map[string]raygcs.Node
+		want  string // "" for none
+	}
+	for _, tt := range []struct {
+		name  string
+		polls []poll
+	}{
+		{"pending seen", []poll{
+			{"joined", running, first, "joined w7"},
+			{"preempted: its node left Ray", running, nil, ""},
+			{"requeued: pending BeginTime", requeued, nil, "queued BeginTime"},
+			{"rerun starting", running, nil, "starting"},
+			{"rerun joined", running, second, "joined w7-rerun"},
+		}},
+		{"pending missed", []poll{
+			{"joined", running, first, "joined w7"},
+			{"preempted: its node left Ray", running, nil, ""},
+			{"rerun running: not known for a rerun yet", running, nil, ""},
+			{"rerun joined under a new node", running, second, "joined w7-rerun"},
+		}},
+	} {
+		l := NewLoop(LoopConfig{})
+		for i, p := range tt.polls {
+			var got []string
+			for _, w := range l.workers(t0.Add(time.Duration(i)*time.Second), subs, p.queue, p.nodes) {
+				got = append(got, strings.TrimSpace(map[WorkerState]string{Queued: "queued", Starting: "starting", Joined: "joined"}[w.State]+" "+w.Reason+w.NodeID))
+			}
+			if want := []string{p.want}; (p.want == "" && len(got) != 0) || (p.want != "" && !slices.Equal(got, want)) {
+				t.Errorf("%s, %s: workers %q, want %q", tt.name, p.name, got, p.want)
+			}
+		}
+	}
+}
+
+func TestRerun(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		left    string
+		pending bool
+		rayNode string
+		want    bool
+	}{
+		{"", true, "", false},      // never left: a plain pending job
+		{"", false, "w7", false},   // never left: joined
+		{"w7", false, "", false},   // left, SLURM still ending it
+		{"w7", false, "w7", false}, // the same node seen again: still leaving
+		{"w7", true, "", true},     // requeued: pending again
+		{"w7", false, "w8", true},  // rerun joined under a new node
+	} {
+		if got := rerun(tt.left, tt.pending, tt.rayNode); got != tt.want {
+			t.Errorf("rerun(%q, pending %v, %q) = %v, want %v", tt.left, tt.pending, tt.rayNode, got, tt.want)
+		}
 	}
 }

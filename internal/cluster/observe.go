@@ -260,8 +260,14 @@ func jobOutcome(rec NodeRecord, hasRec bool, sj scheduler.Job, inSlurm bool) Out
 		recorded = rec.Outcome
 	}
 	var state scheduler.JobState
-	if inSlurm && !sj.State.Active() {
+	switch {
+	case inSlurm && !sj.State.Active():
 		state = sj.State
+	case inSlurm && sj.State == scheduler.Pending && recorded == OutcomeCancelled:
+		// Pending again after its run recorded a cancel: SLURM requeued
+		// the job (PreemptMode=REQUEUE), and the SIGTERM its run took for
+		// a cancel was the preemption's. Its rerun's record replaces this.
+		state = scheduler.Preempted
 	}
 	return JobOutcome(recorded, state)
 }
