@@ -48,8 +48,8 @@ type LoopConfig struct {
 
 // Loop polls Ray's demand and the queue, and acts on Decide.
 type Loop struct {
-	cfg      LoopConfig
-	mem      Memory
+	cfg    LoopConfig
+	mem    Memory
 	joined map[string]joining
 	// left holds the workers whose node was in Ray and is not any more,
 	// with that node's id: their jobs are ending, however long SLURM still
