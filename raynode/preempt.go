@@ -52,6 +52,8 @@ func (s *supervisor) preemptedBy(ctx context.Context, termAt time.Time) (deadlin
 // SLURM's kill as the deadline.
 func (s *supervisor) drainForPreemption(ctx context.Context, node Process, deadline time.Time) {
 	now := s.clock.Now()
+	at := now.UTC()
+	s.rec.PreemptedAt = &at // saved as the drain starts
 	s.logf("preempted by SLURM: draining; SLURM kills this job in about %s", deadline.Sub(now).Round(time.Second))
 	s.drainBeforeEnd(ctx, node, departure{
 		reason:  cluster.ReasonPreempted,

@@ -76,7 +76,7 @@ func (l *Loop) nodes(in *Input, spec cluster.Spec, ray raygcs.ClusterState, work
 
 // workers is where each worker job is, in job key order: joined (its
 // node in Ray), starting or queued; jobs ended or ending are left out. It
-// remembers when each joined, which left Ray, and which SLURM runs again.
+// remembers when each joined, and which left Ray.
 func (l *Loop) workers(now time.Time, workers map[string]cluster.Submission, queue map[string]scheduler.Job, nodeOf map[string]raygcs.Node) []Worker {
 	var out []Worker
 	seen := map[string]bool{}
@@ -86,25 +86,10 @@ func (l *Loop) workers(now time.Time, workers map[string]cluster.Submission, que
 		j, inQueue := queue[key]
 		rayNode := nodeOf[key].ID // "" when not in Ray
 		if was, ok := l.joined[key]; ok && was.node != rayNode {
-			l.left[key] = was.node
+			l.left[key] = leftNode{node: was.node, at: now}
 			delete(l.joined, key)
 		}
-		if rerun(l.left[key], inQueue && j.State == scheduler.Pending, rayNode) {
-			delete(l.left, key) // a worker again, counted once: as this run
-		}
-		left := l.left[key] != ""
-		switch {
-		case rayNode != "" && !left:
-			w.State, w.NodeID = Joined, rayNode
-			if _, ok := l.joined[key]; !ok {
-				l.joined[key] = joining{at: now, node: rayNode}
-			}
-			w.JoinedAt = l.joined[key].at
-		case inQueue && j.State == scheduler.Pending:
-			w.State, w.Reason = Queued, j.Reason
-		case inQueue && (j.State == scheduler.Running || j.State == scheduler.Configuring) && !left:
-			w.State = Starting
-		default:
+		if !l.place(&w, now, j, inQueue, rayNode) {
 			continue // ended, or ending: its node left Ray, or SLURM is completing it
 		}
 		seen[key] = true
@@ -114,16 +99,41 @@ func (l *Loop) workers(now time.Time, workers map[string]cluster.Submission, que
 	return out
 }
 
-// rerun reports whether a worker job whose node left Ray (leftNode, that
-// node's id; "" when it has not left) runs again: SLURM requeued it
-// (PreemptMode=REQUEUE, a node failure, `scontrol requeue`), so the same
-// job id pends again (Reason=BeginTime at first) and then reruns its batch
-// script, whose node joins Ray under a new node id. Such a job is supply
-// again, planned onto or cancelled like any other (Decide), and counted
-// once: its first run's node is gone. Seen only running, not yet in Ray,
-// it is not known for a rerun, and counts as supply once its node joins.
-func rerun(leftNode string, pending bool, rayNode string) bool {
-	return leftNode != "" && (pending || (rayNode != "" && rayNode != leftNode))
+// place fills in where worker job w is; false when it is no supply.
+func (l *Loop) place(w *Worker, now time.Time, j scheduler.Job, inQueue bool, rayNode string) bool {
+	if left, ok := l.left[w.Job]; ok {
+		rec, hasRec, _ := l.cfg.Dir.Node(w.Job)
+		switch placeAfterLeaving(left, j, inQueue, rayNode, rec, hasRec) {
+		case requeueAwaited:
+			w.State, w.Reason = Queued, reasonRequeueAwaited
+			return true
+		case requeued:
+			w.State, w.Reason = Queued, j.Reason
+			return true
+		case rerunStarting:
+			w.State = Starting
+			return true
+		case rerunJoined:
+			delete(l.left, w.Job) // a worker again: joined from now on
+		default:
+			return false
+		}
+	}
+	switch {
+	case rayNode != "":
+		w.State, w.NodeID = Joined, rayNode
+		if _, ok := l.joined[w.Job]; !ok {
+			l.joined[w.Job] = joining{at: now, node: rayNode}
+		}
+		w.JoinedAt = l.joined[w.Job].at
+	case inQueue && j.State == scheduler.Pending:
+		w.State, w.Reason = Queued, j.Reason
+	case inQueue && (j.State == scheduler.Running || j.State == scheduler.Configuring):
+		w.State = Starting
+	default:
+		return false
+	}
+	return true
 }
 
 // forget drops what the loop remembers of jobs gone: the join of a job not

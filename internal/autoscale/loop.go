@@ -51,11 +51,10 @@ type Loop struct {
 	cfg    LoopConfig
 	mem    Memory
 	joined map[string]joining
-	// left holds the workers whose node was in Ray and is not any more,
-	// with that node's id: their jobs are ending, however long SLURM still
-	// lists them, and are no supply for new demand, unless SLURM runs them
-	// again after a requeue (rerun).
-	left map[string]string
+	// left holds the workers whose node was in Ray and is not any more:
+	// their jobs are ending, however long SLURM still lists them, and are
+	// no supply for new demand, unless SLURM requeues them (requeue.go).
+	left map[string]leftNode
 	// lastWhy is the reason last written to the event log: a decision that
 	// changes nothing is logged once, not every poll.
 	lastWhy string
@@ -67,7 +66,7 @@ type Loop struct {
 
 // NewLoop makes the head job's autoscaler.
 func NewLoop(cfg LoopConfig) *Loop {
-	return &Loop{cfg: cfg, joined: map[string]joining{}, left: map[string]string{}}
+	return &Loop{cfg: cfg, joined: map[string]joining{}, left: map[string]leftNode{}}
 }
 
 // joining is when a worker job's node joined Ray, and which node it was.

@@ -303,19 +303,25 @@ func TestLoopWorkers(t *testing.T) {
 	}
 }
 
-// A preempted worker that SLURM requeues (PreemptMode=REQUEUE): its node
-// leaves Ray, the same job id pends with Reason=BeginTime and counts as a
-// queued worker (supply), then reruns and joins under a new node id,
-// counted once as that run. Seen straight back in Ray under a new node,
-// without the pending poll, it counts too.
+// A preempted worker that SLURM requeues (PreemptMode=REQUEUE) is supply
+// all along, counted once: draining (joined), its node gone while SLURM
+// kills it (its record says preempted: requeue awaited), pending with
+// Reason=BeginTime, its rerun starting (a newer record), its rerun joined
+// under a new node id. A worker that left Ray any other way is no supply.
 func TestLoopWorkersRequeued(t *testing.T) {
 	t.Parallel()
 	subs := map[string]cluster.Submission{"7": {Role: cluster.RoleWorker, JobID: "7", Autoscaled: true}}
 	running := map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Running}}
+	completing := map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Completing}}
 	requeued := map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Pending, Reason: "BeginTime"}}
 	first, second := map[string]raygcs.Node{"7": {ID: "w7"}}, map[string]raygcs.Node{"7": {ID: "w7-rerun"}}
+	preemptedAt := t0.Add(time.Second)
+	firstRun := cluster.NodeRecord{Job: "7", Role: cluster.RoleWorker, Phase: cluster.PhaseDraining, Started: t0.Add(-time.Hour), PreemptedAt: &preemptedAt}
+	cancelledRun := cluster.NodeRecord{Job: "7", Role: cluster.RoleWorker, Phase: cluster.PhaseEnded, Outcome: cluster.OutcomeCancelled, Started: t0.Add(-time.Hour)}
+	rerunRec := cluster.NodeRecord{Job: "7", Role: cluster.RoleWorker, Phase: cluster.PhaseStarting, Started: t0.Add(time.Minute)}
 	type poll struct {
 		name  string
+		rec   *cluster.NodeRecord
 		queue map[string]scheduler.Job
 		nodes map[string]raygcs.Node
 		want  string // "" for none
@@ -324,22 +330,31 @@ func TestLoopWorkersRequeued(t *testing.T) {
 		name  string
 		polls []poll
 	}{
-		{"pending seen", []poll{
-			{"joined", running, first, "joined w7"},
-			{"preempted: its node left Ray", running, nil, ""},
-			{"requeued: pending BeginTime", requeued, nil, "queued BeginTime"},
-			{"rerun starting", running, nil, "starting"},
-			{"rerun joined", running, second, "joined w7-rerun"},
+		{"preempted and requeued", []poll{
+			{"joined", &firstRun, running, first, "joined w7"},
+			{"preempted: its node left Ray", &firstRun, running, nil, "queued " + reasonRequeueAwaited},
+			{"SLURM kills it", &firstRun, completing, nil, "queued " + reasonRequeueAwaited},
+			{"requeued: pending BeginTime", &firstRun, requeued, nil, "queued BeginTime"},
+			{"rerun starting", &rerunRec, running, nil, "starting"},
+			{"rerun joined", &rerunRec, running, second, "joined w7-rerun"},
 		}},
-		{"pending missed", []poll{
-			{"joined", running, first, "joined w7"},
-			{"preempted: its node left Ray", running, nil, ""},
-			{"rerun running: not known for a rerun yet", running, nil, ""},
-			{"rerun joined under a new node", running, second, "joined w7-rerun"},
+		{"scancel: no supply once its node left", []poll{
+			{"joined", nil, running, first, "joined w7"},
+			{"cancelled: its node left Ray", &cancelledRun, running, nil, ""},
+			{"SLURM completing it", &cancelledRun, completing, nil, ""},
 		}},
 	} {
-		l := NewLoop(LoopConfig{})
+		dir, err := cluster.Store{Root: t.TempDir()}.Create(cluster.Spec{Name: "rq", ID: "id", Backend: cluster.BackendSlurm}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := NewLoop(LoopConfig{Dir: dir})
 		for i, p := range tt.polls {
+			if p.rec != nil {
+				if err := dir.WriteNode(*p.rec); err != nil {
+					t.Fatal(err)
+				}
+			}
 			var got []string
 			for _, w := range l.workers(t0.Add(time.Duration(i)*time.Second), subs, p.queue, p.nodes) {
 				got = append(got, strings.TrimSpace(map[WorkerState]string{Queued: "queued", Starting: "starting", Joined: "joined"}[w.State]+" "+w.Reason+w.NodeID))
@@ -351,23 +366,38 @@ func TestLoopWorkersRequeued(t *testing.T) {
 	}
 }
 
-func TestRerun(t *testing.T) {
+func TestPlaceAfterLeaving(t *testing.T) {
 	t.Parallel()
+	left := leftNode{node: "w7", at: t0}
+	at := t0.Add(-time.Second)
+	preempted := cluster.NodeRecord{Phase: cluster.PhaseDraining, Started: t0.Add(-time.Hour), PreemptedAt: &at}
+	ended := cluster.NodeRecord{Phase: cluster.PhaseEnded, Outcome: cluster.OutcomeDrainedIdle, Started: t0.Add(-time.Hour)}
+	rerunRec := cluster.NodeRecord{Phase: cluster.PhaseStarting, Started: t0.Add(time.Minute)}
+	run := scheduler.Job{ID: "7", State: scheduler.Running}
 	for _, tt := range []struct {
-		left    string
-		pending bool
+		name    string
+		j       scheduler.Job
+		inQueue bool
 		rayNode string
-		want    bool
+		rec     *cluster.NodeRecord
+		want    afterLeaving
 	}{
-		{"", true, "", false},      // never left: a plain pending job
-		{"", false, "w7", false},   // never left: joined
-		{"w7", false, "", false},   // left, SLURM still ending it
-		{"w7", false, "w7", false}, // the same node seen again: still leaving
-		{"w7", true, "", true},     // requeued: pending again
-		{"w7", false, "w8", true},  // rerun joined under a new node
+		{"drained for idleness, SLURM ending it", run, true, "", &ended, leftForGood},
+		{"no record", run, true, "", nil, leftForGood},
+		{"the same node seen again: still leaving", run, true, "w7", &ended, leftForGood},
+		{"preempted, SLURM killing it", run, true, "", &preempted, requeueAwaited},
+		{"preempted under PreemptMode=CANCEL: ended", scheduler.Job{ID: "7", State: scheduler.Preempted}, true, "", &preempted, leftForGood},
+		{"preempted, SLURM forgot it", run, false, "", &preempted, leftForGood},
+		{"pending again: requeued", scheduler.Job{ID: "7", State: scheduler.Pending, Reason: "BeginTime"}, true, "", &preempted, requeued},
+		{"its script runs again", run, true, "", &rerunRec, rerunStarting},
+		{"in Ray under a new node", run, true, "w8", &rerunRec, rerunJoined},
 	} {
-		if got := rerun(tt.left, tt.pending, tt.rayNode); got != tt.want {
-			t.Errorf("rerun(%q, pending %v, %q) = %v, want %v", tt.left, tt.pending, tt.rayNode, got, tt.want)
+		var rec cluster.NodeRecord
+		if tt.rec != nil {
+			rec = *tt.rec
+		}
+		if got := placeAfterLeaving(left, tt.j, tt.inQueue, tt.rayNode, rec, tt.rec != nil); got != tt.want {
+			t.Errorf("%s: placeAfterLeaving = %d, want %d", tt.name, got, tt.want)
 		}
 	}
 }

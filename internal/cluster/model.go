@@ -355,6 +355,10 @@ type NodeRecord struct {
 	// TimeLimitAt is set when SLURM warned that the job's time limit is near
 	// (--signal=B:USR1@drain-before); it is when the limit falls, ±30 s.
 	TimeLimitAt *time.Time `json:"time_limit_at,omitempty"`
+	// PreemptedAt is when SLURM's preemption reached this run (its
+	// SIGTERM); set as the node starts draining, so the head's autoscaler
+	// expects the job back after SLURM's requeue rather than replace it.
+	PreemptedAt *time.Time `json:"preempted_at,omitempty"`
 	// MetricsExportPort is where this node's Ray exports its Prometheus
 	// metrics (ray start --metrics-export-port), on IP; 0 until Ray runs.
 	MetricsExportPort int `json:"metrics_export_port,omitempty"`
