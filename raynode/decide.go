@@ -264,13 +264,27 @@ const preemptedStopGrace = 3 * time.Second
 // beyond its stop's graces: the record's last write and the exit.
 const preemptMargin = time.Second
 
+// isPreemption decides whether SLURM's word on a job at its SIGTERM (p)
+// says SLURM preempts this run, restarts being the run's own
+// SLURM_RESTART_COUNT. Measured on the dev SLURM (22.05, partition_prio,
+// PreemptMode=REQUEUE): the job is requeued before the SIGTERM (scontrol
+// shows Restarts one higher than the run's, JobState=COMPLETING,
+// PreemptTime absent), and no GraceTime is given. A PreemptTime (a
+// GraceTime honoured) or the state PREEMPTED (PreemptMode=CANCEL) says it
+// too. scancel and `down` change none of these. An admin's `scontrol
+// requeue` counts as well: the job comes back the same way.
+func isPreemption(p scheduler.Preemption, restarts int) bool {
+	return !p.At.IsZero() || p.State == scheduler.Preempted || p.Restarts > restarts
+}
+
 // preemptionDeadline is when SLURM kills a preempted job whose SIGTERM
 // arrived at termAt: KillWait after its SIGTERM, or at its end time
 // (PreemptTime+GraceTime), whichever comes first. Measured on the dev SLURM
-// (22.05, PreemptMode=REQUEUE): the kill came about 9 s after the SIGTERM,
-// KillWait=10, before the 15 s GraceTime. PreemptTime is in whole seconds
-// and may precede the signal: the earlier of the two starts the clock.
-// Without either figure, SLURM's default KillWait (30 s) is assumed.
+// (22.05, PreemptMode=REQUEUE, KillWait=10, GraceTime=15): the job turned
+// from COMPLETING to PENDING 9.9 s after the SIGTERM, and no grace was
+// given. PreemptTime is in whole seconds and may precede the signal: the
+// earlier of the two starts the clock. Without a KillWait, SLURM's default
+// (30 s) is assumed.
 func preemptionDeadline(p scheduler.Preemption, termAt time.Time) time.Time {
 	start := termAt
 	if !p.At.IsZero() && p.At.Before(start) {

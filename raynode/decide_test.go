@@ -251,3 +251,25 @@ func TestTempBase(t *testing.T) {
 		}
 	}
 }
+
+func TestIsPreemption(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 6, 19, 0, 40, 0, time.UTC)
+	for _, tt := range []struct {
+		name     string
+		p        scheduler.Preemption
+		restarts int
+		want     bool
+	}{
+		{"scancel of a first run", scheduler.Preemption{State: scheduler.Running}, 0, false},
+		{"scancel of a rerun", scheduler.Preemption{State: scheduler.Running, Restarts: 1}, 1, false},
+		{"requeued under this run (22.05, PreemptMode=REQUEUE)", scheduler.Preemption{State: scheduler.Completing, Restarts: 1}, 0, true},
+		{"a rerun requeued again", scheduler.Preemption{State: scheduler.Completing, Restarts: 2}, 1, true},
+		{"a grace time (PreemptTime)", scheduler.Preemption{State: scheduler.Running, At: at}, 0, true},
+		{"PreemptMode=CANCEL", scheduler.Preemption{State: scheduler.Preempted}, 0, true},
+	} {
+		if got := isPreemption(tt.p, tt.restarts); got != tt.want {
+			t.Errorf("%s: isPreemption = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

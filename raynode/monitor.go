@@ -43,6 +43,13 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			if n, ok := s.drainNotice(ctx); ok {
 				drained, why = n.Outcome, fmt.Errorf("%s", n.Reason)
 			}
+			select {
+			case killAt = <-n.preempted:
+				// Under proctrack/linuxproc SLURM's SIGTERM reaches Ray's
+				// own processes too: Ray ends because of the preemption.
+				h, why = preempted, fmt.Errorf("%s", cluster.ReasonPreempted)
+			default:
+			}
 		case <-driverDone:
 			h, why = driverExited, s.driverResult(driver)
 		case <-n.timeLimit:

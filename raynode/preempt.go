@@ -3,6 +3,7 @@ package raynode
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -23,10 +24,9 @@ const preemptionCheckTimeout = 2 * time.Second
 // preemptedBy returns the deadline of a preemption when the SIGTERM
 // received at termAt is one, and ok false when it is a cancel (scancel,
 // `down`, SLURM's time limit). The cluster's down marker answers first,
-// without asking SLURM; then SLURM's PreemptTime on the job decides
-// (scontrol shows it from the moment the job is picked, before the
-// SIGTERM). A scheduler that does not answer in time makes it a cancel:
-// what a SIGTERM meant before preemption was handled.
+// without asking SLURM; then SLURM's word on the job decides
+// (isPreemption). A scheduler that does not answer in time makes it a
+// cancel: what a SIGTERM meant before preemption was handled.
 func (s *supervisor) preemptedBy(ctx context.Context, termAt time.Time) (deadline time.Time, ok bool) {
 	if s.cfg.Role != cluster.RoleWorker || s.cfg.Preemption == nil {
 		return time.Time{}, false
@@ -41,7 +41,8 @@ func (s *supervisor) preemptedBy(ctx context.Context, termAt time.Time) (deadlin
 		s.logf("warning: SIGTERM: cannot ask SLURM whether it preempts this job (%v): taken as a cancel", err)
 		return time.Time{}, false
 	}
-	if !p.Preempted() {
+	restarts, _ := strconv.Atoi(s.cfg.Getenv("SLURM_RESTART_COUNT"))
+	if !isPreemption(p, restarts) {
 		return time.Time{}, false
 	}
 	return preemptionDeadline(p, termAt), true

@@ -29,7 +29,7 @@ func (f *fakePreemption) Preemption(ctx context.Context, job string) (scheduler.
 func TestPreemptedBy(t *testing.T) {
 	t.Parallel()
 	term := time.Date(2026, 12, 6, 19, 0, 40, 0, time.UTC)
-	marked := scheduler.Preemption{At: term, KillWait: 10 * time.Second}
+	marked := scheduler.Preemption{State: scheduler.Completing, Restarts: 1, KillWait: 10 * time.Second}
 	for _, tt := range []struct {
 		name  string
 		role  cluster.Role
@@ -39,7 +39,7 @@ func TestPreemptedBy(t *testing.T) {
 		calls int
 	}{
 		{"a worker SLURM preempts", cluster.RoleWorker, false, &fakePreemption{p: marked}, true, 1},
-		{"scancel: no PreemptTime", cluster.RoleWorker, false, &fakePreemption{}, false, 1},
+		{"scancel: no requeue, no PreemptTime", cluster.RoleWorker, false, &fakePreemption{p: scheduler.Preemption{State: scheduler.Running}}, false, 1},
 		{"`down`: SLURM is not asked", cluster.RoleWorker, true, &fakePreemption{p: marked}, false, 0},
 		{"SLURM does not answer", cluster.RoleWorker, false, &fakePreemption{err: errors.New("timed out")}, false, 1},
 		{"the head: always a cancel (no handover yet)", cluster.RoleHead, false, &fakePreemption{p: marked}, false, 0},

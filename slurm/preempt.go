@@ -10,18 +10,18 @@ import (
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
-// Preemption asks SLURM whether job is being preempted: one `scontrol show
-// job -o`, and only when it is, one `scontrol show config` for KillWait. A
-// job's own supervisor asks this when a SIGTERM arrives, to tell a
-// preemption (PreemptTime set) from scancel or `down` (PreemptTime=None).
+// Preemption tells what SLURM says of a job that got a SIGTERM: one
+// `scontrol show job -o` (its state, requeues, PreemptTime, EndTime) and
+// one `scontrol show config` (KillWait). A job's own supervisor asks this
+// when a SIGTERM arrives, to tell a preemption from scancel or `down`.
 func (s *cliScheduler) Preemption(ctx context.Context, job string) (scheduler.Preemption, error) {
 	out, err := s.run.Run(ctx, []string{s.progs.Scontrol, "show", "job", "-o", job})
 	if err != nil {
 		return scheduler.Preemption{}, fmt.Errorf("job %s preemption: %w", job, err)
 	}
 	p, err := ParsePreemption(out, time.Local)
-	if err != nil || !p.Preempted() {
-		return p, err
+	if err != nil {
+		return p, fmt.Errorf("job %s preemption: %w", job, err)
 	}
 	if out, err = s.run.Run(ctx, []string{s.progs.Scontrol, "show", "config"}); err == nil {
 		p.KillWait, _ = ParseKillWait(out)
@@ -29,10 +29,11 @@ func (s *cliScheduler) Preemption(ctx context.Context, job string) (scheduler.Pr
 	return p, nil
 }
 
-// ParsePreemption reads PreemptTime= and EndTime= from `scontrol show job
-// -o` output (the first job's line); SLURM prints its times in the
-// controller's local zone, loc. PreemptTime=None (or Unknown) is no
-// preemption.
+// ParsePreemption reads JobState=, Restarts=, PreemptTime= and EndTime=
+// from `scontrol show job -o` output (the first job's line); SLURM prints
+// its times in the controller's local zone, loc, and None or Unknown for
+// none. Values with spaces (Comment=, Reason=) come after these fields in
+// every release, or are not among them.
 func ParsePreemption(out []byte, loc *time.Location) (scheduler.Preemption, error) {
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	if !strings.HasPrefix(line, "JobId=") {
@@ -40,21 +41,28 @@ func ParsePreemption(out []byte, loc *time.Location) (scheduler.Preemption, erro
 	}
 	var p scheduler.Preemption
 	for _, w := range strings.Fields(line) {
-		key, value, ok := strings.Cut(w, "=")
-		if !ok || (key != "PreemptTime" && key != "EndTime") {
-			continue
-		}
-		t, err := time.ParseInLocation("2006-01-02T15:04:05", value, loc)
-		if err != nil {
-			continue // None, Unknown
-		}
-		if key == "PreemptTime" {
-			p.At = t
-		} else {
-			p.End = t
+		key, value, _ := strings.Cut(w, "=")
+		switch key {
+		case "JobState":
+			p.State = scheduler.JobState(value)
+		case "Restarts":
+			p.Restarts, _ = strconv.Atoi(value)
+		case "PreemptTime":
+			p.At = parseSlurmTime(value, loc)
+		case "EndTime":
+			p.End = parseSlurmTime(value, loc)
 		}
 	}
 	return p, nil
+}
+
+// parseSlurmTime reads one of scontrol's times; zero for None or Unknown.
+func parseSlurmTime(value string, loc *time.Location) time.Time {
+	t, err := time.ParseInLocation("2006-01-02T15:04:05", value, loc)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // ParseKillWait reads `KillWait = 10 sec` from `scontrol show config`.

@@ -15,28 +15,35 @@ type preempter interface {
 }
 
 // scontrol's lines of a scav job on the dev SLURM (22.05), trimmed: running,
-// then preempted by an owner job (PreemptTime set, EndTime moved to
-// PreemptTime+GraceTime).
+// then at the SIGTERM of its preemption (PreemptMode=REQUEUE: requeued
+// already, Restarts=1, COMPLETING, no PreemptTime), and a job in a grace
+// time (PreemptTime set, EndTime moved to PreemptTime+GraceTime).
 const (
-	scontrolRunning   = "JobId=812 JobName=sray-pre-worker UserId=srbuser1(1001) JobState=RUNNING Reason=None Requeue=1 Restarts=0 RunTime=00:00:31 TimeLimit=UNLIMITED StartTime=2026-12-06T19:00:00 EndTime=Unknown PreemptEligibleTime=2026-12-06T19:00:00 PreemptTime=None Partition=scav NodeList=node3\n"
-	scontrolPreempted = "JobId=812 JobName=sray-pre-worker UserId=srbuser1(1001) JobState=RUNNING Reason=None Requeue=1 Restarts=0 RunTime=00:00:40 TimeLimit=UNLIMITED StartTime=2026-12-06T19:00:00 EndTime=2026-12-06T19:00:55 PreemptEligibleTime=2026-12-06T19:00:00 PreemptTime=2026-12-06T19:00:40 Partition=scav NodeList=node3\n"
+	scontrolRunning   = "JobId=6773 JobName=scav.sh UserId=root(0) JobState=RUNNING Reason=None Requeue=1 Restarts=0 BatchFlag=1 RunTime=00:00:03 TimeLimit=UNLIMITED StartTime=2026-12-06T19:13:18 EndTime=2027-12-06T19:13:18 PreemptEligibleTime=2026-12-06T19:13:18 PreemptTime=None Partition=scav NodeList=node3\n"
+	scontrolRequeued  = "JobId=6773 JobName=scav.sh UserId=root(0) JobState=COMPLETING Reason=None Requeue=1 Restarts=1 BatchFlag=1 RunTime=00:00:00 TimeLimit=UNLIMITED StartTime=2026-12-06T19:13:42 EndTime=Unknown Partition=scav NodeList=node3\n"
+	scontrolGraceTime = "JobId=812 JobName=w UserId=srbuser1(1001) JobState=RUNNING Reason=None Requeue=1 Restarts=0 EndTime=2026-12-06T19:00:55 PreemptTime=2026-12-06T19:00:40 Partition=scav\n"
+	scontrolConfig    = "Configuration data as of 2026-12-06T19:13:41\nJobRequeue              = 1\nKillWait                = 10 sec\nMinJobAge               = 300 sec\n"
 )
 
 func TestPreemption(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, r := newScheduler(t)
-	r.Register([]string{"sctl", "show", "job", "-o", "812"}, scontrolRunning, nil)
-	p, err := s.(preempter).Preemption(ctx, "812")
-	if err != nil || p.Preempted() {
-		t.Errorf("running job: Preemption = %+v, %v; want none (and no scontrol show config)", p, err)
-	}
-	r.Register([]string{"sctl", "show", "job", "-o", "812"}, scontrolPreempted, nil)
-	r.Register([]string{"sctl", "show", "config"}, "Configuration data as of 2026-12-06T19:00:41\nJobRequeue              = 1\nKillWait                = 10 sec\nMinJobAge               = 300 sec\n", nil)
-	p, err = s.(preempter).Preemption(ctx, "812")
-	at := time.Date(2026, 12, 6, 19, 0, 40, 0, time.Local)
-	if err != nil || !p.At.Equal(at) || !p.End.Equal(at.Add(15*time.Second)) || p.KillWait != 10*time.Second {
-		t.Errorf("preempted job: Preemption = %+v, %v; want At %s, End 15 s later, KillWait 10 s", p, err, at)
+	local := func(h, m, sec int) time.Time { return time.Date(2026, 12, 6, h, m, sec, 0, time.Local) }
+	for _, tt := range []struct {
+		name, out string
+		want      scheduler.Preemption
+	}{
+		{"running", scontrolRunning, scheduler.Preemption{State: scheduler.Running, End: time.Date(2027, 12, 6, 19, 13, 18, 0, time.Local), KillWait: 10 * time.Second}},
+		{"requeued by its preemption", scontrolRequeued, scheduler.Preemption{State: scheduler.Completing, Restarts: 1, KillWait: 10 * time.Second}},
+		{"in a grace time", scontrolGraceTime, scheduler.Preemption{State: scheduler.Running, At: local(19, 0, 40), End: local(19, 0, 55), KillWait: 10 * time.Second}},
+	} {
+		r.Register([]string{"sctl", "show", "job", "-o", "6773"}, tt.out, nil)
+		r.Register([]string{"sctl", "show", "config"}, scontrolConfig, nil)
+		p, err := s.(preempter).Preemption(ctx, "6773")
+		if err != nil || p != tt.want {
+			t.Errorf("%s: Preemption = %+v, %v; want %+v", tt.name, p, err, tt.want)
+		}
 	}
 	r.Fail([]string{"sctl", "show", "job", "-o", "9"}, "slurm_load_jobs error: Invalid job id specified\n")
 	if _, err := s.(preempter).Preemption(ctx, "9"); err == nil {

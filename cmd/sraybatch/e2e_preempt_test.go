@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main
 
 import (
@@ -28,10 +30,14 @@ const (
 // the worker mid-training: the worker drains through Ray (reason
 // PREEMPTION) before SLURM's kill, the run goes on, status shows the
 // outcome preempted, and the capacity comes back as the requeued job
-// itself, counted once (no second worker is submitted).
+// itself, counted once (no second worker is submitted). Under
+// proctrack/linuxproc SLURM's SIGTERM reaches Ray's own processes as well,
+// so the node cannot drain: there the test checks the outcome, the run
+// going on and the requeued rejoin only.
 func TestE2EPreempt(t *testing.T) {
 	e := needE2E(t)
 	needPreemption(t)
+	drains := proctrackCgroup(t)
 	const name = "e2epre"
 	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
 		"--partition", "debug", "--worker-partition", preemptiblePartition,
@@ -74,7 +80,7 @@ func TestE2EPreempt(t *testing.T) {
 	})
 	lost := lostActors(t, dir.EventsPath(driver), worker)
 	fmt.Printf("MEASURED the preempted worker's actor left the pool: %v\n", lost)
-	if len(lost) != 1 || lost[0] != "node_draining" {
+	if drains && (len(lost) != 1 || lost[0] != "node_draining") {
 		t.Errorf("the worker's actor left the pool %v, want once, by node_draining (no step in flight lost)", lost)
 	}
 
@@ -91,7 +97,7 @@ func TestE2EPreempt(t *testing.T) {
 	}
 	e.mustSray(t, "down", "--cluster", name)
 	heads, _ := filepath.Glob(filepath.Join(dir.Path, "logs", "ray-*", "gcs_server.out"))
-	if !fileContains(heads, "DRAIN_NODE_REASON_PREEMPTION") {
+	if drains && !fileContains(heads, "DRAIN_NODE_REASON_PREEMPTION") {
 		t.Errorf("no GCS log of %v shows a drain with reason PREEMPTION", heads)
 	}
 }
@@ -105,6 +111,21 @@ func needPreemption(t *testing.T) {
 			skipOutsideCI(t, "the dev SLURM lacks partition %s: restart it with scripts/dev-slurm down && scripts/dev-slurm up", p)
 		}
 	}
+}
+
+// proctrackCgroup reports whether SLURM tracks processes by cgroup, where
+// a job's SIGTERM reaches only its batch shell, the supervisor.
+func proctrackCgroup(t *testing.T) bool {
+	t.Helper()
+	out, err := exec.Command("scontrol", "show", "config").Output()
+	if err != nil {
+		t.Fatalf("scontrol show config: %v", err)
+	}
+	cgroup := strings.Contains(string(out), "proctrack/cgroup")
+	if !cgroup {
+		t.Log("proctrack/linuxproc: SLURM's SIGTERM reaches Ray itself, so the node cannot drain; drain checks skipped")
+	}
+	return cgroup
 }
 
 // submitOwnerJob submits a job of the owner partition that needs every GPU
