@@ -43,13 +43,6 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			if n, ok := s.drainNotice(ctx); ok {
 				drained, why = n.Outcome, fmt.Errorf("%s", n.Reason)
 			}
-			select {
-			case killAt = <-n.preempted:
-				// Under proctrack/linuxproc SLURM's SIGTERM reaches Ray's
-				// own processes too: Ray ends because of the preemption.
-				h, why = preempted, fmt.Errorf("%s", cluster.ReasonPreempted)
-			default:
-			}
 		case <-driverDone:
 			h, why = driverExited, s.driverResult(driver)
 		case <-n.timeLimit:
@@ -61,6 +54,9 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			if h, why, drained, ok = s.checkIn(ctx, members, rayLogs, &lastSample); !ok {
 				continue
 			}
+		}
+		if at, ok := s.awaitPreemption(ctx, h, n.preempted); ok {
+			h, why, killAt = preempted, fmt.Errorf("%s", cluster.ReasonPreempted), at
 		}
 		st := s.state()
 		st.Interrupted = ctx.Err() != nil
@@ -88,6 +84,33 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			why = fmt.Errorf("%s", r.Outcome)
 		}
 		return endWith(r.Outcome, why)
+	}
+}
+
+// awaitPreemption turns Ray's exit or the head's loss into the preemption
+// they follow from, when a SIGTERM under check says so: under
+// proctrack/linuxproc SLURM's SIGTERM reaches Ray's own processes too, and
+// the load of a preemption can hold up the head's heartbeat, both before
+// SLURM has answered whether the SIGTERM was a preemption (preemptedBy).
+func (s *supervisor) awaitPreemption(ctx context.Context, h happening, preemptedAt <-chan time.Time) (time.Time, bool) {
+	if h != rayExited && h != headGone {
+		return time.Time{}, false
+	}
+	if !s.termArrived.Load() {
+		select {
+		case at := <-preemptedAt:
+			return at, true
+		default:
+			return time.Time{}, false
+		}
+	}
+	select {
+	case at := <-preemptedAt:
+		return at, true
+	case <-ctx.Done(): // the SIGTERM was a cancel
+		return time.Time{}, false
+	case <-s.clock.After(preemptionCheckTimeout + time.Second):
+		return time.Time{}, false
 	}
 }
 

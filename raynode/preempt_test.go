@@ -124,3 +124,43 @@ func TestRunRequeuedHeadExits(t *testing.T) {
 		t.Errorf("record %+v, %d processes started; want requeued_head and nothing started", rec, len(f.procs.started))
 	}
 }
+
+// Ray's exit or the head's loss after a worker's SIGTERM waits for SLURM's
+// word on that SIGTERM: under linuxproc the preemption's SIGTERM ends Ray
+// too, and its load can hold up the head's heartbeat.
+func TestAwaitPreemption(t *testing.T) {
+	t.Parallel()
+	f := newRunFixture(t)
+	kill := f.clock.Now().Add(10 * time.Second)
+	for _, tt := range []struct {
+		name      string
+		h         happening
+		term      bool
+		notice    bool
+		cancelled bool
+		want      bool
+	}{
+		{"a cancel is a cancel", cancelled, true, true, false, false},
+		{"Ray exits, no SIGTERM, no notice", rayExited, false, false, false, false},
+		{"Ray exits after the preemption's notice", rayExited, false, true, false, true},
+		{"Ray exits while SLURM is asked, then the notice", rayExited, true, true, false, true},
+		{"head lost while SLURM is asked, then the notice", headGone, true, true, false, true},
+		{"the SIGTERM was a cancel", rayExited, true, false, true, false},
+	} {
+		s := newSupervisor(f.config(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "8"}), "8")
+		s.termArrived.Store(tt.term)
+		ch := make(chan time.Time, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		if tt.notice {
+			ch <- kill
+		}
+		if tt.cancelled {
+			cancel()
+		}
+		at, ok := s.awaitPreemption(ctx, tt.h, ch)
+		cancel()
+		if ok != tt.want || (ok && !at.Equal(kill)) {
+			t.Errorf("%s: awaitPreemption = %s, %v; want %v", tt.name, at, ok, tt.want)
+		}
+	}
+}

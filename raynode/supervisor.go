@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -107,7 +108,10 @@ type supervisor struct {
 	// ending is how the node ends, once monitor decided it: the stop's
 	// grace periods depend on it.
 	ending cluster.Outcome
-	logf   func(format string, args ...any)
+	// termArrived is set when a worker's SIGTERM arrives, before SLURM
+	// says whether it is a preemption (awaitPreemption waits for that).
+	termArrived atomic.Bool
+	logf        func(format string, args ...any)
 }
 
 // endError is how a node's run ended: a typed outcome, and the words for it.
@@ -212,7 +216,8 @@ func (s *supervisor) onSignals(ctx context.Context, key string, cancel context.C
 				notify(n.timeLimit, struct{}{})
 				continue
 			}
-			if sig == syscall.SIGTERM {
+			if sig == syscall.SIGTERM && s.cfg.Role == cluster.RoleWorker && s.cfg.Preemption != nil {
+				s.termArrived.Store(true)
 				if deadline, ok := s.preemptedBy(ctx, s.clock.Now()); ok {
 					notify(n.preempted, deadline)
 					continue

@@ -78,6 +78,8 @@ func TestE2EPreempt(t *testing.T) {
 		d := driverRow(e.status(t, name))
 		return d.LastStep != nil && *d.LastStep > *before.LastStep+2 && d.SlurmState == "RUNNING"
 	})
+	gap, steps := stepGap(t, dir.EventsPath(driver), *rec.PreemptedAt)
+	fmt.Printf("MEASURED longest gap between the driver's steps around the preemption: %.2f s (steps %v)\n", gap.Seconds(), steps)
 	lost := lostActors(t, dir.EventsPath(driver), worker)
 	fmt.Printf("MEASURED the preempted worker's actor left the pool: %v\n", lost)
 	if drains && (len(lost) != 1 || lost[0] != "node_draining") {
@@ -187,6 +189,39 @@ func lostActors(t *testing.T, path, job string) []string {
 		}
 	}
 	return reasons
+}
+
+// stepGap returns the longest time between two of the driver's steps from
+// 5 s before at to 15 s after, and those steps' actor counts.
+func stepGap(t *testing.T, path string, at time.Time) (time.Duration, []int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("driver events: %v", err)
+	}
+	var gap time.Duration
+	var last time.Time
+	var actors []int
+	for _, line := range strings.Split(string(b), "\n") {
+		var ev struct {
+			TS     float64 `json:"ts"`
+			Event  string  `json:"event"`
+			Actors int     `json:"actors"`
+		}
+		if json.Unmarshal([]byte(line), &ev) != nil || ev.Event != "step_done" {
+			continue
+		}
+		ts := time.Unix(0, int64(ev.TS*1e9))
+		if ts.Before(at.Add(-5*time.Second)) || ts.After(at.Add(15*time.Second)) {
+			continue
+		}
+		if !last.IsZero() {
+			gap = max(gap, ts.Sub(last))
+		}
+		last = ts
+		actors = append(actors, ev.Actors)
+	}
+	return gap, actors
 }
 
 func fileContains(paths []string, s string) bool {
