@@ -22,7 +22,7 @@ const (
 // each means. The head also keeps the membership snapshot fresh.
 // members is the head's membership tracker (nil elsewhere), refreshed
 // once already.
-func (s *supervisor) monitor(ctx context.Context, node, driver Process, members *membershipTracker, drain <-chan struct{}) error {
+func (s *supervisor) monitor(ctx context.Context, node, driver Process, members *membershipTracker, n notices) error {
 	var driverDone <-chan struct{}
 	if driver != nil {
 		driverDone = driver.Done()
@@ -34,6 +34,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		var h happening
 		var why error
 		var drained cluster.Outcome
+		var killAt time.Time // a preemption's: when SLURM kills the job
 		select {
 		case <-ctx.Done():
 			h, why = cancelled, context.Cause(ctx)
@@ -44,13 +45,18 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			}
 		case <-driverDone:
 			h, why = driverExited, s.driverResult(driver)
-		case <-drain:
+		case <-n.timeLimit:
 			h = timeLimitWarning
+		case killAt = <-n.preempted:
+			h, why = preempted, fmt.Errorf("%s", cluster.ReasonPreempted)
 		case <-s.clock.After(membershipInterval):
 			var ok bool
 			if h, why, drained, ok = s.checkIn(ctx, members, rayLogs, &lastSample); !ok {
 				continue
 			}
+		}
+		if at, ok := s.awaitPreemption(ctx, h, n.preempted); ok {
+			h, why, killAt = preempted, fmt.Errorf("%s", cluster.ReasonPreempted), at
 		}
 		st := s.state()
 		st.Interrupted = ctx.Err() != nil
@@ -62,6 +68,10 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		switch {
 		case r.Continue:
 			continue
+		case r.Drain && h == preempted:
+			s.ending = r.Outcome
+			s.drainForPreemption(ctx, node, killAt)
+			return endWith(r.Outcome, why)
 		case r.Drain:
 			s.drainForTimeLimit(ctx, node)
 			return endWith(r.Outcome, fmt.Errorf("%s", cluster.ReasonDrained))
@@ -74,6 +84,33 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			why = fmt.Errorf("%s", r.Outcome)
 		}
 		return endWith(r.Outcome, why)
+	}
+}
+
+// awaitPreemption turns Ray's exit or the head's loss into the preemption
+// they follow from, when a SIGTERM under check says so: under
+// proctrack/linuxproc SLURM's SIGTERM reaches Ray's own processes too, and
+// the load of a preemption can hold up the head's heartbeat, both before
+// SLURM has answered whether the SIGTERM was a preemption (preemptedBy).
+func (s *supervisor) awaitPreemption(ctx context.Context, h happening, preemptedAt <-chan time.Time) (time.Time, bool) {
+	if h != rayExited && h != headGone {
+		return time.Time{}, false
+	}
+	if !s.termArrived.Load() {
+		select {
+		case at := <-preemptedAt:
+			return at, true
+		default:
+			return time.Time{}, false
+		}
+	}
+	select {
+	case at := <-preemptedAt:
+		return at, true
+	case <-ctx.Done(): // the SIGTERM was a cancel
+		return time.Time{}, false
+	case <-s.clock.After(preemptionCheckTimeout + time.Second):
+		return time.Time{}, false
 	}
 }
 

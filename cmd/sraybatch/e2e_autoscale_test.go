@@ -1137,11 +1137,13 @@ func holdFreeGPUs(t *testing.T) {
 	}
 	gpus := regexp.MustCompile(`gpu(?::[^:\s(]+)?:(\d+)`)
 	var ids []string
+	seen := map[string]bool{} // a node in several partitions (scav, owner) is listed once each
 	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Fields(l)
-		if len(f) < 3 {
+		if len(f) < 3 || seen[f[0]] {
 			continue
 		}
+		seen[f[0]] = true
 		total, used := gpus.FindStringSubmatch(f[1]), gpus.FindStringSubmatch(f[2])
 		if total == nil {
 			continue

@@ -150,3 +150,21 @@ func schedulable(state string) bool {
 	}
 	return true
 }
+
+// Preemption is what the scheduler says of a job that got a SIGTERM, for
+// its supervisor to tell a preemption from a cancel. SLURM 22.05 with
+// PreemptMode=REQUEUE requeues the job first (Restarts up by one, state
+// COMPLETING), then sends SIGCONT and SIGTERM, and kills the job KillWait
+// later; with a GraceTime honoured (PreemptMode=CANCEL, other releases) it
+// marks the job (PreemptTime) and moves End to PreemptTime+GraceTime.
+type Preemption struct {
+	State JobState
+	// Restarts counts the job's requeues, the one under way included.
+	Restarts int
+	// At is the job's PreemptTime; zero: none.
+	At time.Time
+	// End is when the job's time now ends; zero when unknown or unlimited.
+	End time.Time
+	// KillWait is the scheduler's wait between SIGTERM and SIGKILL; 0 when unknown.
+	KillWait time.Duration
+}
