@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -201,15 +202,21 @@ func TestRealQueries(t *testing.T) {
 	if err != nil {
 		t.Fatalf("FreeGPUs: %v", err)
 	}
-	var names []string
+	// The dev layout: node1-3 in debug, node3 also in scav and owner (the
+	// preemption partitions), each row of a node with the same GPUs.
+	byPartition := map[string][]string{}
 	for _, n := range nodes {
-		names = append(names, n.Node)
-		if n.Partition != "debug" || n.Total != 2 || n.Used < 0 || n.Used > n.Total || n.Free() > n.Total-n.Used {
-			t.Errorf("node = %+v, want partition debug with 2 GPUs", n)
+		byPartition[n.Partition] = append(byPartition[n.Partition], n.Node)
+		if n.Total != 2 || n.Used < 0 || n.Used > n.Total || n.Free() > n.Total-n.Used {
+			t.Errorf("node = %+v, want 2 GPUs", n)
 		}
 	}
-	if want := []string{"node1", "node2", "node3"}; !slices.Equal(names, want) {
-		t.Errorf("FreeGPUs nodes %v, want %v", names, want)
+	want := map[string][]string{"debug": {"node1", "node2", "node3"}, "scav": {"node3"}, "owner": {"node3"}}
+	if !reflect.DeepEqual(byPartition, want) {
+		t.Errorf("FreeGPUs nodes by partition %v, want %v", byPartition, want)
+	}
+	if once := scheduler.EachNodeOnce(nodes); len(once) != 3 {
+		t.Errorf("EachNodeOnce(FreeGPUs) = %+v, want node1-3 once each", once)
 	}
 	if nodes, err := s.FreeGPUs(ctx, "debug"); err != nil || len(nodes) != 3 {
 		t.Errorf("FreeGPUs(debug) = %+v, %v; want 3 nodes", nodes, err)

@@ -97,10 +97,14 @@ func printFree(w io.Writer, rows []freeNode, styled bool) {
 	t := table.NewWriter()
 	t.SetOutputMirror(w)
 	t.AppendHeader(table.Row{"PARTITION", "NODE", "STATE", "GPUS", "USED", "FREE"})
-	total := 0
+	// A node in several partitions has a row in each; its GPUs count once.
+	total, counted := 0, map[string]bool{}
 	for _, r := range rows {
 		t.AppendRow(table.Row{r.Partition, r.Node, r.State, r.Total, r.Used, r.Free})
-		total += r.Free
+		if !counted[r.Node] {
+			counted[r.Node] = true
+			total += r.Free
+		}
 	}
 	if styled {
 		t.AppendFooter(table.Row{"", "", "", "", "free", total})

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 // sinfoFree is the sinfo call FreeGPUs makes, answered by a partition with
@@ -69,5 +70,25 @@ func TestGrowFillCountsWorkerSlots(t *testing.T) {
 	f.expectSinfoFree("gpu")
 	if _, err := f.app.fillCount(context.Background(), spec, 0); err == nil || !strings.Contains(err.Error(), "8 free GPUs") {
 		t.Errorf("no node with 8 free GPUs: %v", err)
+	}
+}
+
+// A node in two partitions has a row in each, but the styled total counts
+// its free GPUs once.
+func TestFreeTotalCountsEachNodeOnce(t *testing.T) {
+	t.Parallel()
+	rows := freeRows([]scheduler.NodeGPUs{
+		{Node: "n1", Partition: "debug", State: "idle", Total: 2},
+		{Node: "n1", Partition: "scav", State: "idle", Total: 2},
+		{Node: "n2", Partition: "debug", State: "mixed", Total: 2, Used: 1},
+	})
+	var out bytes.Buffer
+	printFree(&out, rows, true)
+	footer := out.String()[strings.LastIndex(out.String(), "FREE"):]
+	if f := strings.Fields(strings.ReplaceAll(footer, "│", " ")); len(f) < 2 || f[1] != "3" {
+		t.Errorf("total free, want 3 (n1's 2 once, n2's 1):\n%s", out.String())
+	}
+	if once := scheduler.EachNodeOnce([]scheduler.NodeGPUs{{Node: "a", Partition: "x"}, {Node: "b"}, {Node: "a", Partition: "y"}}); len(once) != 2 || once[0].Partition != "x" || once[1].Node != "b" {
+		t.Errorf("EachNodeOnce = %+v, want a (first row) then b", once)
 	}
 }

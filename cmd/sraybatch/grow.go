@@ -127,13 +127,9 @@ func (a *app) fillCount(ctx context.Context, spec cluster.Spec, max int) (int, e
 	if err != nil {
 		return 0, fmt.Errorf("list free GPUs: %w", err)
 	}
-	seen := map[string]bool{} // a node in two partitions is listed twice
 	n := 0
-	for _, node := range nodes {
-		if !seen[node.Node] {
-			seen[node.Node] = true
-			n += node.Free() / spec.Node.GPUs
-		}
+	for _, node := range scheduler.EachNodeOnce(nodes) {
+		n += node.Free() / spec.Node.GPUs
 	}
 	if max > 0 {
 		n = min(n, max)

@@ -114,6 +114,20 @@ type NodeGPUs struct {
 	Total, Used     int    // GPUs configured and allocated
 }
 
+// EachNodeOnce keeps the first row of every node, in order: a node in
+// several partitions is listed once per partition, but its GPUs are one set.
+func EachNodeOnce(nodes []NodeGPUs) []NodeGPUs {
+	seen := make(map[string]bool, len(nodes))
+	var once []NodeGPUs
+	for _, n := range nodes {
+		if !seen[n.Node] {
+			seen[n.Node] = true
+			once = append(once, n)
+		}
+	}
+	return once
+}
+
 // Free returns the GPUs a new job could be given on the node now. A node
 // that is down, drained or draining, not responding, failing, in maintenance
 // or about to power down or reboot offers none, whatever its GRES say.
