@@ -53,6 +53,8 @@ const (
 	// --block` takes a raylet's clean exit for a graceful one and keeps
 	// waiting, so the supervisor ends the node.
 	drainAccepted
+	// preempted: a SIGTERM that SLURM's preemption sent (preemptedBy).
+	preempted
 )
 
 // nodeState is what react needs to know of the node.
@@ -108,6 +110,11 @@ func react(h happening, st nodeState) reaction {
 		return reaction{Outcome: cluster.OutcomeFailed}
 	case drainAccepted:
 		return reaction{Outcome: st.DrainAccepted}
+	case preempted:
+		if st.Role != cluster.RoleWorker || !st.Joined {
+			return reaction{Outcome: cluster.OutcomePreempted}
+		}
+		return reaction{Drain: true, Outcome: cluster.OutcomePreempted}
 	case headGone:
 		if !st.Joined {
 			return reaction{Outcome: cluster.OutcomeJoinFailed}
@@ -181,6 +188,25 @@ func askScheduler(lastAsked, now time.Time) bool {
 	return lastAsked.IsZero() || now.Sub(lastAsked) >= slurmCheckInterval
 }
 
+// requeuedHead decides whether a head job's run must refuse to start, from
+// SLURM_RESTART_COUNT (restarts; "" or "0" on a first run), and says why.
+// SLURM requeues a preempted (PreemptMode=REQUEUE) or failed batch job
+// under the same id and runs its script again. The head's script asks for
+// --no-requeue; this holds where that is not the last word (an admin's
+// requeue, a site's job_submit plugin). A cluster has one head,
+// the job's first run: its end was the cluster's end, whose workers and
+// drivers have seen it go. A second run would be a second head that every
+// reader of head.json could mistake for the first. There are no head
+// generations yet (no handover to a successor head), so a requeued head
+// exits, and says so in its record; workers requeued the same way rejoin
+// their head as before.
+func requeuedHead(role cluster.Role, restarts string) (why string, refuse bool) {
+	if role != cluster.RoleHead || restarts == "" || restarts == "0" {
+		return "", false
+	}
+	return fmt.Sprintf("head job requeued by SLURM (SLURM_RESTART_COUNT=%s): a cluster's head runs once, and this run would be a second head; start a new cluster with `sraybatch up`", restarts), true
+}
+
 var errExitedEarly = errors.New("ray start exited before the node was up")
 
 // retryStart reports whether a `ray start` that failed with err on the
@@ -200,7 +226,7 @@ func final(o cluster.Outcome, joined bool) (phase cluster.Phase, jobOK bool) {
 		phase = cluster.PhaseFailed
 	}
 	switch o {
-	case cluster.OutcomeCompleted, cluster.OutcomeDrainedTimeLimit, cluster.OutcomeDrainedIdle, cluster.OutcomeCancelled:
+	case cluster.OutcomeCompleted, cluster.OutcomeDrainedTimeLimit, cluster.OutcomeDrainedIdle, cluster.OutcomeCancelled, cluster.OutcomePreempted:
 		jobOK = true
 	}
 	return phase, jobOK
@@ -220,10 +246,57 @@ const (
 // stopGraces returns how long `ray start` (and a driver) and then Ray's
 // leftover processes get between SIGTERM and SIGKILL when a node ends with o.
 func stopGraces(o cluster.Outcome) (process, leftovers time.Duration) {
-	if o == cluster.OutcomeHeadLost {
+	switch o {
+	case cluster.OutcomeHeadLost:
 		return lostHeadGrace, lostHeadGrace
+	case cluster.OutcomePreempted:
+		return preemptedStopGrace, lostHeadGrace
 	}
 	return stopGrace, leftoverGrace
+}
+
+// preemptedStopGrace is what `ray start --block` gets to stop a preempted
+// node's Ray: Ray's own drain on SIGTERM is bounded at rayDrainSeconds, and
+// SLURM's kill is only KillWait (10 s on the dev SLURM) after its SIGTERM.
+const preemptedStopGrace = 3 * time.Second
+
+// preemptMargin is what a preempted node keeps in hand before SLURM's kill,
+// beyond its stop's graces: the record's last write and the exit.
+const preemptMargin = time.Second
+
+// preemptionDeadline is when SLURM kills a preempted job whose SIGTERM
+// arrived at termAt: KillWait after its SIGTERM, or at its end time
+// (PreemptTime+GraceTime), whichever comes first. Measured on the dev SLURM
+// (22.05, PreemptMode=REQUEUE): the kill came about 9 s after the SIGTERM,
+// KillWait=10, before the 15 s GraceTime. PreemptTime is in whole seconds
+// and may precede the signal: the earlier of the two starts the clock.
+// Without either figure, SLURM's default KillWait (30 s) is assumed.
+func preemptionDeadline(p scheduler.Preemption, termAt time.Time) time.Time {
+	start := termAt
+	if !p.At.IsZero() && p.At.Before(start) {
+		start = p.At
+	}
+	killWait := p.KillWait
+	if killWait <= 0 {
+		killWait = defaultKillWait
+	}
+	deadline := start.Add(killWait)
+	if !p.End.IsZero() && p.End.Before(deadline) {
+		deadline = p.End
+	}
+	return deadline
+}
+
+// defaultKillWait is SLURM's default KillWait.
+const defaultKillWait = 30 * time.Second
+
+// preemptionWait is how long a preempted worker stays in Ray, draining,
+// before it stops: until SLURM's kill, less its stop's graces and a margin.
+// The step in flight finishes within it when it is shorter; the node
+// leaves earlier once Ray finds it idle.
+func preemptionWait(deadline, now time.Time) time.Duration {
+	process, leftovers := stopGraces(cluster.OutcomePreempted)
+	return max(deadline.Sub(now)-process-leftovers-preemptMargin, 0)
 }
 
 // drainWait is how long a worker draining before its time limit waits for

@@ -36,6 +36,9 @@ func TestReact(t *testing.T) {
 		{"Ray accepted the autoscaler's idle drain", drainAccepted,
 			nodeState{Role: cluster.RoleWorker, Joined: true, DrainAccepted: cluster.OutcomeDrainedIdle}, reaction{Outcome: cluster.OutcomeDrainedIdle}},
 		{"head gone while joining", headGone, nodeState{Role: cluster.RoleWorker}, reaction{Outcome: cluster.OutcomeJoinFailed}},
+		{"a preempted worker drains through Ray", preempted, worker, reaction{Drain: true, Outcome: cluster.OutcomePreempted}},
+		{"a preempted worker not yet in Ray just ends", preempted, nodeState{Role: cluster.RoleWorker}, reaction{Outcome: cluster.OutcomePreempted}},
+		{"a preempted head ends: no handover yet", preempted, nodeState{Role: cluster.RoleHead, Joined: true}, reaction{Outcome: cluster.OutcomePreempted}},
 	}
 	for _, tt := range tests {
 		if got := react(tt.h, tt.st); got != tt.want {
@@ -133,6 +136,7 @@ func TestFinal(t *testing.T) {
 		{cluster.OutcomeDrainedIdle, true, cluster.PhaseEnded, true},
 		{cluster.OutcomeCancelled, true, cluster.PhaseEnded, true},
 		{cluster.OutcomeCancelled, false, cluster.PhaseFailed, true},
+		{cluster.OutcomePreempted, true, cluster.PhaseEnded, true},
 		{cluster.OutcomeHeadLost, true, cluster.PhaseEnded, false},
 		{cluster.OutcomeRayExited, true, cluster.PhaseEnded, false},
 		{cluster.OutcomeFailed, true, cluster.PhaseEnded, false},
@@ -154,6 +158,70 @@ func TestStopGraces(t *testing.T) {
 	}
 	if p, l := stopGraces(cluster.OutcomeHeadLost); p > 2*time.Second || l > 2*time.Second {
 		t.Errorf("head lost: %s, %s; want short: nothing waits for a lost GCS", p, l)
+	}
+	// A preempted node stops within SLURM's KillWait (10 s on the dev SLURM)
+	// after draining, with a margin.
+	if p, l := stopGraces(cluster.OutcomePreempted); p+l+preemptMargin > 5*time.Second {
+		t.Errorf("preempted: %s, %s; want the stop well inside KillWait", p, l)
+	}
+}
+
+func TestPreemptionDeadline(t *testing.T) {
+	t.Parallel()
+	term := time.Date(2026, 12, 6, 19, 0, 40, 300e6, time.UTC)
+	at := term.Truncate(time.Second)
+	tests := []struct {
+		name string
+		p    scheduler.Preemption
+		want time.Time
+	}{
+		{"KillWait before the grace time ends (the dev SLURM)", scheduler.Preemption{At: at, End: at.Add(15 * time.Second), KillWait: 10 * time.Second}, at.Add(10 * time.Second)},
+		{"a grace time shorter than KillWait", scheduler.Preemption{At: at, End: at.Add(5 * time.Second), KillWait: 30 * time.Second}, at.Add(5 * time.Second)},
+		{"PreemptTime after the signal: the signal starts the clock", scheduler.Preemption{At: term.Add(time.Second), KillWait: 10 * time.Second}, term.Add(10 * time.Second)},
+		{"nothing known: SLURM's default KillWait", scheduler.Preemption{At: at}, at.Add(defaultKillWait)},
+	}
+	for _, tt := range tests {
+		if got := preemptionDeadline(tt.p, term); !got.Equal(tt.want) {
+			t.Errorf("%s: preemptionDeadline = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestPreemptionWait(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 6, 19, 0, 0, 0, time.UTC)
+	process, leftovers := stopGraces(cluster.OutcomePreempted)
+	for _, tt := range []struct {
+		left, want time.Duration
+	}{
+		{10 * time.Second, 10*time.Second - process - leftovers - preemptMargin},
+		{30 * time.Second, 30*time.Second - process - leftovers - preemptMargin},
+		{2 * time.Second, 0}, // no time to drain: stop at once
+	} {
+		if got := preemptionWait(now.Add(tt.left), now); got != tt.want {
+			t.Errorf("preemptionWait(%s left) = %s, want %s", tt.left, got, tt.want)
+		}
+	}
+}
+
+func TestRequeuedHead(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		role     cluster.Role
+		restarts string
+		refuse   bool
+	}{
+		{cluster.RoleHead, "", false},
+		{cluster.RoleHead, "0", false},
+		{cluster.RoleHead, "1", true},
+		{cluster.RoleHead, "3", true},
+		{cluster.RoleWorker, "1", false}, // a requeued worker rejoins its head
+		{cluster.RoleDriver, "1", false},
+	} {
+		why, refuse := requeuedHead(tt.role, tt.restarts)
+		if refuse != tt.refuse || (refuse && !strings.Contains(why, "SLURM_RESTART_COUNT="+tt.restarts)) {
+			t.Errorf("requeuedHead(%s, %q) = %q, %v; want refuse %v", tt.role, tt.restarts, why, refuse, tt.refuse)
+		}
 	}
 }
 

@@ -34,19 +34,42 @@ func (s *supervisor) drainNotice(ctx context.Context) (cluster.DrainNotice, bool
 	}
 }
 
-// drainForTimeLimit takes a worker out of Ray before its job's time limit:
-// the record turns draining (ElasticPool reads it), Ray is asked to drain
-// the node with reason PREEMPTION and the job's end as the deadline, so
-// every Ray library sees the node leave, and the node waits for its raylet
-// to exit once idle. Ray does not stop the node at the deadline by itself;
-// the wait is bounded (drainWait) and the caller then stops it.
+// departure is why and by when a worker leaves Ray before SLURM ends its job.
+type departure struct {
+	// reason is the record's reason while it drains; message Ray's.
+	reason, message string
+	// end is when SLURM ends the job: Ray's drain deadline.
+	end time.Time
+	// wait is how long to stay in Ray for the drain, given whether Ray accepted it.
+	wait func(accepted bool) time.Duration
+}
+
+// drainForTimeLimit takes a worker out of Ray before its job's time limit
+// (drainBeforeEnd, with the job's end as the deadline).
 func (s *supervisor) drainForTimeLimit(ctx context.Context, node Process) {
-	s.rec.Phase, s.rec.Reason = cluster.PhaseDraining, "time limit near"
-	s.save()
 	now := s.clock.Now()
 	end := s.jobEnd(ctx, now)
-	accepted := s.askRayToDrain(ctx, end)
-	wait := drainWait(accepted, end, now)
+	s.drainBeforeEnd(ctx, node, departure{
+		reason:  "time limit near",
+		message: fmt.Sprintf("sraybatch: SLURM job %s reaches its time limit", s.rec.Job),
+		end:     end,
+		wait:    func(accepted bool) time.Duration { return drainWait(accepted, end, now) },
+	})
+}
+
+// drainBeforeEnd takes a worker out of Ray before SLURM ends its job: the
+// record turns draining first (ElasticPool reads it and gives the node no
+// new step), Ray is asked to drain the node with reason PREEMPTION and the
+// job's end as the deadline, so every Ray library sees the node leave, and
+// the node waits for its raylet to exit once idle. Ray does not stop the
+// node at the deadline by itself; the wait is bounded (d.wait) and the
+// caller then stops it.
+func (s *supervisor) drainBeforeEnd(ctx context.Context, node Process, d departure) {
+	s.rec.Phase, s.rec.Reason = cluster.PhaseDraining, d.reason
+	s.save()
+	now := s.clock.Now()
+	accepted := s.askRayToDrain(ctx, d.message, d.end)
+	wait := d.wait(accepted)
 	s.logf("draining: leaving Ray within %s (Ray's drain accepted: %v)", wait.Round(time.Second), accepted)
 	// The raylet exits by itself once the drained node is idle, but `ray
 	// start --block` keeps waiting: the head's snapshot tells when it left.
@@ -101,7 +124,7 @@ func (s *supervisor) jobEnd(ctx context.Context, now time.Time) time.Time {
 
 // askRayToDrain asks the GCS to drain this node; false when it could not
 // be asked or refused.
-func (s *supervisor) askRayToDrain(ctx context.Context, deadline time.Time) bool {
+func (s *supervisor) askRayToDrain(ctx context.Context, message string, deadline time.Time) bool {
 	m, err := s.cfg.Dir.Membership()
 	me := m.Nodes[s.rec.Job]
 	if err != nil || me == nil || me.NodeID == "" {
@@ -115,8 +138,7 @@ func (s *supervisor) askRayToDrain(ctx context.Context, deadline time.Time) bool
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	accepted, rejection, err := gcs.Drain(ctx, me.NodeID, raygcs.DrainPreemption,
-		fmt.Sprintf("sraybatch: SLURM job %s reaches its time limit", s.rec.Job), deadline)
+	accepted, rejection, err := gcs.Drain(ctx, me.NodeID, raygcs.DrainPreemption, message, deadline)
 	switch {
 	case err != nil:
 		s.logf("warning: Ray's drain failed: %v", err)

@@ -22,7 +22,7 @@ const (
 // each means. The head also keeps the membership snapshot fresh.
 // members is the head's membership tracker (nil elsewhere), refreshed
 // once already.
-func (s *supervisor) monitor(ctx context.Context, node, driver Process, members *membershipTracker, drain <-chan struct{}) error {
+func (s *supervisor) monitor(ctx context.Context, node, driver Process, members *membershipTracker, n notices) error {
 	var driverDone <-chan struct{}
 	if driver != nil {
 		driverDone = driver.Done()
@@ -34,6 +34,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		var h happening
 		var why error
 		var drained cluster.Outcome
+		var killAt time.Time // a preemption's: when SLURM kills the job
 		select {
 		case <-ctx.Done():
 			h, why = cancelled, context.Cause(ctx)
@@ -44,8 +45,10 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			}
 		case <-driverDone:
 			h, why = driverExited, s.driverResult(driver)
-		case <-drain:
+		case <-n.timeLimit:
 			h = timeLimitWarning
+		case killAt = <-n.preempted:
+			h, why = preempted, fmt.Errorf("%s", cluster.ReasonPreempted)
 		case <-s.clock.After(membershipInterval):
 			var ok bool
 			if h, why, drained, ok = s.checkIn(ctx, members, rayLogs, &lastSample); !ok {
@@ -62,6 +65,10 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		switch {
 		case r.Continue:
 			continue
+		case r.Drain && h == preempted:
+			s.ending = r.Outcome
+			s.drainForPreemption(ctx, node, killAt)
+			return endWith(r.Outcome, why)
 		case r.Drain:
 			s.drainForTimeLimit(ctx, node)
 			return endWith(r.Outcome, fmt.Errorf("%s", cluster.ReasonDrained))

@@ -66,6 +66,15 @@ type fakeGCS struct {
 	mu     sync.Mutex
 	frozen bool
 	pings  int
+	drains []fakeDrain
+}
+
+// fakeDrain is one drain a node asked of the GCS.
+type fakeDrain struct {
+	node     string
+	reason   raygcs.DrainReason
+	message  string
+	deadline time.Time
 }
 
 func (g *fakeGCS) Ping(ctx context.Context) error {
@@ -85,6 +94,9 @@ func (g *fakeGCS) freeze(frozen bool) {
 }
 
 func (g *fakeGCS) Drain(ctx context.Context, id string, r raygcs.DrainReason, msg string, d time.Time) (bool, string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.drains = append(g.drains, fakeDrain{node: id, reason: r, message: msg, deadline: d})
 	return true, "", nil
 }
 func (g *fakeGCS) Close() error { return nil }
@@ -125,16 +137,20 @@ func (f *runFixture) heartbeat(t *testing.T, job string) time.Time {
 
 func (f *runFixture) start(role cluster.Role, env map[string]string) <-chan error {
 	errc := make(chan error, 1)
-	go func() {
-		errc <- Run(context.Background(), Config{
-			Role: role, Dir: f.dir, Spec: f.spec, HeadJob: "7",
-			Getenv: func(k string) string { return env[k] }, Environ: []string{"PATH=/usr/bin:/bin"},
-			GPUs: gpu.Env{Getenv: func(k string) string { return env[k] }}, Log: io.Discard,
-			Clock: f.clock, Processes: f.procs,
-			DialRay: func(addr, token string) (RayClient, error) { return f.gcs, nil },
-		})
-	}()
+	go func() { errc <- Run(context.Background(), f.config(role, env)) }()
 	return errc
+}
+
+// config is a supervisor's Config in the fixture's cluster, its job's
+// environment env.
+func (f *runFixture) config(role cluster.Role, env map[string]string) Config {
+	return Config{
+		Role: role, Dir: f.dir, Spec: f.spec, HeadJob: "7",
+		Getenv: func(k string) string { return env[k] }, Environ: []string{"PATH=/usr/bin:/bin"},
+		GPUs: gpu.Env{Getenv: func(k string) string { return env[k] }}, Log: io.Discard,
+		Clock: f.clock, Processes: f.procs,
+		DialRay: func(addr, token string) (RayClient, error) { return f.gcs, nil },
+	}
 }
 
 // TestRunWorkerHeadFrozen drives a worker's supervisor through its whole life

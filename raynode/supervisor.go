@@ -49,6 +49,9 @@ type Config struct {
 	// DialRay opens the cluster's GCS: to drain this node before its time
 	// limit, and to probe a silent head; nil: raygcs.Dial.
 	DialRay func(addr, token string) (RayClient, error)
+	// Preemption tells a worker's SIGTERM from SLURM's preemption apart
+	// from a cancel; nil: every SIGTERM is a cancel.
+	Preemption PreemptionSource
 }
 
 // Scheduler is what a node asks of the scheduler (a scheduler.Scheduler):
@@ -136,6 +139,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("sraybatch node runs inside a SLURM job (SLURM_JOB_ID is unset)")
 	}
 	s := newSupervisor(cfg, key)
+	if why, refuse := requeuedHead(cfg.Role, cfg.Getenv("SLURM_RESTART_COUNT")); refuse {
+		s.finish(endWith(cluster.OutcomeRequeuedHead, errors.New(why)))
+		return nil // ends well: an error would only invite another requeue
+	}
 	s.save()
 	if err := s.procs.Adopt(); err != nil {
 		s.logf("warning: cannot become a subreaper (%v): orphaned Ray processes may escape cleanup", err)
@@ -143,11 +150,11 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	drain := make(chan struct{}, 1)
-	stopSignals := s.onSignals(key, cancel, drain)
+	n := notices{timeLimit: make(chan struct{}, 1), preempted: make(chan time.Time, 1)}
+	stopSignals := s.onSignals(ctx, key, cancel, n)
 	defer stopSignals()
 
-	err := s.run(ctx, drain)
+	err := s.run(ctx, n)
 	if s.gcsClient != nil {
 		s.gcsClient.Close()
 	}
@@ -182,20 +189,34 @@ func newSupervisor(cfg Config, key string) *supervisor {
 	return s
 }
 
-// onSignals turns the job's signals into the supervisor's two ways to end:
-// SIGUSR1 (the time-limit warning, --signal=B:USR1@...) asks for a drain,
-// anything else cancels. It returns the function that stops listening.
-func (s *supervisor) onSignals(key string, cancel context.CancelCauseFunc, drain chan<- struct{}) (stop func()) {
+// notices are the job's signals that ask a node to leave Ray rather than
+// stop at once.
+type notices struct {
+	// timeLimit: SIGUSR1, the time-limit warning (--signal=B:USR1@...).
+	timeLimit chan struct{}
+	// preempted: a SIGTERM that SLURM's preemption sent; the value is when
+	// SLURM kills the job.
+	preempted chan time.Time
+}
+
+// onSignals turns the job's signals into the supervisor's ways to end:
+// SIGUSR1 (the time-limit warning) asks for a drain, so does a worker's
+// SIGTERM when SLURM preempts its job (preemptedBy), anything else
+// cancels. It returns the function that stops listening.
+func (s *supervisor) onSignals(ctx context.Context, key string, cancel context.CancelCauseFunc, n notices) (stop func()) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	go func() {
 		for sig := range sigs {
 			if sig == syscall.SIGUSR1 {
-				select {
-				case drain <- struct{}{}:
-				default:
-				}
+				notify(n.timeLimit, struct{}{})
 				continue
+			}
+			if sig == syscall.SIGTERM {
+				if deadline, ok := s.preemptedBy(ctx, s.clock.Now()); ok {
+					notify(n.preempted, deadline)
+					continue
+				}
 			}
 			if s.cfg.Role == cluster.RoleHead {
 				// Before stopping Ray takes its seconds: the workers and
@@ -206,6 +227,14 @@ func (s *supervisor) onSignals(key string, cancel context.CancelCauseFunc, drain
 		}
 	}()
 	return func() { signal.Stop(sigs) }
+}
+
+// notify sends v unless a notice is already waiting.
+func notify[T any](ch chan<- T, v T) {
+	select {
+	case ch <- v:
+	default:
+	}
 }
 
 func (s *supervisor) save() {
@@ -224,6 +253,8 @@ func (s *supervisor) finish(err error) bool {
 		s.rec.Reason = cluster.ReasonDriverFinished
 	case cluster.OutcomeDrainedTimeLimit:
 		s.rec.Reason = cluster.ReasonDrained
+	case cluster.OutcomePreempted:
+		s.rec.Reason = cluster.ReasonPreempted
 	default:
 		s.rec.Reason = oneline.Of(err.Error())
 	}
@@ -232,7 +263,7 @@ func (s *supervisor) finish(err error) bool {
 	return ok
 }
 
-func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
+func (s *supervisor) run(ctx context.Context, n notices) error {
 	p, err := s.prepare(ctx)
 	if err != nil {
 		return err
@@ -279,7 +310,7 @@ func (s *supervisor) run(ctx context.Context, drain <-chan struct{}) error {
 		// The driver's whole group, then Ray: it gets a grace period to finish.
 		defer func() { grace, _ := stopGraces(s.ending); driver.Stop(true, grace) }()
 	}
-	return s.monitor(ctx, node, driver, members, drain)
+	return s.monitor(ctx, node, driver, members, n)
 }
 
 // prepared is a node ready to start Ray: the environment after --setup,

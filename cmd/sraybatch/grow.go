@@ -22,7 +22,11 @@ waiting, not the workers (exit 130).
 Examples:
   sraybatch grow --cluster exp1 -n 2 --wait
   sraybatch grow -n 1            # the only live cluster
-  sraybatch grow -c exp1 --fill --max 8   # one worker per free GPU slot now`
+  sraybatch grow -c exp1 --fill --max 8   # one worker per free GPU slot now
+  sraybatch grow -c exp1 -n 2 --partition scav   # these workers on a preemptible partition
+
+Workers go to the cluster's worker partition (up --worker-partition, else
+up's --partition); --partition picks another for this call only.`
 
 type growOptions struct {
 	Cluster string
@@ -32,7 +36,9 @@ type growOptions struct {
 	// Fill asks for as many workers as free GPUs allow now, at most Max (0: no cap).
 	Fill bool
 	Max  int
-	Wait waitOptions
+	// Partition is these workers' partition; "": the cluster's worker partition.
+	Partition string
+	Wait      waitOptions
 }
 
 func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -42,6 +48,7 @@ func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.IntVarP(&o.Count, "count", "n", 1, "number of worker jobs to add")
 	fs.BoolVar(&o.Fill, "fill", false, "add as many workers as there are free GPUs now (instead of -n)")
 	fs.IntVar(&o.Max, "max", 0, "with --fill: at most this many workers")
+	fs.StringVar(&o.Partition, "partition", "", "SLURM partition of these workers (default: the cluster's worker partition)")
 	fs.StringVar(&o.Time, "time", "", "time limit of these workers (default: up's --time; always capped at the head's time left)")
 	o.Wait.addFlags(fs, "every new worker has joined Ray")
 	if err := parseFlagsOnly(fs, args); err != nil {
@@ -58,8 +65,10 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	if o.Count < 1 || o.Max < 0 {
 		return usagef("-n must be at least 1 and --max not negative")
 	}
-	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
-		return usageError{err}
+	for flag, v := range map[string]string{"--cluster": o.Cluster, "--partition": o.Partition} {
+		if err := templates.SingleLine(flag, v); err != nil {
+			return usageError{err}
+		}
 	}
 	if o.Time != "" {
 		if _, _, err := slurm.ParseTimeLimit(o.Time); err != nil {
@@ -74,6 +83,9 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	}
 	if o.Time != "" {
 		spec.Node.Time = o.Time
+	}
+	if o.Partition != "" {
+		spec.WorkerPartition = o.Partition // this call's workers only: the spec on disk stays
 	}
 	if o.Fill {
 		if o.Count, err = a.fillCount(ctx, spec, o.Max); err != nil {
@@ -110,7 +122,8 @@ func (a *app) fillCount(ctx context.Context, spec cluster.Spec, max int) (int, e
 	if spec.Node.GPUs == 0 {
 		return 0, usagef("--fill counts free GPUs, and this cluster's nodes have none: use -n")
 	}
-	nodes, err := a.sched(spec).FreeGPUs(ctx, spec.Node.Partition)
+	partition := spec.WorkerNode().Partition
+	nodes, err := a.sched(spec).FreeGPUs(ctx, partition)
 	if err != nil {
 		return 0, fmt.Errorf("list free GPUs: %w", err)
 	}
@@ -127,8 +140,8 @@ func (a *app) fillCount(ctx context.Context, spec cluster.Spec, max int) (int, e
 	}
 	if n == 0 {
 		where := "any partition"
-		if spec.Node.Partition != "" {
-			where = "partition " + spec.Node.Partition
+		if partition != "" {
+			where = "partition " + partition
 		}
 		return 0, fmt.Errorf("no node of %s has %d free GPUs now: see `sraybatch free`", where, spec.Node.GPUs)
 	}

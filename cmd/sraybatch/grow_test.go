@@ -184,3 +184,23 @@ func TestWorkerTimeLimit(t *testing.T) {
 		})
 	}
 }
+
+// grow --partition puts this call's workers on another partition than the
+// head's (a preemptible one), without changing the cluster's spec.
+func TestGrowOnAnotherPartition(t *testing.T) {
+	t.Parallel()
+	f := newUFixture(t)
+	dir, _ := f.createCluster(t, "exp1", "41")
+	f.expectHeadLookup("41", squeueLine("41", "sray-exp1-head", "RUNNING", "None", "gpu01", "1:50:00", "10:00", "2:00:00"))
+	f.expectSbatch(cluster.RoleWorker, "42", "")
+	var s uStreams
+	if err := runGrow(context.Background(), s.io(false), f.app, growOptions{Cluster: "exp1", Count: 1, Partition: "scav"}); err != nil {
+		t.Fatal(err)
+	}
+	if w := f.runner.submitted()[0].text; !strings.Contains(w, "#SBATCH --partition=scav\n") || strings.Contains(w, "--partition=gpu") {
+		t.Errorf("worker script not on partition scav:\n%s", w)
+	}
+	if spec, _ := dir.Spec(); spec.WorkerPartition != "" || spec.Node.Partition != "gpu" {
+		t.Errorf("spec changed: worker partition %q, partition %q", spec.WorkerPartition, spec.Node.Partition)
+	}
+}

@@ -54,7 +54,7 @@ func (o upOptions) validateBackend() error {
 			flag string
 			set  bool
 		}{
-			{"--partition", o.Node.Partition != ""}, {"--account", o.Node.Account != ""}, {"--qos", o.Node.QOS != ""},
+			{"--partition", o.Node.Partition != ""}, {"--worker-partition", o.WorkerPartition != ""}, {"--account", o.Node.Account != ""}, {"--qos", o.Node.QOS != ""},
 			{"--time", o.Node.Time != ""}, {"--constraint", o.Node.Constraint != ""}, {"--sbatch-arg", len(o.Node.SbatchArgs) > 0},
 		} {
 			if f.set {

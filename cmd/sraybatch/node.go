@@ -88,6 +88,9 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		Log:        io.Out,
 		Clock:      a.clock,
 	}
+	if p, ok := sched.(raynode.PreemptionSource); ok {
+		cfg.Preemption = p // SLURM's: a worker's SIGTERM may be a preemption
+	}
 	if o.Role == cluster.RoleHead {
 		// The head's observer and autoscaler ask about the same jobs: while
 		// the autoscaler polls, its squeue serves the observer too.

@@ -37,20 +37,22 @@ process of this host, on a GPU no other sraybatch node and no other program
 uses (--gpus-per-node 0: CPU-only nodes); job ids are the processes' pids.`
 
 type upOptions struct {
-	Name          string
-	Node          cluster.NodeSpec
-	Workers       int
-	Setup         string
-	Ray           string
-	LogDir        string
-	PortRange     string
-	NodeIP        string
-	Interface     string
-	ObjectStoreMB int
-	DrainBefore   time.Duration
-	Insecure      bool
-	DryRun        bool
-	Wait          waitOptions
+	Name string
+	Node cluster.NodeSpec
+	// WorkerPartition is the workers' partition when not the head's.
+	WorkerPartition string
+	Workers         int
+	Setup           string
+	Ray             string
+	LogDir          string
+	PortRange       string
+	NodeIP          string
+	Interface       string
+	ObjectStoreMB   int
+	DrainBefore     time.Duration
+	Insecure        bool
+	DryRun          bool
+	Wait            waitOptions
 	// Autoscale switches the head's autoscaler on, with Scaling's settings.
 	Autoscale bool
 	Scaling   autoscaleOptions
@@ -84,7 +86,8 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.IntVar(&o.Node.GPUs, "gpus-per-node", 1, "GPUs of each node job (0: CPU-only nodes)")
 	fs.IntVar(&o.Node.CPUs, "cpus-per-node", 0, "CPUs of each node job (sbatch --cpus-per-task)")
 	fs.StringVar(&o.Node.Mem, "mem", "", "memory of each node job (sbatch --mem, e.g. 64G)")
-	fs.StringVar(&o.Node.Partition, "partition", "", "SLURM partition")
+	fs.StringVar(&o.Node.Partition, "partition", "", "SLURM partition (of the head, and of workers without --worker-partition)")
+	fs.StringVar(&o.WorkerPartition, "worker-partition", "", "SLURM partition of worker jobs (grow, --workers, the autoscaler), e.g. a preemptible one; the head stays on --partition")
 	fs.StringVar(&o.Node.Account, "account", "", "SLURM account")
 	fs.StringVar(&o.Node.QOS, "qos", "", "SLURM QOS")
 	fs.StringVar(&o.Node.Time, "time", "", "time limit of the head (workers are capped at the head's time left)")
@@ -136,7 +139,7 @@ func (o upOptions) validate() error {
 	}
 	for flag, v := range map[string]string{
 		"--ray": o.Ray, "--log-dir": o.LogDir, "--node-ip": o.NodeIP, "--interface": o.Interface,
-		"--mem": o.Node.Mem, "--partition": o.Node.Partition, "--account": o.Node.Account,
+		"--mem": o.Node.Mem, "--partition": o.Node.Partition, "--worker-partition": o.WorkerPartition, "--account": o.Node.Account,
 		"--qos": o.Node.QOS, "--time": o.Node.Time, "--constraint": o.Node.Constraint, "--port-range": o.PortRange,
 		"--metrics-sd-dir": o.MetricsSDDir,
 	} {
@@ -190,7 +193,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	head := submit.NodeScript(dir, spec, cluster.RoleHead)
 	head.Time = o.Node.Time
 	if o.DryRun {
-		return dryRun(io.Out, head, o.Workers)
+		return dryRun(io.Out, head, spec.WorkerNode(), o.Workers)
 	}
 	if _, err := templates.Render(head); err != nil { // fail before anything is created
 		return usageError{err}
@@ -250,7 +253,7 @@ func (o upOptions) spec(dir cluster.Dir, now time.Time) (cluster.Spec, error) {
 	}
 	return cluster.Spec{
 		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: cluster.CurrentUser(),
-		Created: now.UTC(), Insecure: o.Insecure, Node: o.Node, Ray: o.Ray, LogDir: logDir,
+		Created: now.UTC(), Insecure: o.Insecure, Node: o.Node, WorkerPartition: o.WorkerPartition, Ray: o.Ray, LogDir: logDir,
 		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
 		DrainBeforeS: int(o.DrainBefore / time.Second), Autoscale: o.autoscaleSpec, MetricsSDDir: sdDir,
 	}, nil
@@ -274,7 +277,7 @@ func (a *app) waitUp(ctx context.Context, io IOStreams, dir cluster.Dir, spec cl
 	return nil
 }
 
-func dryRun(out io.Writer, head templates.Script, workers int) error {
+func dryRun(out io.Writer, head templates.Script, worker cluster.NodeSpec, workers int) error {
 	script, err := templates.Render(head)
 	if err != nil {
 		return usageError{err}
@@ -283,7 +286,7 @@ func dryRun(out io.Writer, head templates.Script, workers int) error {
 	if workers > 0 {
 		w := head
 		// The head's job id is known only after submission; 0 stands in for it.
-		w.Role, w.HeadJob, w.Tasks = cluster.RoleWorker, "0", submit.ArrayTasks(workers)
+		w.Role, w.HeadJob, w.Tasks, w.Node = cluster.RoleWorker, "0", submit.ArrayTasks(workers), worker
 		script, err := templates.Render(w)
 		if err != nil {
 			return usageError{err}

@@ -16,7 +16,7 @@ func TestUpDryRunPrintsScriptsAndCreatesNothing(t *testing.T) {
 	t.Parallel()
 	f := newUFixture(t) // no stubs: any SLURM call fails the test
 	var s uStreams
-	o := upOptions{Name: "exp1", Node: cluster.NodeSpec{GPUs: 2, Partition: "gpu", Time: "2:00:00"}, Workers: 3, DryRun: true}
+	o := upOptions{Name: "exp1", Node: cluster.NodeSpec{GPUs: 2, Partition: "gpu", Time: "2:00:00"}, WorkerPartition: "scav", Workers: 3, DryRun: true}
 	if err := runUp(context.Background(), s.io(false), f.app, o); err != nil {
 		t.Fatal(err)
 	}
@@ -32,12 +32,16 @@ func TestUpDryRunPrintsScriptsAndCreatesNothing(t *testing.T) {
 		"#SBATCH --job-name=sray-exp1-worker",
 		"#SBATCH --array=0-2",
 		"#SBATCH --dependency=after:0",
+		"#SBATCH --partition=scav", // --worker-partition: the workers' alone
 		"node head --cluster-dir",
 		"node worker --cluster-dir",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run output lacks %q:\n%s", want, out)
 		}
+	}
+	if head, _, _ := strings.Cut(out, "# worker job script"); strings.Contains(head, "scav") {
+		t.Errorf("the head job goes to the worker partition:\n%s", head)
 	}
 	if got := storeEntries(t, f.app.store); len(got) != 0 {
 		t.Errorf("dry run created %v", got)

@@ -75,6 +75,23 @@ func TestDecide(t *testing.T) {
 			in.Workers = []Worker{{Job: "7_0", State: Queued, Reason: "Resources", Autoscaled: true}, {Job: "7_1", State: Starting, Autoscaled: true}}
 			return in
 		}, Memory{}, want{}},
+		{"a preempted worker requeued (BeginTime) is supply: nothing submitted for its demand", func() Input {
+			in := headOnly()
+			in.Demand.Floors = []Count{{gpu(1), 2}}
+			in.Workers = []Worker{{Job: "7", State: Queued, Reason: "BeginTime", Autoscaled: true, Submitted: t0.Add(-time.Hour)}}
+			return in
+		}, Memory{}, want{}},
+		{"a requeued worker no demand uses is cancelled, and nothing submitted", func() Input {
+			in := headOnly()
+			in.Workers = []Worker{{Job: "7", State: Queued, Reason: "BeginTime", Autoscaled: true, Submitted: t0.Add(-time.Hour)}}
+			return in
+		}, Memory{}, want{cancel: []string{"7"}, reason: "cancel 1 pending"}},
+		{"demand beyond a requeued worker: only the rest is submitted", func() Input {
+			in := headOnly()
+			in.Demand.Floors = []Count{{gpu(1), 3}}
+			in.Workers = []Worker{{Job: "7", State: Queued, Reason: "BeginTime", Autoscaled: true, Submitted: t0.Add(-time.Hour)}}
+			return in
+		}, Memory{}, want{submit: 1, reason: "+1 workers"}},
 		{"a job stuck in the queue is no supply", func() Input {
 			in := headOnly()
 			in.Demand.Tasks = []Count{{gpu(1), 1}}

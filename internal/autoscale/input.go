@@ -84,22 +84,12 @@ func (l *Loop) workers(now time.Time, workers map[string]cluster.Submission, que
 		sub := workers[key]
 		w := Worker{Job: key, Submitted: sub.Submitted, Autoscaled: sub.Autoscaled}
 		j, inQueue := queue[key]
-		n, inRay := nodeOf[key]
-		if _, joinedBefore := l.joinedAt[key]; joinedBefore && !inRay {
-			l.left[key] = true
+		rayNode := nodeOf[key].ID // "" when not in Ray
+		if was, ok := l.joined[key]; ok && was.node != rayNode {
+			l.left[key] = leftNode{node: was.node, at: now}
+			delete(l.joined, key)
 		}
-		switch {
-		case inRay && !l.left[key]:
-			w.State, w.NodeID = Joined, n.ID
-			if _, ok := l.joinedAt[key]; !ok {
-				l.joinedAt[key] = now
-			}
-			w.JoinedAt = l.joinedAt[key]
-		case inQueue && j.State == scheduler.Pending:
-			w.State, w.Reason = Queued, j.Reason
-		case inQueue && (j.State == scheduler.Running || j.State == scheduler.Configuring) && !l.left[key]:
-			w.State = Starting
-		default:
+		if !l.place(&w, now, j, inQueue, rayNode) {
 			continue // ended, or ending: its node left Ray, or SLURM is completing it
 		}
 		seen[key] = true
@@ -109,18 +99,54 @@ func (l *Loop) workers(now time.Time, workers map[string]cluster.Submission, que
 	return out
 }
 
-// forget drops what the loop remembers of jobs gone: the join time of a
-// job not seen, unless its node left Ray while SLURM still lists it.
+// place fills in where worker job w is; false when it is no supply.
+func (l *Loop) place(w *Worker, now time.Time, j scheduler.Job, inQueue bool, rayNode string) bool {
+	if left, ok := l.left[w.Job]; ok {
+		rec, hasRec, _ := l.cfg.Dir.Node(w.Job)
+		switch placeAfterLeaving(left, j, inQueue, rayNode, rec, hasRec) {
+		case requeueAwaited:
+			w.State, w.Reason = Queued, reasonRequeueAwaited
+			return true
+		case requeued:
+			w.State, w.Reason = Queued, j.Reason
+			return true
+		case rerunStarting:
+			w.State = Starting
+			return true
+		case rerunJoined:
+			delete(l.left, w.Job) // a worker again: joined from now on
+		default:
+			return false
+		}
+	}
+	switch {
+	case rayNode != "":
+		w.State, w.NodeID = Joined, rayNode
+		if _, ok := l.joined[w.Job]; !ok {
+			l.joined[w.Job] = joining{at: now, node: rayNode}
+		}
+		w.JoinedAt = l.joined[w.Job].at
+	case inQueue && j.State == scheduler.Pending:
+		w.State, w.Reason = Queued, j.Reason
+	case inQueue && (j.State == scheduler.Running || j.State == scheduler.Configuring):
+		w.State = Starting
+	default:
+		return false
+	}
+	return true
+}
+
+// forget drops what the loop remembers of jobs gone: the join of a job not
+// seen, and what left Ray once SLURM no longer lists the job.
 func (l *Loop) forget(seen map[string]bool, queue map[string]scheduler.Job) {
-	for key := range l.joinedAt {
-		if !seen[key] && !l.left[key] {
-			delete(l.joinedAt, key)
+	for key := range l.joined {
+		if !seen[key] {
+			delete(l.joined, key)
 		}
 	}
 	for key := range l.left {
 		if _, inQueue := queue[key]; !inQueue {
 			delete(l.left, key)
-			delete(l.joinedAt, key)
 		}
 	}
 }

@@ -48,13 +48,13 @@ type LoopConfig struct {
 
 // Loop polls Ray's demand and the queue, and acts on Decide.
 type Loop struct {
-	cfg      LoopConfig
-	mem      Memory
-	joinedAt map[string]time.Time
+	cfg    LoopConfig
+	mem    Memory
+	joined map[string]joining
 	// left holds the workers whose node was in Ray and is not any more:
 	// their jobs are ending, however long SLURM still lists them, and are
-	// no supply for new demand.
-	left map[string]bool
+	// no supply for new demand, unless SLURM requeues them (requeue.go).
+	left map[string]leftNode
 	// lastWhy is the reason last written to the event log: a decision that
 	// changes nothing is logged once, not every poll.
 	lastWhy string
@@ -66,7 +66,13 @@ type Loop struct {
 
 // NewLoop makes the head job's autoscaler.
 func NewLoop(cfg LoopConfig) *Loop {
-	return &Loop{cfg: cfg, joinedAt: map[string]time.Time{}, left: map[string]bool{}}
+	return &Loop{cfg: cfg, joined: map[string]joining{}, left: map[string]leftNode{}}
+}
+
+// joining is when a worker job's node joined Ray, and which node it was.
+type joining struct {
+	at   time.Time
+	node string
 }
 
 func (l *Loop) dial(head cluster.HeadInfo) (*raygcs.Client, error) {
@@ -288,7 +294,7 @@ func statusOf(st cluster.AutoscalerStatus, in Input, d Decision, acted *cluster.
 }
 
 // submit adds n workers in one sbatch call, with --time capped at the
-// head's time left and at the partition's MaxTime (SLURM accepts a longer
+// head's time left and at the worker partition's MaxTime (SLURM accepts a longer
 // --time by default, and the job then never starts: PartitionTimeLimit).
 func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Job, n int) ([]string, error) {
 	if head == nil {
@@ -298,7 +304,7 @@ func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Jo
 	if err != nil {
 		return nil, err
 	}
-	if partMax, unlimited, err := l.cfg.Sched.MaxTime(ctx, spec.Node.Partition); err == nil && !unlimited {
+	if partMax, unlimited, err := l.cfg.Sched.MaxTime(ctx, spec.WorkerNode().Partition); err == nil && !unlimited {
 		if want, wantUnlimited, err := slurm.ParseTimeLimit(limit); limit == "" || wantUnlimited || (err == nil && want > partMax) {
 			limit = slurm.FormatTimeLimit(partMax)
 		}

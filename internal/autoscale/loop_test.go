@@ -27,6 +27,8 @@ type fakeSched struct {
 	maxTime   time.Duration
 	submitted []string // script paths
 	cancelled [][]string
+	// maxTimeOf lists the partitions MaxTime was asked about.
+	maxTimeOf []string
 	queries   int
 	nextID    int
 }
@@ -49,6 +51,7 @@ func (f *fakeSched) Cancel(ctx context.Context, ids []string, o scheduler.Cancel
 }
 func (f *fakeSched) MaxArrayTasks(ctx context.Context) (int, error) { return 0, nil }
 func (f *fakeSched) MaxTime(ctx context.Context, p string) (time.Duration, bool, error) {
+	f.maxTimeOf = append(f.maxTimeOf, p)
 	if f.maxTime == 0 {
 		return 0, true, nil
 	}
@@ -80,12 +83,16 @@ type loopFixture struct {
 	loop  *Loop
 }
 
-func newLoopFixture(t *testing.T) *loopFixture {
+// newLoopFixture is a cluster with a running head; edit changes its spec.
+func newLoopFixture(t *testing.T, edit ...func(*cluster.Spec)) *loopFixture {
 	t.Helper()
 	root := t.TempDir()
 	spec := cluster.Spec{Name: "as", ID: "id", Backend: cluster.BackendSlurm, User: "ana", LogDir: filepath.Join(root, "logs"),
 		Node: cluster.NodeSpec{GPUs: 1, Time: "1:00:00"}, DrainBeforeS: 60,
 		Autoscale: cluster.AutoscaleSpec{Enabled: true, MaxWorkers: 3, IdleTimeoutS: 15, PollIntervalS: 2}}
+	for _, e := range edit {
+		e(&spec)
+	}
 	dir, err := cluster.Store{Root: filepath.Join(root, "clusters")}.Create(spec, "")
 	if err != nil {
 		t.Fatal(err)
@@ -304,5 +311,24 @@ func TestLoopLeavingWorkerIsNoSupply(t *testing.T) {
 	f.poll(t)
 	if len(f.sched.submitted) != 1 {
 		t.Errorf("%d sbatch calls after a second poll, want still 1", len(f.sched.submitted))
+	}
+}
+
+// With a worker partition, the autoscaler's workers go there and their
+// --time is capped at that partition's MaxTime; the head stays put.
+func TestLoopSubmitsToTheWorkerPartition(t *testing.T) {
+	t.Parallel()
+	f := newLoopFixture(t, func(s *cluster.Spec) { s.Node.Partition, s.WorkerPartition = "debug", "scav" })
+	f.sched.maxTime = 20 * time.Minute
+	f.ray.state.Constraints = []raygcs.RequestCount{{Request: raygcs.Request{Resources: map[string]float64{"GPU": 1}}, Count: 2}}
+	f.poll(t)
+	if len(f.sched.submitted) != 1 || !slices.Equal(f.sched.maxTimeOf, []string{"scav"}) {
+		t.Fatalf("sbatch calls %d, MaxTime asked of %q; want 1 and [scav]", len(f.sched.submitted), f.sched.maxTimeOf)
+	}
+	script, _ := os.ReadFile(f.sched.submitted[0])
+	for _, want := range []string{"#SBATCH --partition=scav\n", "#SBATCH --time=0-00:20:00\n"} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("worker script lacks %q:\n%s", want, script)
+		}
 	}
 }

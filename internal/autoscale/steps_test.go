@@ -298,7 +298,106 @@ func TestLoopWorkers(t *testing.T) {
 			t.Errorf("%s: workers %q, want %q", p.name, got, p.want)
 		}
 	}
-	if len(l.joinedAt)+len(l.left) != 0 {
-		t.Errorf("remembered after the job went: joined %v, left %v", l.joinedAt, l.left)
+	if len(l.joined)+len(l.left) != 0 {
+		t.Errorf("remembered after the job went: joined %v, left %v", l.joined, l.left)
+	}
+}
+
+// A preempted worker that SLURM requeues (PreemptMode=REQUEUE) is supply
+// all along, counted once: draining (joined), its node gone while SLURM
+// kills it (its record says preempted: requeue awaited), pending with
+// Reason=BeginTime, its rerun starting (a newer record), its rerun joined
+// under a new node id. A worker that left Ray any other way is no supply.
+func TestLoopWorkersRequeued(t *testing.T) {
+	t.Parallel()
+	subs := map[string]cluster.Submission{"7": {Role: cluster.RoleWorker, JobID: "7", Autoscaled: true}}
+	running := map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Running}}
+	completing := map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Completing}}
+	requeued := map[string]scheduler.Job{"7": {ID: "7", State: scheduler.Pending, Reason: "BeginTime"}}
+	first, second := map[string]raygcs.Node{"7": {ID: "w7"}}, map[string]raygcs.Node{"7": {ID: "w7-rerun"}}
+	preemptedAt := t0.Add(time.Second)
+	firstRun := cluster.NodeRecord{Job: "7", Role: cluster.RoleWorker, Phase: cluster.PhaseDraining, Started: t0.Add(-time.Hour), PreemptedAt: &preemptedAt}
+	cancelledRun := cluster.NodeRecord{Job: "7", Role: cluster.RoleWorker, Phase: cluster.PhaseEnded, Outcome: cluster.OutcomeCancelled, Started: t0.Add(-time.Hour)}
+	rerunRec := cluster.NodeRecord{Job: "7", Role: cluster.RoleWorker, Phase: cluster.PhaseStarting, Started: t0.Add(time.Minute)}
+	type poll struct {
+		name  string
+		rec   *cluster.NodeRecord
+		queue map[string]scheduler.Job
+		nodes map[string]raygcs.Node
+		want  string // "" for none
+	}
+	for _, tt := range []struct {
+		name  string
+		polls []poll
+	}{
+		{"preempted and requeued", []poll{
+			{"joined", &firstRun, running, first, "joined w7"},
+			{"preempted: its node left Ray", &firstRun, running, nil, "queued " + reasonRequeueAwaited},
+			{"SLURM kills it", &firstRun, completing, nil, "queued " + reasonRequeueAwaited},
+			{"requeued: pending BeginTime", &firstRun, requeued, nil, "queued BeginTime"},
+			{"rerun starting", &rerunRec, running, nil, "starting"},
+			{"rerun joined", &rerunRec, running, second, "joined w7-rerun"},
+		}},
+		{"scancel: no supply once its node left", []poll{
+			{"joined", nil, running, first, "joined w7"},
+			{"cancelled: its node left Ray", &cancelledRun, running, nil, ""},
+			{"SLURM completing it", &cancelledRun, completing, nil, ""},
+		}},
+	} {
+		dir, err := cluster.Store{Root: t.TempDir()}.Create(cluster.Spec{Name: "rq", ID: "id", Backend: cluster.BackendSlurm}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := NewLoop(LoopConfig{Dir: dir})
+		for i, p := range tt.polls {
+			if p.rec != nil {
+				if err := dir.WriteNode(*p.rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []string
+			for _, w := range l.workers(t0.Add(time.Duration(i)*time.Second), subs, p.queue, p.nodes) {
+				got = append(got, strings.TrimSpace(map[WorkerState]string{Queued: "queued", Starting: "starting", Joined: "joined"}[w.State]+" "+w.Reason+w.NodeID))
+			}
+			if want := []string{p.want}; (p.want == "" && len(got) != 0) || (p.want != "" && !slices.Equal(got, want)) {
+				t.Errorf("%s, %s: workers %q, want %q", tt.name, p.name, got, p.want)
+			}
+		}
+	}
+}
+
+func TestPlaceAfterLeaving(t *testing.T) {
+	t.Parallel()
+	left := leftNode{node: "w7", at: t0}
+	at := t0.Add(-time.Second)
+	preempted := cluster.NodeRecord{Phase: cluster.PhaseDraining, Started: t0.Add(-time.Hour), PreemptedAt: &at}
+	ended := cluster.NodeRecord{Phase: cluster.PhaseEnded, Outcome: cluster.OutcomeDrainedIdle, Started: t0.Add(-time.Hour)}
+	rerunRec := cluster.NodeRecord{Phase: cluster.PhaseStarting, Started: t0.Add(time.Minute)}
+	run := scheduler.Job{ID: "7", State: scheduler.Running}
+	for _, tt := range []struct {
+		name    string
+		j       scheduler.Job
+		inQueue bool
+		rayNode string
+		rec     *cluster.NodeRecord
+		want    afterLeaving
+	}{
+		{"drained for idleness, SLURM ending it", run, true, "", &ended, leftForGood},
+		{"no record", run, true, "", nil, leftForGood},
+		{"the same node seen again: still leaving", run, true, "w7", &ended, leftForGood},
+		{"preempted, SLURM killing it", run, true, "", &preempted, requeueAwaited},
+		{"preempted under PreemptMode=CANCEL: ended", scheduler.Job{ID: "7", State: scheduler.Preempted}, true, "", &preempted, leftForGood},
+		{"preempted, SLURM forgot it", run, false, "", &preempted, leftForGood},
+		{"pending again: requeued", scheduler.Job{ID: "7", State: scheduler.Pending, Reason: "BeginTime"}, true, "", &preempted, requeued},
+		{"its script runs again", run, true, "", &rerunRec, rerunStarting},
+		{"in Ray under a new node", run, true, "w8", &rerunRec, rerunJoined},
+	} {
+		var rec cluster.NodeRecord
+		if tt.rec != nil {
+			rec = *tt.rec
+		}
+		if got := placeAfterLeaving(left, tt.j, tt.inQueue, tt.rayNode, rec, tt.rec != nil); got != tt.want {
+			t.Errorf("%s: placeAfterLeaving = %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }

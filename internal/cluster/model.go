@@ -154,6 +154,10 @@ type Spec struct {
 	// Insecure clusters run without Ray token auth (only with `up --insecure`).
 	Insecure bool     `json:"insecure"`
 	Node     NodeSpec `json:"node"`
+	// WorkerPartition is where worker jobs (grow, the autoscaler) go when
+	// it differs from the head's Node.Partition: a preemptible partition,
+	// say, while the head stays where `up` put it. Empty: Node.Partition.
+	WorkerPartition string `json:"worker_partition,omitempty"`
 	// Ray is the `ray` executable, resolved on the compute node after --setup.
 	Ray string `json:"ray"`
 	// LogDir holds SLURM output files and the Ray logs each node keeps.
@@ -175,6 +179,16 @@ type Spec struct {
 	// file_sd targets (a site's Prometheus cannot read the cluster
 	// directory); empty: the cluster directory's copy only.
 	MetricsSDDir string `json:"metrics_sd_dir,omitempty"`
+}
+
+// WorkerNode is the allocation of a worker job: the head's, on the worker
+// partition when the spec names one.
+func (s Spec) WorkerNode() NodeSpec {
+	n := s.Node
+	if s.WorkerPartition != "" {
+		n.Partition = s.WorkerPartition
+	}
+	return n
 }
 
 // AutoscaleSpec are the autoscaler's settings.
@@ -355,6 +369,10 @@ type NodeRecord struct {
 	// TimeLimitAt is set when SLURM warned that the job's time limit is near
 	// (--signal=B:USR1@drain-before); it is when the limit falls, ±30 s.
 	TimeLimitAt *time.Time `json:"time_limit_at,omitempty"`
+	// PreemptedAt is when SLURM's preemption reached this run (its
+	// SIGTERM); set as the node starts draining, so the head's autoscaler
+	// expects the job back after SLURM's requeue rather than replace it.
+	PreemptedAt *time.Time `json:"preempted_at,omitempty"`
 	// MetricsExportPort is where this node's Ray exports its Prometheus
 	// metrics (ray start --metrics-export-port), on IP; 0 until Ray runs.
 	MetricsExportPort int `json:"metrics_export_port,omitempty"`

@@ -260,8 +260,14 @@ func jobOutcome(rec NodeRecord, hasRec bool, sj scheduler.Job, inSlurm bool) Out
 		recorded = rec.Outcome
 	}
 	var state scheduler.JobState
-	if inSlurm && !sj.State.Active() {
+	switch {
+	case inSlurm && !sj.State.Active():
 		state = sj.State
+	case inSlurm && sj.State == scheduler.Pending && recorded == OutcomeCancelled:
+		// Pending again after its run recorded a cancel: SLURM requeued
+		// the job (PreemptMode=REQUEUE), and the SIGTERM its run took for
+		// a cancel was the preemption's. Its rerun's record replaces this.
+		state = scheduler.Preempted
 	}
 	return JobOutcome(recorded, state)
 }
@@ -307,6 +313,9 @@ const (
 	ReasonDrained = "drained before the time limit"
 	// ReasonDriverFinished: the driver command exited 0.
 	ReasonDriverFinished = "driver finished"
+	// ReasonPreempted: SLURM preempted the job, and its node left Ray
+	// through Ray's drain before SLURM's kill.
+	ReasonPreempted = "preempted by SLURM: drained before the kill"
 )
 
 func clusterState(o Observation, jobs []JobStatus) (State, string) {

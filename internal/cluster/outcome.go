@@ -37,6 +37,10 @@ const (
 	OutcomeDrainedIdle Outcome = "drained_idle"
 	// OutcomeDrainedTimeLimit: the node left Ray before its time limit.
 	OutcomeDrainedTimeLimit Outcome = "drained_time_limit"
+	// OutcomeRequeuedHead: SLURM ran the head job's script again after a
+	// requeue (preemption, node failure, `scontrol requeue`); that run exits
+	// at once rather than become a second head of the cluster.
+	OutcomeRequeuedHead Outcome = "requeued_head"
 )
 
 // Orderly reports whether a job that ended this way left in an orderly way

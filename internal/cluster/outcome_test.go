@@ -155,3 +155,26 @@ func TestObserveHeadLostByItsJobs(t *testing.T) {
 		t.Errorf("cluster = %s (%s), want running", st.Cluster.State, st.Cluster.Reason)
 	}
 }
+
+// A job pending again after its run's final record was requeued: a run
+// that drained for the preemption says preempted itself; one that took the
+// preemption's SIGTERM for a cancel is preempted too. A plain pending job
+// with no final record has no outcome yet.
+func TestJobOutcomeOfARequeuedJob(t *testing.T) {
+	t.Parallel()
+	pending := scheduler.Job{ID: "8", State: scheduler.Pending, Reason: "BeginTime"}
+	for _, tt := range []struct {
+		name string
+		rec  NodeRecord
+		want Outcome
+	}{
+		{"drained for the preemption", NodeRecord{Phase: PhaseEnded, Outcome: OutcomePreempted}, OutcomePreempted},
+		{"took the SIGTERM for a cancel", NodeRecord{Phase: PhaseEnded, Outcome: OutcomeCancelled}, OutcomePreempted},
+		{"ray exited before the drain", NodeRecord{Phase: PhaseEnded, Outcome: OutcomeRayExited}, OutcomeRayExited},
+		{"the rerun starting", NodeRecord{Phase: PhaseStarting}, ""},
+	} {
+		if got := jobOutcome(tt.rec, true, pending, true); got != tt.want {
+			t.Errorf("%s: jobOutcome = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

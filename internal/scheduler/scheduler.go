@@ -150,3 +150,19 @@ func schedulable(state string) bool {
 	}
 	return true
 }
+
+// Preemption is the scheduler's word on a job being preempted: SLURM marks
+// the job (PreemptTime) when it picks it, sends SIGCONT and SIGTERM, and
+// kills it KillWait after that SIGTERM, or at End, whichever comes first.
+type Preemption struct {
+	// At is when the scheduler chose to preempt the job; zero: it did not.
+	At time.Time
+	// End is when the job's time now ends (SLURM sets it to At+GraceTime);
+	// zero when unknown or unlimited.
+	End time.Time
+	// KillWait is the scheduler's wait between SIGTERM and SIGKILL; 0 when unknown.
+	KillWait time.Duration
+}
+
+// Preempted reports whether the scheduler is preempting the job.
+func (p Preemption) Preempted() bool { return !p.At.IsZero() }

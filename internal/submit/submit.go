@@ -113,6 +113,7 @@ func Workers(ctx context.Context, sched Scheduler, dir cluster.Dir, spec cluster
 func workers(ctx context.Context, sched Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
 	s := NodeScript(dir, spec, cluster.RoleWorker)
 	s.HeadJob, s.Tasks, s.Time = head, ArrayTasks(n), timeLimit
+	s.Node = spec.WorkerNode()
 	id, err := Script(ctx, sched, dir, s, autoscaled)
 	if err != nil {
 		return nil, err
