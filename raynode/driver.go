@@ -12,7 +12,7 @@ import (
 // startDriver runs the user's driver next to this job's Ray node, so a bare
 // ray.init() finds a local raylet of the cluster.
 func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (Process, error) {
-	env = withoutKeys(env, "RAY_ADDRESS", "PYTHONPATH", cluster.EnvEvents, cluster.EnvClusterDir, cluster.EnvJob, cluster.EnvHeadJob)
+	env = withoutKeys(s.generationEnv(env, head), "RAY_ADDRESS", "PYTHONPATH", cluster.EnvEvents, cluster.EnvClusterDir, cluster.EnvJob, cluster.EnvHeadJob)
 	pythonPath := s.cfg.Dir.PythonPath()
 	if p := envValue(s.cfg.Environ, "PYTHONPATH"); p != "" {
 		pythonPath += ":" + p

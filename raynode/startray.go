@@ -49,7 +49,7 @@ func (s *supervisor) startNode(ctx context.Context, ray string, env []string, ip
 		if params.Head {
 			gcsAddress = net.JoinHostPort(ip, strconv.Itoa(ports.GCS))
 		}
-		nodeEnv := append(withoutKeys(env, "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT", "RAY_ADDRESS"), ports.Env(params.Head)...)
+		nodeEnv := append(withoutKeys(s.generationEnv(env, head), "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT", "RAY_ADDRESS"), ports.Env(params.Head)...)
 		node, err := s.startRay(ray, params, append(nodeEnv, "RAY_ADDRESS="+gcsAddress))
 		if err != nil {
 			return nil, ports, err
@@ -158,6 +158,17 @@ func (s *supervisor) publishHead(h cluster.HeadInfo) error {
 		return fmt.Errorf("publish head address: %w", err)
 	}
 	return nil
+}
+
+// generationEnv points env's RAY_AUTH_TOKEN_PATH at the token of head's
+// generation: the job's script names the first generation's, and a node
+// joining a later generation in the same job must present that one's.
+// Without generations env is left as it is.
+func (s *supervisor) generationEnv(env []string, head cluster.HeadInfo) []string {
+	if head.TokenFile == "" {
+		return env
+	}
+	return append(withoutKeys(env, "RAY_AUTH_TOKEN_PATH"), "RAY_AUTH_TOKEN_PATH="+s.cfg.Dir.TokenPathOf(head))
 }
 
 // stopRay stops the node's processes: SIGTERM to `ray start --block` (which

@@ -409,6 +409,12 @@ type HeadInfo struct {
 	// Metrics is sraybatch's own Prometheus endpoint ("ip:port", /metrics,
 	// the metrics-token as bearer token); empty when it could not listen.
 	Metrics string `json:"metrics,omitempty"`
+	// Generation is the head's generation (generation.go); 0 for a cluster
+	// without generations (no --rollover), whose head.json is its only head.
+	Generation int `json:"generation,omitempty"`
+	// TokenFile is the base name of the generation's Ray token in the
+	// cluster directory (TokenFileOf); "" means `token`.
+	TokenFile string `json:"token_file,omitempty"`
 }
 
 // MembershipSnapshot is the Ray side of the cluster, kept by the head's
