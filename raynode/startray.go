@@ -153,7 +153,16 @@ func (s *supervisor) headInfo(ip string, ports Ports) cluster.HeadInfo {
 	}
 }
 
+// publishHead publishes the head: head.json as it always was, or with
+// --rollover the cluster's first generation (which writes head.json too).
 func (s *supervisor) publishHead(h cluster.HeadInfo) error {
+	if s.spec.RollsOver() {
+		h.Generation = 1
+		if err := s.cfg.Dir.PublishGeneration(cluster.Generation{HeadInfo: h, How: cluster.GenerationFirst}); err != nil {
+			return fmt.Errorf("publish head address: %w", err)
+		}
+		return nil
+	}
 	if err := s.cfg.Dir.WriteHead(h); err != nil {
 		return fmt.Errorf("publish head address: %w", err)
 	}
