@@ -2,6 +2,7 @@ package raynode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,6 +56,11 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 				continue
 			}
 		}
+		if h == rayExited {
+			if next, ok := s.handoverNotice(); ok { // its GCS went at the handover
+				h, why = handoverSeen, next
+			}
+		}
 		st := s.state()
 		st.Interrupted = ctx.Err() != nil
 		st.DrainAccepted = drained
@@ -65,6 +71,17 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		switch {
 		case r.Continue:
 			continue
+		case r.Next:
+			return why // a *nextGeneration
+		case r.HandOver:
+			if err := s.handOver(ctx, node, members, rolloverWhy(h, why)); err != nil {
+				return err
+			}
+			if h == preempted { // no successor, and SLURM kills the job soon
+				s.ending = cluster.OutcomePreempted
+				return endWith(cluster.OutcomePreempted, why)
+			}
+			continue // no successor: this head serves to its end
 		case r.Drain && h == preempted:
 			s.ending = r.Outcome
 			s.drainForPreemption(ctx, node, killAt)
@@ -97,9 +114,15 @@ func (s *supervisor) checkIn(ctx context.Context, members *membershipTracker, ra
 		// copying logs after a stall must not delay it.
 		members.refresh(ctx)
 		rayLogs.copyIfDue(s.clock.Now(), s.logf)
+		if start, why := s.rolloverNow(ctx, false, false); start {
+			return rolloverDueNow, errors.New(why), "", true
+		}
 		return 0, nil, "", false
 	}
 	rayLogs.copyIfDue(s.clock.Now(), s.logf)
+	if next, ok := s.handoverNotice(); ok {
+		return handoverSeen, next, "", true
+	}
 	if n, ok, err := s.cfg.Dir.DrainNotice(s.rec.Job); err == nil && ok && s.cfg.Role == cluster.RoleWorker {
 		return drainAccepted, fmt.Errorf("%s", n.Reason), n.Outcome, true
 	}
@@ -113,7 +136,8 @@ func (s *supervisor) checkIn(ctx context.Context, members *membershipTracker, ra
 
 // state is what react needs to know of this node now.
 func (s *supervisor) state() nodeState {
-	st := nodeState{Role: s.cfg.Role, Joined: s.rec.Phase == cluster.PhaseRunning || s.rec.Phase == cluster.PhaseDraining}
+	st := nodeState{Role: s.cfg.Role, Joined: s.rec.Phase == cluster.PhaseRunning || s.rec.Phase == cluster.PhaseDraining,
+		RollsOver: s.spec.RollsOver() && !s.rollover.done}
 	if s.rec.ExitCode != nil {
 		st.DriverExitCode = *s.rec.ExitCode
 	}
@@ -165,4 +189,16 @@ func (s *supervisor) clearStaleTargets() {
 	if err := metrics.ClearTargets(s.cfg.Dir, s.spec); err != nil {
 		s.logf("warning: scrape targets of the lost head: %v", err)
 	}
+}
+
+// rolloverWhy says why the head hands over: its own check's words, or the
+// signal that brought the handover on.
+func rolloverWhy(h happening, why error) string {
+	switch {
+	case why != nil && h == rolloverDueNow:
+		return why.Error()
+	case why != nil:
+		return "SLURM's preemption reached the head"
+	}
+	return "SLURM's time-limit warning reached the head"
 }

@@ -75,8 +75,8 @@ func rolloverDue(s rolloverSignals) (start bool, why string) {
 	switch {
 	case s.Started:
 		return false, ""
-	case s.MaxGenerations > 0 && s.Generation >= s.MaxGenerations:
-		return false, fmt.Sprintf("generation %d is the last (--max-generations %d): the run ends with this head", s.Generation, s.MaxGenerations)
+	case lastGeneration(s.Generation, s.MaxGenerations) != "":
+		return false, lastGeneration(s.Generation, s.MaxGenerations)
 	case s.Preempted:
 		return true, "the head job is preempted"
 	case s.Warned:
@@ -85,6 +85,15 @@ func rolloverDue(s rolloverSignals) (start bool, why string) {
 		return true, fmt.Sprintf("the head job has %s left, less than --rollover-before %s", s.TimeLeft.Round(time.Second), s.Before)
 	}
 	return false, ""
+}
+
+// lastGeneration says why generation g of at most maxGens (0: no bound)
+// hands over to none; "" when it may.
+func lastGeneration(g, maxGens int) string {
+	if maxGens > 0 && g >= maxGens {
+		return fmt.Sprintf("generation %d is the last (--max-generations %d): the run ends with this head", g, maxGens)
+	}
+	return ""
 }
 
 // checkTimeLeft reports whether the head asks SLURM for its time left again,

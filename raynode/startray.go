@@ -49,7 +49,7 @@ func (s *supervisor) startNode(ctx context.Context, ray string, env []string, ip
 		if params.Head {
 			gcsAddress = net.JoinHostPort(ip, strconv.Itoa(ports.GCS))
 		}
-		nodeEnv := append(withoutKeys(s.generationEnv(env, head), "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT", "RAY_ADDRESS"), ports.Env(params.Head)...)
+		nodeEnv := append(withoutKeys(s.generationEnv(env), "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT", "RAY_ADDRESS"), ports.Env(params.Head)...)
 		node, err := s.startRay(ray, params, append(nodeEnv, "RAY_ADDRESS="+gcsAddress))
 		if err != nil {
 			return nil, ports, err
@@ -121,7 +121,7 @@ func (s *supervisor) waitUp(ctx context.Context, node Process, ports Ports) erro
 			continue
 		}
 		if m, err := s.cfg.Dir.Membership(); err == nil {
-			if me := m.Nodes[s.rec.Job]; me != nil && me.Alive && me.LastSeen.After(s.rec.Started) {
+			if me := m.Nodes[s.rec.Job]; me != nil && me.Alive && me.LastSeen.After(s.joinedSince()) {
 				return nil
 			}
 		}
@@ -137,7 +137,7 @@ func (s *supervisor) waitUp(ctx context.Context, node Process, ports Ports) erro
 
 // dashboard is a client of this head's dashboard, with the cluster's token.
 func (s *supervisor) dashboard(ports Ports) (dashboardClient, error) {
-	token, err := s.cfg.Dir.RayToken(s.spec.Insecure)
+	token, err := s.rayToken()
 	if err != nil {
 		return dashboardClient{}, fmt.Errorf("ask the head's dashboard: %w", err)
 	}
@@ -153,31 +153,15 @@ func (s *supervisor) headInfo(ip string, ports Ports) cluster.HeadInfo {
 	}
 }
 
-// publishHead publishes the head: head.json as it always was, or with
-// --rollover the cluster's first generation (which writes head.json too).
-func (s *supervisor) publishHead(h cluster.HeadInfo) error {
-	if s.spec.RollsOver() {
-		h.Generation = 1
-		if err := s.cfg.Dir.PublishGeneration(cluster.Generation{HeadInfo: h, How: cluster.GenerationFirst}); err != nil {
-			return fmt.Errorf("publish head address: %w", err)
-		}
-		return nil
-	}
-	if err := s.cfg.Dir.WriteHead(h); err != nil {
-		return fmt.Errorf("publish head address: %w", err)
-	}
-	return nil
-}
-
-// generationEnv points env's RAY_AUTH_TOKEN_PATH at the token of head's
-// generation: the job's script names the first generation's, and a node
-// joining a later generation in the same job must present that one's.
-// Without generations env is left as it is.
-func (s *supervisor) generationEnv(env []string, head cluster.HeadInfo) []string {
-	if head.TokenFile == "" {
+// generationEnv points env's RAY_AUTH_TOKEN_PATH at the token of this
+// node's generation: the job's script names the first generation's, and a
+// node in a later generation, in the same job, must present that one's.
+// Without generations (and in the first) env is left as it is.
+func (s *supervisor) generationEnv(env []string) []string {
+	if s.rollover.gen <= 1 {
 		return env
 	}
-	return append(withoutKeys(env, "RAY_AUTH_TOKEN_PATH"), "RAY_AUTH_TOKEN_PATH="+s.cfg.Dir.TokenPathOf(head))
+	return append(withoutKeys(env, "RAY_AUTH_TOKEN_PATH"), "RAY_AUTH_TOKEN_PATH="+s.rollover.token)
 }
 
 // stopRay stops the node's processes: SIGTERM to `ray start --block` (which
@@ -189,4 +173,13 @@ func (s *supervisor) stopRay(node Process) {
 	if n := s.procs.StopLeftovers(leftovers); n > 0 {
 		s.logf("stopped %d leftover Ray processes", n)
 	}
+}
+
+// joinedSince is when this node's current Ray started: a membership entry
+// older than that is of an earlier generation's node of this job.
+func (s *supervisor) joinedSince() time.Time {
+	if s.rollover.gen > 1 {
+		return s.genStarted
+	}
+	return s.rec.Started
 }

@@ -52,6 +52,11 @@ const (
 	EnvEvents     = "SRAYBATCH_EVENTS"
 	EnvJob        = "SRAYBATCH_JOB"
 	EnvHeadJob    = "SRAYBATCH_HEAD_JOB"
+	// EnvGeneration is the head generation a driver runs in (rollover
+	// clusters only); EnvResumed=1 marks a driver started again in a later
+	// generation, which resumes from its checkpoint.
+	EnvGeneration = "SRAYBATCH_GENERATION"
+	EnvResumed    = "SRAYBATCH_RESUMED"
 )
 
 // ErrNotFound is returned when a cluster directory does not exist.

@@ -1,0 +1,169 @@
+package raynode
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
+)
+
+// The head's side of a handover: when to start one (rolloverDue on
+// SLURM's current time left, its warning or its preemption), and the
+// handover itself.
+
+// rolloverSignals gathers what rolloverDue decides from, asking SLURM for
+// the head job's time left at most every rolloverCheckInterval.
+func (s *supervisor) rolloverSignals(ctx context.Context, warned, preempted bool) rolloverSignals {
+	now := s.clock.Now()
+	if checkTimeLeft(s.rollover.lastCheck, now) {
+		s.rollover.lastCheck = now
+		if j, ok := s.ownJob(ctx); ok && !j.Unlimited && j.TimeLeft > 0 {
+			s.rollover.timeLeft, s.rollover.timeLeftAt = j.TimeLeft, now
+		}
+	}
+	r := s.spec.Rollover
+	sig := rolloverSignals{Generation: s.rollover.gen, MaxGenerations: r.MaxGenerations, Before: r.Before(), Warned: warned, Preempted: preempted}
+	if !s.rollover.timeLeftAt.IsZero() {
+		sig.Known, sig.TimeLeft = true, s.rollover.timeLeft-now.Sub(s.rollover.timeLeftAt)
+	}
+	return sig
+}
+
+// rolloverNow reports whether the head starts handing over, and why; a
+// head that never will (the last generation) says so once.
+func (s *supervisor) rolloverNow(ctx context.Context, warned, preempted bool) (bool, string) {
+	if !s.spec.RollsOver() || s.cfg.Role != cluster.RoleHead || s.rollover.done {
+		return false, ""
+	}
+	start, why := rolloverDue(s.rolloverSignals(ctx, warned, preempted))
+	if !start && why != "" {
+		s.rollover.done = true
+		s.logf("%s", why)
+	}
+	return start, why
+}
+
+// handOver hands the cluster to the next generation's head: it records
+// the handover, stops the autoscaler first, waits for every other node to
+// leave its GCS (drivers checkpoint and exit first), stops its observer
+// and its Ray, and seals the generation. Without a worker to promote it
+// goes on as the last head (a submitted successor is not made yet).
+func (s *supervisor) handOver(ctx context.Context, node Process, members *membershipTracker, why string) error {
+	s.rollover.done = true
+	r := s.spec.Rollover
+	if last := lastGeneration(s.rollover.gen, r.MaxGenerations); last != "" {
+		s.logf("%s", last)
+		return nil
+	}
+	plan := pickSuccessor(s.candidates(ctx, members), r.Before())
+	if plan.How != cluster.GenerationPromoted {
+		s.logf("cannot hand over (%s): %s; the cluster ends with this head", why, plan.Why)
+		return nil
+	}
+	now := s.clock.Now()
+	deadline := now.Add(s.spec.Rollover.Before())
+	if !s.rollover.timeLeftAt.IsZero() {
+		deadline = s.rollover.timeLeftAt.Add(s.rollover.timeLeft)
+	}
+	h := cluster.Handover{Generation: s.rollover.gen, HeadJob: s.rec.Job, Started: now.UTC(), Why: why,
+		How: plan.How, Successor: plan.Job, Deadline: deadline.UTC(), LastStep: -1}
+	if err := s.cfg.Dir.WriteHandover(h); err != nil {
+		return fmt.Errorf("start the handover: %w", err)
+	}
+	s.logf("handing over generation %d to worker %s (%s; %s)", h.Generation, plan.Job, why, plan.Why)
+	s.headStops.autoscaler() // first: no submission once the successor may start its own
+	s.waitOthersLeft(ctx, members, deadline)
+	s.headStops.observer()
+	s.ending = cluster.OutcomeHandedOver
+	s.stopRay(node)
+	sealed := s.clock.Now().UTC()
+	h.Sealed = &sealed
+	if err := s.cfg.Dir.WriteHandover(h); err != nil {
+		return fmt.Errorf("seal the handover: %w", err)
+	}
+	s.logf("generation %d sealed after %s", h.Generation, sealed.Sub(h.Started).Round(time.Millisecond))
+	return endWith(cluster.OutcomeHandedOver, fmt.Errorf("handed over to %s (%s)", plan.Job, why))
+}
+
+// candidates are the head's worker jobs as pickSuccessor weighs them: in
+// Ray now (the membership), with SLURM's time left.
+func (s *supervisor) candidates(ctx context.Context, members *membershipTracker) []candidate {
+	members.refresh(ctx)
+	m, err := s.cfg.Dir.Membership()
+	if err != nil {
+		return nil
+	}
+	var cands []candidate
+	for job, n := range m.Nodes {
+		rec, ok, err := s.cfg.Dir.Node(job)
+		if job == s.rec.Job || err != nil || !ok || rec.Role != cluster.RoleWorker {
+			continue
+		}
+		c := candidate{Job: job, Joined: n.Alive, Unlimited: true,
+			Leaving: rec.Phase == cluster.PhaseDraining || rec.PreemptedAt != nil}
+		cands = append(cands, c)
+	}
+	s.workerTimesLeft(ctx, cands)
+	return cands
+}
+
+// workerTimesLeft fills in the candidates' time left from one squeue call.
+func (s *supervisor) workerTimesLeft(ctx context.Context, cands []candidate) {
+	if s.cfg.Scheduler == nil || len(cands) == 0 {
+		return
+	}
+	ids := make([]string, len(cands))
+	for i, c := range cands {
+		ids[i] = c.Job
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	jobs, err := s.cfg.Scheduler.Jobs(ctx, scheduler.Query{JobIDs: ids})
+	if err != nil {
+		return
+	}
+	for i := range cands {
+		for _, j := range jobs {
+			if j.ID == cands[i].Job && !j.Unlimited {
+				cands[i].Unlimited, cands[i].TimeLeft = false, j.TimeLeft
+			}
+		}
+	}
+}
+
+// waitOthersLeft waits until no node but the head's is alive in its GCS:
+// the drivers have checkpointed and exited, and every node has left, so
+// none is cut off mid-work. Bounded by driverCheckpointWait, and by the
+// head's end less the stop's graces.
+func (s *supervisor) waitOthersLeft(ctx context.Context, members *membershipTracker, deadline time.Time) {
+	process, leftovers := stopGraces(cluster.OutcomeHandedOver)
+	limit := s.clock.Now().Add(driverCheckpointWait)
+	if end := deadline.Add(-process - leftovers - drainMargin); end.Before(limit) {
+		limit = end
+	}
+	for {
+		members.refresh(ctx)
+		others := 0
+		if m, err := s.cfg.Dir.Membership(); err == nil {
+			for job, n := range m.Nodes {
+				if n.Alive && job != s.rec.Job {
+					others++
+				}
+			}
+		}
+		if others == 0 {
+			return
+		}
+		if !s.clock.Now().Before(limit) {
+			s.logf("warning: %d nodes still in Ray at the handover's bound: stopping anyway", others)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clock.After(500 * time.Millisecond):
+		}
+	}
+}
