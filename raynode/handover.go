@@ -123,6 +123,10 @@ func (s *supervisor) awaitSeal(ctx context.Context) error {
 // node of it once published, or not at all (rejoin).
 func (s *supervisor) enterNext(ctx context.Context, h cluster.Handover) (cluster.HeadInfo, error) {
 	s.closeGCS()
+	// Out of Ray until the next generation lets it in: status shows it
+	// waiting, and its end is still that of a node that was in.
+	s.rec.Phase, s.wasJoined = cluster.PhaseStarting, true
+	s.save()
 	next := h.Generation + 1
 	if h.How == cluster.GenerationPromoted && h.Successor == s.rec.Job {
 		tok, err := s.cfg.Dir.NewGenerationToken(next)

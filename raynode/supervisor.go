@@ -115,6 +115,8 @@ type supervisor struct {
 	genStarted time.Time
 	// headStops stop the head's autoscaler and observer (head only).
 	headStops headStops
+	// wasJoined: the node was in an earlier generation's Ray.
+	wasJoined bool
 	logf      func(format string, args ...any)
 }
 
@@ -254,7 +256,7 @@ func (s *supervisor) save() {
 // finish records how the node ended and reports whether its job ends well.
 func (s *supervisor) finish(err error) bool {
 	outcome := outcomeOf(err)
-	phase, ok := final(outcome, s.rec.Phase == cluster.PhaseRunning || s.rec.Phase == cluster.PhaseDraining)
+	phase, ok := final(outcome, s.wasJoined || s.rec.Phase == cluster.PhaseRunning || s.rec.Phase == cluster.PhaseDraining)
 	s.rec.Phase, s.rec.Outcome = phase, outcome
 	switch outcome {
 	case cluster.OutcomeCompleted:

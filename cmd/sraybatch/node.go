@@ -91,7 +91,9 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 	if p, ok := sched.(raynode.PreemptionSource); ok {
 		cfg.Preemption = p // SLURM's: a worker's SIGTERM may be a preemption
 	}
-	if o.Role == cluster.RoleHead {
+	// A worker of a rollover cluster may be promoted to head: it carries
+	// the autoscaler too, which runs only once it is the head.
+	if o.Role == cluster.RoleHead || (o.Role == cluster.RoleWorker && spec.RollsOver()) {
 		// The head's observer and autoscaler ask about the same jobs: while
 		// the autoscaler polls, its squeue serves the observer too.
 		shared := scheduler.NewSharedJobs(a.clock.Now)
