@@ -272,9 +272,18 @@ func stopGraces(o cluster.Outcome) (process, leftovers time.Duration) {
 		return lostHeadGrace, lostHeadGrace
 	case cluster.OutcomePreempted:
 		return preemptedStopGrace, lostHeadGrace
+	case cluster.OutcomeHandedOver:
+		return handoverStopGrace, leftoverGrace
 	}
 	return stopGrace, leftoverGrace
 }
+
+// handoverStopGrace is what a driver gets at a head handover to checkpoint
+// and exit before it is killed (the built-in loop needs at most about 4 s:
+// its checkpoint is bounded at 3 s), and a node's `ray start --block` to
+// stop. The old head waits for both (driverCheckpointWait), and the job
+// goes on: no SLURM kill bounds it.
+const handoverStopGrace = 10 * time.Second
 
 // preemptedStopGrace is what `ray start --block` gets to stop a preempted
 // node's Ray: Ray's own drain on SIGTERM is bounded at rayDrainSeconds, and

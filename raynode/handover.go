@@ -123,6 +123,7 @@ func (s *supervisor) awaitSeal(ctx context.Context) error {
 // node of it once published, or not at all (rejoin).
 func (s *supervisor) enterNext(ctx context.Context, h cluster.Handover) (cluster.HeadInfo, error) {
 	s.closeGCS()
+	s.ending = ""
 	// Out of Ray until the next generation lets it in: status shows it
 	// waiting, and its end is still that of a node that was in.
 	s.rec.Phase, s.wasJoined = cluster.PhaseStarting, true

@@ -75,6 +75,7 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 	s.logf("handing over generation %d to worker %s (%s; %s)", h.Generation, plan.Job, why, plan.Why)
 	s.headStops.autoscaler() // first: no submission once the successor may start its own
 	s.waitOthersLeft(ctx, members, deadline)
+	h.Nodes = nodeStarts(members.snap)
 	s.headStops.observer()
 	s.ending = cluster.OutcomeHandedOver
 	s.stopRay(node)
@@ -91,12 +92,8 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 // Ray now (the membership), with SLURM's time left.
 func (s *supervisor) candidates(ctx context.Context, members *membershipTracker) []candidate {
 	members.refresh(ctx)
-	m, err := s.cfg.Dir.Membership()
-	if err != nil {
-		return nil
-	}
 	var cands []candidate
-	for job, n := range m.Nodes {
+	for job, n := range members.snap.Nodes {
 		rec, ok, err := s.cfg.Dir.Node(job)
 		if job == s.rec.Job || err != nil || !ok || rec.Role != cluster.RoleWorker {
 			continue
@@ -144,13 +141,13 @@ func (s *supervisor) waitOthersLeft(ctx context.Context, members *membershipTrac
 		limit = end
 	}
 	for {
+		// The tracker's own view, not membership.json: the successor's
+		// head writes that file too once its Ray is up.
 		members.refresh(ctx)
 		others := 0
-		if m, err := s.cfg.Dir.Membership(); err == nil {
-			for job, n := range m.Nodes {
-				if n.Alive && job != s.rec.Job {
-					others++
-				}
+		for job, n := range members.snap.Nodes {
+			if n.Alive && job != s.rec.Job {
+				others++
 			}
 		}
 		if others == 0 {
@@ -166,4 +163,14 @@ func (s *supervisor) waitOthersLeft(ctx context.Context, members *membershipTrac
 		case <-s.clock.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// nodeStarts are the nodes of the head's last membership snapshot, with
+// when each registered with its GCS.
+func nodeStarts(m cluster.MembershipSnapshot) []cluster.NodeStart {
+	var nodes []cluster.NodeStart
+	for job, n := range m.Nodes {
+		nodes = append(nodes, cluster.NodeStart{Job: job, Registered: n.Registered})
+	}
+	return nodes
 }

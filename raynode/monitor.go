@@ -72,7 +72,8 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		case r.Continue:
 			continue
 		case r.Next:
-			return why // a *nextGeneration
+			s.ending = cluster.OutcomeHandedOver // the stop's graces; the job goes on
+			return why                           // a *nextGeneration
 		case r.HandOver:
 			if err := s.handOver(ctx, node, members, rolloverWhy(h, why)); err != nil {
 				return err

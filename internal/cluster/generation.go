@@ -182,6 +182,9 @@ type Handover struct {
 	Sealed *time.Time `json:"sealed,omitempty"`
 	// LastStep is the driver's last step on generation g (-1: unknown).
 	LastStep int `json:"last_step"`
+	// Nodes are the nodes g's GCS knew at its last look before the seal,
+	// with when each registered: the fence's evidence (LateJoins).
+	Nodes []NodeStart `json:"nodes,omitempty"`
 }
 
 // WriteHandover replaces generation h.Generation's handover record.
@@ -228,8 +231,8 @@ func writeOnce(path string, data []byte) error {
 
 // NodeStart is a Ray node as a generation's GCS knows it.
 type NodeStart struct {
-	Job        string
-	Registered time.Time
+	Job        string    `json:"job"`
+	Registered time.Time `json:"registered"`
 }
 
 // LateJoins are the nodes that registered with generation g's GCS after
