@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 func testGeneration(g int, job string, how GenerationHow) Generation {
@@ -186,4 +188,29 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// After a handover by promotion, status follows generation 2: worker job 7
+// is the head (its row and the cluster's state), head job 6 ended handed
+// over, and the cluster runs on.
+func TestObserveAfterAHandover(t *testing.T) {
+	t.Parallel()
+	o := baseObservation()
+	o.Spec.Rollover = &RolloverSpec{BeforeS: 240, HeadWaitS: 300}
+	withHeadUp(&o)
+	withWorkerJoined(&o)
+	o.Slurm["6"] = scheduler.Job{ID: "6", State: scheduler.Completed}
+	o.Records["6"] = NodeRecord{Job: "6", Role: RoleHead, Phase: PhaseEnded, Outcome: OutcomeHandedOver, Reason: "handed over to 7"}
+	o.Membership.Nodes["6"].Alive = false
+	o.Head = &HeadInfo{Job: "7", Address: "10.1.2.4:20000", SlurmNode: "gpu02", Generation: 2, TokenFile: "token.g2"}
+	st := Observe(o)
+	if st.Cluster.State != StateRunning || st.Cluster.Generation != 2 || st.Cluster.HeadJob != "7" {
+		t.Fatalf("cluster = %+v, want running, generation 2, head job 7", st.Cluster)
+	}
+	if h := st.Head(); h == nil || h.JobID != "7" || h.Role != RoleHead {
+		t.Errorf("Head() = %+v, want the promoted job 7", h)
+	}
+	if old := jobByID(t, st, "6"); old.Ray != Ended || old.Outcome != OutcomeHandedOver {
+		t.Errorf("old head row = %+v, want ended, handed_over", old)
+	}
 }

@@ -81,6 +81,10 @@ type ClusterStatus struct {
 	MembershipAgeS *int64 `json:"membership_age_s"`
 	// Warning says when the head's time limit, which ends the cluster, is near.
 	Warning string `json:"warning,omitempty"`
+	// Generation is the current head generation of a rollover cluster, and
+	// HeadJob its head job; absent for a cluster without generations.
+	Generation int    `json:"generation,omitempty"`
+	HeadJob    string `json:"head_job,omitempty"`
 }
 
 // JobStatus is one row of `status`: one SLURM job, one Ray node.
@@ -138,18 +142,25 @@ func Observe(o Observation) Status {
 		st.Cluster.HeadAddress = o.Head.Address
 		st.Cluster.Dashboard = o.Head.Dashboard
 		st.Cluster.HeadNode = o.Head.SlurmNode
+		if o.Head.Generation > 0 {
+			st.Cluster.Generation, st.Cluster.HeadJob = o.Head.Generation, o.Head.Job
+		}
 	}
 	for _, sub := range o.Submissions {
 		for _, key := range sub.JobKeys() {
-			st.Jobs = append(st.Jobs, observeJob(o, sub.Role, key, fresh))
+			role := sub.Role
+			if key == st.Cluster.HeadJob {
+				role = RoleHead // a worker job promoted to head (generation.go)
+			}
+			st.Jobs = append(st.Jobs, observeJob(o, role, key, fresh))
 		}
 	}
 	countActors(o, st.Jobs)
 	if o.Autoscaler != nil || o.Spec.Autoscale.Enabled {
 		st.Autoscaler = observeAutoscaler(o)
 	}
-	st.Cluster.State, st.Cluster.Reason = clusterState(o, st.Jobs)
-	if st.Cluster.State == StateRunning {
+	st.Cluster.State, st.Cluster.Reason = clusterState(o, st.Jobs, st.Cluster.HeadJob)
+	if st.Cluster.State == StateRunning && !o.Spec.RollsOver() {
 		st.Cluster.Warning = headTimeWarning(o, st.Jobs)
 	}
 	return st
@@ -318,11 +329,11 @@ const (
 	ReasonPreempted = "preempted by SLURM: drained before the kill"
 )
 
-func clusterState(o Observation, jobs []JobStatus) (State, string) {
+func clusterState(o Observation, jobs []JobStatus, current string) (State, string) {
 	if o.Down != nil {
 		return StateEnded, "down requested " + o.Down.Requested.Local().Format(time.DateTime)
 	}
-	head := headOf(jobs)
+	head := headOf(jobs, current)
 	if head == nil {
 		return StatePending, "head not submitted"
 	}
@@ -368,12 +379,15 @@ func orUnknown(s string) string {
 	return s
 }
 
-// Head is the head job's row; nil before the head was submitted.
-func (st Status) Head() *JobStatus { return headOf(st.Jobs) }
+// Head is the head job's row (the current generation's); nil before the
+// head was submitted.
+func (st Status) Head() *JobStatus { return headOf(st.Jobs, st.Cluster.HeadJob) }
 
-func headOf(jobs []JobStatus) *JobStatus {
+// headOf is the row of the head job current (a rollover cluster's current
+// generation), or of the first head when current is "".
+func headOf(jobs []JobStatus, current string) *JobStatus {
 	for i := range jobs {
-		if jobs[i].Role == RoleHead {
+		if jobs[i].Role == RoleHead && (current == "" || jobs[i].JobID == current) {
 			return &jobs[i]
 		}
 	}
