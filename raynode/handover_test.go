@@ -1,12 +1,15 @@
 package raynode
 
 import (
+	"context"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sraybatch/sraybatch/internal/clock"
 	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
@@ -115,5 +118,69 @@ func (p *fakeProcess) isStopped() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// newHandoverHead is a head supervisor of generation 1 of a rollover
+// cluster whose dashboard (fake) shows the given nodes, with worker
+// records for every other job; order records what stops, in order.
+func newHandoverHead(t *testing.T, nodes ...string) (*supervisor, *membershipTracker, *fakeDashboard, *[]string) {
+	t.Helper()
+	f := newRolloverFixture(t, time.Minute)
+	for _, job := range []string{"8", "9"} {
+		if err := f.dir.WriteNode(cluster.NodeRecord{Job: job, Role: cluster.RoleWorker, Phase: cluster.PhaseRunning}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dash, srv := newFakeDashboard(t, http.StatusOK, nodesAnswer(len(nodes), nodes...))
+	cfg := f.config(cluster.RoleHead, map[string]string{"SLURM_JOB_ID": "7"})
+	cfg.Clock, cfg.Spec = clock.System{}, f.spec
+	s := newSupervisor(cfg, "7")
+	s.joinGeneration(cluster.HeadInfo{})
+	var order []string
+	s.headStops = headStops{autoscaler: func() { order = append(order, "autoscaler") }, observer: func() { order = append(order, "observer") }}
+	members := newMembershipTracker(f.dir, dashboardClient{base: srv.URL, token: "t"}, clock.System{})
+	return s, members, dash, &order
+}
+
+// The head hands over to its worker: it records the handover, stops the
+// autoscaler first, waits until the worker has left its GCS, stops its Ray,
+// and seals the generation with the nodes its GCS knew.
+func TestHeadHandsOverByPromotion(t *testing.T) {
+	t.Parallel()
+	s, members, dash, order := newHandoverHead(t, rayNodeJSON("h7", "10.0.0.1", "7", true, 1), rayNodeJSON("w8", "10.0.0.2", "8", false, 1))
+	node := &fakeProcess{done: make(chan struct{})}
+	go func() {
+		for {
+			if h, ok, _ := s.cfg.Dir.Handover(1); ok && h.Sealed == nil {
+				dash.set(http.StatusOK, nodesAnswer(1, rayNodeJSON("h7", "10.0.0.1", "7", true, 1))) // the worker left
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	err := s.handOver(context.Background(), node, members, "time left")
+	if outcomeOf(err) != cluster.OutcomeHandedOver {
+		t.Fatalf("handOver = %v, want handed_over", err)
+	}
+	h, ok, _ := s.cfg.Dir.Handover(1)
+	if !ok || h.Successor != "8" || h.How != cluster.GenerationPromoted || h.Sealed == nil || h.Sealed.Before(h.Started) || len(h.Nodes) != 2 {
+		t.Errorf("handover = %+v, want to 8, promoted, sealed, 2 nodes", h)
+	}
+	if !slices.Equal(*order, []string{"autoscaler", "observer"}) || !node.isStopped() {
+		t.Errorf("stopped %v, Ray stopped %v: want the autoscaler first, then the observer, then Ray", *order, node.isStopped())
+	}
+}
+
+// Without a worker to promote the head goes on, and does not try again.
+func TestHeadWithoutSuccessorGoesOn(t *testing.T) {
+	t.Parallel()
+	s, members, _, order := newHandoverHead(t, rayNodeJSON("h7", "10.0.0.1", "7", true, 1))
+	node := &fakeProcess{done: make(chan struct{})}
+	if err := s.handOver(context.Background(), node, members, "time left"); err != nil {
+		t.Fatalf("handOver = %v, want nil: the head serves to its end", err)
+	}
+	if _, ok, _ := s.cfg.Dir.Handover(1); ok || len(*order) != 0 || node.isStopped() || !s.rollover.done {
+		t.Errorf("a head without successor recorded a handover or stopped something: %v", *order)
 	}
 }
