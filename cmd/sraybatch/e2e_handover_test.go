@@ -48,7 +48,7 @@ func TestE2EHandoverByPromotion(t *testing.T) {
 	shortened := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if out, err := e.command(ctx, "scontrol", "update", "JobId="+g1.Job, "TimeLimit=-24").CombinedOutput(); err != nil {
+	if out, err := e.command(ctx, "scontrol", "update", "JobId="+g1.Job, "TimeLimit-=24").CombinedOutput(); err != nil {
 		t.Fatalf("scontrol update TimeLimit as the user: %v: %s", err, out)
 	}
 	var g2 cluster.Generation
