@@ -139,6 +139,9 @@ func (s *supervisor) enterNext(ctx context.Context, h cluster.Handover) (cluster
 		s.logf("promoted: this job becomes the head of generation %d", next)
 		return cluster.HeadInfo{}, nil
 	}
+	if s.cfg.Role == cluster.RoleDriver && s.rollover.restarts >= s.cfg.MaxRestarts {
+		return cluster.HeadInfo{}, endWith(cluster.OutcomeFailed, fmt.Errorf("driver not run again after the handover of generation %d: --max-restarts %d reached", h.Generation, s.cfg.MaxRestarts))
+	}
 	if s.cfg.Role == cluster.RoleWorker {
 		if follow, why := rejoin(s.rejoinSignals(ctx)); !follow {
 			return cluster.HeadInfo{}, endWith(cluster.OutcomeDrainedTimeLimit, fmt.Errorf("ends with generation %d: %s", h.Generation, why))

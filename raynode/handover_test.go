@@ -184,3 +184,18 @@ func TestHeadWithoutSuccessorGoesOn(t *testing.T) {
 		t.Errorf("a head without successor recorded a handover or stopped something: %v", *order)
 	}
 }
+
+// A driver runs its command again after a handover at most --max-restarts
+// times; past that its job ends, saying why.
+func TestDriverMaxRestarts(t *testing.T) {
+	t.Parallel()
+	f := newRolloverFixture(t, time.Minute)
+	cfg := f.config(cluster.RoleDriver, map[string]string{"SLURM_JOB_ID": "10"})
+	cfg.Spec, cfg.MaxRestarts = f.spec, 1
+	s := newSupervisor(cfg, "10")
+	s.rollover = rolloverState{gen: 2, restarts: 1}
+	_, err := s.enterNext(context.Background(), cluster.Handover{Generation: 2, HeadJob: "8", How: cluster.GenerationPromoted, Successor: "9"})
+	if outcomeOf(err) != cluster.OutcomeFailed || !strings.Contains(err.Error(), "--max-restarts 1 reached") {
+		t.Errorf("enterNext after 1 restart of 1 = %v, want the job to end: --max-restarts reached", err)
+	}
+}

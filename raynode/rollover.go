@@ -32,6 +32,11 @@ const DefaultRolloverBefore = 4 * time.Minute
 // worker resubmitted later.
 const DefaultHeadWait = 5 * time.Minute
 
+// DefaultMaxRestarts is `train --max-restarts`'s default: a driver runs
+// again after at most this many head handovers (a 24 h partition gives a
+// week-long run 7).
+const DefaultMaxRestarts = 10
+
 const (
 	// rolloverCheckInterval spaces the head's squeue calls for its own time
 	// left: SLURM's current word, which `scontrol update TimeLimit=` changes.

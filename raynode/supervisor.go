@@ -40,6 +40,9 @@ type Config struct {
 	GPUs      gpu.Source
 	// DriverArgv is the command a driver job runs once its Ray node has joined.
 	DriverArgv []string
+	// MaxRestarts bounds how often a driver job runs DriverArgv again in a
+	// later head generation (rollover clusters).
+	MaxRestarts int
 	// Log receives the supervisor's progress lines and Ray's own output (the job log).
 	Log io.Writer
 	// Clock and Processes default to the system's.

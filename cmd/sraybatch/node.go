@@ -27,6 +27,8 @@ type nodeOptions struct {
 	ClusterDir string
 	HeadJob    string
 	DriverArgv []string
+	// MaxRestarts bounds a driver's re-runs after head handovers.
+	MaxRestarts int
 }
 
 func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -34,6 +36,7 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs := newFlagSet("node", nodeUsage, io)
 	fs.StringVar(&o.ClusterDir, "cluster-dir", "", "the cluster's state directory")
 	fs.StringVar(&o.HeadJob, "head-job", "", "the head's job id (workers)")
+	fs.IntVar(&o.MaxRestarts, "max-restarts", raynode.DefaultMaxRestarts, "a driver's re-runs after head handovers, at most")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -76,17 +79,18 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 	}
 	sched := a.sched(spec)
 	cfg := raynode.Config{
-		Role:       o.Role,
-		Dir:        dir,
-		Spec:       spec,
-		HeadJob:    o.HeadJob,
-		DriverArgv: o.DriverArgv,
-		Getenv:     os.Getenv,
-		Environ:    os.Environ(),
-		Scheduler:  sched,
-		GPUs:       gpu.System(os.Getenv, io.Out),
-		Log:        io.Out,
-		Clock:      a.clock,
+		Role:        o.Role,
+		Dir:         dir,
+		Spec:        spec,
+		HeadJob:     o.HeadJob,
+		DriverArgv:  o.DriverArgv,
+		MaxRestarts: o.MaxRestarts,
+		Getenv:      os.Getenv,
+		Environ:     os.Environ(),
+		Scheduler:   sched,
+		GPUs:        gpu.System(os.Getenv, io.Out),
+		Log:         io.Out,
+		Clock:       a.clock,
 	}
 	if p, ok := sched.(raynode.PreemptionSource); ok {
 		cfg.Preemption = p // SLURM's: a worker's SIGTERM may be a preemption
