@@ -23,8 +23,12 @@ type rolloverState struct {
 	// token ("" for a cluster without generations).
 	gen   int
 	token string
-	// prevHead is the head job this node took over from (a promoted head).
+	// prevHead is the head job this node took over from, and how (a head
+	// of a later generation).
 	prevHead string
+	how      cluster.GenerationHow
+	// successor is the successor head job this head submitted ("": none).
+	successor string
 	// timeLeft is SLURM's last word on the head job's time left, given at
 	// timeLeftAt; zero timeLeftAt: none yet, or no limit.
 	timeLeft   time.Duration
@@ -49,7 +53,13 @@ func (n *nextGeneration) Error() string {
 func (s *supervisor) joinGeneration(head cluster.HeadInfo) {
 	switch {
 	case s.cfg.Role == cluster.RoleHead && s.spec.RollsOver():
-		s.rollover.gen, s.rollover.token = 1, s.cfg.Dir.TokenPath()
+		s.rollover.gen, s.rollover.token, s.rollover.how = 1, s.cfg.Dir.TokenPath(), cluster.GenerationFirst
+		if g, ok, err := s.cfg.Dir.LatestGeneration(); err == nil && ok && g.Job != s.rec.Job {
+			// A successor head job submitted by generation g's head.
+			s.rollover = rolloverState{gen: g.Generation + 1, prevHead: g.Job, how: cluster.GenerationSubmitted}
+			s.cfg.HeadJob = g.Job // the head awaitSeal watches
+			s.rollover.token, _ = s.cfg.Dir.NewGenerationToken(s.rollover.gen)
+		}
 	case head.Generation > 0:
 		s.rollover.gen, s.rollover.token = head.Generation, s.cfg.Dir.TokenPathOf(head)
 	}
@@ -81,7 +91,7 @@ func (s *supervisor) publishHead(ctx context.Context, h cluster.HeadInfo) error 
 		if err := s.awaitSeal(ctx); err != nil {
 			return err
 		}
-		g.How, g.PreviousHeadJob, g.Published = cluster.GenerationPromoted, s.rollover.prevHead, s.clock.Now().UTC()
+		g.How, g.PreviousHeadJob, g.Published = s.rollover.how, s.rollover.prevHead, s.clock.Now().UTC()
 	}
 	if err := s.cfg.Dir.PublishGeneration(g); err != nil {
 		return fmt.Errorf("publish head address: %w", err)
@@ -91,13 +101,18 @@ func (s *supervisor) publishHead(ctx context.Context, h cluster.HeadInfo) error 
 }
 
 // awaitSeal waits until the previous generation is sealed or its head is
-// gone (mayPublish), at most --head-wait.
+// gone (mayPublish): at most --head-wait once the handover started, and as
+// long as the old head serves before (a successor head job submitted early
+// may run before its head hands over).
 func (s *supervisor) awaitSeal(ctx context.Context) error {
-	prev, deadline := s.rollover.gen-1, s.clock.Now().Add(s.spec.Rollover.HeadWait())
+	prev, deadline := s.rollover.gen-1, time.Time{}
 	for {
 		var sig sealSignals
 		if h, ok, err := s.cfg.Dir.Handover(prev); err == nil && ok {
 			sig.Handover = &h
+			if deadline.IsZero() {
+				deadline = s.clock.Now().Add(s.spec.Rollover.HeadWait())
+			}
 		}
 		if sig.Handover == nil || sig.Handover.Sealed == nil {
 			sig.OldHeadGone = s.headGone(ctx)
@@ -107,7 +122,7 @@ func (s *supervisor) awaitSeal(ctx context.Context) error {
 			s.logf("publishing generation %d: %s", s.rollover.gen, why)
 			return nil
 		}
-		if s.clock.Now().After(deadline) {
+		if !deadline.IsZero() && s.clock.Now().After(deadline) {
 			return endWith(cluster.OutcomeJoinFailed, fmt.Errorf("generation %d: %s, for longer than --head-wait", s.rollover.gen, why))
 		}
 		select {
@@ -135,7 +150,7 @@ func (s *supervisor) enterNext(ctx context.Context, h cluster.Handover) (cluster
 			return cluster.HeadInfo{}, err
 		}
 		s.cfg.Role, s.rec.Role = cluster.RoleHead, cluster.RoleHead
-		s.rollover = rolloverState{gen: next, token: tok, prevHead: h.HeadJob}
+		s.rollover = rolloverState{gen: next, token: tok, prevHead: h.HeadJob, how: cluster.GenerationPromoted}
 		s.logf("promoted: this job becomes the head of generation %d", next)
 		return cluster.HeadInfo{}, nil
 	}

@@ -3,6 +3,7 @@ package raynode
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -33,11 +34,16 @@ func (s *supervisor) rolloverSignals(ctx context.Context, warned, preempted bool
 
 // rolloverNow reports whether the head starts handing over, and why; a
 // head that never will (the last generation) says so once.
-func (s *supervisor) rolloverNow(ctx context.Context, warned, preempted bool) (bool, string) {
+func (s *supervisor) rolloverNow(ctx context.Context, members *membershipTracker, warned, preempted bool) (bool, string) {
 	if !s.spec.RollsOver() || s.cfg.Role != cluster.RoleHead || s.rollover.done {
 		return false, ""
 	}
-	start, why := rolloverDue(s.rolloverSignals(ctx, warned, preempted))
+	checked := s.rollover.lastCheck
+	sig := s.rolloverSignals(ctx, warned, preempted)
+	start, why := rolloverDue(sig)
+	if !start && why == "" && s.rollover.lastCheck != checked {
+		s.submitEarly(ctx, members, sig)
+	}
 	if !start && why != "" {
 		s.rollover.done = true
 		s.logf("%s", why)
@@ -59,8 +65,10 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 	}
 	plan := pickSuccessor(s.candidates(ctx, members), r.Before())
 	if plan.How != cluster.GenerationPromoted {
-		s.logf("cannot hand over (%s): %s; the cluster ends with this head", why, plan.Why)
-		return nil
+		if plan.Job = s.submitSuccessor(ctx, plan.Why); plan.Job == "" {
+			s.logf("cannot hand over (%s): %s, and no successor head job; the cluster ends with this head", why, plan.Why)
+			return nil
+		}
 	}
 	now := s.clock.Now()
 	deadline := now.Add(s.spec.Rollover.Before())
@@ -72,7 +80,7 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 	if err := s.cfg.Dir.WriteHandover(h); err != nil {
 		return fmt.Errorf("start the handover: %w", err)
 	}
-	s.logf("handing over generation %d to worker %s (%s; %s)", h.Generation, plan.Job, why, plan.Why)
+	s.logf("handing over generation %d to %s job %s (%s; %s)", h.Generation, plan.How, plan.Job, why, plan.Why)
 	s.headStops.autoscaler() // first: no submission once the successor may start its own
 	s.waitOthersLeft(ctx, members, deadline)
 	h.Nodes = nodeStarts(members.snap)
@@ -86,6 +94,46 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 	}
 	s.logf("generation %d sealed after %s", h.Generation, sealed.Sub(h.Started).Round(time.Millisecond))
 	return endWith(cluster.OutcomeHandedOver, fmt.Errorf("handed over to %s (%s)", plan.Job, why))
+}
+
+// submitSuccessor returns the successor head job, submitting it unless
+// this head did already (early: submitEarly); "" when it cannot.
+func (s *supervisor) submitSuccessor(ctx context.Context, why string) string {
+	if s.rollover.successor != "" || s.cfg.Successor == nil {
+		return s.rollover.successor
+	}
+	id, err := s.cfg.Successor.SubmitHead(ctx)
+	if err != nil {
+		s.logf("warning: submit a successor head job: %v", err)
+		return ""
+	}
+	s.rollover.successor = id
+	s.logf("successor head job %s submitted (%s)", id, why)
+	return id
+}
+
+// submitEarly submits the successor head job ahead of the handover when no
+// worker could take the head and the queue wait seen so far says it is
+// time (submitSuccessorDue), so that it runs before this head must go.
+func (s *supervisor) submitEarly(ctx context.Context, members *membershipTracker, sig rolloverSignals) {
+	if s.rollover.successor != "" || s.cfg.Successor == nil || !submitSuccessorDue(sig.TimeLeft, sig.Known, sig.Before, s.queueWait()) {
+		return
+	}
+	if plan := pickSuccessor(s.candidates(ctx, members), sig.Before); plan.How != cluster.GenerationPromoted {
+		s.submitSuccessor(ctx, plan.Why)
+	}
+}
+
+// queueWait is how long this head's own job waited in the queue: the
+// estimate of its successor's.
+func (s *supervisor) queueWait() time.Duration {
+	subs, _ := s.cfg.Dir.Submissions()
+	for _, sub := range subs {
+		if sub.JobID == s.rec.Job || slices.Contains(sub.JobKeys(), s.rec.Job) {
+			return max(s.rec.Started.Sub(sub.Submitted), 0)
+		}
+	}
+	return 0
 }
 
 // candidates are the head's worker jobs as pickSuccessor weighs them: in

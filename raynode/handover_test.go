@@ -199,3 +199,59 @@ func TestDriverMaxRestarts(t *testing.T) {
 		t.Errorf("enterNext after 1 restart of 1 = %v, want the job to end: --max-restarts reached", err)
 	}
 }
+
+// fakeHeadSubmitter hands out job ids and counts its calls.
+type fakeHeadSubmitter struct{ calls int }
+
+func (f *fakeHeadSubmitter) SubmitHead(ctx context.Context) (string, error) {
+	f.calls++
+	return "20", nil
+}
+
+// With no worker to promote, the head submits a successor head job (once)
+// and hands over to it.
+func TestHeadHandsOverToASubmittedSuccessor(t *testing.T) {
+	t.Parallel()
+	s, members, _, order := newHandoverHead(t, rayNodeJSON("h7", "10.0.0.1", "7", true, 1))
+	sub := &fakeHeadSubmitter{}
+	s.cfg.Successor = sub
+	node := &fakeProcess{done: make(chan struct{})}
+	if err := s.handOver(context.Background(), node, members, "time left"); outcomeOf(err) != cluster.OutcomeHandedOver {
+		t.Fatalf("handOver = %v, want handed_over", err)
+	}
+	h, _, _ := s.cfg.Dir.Handover(1)
+	if h.How != cluster.GenerationSubmitted || h.Successor != "20" || h.Sealed == nil || sub.calls != 1 || len(*order) != 2 {
+		t.Errorf("handover = %+v after %d submissions, stops %v; want sealed, to submitted job 20", h, sub.calls, *order)
+	}
+}
+
+// A successor head job starts as the next generation's head: it takes the
+// next number and a fresh token, waits (beyond --head-wait) while the old
+// head serves, and publishes once the old head sealed its generation.
+func TestSuccessorHeadWaitsForTheSeal(t *testing.T) {
+	t.Parallel()
+	f := newRolloverFixture(t, time.Minute)
+	cfg := f.config(cluster.RoleHead, map[string]string{"SLURM_JOB_ID": "20"})
+	cfg.Spec, cfg.HeadJob = f.spec, ""
+	s := newSupervisor(cfg, "20")
+	s.joinGeneration(cluster.HeadInfo{})
+	if s.rollover.gen != 2 || s.rollover.prevHead != "7" || s.rollover.how != cluster.GenerationSubmitted || s.cfg.HeadJob != "7" ||
+		s.rollover.token != filepath.Join(f.dir.Path, "token.g2") {
+		t.Fatalf("successor's rollover = %+v, watching %s; want generation 2 after head 7, its own token", s.rollover, s.cfg.HeadJob)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.awaitSeal(context.Background()) }()
+	calls := f.clock.WaitAfterCalls(0)
+	for range 3 * 60 * 2 { // three --head-wait without a handover: still waiting
+		f.clock.Advance(headCheckInterval / 4)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	sealed := f.clock.Now()
+	if err := f.dir.WriteHandover(cluster.Handover{Generation: 1, HeadJob: "7", How: cluster.GenerationSubmitted, Successor: "20", Sealed: &sealed}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(headCheckInterval / 4)
+	if err := <-done; err != nil {
+		t.Errorf("awaitSeal = %v, want nil once sealed", err)
+	}
+}

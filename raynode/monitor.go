@@ -115,7 +115,7 @@ func (s *supervisor) checkIn(ctx context.Context, members *membershipTracker, ra
 		// copying logs after a stall must not delay it.
 		members.refresh(ctx)
 		rayLogs.copyIfDue(s.clock.Now(), s.logf)
-		if start, why := s.rolloverNow(ctx, false, false); start {
+		if start, why := s.rolloverNow(ctx, members, false, false); start {
 			return rolloverDueNow, errors.New(why), "", true
 		}
 		return 0, nil, "", false

@@ -56,6 +56,15 @@ type Config struct {
 	// Preemption tells a worker's SIGTERM from SLURM's preemption apart
 	// from a cancel; nil: every SIGTERM is a cancel.
 	Preemption PreemptionSource
+	// Successor submits a successor head job, for a rollover cluster's
+	// head with no worker to promote; nil: none is submitted.
+	Successor HeadSubmitter
+}
+
+// HeadSubmitter submits a head job of the cluster and records it; it
+// returns the job id.
+type HeadSubmitter interface {
+	SubmitHead(ctx context.Context) (string, error)
 }
 
 // Scheduler is what a node asks of the scheduler (a scheduler.Scheduler):

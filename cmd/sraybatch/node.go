@@ -12,6 +12,7 @@ import (
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/internal/submit"
 	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
@@ -92,6 +93,9 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		Log:         io.Out,
 		Clock:       a.clock,
 	}
+	if spec.RollsOver() && o.Role != cluster.RoleDriver {
+		cfg.Successor = headSubmitter{dir: dir, spec: spec, sched: sched}
+	}
 	if p, ok := sched.(raynode.PreemptionSource); ok {
 		cfg.Preemption = p // SLURM's: a worker's SIGTERM may be a preemption
 	}
@@ -110,4 +114,22 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		})
 	}
 	return raynode.Run(ctx, cfg)
+}
+
+// headSubmitter submits a successor head job of a rollover cluster, as `up`
+// submits the first: the spec's allocation and time limit.
+type headSubmitter struct {
+	dir   cluster.Dir
+	spec  cluster.Spec
+	sched submit.Scheduler
+}
+
+func (h headSubmitter) SubmitHead(ctx context.Context) (string, error) {
+	s := submit.NodeScript(h.dir, h.spec, cluster.RoleHead)
+	s.Time = h.spec.Node.Time
+	id, err := submit.Script(ctx, h.sched, h.dir, s, false)
+	if err != nil {
+		return "", fmt.Errorf("submit a successor head job: %w", err)
+	}
+	return id, nil
 }
