@@ -17,20 +17,23 @@ import (
 	"github.com/sraybatch/sraybatch/internal/cluster"
 )
 
-// TestE2EHandoverByPromotion: a rollover cluster (head + 2 workers, 1 GPU
-// each) runs the built-in loop; the head job's limit is shortened under
-// --rollover-before (scontrol update, as the user may), so the head hands
-// the cluster to a worker it promotes. The run finishes its target step
-// count, its step counter never goes back by more than the checkpoint
-// interval, the workers keep their job ids, no node joined generation 1
-// after generation 2 was published, and no Ray process is left at the end.
+// TestE2EHandover: a rollover cluster (head + 2 workers, 1 GPU each) runs
+// the built-in loop through two handovers, each brought on by shortening the
+// head job's limit under --rollover-before (scontrol update, as the user
+// may): first to a worker the head promotes, then, with the other worker's
+// limit shortened too so that no worker can take the head, to a successor
+// head job the head submits. The run finishes its target step count, its
+// step counter never goes back by more than the checkpoint interval, the
+// workers with time left keep their job ids, no node joined a generation
+// after the next was published, and no Ray process is left at the end.
 //
-// It runs alone (no e2eShare): it measures the handover's gap and the
+// It runs alone (no e2eShare): it measures the handovers' gaps and the
 // GPUs' idle seconds, which other tests' jobs and Ray starts on the same
-// nodes and controller would stretch.
-func TestE2EHandoverByPromotion(t *testing.T) {
+// nodes and controller would stretch, and its successor head job needs a
+// GPU free when it is submitted.
+func TestE2EHandover(t *testing.T) {
 	e := needE2E(t)
-	const name, steps, every = "e2eho", 60, 5
+	const name, steps, every = "e2eho", 150, 5
 	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
 		"--partition", "debug", "--workers", "2", "--rollover", "--rollover-before", "5m", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
@@ -44,22 +47,24 @@ func TestE2EHandoverByPromotion(t *testing.T) {
 		"--checkpoint-every", fmt.Sprint(every)).stdout)
 	waitFor(t, "driver until step 10", 2*time.Minute, func() bool { return lastStep(t, dir.EventsPath(driver)) >= 10 })
 
-	// 30:00 less 24 min: about 4.5 min left, under --rollover-before 5m.
-	shortened := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if out, err := e.command(ctx, "scontrol", "update", "JobId="+g1.Job, "TimeLimit-=24").CombinedOutput(); err != nil {
-		t.Fatalf("scontrol update TimeLimit as the user: %v: %s", err, out)
+	// 30:00 less 24 min: about 5 min left, under --rollover-before 5m.
+	g2 := e.handover(t, dir, 1, map[string]string{g1.Job: "24"})
+	if g2.How != cluster.GenerationPromoted || !slices.Contains(workers, g2.Job) {
+		t.Errorf("generation 2 = %+v, want one of the workers %v promoted", g2, workers)
 	}
-	var g2 cluster.Generation
-	waitFor(t, "generation 2 published", 2*time.Minute, func() bool {
-		g2, ok, _ = dir.Generation(2)
-		return ok
-	})
-	h1, _, _ := dir.Handover(1)
-	fmt.Printf("MEASURED limit shortened to handover started: %.1f s; started to sealed: %.1f s; sealed to generation 2 published: %.1f s\n",
-		h1.Started.Sub(shortened).Seconds(), h1.Sealed.Sub(h1.Started).Seconds(), g2.Published.Sub(*h1.Sealed).Seconds())
-	checkFence(t, h1, g2, workers)
+	other := workers[0]
+	if other == g2.Job {
+		other = workers[1]
+	}
+	waitFor(t, "driver until step 50, on generation 2", 2*time.Minute, func() bool { return lastStep(t, dir.EventsPath(driver)) >= 50 })
+
+	// The promoted head as before, and the other worker down to about 10
+	// min left: too little to take the head (rollover-before + 10 min),
+	// enough to follow. The head submits a successor head job.
+	g3 := e.handover(t, dir, 2, map[string]string{g2.Job: "24", other: "18"})
+	if g3.How != cluster.GenerationSubmitted || slices.Contains(workers, g3.Job) {
+		t.Errorf("generation 3 = %+v, want a submitted successor head job", g3)
+	}
 
 	var rec cluster.NodeRecord
 	waitFor(t, "driver until it completes", 4*time.Minute, func() bool {
@@ -70,42 +75,59 @@ func TestE2EHandoverByPromotion(t *testing.T) {
 		t.Fatalf("driver ended %s (%s), want completed", rec.Outcome, rec.Reason)
 	}
 	checkSteps(t, dir.EventsPath(driver), steps, every)
-	for _, w := range workers {
-		if r, _, _ := dir.Node(w); r.Job != w || r.Final() {
-			t.Errorf("worker %s after the handover: %+v, want the same job, still running", w, r)
-		}
+	if r, _, _ := dir.Node(other); r.Job != other || r.Final() || r.Phase != cluster.PhaseRunning {
+		t.Errorf("worker %s after two handovers: %+v, want the same job, running", other, r)
 	}
 	e.mustSray(t, "down", "--cluster", name)
+	jobs := append([]string{g1.Job, g3.Job, driver}, workers...)
 	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
-		for _, j := range append([]string{g1.Job, driver}, workers...) {
+		for _, j := range jobs {
 			if slurmJobActive(j) {
 				return false
 			}
 		}
 		return true
 	})
-	if left := rayProcessesOf(dir, append([]string{g1.Job, driver}, workers...)); len(left) > 0 {
+	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
 		t.Errorf("processes left after down: %v", left)
 	}
 }
 
-// checkFence: generation 1 sealed before 2 was published, the promoted head
-// is one of the workers, and no node registered with generation 1's GCS
-// after generation 2 was published.
-func checkFence(t *testing.T, h1 cluster.Handover, g2 cluster.Generation, workers []string) {
+// handover shortens jobs' limits by the given minutes (as the user), waits
+// for generation g+1, checks the fence and prints the handover's timing.
+func (e e2eEnv) handover(t *testing.T, dir cluster.Dir, g int, shorten map[string]string) cluster.Generation {
 	t.Helper()
-	if h1.Sealed == nil || !h1.Sealed.Before(g2.Published) {
-		t.Errorf("handover 1 sealed %v, generation 2 published %v: want sealed first", h1.Sealed, g2.Published)
+	shortened := time.Now()
+	for job, minutes := range shorten {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := e.command(ctx, "scontrol", "update", "JobId="+job, "TimeLimit-="+minutes).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("scontrol update JobId=%s TimeLimit-=%s as the user: %v: %s", job, minutes, err, out)
+		}
 	}
-	if g2.How != cluster.GenerationPromoted || g2.Job != h1.Successor || !slices.Contains(workers, g2.Job) || g2.TokenFile != "token.g2" {
-		t.Errorf("generation 2 = %+v, want worker %s promoted, with its own token", g2, h1.Successor)
+	var next cluster.Generation
+	waitFor(t, fmt.Sprintf("generation %d published", g+1), 3*time.Minute, func() bool {
+		var ok bool
+		next, ok, _ = dir.Generation(g + 1)
+		return ok
+	})
+	h, _, _ := dir.Handover(g)
+	if h.Sealed == nil || !h.Sealed.Before(next.Published) {
+		t.Fatalf("handover %d sealed %v, generation %d published %v: want sealed first", g, h.Sealed, g+1, next.Published)
 	}
-	if len(h1.Nodes) < 4 {
-		t.Errorf("generation 1's GCS knew %d nodes at its seal, want head, 2 workers and the driver", len(h1.Nodes))
+	fmt.Printf("MEASURED handover %d (%s): limit shortened to started %.1f s, started to sealed %.1f s, sealed to generation %d published %.1f s\n",
+		g, h.How, h.Started.Sub(shortened).Seconds(), h.Sealed.Sub(h.Started).Seconds(), g+1, next.Published.Sub(*h.Sealed).Seconds())
+	if next.Job != h.Successor || next.TokenFile != fmt.Sprintf("token.g%d", g+1) || next.PreviousHeadJob != h.HeadJob {
+		t.Errorf("generation %d = %+v, want handover %d's successor %s with its own token", g+1, next, g, h.Successor)
 	}
-	if late := cluster.LateJoins(h1.Nodes, g2.Published); len(late) > 0 {
-		t.Errorf("nodes joined generation 1 after generation 2 was published: %v", late)
+	if len(h.Nodes) < 3 {
+		t.Errorf("generation %d's GCS knew %d nodes at its seal, want its head, workers and the driver", g, len(h.Nodes))
 	}
+	if late := cluster.LateJoins(h.Nodes, next.Published); len(late) > 0 {
+		t.Errorf("nodes joined generation %d after generation %d was published: %v", g, g+1, late)
+	}
+	return next
 }
 
 // stepEvent is a driver's step_done or driver_stopping event.
