@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,5 +213,21 @@ func TestObserveAfterAHandover(t *testing.T) {
 	}
 	if old := jobByID(t, st, "6"); old.Ray != Ended || old.Outcome != OutcomeHandedOver {
 		t.Errorf("old head row = %+v, want ended, handed_over", old)
+	}
+}
+
+// While the next generation is not published, status says the cluster is
+// waiting for its head, and why.
+func TestObserveWaitingForHead(t *testing.T) {
+	t.Parallel()
+	o := baseObservation()
+	o.Spec.Rollover = &RolloverSpec{BeforeS: 240, HeadWaitS: 300}
+	withHeadUp(&o)
+	withWorkerJoined(&o)
+	o.Head.Generation = 1
+	o.Handover = &Handover{Generation: 1, HeadJob: "6", Started: obsNow.Add(-20 * time.Second), How: GenerationSubmitted, Successor: "9", Why: "time left"}
+	st := Observe(o)
+	if st.Cluster.State != StatePending || !strings.HasPrefix(st.Cluster.Reason, "waiting for head: generation 1 handed over to submitted job 9 20s ago") {
+		t.Errorf("cluster = %s %q, want pending, waiting for head", st.Cluster.State, st.Cluster.Reason)
 	}
 }

@@ -29,7 +29,10 @@ type Observation struct {
 	Training map[string]TrainProgress
 	// Autoscaler is the head's autoscaler as it last wrote; nil: never.
 	Autoscaler *AutoscalerStatus
-	Now        time.Time
+	// Handover is the current generation's handover record, while the next
+	// generation is not published yet; nil: none.
+	Handover *Handover
+	Now      time.Time
 }
 
 // TrainProgress is what a driver's events say about its elastic actor pool.
@@ -333,6 +336,9 @@ func clusterState(o Observation, jobs []JobStatus, current string) (State, strin
 	if o.Down != nil {
 		return StateEnded, "down requested " + o.Down.Requested.Local().Format(time.DateTime)
 	}
+	if h := o.Handover; h != nil {
+		return StatePending, waitingForHead(*h, o.Spec, o.Now)
+	}
 	head := headOf(jobs, current)
 	if head == nil {
 		return StatePending, "head not submitted"
@@ -409,4 +415,15 @@ func observeAutoscaler(o Observation) *AutoscalerStatus {
 		a.Reason = "waiting for the head to start the autoscaler"
 	}
 	return &a
+}
+
+// waitingForHead says why a rollover cluster has no head now: its head
+// handed over, and the next generation is not published yet.
+func waitingForHead(h Handover, spec Spec, now time.Time) string {
+	wait := time.Duration(0)
+	if spec.Rollover != nil {
+		wait = spec.Rollover.HeadWait()
+	}
+	return fmt.Sprintf("waiting for head: generation %d handed over to %s job %s %s ago (%s); its workers keep their GPUs for --head-wait %s",
+		h.Generation, h.How, h.Successor, now.Sub(h.Started).Round(time.Second), h.Why, wait)
 }
