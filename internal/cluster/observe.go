@@ -30,9 +30,10 @@ type Observation struct {
 	// Autoscaler is the head's autoscaler as it last wrote; nil: never.
 	Autoscaler *AutoscalerStatus
 	// Handover is the current generation's handover record, while the next
-	// generation is not published yet; nil: none.
-	Handover *Handover
-	Now      time.Time
+	// generation is not published yet; nil: none. LastHandover is the one
+	// that made the current generation.
+	Handover, LastHandover *Handover
+	Now                    time.Time
 }
 
 // TrainProgress is what a driver's events say about its elastic actor pool.

@@ -94,6 +94,9 @@ func (r *Reader) readFiles(dir cluster.Dir, o *cluster.Observation) error {
 		if ho, ok, err := dir.Handover(h.Generation); err == nil && ok && h.Generation > 0 {
 			o.Handover = &ho // the current generation hands over
 		}
+		if ho, ok, err := dir.Handover(h.Generation - 1); err == nil && ok && h.Generation > 1 {
+			o.LastHandover = &ho
+		}
 	}
 	if as, ok, err := dir.Autoscaler(); err != nil {
 		return err
