@@ -125,6 +125,11 @@ func (s *supervisor) waitUp(ctx context.Context, node Process, ports Ports) erro
 				return nil
 			}
 		}
+		// A head that hands over already: this node goes on to the next
+		// generation rather than join this one.
+		if next, ok := s.handoverNotice(); ok {
+			return next
+		}
 		// A head that is gone or frozen never lets this node join: give up
 		// rather than hold the GPUs until the start timeout.
 		if n%7 == 6 {

@@ -33,7 +33,7 @@ import (
 // GPU free when it is submitted.
 func TestE2EHandover(t *testing.T) {
 	e := needE2E(t)
-	const name, steps, every = "e2eho", 150, 5
+	const name, steps, every = "e2eho", 200, 5
 	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
 		"--partition", "debug", "--workers", "2", "--rollover", "--rollover-before", "5m", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
@@ -47,8 +47,8 @@ func TestE2EHandover(t *testing.T) {
 		"--checkpoint-every", fmt.Sprint(every)).stdout)
 	waitFor(t, "driver until step 10", 2*time.Minute, func() bool { return lastStep(t, dir.EventsPath(driver)) >= 10 })
 
-	// 30:00 less 24 min: about 5 min left, under --rollover-before 5m.
-	g2 := e.handover(t, dir, 1, map[string]string{g1.Job: "24"})
+	// 30:00 less 25 min: under --rollover-before 5m at once.
+	g2 := e.handover(t, dir, 1, map[string]string{g1.Job: "25"})
 	if g2.How != cluster.GenerationPromoted || !slices.Contains(workers, g2.Job) {
 		t.Errorf("generation 2 = %+v, want one of the workers %v promoted", g2, workers)
 	}
@@ -56,12 +56,12 @@ func TestE2EHandover(t *testing.T) {
 	if other == g2.Job {
 		other = workers[1]
 	}
-	waitFor(t, "driver until step 50, on generation 2", 2*time.Minute, func() bool { return lastStep(t, dir.EventsPath(driver)) >= 50 })
+	waitFor(t, "driver until 10 steps on generation 2", 2*time.Minute, func() bool { return stepsSinceStop(t, dir.EventsPath(driver)) >= 10 })
 
 	// The promoted head as before, and the other worker down to about 10
 	// min left: too little to take the head (rollover-before + 10 min),
 	// enough to follow. The head submits a successor head job.
-	g3 := e.handover(t, dir, 2, map[string]string{g2.Job: "24", other: "18"})
+	g3 := e.handover(t, dir, 2, map[string]string{g2.Job: "25", other: "18"})
 	if g3.How != cluster.GenerationSubmitted || slices.Contains(workers, g3.Job) {
 		t.Errorf("generation 3 = %+v, want a submitted successor head job", g3)
 	}
@@ -164,6 +164,20 @@ func lastStep(t *testing.T, path string) int {
 		}
 	}
 	return last
+}
+
+// stepsSinceStop counts the steps done since the driver last stopped (at a
+// handover).
+func stepsSinceStop(t *testing.T, path string) int {
+	n := 0
+	for _, ev := range stepEvents(t, path) {
+		if ev.Event == "driver_stopping" {
+			n = 0
+		} else {
+			n++
+		}
+	}
+	return n
 }
 
 // checkSteps: the run reached its target, never went back more than the
