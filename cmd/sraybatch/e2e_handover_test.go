@@ -181,31 +181,43 @@ func stepsSinceStop(t *testing.T, path string) int {
 }
 
 // checkSteps: the run reached its target, never went back more than the
-// checkpoint interval; it prints the handover's gap and steps lost.
+// checkpoint interval; it prints each handover's gap, to the first step on
+// the new generation and to the first at the largest world size it reached
+// (the GPUs of the workers that followed idle until then), and steps lost.
 func checkSteps(t *testing.T, path string, target, every int) {
 	t.Helper()
 	evs := stepEvents(t, path)
-	prev, stopAt := stepEvent{}, stepEvent{}
+	var steps []stepEvent
+	var stops []int // index in steps of the first step after each stop
 	for _, ev := range evs {
 		if ev.Event == "driver_stopping" {
-			stopAt = ev
+			stops = append(stops, len(steps))
 			continue
 		}
-		if ev.Step <= prev.Step {
-			lost := prev.Step - ev.Step + 1
-			if lost > every {
-				t.Errorf("step %d after step %d: %d steps lost, more than the checkpoint interval %d", ev.Step, prev.Step, lost, every)
+		if n := len(steps); n > 0 && ev.Step <= steps[n-1].Step && steps[n-1].Step-ev.Step+1 > every {
+			t.Errorf("step %d after step %d: more steps lost than the checkpoint interval %d", ev.Step, steps[n-1].Step, every)
+		}
+		steps = append(steps, ev)
+	}
+	for k, i := range stops {
+		if i == 0 || i >= len(steps) {
+			continue
+		}
+		end := len(steps)
+		if k+1 < len(stops) {
+			end = stops[k+1]
+		}
+		before, first, full := steps[i-1], steps[i], steps[i]
+		for _, ev := range steps[i:end] {
+			if ev.Actors > full.Actors {
+				full = ev
 			}
 		}
-		if stopAt.TS > 0 && ev.TS > stopAt.TS {
-			fmt.Printf("MEASURED handover gap (last step on generation 1 to first on generation 2): %.1f s; steps lost: %d; world size %d -> %d; idle GPU-seconds per worker: %.1f\n",
-				ev.TS-prev.TS, prev.Step-ev.Step+1, prev.Actors, ev.Actors, ev.TS-prev.TS)
-			stopAt = stepEvent{}
-		}
-		prev = ev
+		fmt.Printf("MEASURED handover %d: gap %.1f s to the first step (world size %d -> %d), %.1f s to %d actors (idle GPU-seconds per following worker); steps lost %d\n",
+			k+1, first.TS-before.TS, before.Actors, first.Actors, full.TS-before.TS, full.Actors, before.Step-first.Step+1)
 	}
-	if prev.Step != target {
-		t.Errorf("last step %d, want the target %d", prev.Step, target)
+	if n := len(steps); n == 0 || steps[n-1].Step != target {
+		t.Errorf("last of %d steps is not the target %d", n, target)
 	}
 }
 
