@@ -242,3 +242,73 @@ func rayProcessesOf(dir cluster.Dir, jobs []string) []string {
 	}
 	return left
 }
+
+// TestE2EHandoverNoHeadInTime: a head whose one worker has too little time
+// left to take the head submits a successor head job, which is held (and
+// every other GPU is taken): the cluster is waiting for head, and the
+// worker gives its GPU back after --head-wait, saying so.
+//
+// It runs alone (no e2eShare): it holds every GPU of the dev SLURM.
+func TestE2EHandoverNoHeadInTime(t *testing.T) {
+	e := needE2E(t)
+	const name = "e2ehw"
+	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
+		"--partition", "debug", "--workers", "1", "--rollover", "--rollover-before", "5m", "--head-wait", "30s", "--wait", "--timeout", "3m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
+	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
+	g1, _, _ := dir.Generation(1)
+	worker := onlyWorker(t, dir)
+	for range 4 { // the dev SLURM's 6 GPUs less the head's and the worker's
+		holdGPUs(t, 1, "")
+	}
+	// The worker down to about 10 min left: too little to take the head,
+	// enough to follow it; the head under --rollover-before at once.
+	for job, minutes := range map[string]string{worker: "18", g1.Job: "25"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := e.command(ctx, "scontrol", "update", "JobId="+job, "TimeLimit-="+minutes).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("scontrol update %s: %v: %s", job, err, out)
+		}
+	}
+	var successor string
+	waitFor(t, "the head until it submits a successor head job", 2*time.Minute, func() bool {
+		subs, _ := dir.Submissions()
+		for _, s := range subs {
+			if s.Role == cluster.RoleHead && s.JobID != g1.Job {
+				successor = s.JobID
+				return true
+			}
+		}
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := e.command(ctx, "scontrol", "hold", successor).CombinedOutput(); err != nil {
+		t.Fatalf("scontrol hold %s: %v: %s", successor, err, out)
+	}
+	var h cluster.Handover
+	waitFor(t, "generation 1 sealed", time.Minute, func() bool {
+		var ok bool
+		h, ok, _ = dir.Handover(1)
+		return ok && h.Sealed != nil
+	})
+	if h.How != cluster.GenerationSubmitted || h.Successor != successor {
+		t.Errorf("handover = %+v, want to the submitted job %s", h, successor)
+	}
+	if st := e.status(t, name); st.Cluster.State != cluster.StatePending || !strings.Contains(st.Cluster.Reason, "waiting for head") {
+		t.Errorf("status = %s (%s), want pending, waiting for head", st.Cluster.State, st.Cluster.Reason)
+	}
+	var rec cluster.NodeRecord
+	waitFor(t, "the worker until it gives its GPU back", 2*time.Minute, func() bool {
+		rec, _, _ = dir.Node(worker)
+		return rec.Final()
+	})
+	fmt.Printf("MEASURED generation 1 sealed to the waiting worker's end: %.1f s (--head-wait 30s)\n", rec.Updated.Sub(*h.Sealed).Seconds())
+	if rec.Outcome != cluster.OutcomeHeadLost || !strings.Contains(rec.Reason, "waiting for head") {
+		t.Errorf("worker ended %s (%s), want head_lost, waiting for head", rec.Outcome, rec.Reason)
+	}
+	if _, ok, _ := dir.Generation(2); ok {
+		t.Error("generation 2 was published by a held successor")
+	}
+}
