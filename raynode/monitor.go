@@ -57,9 +57,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			}
 		}
 		if h == rayExited {
-			if next, ok := s.handoverNotice(); ok { // its GCS went at the handover
-				h, why = handoverSeen, next
-			}
+			h, why = s.orHandover(h, why) // its GCS may have gone at a handover
 		}
 		st := s.state()
 		st.Interrupted = ctx.Err() != nil
@@ -75,12 +73,8 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			s.ending = cluster.OutcomeHandedOver // the stop's graces; the job goes on
 			return why                           // a *nextGeneration
 		case r.HandOver:
-			if err := s.handOver(ctx, node, members, rolloverWhy(h, why)); err != nil {
+			if err := s.rollOver(ctx, node, members, h, why); err != nil {
 				return err
-			}
-			if h == preempted { // no successor, and SLURM kills the job soon
-				s.ending = cluster.OutcomePreempted
-				return endWith(cluster.OutcomePreempted, why)
 			}
 			continue // no successor: this head serves to its end
 		case r.Drain && h == preempted:
@@ -91,15 +85,21 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			s.drainForTimeLimit(ctx, node)
 			return endWith(r.Outcome, fmt.Errorf("%s", cluster.ReasonDrained))
 		}
-		s.ending = r.Outcome
-		if r.Outcome == cluster.OutcomeCancelled && ctx.Err() != nil {
-			why = context.Cause(ctx)
-		}
-		if why == nil {
-			why = fmt.Errorf("%s", r.Outcome)
-		}
-		return endWith(r.Outcome, why)
+		return s.end(ctx, r.Outcome, why)
 	}
+}
+
+// end ends the node's run with outcome o, for why (a cancel's own cause
+// when the job was cancelled; the outcome's name when nothing says more).
+func (s *supervisor) end(ctx context.Context, o cluster.Outcome, why error) error {
+	s.ending = o
+	if o == cluster.OutcomeCancelled && ctx.Err() != nil {
+		why = context.Cause(ctx)
+	}
+	if why == nil {
+		why = fmt.Errorf("%s", o)
+	}
+	return endWith(o, why)
 }
 
 // checkIn is the monitor's periodic work: the GPU sample, the head's
@@ -192,6 +192,20 @@ func (s *supervisor) clearStaleTargets() {
 	}
 }
 
+// rollOver runs the head's handover that h brought on; nil when there is
+// no successor and the head serves on. A preempted head without one ends
+// as preempted: SLURM kills it soon.
+func (s *supervisor) rollOver(ctx context.Context, node Process, members *membershipTracker, h happening, why error) error {
+	if err := s.handOver(ctx, node, members, rolloverWhy(h, why)); err != nil {
+		return err
+	}
+	if h == preempted {
+		s.ending = cluster.OutcomePreempted
+		return endWith(cluster.OutcomePreempted, why)
+	}
+	return nil
+}
+
 // rolloverWhy says why the head hands over: its own check's words, or the
 // signal that brought the handover on.
 func rolloverWhy(h happening, why error) string {
@@ -202,4 +216,12 @@ func rolloverWhy(h happening, why error) string {
 		return "SLURM's preemption reached the head"
 	}
 	return "SLURM's time-limit warning reached the head"
+}
+
+// orHandover is h, unless this node's generation hands over: then that.
+func (s *supervisor) orHandover(h happening, why error) (happening, error) {
+	if next, ok := s.handoverNotice(); ok {
+		return handoverSeen, next
+	}
+	return h, why
 }
