@@ -55,6 +55,11 @@ const (
 	drainAccepted
 	// preempted: a SIGTERM that SLURM's preemption sent (preemptedBy).
 	preempted
+	// rolloverDueNow: the head of a rollover cluster found its end near
+	// (rolloverDue).
+	rolloverDueNow
+	// handoverSeen: this node's head recorded a handover of its generation.
+	handoverSeen
 )
 
 // nodeState is what react needs to know of the node.
@@ -71,6 +76,8 @@ type nodeState struct {
 	// Interrupted: the supervisor itself was told to stop. scancel signals
 	// Ray and the driver too, so their exits then follow from the cancel.
 	Interrupted bool
+	// RollsOver: the cluster hands over from head to head (`up --rollover`).
+	RollsOver bool
 }
 
 // reaction is what the supervisor does about a happening.
@@ -82,15 +89,28 @@ type reaction struct {
 	Drain bool
 	// Outcome is how the node ends, when it does not continue.
 	Outcome cluster.Outcome
+	// HandOver: the head hands the cluster to the next generation
+	// (handover_head.go); it goes on when it finds no successor.
+	HandOver bool
+	// Next: the node leaves its generation and follows the cluster into
+	// the next (handover.go).
+	Next bool
 }
 
 func react(h happening, st nodeState) reaction {
 	if st.Interrupted && (h == rayExited || h == driverExited) {
 		h = cancelled
 	}
+	if st.RollsOver && st.Role == cluster.RoleHead && (h == timeLimitWarning || h == preempted) {
+		h = rolloverDueNow // the head's end is near: hand over at once
+	}
 	switch h {
 	case cancelled:
 		return reaction{Outcome: cluster.OutcomeCancelled}
+	case rolloverDueNow:
+		return reaction{HandOver: true, Outcome: cluster.OutcomeHandedOver}
+	case handoverSeen:
+		return reaction{Next: true}
 	case timeLimitWarning:
 		if st.Role != cluster.RoleWorker {
 			// The cluster (or the training) ends with this job: warn, so a
@@ -226,7 +246,8 @@ func final(o cluster.Outcome, joined bool) (phase cluster.Phase, jobOK bool) {
 		phase = cluster.PhaseFailed
 	}
 	switch o {
-	case cluster.OutcomeCompleted, cluster.OutcomeDrainedTimeLimit, cluster.OutcomeDrainedIdle, cluster.OutcomeCancelled, cluster.OutcomePreempted:
+	case cluster.OutcomeCompleted, cluster.OutcomeDrainedTimeLimit, cluster.OutcomeDrainedIdle, cluster.OutcomeCancelled, cluster.OutcomePreempted,
+		cluster.OutcomeHandedOver:
 		jobOK = true
 	}
 	return phase, jobOK
@@ -251,9 +272,18 @@ func stopGraces(o cluster.Outcome) (process, leftovers time.Duration) {
 		return lostHeadGrace, lostHeadGrace
 	case cluster.OutcomePreempted:
 		return preemptedStopGrace, lostHeadGrace
+	case cluster.OutcomeHandedOver:
+		return handoverStopGrace, leftoverGrace
 	}
 	return stopGrace, leftoverGrace
 }
+
+// handoverStopGrace is what a driver gets at a head handover to checkpoint
+// and exit before it is killed (the built-in loop needs at most about 4 s:
+// its checkpoint is bounded at 3 s), and a node's `ray start --block` to
+// stop. The old head waits for both (driverCheckpointWait), and the job
+// goes on: no SLURM kill bounds it.
+const handoverStopGrace = 10 * time.Second
 
 // preemptedStopGrace is what `ray start --block` gets to stop a preempted
 // node's Ray: Ray's own drain on SIGTERM is bounded at rayDrainSeconds, and

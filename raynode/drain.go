@@ -169,7 +169,7 @@ func (s *supervisor) gcs() (RayClient, error) {
 // dialGCS opens a new client of the cluster's GCS at address, with the
 // cluster's token unless it is insecure.
 func (s *supervisor) dialGCS(address string) (RayClient, error) {
-	token, err := s.cfg.Dir.RayToken(s.spec.Insecure)
+	token, err := s.rayToken()
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"strconv"
 	"strings"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -12,7 +13,8 @@ import (
 // startDriver runs the user's driver next to this job's Ray node, so a bare
 // ray.init() finds a local raylet of the cluster.
 func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (Process, error) {
-	env = withoutKeys(env, "RAY_ADDRESS", "PYTHONPATH", cluster.EnvEvents, cluster.EnvClusterDir, cluster.EnvJob, cluster.EnvHeadJob)
+	env = withoutKeys(s.generationEnv(env), "RAY_ADDRESS", "PYTHONPATH", cluster.EnvEvents, cluster.EnvClusterDir, cluster.EnvJob, cluster.EnvHeadJob,
+		cluster.EnvGeneration, cluster.EnvResumed)
 	pythonPath := s.cfg.Dir.PythonPath()
 	if p := envValue(s.cfg.Environ, "PYTHONPATH"); p != "" {
 		pythonPath += ":" + p
@@ -26,6 +28,13 @@ func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (Process, 
 		cluster.EnvJob+"="+s.rec.Job,
 		cluster.EnvHeadJob+"="+s.cfg.HeadJob,
 	)
+	if s.rollover.gen > 0 {
+		env = append(env, cluster.EnvGeneration+"="+strconv.Itoa(s.rollover.gen))
+	}
+	if s.rollover.restarts > 0 {
+		// Started again in a later generation: resume from the checkpoint.
+		env = append(env, cluster.EnvResumed+"=1")
+	}
 	path, err := lookPath(s.cfg.DriverArgv[0], envValue(env, "PATH"))
 	if err != nil {
 		return nil, fmt.Errorf("driver command: %w", err)

@@ -2,6 +2,7 @@ package raynode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -58,6 +59,9 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		if at, ok := s.awaitPreemption(ctx, h, n.preempted); ok {
 			h, why, killAt = preempted, fmt.Errorf("%s", cluster.ReasonPreempted), at
 		}
+		if h == rayExited {
+			h, why = s.orHandover(h, why) // its GCS may have gone at a handover
+		}
 		st := s.state()
 		st.Interrupted = ctx.Err() != nil
 		st.DrainAccepted = drained
@@ -68,6 +72,14 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		switch {
 		case r.Continue:
 			continue
+		case r.Next:
+			s.ending = cluster.OutcomeHandedOver // the stop's graces; the job goes on
+			return why                           // a *nextGeneration
+		case r.HandOver:
+			if err := s.rollOver(ctx, node, members, h, why); err != nil {
+				return err
+			}
+			continue // no successor: this head serves to its end
 		case r.Drain && h == preempted:
 			s.ending = r.Outcome
 			s.drainForPreemption(ctx, node, killAt)
@@ -76,14 +88,7 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 			s.drainForTimeLimit(ctx, node)
 			return endWith(r.Outcome, fmt.Errorf("%s", cluster.ReasonDrained))
 		}
-		s.ending = r.Outcome
-		if r.Outcome == cluster.OutcomeCancelled && ctx.Err() != nil {
-			why = context.Cause(ctx)
-		}
-		if why == nil {
-			why = fmt.Errorf("%s", r.Outcome)
-		}
-		return endWith(r.Outcome, why)
+		return s.end(ctx, r.Outcome, why)
 	}
 }
 
@@ -114,6 +119,19 @@ func (s *supervisor) awaitPreemption(ctx context.Context, h happening, preempted
 	}
 }
 
+// end ends the node's run with outcome o, for why (a cancel's own cause
+// when the job was cancelled; the outcome's name when nothing says more).
+func (s *supervisor) end(ctx context.Context, o cluster.Outcome, why error) error {
+	s.ending = o
+	if o == cluster.OutcomeCancelled && ctx.Err() != nil {
+		why = context.Cause(ctx)
+	}
+	if why == nil {
+		why = fmt.Errorf("%s", o)
+	}
+	return endWith(o, why)
+}
+
 // checkIn is the monitor's periodic work: the GPU sample, the head's
 // membership snapshot, Ray's logs, and on a worker or driver the drain
 // notice and the head's health; ok is false when nothing happened.
@@ -127,9 +145,15 @@ func (s *supervisor) checkIn(ctx context.Context, members *membershipTracker, ra
 		// copying logs after a stall must not delay it.
 		members.refresh(ctx)
 		rayLogs.copyIfDue(s.clock.Now(), s.logf)
+		if start, why := s.rolloverNow(ctx, members, false, false); start {
+			return rolloverDueNow, errors.New(why), "", true
+		}
 		return 0, nil, "", false
 	}
 	rayLogs.copyIfDue(s.clock.Now(), s.logf)
+	if next, ok := s.handoverNotice(); ok {
+		return handoverSeen, next, "", true
+	}
 	if n, ok, err := s.cfg.Dir.DrainNotice(s.rec.Job); err == nil && ok && s.cfg.Role == cluster.RoleWorker {
 		return drainAccepted, fmt.Errorf("%s", n.Reason), n.Outcome, true
 	}
@@ -143,7 +167,8 @@ func (s *supervisor) checkIn(ctx context.Context, members *membershipTracker, ra
 
 // state is what react needs to know of this node now.
 func (s *supervisor) state() nodeState {
-	st := nodeState{Role: s.cfg.Role, Joined: s.rec.Phase == cluster.PhaseRunning || s.rec.Phase == cluster.PhaseDraining}
+	st := nodeState{Role: s.cfg.Role, Joined: s.rec.Phase == cluster.PhaseRunning || s.rec.Phase == cluster.PhaseDraining,
+		RollsOver: s.spec.RollsOver() && !s.rollover.done}
 	if s.rec.ExitCode != nil {
 		st.DriverExitCode = *s.rec.ExitCode
 	}
@@ -195,4 +220,38 @@ func (s *supervisor) clearStaleTargets() {
 	if err := metrics.ClearTargets(s.cfg.Dir, s.spec); err != nil {
 		s.logf("warning: scrape targets of the lost head: %v", err)
 	}
+}
+
+// rollOver runs the head's handover that h brought on; nil when there is
+// no successor and the head serves on. A preempted head without one ends
+// as preempted: SLURM kills it soon.
+func (s *supervisor) rollOver(ctx context.Context, node Process, members *membershipTracker, h happening, why error) error {
+	if err := s.handOver(ctx, node, members, rolloverWhy(h, why)); err != nil {
+		return err
+	}
+	if h == preempted {
+		s.ending = cluster.OutcomePreempted
+		return endWith(cluster.OutcomePreempted, why)
+	}
+	return nil
+}
+
+// rolloverWhy says why the head hands over: its own check's words, or the
+// signal that brought the handover on.
+func rolloverWhy(h happening, why error) string {
+	switch {
+	case why != nil && h == rolloverDueNow:
+		return why.Error()
+	case why != nil:
+		return "SLURM's preemption reached the head"
+	}
+	return "SLURM's time-limit warning reached the head"
+}
+
+// orHandover is h, unless this node's generation hands over: then that.
+func (s *supervisor) orHandover(h happening, why error) (happening, error) {
+	if next, ok := s.handoverNotice(); ok {
+		return handoverSeen, next
+	}
+	return h, why
 }

@@ -28,6 +28,7 @@ type fakeProcesses struct {
 
 type fakeProcess struct {
 	argv    []string
+	env     []string
 	done    chan struct{}
 	once    sync.Once
 	stopped bool
@@ -39,7 +40,7 @@ func (p *fakeProcesses) StopLeftovers(grace time.Duration) int { return 0 }
 func (p *fakeProcesses) Start(cmd *exec.Cmd) (Process, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fp := &fakeProcess{argv: cmd.Args, done: make(chan struct{})}
+	fp := &fakeProcess{argv: cmd.Args, env: cmd.Env, done: make(chan struct{})}
 	p.started = append(p.started, fp)
 	return fp, nil
 }

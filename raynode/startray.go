@@ -49,7 +49,7 @@ func (s *supervisor) startNode(ctx context.Context, ray string, env []string, ip
 		if params.Head {
 			gcsAddress = net.JoinHostPort(ip, strconv.Itoa(ports.GCS))
 		}
-		nodeEnv := append(withoutKeys(env, "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT", "RAY_ADDRESS"), ports.Env(params.Head)...)
+		nodeEnv := append(withoutKeys(s.generationEnv(env), "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT", "RAY_ADDRESS"), ports.Env(params.Head)...)
 		node, err := s.startRay(ray, params, append(nodeEnv, "RAY_ADDRESS="+gcsAddress))
 		if err != nil {
 			return nil, ports, err
@@ -121,9 +121,14 @@ func (s *supervisor) waitUp(ctx context.Context, node Process, ports Ports) erro
 			continue
 		}
 		if m, err := s.cfg.Dir.Membership(); err == nil {
-			if me := m.Nodes[s.rec.Job]; me != nil && me.Alive && me.LastSeen.After(s.rec.Started) {
+			if me := m.Nodes[s.rec.Job]; me != nil && me.Alive && me.LastSeen.After(s.joinedSince()) {
 				return nil
 			}
+		}
+		// A head that hands over already: this node goes on to the next
+		// generation rather than join this one.
+		if next, ok := s.handoverNotice(); ok {
+			return next
 		}
 		// A head that is gone or frozen never lets this node join: give up
 		// rather than hold the GPUs until the start timeout.
@@ -137,7 +142,7 @@ func (s *supervisor) waitUp(ctx context.Context, node Process, ports Ports) erro
 
 // dashboard is a client of this head's dashboard, with the cluster's token.
 func (s *supervisor) dashboard(ports Ports) (dashboardClient, error) {
-	token, err := s.cfg.Dir.RayToken(s.spec.Insecure)
+	token, err := s.rayToken()
 	if err != nil {
 		return dashboardClient{}, fmt.Errorf("ask the head's dashboard: %w", err)
 	}
@@ -153,11 +158,15 @@ func (s *supervisor) headInfo(ip string, ports Ports) cluster.HeadInfo {
 	}
 }
 
-func (s *supervisor) publishHead(h cluster.HeadInfo) error {
-	if err := s.cfg.Dir.WriteHead(h); err != nil {
-		return fmt.Errorf("publish head address: %w", err)
+// generationEnv points env's RAY_AUTH_TOKEN_PATH at the token of this
+// node's generation: the job's script names the first generation's, and a
+// node in a later generation, in the same job, must present that one's.
+// Without generations (and in the first) env is left as it is.
+func (s *supervisor) generationEnv(env []string) []string {
+	if s.rollover.gen <= 1 {
+		return env
 	}
-	return nil
+	return append(withoutKeys(env, "RAY_AUTH_TOKEN_PATH"), "RAY_AUTH_TOKEN_PATH="+s.rollover.token)
 }
 
 // stopRay stops the node's processes: SIGTERM to `ray start --block` (which
@@ -169,4 +178,13 @@ func (s *supervisor) stopRay(node Process) {
 	if n := s.procs.StopLeftovers(leftovers); n > 0 {
 		s.logf("stopped %d leftover Ray processes", n)
 	}
+}
+
+// joinedSince is when this node's current Ray started: a membership entry
+// older than that is of an earlier generation's node of this job.
+func (s *supervisor) joinedSince() time.Time {
+	if s.rollover.gen > 1 {
+		return s.genStarted
+	}
+	return s.rec.Started
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -40,6 +41,9 @@ type Config struct {
 	GPUs      gpu.Source
 	// DriverArgv is the command a driver job runs once its Ray node has joined.
 	DriverArgv []string
+	// MaxRestarts bounds how often a driver job runs DriverArgv again in a
+	// later head generation (rollover clusters).
+	MaxRestarts int
 	// Log receives the supervisor's progress lines and Ray's own output (the job log).
 	Log io.Writer
 	// Clock and Processes default to the system's.
@@ -53,6 +57,15 @@ type Config struct {
 	// Preemption tells a worker's SIGTERM from SLURM's preemption apart
 	// from a cancel; nil: every SIGTERM is a cancel.
 	Preemption PreemptionSource
+	// Successor submits a successor head job, for a rollover cluster's
+	// head with no worker to promote; nil: none is submitted.
+	Successor HeadSubmitter
+}
+
+// HeadSubmitter submits a head job of the cluster and records it; it
+// returns the job id.
+type HeadSubmitter interface {
+	SubmitHead(ctx context.Context) (string, error)
 }
 
 // Scheduler is what a node asks of the scheduler (a scheduler.Scheduler):
@@ -111,7 +124,16 @@ type supervisor struct {
 	// termArrived is set when a worker's SIGTERM arrives, before SLURM
 	// says whether it is a preemption (awaitPreemption waits for that).
 	termArrived atomic.Bool
-	logf        func(format string, args ...any)
+	// rollover is this node's place in a rollover cluster's generations
+	// (handover.go); zero without --rollover.
+	rollover rolloverState
+	// genStarted is when this node started its Ray in its current generation.
+	genStarted time.Time
+	// headStops stop the head's autoscaler and observer (head only).
+	headStops headStops
+	// wasJoined: the node was in an earlier generation's Ray.
+	wasJoined bool
+	logf      func(format string, args ...any)
 }
 
 // endError is how a node's run ended: a typed outcome, and the words for it.
@@ -251,7 +273,7 @@ func (s *supervisor) save() {
 // finish records how the node ended and reports whether its job ends well.
 func (s *supervisor) finish(err error) bool {
 	outcome := outcomeOf(err)
-	phase, ok := final(outcome, s.rec.Phase == cluster.PhaseRunning || s.rec.Phase == cluster.PhaseDraining)
+	phase, ok := final(outcome, s.wasJoined || s.rec.Phase == cluster.PhaseRunning || s.rec.Phase == cluster.PhaseDraining)
 	s.rec.Phase, s.rec.Outcome = phase, outcome
 	switch outcome {
 	case cluster.OutcomeCompleted:
@@ -279,6 +301,25 @@ func (s *supervisor) run(ctx context.Context, n notices) error {
 			return err
 		}
 	}
+	s.joinGeneration(head)
+	for {
+		err := s.runGeneration(ctx, p, head, n)
+		var next *nextGeneration
+		if !errors.As(err, &next) {
+			return err
+		}
+		// A rollover cluster's head handed over: this job follows it
+		// into the next generation, in the same allocation (handover.go).
+		if head, err = s.enterNext(ctx, next.handover); err != nil {
+			return err
+		}
+	}
+}
+
+// runGeneration runs this job's Ray node in one head generation (the only
+// one without --rollover): a fresh Ray temp dir, `ray start`, and on the
+// head what serves beside it, until the monitor says how it ends.
+func (s *supervisor) runGeneration(ctx context.Context, p prepared, head cluster.HeadInfo, n notices) error {
 	tmp, err := s.makeTempDir()
 	if err != nil {
 		return err
@@ -289,6 +330,7 @@ func (s *supervisor) run(ctx context.Context, n notices) error {
 		os.RemoveAll(tmp.private)
 	}()
 
+	s.genStarted = s.clock.Now()
 	node, ports, err := s.startNode(ctx, p.ray, p.env, p.ip, p.gpus, tmp.ray, head)
 	if err != nil {
 		return err
@@ -298,11 +340,12 @@ func (s *supervisor) run(ctx context.Context, n notices) error {
 	s.rec.MetricsExportPort = ports.MetricsExport // a Prometheus target once joined
 	var members *membershipTracker
 	if s.cfg.Role == cluster.RoleHead {
-		var stop func()
-		if members, stop, err = s.serveHead(ctx, p.ip, tmp.ray, ports); err != nil {
+		var stops headStops
+		if members, stops, err = s.serveHead(ctx, p.ip, tmp.ray, ports); err != nil {
 			return err
 		}
-		defer stop() // before Ray stops: no submission, and an empty target list, once the head is going
+		s.headStops = stops
+		defer stops.all() // before Ray stops: no submission, and an empty target list, once the head is going
 	}
 	s.rec.Phase = cluster.PhaseRunning
 	s.save()
@@ -368,10 +411,10 @@ func (s *supervisor) prepare(ctx context.Context) (prepared, error) {
 // observer has looked once, before head.json appears: `up --wait` returns
 // on head.json, and Prometheus then finds the head's targets at once, not
 // one observation later.
-func (s *supervisor) serveHead(ctx context.Context, ip, rayTemp string, ports Ports) (members *membershipTracker, stop func(), err error) {
+func (s *supervisor) serveHead(ctx context.Context, ip, rayTemp string, ports Ports) (members *membershipTracker, stops headStops, err error) {
 	dash, err := s.dashboard(ports)
 	if err != nil {
-		return nil, nil, err
+		return nil, stops, err
 	}
 	obs := s.newObserver(ip, rayTemp, ports.Scrape) // observer.go: status, events, /metrics, file_sd
 	s.metricsAddr = obs.addr
@@ -380,15 +423,26 @@ func (s *supervisor) serveHead(ctx context.Context, ip, rayTemp string, ports Po
 	members.refresh(ctx)
 	h := s.headInfo(ip, ports)
 	stopObserver := obs.start(ctx, h)
-	if err := s.publishHead(h); err != nil {
+	if err := s.publishHead(ctx, h); err != nil {
 		stopObserver()
-		return nil, nil, err
+		return nil, stops, err
 	}
 	stopAutoscaler := func() {}
 	if s.cfg.Autoscaler != nil {
 		stopAutoscaler = s.startAutoscaler(ctx, ip, ports)
 	}
-	return members, func() { stopAutoscaler(); stopObserver() }, nil
+	return members, headStops{autoscaler: sync.OnceFunc(stopAutoscaler), observer: sync.OnceFunc(stopObserver)}, nil
+}
+
+// headStops stop what serves beside the head's Ray; each stops once, however
+// often called. A handover stops the autoscaler first (handover.go).
+type headStops struct{ autoscaler, observer func() }
+
+func (h headStops) all() {
+	if h.autoscaler != nil {
+		h.autoscaler()
+		h.observer()
+	}
 }
 
 // startAutoscaler runs the autoscaler beside the head's Ray and returns the

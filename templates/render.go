@@ -45,6 +45,9 @@ type Script struct {
 	DriverArgv []string
 	// DrainBefore is how many seconds before the time limit SLURM sends USR1; 0: never.
 	DrainBefore int
+	// MaxRestarts bounds a driver's re-runs after head handovers (rollover
+	// clusters only); nil: not rendered.
+	MaxRestarts *int
 }
 
 var (

@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -122,5 +123,25 @@ func TestScriptExports(t *testing.T) {
 	}
 	if !slices.Equal(exported, ScriptExports) {
 		t.Errorf("the script exports %v, ScriptExports says %v", exported, ScriptExports)
+	}
+}
+
+// A rollover cluster's driver script carries --max-restarts (0 too); any
+// other script renders as before.
+func TestDriverMaxRestarts(t *testing.T) {
+	t.Parallel()
+	base := Script{Role: cluster.RoleDriver, Cluster: "exp1", ClusterID: "id", ClusterDir: "/c", Binary: "/c/bin/sraybatch",
+		TokenPath: "/c/token", LogDir: "/c/logs", HeadJob: "41", DriverArgv: []string{"python3", "train.py"}}
+	plain, err := Render(base)
+	if err != nil || strings.Contains(string(plain), "--max-restarts") {
+		t.Fatalf("without MaxRestarts: %v\n%s", err, plain)
+	}
+	for _, n := range []int{0, 3} {
+		s := base
+		s.MaxRestarts = &n
+		script, err := Render(s)
+		if want := fmt.Sprintf(" --head-job 41 --max-restarts %d -- 'python3' 'train.py'\n", n); err != nil || !strings.Contains(string(script), want) {
+			t.Errorf("MaxRestarts %d: %v, want %q in\n%s", n, err, want, script)
+		}
 	}
 }

@@ -180,6 +180,11 @@ func (a *app) liveCluster(name string) (cluster.Dir, cluster.Spec, string, error
 	if !ok {
 		return dir, spec, "", fmt.Errorf("cluster %s has no head job recorded", spec.Name)
 	}
+	// A rollover cluster's head is its latest generation's, maybe a worker
+	// job promoted since.
+	if h, ok, err := dir.Head(); err == nil && ok && h.Generation > 1 {
+		head = h.Job
+	}
 	return dir, spec, head, nil
 }
 

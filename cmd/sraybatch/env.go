@@ -45,6 +45,6 @@ func runEnv(io IOStreams, a *app, o envOptions) error {
 		return fmt.Errorf("cluster %s has not published its head address yet: wait with `sraybatch up --wait` or check `sraybatch status`", spec.Name)
 	}
 	fmt.Fprintf(io.Out, "unset RAY_AUTH_TOKEN\nexport RAY_ADDRESS=%s\nexport RAY_AUTH_MODE=%s\nexport RAY_AUTH_TOKEN_PATH=%s\n",
-		templates.ShellQuote(head.Address), cluster.AuthMode(spec.Insecure), templates.ShellQuote(dir.TokenPath()))
+		templates.ShellQuote(head.Address), cluster.AuthMode(spec.Insecure), templates.ShellQuote(dir.TokenPathOf(head)))
 	return nil
 }

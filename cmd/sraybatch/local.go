@@ -56,6 +56,7 @@ func (o upOptions) validateBackend() error {
 		}{
 			{"--partition", o.Node.Partition != ""}, {"--worker-partition", o.WorkerPartition != ""}, {"--account", o.Node.Account != ""}, {"--qos", o.Node.QOS != ""},
 			{"--time", o.Node.Time != ""}, {"--constraint", o.Node.Constraint != ""}, {"--sbatch-arg", len(o.Node.SbatchArgs) > 0},
+			{"--rollover", o.Rollover.Enabled},
 		} {
 			if f.set {
 				return usagef("%s is a SLURM option, and the local backend runs every node on this host: drop it, or use --backend slurm", f.flag)

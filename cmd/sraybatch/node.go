@@ -12,6 +12,7 @@ import (
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/gpu"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
+	"github.com/sraybatch/sraybatch/internal/submit"
 	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
 	"github.com/sraybatch/sraybatch/templates"
@@ -27,6 +28,8 @@ type nodeOptions struct {
 	ClusterDir string
 	HeadJob    string
 	DriverArgv []string
+	// MaxRestarts bounds a driver's re-runs after head handovers.
+	MaxRestarts int
 }
 
 func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -34,6 +37,7 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs := newFlagSet("node", nodeUsage, io)
 	fs.StringVar(&o.ClusterDir, "cluster-dir", "", "the cluster's state directory")
 	fs.StringVar(&o.HeadJob, "head-job", "", "the head's job id (workers)")
+	fs.IntVar(&o.MaxRestarts, "max-restarts", raynode.DefaultMaxRestarts, "a driver's re-runs after head handovers, at most")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -76,22 +80,28 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 	}
 	sched := a.sched(spec)
 	cfg := raynode.Config{
-		Role:       o.Role,
-		Dir:        dir,
-		Spec:       spec,
-		HeadJob:    o.HeadJob,
-		DriverArgv: o.DriverArgv,
-		Getenv:     os.Getenv,
-		Environ:    os.Environ(),
-		Scheduler:  sched,
-		GPUs:       gpu.System(os.Getenv, io.Out),
-		Log:        io.Out,
-		Clock:      a.clock,
+		Role:        o.Role,
+		Dir:         dir,
+		Spec:        spec,
+		HeadJob:     o.HeadJob,
+		DriverArgv:  o.DriverArgv,
+		MaxRestarts: o.MaxRestarts,
+		Getenv:      os.Getenv,
+		Environ:     os.Environ(),
+		Scheduler:   sched,
+		GPUs:        gpu.System(os.Getenv, io.Out),
+		Log:         io.Out,
+		Clock:       a.clock,
+	}
+	if spec.RollsOver() && o.Role != cluster.RoleDriver {
+		cfg.Successor = headSubmitter{dir: dir, spec: spec, sched: sched}
 	}
 	if p, ok := sched.(raynode.PreemptionSource); ok {
 		cfg.Preemption = p // SLURM's: a worker's SIGTERM may be a preemption
 	}
-	if o.Role == cluster.RoleHead {
+	// A worker of a rollover cluster may be promoted to head: it carries
+	// the autoscaler too, which runs only once it is the head.
+	if o.Role == cluster.RoleHead || (o.Role == cluster.RoleWorker && spec.RollsOver()) {
 		// The head's observer and autoscaler ask about the same jobs: while
 		// the autoscaler polls, its squeue serves the observer too.
 		shared := scheduler.NewSharedJobs(a.clock.Now)
@@ -104,4 +114,22 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		})
 	}
 	return raynode.Run(ctx, cfg)
+}
+
+// headSubmitter submits a successor head job of a rollover cluster, as `up`
+// submits the first: the spec's allocation and time limit.
+type headSubmitter struct {
+	dir   cluster.Dir
+	spec  cluster.Spec
+	sched submit.Scheduler
+}
+
+func (h headSubmitter) SubmitHead(ctx context.Context) (string, error) {
+	s := submit.NodeScript(h.dir, h.spec, cluster.RoleHead)
+	s.Time = h.spec.Node.Time
+	id, err := submit.Script(ctx, h.sched, h.dir, s, false)
+	if err != nil {
+		return "", fmt.Errorf("submit a successor head job: %w", err)
+	}
+	return id, nil
 }

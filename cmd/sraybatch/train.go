@@ -11,6 +11,7 @@ import (
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 	"github.com/sraybatch/sraybatch/internal/submit"
+	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/templates"
 	"github.com/sraybatch/sraybatch/trainloop"
 )
@@ -38,6 +39,10 @@ type trainOptions struct {
 	Cluster     string
 	Steps       int
 	StepSeconds float64
+	// CheckpointEvery makes the demo also checkpoint every N steps.
+	CheckpointEvery int
+	// MaxRestarts bounds the driver's re-runs after head handovers.
+	MaxRestarts int
 	// GPUsPerActor is the demo's GPUs per actor; nil: 1, or 0 on a CPU-only cluster.
 	GPUsPerActor *float64
 	CPUs         int
@@ -51,6 +56,8 @@ func runTrainCmd(ctx context.Context, io IOStreams, args []string) error {
 	addClusterFlag(fs, &o.Cluster)
 	fs.IntVar(&o.Steps, "steps", 0, "demo: steps to run (0: until the cluster goes down)")
 	fs.Float64Var(&o.StepSeconds, "step-seconds", 1, "demo: seconds of work per step")
+	fs.IntVar(&o.CheckpointEvery, "checkpoint-every", 0, "demo: also checkpoint every N steps (0: only on warnings and stops)")
+	fs.IntVar(&o.MaxRestarts, "max-restarts", raynode.DefaultMaxRestarts, "with up --rollover: run the command again after at most this many head handovers")
 	fs.Var(optionalFloat{&o.GPUsPerActor}, "gpus-per-actor", "demo: GPUs per actor (default 1, or 0 on a CPU-only cluster)")
 	fs.IntVar(&o.CPUs, "cpus", 1, "CPUs of the driver job")
 	fs.BoolVarP(&o.Follow, "follow", "f", false, "stream the driver's output until it ends (exit 1 unless it completed)")
@@ -74,8 +81,8 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
 		return usageError{err}
 	}
-	if o.Steps < 0 || o.StepSeconds <= 0 || o.CPUs < 1 || (o.GPUsPerActor != nil && *o.GPUsPerActor < 0) {
-		return usagef("--steps must be >= 0, --step-seconds > 0, --gpus-per-actor >= 0 and --cpus >= 1")
+	if o.Steps < 0 || o.CheckpointEvery < 0 || o.MaxRestarts < 0 || o.StepSeconds <= 0 || o.CPUs < 1 || (o.GPUsPerActor != nil && *o.GPUsPerActor < 0) {
+		return usagef("--steps, --checkpoint-every and --max-restarts must be >= 0, --step-seconds > 0, --gpus-per-actor >= 0 and --cpus >= 1")
 	}
 	dir, spec, head, err := a.liveCluster(o.Cluster)
 	if err != nil {
@@ -90,6 +97,9 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 		command = []string{"python3", "-m", trainloop.PythonPackage + ".demo",
 			"--steps", strconv.Itoa(o.Steps), "--step-seconds", strconv.FormatFloat(o.StepSeconds, 'g', -1, 64),
 			"--gpus-per-actor", strconv.FormatFloat(gpus, 'g', -1, 64)}
+		if o.CheckpointEvery > 0 {
+			command = append(command, "--checkpoint-every", strconv.Itoa(o.CheckpointEvery))
+		}
 	}
 	if err := trainloop.InstallPython(dir.PythonPath()); err != nil {
 		return fmt.Errorf("install the trainloop package: %w", err)
@@ -101,6 +111,9 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	s := submit.NodeScript(dir, spec, cluster.RoleDriver)
 	s.Node.GPUs, s.Node.CPUs, s.Node.Mem = 0, o.CPUs, ""
 	s.HeadJob, s.Time, s.DriverArgv = head, limit, command
+	if spec.RollsOver() {
+		s.MaxRestarts = &o.MaxRestarts
+	}
 	jobID, err := asUsage(submit.Script(ctx, a.sched(spec), dir, s, false))
 	if err != nil {
 		return err

@@ -98,7 +98,7 @@ func runTunnel(io IOStreams, a *app, o tunnelOptions) error {
 	}
 	printTunnel(io, tunnelPlan{
 		Login: o.Login, Node: head.SlurmNode, HeadJob: head.Job, Port: port, Local: local,
-		Token: dir.TokenPath(), Insecure: spec.Insecure,
+		Token: dir.TokenPathOf(head), Insecure: spec.Insecure,
 	})
 	return nil
 }

@@ -64,6 +64,7 @@ type upOptions struct {
 	autoscaleSpec   cluster.AutoscaleSpec
 	// MetricsSDDir gets a world-readable copy of the Prometheus targets.
 	MetricsSDDir string
+	Rollover     rolloverOptions
 }
 
 type waitOptions struct {
@@ -110,7 +111,11 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.StringVar((*string)(&o.Backend), "backend", "", "slurm, or local: every node a process of this host, no SLURM (default: slurm when sbatch is on PATH, else local)")
 	fs.StringVar(&o.MetricsSDDir, "metrics-sd-dir", "", "also write the cluster's Prometheus file_sd targets (0644, no token) into this directory, for a site's Prometheus")
 	fs.BoolVar(&o.Foreground, "foreground", false, "local backend: print the dashboard URL and stay until Ctrl+C or SIGTERM, then take the cluster down")
+	o.Rollover.addFlags(fs)
 	if err := parseFlagsOnly(fs, args); err != nil {
+		return err
+	}
+	if err := o.Rollover.validate(fs); err != nil {
 		return err
 	}
 	if err := o.Scaling.apply(&o.autoscaleSpec, func(string) bool { return true }); err != nil {
@@ -256,6 +261,7 @@ func (o upOptions) spec(dir cluster.Dir, now time.Time) (cluster.Spec, error) {
 		Created: now.UTC(), Insecure: o.Insecure, Node: o.Node, WorkerPartition: o.WorkerPartition, Ray: o.Ray, LogDir: logDir,
 		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
 		DrainBeforeS: int(o.DrainBefore / time.Second), Autoscale: o.autoscaleSpec, MetricsSDDir: sdDir,
+		Rollover: o.Rollover.spec(),
 	}, nil
 }
 

@@ -22,7 +22,9 @@ func (l *Loop) input(now time.Time, spec cluster.Spec, settings Settings, ray ra
 	var head *scheduler.Job
 	if j, ok := queue[l.cfg.HeadJob]; ok {
 		head = &j
-		if j.State == scheduler.Running && !j.Unlimited {
+		// A cluster that rolls over outlives its head: the head's end is
+		// no reason to stop scaling up.
+		if j.State == scheduler.Running && !j.Unlimited && !spec.RollsOver() {
 			in.HeadLeft = j.TimeLeft
 		}
 	}

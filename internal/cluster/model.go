@@ -179,7 +179,31 @@ type Spec struct {
 	// file_sd targets (a site's Prometheus cannot read the cluster
 	// directory); empty: the cluster directory's copy only.
 	MetricsSDDir string `json:"metrics_sd_dir,omitempty"`
+	// Rollover hands the cluster from head to head before each head's
+	// end (`up --rollover`); absent: the head's end is the cluster's.
+	Rollover *RolloverSpec `json:"rollover,omitempty"`
 }
+
+// RolloverSpec are the settings of a cluster that outlives its heads
+// (generation.go).
+type RolloverSpec struct {
+	// BeforeS: a head hands over once SLURM gives it less than this left.
+	BeforeS int `json:"before_s"`
+	// MaxGenerations bounds the heads of the run; 0: no bound.
+	MaxGenerations int `json:"max_generations,omitempty"`
+	// HeadWaitS is how long workers keep their GPUs waiting for the next
+	// generation's head.
+	HeadWaitS int `json:"head_wait_s"`
+}
+
+// Before is how long before its end a head starts handing over.
+func (r RolloverSpec) Before() time.Duration { return time.Duration(r.BeforeS) * time.Second }
+
+// HeadWait is how long a worker waits for the next head.
+func (r RolloverSpec) HeadWait() time.Duration { return time.Duration(r.HeadWaitS) * time.Second }
+
+// RollsOver reports whether the cluster hands over from head to head.
+func (s Spec) RollsOver() bool { return s.Rollover != nil }
 
 // WorkerNode is the allocation of a worker job: the head's, on the worker
 // partition when the spec names one.
@@ -409,6 +433,12 @@ type HeadInfo struct {
 	// Metrics is sraybatch's own Prometheus endpoint ("ip:port", /metrics,
 	// the metrics-token as bearer token); empty when it could not listen.
 	Metrics string `json:"metrics,omitempty"`
+	// Generation is the head's generation (generation.go); 0 for a cluster
+	// without generations (no --rollover), whose head.json is its only head.
+	Generation int `json:"generation,omitempty"`
+	// TokenFile is the base name of the generation's Ray token in the
+	// cluster directory (TokenFileOf); "" means `token`.
+	TokenFile string `json:"token_file,omitempty"`
 }
 
 // MembershipSnapshot is the Ray side of the cluster, kept by the head's

@@ -41,13 +41,16 @@ const (
 	// requeue (preemption, node failure, `scontrol requeue`); that run exits
 	// at once rather than become a second head of the cluster.
 	OutcomeRequeuedHead Outcome = "requeued_head"
+	// OutcomeHandedOver: a head of a rollover cluster handed the cluster
+	// to the next generation's head and stopped (generation.go).
+	OutcomeHandedOver Outcome = "handed_over"
 )
 
 // Orderly reports whether a job that ended this way left in an orderly way
 // (status shows `ended`), rather than being lost.
 func (o Outcome) Orderly() bool {
 	switch o {
-	case OutcomeCompleted, OutcomeDrainedIdle, OutcomeDrainedTimeLimit:
+	case OutcomeCompleted, OutcomeDrainedIdle, OutcomeDrainedTimeLimit, OutcomeHandedOver:
 		return true
 	}
 	return false

@@ -48,7 +48,8 @@ func TestSharedStateLayout(t *testing.T) {
 			t.Errorf("%s: Go's path %q, the fixture's %q", name, got[name], rel)
 		}
 	}
-	env := map[string]string{"cluster_dir": EnvClusterDir, "events": EnvEvents, "job": EnvJob, "head_job": EnvHeadJob}
+	env := map[string]string{"cluster_dir": EnvClusterDir, "events": EnvEvents, "job": EnvJob, "head_job": EnvHeadJob,
+		"generation": EnvGeneration, "resumed": EnvResumed}
 	for name, v := range s.Env {
 		if env[name] != v {
 			t.Errorf("env %s: Go's %q, the fixture's %q", name, env[name], v)

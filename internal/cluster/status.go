@@ -29,7 +29,11 @@ type Observation struct {
 	Training map[string]TrainProgress
 	// Autoscaler is the head's autoscaler as it last wrote; nil: never.
 	Autoscaler *AutoscalerStatus
-	Now        time.Time
+	// Handover is the current generation's handover record, while the next
+	// generation is not published yet; nil: none. LastHandover is the one
+	// that made the current generation.
+	Handover, LastHandover *Handover
+	Now                    time.Time
 }
 
 // TrainProgress is what a driver's events say about its elastic actor pool.
@@ -81,6 +85,10 @@ type ClusterStatus struct {
 	MembershipAgeS *int64 `json:"membership_age_s"`
 	// Warning says when the head's time limit, which ends the cluster, is near.
 	Warning string `json:"warning,omitempty"`
+	// Generation is the current head generation of a rollover cluster, and
+	// HeadJob its head job; absent for a cluster without generations.
+	Generation int    `json:"generation,omitempty"`
+	HeadJob    string `json:"head_job,omitempty"`
 }
 
 // JobStatus is one row of `status`: one SLURM job, one Ray node.
@@ -138,18 +146,25 @@ func StatusOf(o Observation) Status {
 		st.Cluster.HeadAddress = o.Head.Address
 		st.Cluster.Dashboard = o.Head.Dashboard
 		st.Cluster.HeadNode = o.Head.SlurmNode
+		if o.Head.Generation > 0 {
+			st.Cluster.Generation, st.Cluster.HeadJob = o.Head.Generation, o.Head.Job
+		}
 	}
 	for _, sub := range o.Submissions {
 		for _, key := range sub.JobKeys() {
-			st.Jobs = append(st.Jobs, jobStatusOf(o, sub.Role, key, fresh))
+			role := sub.Role
+			if key == st.Cluster.HeadJob {
+				role = RoleHead // a worker job promoted to head (generation.go)
+			}
+			st.Jobs = append(st.Jobs, jobStatusOf(o, role, key, fresh))
 		}
 	}
 	countActors(o, st.Jobs)
 	if o.Autoscaler != nil || o.Spec.Autoscale.Enabled {
 		st.Autoscaler = autoscalerStatusOf(o)
 	}
-	st.Cluster.State, st.Cluster.Reason = clusterState(o, st.Jobs)
-	if st.Cluster.State == StateRunning {
+	st.Cluster.State, st.Cluster.Reason = clusterState(o, st.Jobs, st.Cluster.HeadJob)
+	if st.Cluster.State == StateRunning && !o.Spec.RollsOver() {
 		st.Cluster.Warning = headTimeWarning(o, st.Jobs)
 	}
 	return st
@@ -318,11 +333,14 @@ const (
 	ReasonPreempted = "preempted by SLURM: drained before the kill"
 )
 
-func clusterState(o Observation, jobs []JobStatus) (State, string) {
+func clusterState(o Observation, jobs []JobStatus, current string) (State, string) {
 	if o.Down != nil {
 		return StateEnded, "down requested " + o.Down.Requested.Local().Format(time.DateTime)
 	}
-	head := headOf(jobs)
+	if h := o.Handover; h != nil {
+		return StatePending, waitingForHead(*h, o.Spec, o.Now)
+	}
+	head := headOf(jobs, current)
 	if head == nil {
 		return StatePending, "head not submitted"
 	}
@@ -368,12 +386,15 @@ func orUnknown(s string) string {
 	return s
 }
 
-// Head is the head job's row; nil before the head was submitted.
-func (st Status) Head() *JobStatus { return headOf(st.Jobs) }
+// Head is the head job's row (the current generation's); nil before the
+// head was submitted.
+func (st Status) Head() *JobStatus { return headOf(st.Jobs, st.Cluster.HeadJob) }
 
-func headOf(jobs []JobStatus) *JobStatus {
+// headOf is the row of the head job current (a rollover cluster's current
+// generation), or of the first head when current is "".
+func headOf(jobs []JobStatus, current string) *JobStatus {
 	for i := range jobs {
-		if jobs[i].Role == RoleHead {
+		if jobs[i].Role == RoleHead && (current == "" || jobs[i].JobID == current) {
 			return &jobs[i]
 		}
 	}
@@ -395,4 +416,15 @@ func autoscalerStatusOf(o Observation) *AutoscalerStatus {
 		a.Reason = "waiting for the head to start the autoscaler"
 	}
 	return &a
+}
+
+// waitingForHead says why a rollover cluster has no head now: its head
+// handed over, and the next generation is not published yet.
+func waitingForHead(h Handover, spec Spec, now time.Time) string {
+	wait := time.Duration(0)
+	if spec.Rollover != nil {
+		wait = spec.Rollover.HeadWait()
+	}
+	return fmt.Sprintf("waiting for head: generation %d handed over to %s job %s %s ago (%s); its workers keep their GPUs for --head-wait %s",
+		h.Generation, h.How, h.Successor, now.Sub(h.Started).Round(time.Second), h.Why, wait)
 }

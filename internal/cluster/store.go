@@ -52,6 +52,11 @@ const (
 	EnvEvents     = "SRAYBATCH_EVENTS"
 	EnvJob        = "SRAYBATCH_JOB"
 	EnvHeadJob    = "SRAYBATCH_HEAD_JOB"
+	// EnvGeneration is the head generation a driver runs in (rollover
+	// clusters only); EnvResumed=1 marks a driver started again in a later
+	// generation, which resumes from its checkpoint.
+	EnvGeneration = "SRAYBATCH_GENERATION"
+	EnvResumed    = "SRAYBATCH_RESUMED"
 )
 
 // ErrNotFound is returned when a cluster directory does not exist.
@@ -208,12 +213,22 @@ func (d Dir) Home() string { return filepath.Dir(filepath.Dir(d.Path)) }
 func (d Dir) TokenPath() string { return d.file(tokenFile) }
 
 // RayToken is the token a client of the cluster's GCS or dashboard sends:
-// the content of TokenPath, or "" for an insecure cluster, which has none.
+// the current head generation's (TokenPathOf), or "" for an insecure
+// cluster, which has none.
 func (d Dir) RayToken(insecure bool) (string, error) {
 	if insecure {
 		return "", nil
 	}
-	b, err := os.ReadFile(d.TokenPath())
+	h, _, err := d.Head()
+	if err != nil {
+		return "", fmt.Errorf("read the cluster's token: %w", err)
+	}
+	return ReadToken(d.TokenPathOf(h))
+}
+
+// ReadToken reads the Ray token at path (TokenPath, TokenPathOf).
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("read the cluster's token: %w", err)
 	}
@@ -300,8 +315,13 @@ func (d Dir) WriteHead(h HeadInfo) error {
 	return WriteJSON(d.file(headFile), h)
 }
 
-// Head reads head.json; ok is false until the head has published it.
+// Head reads the cluster's current head: its latest published generation,
+// or head.json for a cluster without generations; ok is false until the
+// head has published.
 func (d Dir) Head() (h HeadInfo, ok bool, err error) {
+	if g, ok, err := d.LatestGeneration(); ok || err != nil {
+		return g.HeadInfo, ok, err
+	}
 	err = ReadJSON(d.file(headFile), &h)
 	if errors.Is(err, fs.ErrNotExist) {
 		return h, false, nil
@@ -413,11 +433,20 @@ func writeTemp(path string, data []byte, perm os.FileMode) (*os.File, error) {
 
 // WriteJSON writes v as indented JSON, atomically and 0600.
 func WriteJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := marshalJSON(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	return WriteFileAtomic(path, append(b, '\n'), 0o600)
+	return WriteFileAtomic(path, b, 0o600)
+}
+
+// marshalJSON is v as a state file holds it: indented, ending in a newline.
+func marshalJSON(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
+	}
+	return append(b, '\n'), nil
 }
 
 // CorruptError names a state file that cannot be read and says how to recover.

@@ -59,6 +59,9 @@ const (
 	NameHeadStopping = "head_stopping"
 	// NameDownRequested: `sraybatch down` was asked for.
 	NameDownRequested = "down_requested"
+	// NameHandover: a rollover cluster's head handed the cluster to the
+	// next generation's head.
+	NameHandover = "handover"
 )
 
 // ClusterSampleEvery bounds the gap between two cluster_sample events, so a

@@ -21,7 +21,7 @@ var (
 		AutoscalerDecision{}, JobState{}, ClusterSample{},
 	}
 	timelineEvents = []Payload{
-		Submitted{}, JobStarted{}, JobEnded{}, TimeLimitWarning{}, HeadUp{}, HeadStopping{}, DownRequested{},
+		Submitted{}, JobStarted{}, JobEnded{}, TimeLimitWarning{}, HeadUp{}, HeadStopping{}, DownRequested{}, Handover{},
 	}
 )
 

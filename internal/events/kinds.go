@@ -204,6 +204,19 @@ type HeadStopping struct {
 // DownRequested has no fields.
 type DownRequested struct{}
 
+// Handover: generation's head (the event's job) hands over to successor,
+// promoted or submitted, for reason. SealedS is how long the old head took
+// to stop accepting, PublishedS how long after the handover's start the next
+// generation was published; absent until then.
+type Handover struct {
+	Generation int     `json:"generation"`
+	Successor  string  `json:"successor"`
+	How        string  `json:"how"`
+	Reason     string  `json:"reason"`
+	SealedS    float64 `json:"sealed_s,omitempty"`
+	PublishedS float64 `json:"published_s,omitempty"`
+}
+
 func (Submitted) Name() string        { return NameSubmitted }
 func (JobStarted) Name() string       { return NameJobStarted }
 func (JobEnded) Name() string         { return NameJobEnded }
@@ -211,3 +224,4 @@ func (TimeLimitWarning) Name() string { return NameTimeLimitWarning }
 func (HeadUp) Name() string           { return NameHeadUp }
 func (HeadStopping) Name() string     { return NameHeadStopping }
 func (DownRequested) Name() string    { return NameDownRequested }
+func (Handover) Name() string         { return NameHandover }

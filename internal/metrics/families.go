@@ -66,6 +66,27 @@ func families(s Snapshot) []family {
 	if a := st.Autoscaler; a != nil {
 		fams = append(fams, autoscalerFamilies(a, s.Autoscaler, s.At, base)...)
 	}
+	if st.Cluster.Generation > 0 {
+		fams = append(fams, generationFamilies(s.Observation, st.Cluster.Generation, base)...)
+	}
+	return fams
+}
+
+// generationFamilies are a rollover cluster's head generations: the current
+// one, the handovers so far, and how long the last took from its start to
+// the next generation's publication.
+func generationFamilies(o cluster.Observation, gen int, base []label) []family {
+	fams := []family{
+		{name: "sraybatch_generation", kind: gauge, help: "The current head generation of a rollover cluster (up --rollover).",
+			samples: []sample{{"", base, float64(gen)}}},
+		{name: "sraybatch_handovers", kind: counter, help: "Head handovers so far (a generation each).",
+			samples: []sample{{"_total", base, float64(gen - 1)}}},
+	}
+	if h := o.LastHandover; h != nil && o.Head != nil {
+		fams = append(fams, family{name: "sraybatch_last_handover_seconds", unit: "seconds", kind: gauge,
+			help:    "The last handover, from its start to the next generation's publication.",
+			samples: []sample{{"", base, nonNegative(o.Head.Published.Sub(h.Started))}}})
+	}
 	return fams
 }
 

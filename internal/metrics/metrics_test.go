@@ -307,3 +307,35 @@ func TestCountDecisions(t *testing.T) {
 		t.Errorf("%q is not an event of testdata/shared-state.json", events.NameAutoscalerDecision)
 	}
 }
+
+// A rollover cluster adds its generation, its handovers and the last one's
+// duration; the exposition passes promtool as the plain one does.
+func TestGenerationFamilies(t *testing.T) {
+	t.Parallel()
+	s := fixedSnapshot()
+	o := s.Observation
+	o.Spec.Rollover = &cluster.RolloverSpec{BeforeS: 240, HeadWaitS: 300}
+	o.Head.Generation, o.Head.Published = 3, t0.Add(9*time.Minute)
+	o.LastHandover = &cluster.Handover{Generation: 2, Started: t0.Add(9*time.Minute - 12*time.Second)}
+	s.Observation, s.Status = o, cluster.StatusOf(o)
+	var buf bytes.Buffer
+	if err := Write(&buf, s, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`sraybatch_generation{cluster="exp1"} 3`, `sraybatch_handovers_total{cluster="exp1"} 2`, `sraybatch_last_handover_seconds{cluster="exp1"} 12`,
+	} {
+		if !strings.Contains(buf.String(), want+"\n") {
+			t.Errorf("exposition lacks %q", want)
+		}
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		buf.Reset()
+		Write(&buf, s, false)
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = &buf
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	}
+}

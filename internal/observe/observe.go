@@ -91,6 +91,12 @@ func (r *Reader) readFiles(dir cluster.Dir, o *cluster.Observation) error {
 		return err
 	} else if ok {
 		o.Head = &h
+		if ho, ok, err := dir.Handover(h.Generation); err == nil && ok && h.Generation > 0 {
+			o.Handover = &ho // the current generation hands over
+		}
+		if ho, ok, err := dir.Handover(h.Generation - 1); err == nil && ok && h.Generation > 1 {
+			o.LastHandover = &ho
+		}
 	}
 	if as, ok, err := dir.Autoscaler(); err != nil {
 		return err

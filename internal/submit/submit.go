@@ -134,12 +134,14 @@ func ArrayChunks(n, limit int) []int {
 
 // WorkerTimeLimit is a new worker's --time: the cluster's, capped at the
 // head job's time left, since a worker outliving its head holds GPUs for
-// nothing. head is the head job as the scheduler reports it.
+// nothing, unless the cluster rolls over to the next head (then the
+// partition's MaxTime, SLURM's own cap, is the bound). head is the head
+// job as the scheduler reports it.
 func WorkerTimeLimit(spec cluster.Spec, head scheduler.Job) (string, error) {
 	if !head.State.Active() {
 		return "", fmt.Errorf("head job %s has ended (%s): start a new cluster with `sraybatch up`", head.ID, head.State)
 	}
-	if head.State == scheduler.Running && !head.Unlimited && head.TimeLeft > 0 {
+	if !spec.RollsOver() && head.State == scheduler.Running && !head.Unlimited && head.TimeLeft > 0 {
 		if want, unlimited, err := slurm.ParseTimeLimit(spec.Node.Time); spec.Node.Time == "" || unlimited || err != nil || head.TimeLeft < want {
 			return slurm.FormatTimeLimit(head.TimeLeft), nil
 		}

@@ -108,3 +108,22 @@ func TestWorkersSplitAboveTheLimit(t *testing.T) {
 		t.Errorf("ArrayChunks(7, 3) = %v", got)
 	}
 }
+
+// A cluster that rolls over outlives its head: a worker's time is the
+// spec's (SLURM caps it at the partition's MaxTime), not the head's time left.
+func TestWorkerTimeLimitWithRollover(t *testing.T) {
+	t.Parallel()
+	head := scheduler.Job{ID: "41", State: scheduler.Running, TimeLeft: 10 * time.Minute, TimeLimit: 2 * time.Hour}
+	spec := cluster.Spec{Node: cluster.NodeSpec{Time: "2:00:00"}}
+	if got, err := WorkerTimeLimit(spec, head); err != nil || got != "0-00:10:00" {
+		t.Fatalf("without rollover: %q, %v; want the head's time left", got, err)
+	}
+	spec.Rollover = &cluster.RolloverSpec{BeforeS: 240}
+	if got, err := WorkerTimeLimit(spec, head); err != nil || got != "2:00:00" {
+		t.Errorf("with rollover: %q, %v; want the spec's 2:00:00", got, err)
+	}
+	head.State = scheduler.Failed
+	if _, err := WorkerTimeLimit(spec, head); err == nil {
+		t.Error("with rollover, an ended head still refuses")
+	}
+}

@@ -79,6 +79,9 @@ func (f *Follower) Next() ([]Event, error) {
 	} else if ok {
 		s.Down = &d
 	}
+	if s.Handovers, s.Published, err = handovers(f.dir); err != nil {
+		return nil, err
+	}
 	if s.Cluster, err = f.read(f.dir.ClusterEventsPath()); err != nil {
 		return nil, err
 	}
@@ -119,4 +122,28 @@ func isDerived(source string) bool {
 		return true
 	}
 	return false
+}
+
+// handovers reads a rollover cluster's handover records, and when each
+// generation was published.
+func handovers(dir cluster.Dir) ([]cluster.Handover, map[int]time.Time, error) {
+	gens, err := dir.Generations()
+	if err != nil || len(gens) == 0 {
+		return nil, nil, err
+	}
+	published := map[int]time.Time{}
+	var hs []cluster.Handover
+	for _, g := range gens {
+		if gen, ok, err := dir.Generation(g); err != nil {
+			return nil, nil, err
+		} else if ok {
+			published[g] = gen.Published
+		}
+		if h, ok, err := dir.Handover(g); err != nil {
+			return nil, nil, err
+		} else if ok {
+			hs = append(hs, h)
+		}
+	}
+	return hs, published, nil
 }

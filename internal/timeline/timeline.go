@@ -75,6 +75,10 @@ type Sources struct {
 	Autoscaler []events.Event
 	// Drivers are each driver job's events (events/<job>.jsonl), by its job key.
 	Drivers map[string][]events.Event
+	// Handovers are a rollover cluster's handovers, and Published when each
+	// generation was published, by number.
+	Handovers []cluster.Handover
+	Published map[int]time.Time
 }
 
 // Merge is the cluster's timeline: every source's events, ordered by time;
@@ -102,6 +106,9 @@ func Merge(s Sources) []Event {
 	}
 	if d := s.Down; d != nil {
 		out = append(out, derived(d.Requested, "", "", SourceDown, events.DownRequested{}))
+	}
+	for _, h := range s.Handovers {
+		out = append(out, derived(h.Started, h.HeadJob, cluster.RoleHead, SourceHead, handoverEvent(h, s.Published[h.Generation+1])))
 	}
 	out = appendFileEvents(out, s.Cluster, SourceCluster, "", roles)
 	for _, driver := range slices.Sorted(maps.Keys(s.Drivers)) {
@@ -274,4 +281,17 @@ func isRayID(s string) bool {
 		}
 	}
 	return true
+}
+
+// handoverEvent is a handover as the timeline shows it; next is when the
+// next generation was published (zero: not yet).
+func handoverEvent(h cluster.Handover, next time.Time) events.Handover {
+	ev := events.Handover{Generation: h.Generation, Successor: h.Successor, How: string(h.How), Reason: h.Why}
+	if h.Sealed != nil {
+		ev.SealedS = h.Sealed.Sub(h.Started).Seconds()
+	}
+	if !next.IsZero() {
+		ev.PublishedS = next.Sub(h.Started).Seconds()
+	}
+	return ev
 }

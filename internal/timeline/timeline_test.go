@@ -225,3 +225,25 @@ func TestEventJSON(t *testing.T) {
 		t.Errorf("JSON\n got %s\nwant %s", b, want)
 	}
 }
+
+// A handover is a head event at its start, with how long its head took to
+// seal and the next generation to be published.
+func TestMergeHandover(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	sealed := start.Add(4 * time.Second)
+	s := Sources{
+		Handovers: []cluster.Handover{{Generation: 1, HeadJob: "7", Started: start, Sealed: &sealed, How: cluster.GenerationPromoted, Successor: "8", Why: "time left"}},
+		Published: map[int]time.Time{1: start.Add(-time.Hour), 2: start.Add(5 * time.Second)},
+	}
+	evs := Merge(s)
+	if len(evs) != 1 || evs[0].Name != events.NameHandover || evs[0].Job != "7" || !evs[0].Time.Equal(start) {
+		t.Fatalf("Merge = %+v, want one handover event of head 7 at its start", evs)
+	}
+	fields, _ := json.Marshal(evs[0].Fields)
+	var got events.Handover
+	want := events.Handover{Generation: 1, Successor: "8", How: "promoted", Reason: "time left", SealedS: 4, PublishedS: 5}
+	if err := json.Unmarshal(fields, &got); err != nil || got != want {
+		t.Errorf("fields %s = %+v, want %+v", fields, got, want)
+	}
+}

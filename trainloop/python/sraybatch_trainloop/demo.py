@@ -9,7 +9,10 @@ set.  ``--steps 0`` runs until SIGTERM.
 
 Checkpoints go to ``--checkpoint-dir`` (default
 ``$SRAYBATCH_CLUSTER_DIR/checkpoints`` in a driver job; none outside one),
-and a rerun resumes from them.  The demo checkpoints when a time-limit warning
+and a rerun resumes from them; with ``SRAYBATCH_RESUMED=1`` (a driver started
+again after a head handover) its step counter goes on from the checkpoint's
+step too, and ``--steps`` counts from the first run.  ``--checkpoint-every N``
+also checkpoints every N steps.  The demo checkpoints when a time-limit warning
 arrives (the head's or this job's: ``head_time_limit``), when this job's node
 record turns ``draining``, and when a stop signal arrives.
 
@@ -44,7 +47,8 @@ import ray
 from .cluster import draining_from_env, time_limit_from_env
 from .events import EventLog
 from .pool import ElasticPool
-from .state import ENV_CLUSTER_DIR, ENV_JOB
+from .checkpoint import read_step, write_step
+from .state import ENV_CLUSTER_DIR, ENV_GENERATION, ENV_JOB, ENV_RESUMED
 
 # A checkpoint on a stop signal must end well before SLURM's SIGKILL (KillWait
 # after SIGTERM, 10 s by default), shutdown included.
@@ -211,6 +215,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--gpus-per-actor", type=float, default=1, help="GPUs per actor; 0 = one CPU actor per node")
     p.add_argument("--max-wait-s", type=float, default=0, help="give up (exit 3) after this long with no actor; 0 = wait forever")
     p.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS)")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps; 0 = only on warnings and stops")
     p.add_argument(
         "--checkpoint-dir",
         default=None,
@@ -242,13 +247,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             checkpoint_dir=args.checkpoint_dir,
             should_stop=stop.requested,
         )
-        status = _train(args, pool, events, stop.requested)
+        progress = _Progress(pool, _resumed_step(args.checkpoint_dir))
+        status = _train(args, pool, events, stop.requested, progress)
         if stop.requested():
             name = signal.Signals(stop.signum).name
             events.emit("driver_stopping", reason=name)
             _say(f"{name}: stopping ({_STOP_SIGNALS[stop.signum]})")
-            if pool.checkpoint_dir:
-                pool.checkpoint(timeout_s=CHECKPOINT_ON_STOP_S)
+            progress.checkpoint(CHECKPOINT_ON_STOP_S)
             return 128 + stop.signum
         return status
     finally:
@@ -259,13 +264,33 @@ def main(argv: Optional[List[str]] = None) -> int:
         stop.restore()
 
 
-def _train(args: argparse.Namespace, pool: ElasticPool, events: EventLog, stopping: Callable[[], bool]) -> int:
+class _Progress:
+    """The last step done, and checkpoints that record it beside the pool's state."""
+
+    def __init__(self, pool: ElasticPool, step: int):
+        self.pool, self.step = pool, step
+
+    def checkpoint(self, timeout_s: float) -> None:
+        if self.pool.checkpoint_dir and self.pool.checkpoint(timeout_s=timeout_s):
+            write_step(self.pool.checkpoint_dir, self.step)
+
+
+def _resumed_step(checkpoint_dir: Optional[str]) -> int:
+    """The step a driver started again after a handover goes on from; 0 for a first run."""
+    if os.environ.get(ENV_RESUMED) != "1" or not checkpoint_dir:
+        return 0
+    step = read_step(checkpoint_dir)
+    _say(f"resumed (generation {os.environ.get(ENV_GENERATION, '?')}): from step {step}")
+    return step
+
+
+def _train(args: argparse.Namespace, pool: ElasticPool, events: EventLog, stopping: Callable[[], bool], progress: _Progress) -> int:
     """Run steps until ``--steps`` are done (0), ``--max-wait-s`` passed without actors (3), or ``stopping()``."""
     time_limit = time_limit_from_env()
     warned = False
     is_draining, own_job = draining_from_env(), os.environ.get(ENV_JOB)
     own_drain_seen = not (is_draining and own_job)
-    step, idle_since = 0, time.monotonic()
+    step, idle_since = progress.step, time.monotonic()
     _say("waiting for sraybatch nodes (one actor per GPU slot)")
     while (args.steps == 0 or step < args.steps) and not stopping():
         results = pool.run_step("train_step", step + 1, wait_for_actors_s=5.0)
@@ -278,6 +303,7 @@ def _train(args: argparse.Namespace, pool: ElasticPool, events: EventLog, stoppi
                 return 3
             continue
         step += 1
+        progress.step = step
         idle_since = time.monotonic()
         losses = [round(r.value["loss"], 6) for r in results]
         mean = sum(r.value["duration_s"] for r in results) / len(results)
@@ -294,8 +320,9 @@ def _train(args: argparse.Namespace, pool: ElasticPool, events: EventLog, stoppi
             why.append(f"this job ({own_job}) is draining")
         if why:
             _say(f"{', '.join(why)}: checkpoint now")
-            if pool.checkpoint_dir:
-                pool.checkpoint(timeout_s=CHECKPOINT_ON_WARNING_S)
+            progress.checkpoint(CHECKPOINT_ON_WARNING_S)
+        elif args.checkpoint_every and step % args.checkpoint_every == 0:
+            progress.checkpoint(CHECKPOINT_ON_WARNING_S)
     return 0
 
 

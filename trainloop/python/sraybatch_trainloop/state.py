@@ -25,6 +25,8 @@ ENV_CLUSTER_DIR = "SRAYBATCH_CLUSTER_DIR"  # the cluster directory on the shared
 ENV_EVENTS = "SRAYBATCH_EVENTS"  # the JSON-lines event file the driver appends to
 ENV_JOB = "SRAYBATCH_JOB"  # this driver job's key
 ENV_HEAD_JOB = "SRAYBATCH_HEAD_JOB"  # the head job's key
+ENV_GENERATION = "SRAYBATCH_GENERATION"  # the head generation (rollover clusters)
+ENV_RESUMED = "SRAYBATCH_RESUMED"  # "1": started again after a head handover; resume from the checkpoint
 
 # Paths inside the cluster directory, "/"-separated, formatted with job=<key>.
 NODE_RECORD_PATH = "nodes/{job}.json"  # each job's supervisor keeps its record here

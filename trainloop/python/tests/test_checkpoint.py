@@ -106,3 +106,13 @@ def test_state_methods_validated():
     assert ElasticPool(Walker).sync_state and not ElasticPool(Walker, sync_state=False).sync_state
     with pytest.raises(ValueError):
         ElasticPool(Plain).checkpoint()
+
+
+def test_step_file_round_trip(tmp_path):
+    from sraybatch_trainloop.checkpoint import read_step, write_step
+
+    assert read_step(str(tmp_path)) == 0  # no checkpoint yet: from the start
+    write_step(str(tmp_path), 41)
+    write_step(str(tmp_path), 42)
+    assert read_step(str(tmp_path)) == 42
+    assert [p.name for p in tmp_path.iterdir()] == ["step.json"]  # no temp file left

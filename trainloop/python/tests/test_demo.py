@@ -130,6 +130,33 @@ def test_demo_checkpoints_on_warnings_and_stop_then_resumes(cluster, nodes, tmp_
     assert [r["source"] for r in synced] == ["checkpoint"], out
 
 
+def test_demo_resumed_after_a_handover_goes_on_from_the_checkpoint_step(cluster, nodes, tmp_path):
+    # A driver job's supervisor stops the driver (SIGTERM) at a head handover
+    # and starts it again in the next generation with SRAYBATCH_RESUMED=1.
+    nodes.add(gpus=1)
+    cluster_dir = tmp_path / "cluster"
+    env = {"SRAYBATCH_CLUSTER_DIR": str(cluster_dir), "SRAYBATCH_JOB": "d1", "SRAYBATCH_GENERATION": "1"}
+    args = ("--step-seconds", "0.2", "--gpus-per-actor", "0", "--checkpoint-every", "2")
+    proc = start_demo(cluster, tmp_path / "first.jsonl", "--steps", "0", *args, env=env)
+    lines = []
+    read_until(proc, "step 3:", lines)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, "".join(lines) + out + err
+    done = [r["step"] for r in read_events(tmp_path / "first.jsonl") if r["event"] == "step_done"]
+    saved = json.loads((cluster_dir / "checkpoints" / "step.json").read_text())["step"]
+    assert saved == done[-1], (saved, done)  # the stop's checkpoint: nothing done is lost
+
+    env.update(SRAYBATCH_RESUMED="1", SRAYBATCH_GENERATION="2")
+    proc = start_demo(cluster, tmp_path / "second.jsonl", "--steps", str(saved + 2), *args, env=env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert f"resumed (generation 2): from step {saved}" in out, out
+    records = read_events(tmp_path / "second.jsonl")
+    assert [r["step"] for r in records if r["event"] == "step_done"] == [saved + 1, saved + 2], records
+    assert [r["source"] for r in records if r["event"] == "state_synced"] == ["checkpoint"], out
+
+
 def test_package_classes_ship_by_value(cluster, nodes, tmp_path):
     # demo.Trainer imported (not run as __main__), in a driver whose cwd does not hold the package.
     script = tmp_path / "driver.py"

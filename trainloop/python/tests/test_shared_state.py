@@ -31,11 +31,13 @@ def test_cluster_dir_layout(shared):
 
 def test_env_names(shared):
     env = shared["env"]
-    assert (state.ENV_CLUSTER_DIR, state.ENV_EVENTS, state.ENV_JOB, state.ENV_HEAD_JOB) == (
+    assert (state.ENV_CLUSTER_DIR, state.ENV_EVENTS, state.ENV_JOB, state.ENV_HEAD_JOB, state.ENV_GENERATION, state.ENV_RESUMED) == (
         env["cluster_dir"],
         env["events"],
         env["job"],
         env["head_job"],
+        env["generation"],
+        env["resumed"],
     )
 
 
