@@ -69,27 +69,34 @@ func (s *supervisor) monitor(ctx context.Context, node, driver Process, members 
 		if h == timeLimitWarning {
 			s.timeLimitWarned(r)
 		}
-		switch {
-		case r.Continue:
-			continue
-		case r.Next:
-			s.ending = cluster.OutcomeHandedOver // the stop's graces; the job goes on
-			return why                           // a *nextGeneration
-		case r.HandOver:
-			if err := s.rollOver(ctx, node, members, h, why); err != nil {
-				return err
-			}
-			continue // no successor: this head serves to its end
-		case r.Drain && h == preempted:
-			s.ending = r.Outcome
-			s.drainForPreemption(ctx, node, killAt)
-			return endWith(r.Outcome, why)
-		case r.Drain:
-			s.drainForTimeLimit(ctx, node)
-			return endWith(r.Outcome, fmt.Errorf("%s", cluster.ReasonDrained))
+		if done, err := s.carryOut(ctx, r, h, why, node, members, killAt); done {
+			return err
 		}
-		return s.end(ctx, r.Outcome, why)
 	}
+}
+
+// carryOut does what react decided; done is false when the node goes on.
+func (s *supervisor) carryOut(ctx context.Context, r reaction, h happening, why error, node Process, members *membershipTracker, killAt time.Time) (done bool, err error) {
+	switch {
+	case r.Continue:
+		return false, nil
+	case r.Next:
+		s.ending = cluster.OutcomeHandedOver // the stop's graces; the job goes on
+		return true, why                     // a *nextGeneration
+	case r.HandOver:
+		if err := s.rollOver(ctx, node, members, h, why); err != nil {
+			return true, err
+		}
+		return false, nil // no successor: this head serves to its end
+	case r.Drain && h == preempted:
+		s.ending = r.Outcome
+		s.drainForPreemption(ctx, node, killAt)
+		return true, endWith(r.Outcome, why)
+	case r.Drain:
+		s.drainForTimeLimit(ctx, node)
+		return true, endWith(r.Outcome, fmt.Errorf("%s", cluster.ReasonDrained))
+	}
+	return true, s.end(ctx, r.Outcome, why)
 }
 
 // awaitPreemption turns Ray's exit or the head's loss into the preemption

@@ -40,52 +40,10 @@ func Load(dir cluster.Dir, spec cluster.Spec) ([]Event, error) {
 // the first), ordered by time among themselves.
 func (f *Follower) Next() ([]Event, error) {
 	s := Sources{DrainBefore: f.drainBefore, Records: map[string]cluster.NodeRecord{}, Drivers: map[string][]events.Event{}}
-	var err error
-	if s.Submissions, err = f.dir.Submissions(); err != nil {
+	if err := f.readJobs(&s); err != nil {
 		return nil, err
 	}
-	for _, sub := range s.Submissions {
-		for _, key := range sub.JobKeys() {
-			if sub.Role == cluster.RoleDriver {
-				if s.Drivers[key], err = f.read(f.dir.EventsPath(key)); err != nil {
-					return nil, err
-				}
-			}
-			if f.final[key] {
-				continue
-			}
-			rec, ok, err := f.dir.Node(key)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				s.Records[key] = rec
-				f.final[key] = rec.Final()
-			}
-		}
-	}
-	if h, ok, err := f.dir.Head(); err != nil {
-		return nil, err
-	} else if ok {
-		s.Head = &h
-	}
-	if h, ok, err := f.dir.HeadEnding(); err != nil {
-		return nil, err
-	} else if ok {
-		s.HeadEnding = &h
-	}
-	if d, ok, err := f.dir.Down(); err != nil {
-		return nil, err
-	} else if ok {
-		s.Down = &d
-	}
-	if s.Handovers, s.Published, err = handovers(f.dir); err != nil {
-		return nil, err
-	}
-	if s.Cluster, err = f.read(f.dir.ClusterEventsPath()); err != nil {
-		return nil, err
-	}
-	if s.Autoscaler, err = f.read(f.dir.AutoscalerEventsPath()); err != nil {
+	if err := f.readCluster(&s); err != nil {
 		return nil, err
 	}
 	var fresh []Event
@@ -100,6 +58,67 @@ func (f *Follower) Next() ([]Event, error) {
 		fresh = append(fresh, ev)
 	}
 	return fresh, nil
+}
+
+// readJobs reads the submissions, each driver's new events, and the record
+// of every job whose last read record was not final.
+func (f *Follower) readJobs(s *Sources) error {
+	var err error
+	if s.Submissions, err = f.dir.Submissions(); err != nil {
+		return err
+	}
+	for _, sub := range s.Submissions {
+		for _, key := range sub.JobKeys() {
+			if sub.Role == cluster.RoleDriver {
+				if s.Drivers[key], err = f.read(f.dir.EventsPath(key)); err != nil {
+					return err
+				}
+			}
+			if f.final[key] {
+				continue
+			}
+			rec, ok, err := f.dir.Node(key)
+			if err != nil {
+				return err
+			}
+			if ok {
+				s.Records[key] = rec
+				f.final[key] = rec.Final()
+			}
+		}
+	}
+	return nil
+}
+
+// readCluster reads the cluster-wide files: the head, its ending, down,
+// handovers, and what the cluster and autoscaler event files gained.
+func (f *Follower) readCluster(s *Sources) error {
+	var err error
+	if h, ok, err := f.dir.Head(); err != nil {
+		return err
+	} else if ok {
+		s.Head = &h
+	}
+	if h, ok, err := f.dir.HeadEnding(); err != nil {
+		return err
+	} else if ok {
+		s.HeadEnding = &h
+	}
+	if d, ok, err := f.dir.Down(); err != nil {
+		return err
+	} else if ok {
+		s.Down = &d
+	}
+	if s.Handovers, s.Published, err = handovers(f.dir); err != nil {
+		return err
+	}
+	if s.Cluster, err = f.read(f.dir.ClusterEventsPath()); err != nil {
+		return err
+	}
+	if s.Autoscaler, err = f.read(f.dir.AutoscalerEventsPath()); err != nil {
+		return err
+	}
+	return nil
 }
 
 // read is what was appended to the event file at path since the last
