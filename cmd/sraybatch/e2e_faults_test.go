@@ -35,8 +35,10 @@ func TestE2EWorkerTimeLimitDrains(t *testing.T) {
 	waitFor(t, "driver job until its first step", 2*time.Minute, func() bool {
 		return driverRow(e.status(t, "e2ed")).LastStep != nil
 	})
-	// 3 minutes of limit with a 170 s warning: SLURM signals 10-40 s in.
-	worker := strings.TrimSpace(e.mustSray(t, "grow", "--cluster", "e2ed", "--time", "3", "--wait", "--timeout", "2m").stdout)
+	// 4 minutes of limit with a 170 s warning: SLURM signals 170-200 s
+	// before the limit (its limit check runs every 30 s), 40-70 s in. With
+	// 3 minutes the warning could come before the driver had used the node.
+	worker := strings.TrimSpace(e.mustSray(t, "grow", "--cluster", "e2ed", "--time", "4", "--wait", "--timeout", "2m").stdout)
 	waitFor(t, "worker with a 3-minute limit until the driver uses it", 30*time.Second, func() bool {
 		return driverRow(e.status(t, "e2ed")).Actors == 2
 	})
