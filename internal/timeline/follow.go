@@ -26,7 +26,7 @@ type Follower struct {
 // NewFollower follows the cluster in dir, whose spec this is.
 func NewFollower(dir cluster.Dir, spec cluster.Spec) *Follower {
 	return &Follower{
-		dir: dir, drainBefore: time.Duration(spec.DrainBeforeS) * time.Second,
+		dir: dir, drainBefore: spec.DrainBefore(),
 		files: map[string]*events.Reader{}, emitted: map[string]bool{}, final: map[string]bool{},
 	}
 }
