@@ -33,6 +33,7 @@ var allowed = map[string][]string{
 	},
 	"internal/backend":         {"internal/cluster", "internal/local", "internal/scheduler", "slurm"},
 	"internal/clock":           {},
+	"internal/container":       {},
 	"internal/clock/clocktest": {},
 	"internal/cluster":         {"internal/scheduler"},
 	"internal/events":          {"internal/cluster"},
