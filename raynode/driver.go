@@ -3,7 +3,6 @@ package raynode
 import (
 	"fmt"
 	"io"
-	"os/exec"
 	"strconv"
 	"strings"
 
@@ -16,8 +15,8 @@ func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (Process, 
 	env = withoutKeys(s.generationEnv(env), "RAY_ADDRESS", "PYTHONPATH", cluster.EnvEvents, cluster.EnvClusterDir, cluster.EnvJob, cluster.EnvHeadJob,
 		cluster.EnvGeneration, cluster.EnvResumed)
 	pythonPath := s.cfg.Dir.PythonPath()
-	if p := envValue(s.cfg.Environ, "PYTHONPATH"); p != "" {
-		pythonPath += ":" + p
+	if p := envValue(s.cfg.Environ, "PYTHONPATH"); p != "" && s.image == nil {
+		pythonPath += ":" + p // the host's paths mean nothing inside an image
 	}
 	env = append(env,
 		"RAY_ADDRESS="+head.Address,
@@ -35,15 +34,18 @@ func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (Process, 
 		// Started again in a later generation: resume from the checkpoint.
 		env = append(env, cluster.EnvResumed+"=1")
 	}
-	path, err := lookPath(s.cfg.DriverArgv[0], envValue(env, "PATH"))
-	if err != nil {
-		return nil, fmt.Errorf("driver command: %w", err)
+	// Inside an image, the command is found on the image's PATH.
+	path := s.cfg.DriverArgv[0]
+	if s.image == nil {
+		var err error
+		if path, err = lookPath(path, envValue(env, "PATH")); err != nil {
+			return nil, fmt.Errorf("driver command: %w", err)
+		}
 	}
 	s.logf("driver: %s", strings.Join(s.cfg.DriverArgv, " "))
-	cmd := exec.Command(path, s.cfg.DriverArgv[1:]...)
-	cmd.Env = env
+	cmd := s.command(path, s.cfg.DriverArgv[1:], env, s.rec.TempDir, false, "PYTHONPATH="+pythonPath, "PYTHONUNBUFFERED=1")
 	cmd.Stdout, cmd.Stderr = s.cfg.Log, io.MultiWriter(s.cfg.Log, s.tail)
-	driver, err := s.procs.Start(cmd)
+	driver, err := s.start(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("start driver: %w", err)
 	}

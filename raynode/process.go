@@ -86,3 +86,44 @@ func (c *child) Stop(group bool, grace time.Duration) {
 		<-c.done
 	}
 }
+
+// Pid is the process's id, for parentLast.
+func (c *child) Pid() int { return c.cmd.Process.Pid }
+
+// parentLastGrace is what the runtime's own process gets to unmount and
+// exit once nothing runs inside any more.
+const parentLastGrace = 5 * time.Second
+
+// parentLast is a container runtime's process that stays the parent of
+// what it runs (ch-run serving a SquashFS image through FUSE): on SIGTERM
+// it unmounts the image and exits without signalling its child, which
+// would go on with a dead root. So Stop stops the processes inside first
+// (the command's `ray start --block` stops its own children on SIGTERM),
+// then, once nothing is left below the parent, the parent.
+type parentLast struct {
+	Process
+	pid int
+}
+
+func (p parentLast) Stop(group bool, grace time.Duration) {
+	select {
+	case <-p.Done():
+		return
+	default:
+	}
+	for _, pid := range proctree.Children(p.pid) {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) && len(proctree.Descendants(p.pid)) > 0 {
+		select {
+		case <-p.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for _, pid := range proctree.Descendants(p.pid) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	p.Process.Stop(group, parentLastGrace)
+}

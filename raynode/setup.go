@@ -50,7 +50,13 @@ func (s *supervisor) checkRayVersion(ctx context.Context, ray string, env []stri
 	if err != nil {
 		return fmt.Errorf("`%s --version` failed (%v): %s", ray, err, oneline.Of(string(out)))
 	}
-	v, err := ParseRayVersion(string(out))
+	return s.acceptRayVersion(string(out))
+}
+
+// acceptRayVersion checks the head's Ray (`ray --version` output, or a bare
+// release number) has token auth, and records it.
+func (s *supervisor) acceptRayVersion(out string) error {
+	v, err := ParseRayVersion(out)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -50,7 +50,7 @@ func (s *supervisor) startNode(ctx context.Context, ray string, env []string, ip
 			gcsAddress = net.JoinHostPort(ip, strconv.Itoa(ports.GCS))
 		}
 		nodeEnv := append(withoutKeys(s.generationEnv(env), "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT", "RAY_ADDRESS"), ports.Env(params.Head)...)
-		node, err := s.startRay(ray, params, append(nodeEnv, "RAY_ADDRESS="+gcsAddress))
+		node, err := s.startRay(ray, params, append(nodeEnv, "RAY_ADDRESS="+gcsAddress), filepath.Dir(tmp), gpus > 0)
 		if err != nil {
 			return nil, ports, err
 		}
@@ -66,21 +66,23 @@ func (s *supervisor) startNode(ctx context.Context, ray string, env []string, ip
 	}
 }
 
-func (s *supervisor) startRay(ray string, p StartParams, env []string) (Process, error) {
+// startRay starts `ray start --block` (inside the cluster's image when it
+// has one); private is the node's private temp dir, which holds Ray's.
+func (s *supervisor) startRay(ray string, p StartParams, env []string, private string, gpus bool) (Process, error) {
 	argv := p.Argv()
 	s.logf("%s %s", ray, strings.Join(argv, " "))
-	cmd := exec.Command(ray, argv...)
 	// CUDA numbers GPUs by PCI bus, like NVML and SLURM, not fastest-first.
-	cmd.Env = append(withoutKeys(env, "CUDA_DEVICE_ORDER"), "CUDA_DEVICE_ORDER=PCI_BUS_ID")
+	env = append(withoutKeys(env, "CUDA_DEVICE_ORDER"), "CUDA_DEVICE_ORDER=PCI_BUS_ID")
 	if envValue(env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S") == "" {
-		cmd.Env = append(cmd.Env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="+rayDrainSeconds)
+		env = append(env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="+rayDrainSeconds)
 	}
 	if s.cfg.Role != cluster.RoleHead && envValue(env, "RAY_gcs_rpc_server_reconnect_timeout_s") == "" {
-		cmd.Env = append(cmd.Env, "RAY_gcs_rpc_server_reconnect_timeout_s="+workerGCSReconnect)
+		env = append(env, "RAY_gcs_rpc_server_reconnect_timeout_s="+workerGCSReconnect)
 	}
+	cmd := s.command(ray, argv, env, private, gpus)
 	w := io.MultiWriter(s.cfg.Log, s.tail)
 	cmd.Stdout, cmd.Stderr = w, w
-	node, err := s.procs.Start(cmd)
+	node, err := s.start(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", ray, err)
 	}

@@ -133,7 +133,9 @@ type supervisor struct {
 	headStops headStops
 	// wasJoined: the node was in an earlier generation's Ray.
 	wasJoined bool
-	logf      func(format string, args ...any)
+	// image is the cluster's container image; nil: Ray runs on the host.
+	image *image
+	logf  func(format string, args ...any)
 }
 
 // endError is how a node's run ended: a typed outcome, and the words for it.
@@ -376,14 +378,9 @@ func (s *supervisor) prepare(ctx context.Context) (prepared, error) {
 	if err != nil {
 		return prepared{}, endWith(cluster.OutcomeSetupFailed, err)
 	}
-	ray, err := lookPath(orDefault(s.spec.Ray, "ray"), envValue(env, "PATH"))
+	ray, err := s.findRay(ctx, env)
 	if err != nil {
-		return prepared{}, endWith(cluster.OutcomeSetupFailed, fmt.Errorf("find ray after --setup: %w", err))
-	}
-	if s.cfg.Role == cluster.RoleHead && !s.spec.Insecure {
-		if err := s.checkRayVersion(ctx, ray, env); err != nil {
-			return prepared{}, endWith(cluster.OutcomeSetupFailed, err)
-		}
+		return prepared{}, endWith(cluster.OutcomeSetupFailed, err)
 	}
 	var gpus []gpu.Device
 	if s.cfg.Role != cluster.RoleDriver { // a driver's node takes no actors
@@ -403,6 +400,23 @@ func (s *supervisor) prepare(ctx context.Context) (prepared, error) {
 	s.rec.GPUIDs = strings.Join(ids, ",")
 	s.save()
 	return prepared{env: env, ray: ray, ip: ip, gpus: len(gpus)}, nil
+}
+
+// findRay finds the ray executable and, on the head, checks its version:
+// on the host, on the PATH --setup left; in the cluster's image, as the
+// image has it (a path that exists only inside is fine).
+func (s *supervisor) findRay(ctx context.Context, env []string) (string, error) {
+	if s.spec.Container != nil {
+		return orDefault(s.spec.Ray, "ray"), s.prepareImage(ctx, env)
+	}
+	ray, err := lookPath(orDefault(s.spec.Ray, "ray"), envValue(env, "PATH"))
+	if err != nil {
+		return "", fmt.Errorf("find ray after --setup: %w", err)
+	}
+	if s.cfg.Role == cluster.RoleHead && !s.spec.Insecure {
+		return ray, s.checkRayVersion(ctx, ray, env)
+	}
+	return ray, nil
 }
 
 // serveHead starts what runs beside the head's Ray (the observer, the

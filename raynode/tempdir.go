@@ -41,6 +41,11 @@ func tempBase(tmpdir, home, job string) string {
 // makeTempDir makes the node's private temp dir and Ray's inside it.
 func (s *supervisor) makeTempDir() (tempDirs, error) {
 	base := tempBase(strings.TrimSuffix(s.cfg.Getenv("TMPDIR"), "/"), s.cfg.Getenv("HOME"), s.rec.Job)
+	if s.spec.Container != nil {
+		// Every runtime binds /tmp, or creates a bind target there; a
+		// read-only image has no $TMPDIR to bind at.
+		base = "/tmp"
+	}
 	private, err := os.MkdirTemp(base, "srb-"+s.rec.Job+"-")
 	if err != nil {
 		return tempDirs{}, fmt.Errorf("make Ray temp dir: %w", err)
@@ -55,6 +60,12 @@ func (s *supervisor) makeTempDir() (tempDirs, error) {
 	if err := os.Mkdir(ray, 0o700); err != nil {
 		os.RemoveAll(private)
 		return tempDirs{}, fmt.Errorf("make Ray temp dir: %w", err)
+	}
+	if s.spec.Container != nil {
+		if err := os.Mkdir(homeDir(private), 0o700); err != nil {
+			os.RemoveAll(private)
+			return tempDirs{}, fmt.Errorf("make HOME for the container: %w", err)
+		}
 	}
 	return tempDirs{private: private, ray: ray}, nil
 }

@@ -182,6 +182,24 @@ type Spec struct {
 	// Rollover hands the cluster from head to head before each head's
 	// end (`up --rollover`); absent: the head's end is the cluster's.
 	Rollover *RolloverSpec `json:"rollover,omitempty"`
+	// Container runs every Ray process of the cluster (its nodes, the
+	// drivers' Python) inside an image (`up --container`); absent: on the
+	// host, from what --setup left.
+	Container *ContainerSpec `json:"container,omitempty"`
+}
+
+// ContainerSpec is the image a cluster runs in, resolved once at `up`, so
+// grow, the autoscaler and train start the same.
+type ContainerSpec struct {
+	// Image is the image's absolute path: a directory, a SquashFS file, a SIF…
+	Image string `json:"image"`
+	// Runtime runs it: charliecloud, apptainer, enroot, pyxis or podman-hpc.
+	Runtime string `json:"runtime"`
+	// Mounts are the user's --container-mount SRC:DST binds.
+	Mounts []string `json:"mounts,omitempty"`
+	// RayVersion and PythonVersion are what `up` found inside the image.
+	RayVersion    string `json:"ray_version,omitempty"`
+	PythonVersion string `json:"python_version,omitempty"`
 }
 
 // RolloverSpec are the settings of a cluster that outlives its heads

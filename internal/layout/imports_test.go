@@ -54,7 +54,7 @@ var allowed = map[string][]string{
 	"internal/testci":          {},
 	"internal/timeline":        {"internal/cluster", "internal/events"},
 	"raynode": {
-		"internal/clock", "internal/cluster", "internal/events", "internal/gpu", "internal/metrics",
+		"internal/clock", "internal/cluster", "internal/container", "internal/events", "internal/gpu", "internal/metrics",
 		"internal/observe", "internal/oneline", "internal/proctree", "internal/raygcs", "internal/scheduler",
 	},
 	"slurm":           {"internal/oneline", "internal/scheduler"},

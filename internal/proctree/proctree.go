@@ -51,6 +51,17 @@ func Descendants(pid int) []int {
 	return out
 }
 
+// Children lists the live processes whose parent is pid.
+func Children(pid int) []int {
+	var out []int
+	for _, p := range allPIDs() {
+		if st, ok := ReadProcStat(p); ok && st.Live() && st.PPID == pid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // ProcStat is what /proc/PID/stat says of a process.
 type ProcStat struct {
 	State   byte
