@@ -31,6 +31,8 @@ Examples:
   sraybatch up --name exp1 --setup 'source ~/venvs/ray/bin/activate' --workers 2
   sraybatch up --name exp1 --sbatch-arg=--exclusive --dry-run
   sraybatch up --name dev --backend local --workers 1 --foreground   # this host's GPUs, no SLURM
+  sraybatch up --name c --container /scratch/me/ray.sqfs --ray /opt/venv/bin/ray \
+      --container-mount /scratch/me/data:/data --wait   # every Ray process in the image
 
 With --backend local (the default where sbatch is not on PATH) every node is a
 process of this host, on a GPU no other sraybatch node and no other program
@@ -65,6 +67,7 @@ type upOptions struct {
 	// MetricsSDDir gets a world-readable copy of the Prometheus targets.
 	MetricsSDDir string
 	Rollover     rolloverOptions
+	Container    containerOptions
 }
 
 type waitOptions struct {
@@ -112,6 +115,7 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.StringVar(&o.MetricsSDDir, "metrics-sd-dir", "", "also write the cluster's Prometheus file_sd targets (0644, no token) into this directory, for a site's Prometheus")
 	fs.BoolVar(&o.Foreground, "foreground", false, "local backend: print the dashboard URL and stay until Ctrl+C or SIGTERM, then take the cluster down")
 	o.Rollover.addFlags(fs)
+	o.Container.addFlags(fs)
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}
@@ -146,7 +150,7 @@ func (o upOptions) validate() error {
 		"--ray": o.Ray, "--log-dir": o.LogDir, "--node-ip": o.NodeIP, "--interface": o.Interface,
 		"--mem": o.Node.Mem, "--partition": o.Node.Partition, "--worker-partition": o.WorkerPartition, "--account": o.Node.Account,
 		"--qos": o.Node.QOS, "--time": o.Node.Time, "--constraint": o.Node.Constraint, "--port-range": o.PortRange,
-		"--metrics-sd-dir": o.MetricsSDDir,
+		"--metrics-sd-dir": o.MetricsSDDir, "--container": o.Container.Image,
 	} {
 		if err := templates.SingleLine(flag, v); err != nil {
 			return usageError{err}
@@ -187,6 +191,10 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	dir := a.store.Cluster(o.Name)
 	spec, err := o.spec(dir, a.clock.Now())
 	if err != nil {
+		return err
+	}
+	check := containerCheck{opts: o.Container, h: systemContainerHost(), clusterDir: dir.Path, ray: o.Ray, insecure: o.Insecure}
+	if spec.Container, err = check.resolve(ctx, io.ErrOut); err != nil {
 		return err
 	}
 	if o.Backend == cluster.BackendLocal {
