@@ -1,6 +1,7 @@
 package raynode
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 	"time"
@@ -111,18 +112,25 @@ func (p parentLast) Stop(group bool, grace time.Duration) {
 		return
 	default:
 	}
-	for _, pid := range proctree.Children(p.pid) {
+	// What runs inside shares the child's mount namespace, also once
+	// orphaned below the supervisor when `ray start` has exited.
+	inside := proctree.Children(p.pid)
+	if len(inside) == 0 {
+		p.Process.Stop(group, parentLastGrace)
+		return
+	}
+	ns := proctree.MountNS(inside[0])
+	for _, pid := range inside {
 		syscall.Kill(pid, syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) && len(proctree.Descendants(p.pid)) > 0 {
-		select {
-		case <-p.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
+	left := func() []int { return proctree.Descendants(p.pid) }
+	if ns != "" && ns != proctree.MountNS(p.pid) {
+		left = func() []int { return proctree.InMountNS(os.Getpid(), ns) }
 	}
-	for _, pid := range proctree.Descendants(p.pid) {
+	for deadline := time.Now().Add(grace); time.Now().Before(deadline) && len(left()) > 0; {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, pid := range left() {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	p.Process.Stop(group, parentLastGrace)

@@ -62,6 +62,24 @@ func Children(pid int) []int {
 	return out
 }
 
+// MountNS names pid's mount namespace ("mnt:[4026532]"); "" when gone.
+func MountNS(pid int) string {
+	ns, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "ns", "mnt"))
+	return ns
+}
+
+// InMountNS lists the live processes below root in mount namespace ns: a
+// container's processes, wherever they were reparented.
+func InMountNS(root int, ns string) []int {
+	var out []int
+	for _, p := range Descendants(root) {
+		if MountNS(p) == ns {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // ProcStat is what /proc/PID/stat says of a process.
 type ProcStat struct {
 	State   byte
