@@ -126,7 +126,7 @@ func checkAllInImage(t *testing.T, e e2eEnv, clusterDir string) int {
 				continue
 			}
 			if ok, why := inImage(t, e, p); !ok {
-				if _, alive := proctree.ReadProcStat(p); alive {
+				if st, ok := proctree.ReadProcStat(p); ok && st.Live() { // not one that ended meanwhile
 					t.Errorf("process %d (%.100s) of the cluster does not run in the image: %s", p, cmd, why)
 				}
 				continue
@@ -232,5 +232,52 @@ func TestE2EContainerSquashFS(t *testing.T) {
 		t.Errorf("found only %d processes of the cluster to check", n)
 	}
 	downAndNothingLeft(t, e, "e2ecs")
+	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
+}
+
+// TestE2EContainerAutoscaleRayTrain: a user's script as the driver (Ray
+// Train's elastic example, with the image's Python and numpy) on an
+// autoscaled containerised cluster: its demand makes the autoscaler submit
+// a worker, which runs from the same image, and the trainer grows onto it.
+func TestE2EContainerAutoscaleRayTrain(t *testing.T) {
+	e2eShare(t, 2)
+	im := needImages(t)
+	e := withoutRay(t, needE2E(t))
+	start := time.Now()
+	dir := upContainer(t, e, "e2eca", im.dir, "--autoscale", "--max-workers", "1", "--idle-timeout", "15s",
+		"--upscale-delay", "2s", "--autoscale-interval", "1s")
+	script := e.userFile(t, "../../trainloop/python/examples/ray_train_elastic.py")
+	driver := strings.TrimSpace(e.mustSray(t, "train", "--cluster", "e2eca", "--", "python3", script,
+		"--max-workers", "2", "--epochs", "12", "--epoch-seconds", "0.5", "--resize-interval-s", "2").stdout)
+	log := cluster.JobLog(filepath.Join(dir.Path, "logs"), "e2eca", cluster.RoleDriver, driver)
+	waitFor(t, "the trainer at world size 2, on the autoscaler's worker", 4*time.Minute, func() bool {
+		b, _ := os.ReadFile(log)
+		if !slurmJobActive(driver) && !strings.Contains(string(b), "world size 2") {
+			t.Fatalf("the driver ended before world size 2:\n%s", logTail(log, 20))
+		}
+		return strings.Contains(string(b), "world size 2")
+	})
+	if n := checkAllInImage(t, e, dir.Path); n < 15 {
+		t.Errorf("found only %d processes of the cluster to check", n)
+	}
+	waitFor(t, "the trainer's end", 3*time.Minute, func() bool { return !slurmJobActive(driver) })
+	if d, _ := jobByID(e.status(t, "e2eca"), driver); d.ExitCode == nil || *d.ExitCode != 0 {
+		t.Errorf("trainer job %s: exit %v:\n%s", driver, d.ExitCode, logTail(log, 20))
+	}
+	subs, err := dir.Submissions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	autoscaled := 0
+	for _, s := range subs {
+		if s.Autoscaled {
+			autoscaled++
+		}
+	}
+	if autoscaled == 0 {
+		t.Error("the autoscaler submitted no worker for the trainer")
+	}
+	checkTracebacks(t, log)
+	downAndNothingLeft(t, e, "e2eca")
 	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
 }

@@ -56,15 +56,7 @@ func (r Run) Command(cmd []string) Command {
 // keeps a '$' in a value as it is.
 func (r Run) charliecloud(env, cmd []string) Command {
 	argv := []string{r.Runtime.Executable(), "--unset-env=*", "--env-no-expand"}
-	for _, kv := range env {
-		argv = append(argv, "--set-env="+kv)
-	}
-	for _, b := range r.Binds {
-		argv = append(argv, "--bind="+b.String())
-	}
-	if r.Dir != "" {
-		argv = append(argv, "--cd="+r.Dir)
-	}
+	argv = append(append(append(argv, each("--set-env", env)...), r.bindArgs("--bind")...), r.dirArg("--cd")...)
 	argv = append(argv, r.Image, "--")
 	// ch-run binds $TMPDIR, not /tmp, at /tmp when it is set: without it
 	// the node's temp dir under /tmp has the same path inside.
@@ -88,13 +80,7 @@ func (r Run) apptainer(env, cmd []string) Command {
 		}
 		host = append(host, "APPTAINERENV_"+kv)
 	}
-	for _, b := range r.Binds {
-		argv = append(argv, "--bind="+b.String())
-	}
-	if r.Dir != "" {
-		argv = append(argv, "--pwd="+r.Dir)
-	}
-	argv = append(argv, r.Image)
+	argv = append(append(append(argv, r.bindArgs("--bind")...), r.dirArg("--pwd")...), r.Image)
 	return Command{Argv: append(argv, cmd...), Env: host}
 }
 
@@ -109,10 +95,7 @@ func (r Run) enroot(env, cmd []string) Command {
 	if r.GPUs {
 		env = sortedEnv(append(env, "NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_DRIVER_CAPABILITIES=compute,utility"))
 	}
-	for _, kv := range env {
-		argv = append(argv, "--env="+kv)
-	}
-	argv = append(argv, "--", r.Image)
+	argv = append(append(argv, each("--env", env)...), "--", r.Image)
 	return Command{Argv: append(argv, cmd...), Env: keepKeys(r.Host, hostKeys)}
 }
 
@@ -143,17 +126,35 @@ func (r Run) podman(env, cmd []string) Command {
 	if r.GPUs {
 		argv = append(argv, "--gpu")
 	}
-	for _, kv := range env {
-		argv = append(argv, "--env="+kv)
-	}
-	for _, b := range r.Binds {
-		argv = append(argv, "--volume="+b.String())
-	}
-	if r.Dir != "" {
-		argv = append(argv, "--workdir="+r.Dir)
-	}
+	argv = append(append(append(argv, each("--env", env)...), r.bindArgs("--volume")...), r.dirArg("--workdir")...)
 	argv = append(argv, r.Image)
 	return Command{Argv: append(argv, cmd...), Env: keepKeys(r.Host, hostKeys)}
+}
+
+// each is flag=v for every v.
+func each(flag string, values []string) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = flag + "=" + v
+	}
+	return out
+}
+
+// bindArgs is flag=SRC:DST for every bind.
+func (r Run) bindArgs(flag string) []string {
+	binds := make([]string, len(r.Binds))
+	for i, b := range r.Binds {
+		binds[i] = b.String()
+	}
+	return each(flag, binds)
+}
+
+// dirArg is flag=DIR for a working directory, nothing without one.
+func (r Run) dirArg(flag string) []string {
+	if r.Dir == "" {
+		return nil
+	}
+	return []string{flag + "=" + r.Dir}
 }
 
 // hostKeys are what a runtime's own process needs of the host's
