@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -94,21 +93,20 @@ func allProcs() []int {
 }
 
 // inImage reports whether pid runs in the test image: its root holds the
-// image's mark. CH_RUNNING is checked where the environment is still there
-// (Ray's Python processes overwrite it with their titles). The mark is read
-// as the test user: a SquashFS image is a FUSE mount, closed to every other
-// user, root included.
-func inImage(t *testing.T, e e2eEnv, pid int) (bool, string) {
+// image's mark. CH_RUNNING is checked where the environment is still the
+// process's own: Ray's Python processes that retitle themselves ("ray::…",
+// "ray-dashboard-…") overwrite it with their titles. The mark is read as the
+// test user: a SquashFS image is a FUSE mount, closed to every other user,
+// root included.
+func inImage(t *testing.T, e e2eEnv, pid int, cmd string) (bool, string) {
 	proc := "/proc/" + strconv.Itoa(pid)
 	mark, err := e.command(t.Context(), "cat", filepath.Join(proc, "root", imageMark)).Output()
 	if err != nil || !strings.HasPrefix(string(mark), "sraybatch test image") {
 		return false, "its root is not the image"
 	}
 	env, _ := os.ReadFile(filepath.Join(proc, "environ"))
-	if bytes.Contains(env, []byte("\x00PATH=")) || bytes.HasPrefix(env, []byte("PATH=")) {
-		if !bytes.Contains(env, []byte("CH_RUNNING=")) {
-			return false, "no CH_RUNNING in its environment"
-		}
+	if strings.HasPrefix(cmd, "/") && !bytes.Contains(env, []byte("CH_RUNNING=")) {
+		return false, "no CH_RUNNING in its environment"
 	}
 	return true, ""
 }
@@ -125,7 +123,7 @@ func checkAllInImage(t *testing.T, e e2eEnv, clusterDir string) int {
 			if cmd == "" || strings.HasPrefix(cmd, "/usr/bin/ch-run ") {
 				continue
 			}
-			if ok, why := inImage(t, e, p); !ok {
+			if ok, why := inImage(t, e, p, cmd); !ok {
 				if st, ok := proctree.ReadProcStat(p); ok && st.Live() { // not one that ended meanwhile
 					t.Errorf("process %d (%.100s) of the cluster does not run in the image: %s", p, cmd, why)
 				}
@@ -137,21 +135,24 @@ func checkAllInImage(t *testing.T, e e2eEnv, clusterDir string) int {
 	return n
 }
 
-// containerLeft lists the test user's processes that still run in an image,
-// or ch-run itself.
-func containerLeft(e e2eEnv) []string {
-	var left []string
-	for _, p := range allProcs() {
-		st, err := os.Stat("/proc/" + strconv.Itoa(p))
-		if err != nil || (e.user != nil && int(st.Sys().(*syscall.Stat_t).Uid) != int(e.user.uid)) {
-			continue
+// containerProcs are the cluster's processes now (supervisors, the
+// runtime's, everything inside), each by pid and start time.
+func containerProcs(clusterDir string) map[int]uint64 {
+	out := map[int]uint64{}
+	for _, p := range clusterProcesses(clusterDir) {
+		if st, ok := proctree.ReadProcStat(p); ok && st.Live() {
+			out[p] = st.Start
 		}
-		cmd := cmdline(p)
-		// A directory image's mark is readable by root; a SquashFS image's
-		// processes are under ch-run, or have lost their root with it.
-		_, err = os.Stat(filepath.Join("/proc", strconv.Itoa(p), "root", imageMark))
-		if err == nil || strings.Contains(cmd, "ch-run ") || strings.Contains(cmd, "/opt/venv/") {
-			left = append(left, strconv.Itoa(p)+" "+cmd)
+	}
+	return out
+}
+
+// stillRunning lists those of procs that still run.
+func stillRunning(procs map[int]uint64) []int {
+	var left []int
+	for p, start := range procs {
+		if st, ok := proctree.ReadProcStat(p); ok && st.Live() && st.Start == start {
+			left = append(left, p)
 		}
 	}
 	return left
@@ -169,10 +170,17 @@ func upContainer(t *testing.T, e e2eEnv, name, image string, extra ...string) cl
 	return cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
 }
 
-func downAndNothingLeft(t *testing.T, e e2eEnv, name string) {
+// downAndNothingLeft takes the cluster down and checks that none of its
+// processes is left: ch-run (a SquashFS image's FUSE server) and what ran
+// inside, also what lost its root when the FUSE server went.
+func downAndNothingLeft(t *testing.T, e e2eEnv, dir cluster.Dir, name string) {
 	t.Helper()
+	procs := containerProcs(dir.Path)
+	if len(procs) == 0 {
+		t.Fatalf("cluster %s has no processes before down", name)
+	}
 	e.mustSray(t, "down", "--cluster", name)
-	waitFor(t, "no process in the image after down", 30*time.Second, func() bool { return len(containerLeft(e)) == 0 })
+	waitFor(t, "none of the cluster's processes left after down", 30*time.Second, func() bool { return len(stillRunning(procs)) == 0 })
 }
 
 // TestE2EContainer: a cluster whose every Ray process runs from a
@@ -207,7 +215,7 @@ func TestE2EContainer(t *testing.T) {
 		out, err := e.cmd(t.Context(), "logs", "--cluster", "e2ec", "--role", "head", "--ray").Output()
 		return err == nil && strings.Contains(string(out), "(raylet)")
 	})
-	downAndNothingLeft(t, e, "e2ec")
+	downAndNothingLeft(t, e, dir, "e2ec")
 	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
 }
 
@@ -231,7 +239,7 @@ func TestE2EContainerSquashFS(t *testing.T) {
 	if n := checkAllInImage(t, e, dir.Path); n < 5 {
 		t.Errorf("found only %d processes of the cluster to check", n)
 	}
-	downAndNothingLeft(t, e, "e2ecs")
+	downAndNothingLeft(t, e, dir, "e2ecs")
 	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
 }
 
@@ -278,6 +286,6 @@ func TestE2EContainerAutoscaleRayTrain(t *testing.T) {
 		t.Error("the autoscaler submitted no worker for the trainer")
 	}
 	checkTracebacks(t, log)
-	downAndNothingLeft(t, e, "e2eca")
+	downAndNothingLeft(t, e, dir, "e2eca")
 	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
 }
