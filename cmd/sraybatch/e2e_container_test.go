@@ -24,6 +24,13 @@ type testImages struct{ dir, sqfs, noRay string }
 // /proc/PID/root holds it runs in the image (the host has none).
 const imageMark = "IMAGE"
 
+// setupMark is exported by the tests' --setup, which runs on the host
+// before the container: nothing of its environment may go in.
+const setupMark = "SRB_FROM_SETUP"
+
+// hostSetup fails when it runs inside the image (which has /IMAGE).
+var hostSetup = "test ! -e /" + imageMark + "; export " + setupMark + "=1 LD_LIBRARY_PATH=/host-only"
+
 // needImages builds the test images, or finds them cached (milliseconds).
 func needImages(t *testing.T) testImages {
 	t.Helper()
@@ -53,6 +60,9 @@ func needImages(t *testing.T) testImages {
 	}
 	if _, err := os.Stat("/" + imageMark); err == nil {
 		t.Fatalf("the host has /%s: it cannot tell the image's root from the host's", imageMark)
+	}
+	if _, err := os.Stat("/opt/venv/bin/ray"); err == nil {
+		t.Fatal("the host has /opt/venv/bin/ray: --ray must name a path only the image has")
 	}
 	return im
 }
@@ -108,6 +118,9 @@ func inImage(t *testing.T, e e2eEnv, pid int, cmd string) (bool, string) {
 	if strings.HasPrefix(cmd, "/") && !bytes.Contains(env, []byte("CH_RUNNING=")) {
 		return false, "no CH_RUNNING in its environment"
 	}
+	if bytes.Contains(env, []byte(setupMark+"=")) {
+		return false, "--setup's environment leaked into the image"
+	}
 	return true, ""
 }
 
@@ -160,8 +173,9 @@ func stillRunning(procs map[int]uint64) []int {
 
 func upContainer(t *testing.T, e e2eEnv, name, image string, extra ...string) cluster.Dir {
 	t.Helper()
+	// /opt/venv/bin/ray exists only inside the image.
 	args := append([]string{"up", "--name", name, "--gpus-per-node", "1", "--time", "10:00", "--object-store-mb", "80",
-		"--container", image, "--ray", "/opt/venv/bin/ray", "--wait", "--timeout", "3m"}, extra...)
+		"--container", image, "--ray", "/opt/venv/bin/ray", "--setup", hostSetup, "--wait", "--timeout", "3m"}, extra...)
 	r := e.mustSray(t, args...)
 	if !strings.Contains(r.stderr, "ray 2.60.0, Python ") {
 		t.Errorf("up did not say what the image holds: %s", r.stderr)
