@@ -58,7 +58,7 @@ func newImage(spec cluster.ContainerSpec, dir cluster.Dir, ray, hostPath string)
 func (im *image) command(prog string, args, env []string, private string, gpus bool, set ...string) *exec.Cmd {
 	binds := append(container.SamePath([]string{private}, im.runtime.SharesTmp()), im.binds...)
 	set = append([]string{"HOME=" + homeDir(private), "PATH=" + container.PathFor(im.ray)}, set...)
-	inside := container.Inside(env, set...)
+	inside := container.Inside(env, im.spec.Env, set...)
 	run := container.Run{Runtime: im.runtime, Image: im.spec.Image, Binds: binds, Env: inside, Host: env, GPUs: gpus, Dir: workDir(binds, private)}
 	c := run.Command(append([]string{prog}, args...))
 	cmd := exec.Command(im.exe, c.Argv[1:]...)

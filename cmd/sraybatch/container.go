@@ -26,12 +26,14 @@ type containerOptions struct {
 	Image   string
 	Runtime string
 	Mounts  []string
+	Env     []string
 }
 
 func (c *containerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Image, "container", "", "run every Ray process (nodes, drivers) inside this image: a directory or .sqfs (Charliecloud), a .sif (Apptainer), …; --setup still runs on the host, before it")
 	fs.StringVar(&c.Runtime, "container-runtime", "", "charliecloud, apptainer, enroot, pyxis or podman-hpc (default: from the image's form, else the first found on PATH)")
 	fs.StringArrayVar(&c.Mounts, "container-mount", nil, "SRC:DST: also bind host SRC at DST inside the image (repeatable; DST must exist in a read-only image)")
+	fs.StringArrayVar(&c.Env, "container-env", nil, "NAME: also pass this variable of the node's environment (after --setup) into the image (repeatable; by default only Ray's, the GPUs' and USER go in)")
 }
 
 // containerHost is what checking an image asks of the login node; tests
@@ -74,8 +76,8 @@ type containerCheck struct {
 func (c containerCheck) resolve(ctx context.Context, errOut io.Writer) (*cluster.ContainerSpec, error) {
 	o := c.opts
 	if o.Image == "" {
-		if o.Runtime != "" || len(o.Mounts) > 0 {
-			return nil, usagef("--container-runtime and --container-mount need --container IMAGE")
+		if o.Runtime != "" || len(o.Mounts) > 0 || len(o.Env) > 0 {
+			return nil, usagef("--container-runtime, --container-mount and --container-env need --container IMAGE")
 		}
 		return nil, nil
 	}
@@ -86,6 +88,11 @@ func (c containerCheck) resolve(ctx context.Context, errOut io.Writer) (*cluster
 	mounts, err := parseMounts(o.Mounts)
 	if err != nil {
 		return nil, err
+	}
+	for _, name := range o.Env {
+		if err := container.ValidEnvName(name); err != nil {
+			return nil, usageError{err}
+		}
 	}
 	rt, err := pickRuntime(o.Runtime, image, isDir, c.h.lookPath)
 	if err != nil {
@@ -98,7 +105,7 @@ func (c containerCheck) resolve(ctx context.Context, errOut io.Writer) (*cluster
 	if err := c.mountPoints(ctx, rt, image, isDir, binds); err != nil {
 		return nil, err
 	}
-	spec := &cluster.ContainerSpec{Image: image, Runtime: string(rt)}
+	spec := &cluster.ContainerSpec{Image: image, Runtime: string(rt), Env: o.Env}
 	for _, m := range mounts {
 		spec.Mounts = append(spec.Mounts, m.String())
 	}
@@ -241,7 +248,7 @@ func (c containerCheck) probe(ctx context.Context, rt container.Runtime, image s
 	ray := orDefaultString(c.ray, "ray")
 	python := container.PythonFor(ray)
 	run := container.Run{Runtime: rt, Image: image, Binds: present, Host: c.h.environ, Dir: tmp,
-		Env: container.Inside(c.h.environ, "HOME="+tmp, "PATH="+container.PathFor(ray))}
+		Env: container.Inside(c.h.environ, c.opts.Env, "HOME="+tmp, "PATH="+container.PathFor(ray))}
 	cmd := run.Command([]string{python, "-c", container.ProbeScript})
 	exe, _ := c.h.lookPath(cmd.Argv[0])
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)

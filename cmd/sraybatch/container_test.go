@@ -57,6 +57,8 @@ func TestContainerCheck(t *testing.T) {
 		{name: "no such image", opts: containerOptions{Image: "/nonexistent/img"}, want: "no such image"},
 		{name: "mount point missing", opts: containerOptions{Image: fakeImage(t, "dev", "proc", "sys")}, want: "lacks the mount points /tmp /home"},
 		{name: "user mount target missing", opts: containerOptions{Image: fakeImage(t, full...), Mounts: []string{"/:/data"}}, want: "lacks the mount points /data"},
+		{name: "bad env name", opts: containerOptions{Image: fakeImage(t, full...), Env: []string{"A-B"}}, want: "give a variable's name"},
+		{name: "env sraybatch sets", opts: containerOptions{Image: fakeImage(t, full...), Env: []string{"HOME"}}, want: "sets HOME inside the image itself"},
 		{name: "bad mount", opts: containerOptions{Image: fakeImage(t, full...), Mounts: []string{"data:/data"}}, want: "must be absolute paths"},
 		{name: "runtime not here", opts: containerOptions{Image: fakeImage(t, full...), Runtime: "apptainer"}, want: "apptainer is not on PATH here"},
 		{name: "unknown runtime", opts: containerOptions{Image: fakeImage(t, full...), Runtime: "docker"}, want: "unknown container runtime"},

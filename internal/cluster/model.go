@@ -197,6 +197,9 @@ type ContainerSpec struct {
 	Runtime string `json:"runtime"`
 	// Mounts are the user's --container-mount SRC:DST binds.
 	Mounts []string `json:"mounts,omitempty"`
+	// Env names the variables of the node's environment (after --setup)
+	// that go in besides Ray's own (--container-env).
+	Env []string `json:"env,omitempty"`
 	// RayVersion and PythonVersion are what `up` found inside the image.
 	RayVersion    string `json:"ray_version,omitempty"`
 	PythonVersion string `json:"python_version,omitempty"`

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -211,11 +212,29 @@ var (
 )
 
 // Inside is the environment a process inside gets: what of env it needs
-// (passedPrefixes, passedKeys), then set over it (HOME, PATH, …).
-func Inside(env []string, set ...string) []string {
+// (passedPrefixes, passedKeys) and the variables the user asked for by name
+// (extra: `up --container-env`), then set over it (HOME, PATH, …).
+func Inside(env, extra []string, set ...string) []string {
 	out := keepPrefixes(env, passedPrefixes...)
-	out = append(out, keepKeys(env, passedKeys)...)
+	out = append(out, keepKeys(env, append(extra, passedKeys...))...)
 	return sortedEnv(append(out, set...))
+}
+
+// ValidEnvName accepts a --container-env name: a shell variable's name,
+// not one sraybatch sets inside itself.
+func ValidEnvName(name string) error {
+	if name == "HOME" || name == "PATH" {
+		return fmt.Errorf("--container-env %s: sraybatch sets %s inside the image itself (HOME: a private writable directory; PATH: the image's, led by --ray's directory)", name, name)
+	}
+	for i, c := range name {
+		if c != '_' && (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (i == 0 || c < '0' || c > '9') {
+			return fmt.Errorf("--container-env %q: give a variable's name (letters, digits, '_'), e.g. --container-env HF_HOME", name)
+		}
+	}
+	if name == "" {
+		return fmt.Errorf("--container-env: give a variable's name, e.g. --container-env HF_HOME")
+	}
+	return nil
 }
 
 // DefaultPath is the PATH inside: Debian's, after the directory of an

@@ -20,7 +20,7 @@ var node = []string{
 func TestCommandGolden(t *testing.T) {
 	run := Run{
 		Image: "/scratch/u/ray.img",
-		Env:   Inside(node, "HOME=/tmp/srb-42-1/home", "PATH="+PathFor("/opt/venv/bin/ray")),
+		Env:   Inside(node, nil, "HOME=/tmp/srb-42-1/home", "PATH="+PathFor("/opt/venv/bin/ray")),
 		Host:  node,
 		GPUs:  true,
 		Dir:   "/tmp/srb-42-1",
@@ -52,11 +52,11 @@ func TestCommandGolden(t *testing.T) {
 }
 
 func TestInsideKeepsOnlyWhatRayNeeds(t *testing.T) {
-	got := Inside(node, "HOME=/tmp/h", "PATH="+DefaultPath)
+	got := Inside(node, []string{"SLURM_JOB_ID"}, "HOME=/tmp/h", "PATH="+DefaultPath)
 	want := []string{
 		"CUDA_VISIBLE_DEVICES=0", "DASHBOARD_METRIC_PORT=40001", "HOME=/tmp/h", "PATH=" + DefaultPath,
 		"RAY_ADDRESS=10.0.0.1:6379", "RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN_PATH=/home/u/.sraybatch/c/token",
-		"SRAYBATCH_JOB=42", "USER=u",
+		"SLURM_JOB_ID=42", "SRAYBATCH_JOB=42", "USER=u",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Inside:\n got %v\nwant %v", got, want)
@@ -126,5 +126,13 @@ func TestMountPoints(t *testing.T) {
 	}
 	if got := Apptainer.MountPoints([]Bind{{"/s", "/s"}}); got != nil {
 		t.Errorf("Apptainer creates its own mount points, got %v", got)
+	}
+}
+
+func TestValidEnvName(t *testing.T) {
+	for name, ok := range map[string]bool{"HF_HOME": true, "_X1": true, "OMP_NUM_THREADS": true, "": false, "1X": false, "A-B": false, "HOME": false, "PATH": false, "A=B": false} {
+		if err := ValidEnvName(name); (err == nil) != ok {
+			t.Errorf("ValidEnvName(%q) = %v, want ok %v", name, err, ok)
+		}
 	}
 }
