@@ -11,7 +11,6 @@ func mark(step int, s float64) StepMark {
 	return StepMark{Step: step, At: hoStart.Add(time.Duration(s * float64(time.Second)))}
 }
 
-
 // The gap and the steps lost of a handover, from a driver's last step
 // before the next generation's publication and its first after.
 func TestHandoverCost(t *testing.T) {
