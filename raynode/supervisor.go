@@ -325,8 +325,9 @@ func (s *supervisor) runGeneration(ctx context.Context, p prepared, head cluster
 		return err
 	}
 	s.rec.TempDir = tmp.private
+	logs := s.rayLogDir() // this generation's: a promotion changes the role, not the dir
 	defer func() {
-		s.keepLogs(tmp.ray)
+		s.keepLogs(tmp.ray, logs)
 		os.RemoveAll(tmp.private)
 	}()
 

@@ -54,3 +54,24 @@ func TestOldHeadLeavesTheNewHeadsTargets(t *testing.T) {
 		t.Errorf("the last head stopping left %q, want []", got)
 	}
 }
+
+// Each generation's Ray node of a job keeps its log copies apart: the
+// promoted worker's head logs do not overwrite its worker logs.
+func TestRayLogDirPerGeneration(t *testing.T) {
+	t.Parallel()
+	s := &supervisor{spec: cluster.Spec{LogDir: "/logs"}, rec: cluster.NodeRecord{Job: "8", TempDir: "/tmp/x"}}
+	seen := map[string]int{}
+	for _, gen := range []int{0, 1, 2, 3} {
+		s.rollover.gen = gen
+		seen[s.rayLogDir()]++
+		if gen <= 1 && s.rayLogDir() != RayLogDir("/logs", "8") {
+			t.Errorf("generation %d: %s, want the job's first dir", gen, s.rayLogDir())
+		}
+		if l := s.liveRayLogs(); l.dst != s.rayLogDir() {
+			t.Errorf("generation %d: live copies go to %s, want %s", gen, l.dst, s.rayLogDir())
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("dirs %v: want generations 2 and 3 each apart from the first", seen)
+	}
+}
