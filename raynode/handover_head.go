@@ -147,7 +147,8 @@ func (s *supervisor) candidates(ctx context.Context, members *membershipTracker)
 			continue
 		}
 		c := candidate{Job: job, Joined: n.Alive, Unlimited: true,
-			Leaving: rec.Phase == cluster.PhaseDraining || rec.PreemptedAt != nil}
+			Leaving: rec.Phase == cluster.PhaseDraining || rec.PreemptedAt != nil,
+			MemMB:   rec.MemMB, ObjectStoreMB: rec.ObjectStoreMB}
 		cands = append(cands, c)
 	}
 	s.workerTimesLeft(ctx, cands)

@@ -397,6 +397,7 @@ func (s *supervisor) prepare(ctx context.Context) (prepared, error) {
 		return prepared{}, err
 	}
 	s.rec.IP, s.rec.GPUs = ip, len(gpus)
+	s.recordMemory()
 	ids := make([]string, len(gpus))
 	for i, g := range gpus {
 		ids[i] = g.ID
