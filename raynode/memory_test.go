@@ -49,7 +49,7 @@ func TestPromotionWeighsTheWorkersMemory(t *testing.T) {
 		t.Fatalf("worker 8's record: %d MB, object store %d MB; want 4096 and 1228", rec.MemMB, rec.ObjectStoreMB)
 	}
 	cands := s.candidates(context.Background(), members)
-	plan := pickSuccessor(cands, s.spec.Rollover.Before())
+	plan := pickSuccessor(cands, s.spec.Rollover.Before(), 0)
 	if plan.How != cluster.GenerationPromoted || plan.Job != "9" {
 		t.Errorf("plan = %+v from %+v, want worker 9 promoted (8 lacks the memory)", plan, cands)
 	}

@@ -147,7 +147,7 @@ func (e e2eEnv) checkHandoversSeen(t *testing.T, name string, gens []cluster.Gen
 			t.Errorf("status handover %d = %+v, want %s -> %s %s with a gap and at most %d steps lost", i+1, h, gens[i].Job, gens[i+1].Job, gens[i+1].How, every)
 		}
 	}
-	fmt.Printf("STATUS TABLE\n%s", e.mustSray(t, "status", "--cluster", name).stdout)
+	fmt.Printf("STATUS TABLE\n%s", e.mustSray(t, "status", "--cluster", name, "-o", "table").stdout)
 	var handovers, heads int
 	for _, l := range strings.Split(strings.TrimSpace(e.mustSray(t, "events", "--cluster", name, "-o", "json").stdout), "\n") {
 		var ev struct {
