@@ -133,18 +133,29 @@ func TestFollowerRereadsAReplacedFile(t *testing.T) {
 	}
 }
 
+// rolloverCluster is a cluster whose generation 1 (head job 7) was
+// published at 1 s.
+func rolloverCluster(t *testing.T) (cluster.Dir, cluster.Spec) {
+	t.Helper()
+	store := cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}
+	spec := cluster.Spec{Name: "ho", Created: t0, DrainBeforeS: 60}
+	dir, err := store.Create(spec, "")
+	if err == nil {
+		err = dir.PublishGeneration(cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "7", Generation: 1, Published: at(1)}, How: cluster.GenerationFirst})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, spec
+}
+
 // A follower shows a handover once, when its facts are in: not at its
 // start (the record says only who and why), not at the seal, not at the
 // next publication while the driver has not stepped again, but then, with
 // its gap and steps lost.
 func TestFollowerShowsAHandoverSettled(t *testing.T) {
 	t.Parallel()
-	store := cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}
-	spec := cluster.Spec{Name: "ho", Created: t0, DrainBeforeS: 60}
-	dir, err := store.Create(spec, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, spec := rolloverCluster(t)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -152,7 +163,6 @@ func TestFollowerShowsAHandoverSettled(t *testing.T) {
 		}
 	}
 	must(dir.AddSubmission(cluster.Submission{Role: cluster.RoleDriver, JobID: "9", Submitted: at(0)}))
-	must(dir.PublishGeneration(cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "7", Generation: 1, Published: at(1)}, How: cluster.GenerationFirst}))
 	step := func(s float64, n string) {
 		appendLine(t, dir.EventsPath("9"), line(at(s), events.NameStepDone, `"step": `+n+`, "actors": 1, "mean_duration_s": 0.1, "losses": [1]`)+"\n")
 	}
@@ -204,15 +214,7 @@ func TestFollowerShowsAHandoverSettled(t *testing.T) {
 // shows with what is known.
 func TestLoadShowsAHandoverUnderWay(t *testing.T) {
 	t.Parallel()
-	store := cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}
-	spec := cluster.Spec{Name: "ho", Created: t0, DrainBeforeS: 60}
-	dir, err := store.Create(spec, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dir.PublishGeneration(cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "7", Generation: 1, Published: at(1)}, How: cluster.GenerationFirst}); err != nil {
-		t.Fatal(err)
-	}
+	dir, spec := rolloverCluster(t)
 	if err := dir.WriteHandover(cluster.Handover{Generation: 1, HeadJob: "7", Started: at(10), How: cluster.GenerationSubmitted, Successor: "8", Why: "no worker"}); err != nil {
 		t.Fatal(err)
 	}
