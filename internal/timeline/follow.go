@@ -90,8 +90,12 @@ func (f *Follower) readJobs(s *Sources) error {
 	for _, sub := range s.Submissions {
 		for _, key := range sub.JobKeys() {
 			if sub.Role == cluster.RoleDriver {
-				if s.Drivers[key], err = f.read(f.dir.EventsPath(key)); err != nil {
+				var restarted bool
+				if s.Drivers[key], restarted, err = f.readFrom(f.dir.EventsPath(key)); err != nil {
 					return err
+				}
+				if c := f.steps[key]; restarted && c != nil {
+					c.Reset() // the file was truncated or replaced: its steps are read again
 				}
 				f.foldSteps(key, s)
 			}
@@ -142,13 +146,18 @@ func (f *Follower) readCluster(s *Sources) error {
 // read is what was appended to the event file at path since the last
 // read; all of a file that was truncated or replaced since.
 func (f *Follower) read(path string) ([]events.Event, error) {
+	evs, _, err := f.readFrom(path)
+	return evs, err
+}
+
+// readFrom is read, and whether the file was read again from its start.
+func (f *Follower) readFrom(path string) ([]events.Event, bool, error) {
 	r, ok := f.files[path]
 	if !ok {
 		r = events.NewReader(path)
 		f.files[path] = r
 	}
-	evs, _, err := r.Read()
-	return evs, err
+	return r.Read()
 }
 
 // isDerived reports events Merge makes from state files rather than reading
