@@ -36,6 +36,16 @@ func (f *runFixture) handOverTo(t *testing.T, to string) {
 	}
 }
 
+// publishPromoted publishes generation 2, its head the promoted worker job 9.
+func (f *runFixture) publishPromoted(t *testing.T) {
+	t.Helper()
+	g2 := cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "9", Address: "127.0.0.1:20100", NodeIP: "127.0.0.1", Published: f.clock.Now(), Generation: 2},
+		How: cluster.GenerationPromoted, PreviousHeadJob: "7"}
+	if err := f.dir.PublishGeneration(g2); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A worker with time left follows the cluster into the next generation in
 // its own job: its first Ray stops, and a second `ray start` joins the new
 // head with the new generation's token.
@@ -54,11 +64,7 @@ func TestRunWorkerFollowsAHandover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g2 := cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "9", Address: "127.0.0.1:20100", NodeIP: "127.0.0.1", Published: f.clock.Now(), Generation: 2},
-		How: cluster.GenerationPromoted, PreviousHeadJob: "7"}
-	if err := f.dir.PublishGeneration(g2); err != nil {
-		t.Fatal(err)
-	}
+	f.publishPromoted(t)
 	for len(f.procsStarted()) < 2 {
 		f.clock.Advance(membershipInterval)
 		calls = f.clock.WaitAfterCalls(calls)
@@ -225,11 +231,7 @@ func TestRunDriverFollowsAHandover(t *testing.T) {
 	if !driver.isStopped() || driver.sig != syscall.SIGINT || node.sig != syscall.SIGTERM {
 		t.Errorf("at the handover the driver got %v and its node %v; want SIGINT first, then SIGTERM", driver.sig, node.sig)
 	}
-	g2 := cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "9", Address: "127.0.0.1:20100", NodeIP: "127.0.0.1", Published: f.clock.Now(), Generation: 2},
-		How: cluster.GenerationPromoted, PreviousHeadJob: "7"}
-	if err := f.dir.PublishGeneration(g2); err != nil {
-		t.Fatal(err)
-	}
+	f.publishPromoted(t)
 	for len(f.procsStarted()) < 3 {
 		f.clock.Advance(membershipInterval)
 		calls = f.clock.WaitAfterCalls(calls)

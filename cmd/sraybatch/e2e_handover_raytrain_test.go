@@ -45,14 +45,7 @@ func TestE2EHandoverRayTrain(t *testing.T) {
 	began := time.Now()
 	e := needE2E(t)
 	const name, epochs = "e2erth", 45
-	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
-		"--partition", "debug", "--workers", "1", "--rollover", "--rollover-before", "5m", "--wait", "--timeout", "3m")
-	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
-	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
-	g1, ok, err := dir.Generation(1)
-	if err != nil || !ok {
-		t.Fatalf("generation 1: %v, %v", ok, err)
-	}
+	dir, g1 := e.upRollover(t, name, 1)
 	worker := onlyWorker(t, dir)
 	example := e.userFile(t, "../../trainloop/python/examples/ray_train_elastic.py")
 	train := func(args ...string) (job, log string) {
@@ -95,19 +88,7 @@ func TestE2EHandoverRayTrain(t *testing.T) {
 		t.Errorf("a new --name found a snapshot or resumed: the name must be what Ray Train resumes by")
 	}
 
-	e.mustSray(t, "down", "--cluster", name)
-	jobs := []string{g1.Job, worker, driver, fresh}
-	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
-		for _, j := range jobs {
-			if slurmJobActive(j) {
-				return false
-			}
-		}
-		return true
-	})
-	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
-		t.Errorf("processes left after down: %v", left)
-	}
+	e.downLeavingNothing(t, name, dir, []string{g1.Job, worker, driver, fresh})
 	fmt.Printf("MEASURED TestE2EHandoverRayTrain wall time %.0f s\n", time.Since(began).Seconds())
 }
 
