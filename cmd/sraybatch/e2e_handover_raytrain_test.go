@@ -35,19 +35,19 @@ var resumedFromRE = regexp.MustCompile(`resumed from epoch (\d+) step (\d+)`)
 // stops the driver with SIGINT (Ray Train's safe point) and runs it again on
 // generation 2; Ray Train finds the run's snapshot (its own log line says
 // so), the first epoch after the handover is past 0 and at most one epoch
-// behind the last one printed before, and the run completes. Negative control: the same
-// example under a new --name on generation 2 starts at epoch 0, with no
-// snapshot found. No Ray process is left after down.
+// behind the last one printed before, and the run completes. Negative
+// control: the same example under a new --name on generation 2 starts at
+// epoch 0, with no snapshot found. No Ray process is left after down.
 //
 // It runs alone (no e2eShare), as TestE2EHandover does: the handover's
 // timing is measured, and its promoted head must not wait for a GPU.
 func TestE2EHandoverRayTrain(t *testing.T) {
 	began := time.Now()
 	e := needE2E(t)
-	// An epoch takes about 2 s whatever --epoch-seconds says: Ray Train's
+	// An epoch takes about 2 s, not --epoch-seconds 0.5: Ray Train's
 	// controller takes a report every 2 s (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S).
-	// The handover starts 2-20 s after the limit is shortened (the head's
-	// check), and stops the driver about 8 s later: at epoch 15 at most.
+	// The handover starts within 20 s of the shortened limit (the head's
+	// check) and stops the driver about 8 s later: by epoch 16.
 	const name, epochs = "e2erth", 25
 	dir, g1 := e.upRollover(t, name, 1)
 	worker := onlyWorker(t, dir)
