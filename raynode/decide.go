@@ -3,6 +3,7 @@ package raynode
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -276,6 +277,25 @@ func stopGraces(o cluster.Outcome) (process, leftovers time.Duration) {
 		return handoverStopGrace, leftoverGrace
 	}
 	return stopGrace, leftoverGrace
+}
+
+// driverStopSignal is the signal a driver's process group gets when its
+// node ends with o. At a head handover it is SIGINT: Ray Train v2's fit()
+// turns SIGINT (and only it) into an abort of its controller actor
+// (data_parallel_trainer.py, _register_sigint_handler), which runs on the
+// controller's event loop between two control-loop steps, never inside the
+// synchronous, non-atomic write of the run's snapshot that a re-run resumes
+// from (checkpoint_manager.py, _write_state_to_storage). On SIGTERM Ray's
+// driver just exits (worker.py: sys.exit), and the raylet then kills the
+// controller wherever it is: a snapshot cut in half fails the re-run with
+// CheckpointManagerInitializationError. A plain Python driver gets
+// KeyboardInterrupt, and the built-in loop checkpoints on either signal.
+// Otherwise it is SIGTERM, as SLURM itself would send.
+func driverStopSignal(o cluster.Outcome) syscall.Signal {
+	if o == cluster.OutcomeHandedOver {
+		return syscall.SIGINT
+	}
+	return syscall.SIGTERM
 }
 
 // handoverStopGrace is what a driver gets at a head handover to checkpoint

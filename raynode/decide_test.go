@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,6 +164,29 @@ func TestStopGraces(t *testing.T) {
 	// after draining, with a margin.
 	if p, l := stopGraces(cluster.OutcomePreempted); p+l+preemptMargin > 5*time.Second {
 		t.Errorf("preempted: %s, %s; want the stop well inside KillWait", p, l)
+	}
+}
+
+// A driver stops at a safe point at a handover: SIGINT, which Ray Train v2
+// turns into an abort between its controller's steps (decide.go's
+// driverStopSignal); everything else is SLURM's own SIGTERM.
+func TestDriverStopSignal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		o    cluster.Outcome
+		want syscall.Signal
+	}{
+		{cluster.OutcomeHandedOver, syscall.SIGINT},
+		{cluster.OutcomeCancelled, syscall.SIGTERM},
+		{cluster.OutcomeHeadLost, syscall.SIGTERM},
+		{cluster.OutcomePreempted, syscall.SIGTERM},
+		{cluster.OutcomeCompleted, syscall.SIGTERM},
+		{"", syscall.SIGTERM},
+	}
+	for _, tt := range tests {
+		if got := driverStopSignal(tt.o); got != tt.want {
+			t.Errorf("driverStopSignal(%q) = %v, want %v", tt.o, got, tt.want)
+		}
 	}
 }
 

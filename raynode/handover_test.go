@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +36,16 @@ func (f *runFixture) handOverTo(t *testing.T, to string) {
 	}
 }
 
+// publishPromoted publishes generation 2, its head the promoted worker job 9.
+func (f *runFixture) publishPromoted(t *testing.T) {
+	t.Helper()
+	g2 := cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "9", Address: "127.0.0.1:20100", NodeIP: "127.0.0.1", Published: f.clock.Now(), Generation: 2},
+		How: cluster.GenerationPromoted, PreviousHeadJob: "7"}
+	if err := f.dir.PublishGeneration(g2); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A worker with time left follows the cluster into the next generation in
 // its own job: its first Ray stops, and a second `ray start` joins the new
 // head with the new generation's token.
@@ -53,11 +64,7 @@ func TestRunWorkerFollowsAHandover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g2 := cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "9", Address: "127.0.0.1:20100", NodeIP: "127.0.0.1", Published: f.clock.Now(), Generation: 2},
-		How: cluster.GenerationPromoted, PreviousHeadJob: "7"}
-	if err := f.dir.PublishGeneration(g2); err != nil {
-		t.Fatal(err)
-	}
+	f.publishPromoted(t)
 	for len(f.procsStarted()) < 2 {
 		f.clock.Advance(membershipInterval)
 		calls = f.clock.WaitAfterCalls(calls)
@@ -197,6 +204,53 @@ func TestDriverMaxRestarts(t *testing.T) {
 	_, err := s.enterNext(context.Background(), cluster.Handover{Generation: 2, HeadJob: "8", How: cluster.GenerationPromoted, Successor: "9"})
 	if outcomeOf(err) != cluster.OutcomeFailed || !strings.Contains(err.Error(), "--max-restarts 1 reached") {
 		t.Errorf("enterNext after 1 restart of 1 = %v, want the job to end: --max-restarts reached", err)
+	}
+}
+
+// At a handover a driver job stops its driver with SIGINT (Ray Train's safe
+// point), then its Ray node, and runs the command again against the next
+// generation with SRAYBATCH_GENERATION and SRAYBATCH_RESUMED set.
+func TestRunDriverFollowsAHandover(t *testing.T) {
+	t.Parallel()
+	f := newRolloverFixture(t, 5*time.Minute)
+	cfg := f.config(cluster.RoleDriver, map[string]string{"SLURM_JOB_ID": "10"})
+	cfg.DriverArgv, cfg.MaxRestarts = []string{"true"}, 1
+	errc := make(chan error, 1)
+	go func() { errc <- Run(context.Background(), cfg) }()
+	calls := f.untilRunning(t, "10")
+	for len(f.procsStarted()) < 2 { // the driver starts once the node runs
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	node, driver := f.procsStarted()[0], f.procsStarted()[1]
+	f.handOverTo(t, "9")
+	for !node.isStopped() {
+		f.clock.Advance(membershipInterval)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	if !driver.isStopped() || driver.sig != syscall.SIGINT || node.sig != syscall.SIGTERM {
+		t.Errorf("at the handover the driver got %v and its node %v; want SIGINT first, then SIGTERM", driver.sig, node.sig)
+	}
+	f.publishPromoted(t)
+	for len(f.procsStarted()) < 3 {
+		f.clock.Advance(membershipInterval)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	calls = f.untilRunning(t, "10")
+	for len(f.procsStarted()) < 4 {
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	again := f.procsStarted()[3]
+	if !slices.Contains(again.env, cluster.EnvResumed+"=1") || !slices.Contains(again.env, cluster.EnvGeneration+"=2") {
+		t.Errorf("the driver's second run lacks %s=1 and %s=2: %v", cluster.EnvResumed, cluster.EnvGeneration, again.env)
+	}
+	again.exit()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if rec, _, _ := f.dir.Node("10"); rec.Outcome != cluster.OutcomeCompleted {
+		t.Errorf("driver job ended %s (%s), want completed", rec.Outcome, rec.Reason)
 	}
 }
 

@@ -31,9 +31,9 @@ type Process interface {
 	Err() error
 	// ExitCode is its exit status, -1 when killed by a signal; valid after Done.
 	ExitCode() int
-	// Stop sends SIGTERM (to its whole group when group is set) and, after
+	// Stop sends sig (to its whole group when group is set) and, after
 	// grace, SIGKILL to its group; it returns once the process is gone.
-	Stop(group bool, grace time.Duration)
+	Stop(sig syscall.Signal, group bool, grace time.Duration)
 }
 
 type systemProcesses struct{}
@@ -67,7 +67,7 @@ func (c *child) Done() <-chan struct{} { return c.done }
 func (c *child) Err() error            { return c.err }
 func (c *child) ExitCode() int         { return c.cmd.ProcessState.ExitCode() }
 
-func (c *child) Stop(group bool, grace time.Duration) {
+func (c *child) Stop(sig syscall.Signal, group bool, grace time.Duration) {
 	select {
 	case <-c.done:
 		return
@@ -75,9 +75,9 @@ func (c *child) Stop(group bool, grace time.Duration) {
 	}
 	pid := c.cmd.Process.Pid
 	if group {
-		syscall.Kill(-pid, syscall.SIGTERM)
+		syscall.Kill(-pid, sig)
 	} else {
-		c.cmd.Process.Signal(syscall.SIGTERM)
+		c.cmd.Process.Signal(sig)
 	}
 	select {
 	case <-c.done:

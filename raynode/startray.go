@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -174,7 +175,7 @@ func (s *supervisor) generationEnv(env []string) []string {
 // subreaper, wherever Ray put it. Never `ray stop`: it kills every Ray on the host.
 func (s *supervisor) stopRay(node Process) {
 	grace, leftovers := stopGraces(s.ending)
-	node.Stop(false, grace) // `ray start --block` stops its own children on SIGTERM
+	node.Stop(syscall.SIGTERM, false, grace) // `ray start --block` stops its own children on SIGTERM
 	if n := s.procs.StopLeftovers(leftovers); n > 0 {
 		s.logf("stopped %d leftover Ray processes", n)
 	}

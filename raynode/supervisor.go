@@ -357,7 +357,7 @@ func (s *supervisor) runGeneration(ctx context.Context, p prepared, head cluster
 			return err
 		}
 		// The driver's whole group, then Ray: it gets a grace period to finish.
-		defer func() { grace, _ := stopGraces(s.ending); driver.Stop(true, grace) }()
+		defer func() { grace, _ := stopGraces(s.ending); driver.Stop(driverStopSignal(s.ending), true, grace) }()
 	}
 	return s.monitor(ctx, node, driver, members, n)
 }

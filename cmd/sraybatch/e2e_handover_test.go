@@ -34,14 +34,7 @@ import (
 func TestE2EHandover(t *testing.T) {
 	e := needE2E(t)
 	const name, steps, every = "e2eho", 200, 5
-	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
-		"--partition", "debug", "--workers", "2", "--rollover", "--rollover-before", "5m", "--wait", "--timeout", "3m")
-	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
-	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
-	g1, ok, err := dir.Generation(1)
-	if err != nil || !ok {
-		t.Fatalf("generation 1: %v, %v", ok, err)
-	}
+	dir, g1 := e.upRollover(t, name, 2)
 	workers := workerJobs(t, dir)
 	driver := strings.TrimSpace(e.mustSray(t, "train", "--cluster", name, "--steps", fmt.Sprint(steps), "--step-seconds", "0.5",
 		"--checkpoint-every", fmt.Sprint(every)).stdout)
@@ -79,8 +72,14 @@ func TestE2EHandover(t *testing.T) {
 	if r, _, _ := dir.Node(other); r.Job != other || r.Final() || r.Phase != cluster.PhaseRunning {
 		t.Errorf("worker %s after two handovers: %+v, want the same job, running", other, r)
 	}
+	e.downLeavingNothing(t, name, dir, append([]string{g1.Job, g3.Job, driver}, workers...))
+}
+
+// downLeavingNothing takes the cluster down and checks that its jobs end
+// and leave no Ray process behind.
+func (e e2eEnv) downLeavingNothing(t *testing.T, name string, dir cluster.Dir, jobs []string) {
+	t.Helper()
 	e.mustSray(t, "down", "--cluster", name)
-	jobs := append([]string{g1.Job, g3.Job, driver}, workers...)
 	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
 		for _, j := range jobs {
 			if slurmJobActive(j) {
@@ -92,6 +91,23 @@ func TestE2EHandover(t *testing.T) {
 	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
 		t.Errorf("processes left after down: %v", left)
 	}
+}
+
+// upRollover starts a rollover cluster of 1-GPU nodes, its head and the
+// given workers with 30 min each and --rollover-before 5m (so that
+// shortening a job's limit by 25 min brings its handover on at once); it
+// returns its directory and generation 1.
+func (e e2eEnv) upRollover(t *testing.T, name string, workers int) (cluster.Dir, cluster.Generation) {
+	t.Helper()
+	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
+		"--partition", "debug", "--workers", fmt.Sprint(workers), "--rollover", "--rollover-before", "5m", "--wait", "--timeout", "3m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
+	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
+	g1, ok, err := dir.Generation(1)
+	if err != nil || !ok {
+		t.Fatalf("generation 1: %v, %v", ok, err)
+	}
+	return dir, g1
 }
 
 // handover shortens jobs' limits by the given minutes (as the user), waits

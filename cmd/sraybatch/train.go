@@ -26,6 +26,11 @@ of every joined node, scaling as the cluster grows and surviving nodes leaving.
 Your own driver can import sraybatch_trainloop (on its PYTHONPATH) for the same
 elastic pool and events.
 
+On a cluster started with up --rollover, the driver gets SIGINT when the
+head hands over (Ray Train aborts its run at a safe point), and its command
+runs again on the next head with SRAYBATCH_RESUMED=1: resume from your
+checkpoint (Ray Train: a fixed RunConfig name and storage_path).
+
 With --follow it exits 0 only when the driver completed (its command exited
 0), and 1 when it failed, was cancelled, hit its time limit or lost its head.
 Ctrl+C stops following, not the driver (exit 130).
