@@ -217,7 +217,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	fmt.Fprintf(io.ErrOut, "cluster %s (%s): head job %s submitted\n", spec.Name, spec.ID, jobID)
 	var workers []string // job keys
 	if o.Workers > 0 {
-		if workers, err = a.submitWorkers(ctx, dir, spec, jobID, o.Workers, o.Node.Time); err != nil {
+		if workers, err = a.submitWorkers(ctx, dir, spec, submit.Request{Type: spec.DefaultType(), Head: jobID, Count: o.Workers, TimeLimit: o.Node.Time}); err != nil {
 			err = fmt.Errorf("head job %s is submitted, but the workers are not: %w", jobID, err)
 			if o.Foreground {
 				return a.takeDown(ctx, io, spec, err)

@@ -309,7 +309,9 @@ func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Jo
 			limit = slurm.FormatTimeLimit(partMax)
 		}
 	}
-	return submit.Workers(ctx, l.cfg.Sched, l.cfg.Dir, spec, l.cfg.HeadJob, n, limit, true)
+	return submit.Workers(ctx, l.cfg.Sched, l.cfg.Dir, spec, submit.Request{
+		Type: spec.DefaultType(), Head: l.cfg.HeadJob, Count: n, TimeLimit: limit, Autoscaled: true,
+	})
 }
 
 // event appends one decision to the autoscaler's event log.
