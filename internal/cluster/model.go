@@ -343,6 +343,9 @@ type Submission struct {
 	// Autoscaled marks the autoscaler's submissions: it cancels only its own
 	// pending jobs, never a user's `grow`.
 	Autoscaled bool `json:"autoscaled,omitempty"`
+	// Type is a worker submission's type; "": the default type (and every
+	// worker of a cluster without types).
+	Type string `json:"type,omitempty"`
 }
 
 // JobKeys lists the per-node keys of a submission: "8", or "7_0".."7_K-1" for an array.

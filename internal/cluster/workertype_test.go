@@ -48,3 +48,37 @@ func TestTypeLookup(t *testing.T) {
 		t.Errorf("unknown type: %v", err)
 	}
 }
+
+// status groups the worker rows by type, in the file's order, and counts
+// each type's pending and joined workers; a cluster without types has no
+// type lines and its rows keep their order.
+func TestStatusGroupsWorkersByType(t *testing.T) {
+	t.Parallel()
+	o := baseObservation()
+	withHeadUp(&o)
+	withWorkerJoined(&o) // job 7: the default type (its submission names none)
+	o.Spec.Autoscale.MaxWorkers = 5
+	o.Spec.Workers = []WorkerType{{Name: "gpu", Max: 8}, {Name: "cpu", Min: 1}}
+	o.Submissions = append(o.Submissions,
+		Submission{Role: RoleWorker, JobID: "8", Tasks: 2, Type: "cpu"},
+		Submission{Role: RoleDriver, JobID: "9"},
+		Submission{Role: RoleWorker, JobID: "10", Type: "gpu"})
+	o.Slurm["8_0"], o.Slurm["8_1"], o.Slurm["10"] = pendingJob("8_0", "Priority"), pendingJob("8_1", "Priority"), pendingJob("10", "Priority")
+	st := StatusOf(o)
+	var order []string
+	for _, j := range st.Jobs {
+		order = append(order, j.JobID+":"+j.Type)
+	}
+	if got := strings.Join(order, " "); got != "6: 9: 7:gpu 10:gpu 8_0:cpu 8_1:cpu" {
+		t.Errorf("rows = %s", got)
+	}
+	want := []TypeStatus{{Name: "gpu", Max: 8, Pending: 1, Joined: 1}, {Name: "cpu", Min: 1, Max: 5, Pending: 2}}
+	if len(st.Types) != 2 || st.Types[0] != want[0] || st.Types[1] != want[1] {
+		t.Errorf("types = %+v, want %+v", st.Types, want)
+	}
+
+	legacy := baseObservation()
+	if st := StatusOf(legacy); st.Types != nil || st.Jobs[1].Type != "" {
+		t.Errorf("a cluster without types: types %+v, worker type %q", st.Types, st.Jobs[1].Type)
+	}
+}

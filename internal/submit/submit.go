@@ -79,7 +79,7 @@ func Script(ctx context.Context, sched Scheduler, dir cluster.Dir, s templates.S
 		sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
 		return "", fmt.Errorf("%w (cancelled job %s)", serr, jobID)
 	}
-	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path, Autoscaled: autoscaled}
+	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path, Autoscaled: autoscaled, Type: s.WorkerType}
 	if err := dir.AddSubmission(sub); err != nil {
 		sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
 		return "", fmt.Errorf("record %s job %s (cancelled it): %w", s.Role, jobID, err)
