@@ -3,9 +3,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -70,8 +67,8 @@ workers:
 		t.Errorf("cpu job's partition|gres = %q, want debug|N/A (no GPU held)", got)
 	}
 
-	var node *typedNode
-	for _, n := range e.rayNodeLabels(t, "e2etypes") {
+	var node *rayNodeReport
+	for _, n := range e.rayNodes(t, "e2etypes") {
 		if n.Job == job {
 			node = &n
 		}
@@ -95,33 +92,4 @@ workers:
 	}
 	e.mustSray(t, "down", "--cluster", "e2etypes")
 	t.Logf("worker types e2e: %s", time.Since(start).Round(time.Second))
-}
-
-type typedNode struct {
-	Job       string             `json:"job"`
-	Resources map[string]float64 `json:"resources"`
-	Labels    map[string]string  `json:"labels"`
-}
-
-// rayNodeLabels asks Ray for each node's resources and labels.
-func (e e2eEnv) rayNodeLabels(t *testing.T, name string) []typedNode {
-	t.Helper()
-	envOut := e.mustSray(t, "env", "--cluster", name).stdout
-	st := e.status(t, name)
-	headIP := strings.Split(st.Cluster.HeadAddress, ":")[0]
-	script := e.userFile(t, "testdata/ray_node_labels.py")
-	e.env = append(e.env, "E2E_DRIVER_IP="+headIP)
-	out, err := e.command(context.Background(), "bash", "-c", envOut+"\nexec \"$0\" \"$1\"", filepath.Join(e.venv, "bin", "python"), script).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("ray_node_labels.py: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatal(err)
-	}
-	var nodes []typedNode
-	if err := json.Unmarshal(out, &nodes); err != nil {
-		t.Fatalf("ray_node_labels.py output: %v\n%s", err, out)
-	}
-	return nodes
 }

@@ -146,12 +146,8 @@ func (d decoder) typeField(t *TypeDef, k, v *yaml.Node) error {
 var reservedResources = []string{"CPU", "GPU", "memory", "object_store_memory"}
 
 func (d decoder) resources(t *TypeDef, v *yaml.Node, path string) error {
-	if v.Kind != yaml.MappingNode {
-		return d.errorf(v, "%s: expected a mapping of Ray resource to amount, e.g. {h100: 8}", path)
-	}
 	t.Resources = map[string]float64{}
-	for i := 0; i+1 < len(v.Content); i += 2 {
-		k, n := v.Content[i], v.Content[i+1]
+	return d.pairs(v, path, "Ray resource to amount, e.g. {h100: 8}", func(k, n *yaml.Node) error {
 		s, err := scalar(n, Float)
 		f, _ := strconv.ParseFloat(s, 64)
 		if err != nil || f <= 0 {
@@ -166,17 +162,13 @@ func (d decoder) resources(t *TypeDef, v *yaml.Node, path string) error {
 			return d.errorf(k, "%s: invalid resource name %q: use letters, digits and _-./ , not starting with %s", path, k.Value, cluster.JobResourcePrefix)
 		}
 		t.Resources[k.Value] = f
-	}
-	return nil
+		return nil
+	})
 }
 
 func (d decoder) labels(t *TypeDef, v *yaml.Node, path string) error {
-	if v.Kind != yaml.MappingNode {
-		return d.errorf(v, "%s: expected a mapping of label to value, e.g. {disk: nvme}", path)
-	}
 	t.Labels = map[string]string{}
-	for i := 0; i+1 < len(v.Content); i += 2 {
-		k, n := v.Content[i], v.Content[i+1]
+	return d.pairs(v, path, "label to value, e.g. {disk: nvme}", func(k, n *yaml.Node) error {
 		s, err := scalar(n, String)
 		if err != nil || !labelPart(s) {
 			return d.errorf(n, "%s.%s: expected a label value of letters, digits and _-./, got %s", path, k.Value, describe(n))
@@ -185,6 +177,19 @@ func (d decoder) labels(t *TypeDef, v *yaml.Node, path string) error {
 			return d.errorf(k, "%s: invalid label %q: use letters, digits and _-./, not under ray.io/ or sraybatch- (Ray's and sraybatch's own)", path, k.Value)
 		}
 		t.Labels[k.Value] = s
+		return nil
+	})
+}
+
+// pairs calls each for every key and value of the mapping v (of what).
+func (d decoder) pairs(v *yaml.Node, path, what string, each func(k, n *yaml.Node) error) error {
+	if v.Kind != yaml.MappingNode {
+		return d.errorf(v, "%s: expected a mapping of %s", path, what)
+	}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		if err := each(v.Content[i], v.Content[i+1]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
