@@ -34,8 +34,23 @@ func (l *Loop) input(now time.Time, spec cluster.Spec, settings Settings, ray ra
 	workers := workerSubmissions(subs)
 	nodeOf := l.nodes(&in, spec, ray, workers)
 	in.Workers = l.workers(now, workers, queue, nodeOf)
+	for i := range in.Workers {
+		in.Workers[i].Type = typeOfJob(spec, workers[in.Workers[i].Job])
+	}
 	in.Demand = demandOf(ray)
 	return in, head
+}
+
+// typeOfJob is a worker job's type in a cluster with types (its
+// submission's, else the default); "" in a cluster without.
+func typeOfJob(spec cluster.Spec, sub cluster.Submission) string {
+	switch {
+	case len(spec.Workers) == 0:
+		return ""
+	case sub.Type != "":
+		return sub.Type
+	}
+	return spec.DefaultType().Name
 }
 
 // workerSubmissions is every worker job of the cluster, by job key.
@@ -62,6 +77,9 @@ func (l *Loop) nodes(in *Input, spec cluster.Spec, ray raygcs.ClusterState, work
 		job, _ := cluster.JobOfResources(n.Total)
 		sub, isWorker := workers[job]
 		node := Node{ID: n.ID, Job: job, Worker: isWorker, Total: Shape(n.Total), Draining: n.Status == raygcs.NodeDraining}
+		if isWorker {
+			node.Type = typeOfJob(spec, sub)
+		}
 		if n.Status == raygcs.NodeIdle {
 			node.Idle = n.IdleFor
 		}

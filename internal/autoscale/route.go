@@ -12,10 +12,7 @@ type TypeShape struct {
 	Node NodeShape
 	// MemoryBytes is the Ray memory of one node; 0: unknown, not limiting.
 	MemoryBytes float64
-	// Custom are the Ray resources the type's nodes advertise besides
-	// GPU and CPU (the cluster file's resources:).
-	Custom Shape
-	Cost   float64
+	Cost        float64
 }
 
 // DefaultCost ranks a type by its allocation when the file gives no cost:
@@ -132,19 +129,14 @@ func (t TypeShape) refuses(s Shape) string {
 		if v <= 0 || k == "object_store_memory" {
 			continue
 		}
-		switch k {
-		case resGPU, resCPU:
-			if why := t.Node.infeasibility(Shape{k: v}); why != "" {
-				return why
-			}
-		case "memory":
+		if k == "memory" {
 			if t.MemoryBytes > 0 && v > t.MemoryBytes {
 				return fmt.Sprintf("needs %s GiB of memory, a worker job has %s", trimFloat(v/(1<<30)), trimFloat(t.MemoryBytes/(1<<30)))
 			}
-		default:
-			if t.Custom[k] < v {
-				return fmt.Sprintf("needs resource %q, which its nodes do not advertise", k)
-			}
+			continue
+		}
+		if why := t.Node.infeasibility(Shape{k: v}); why != "" {
+			return why // GPUs, CPUs, or a resource the type does not advertise
 		}
 	}
 	return ""

@@ -11,11 +11,11 @@ import (
 // advertising h100, and a CPU type with 64 CPUs and 150 GiB of Ray memory.
 func routeTypes() []TypeShape {
 	gpu := NodeShape{GPUs: 4, CPUs: 32}
-	h100 := NodeShape{GPUs: 8, CPUs: 32}
+	h100 := NodeShape{GPUs: 8, CPUs: 32, Custom: Shape{"h100": 8}}
 	cpu := NodeShape{CPUs: 64}
 	return []TypeShape{
 		{Name: "gpu", Node: gpu, Cost: DefaultCost(gpu), MemoryBytes: 100 << 30},
-		{Name: "h100", Node: h100, Cost: DefaultCost(h100), Custom: Shape{"h100": 8}},
+		{Name: "h100", Node: h100, Cost: DefaultCost(h100)},
 		{Name: "cpu", Node: cpu, Cost: DefaultCost(cpu), MemoryBytes: 150 << 30},
 	}
 }
