@@ -3,6 +3,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,15 +27,30 @@ func TestE2EWorkerTypes(t *testing.T) {
 	e2eShare(t, 1) // the head's GPU; the cpu type holds none
 	e := needE2E(t)
 	start := time.Now()
-	file := typesFiles(t, e)
-
-	dry := e.mustSray(t, "up", "-f", file, "--dry-run")
-	for _, want := range []string{"object_store_mb", "site " + filepath.Join(filepath.Dir(file), "site.yaml") + ":1", "user ", "--type cpu"} {
-		if !strings.Contains(dry.stdout, want) {
+	file, xdg := typesFiles(t, &e)
+	// The test user's login environment has no XDG_CONFIG_HOME of ours
+	// (userEnv drops it): up gets it through env(1), and no other test
+	// sees these defaults.
+	up := func(args ...string) string {
+		t.Helper()
+		cmd := e.command(context.Background(), "env", append([]string{"XDG_CONFIG_HOME=" + xdg, e.bin, "up", "-f", file}, args...)...)
+		out, err := cmd.Output()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				t.Fatalf("up -f %s %v: %v\n%s", file, args, err, ee.Stderr)
+			}
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	dry := up("--dry-run")
+	for _, want := range []string{"site " + filepath.Join(filepath.Dir(file), "site.yaml") + ":1", "user " + filepath.Join(xdg, "sraybatch", "config.yaml") + ":1", "--type cpu"} {
+		if !strings.Contains(dry, want) {
 			t.Errorf("dry run lacks %q", want)
 		}
 	}
-	e.mustSray(t, "up", "-f", file, "--wait", "--timeout", "3m")
+	up("--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2etypes") })
 	c := typesCluster(t, e)
 
@@ -83,8 +100,9 @@ func TestE2EWorkerTypes(t *testing.T) {
 }
 
 // typesFiles writes the test's cluster file and user and site defaults,
-// and points the test's environment at the defaults.
-func typesFiles(t *testing.T, e e2eEnv) string {
+// points the test's environment at the site's and returns the file and the
+// XDG_CONFIG_HOME of the user's.
+func typesFiles(t *testing.T, e *e2eEnv) (file, xdg string) {
 	t.Helper()
 	files := e.userDir(t, "cfg")
 	write := func(name, content string) string {
@@ -99,7 +117,7 @@ func typesFiles(t *testing.T, e e2eEnv) string {
 	}
 	write("site.yaml", "object_store_mb: 80\nhead: {partition: debug}\n")
 	write(filepath.Join("xdg", "sraybatch", "config.yaml"), "head: {time: \"15:00\"}\n")
-	file := write("types.yaml", fmt.Sprintf(`name: e2etypes
+	file = write("types.yaml", fmt.Sprintf(`name: e2etypes
 head: {gpus: 1}
 setup: %q
 autoscale: {enabled: true, upscale_delay: 1s, interval: 1s}
@@ -108,8 +126,8 @@ workers:
   cpu: {partition: debug, gpus: 0, cpus: 1, max: 2, resources: {decode: 2}, labels: {disk: nvme}}
 `, e.setup))
 	e.user.give(t, files)
-	e.env = append(e.env, "SRAYBATCH_SITE_CONFIG="+filepath.Join(files, "site.yaml"), "XDG_CONFIG_HOME="+filepath.Join(files, "xdg"))
-	return file
+	e.env = append(e.env, "SRAYBATCH_SITE_CONFIG="+filepath.Join(files, "site.yaml"))
+	return file, filepath.Join(files, "xdg")
 }
 
 // typesCluster is the autoscale tests' handle on the running cluster.
