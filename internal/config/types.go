@@ -70,68 +70,40 @@ func (d decoder) types(m *yaml.Node) ([]TypeDef, error) {
 // typeField decodes one key of a worker type.
 func (d decoder) typeField(t *TypeDef, k, v *yaml.Node) error {
 	path := TypesKey + "." + t.Name + "." + k.Value
-	text := func(kind Kind) (string, error) {
-		s, err := scalar(v, kind)
-		if err != nil {
-			return "", d.errorf(v, "%s: expected %s, got %s", path, kind.expected(), describe(v))
-		}
-		return s, nil
-	}
-	str := func(p **string) error {
-		s, err := text(String)
+	strs := map[string]**string{"partition": &t.Partition, "mem": &t.Mem, "constraint": &t.Constraint, "gres": &t.Gres}
+	if p, ok := strs[k.Value]; ok {
+		s, err := d.typeText(v, path, String)
 		*p = &s
 		return err
 	}
-	num := func(p *int) error {
-		s, err := text(Int)
-		if err == nil {
-			*p, _ = strconv.Atoi(s)
-			if *p < 0 {
-				return d.errorf(v, "%s: expected a non-negative integer, got %d", path, *p)
-			}
-		}
-		return err
+	// gpus and cpus stay nil when left out: the type inherits them.
+	counts := map[string]**int{"gpus": &t.GPUs, "cpus": &t.CPUs}
+	if p, ok := counts[k.Value]; ok {
+		*p = new(int)
+		return d.typeCount(v, path, *p)
 	}
 	switch k.Value {
-	case "partition":
-		return str(&t.Partition)
-	case "mem":
-		return str(&t.Mem)
-	case "constraint":
-		return str(&t.Constraint)
-	case "gres":
-		return str(&t.Gres)
+	case "min":
+		return d.typeCount(v, path, &t.Min)
+	case "max":
+		return d.typeCount(v, path, &t.Max)
 	case "setup":
-		s, err := text(String)
+		s, err := d.typeText(v, path, String)
 		t.Setup = s
 		return err
-	case "gpus":
-		t.GPUs = new(int)
-		return num(t.GPUs)
-	case "cpus":
-		t.CPUs = new(int)
-		return num(t.CPUs)
-	case "min":
-		return num(&t.Min)
-	case "max":
-		return num(&t.Max)
 	case "sbatch_args":
 		list, err := d.strings(v, path)
 		t.SbatchArgs = append([]string{}, list...) // non-nil: given, even if empty
 		return err
 	case "idle_timeout":
-		s, err := text(Duration)
-		if err == nil {
-			dur, _ := time.ParseDuration(s)
-			t.IdleTimeout = &dur
-		}
+		s, err := d.typeText(v, path, Duration)
+		dur, _ := time.ParseDuration(s)
+		t.IdleTimeout = &dur
 		return err
 	case "cost":
-		s, err := text(Float)
-		if err == nil {
-			f, _ := strconv.ParseFloat(s, 64)
-			t.Cost = &f
-		}
+		s, err := d.typeText(v, path, Float)
+		f, _ := strconv.ParseFloat(s, 64)
+		t.Cost = &f
 		return err
 	case "resources":
 		return d.resources(t, v, path)
@@ -139,6 +111,28 @@ func (d decoder) typeField(t *TypeDef, k, v *yaml.Node) error {
 		return d.labels(t, v, path)
 	}
 	return d.errorf(k, "unknown key %q in worker type %s: use one of %s", k.Value, t.Name, strings.Join(typeKeys, ", "))
+}
+
+// typeText is a type's scalar setting checked against kind.
+func (d decoder) typeText(v *yaml.Node, path string, kind Kind) (string, error) {
+	s, err := scalar(v, kind)
+	if err != nil {
+		return "", d.errorf(v, "%s: expected %s, got %s", path, kind.expected(), describe(v))
+	}
+	return s, nil
+}
+
+// typeCount is a type's non-negative integer setting.
+func (d decoder) typeCount(v *yaml.Node, path string, p *int) error {
+	s, err := d.typeText(v, path, Int)
+	if err != nil {
+		return err
+	}
+	*p, _ = strconv.Atoi(s)
+	if *p < 0 {
+		return d.errorf(v, "%s: expected a non-negative integer, got %d", path, *p)
+	}
+	return nil
 }
 
 // reservedResources are Ray's own resources (from the allocation) and
