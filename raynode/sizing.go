@@ -44,6 +44,13 @@ func (s *supervisor) startParams(ip string, gpus int, ports Ports, tmp string, h
 			"sraybatch-job":     s.rec.Job,
 		},
 	}
+	p.NodeGroup = s.cfg.WorkerType.Name
+	for k, v := range s.cfg.WorkerType.Resources {
+		p.Resources[k] = v
+	}
+	for k, v := range s.cfg.WorkerType.Labels {
+		p.Labels[k] = v
+	}
 	if p.Head {
 		p.Params["include-dashboard"] = "true"
 		p.Params["dashboard-host"] = "127.0.0.1"

@@ -76,6 +76,10 @@ func (s *supervisor) startRay(ray string, p StartParams, env []string) (Process,
 	if envValue(env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S") == "" {
 		cmd.Env = append(cmd.Env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="+rayDrainSeconds)
 	}
+	for _, kv := range p.Env() {
+		k, _, _ := strings.Cut(kv, "=")
+		cmd.Env = append(withoutKeys(cmd.Env, k), kv)
+	}
 	if s.cfg.Role != cluster.RoleHead && envValue(env, "RAY_gcs_rpc_server_reconnect_timeout_s") == "" {
 		cmd.Env = append(cmd.Env, "RAY_gcs_rpc_server_reconnect_timeout_s="+workerGCSReconnect)
 	}

@@ -57,6 +57,9 @@ type Config struct {
 	// Preemption tells a worker's SIGTERM from SLURM's preemption apart
 	// from a cancel; nil: every SIGTERM is a cancel.
 	Preemption PreemptionSource
+	// WorkerType is a worker's type: the resources and labels its Ray node
+	// advertises, its node group and setup; zero for the head and drivers.
+	WorkerType cluster.WorkerType
 	// Successor submits a successor head job, for a rollover cluster's
 	// head with no worker to promote; nil: none is submitted.
 	Successor HeadSubmitter

@@ -45,7 +45,11 @@ func TestRenderGolden(t *testing.T) {
 	driver.HeadJob = "4242"
 	driver.Node = cluster.NodeSpec{CPUs: 1, Partition: "gpu"}
 	driver.DriverArgv = []string{"python", "my driver.py", "--lr", "3e-4", "$(touch canary)", "it's"}
+	typed := worker
+	typed.WorkerType = "h100"
+	typed.Node.Gres, typed.Node.GPUs = "gpu:h100:8", 8
 	cases := map[string]Script{
+		"worker-typed": typed,
 		"driver":       driver,
 		"head":         baseScript(cluster.RoleHead),
 		"worker":       worker,
@@ -81,6 +85,9 @@ func TestRenderRejectsBadInput(t *testing.T) {
 		"space in log dir":      func(s *Script) { s.LogDir = "/a b" },
 		"worker without head":   func(s *Script) { s.Role = cluster.RoleWorker },
 		"negative gpus":         func(s *Script) { s.Node.GPUs = -1 },
+		"space in gres":         func(s *Script) { s.Node.Gres = "gpu:h100 8" },
+		"type on a head":        func(s *Script) { s.WorkerType = "cpu" },
+		"bad type name":         func(s *Script) { s.Role, s.HeadJob, s.WorkerType = cluster.RoleWorker, "1", "CPU;x" },
 	}
 	for name, m := range mutate {
 		t.Run(name, func(t *testing.T) {

@@ -169,7 +169,11 @@ func jobRow(j cluster.JobStatus) table.Row {
 	if j.Excluded != "" {
 		reason = "left out of training (GPUs held): " + j.Excluded
 	}
-	return table.Row{j.Role, j.JobID, dash(j.SlurmState), dash(reason), dash(j.Node), j.GPUs, j.Ray,
+	role := string(j.Role)
+	if j.Type != "" { // a cluster with worker types: the rows come grouped by type
+		role += "/" + j.Type
+	}
+	return table.Row{role, j.JobID, dash(j.SlurmState), dash(reason), dash(j.Node), j.GPUs, j.Ray,
 		dash(shortID(j.RayNodeID)), actors, formatSeconds(&j.ElapsedS), formatSeconds(j.TimeLeftS)}
 }
 
@@ -243,6 +247,9 @@ func printStatusTable(w io.Writer, st cluster.Status, color bool) {
 	}
 	if st.Autoscaler != nil {
 		fmt.Fprintln(w, autoscaleLine(*st.Autoscaler))
+	}
+	for _, ts := range st.Types {
+		fmt.Fprintln(w, typeLine(ts))
 	}
 	t := table.NewWriter()
 	t.SetOutputMirror(w)
@@ -392,4 +399,9 @@ func autoscaleLine(a cluster.AutoscalerStatus) string {
 		parts = append(parts, "error: "+a.Error)
 	}
 	return strings.Join(parts, " · ")
+}
+
+// typeLine is one worker type in one line: its bounds and its workers.
+func typeLine(t cluster.TypeStatus) string {
+	return fmt.Sprintf("type %s %d–%d · pending %d · joined %d", t.Name, t.Min, t.Max, t.Pending, t.Joined)
 }

@@ -182,6 +182,11 @@ type Spec struct {
 	// Rollover hands the cluster from head to head before each head's
 	// end (`up --rollover`); absent: the head's end is the cluster's.
 	Rollover *RolloverSpec `json:"rollover,omitempty"`
+	// Workers are the worker types of a cluster file's `workers:`, in the
+	// file's order, each with its allocation resolved at `up`; absent (a
+	// cluster started without them, or before types existed): one implicit
+	// type, DefaultTypeName, of WorkerNode's shape. Read them through Types.
+	Workers []WorkerType `json:"workers,omitempty"`
 }
 
 // RolloverSpec are the settings of a cluster that outlives its heads
@@ -205,9 +210,12 @@ func (r RolloverSpec) HeadWait() time.Duration { return time.Duration(r.HeadWait
 // RollsOver reports whether the cluster hands over from head to head.
 func (s Spec) RollsOver() bool { return s.Rollover != nil }
 
-// WorkerNode is the allocation of a worker job: the head's, on the worker
-// partition when the spec names one.
-func (s Spec) WorkerNode() NodeSpec {
+// WorkerNode is the allocation of a worker job of the default type.
+func (s Spec) WorkerNode() NodeSpec { return s.DefaultType().Node }
+
+// legacyWorkerNode is the implicit type's allocation: the head's, on the
+// worker partition when the spec names one.
+func (s Spec) legacyWorkerNode() NodeSpec {
 	n := s.Node
 	if s.WorkerPartition != "" {
 		n.Partition = s.WorkerPartition
@@ -317,6 +325,9 @@ type NodeSpec struct {
 	Time       string   `json:"time,omitempty"`
 	Constraint string   `json:"constraint,omitempty"`
 	SbatchArgs []string `json:"sbatch_args,omitempty"`
+	// Gres replaces the gpu:GPUs request ("gpu:h100:8"): a GRES type is
+	// what guarantees the GPU model, which a Ray label alone cannot.
+	Gres string `json:"gres,omitempty"`
 }
 
 // Submission records one sbatch call; each is its own file, written once by the
@@ -332,6 +343,9 @@ type Submission struct {
 	// Autoscaled marks the autoscaler's submissions: it cancels only its own
 	// pending jobs, never a user's `grow`.
 	Autoscaled bool `json:"autoscaled,omitempty"`
+	// Type is a worker submission's type; "": the default type (and every
+	// worker of a cluster without types).
+	Type string `json:"type,omitempty"`
 }
 
 // JobKeys lists the per-node keys of a submission: "8", or "7_0".."7_K-1" for an array.

@@ -72,6 +72,9 @@ type Status struct {
 	// Autoscaler is present for clusters started with --autoscale (or
 	// switched on with `autoscale`).
 	Autoscaler *AutoscalerStatus `json:"autoscaler,omitempty"`
+	// Types is a line per worker type, in the cluster file's order; absent
+	// for a cluster without types (its workers are all of one shape).
+	Types []TypeStatus `json:"types,omitempty"`
 }
 
 // ClusterStatus is the cluster line of `status`.
@@ -136,6 +139,8 @@ type JobStatus struct {
 	// Excluded says why a driver's pool left this node out; the node still
 	// holds its GPUs.
 	Excluded string `json:"excluded,omitempty"`
+	// Type is a worker's type in a cluster with types; "" otherwise.
+	Type string `json:"type,omitempty"`
 }
 
 // SlurmGone is shown for jobs squeue no longer knows (ended longer ago than MinJobAge).
@@ -172,10 +177,15 @@ func StatusOf(o Observation) Status {
 			if key == st.Cluster.HeadJob {
 				role = RoleHead // a worker job promoted to head (generation.go)
 			}
-			st.Jobs = append(st.Jobs, jobStatusOf(o, role, key, fresh))
+			js := jobStatusOf(o, role, key, fresh)
+			if role == RoleWorker && len(o.Spec.Workers) > 0 {
+				js.Type = typeOf(o.Spec, sub)
+			}
+			st.Jobs = append(st.Jobs, js)
 		}
 	}
 	countActors(o, st.Jobs)
+	st.Types = groupByType(o.Spec, st.Jobs)
 	if o.Autoscaler != nil || o.Spec.Autoscale.Enabled {
 		st.Autoscaler = autoscalerStatusOf(o)
 	}
