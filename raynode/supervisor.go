@@ -121,8 +121,9 @@ type supervisor struct {
 	// ending is how the node ends, once monitor decided it: the stop's
 	// grace periods depend on it.
 	ending cluster.Outcome
-	// termArrived is set when a worker's SIGTERM arrives, before SLURM
-	// says whether it is a preemption (awaitPreemption waits for that).
+	// termArrived is set when a SIGTERM that may be a preemption arrives
+	// (preemptionHandled), before SLURM says whether it is one
+	// (awaitPreemption waits for that).
 	termArrived atomic.Bool
 	// rollover is this node's place in a rollover cluster's generations
 	// (handover.go); zero without --rollover.
@@ -227,8 +228,8 @@ type notices struct {
 
 // onSignals turns the job's signals into the supervisor's ways to end:
 // SIGUSR1 (the time-limit warning) asks for a drain, so does a worker's
-// SIGTERM when SLURM preempts its job (preemptedBy), anything else
-// cancels. It returns the function that stops listening.
+// SIGTERM when SLURM preempts its job (preemptedBy), and a rollover
+// cluster's head's asks for a handover; anything else cancels. It returns the function that stops listening.
 func (s *supervisor) onSignals(ctx context.Context, key string, cancel context.CancelCauseFunc, n notices) (stop func()) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
@@ -238,7 +239,7 @@ func (s *supervisor) onSignals(ctx context.Context, key string, cancel context.C
 				notify(n.timeLimit, struct{}{})
 				continue
 			}
-			if sig == syscall.SIGTERM && s.cfg.Role == cluster.RoleWorker && s.cfg.Preemption != nil {
+			if sig == syscall.SIGTERM && preemptionHandled(s.cfg.Role, s.spec.RollsOver()) && s.cfg.Preemption != nil {
 				s.termArrived.Store(true)
 				if deadline, ok := s.preemptedBy(ctx, s.clock.Now()); ok {
 					notify(n.preempted, deadline)
