@@ -97,7 +97,7 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		cfg.Successor = headSubmitter{dir: dir, spec: spec, sched: sched}
 	}
 	if p, ok := sched.(raynode.PreemptionSource); ok {
-		cfg.Preemption = p // SLURM's: a worker's SIGTERM may be a preemption
+		cfg.Preemption = p // SLURM's: a worker's (or a rollover head's) SIGTERM may be a preemption
 	}
 	// A worker of a rollover cluster may be promoted to head: it carries
 	// the autoscaler too, which runs only once it is the head.

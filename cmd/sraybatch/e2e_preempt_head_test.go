@@ -1,0 +1,146 @@
+//go:build e2e
+
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+)
+
+// TestE2EPreemptHead: a rollover cluster's head on the preemptible
+// partition (node3), its worker and the driver on debug, the built-in loop
+// running. A job of the owner partition preempts the head: SLURM's SIGTERM
+// starts the handover at once, the worker is promoted, and the driver
+// resumes on generation 2 from its checkpoint (steps lost at most the
+// checkpoint interval) and finishes. The old head's job is killed, not
+// requeued (a head is --no-requeue), and never heads again; no node joined
+// generation 1 after generation 2 was published; no Ray process is left
+// after down.
+//
+// It runs alone (no e2eShare): the owner job needs both GPUs of node3.
+func TestE2EPreemptHead(t *testing.T) {
+	began := time.Now()
+	e := needE2E(t)
+	needPreemption(t)
+	const name, steps, every = "e2eph", 100, 5
+	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
+		"--partition", preemptiblePartition, "--worker-partition", "debug", "--workers", "1",
+		"--rollover", "--rollover-before", "5m", "--wait", "--timeout", "3m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
+	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
+	g1, ok, err := dir.Generation(1)
+	if err != nil || !ok {
+		t.Fatalf("generation 1: %v, %v", ok, err)
+	}
+	worker := onlyWorker(t, dir)
+	st := e.status(t, name)
+	if j, _ := jobByID(st, worker); st.Head() == nil || !strings.Contains(st.Head().Node, preemptNode) || strings.Contains(j.Node, preemptNode) {
+		t.Fatalf("head on %v, worker on %q: the test needs the head alone on %s", st.Head(), j.Node, preemptNode)
+	}
+	driver := strings.TrimSpace(e.mustSray(t, "train", "--cluster", name, "--partition", "debug", "--steps", fmt.Sprint(steps),
+		"--step-seconds", "0.3", "--checkpoint-every", fmt.Sprint(every)).stdout)
+	waitFor(t, "driver until step 10", 2*time.Minute, func() bool { return lastStep(t, dir.EventsPath(driver)) >= 10 })
+
+	submitted := time.Now()
+	owner := submitOwnerJob(t, 20*time.Second)
+	var g2 cluster.Generation
+	waitFor(t, "owner job "+owner+" until generation 2 is published", 2*time.Minute, func() bool {
+		g2, ok, _ = dir.Generation(2)
+		return ok
+	})
+	h, _, _ := dir.Handover(1)
+	if g2.How != cluster.GenerationPromoted || g2.Job != worker || g2.PreviousHeadJob != g1.Job || !strings.Contains(h.Why, "preempt") {
+		t.Errorf("generation 2 = %+v after handover %+v; want worker %s promoted, for the preemption", g2, h, worker)
+	}
+	sealed := "not sealed (published once the old head was gone)"
+	if h.Sealed != nil {
+		sealed = fmt.Sprintf("sealed %.1f s later", h.Sealed.Sub(h.Started).Seconds())
+		if !h.Sealed.Before(g2.Published) {
+			t.Errorf("handover sealed %v, generation 2 published %v: want sealed first", h.Sealed, g2.Published)
+		}
+	}
+	fmt.Printf("MEASURED head preemption: owner job submitted to the handover started %.1f s, %s, generation 2 published %.1f s after the start\n",
+		h.Started.Sub(submitted).Seconds(), sealed, g2.Published.Sub(h.Started).Seconds())
+	if late := cluster.LateJoins(h.Nodes, g2.Published); len(late) > 0 {
+		t.Errorf("nodes joined generation 1 after generation 2 was published: %v", late)
+	}
+
+	var rec cluster.NodeRecord
+	waitFor(t, "driver until it completes", 3*time.Minute, func() bool {
+		rec, _, _ = dir.Node(driver)
+		return rec.Final()
+	})
+	if rec.Outcome != cluster.OutcomeCompleted {
+		t.Fatalf("driver ended %s (%s), want completed", rec.Outcome, rec.Reason)
+	}
+	checkSteps(t, dir.EventsPath(driver), steps, every)
+	// The driver's GCS died with the head (SLURM's SIGTERM reaches Ray's
+	// processes under linuxproc): it is stopped without its own word
+	// (driver_stopping), so its gap is the longest between two steps.
+	before, after := longestStepGap(t, dir.EventsPath(driver))
+	fmt.Printf("MEASURED head preemption: gap %.1f s from step %d (%d actors) to step %d (%d actors); steps lost %d\n",
+		after.TS-before.TS, before.Step, before.Actors, after.Step, after.Actors, before.Step-after.Step+1)
+	if state, restarts := slurmJobState(t, g1.Job); state != "PREEMPTED" || restarts != "0" {
+		t.Errorf("old head job %s: %s, Restarts=%s; want PREEMPTED and never requeued", g1.Job, state, restarts)
+	}
+	if old, _, _ := dir.Node(g1.Job); old.Outcome != cluster.OutcomeHandedOver || !strings.Contains(old.Reason, "preemption") {
+		t.Errorf("old head's record: %s (%s), want handed_over for the preemption", old.Outcome, old.Reason)
+	}
+	if head, _, _ := dir.Head(); head.Job != worker || head.Generation != 2 {
+		t.Errorf("current head %s (generation %d), want the promoted worker %s of generation 2", head.Job, head.Generation, worker)
+	}
+	e.mustSray(t, "down", "--cluster", name)
+	jobs := []string{g1.Job, worker, driver}
+	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
+		for _, j := range jobs {
+			if slurmJobActive(j) {
+				return false
+			}
+		}
+		return true
+	})
+	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
+		t.Errorf("processes left after down: %v", left)
+	}
+	fmt.Printf("MEASURED TestE2EPreemptHead wall time: %.0f s\n", time.Since(began).Seconds())
+}
+
+var jobStateRE = regexp.MustCompile(`JobState=(\S+).*Restarts=(\d+)`)
+
+// slurmJobState is a job's state and restart count as scontrol shows them.
+func slurmJobState(t *testing.T, id string) (state, restarts string) {
+	t.Helper()
+	out, err := exec.Command("scontrol", "-o", "show", "job", id).Output()
+	if err != nil {
+		t.Fatalf("scontrol show job %s: %v", id, err)
+	}
+	m := jobStateRE.FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("scontrol show job %s: no JobState/Restarts in %s", id, out)
+	}
+	return m[1], m[2]
+}
+
+// longestStepGap returns the two consecutive steps of a driver's run with
+// the longest time between them.
+func longestStepGap(t *testing.T, path string) (before, after stepEvent) {
+	t.Helper()
+	var last *stepEvent
+	for _, ev := range stepEvents(t, path) {
+		if ev.Event != "step_done" {
+			continue
+		}
+		if last != nil && ev.TS-last.TS > after.TS-before.TS {
+			before, after = *last, ev
+		}
+		last = &ev
+	}
+	return before, after
+}
