@@ -15,11 +15,12 @@ import (
 )
 
 // TestE2EPreemptHead: a rollover cluster's head on the preemptible
-// partition (node3), its worker and the driver on debug, the built-in loop
-// running. A job of the owner partition preempts the head: SLURM's SIGTERM
-// starts the handover at once, the worker is promoted, and the driver
-// resumes on generation 2 from its checkpoint (steps lost at most the
-// checkpoint interval) and finishes. The old head's job is killed, not
+// partition (node3), its one worker (--autoscale --min-workers 1) and the
+// driver on debug, the built-in loop running. A job of the owner partition
+// preempts the head: SLURM's SIGTERM starts the handover at once, the
+// worker is promoted, its autoscaler polls and submits a worker for the
+// floor, and the driver resumes on generation 2 from its checkpoint (steps
+// lost at most the checkpoint interval), back at two actors, and finishes. The old head's job is killed, not
 // requeued (a head is --no-requeue), and never heads again; no node joined
 // generation 1 after generation 2 was published; no Ray process is left
 // after down.
@@ -29,9 +30,10 @@ func TestE2EPreemptHead(t *testing.T) {
 	began := time.Now()
 	e := needE2E(t)
 	needPreemption(t)
-	const name, steps, every = "e2eph", 100, 5
+	const name, steps, every = "e2eph", 150, 5
 	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
-		"--partition", preemptiblePartition, "--worker-partition", "debug", "--workers", "1",
+		"--partition", preemptiblePartition, "--worker-partition", "debug",
+		"--autoscale", "--min-workers", "1", "--max-workers", "2", "--idle-timeout", "10m", "--upscale-delay", "1s", "--autoscale-interval", "1s",
 		"--rollover", "--rollover-before", "5m", "--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
 	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
@@ -72,6 +74,8 @@ func TestE2EPreemptHead(t *testing.T) {
 		t.Errorf("nodes joined generation 1 after generation 2 was published: %v", late)
 	}
 
+	replacement := promotedHeadAutoscales(t, e, dir, name, g2)
+
 	var rec cluster.NodeRecord
 	waitFor(t, "driver until it completes", 3*time.Minute, func() bool {
 		rec, _, _ = dir.Node(driver)
@@ -85,8 +89,9 @@ func TestE2EPreemptHead(t *testing.T) {
 	// processes under linuxproc): it is stopped without its own word
 	// (driver_stopping), so its gap is the longest between two steps.
 	before, after := longestStepGap(t, dir.EventsPath(driver))
-	fmt.Printf("MEASURED head preemption: gap %.1f s from step %d (%d actors) to step %d (%d actors); steps lost %d\n",
-		after.TS-before.TS, before.Step, before.Actors, after.Step, after.Actors, before.Step-after.Step+1)
+	full := firstStepWith(t, dir.EventsPath(driver), after.TS, before.Actors)
+	fmt.Printf("MEASURED head preemption: gap %.1f s from step %d (%d actors) to step %d (%d actors), %.1f s to step %d at %d actors again; steps lost %d\n",
+		after.TS-before.TS, before.Step, before.Actors, after.Step, after.Actors, full.TS-before.TS, full.Step, full.Actors, before.Step-after.Step+1)
 	if state, restarts := slurmJobState(t, g1.Job); state != "PREEMPTED" || restarts != "0" {
 		t.Errorf("old head job %s: %s, Restarts=%s; want PREEMPTED and never requeued", g1.Job, state, restarts)
 	}
@@ -97,7 +102,7 @@ func TestE2EPreemptHead(t *testing.T) {
 		t.Errorf("current head %s (generation %d), want the promoted worker %s of generation 2", head.Job, head.Generation, worker)
 	}
 	e.mustSray(t, "down", "--cluster", name)
-	jobs := []string{g1.Job, worker, driver}
+	jobs := []string{g1.Job, worker, driver, replacement}
 	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
 		for _, j := range jobs {
 			if slurmJobActive(j) {
@@ -143,4 +148,45 @@ func longestStepGap(t *testing.T, path string) (before, after stepEvent) {
 		last = &ev
 	}
 	return before, after
+}
+
+// promotedHeadAutoscales checks that generation 2's head, a promoted
+// worker, runs the autoscaler: it polls (its status is written after the
+// publication) and submits a worker for the --min-workers floor, which
+// joins. It returns that worker's job key.
+func promotedHeadAutoscales(t *testing.T, e e2eEnv, dir cluster.Dir, name string, g2 cluster.Generation) string {
+	t.Helper()
+	var sub cluster.Submission
+	waitFor(t, "the promoted head's autoscaler until it submits a worker", time.Minute, func() bool {
+		subs, _ := dir.Submissions()
+		for _, s := range subs {
+			if s.Role == cluster.RoleWorker && s.Autoscaled && s.Submitted.After(g2.Published) {
+				sub = s
+				return true
+			}
+		}
+		return false
+	})
+	if as, ok, _ := dir.Autoscaler(); !ok || !as.Updated.After(g2.Published) || as.LastDecision == nil {
+		t.Errorf("autoscaler status %+v: want it polling on generation 2's head", as)
+	}
+	fmt.Printf("MEASURED generation 2 published to the promoted head's first worker submitted: %.1f s\n", sub.Submitted.Sub(g2.Published).Seconds())
+	key := sub.JobKeys()[0]
+	waitFor(t, "the new worker "+key+" until it joins generation 2", 2*time.Minute, func() bool {
+		j, _ := jobByID(e.status(t, name), key)
+		return j.Ray == cluster.MembershipJoined
+	})
+	return key
+}
+
+// firstStepWith is the driver's first step after ts with at least actors
+// actors (the zero step when none).
+func firstStepWith(t *testing.T, path string, ts float64, actors int) stepEvent {
+	t.Helper()
+	for _, ev := range stepEvents(t, path) {
+		if ev.Event == "step_done" && ev.TS >= ts && ev.Actors >= actors {
+			return ev
+		}
+	}
+	return stepEvent{}
 }
