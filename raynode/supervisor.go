@@ -27,6 +27,11 @@ import (
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
+// LogTimeLayout stamps the supervisor's lines in the job log: to the
+// millisecond, as a handover's steps (seal, `ray start --head`, the
+// driver's restart) take seconds and are read back from these lines.
+const LogTimeLayout = "15:04:05.000"
+
 // Config is what a supervisor needs from its job and from sraybatch.
 type Config struct {
 	Role cluster.Role
@@ -207,7 +212,7 @@ func newSupervisor(cfg Config, key string) *supervisor {
 	}
 	s := &supervisor{cfg: cfg, spec: cfg.Spec, clock: cfg.Clock, procs: cfg.Processes, tail: newTailBuffer(40)}
 	s.logf = func(format string, args ...any) {
-		fmt.Fprintf(cfg.Log, "sraybatch node %s [%s]: %s\n", cfg.Role, s.clock.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
+		fmt.Fprintf(cfg.Log, "sraybatch node %s [%s]: %s\n", cfg.Role, s.clock.Now().Format(LogTimeLayout), fmt.Sprintf(format, args...))
 	}
 	s.rec = cluster.NodeRecord{
 		Job: key, Role: cfg.Role, Phase: cluster.PhaseStarting,
