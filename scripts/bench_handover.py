@@ -99,7 +99,9 @@ def gap_parts(evs, logs, h, g2, driver, follower):
     """The gap's milestones -> {part: seconds}, idle GPU-seconds, steps lost."""
     published, started = parse_go_time(g2["published"]), parse_go_time(h["started"])
     steps = [e for e in evs if e["event"] == "step_done"]
-    before = [e for e in steps if e["ts"] < started]
+    # Every step before the publication is generation 1's: the driver goes
+    # on until it sees the handover's notice, after the handover started.
+    before = [e for e in steps if e["ts"] < published]
     after = [e for e in steps if e["ts"] > published]
     last, first = before[-1], after[0]
     size = max(e["actors"] for e in after)
