@@ -234,7 +234,8 @@ type notices struct {
 // onSignals turns the job's signals into the supervisor's ways to end:
 // SIGUSR1 (the time-limit warning) asks for a drain, so does a worker's
 // SIGTERM when SLURM preempts its job (preemptedBy), and a rollover
-// cluster's head's asks for a handover; anything else cancels. It returns the function that stops listening.
+// cluster's head's asks for a handover; anything else cancels. It returns
+// the function that stops listening.
 func (s *supervisor) onSignals(ctx context.Context, key string, cancel context.CancelCauseFunc, n notices) (stop func()) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)

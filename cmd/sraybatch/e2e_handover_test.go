@@ -66,31 +66,11 @@ func TestE2EHandover(t *testing.T) {
 		t.Errorf("generation 3 = %+v, want a submitted successor head job", g3)
 	}
 
-	var rec cluster.NodeRecord
-	waitFor(t, "driver until it completes", 4*time.Minute, func() bool {
-		rec, _, _ = dir.Node(driver)
-		return rec.Final()
-	})
-	if rec.Outcome != cluster.OutcomeCompleted {
-		t.Fatalf("driver ended %s (%s), want completed", rec.Outcome, rec.Reason)
-	}
-	checkSteps(t, dir.EventsPath(driver), steps, every)
+	driverCompletes(t, dir, driver, 4*time.Minute, steps, every)
 	if r, _, _ := dir.Node(other); r.Job != other || r.Final() || r.Phase != cluster.PhaseRunning {
 		t.Errorf("worker %s after two handovers: %+v, want the same job, running", other, r)
 	}
-	e.mustSray(t, "down", "--cluster", name)
-	jobs := append([]string{g1.Job, g3.Job, driver}, workers...)
-	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
-		for _, j := range jobs {
-			if slurmJobActive(j) {
-				return false
-			}
-		}
-		return true
-	})
-	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
-		t.Errorf("processes left after down: %v", left)
-	}
+	e.downLeavingNothing(t, dir, name, append([]string{g1.Job, g3.Job, driver}, workers...))
 }
 
 // handover shortens jobs' limits by the given minutes (as the user), waits
@@ -218,6 +198,39 @@ func checkSteps(t *testing.T, path string, target, every int) {
 	}
 	if n := len(steps); n == 0 || steps[n-1].Step != target {
 		t.Errorf("last of %d steps is not the target %d", n, target)
+	}
+}
+
+// driverCompletes waits until the driver completed, within limit, and
+// checks its steps (checkSteps).
+func driverCompletes(t *testing.T, dir cluster.Dir, driver string, limit time.Duration, steps, every int) {
+	t.Helper()
+	var rec cluster.NodeRecord
+	waitFor(t, "driver until it completes", limit, func() bool {
+		rec, _, _ = dir.Node(driver)
+		return rec.Final()
+	})
+	if rec.Outcome != cluster.OutcomeCompleted {
+		t.Fatalf("driver ended %s (%s), want completed", rec.Outcome, rec.Reason)
+	}
+	checkSteps(t, dir.EventsPath(driver), steps, every)
+}
+
+// downLeavingNothing downs the cluster and checks that its jobs end and no
+// process of it is left.
+func (e e2eEnv) downLeavingNothing(t *testing.T, dir cluster.Dir, name string, jobs []string) {
+	t.Helper()
+	e.mustSray(t, "down", "--cluster", name)
+	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
+		for _, j := range jobs {
+			if slurmJobActive(j) {
+				return false
+			}
+		}
+		return true
+	})
+	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
+		t.Errorf("processes left after down: %v", left)
 	}
 }
 

@@ -76,15 +76,7 @@ func TestE2EPreemptHead(t *testing.T) {
 
 	replacement := promotedHeadAutoscales(t, e, dir, name, g2)
 
-	var rec cluster.NodeRecord
-	waitFor(t, "driver until it completes", 3*time.Minute, func() bool {
-		rec, _, _ = dir.Node(driver)
-		return rec.Final()
-	})
-	if rec.Outcome != cluster.OutcomeCompleted {
-		t.Fatalf("driver ended %s (%s), want completed", rec.Outcome, rec.Reason)
-	}
-	checkSteps(t, dir.EventsPath(driver), steps, every)
+	driverCompletes(t, dir, driver, 3*time.Minute, steps, every)
 	// The driver's GCS died with the head (SLURM's SIGTERM reaches Ray's
 	// processes under linuxproc): it is stopped without its own word
 	// (driver_stopping), so its gap is the longest between two steps.
@@ -101,19 +93,7 @@ func TestE2EPreemptHead(t *testing.T) {
 	if head, _, _ := dir.Head(); head.Job != worker || head.Generation != 2 {
 		t.Errorf("current head %s (generation %d), want the promoted worker %s of generation 2", head.Job, head.Generation, worker)
 	}
-	e.mustSray(t, "down", "--cluster", name)
-	jobs := []string{g1.Job, worker, driver, replacement}
-	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
-		for _, j := range jobs {
-			if slurmJobActive(j) {
-				return false
-			}
-		}
-		return true
-	})
-	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
-		t.Errorf("processes left after down: %v", left)
-	}
+	e.downLeavingNothing(t, dir, name, []string{g1.Job, worker, driver, replacement})
 	fmt.Printf("MEASURED TestE2EPreemptHead wall time: %.0f s\n", time.Since(began).Seconds())
 }
 
