@@ -64,7 +64,7 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 		s.logf("%s", last)
 		return nil
 	}
-	plan := pickSuccessor(s.candidates(ctx, members), r.Before())
+	plan := pickSuccessor(s.candidates(ctx, members), r.Before(), s.rec.MemMB)
 	if plan.How != cluster.GenerationPromoted {
 		if plan.Job = s.submitSuccessor(ctx, plan.Why); plan.Job == "" {
 			s.logf("cannot hand over (%s): %s, and no successor head job; the cluster ends with this head", why, plan.Why)
@@ -120,7 +120,7 @@ func (s *supervisor) submitEarly(ctx context.Context, members *membershipTracker
 	if s.rollover.successor != "" || s.cfg.Successor == nil || !submitSuccessorDue(sig.TimeLeft, sig.Known, sig.Before, s.queueWait()) {
 		return
 	}
-	if plan := pickSuccessor(s.candidates(ctx, members), sig.Before); plan.How != cluster.GenerationPromoted {
+	if plan := pickSuccessor(s.candidates(ctx, members), sig.Before, s.rec.MemMB); plan.How != cluster.GenerationPromoted {
 		s.submitSuccessor(ctx, plan.Why)
 	}
 }
@@ -148,7 +148,8 @@ func (s *supervisor) candidates(ctx context.Context, members *membershipTracker)
 			continue
 		}
 		c := candidate{Job: job, Joined: n.Alive, Unlimited: true,
-			Leaving: rec.Phase == cluster.PhaseDraining || rec.PreemptedAt != nil}
+			Leaving: rec.Phase == cluster.PhaseDraining || rec.PreemptedAt != nil,
+			MemMB:   rec.MemMB, ObjectStoreMB: rec.ObjectStoreMB}
 		cands = append(cands, c)
 	}
 	s.workerTimesLeft(ctx, cands)

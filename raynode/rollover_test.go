@@ -80,11 +80,15 @@ func TestPickSuccessor(t *testing.T) {
 		{"leaving", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true, Leaving: true}}, cluster.GenerationSubmitted, "", "leaving"},
 		{"no room for the GCS beside the object store", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true, MemMB: 10 * 1024, ObjectStoreMB: 8 * 1024}},
 			cluster.GenerationSubmitted, "", "a head needs"},
+		{"less than the head's memory, no room beside the object store", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true, MemMB: 4 * 1024, ObjectStoreMB: 1228}},
+			cluster.GenerationSubmitted, "", "less than the head job's 12288 MB"},
+		{"the head's own memory is enough, whatever the estimate", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true, MemMB: 12 * 1024, ObjectStoreMB: 10 * 1024}},
+			cluster.GenerationPromoted, "8", ""},
 		{"unknown memory does not rule out", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true}}, cluster.GenerationPromoted, "8", ""},
 		{"the unfit are passed over", []candidate{{Job: "7", TimeLeft: 9 * time.Hour}, good("8", time.Hour)}, cluster.GenerationPromoted, "8", ""},
 	}
 	for _, tt := range tests {
-		got := pickSuccessor(tt.cands, before)
+		got := pickSuccessor(tt.cands, before, 12*1024)
 		if got.How != tt.how || got.Job != tt.job || !strings.Contains(got.Why, tt.why) {
 			t.Errorf("%s: pickSuccessor = %+v; want %s %q (why ~ %q)", tt.name, got, tt.how, tt.job, tt.why)
 		}

@@ -332,8 +332,9 @@ func (s *supervisor) runGeneration(ctx context.Context, p prepared, head cluster
 		return err
 	}
 	s.rec.TempDir = tmp.private
+	logs := s.rayLogDir() // this generation's: a promotion changes the role, not the dir
 	defer func() {
-		s.keepLogs(tmp.ray)
+		s.keepLogs(tmp.ray, logs)
 		os.RemoveAll(tmp.private)
 	}()
 
@@ -403,6 +404,7 @@ func (s *supervisor) prepare(ctx context.Context) (prepared, error) {
 		return prepared{}, err
 	}
 	s.rec.IP, s.rec.GPUs = ip, len(gpus)
+	s.recordMemory()
 	ids := make([]string, len(gpus))
 	for i, g := range gpus {
 		ids[i] = g.ID

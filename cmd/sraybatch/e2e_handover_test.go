@@ -67,6 +67,7 @@ func TestE2EHandover(t *testing.T) {
 	}
 
 	driverCompletes(t, dir, driver, 4*time.Minute, steps, every)
+	e.checkHandoversSeen(t, name, []cluster.Generation{g1, g2, g3}, every)
 	if r, _, _ := dir.Node(other); r.Job != other || r.Final() || r.Phase != cluster.PhaseRunning {
 		t.Errorf("worker %s after two handovers: %+v, want the same job, running", other, r)
 	}
@@ -108,6 +109,62 @@ func (e e2eEnv) handover(t *testing.T, dir cluster.Dir, g int, shorten map[strin
 		t.Errorf("nodes joined generation %d after generation %d was published: %v", g, g+1, late)
 	}
 	return next
+}
+
+// checkHandoversSeen: status, events and the report show each handover of
+// gens (the cluster's generations, in order) once, with how it happened,
+// its gap and the steps lost (at most the checkpoint interval).
+func (e e2eEnv) checkHandoversSeen(t *testing.T, name string, gens []cluster.Generation, every int) {
+	t.Helper()
+	st := e.status(t, name)
+	last := gens[len(gens)-1]
+	c := st.Cluster
+	if c.Generation != last.Generation || c.GenerationHow != last.How || c.PreviousHeadJob != last.PreviousHeadJob || len(c.Handovers) != len(gens)-1 {
+		t.Fatalf("status cluster = %+v, want generation %d (%s from %s) and %d handovers", c, last.Generation, last.How, last.PreviousHeadJob, len(gens)-1)
+	}
+	for i, h := range c.Handovers {
+		if h.OldHeadJob != gens[i].Job || h.NewHeadJob != gens[i+1].Job || h.How != gens[i+1].How || h.GapS == nil || h.StepsLost == nil || *h.StepsLost > every {
+			t.Errorf("status handover %d = %+v, want %s -> %s %s with a gap and at most %d steps lost", i+1, h, gens[i].Job, gens[i+1].Job, gens[i+1].How, every)
+		}
+	}
+	fmt.Printf("STATUS TABLE\n%s", e.mustSray(t, "status", "--cluster", name, "-o", "table").stdout)
+	var handovers, heads int
+	for _, l := range strings.Split(strings.TrimSpace(e.mustSray(t, "events", "--cluster", name, "-o", "json").stdout), "\n") {
+		var ev struct {
+			Event  string         `json:"event"`
+			Fields map[string]any `json:"fields"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("events line %q: %v", l, err)
+		}
+		switch {
+		case ev.Event == "handover":
+			handovers++
+			if ev.Fields["gap_s"] == nil || ev.Fields["published_s"] == nil || ev.Fields["sealed_s"] == nil {
+				t.Errorf("handover event %s lacks its facts", l)
+			}
+		case ev.Event == "head_up" && ev.Fields["generation"] != nil:
+			heads++
+		}
+	}
+	if handovers != len(gens)-1 || heads != len(gens) {
+		t.Errorf("events: %d handovers and %d generations' head_up, want %d and %d", handovers, heads, len(gens)-1, len(gens))
+	}
+	fmt.Printf("EVENTS TABLE (handovers)\n")
+	for _, l := range strings.Split(e.mustSray(t, "events", "--cluster", name).stdout, "\n") {
+		if strings.Contains(l, "handover") || strings.Contains(l, "head_up") || strings.HasPrefix(strings.TrimSpace(l), "TIME") {
+			fmt.Println(l)
+		}
+	}
+	page := filepath.Join(e.userDir(t, "report"), name+".html")
+	e.mustSray(t, "report", "--cluster", name, "-o", page)
+	b, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `<g class="generation"`); n != len(gens) || !strings.Contains(string(b), `<table id="handovers">`) {
+		t.Errorf("report: %d generation bands (want %d), handovers table %v", n, len(gens), strings.Contains(string(b), `id="handovers"`))
+	}
 }
 
 // stepEvent is a driver's step_done or driver_stopping event.

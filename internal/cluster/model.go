@@ -382,6 +382,13 @@ type NodeRecord struct {
 	GPUs      int     `json:"gpus"`
 	GPUIDs    string  `json:"gpu_ids,omitempty"`
 	TempDir   string  `json:"temp_dir,omitempty"`
+	// MemMB is the job's memory in MB as SLURM gives it
+	// (SLURM_MEM_PER_NODE, or SLURM_MEM_PER_CPU times its CPUs), and
+	// ObjectStoreMB the Ray object store its node runs with; 0: unknown. A
+	// rollover head promotes a worker only when what its object store
+	// leaves holds a head's GCS, dashboard and autoscaler.
+	MemMB         int `json:"mem_mb,omitempty"`
+	ObjectStoreMB int `json:"object_store_mb,omitempty"`
 	// ExitCode is the driver command's exit status (driver jobs only).
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Started  time.Time `json:"started"`

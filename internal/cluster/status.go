@@ -33,7 +33,11 @@ type Observation struct {
 	// generation is not published yet; nil: none. LastHandover is the one
 	// that made the current generation.
 	Handover, LastHandover *Handover
-	Now                    time.Time
+	// Generations are every published generation, ascending, and
+	// Handovers every handover record; none without generations.
+	Generations []Generation
+	Handovers   []Handover
+	Now         time.Time
 }
 
 // TrainProgress is what a driver's events say about its elastic actor pool.
@@ -49,6 +53,9 @@ type TrainProgress struct {
 	// Excluded names the jobs whose node the pool left out, and why: such a
 	// node still holds its GPUs.
 	Excluded map[string]string
+	// Crossings are the driver's steps around each generation's
+	// publication, by that generation (handovers.go).
+	Crossings map[int]Crossing
 }
 
 // TrainingCounts is a driver's health and state traffic, as status shows it.
@@ -89,6 +96,14 @@ type ClusterStatus struct {
 	// HeadJob its head job; absent for a cluster without generations.
 	Generation int    `json:"generation,omitempty"`
 	HeadJob    string `json:"head_job,omitempty"`
+	// GenerationHow is how the current generation's head came to be (first,
+	// promoted, submitted), PreviousHeadJob the head job it took over from
+	// (absent for the first).
+	GenerationHow   GenerationHow `json:"generation_how,omitempty"`
+	PreviousHeadJob string        `json:"previous_head_job,omitempty"`
+	// Handovers are the cluster's handovers so far, oldest first (the one
+	// under way included).
+	Handovers []HandoverStatus `json:"handovers,omitempty"`
 }
 
 // JobStatus is one row of `status`: one SLURM job, one Ray node.
@@ -148,6 +163,7 @@ func StatusOf(o Observation) Status {
 		st.Cluster.HeadNode = o.Head.SlurmNode
 		if o.Head.Generation > 0 {
 			st.Cluster.Generation, st.Cluster.HeadJob = o.Head.Generation, o.Head.Job
+			generationsOf(o, &st.Cluster)
 		}
 	}
 	for _, sub := range o.Submissions {
@@ -168,6 +184,27 @@ func StatusOf(o Observation) Status {
 		st.Cluster.Warning = headTimeWarning(o, st.Jobs)
 	}
 	return st
+}
+
+// generationsOf fills in how the current generation came to be and every
+// handover so far.
+func generationsOf(o Observation, c *ClusterStatus) {
+	published := map[int]*Generation{}
+	for i := range o.Generations {
+		published[o.Generations[i].Generation] = &o.Generations[i]
+	}
+	if g := published[c.Generation]; g != nil {
+		c.GenerationHow, c.PreviousHeadJob = g.How, g.PreviousHeadJob
+	}
+	for _, h := range o.Handovers {
+		var crossings []Crossing
+		for _, p := range o.Training {
+			if x, ok := p.Crossings[h.Generation+1]; ok {
+				crossings = append(crossings, x)
+			}
+		}
+		c.Handovers = append(c.Handovers, HandoverStatusOf(h, published[h.Generation+1], crossings))
+	}
 }
 
 // headTimeWarning warns once the head is within --drain-before of its time
