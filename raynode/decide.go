@@ -217,10 +217,12 @@ func askScheduler(lastAsked, now time.Time) bool {
 // requeue, a site's job_submit plugin). A cluster has one head,
 // the job's first run: its end was the cluster's end, whose workers and
 // drivers have seen it go. A second run would be a second head that every
-// reader of head.json could mistake for the first. There are no head
-// generations yet (no handover to a successor head), so a requeued head
-// exits, and says so in its record; workers requeued the same way rejoin
-// their head as before.
+// reader of head.json could mistake for the first. A rollover cluster's
+// preempted head hands over instead (a promoted worker or a successor job
+// is the next generation's head), and SLURM kills the --no-requeue job
+// rather than requeue it; where it is requeued all the same, its run exits
+// here too, never a second head. Workers requeued the same way rejoin the
+// current head as before.
 func requeuedHead(role cluster.Role, restarts string) (why string, refuse bool) {
 	if role != cluster.RoleHead || restarts == "" || restarts == "0" {
 		return "", false
@@ -334,7 +336,8 @@ func isPreemption(p scheduler.Preemption, restarts int) bool {
 // from COMPLETING to PENDING 9.9 s after the SIGTERM, and no grace was
 // given. PreemptTime is in whole seconds and may precede the signal: the
 // earlier of the two starts the clock. Without a KillWait, SLURM's default
-// (30 s) is assumed.
+// (30 s) is assumed. A job SLURM cannot requeue (a head: --no-requeue)
+// is killed the same way, its end time set to its PreemptTime.
 func preemptionDeadline(p scheduler.Preemption, termAt time.Time) time.Time {
 	start := termAt
 	if !p.At.IsZero() && p.At.Before(start) {
@@ -345,7 +348,12 @@ func preemptionDeadline(p scheduler.Preemption, termAt time.Time) time.Time {
 		killWait = defaultKillWait
 	}
 	deadline := start.Add(killWait)
-	if !p.End.IsZero() && p.End.Before(deadline) {
+	// An end at the PreemptTime is no grace: SLURM ends a job it cannot
+	// requeue (a --no-requeue head) at the preemption, and still sends
+	// SIGKILL only KillWait later (measured: EndTime=PreemptTime, the
+	// kill 10 s after the SIGTERM).
+	grace := !p.End.IsZero() && (p.At.IsZero() || p.End.After(p.At))
+	if grace && p.End.Before(deadline) {
 		deadline = p.End
 	}
 	return deadline

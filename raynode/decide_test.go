@@ -203,6 +203,7 @@ func TestPreemptionDeadline(t *testing.T) {
 		{"a grace time shorter than KillWait", scheduler.Preemption{At: at, End: at.Add(5 * time.Second), KillWait: 30 * time.Second}, at.Add(5 * time.Second)},
 		{"PreemptTime after the signal: the signal starts the clock", scheduler.Preemption{At: term.Add(time.Second), KillWait: 10 * time.Second}, term.Add(10 * time.Second)},
 		{"nothing known: SLURM's default KillWait", scheduler.Preemption{At: at}, at.Add(defaultKillWait)},
+		{"a --no-requeue job killed: its end is its PreemptTime, the kill KillWait later", scheduler.Preemption{At: at, End: at, KillWait: 10 * time.Second}, at.Add(10 * time.Second)},
 	}
 	for _, tt := range tests {
 		if got := preemptionDeadline(tt.p, term); !got.Equal(tt.want) {

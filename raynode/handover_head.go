@@ -56,7 +56,8 @@ func (s *supervisor) rolloverNow(ctx context.Context, members *membershipTracker
 // leave its GCS (drivers checkpoint and exit first), stops its observer
 // and its Ray, and seals the generation. Without a worker to promote it
 // goes on as the last head (a submitted successor is not made yet).
-func (s *supervisor) handOver(ctx context.Context, node Process, members *membershipTracker, why string) error {
+// killAt is when SLURM kills a preempted head (zero: no preemption).
+func (s *supervisor) handOver(ctx context.Context, node Process, members *membershipTracker, why string, killAt time.Time) error {
 	s.rollover.done = true
 	r := s.spec.Rollover
 	if last := lastGeneration(s.rollover.gen, r.MaxGenerations); last != "" {
@@ -71,10 +72,7 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 		}
 	}
 	now := s.clock.Now()
-	deadline := now.Add(s.spec.Rollover.Before())
-	if !s.rollover.timeLeftAt.IsZero() {
-		deadline = s.rollover.timeLeftAt.Add(s.rollover.timeLeft)
-	}
+	deadline := handoverDeadline(now, s.rollover.timeLeftAt, s.rollover.timeLeft, s.spec.Rollover.Before(), killAt)
 	h := cluster.Handover{Generation: s.rollover.gen, HeadJob: s.rec.Job, Started: now.UTC(), Why: why,
 		How: plan.How, Successor: plan.Job, Deadline: deadline.UTC(), LastStep: -1}
 	if err := s.cfg.Dir.WriteHandover(h); err != nil {
@@ -86,6 +84,9 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 	h.Nodes = nodeStarts(members.snap)
 	s.headStops.observer()
 	s.ending = cluster.OutcomeHandedOver
+	if !killAt.IsZero() {
+		s.ending = cluster.OutcomePreempted // Ray's stop within SLURM's kill, so the seal comes first
+	}
 	s.stopRay(node)
 	sealed := s.clock.Now().UTC()
 	h.Sealed = &sealed

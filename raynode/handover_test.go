@@ -166,7 +166,7 @@ func TestHeadHandsOverByPromotion(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	err := s.handOver(context.Background(), node, members, "time left")
+	err := s.handOver(context.Background(), node, members, "time left", time.Time{})
 	if outcomeOf(err) != cluster.OutcomeHandedOver {
 		t.Fatalf("handOver = %v, want handed_over", err)
 	}
@@ -184,7 +184,7 @@ func TestHeadWithoutSuccessorGoesOn(t *testing.T) {
 	t.Parallel()
 	s, members, _, order := newHandoverHead(t, rayNodeJSON("h7", "10.0.0.1", "7", true, 1))
 	node := &fakeProcess{done: make(chan struct{})}
-	if err := s.handOver(context.Background(), node, members, "time left"); err != nil {
+	if err := s.handOver(context.Background(), node, members, "time left", time.Time{}); err != nil {
 		t.Fatalf("handOver = %v, want nil: the head serves to its end", err)
 	}
 	if _, ok, _ := s.cfg.Dir.Handover(1); ok || len(*order) != 0 || node.isStopped() || !s.rollover.done {
@@ -270,7 +270,7 @@ func TestHeadHandsOverToASubmittedSuccessor(t *testing.T) {
 	sub := &fakeHeadSubmitter{}
 	s.cfg.Successor = sub
 	node := &fakeProcess{done: make(chan struct{})}
-	if err := s.handOver(context.Background(), node, members, "time left"); outcomeOf(err) != cluster.OutcomeHandedOver {
+	if err := s.handOver(context.Background(), node, members, "time left", time.Time{}); outcomeOf(err) != cluster.OutcomeHandedOver {
 		t.Fatalf("handOver = %v, want handed_over", err)
 	}
 	h, _, _ := s.cfg.Dir.Handover(1)
@@ -307,5 +307,59 @@ func TestSuccessorHeadWaitsForTheSeal(t *testing.T) {
 	f.clock.Advance(headCheckInterval / 4)
 	if err := <-done; err != nil {
 		t.Errorf("awaitSeal = %v, want nil once sealed", err)
+	}
+}
+
+// A preempted head hands over by SLURM's kill, seconds away: its GCS is
+// gone already (under proctrack/linuxproc SLURM's SIGTERM reaches Ray
+// too), so it promotes the worker its last snapshot showed, waits for no
+// node to leave, stops Ray within the preemption's grace and seals at once.
+func TestPreemptedHeadHandsOverAtOnce(t *testing.T) {
+	t.Parallel()
+	s, members, dash, _ := newHandoverHead(t, rayNodeJSON("h7", "10.0.0.1", "7", true, 1), rayNodeJSON("w8", "10.0.0.2", "8", false, 1))
+	members.refresh(context.Background())
+	dash.set(http.StatusServiceUnavailable, "") // its Ray died with the SIGTERM
+	node := &fakeProcess{done: make(chan struct{})}
+	killAt := time.Now().Add(9 * time.Second)
+	began := time.Now()
+	if err := s.handOver(context.Background(), node, members, "SLURM's preemption reached the head", killAt); outcomeOf(err) != cluster.OutcomeHandedOver {
+		t.Fatalf("handOver = %v, want handed_over", err)
+	}
+	took := time.Since(began)
+	h, _, _ := s.cfg.Dir.Handover(1)
+	if h.How != cluster.GenerationPromoted || h.Successor != "8" || h.Sealed == nil || !h.Deadline.Equal(killAt.UTC()) {
+		t.Errorf("handover = %+v, want to worker 8, sealed, its deadline SLURM's kill %s", h, killAt)
+	}
+	if took > 3*time.Second || s.ending != cluster.OutcomePreempted {
+		t.Errorf("sealed after %s with the stop graces of %s; want at once, within the preemption's graces", took, s.ending)
+	}
+}
+
+// A node probes (and drains through) the GCS of the head it dials with
+// that head's generation's token: a promoted head waiting for its old
+// head's seal holds the next generation's token, which the old GCS would
+// refuse, and a refusal is no sign that the old head is gone.
+func TestGCSDialsWithTheHeadsToken(t *testing.T) {
+	t.Parallel()
+	f := newRolloverFixture(t, time.Minute)
+	var tokens []string
+	cfg := f.config(cluster.RoleHead, map[string]string{"SLURM_JOB_ID": "8"})
+	cfg.Spec = f.spec
+	cfg.DialRay = func(addr, token string) (RayClient, error) { tokens = append(tokens, token); return f.gcs, nil }
+	s := newSupervisor(cfg, "8")
+	tok, err := f.dir.NewGenerationToken(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.rollover = rolloverState{gen: 2, token: tok, prevHead: "7", how: cluster.GenerationPromoted}
+	if _, err := s.gcs(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := cluster.ReadToken(f.dir.TokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next, _ := cluster.ReadToken(tok); len(tokens) != 1 || tokens[0] != old || old == next {
+		t.Errorf("dialled generation 1's GCS with %q, want its own token %q (not generation 2's %q)", tokens, old, next)
 	}
 }

@@ -92,6 +92,21 @@ func rolloverDue(s rolloverSignals) (start bool, why string) {
 	return false, ""
 }
 
+// handoverDeadline is when the head handing over at now must be gone:
+// SLURM's kill of a preempted head (killAt, KillWait after its SIGTERM:
+// seconds, so it waits for no driver), else its time limit by SLURM's last
+// word (timeLeft given at timeLeftAt), else rollover-before from now.
+func handoverDeadline(now, timeLeftAt time.Time, timeLeft, before time.Duration, killAt time.Time) time.Time {
+	end := now.Add(before)
+	if !timeLeftAt.IsZero() {
+		end = timeLeftAt.Add(timeLeft)
+	}
+	if !killAt.IsZero() && killAt.Before(end) {
+		return killAt
+	}
+	return end
+}
+
 // lastGeneration says why generation g of at most maxGens (0: no bound)
 // hands over to none; "" when it may.
 func lastGeneration(g, maxGens int) string {

@@ -53,7 +53,10 @@ type Script struct {
 }
 
 var (
-	jobIDPattern = regexp.MustCompile(`^[0-9]+$`)
+	// A head job is a job id, or an array task's key (ID_TASK): a rollover
+	// cluster's worker promoted to head may be a task of `up --workers N`'s
+	// array, and SLURM takes `--dependency=after:ID_TASK`.
+	jobIDPattern = regexp.MustCompile(`^[0-9]+(_[0-9]+)?$`)
 	// Values of structured #SBATCH options: SLURM never needs whitespace or
 	// quotes in them, and refusing them keeps sbatch's own parsing predictable.
 	sbatchValuePattern = regexp.MustCompile(`^[A-Za-z0-9_.:,@%+=/&|!*\[\]()-]+$`)

@@ -152,3 +152,16 @@ func TestDriverMaxRestarts(t *testing.T) {
 		}
 	}
 }
+
+// A worker or driver follows its head job by id, or by array task key: a
+// rollover cluster's head may be a promoted task of a worker array.
+func TestHeadJobKeys(t *testing.T) {
+	for key, ok := range map[string]bool{"4242": true, "4242_3": true, "4242_": false, "_3": false, "4242_3_1": false, "42 42": false, "4242\n#SBATCH -x": false} {
+		s := baseScript(cluster.RoleWorker)
+		s.HeadJob = key
+		script, err := Render(s)
+		if (err == nil) != ok || (ok && !strings.Contains(string(script), "#SBATCH --dependency=after:"+key+"\n")) {
+			t.Errorf("head job %q: Render error %v, want ok %v", key, err, ok)
+		}
+	}
+}

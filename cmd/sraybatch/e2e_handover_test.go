@@ -59,38 +59,12 @@ func TestE2EHandover(t *testing.T) {
 		t.Errorf("generation 3 = %+v, want a submitted successor head job", g3)
 	}
 
-	var rec cluster.NodeRecord
-	waitFor(t, "driver until it completes", 4*time.Minute, func() bool {
-		rec, _, _ = dir.Node(driver)
-		return rec.Final()
-	})
-	if rec.Outcome != cluster.OutcomeCompleted {
-		t.Fatalf("driver ended %s (%s), want completed", rec.Outcome, rec.Reason)
-	}
-	checkSteps(t, dir.EventsPath(driver), steps, every)
+	driverCompletes(t, dir, driver, 4*time.Minute, steps, every)
 	e.checkHandoversSeen(t, name, []cluster.Generation{g1, g2, g3}, every)
 	if r, _, _ := dir.Node(other); r.Job != other || r.Final() || r.Phase != cluster.PhaseRunning {
 		t.Errorf("worker %s after two handovers: %+v, want the same job, running", other, r)
 	}
-	e.downLeavingNothing(t, name, dir, append([]string{g1.Job, g3.Job, driver}, workers...))
-}
-
-// downLeavingNothing takes the cluster down and checks that its jobs end
-// and leave no Ray process behind.
-func (e e2eEnv) downLeavingNothing(t *testing.T, name string, dir cluster.Dir, jobs []string) {
-	t.Helper()
-	e.mustSray(t, "down", "--cluster", name)
-	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
-		for _, j := range jobs {
-			if slurmJobActive(j) {
-				return false
-			}
-		}
-		return true
-	})
-	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
-		t.Errorf("processes left after down: %v", left)
-	}
+	e.downLeavingNothing(t, dir, name, append([]string{g1.Job, g3.Job, driver}, workers...))
 }
 
 // upRollover starts a rollover cluster of 1-GPU nodes, its head and the
@@ -291,6 +265,39 @@ func checkSteps(t *testing.T, path string, target, every int) {
 	}
 	if n := len(steps); n == 0 || steps[n-1].Step != target {
 		t.Errorf("last of %d steps is not the target %d", n, target)
+	}
+}
+
+// driverCompletes waits until the driver completed, within limit, and
+// checks its steps (checkSteps).
+func driverCompletes(t *testing.T, dir cluster.Dir, driver string, limit time.Duration, steps, every int) {
+	t.Helper()
+	var rec cluster.NodeRecord
+	waitFor(t, "driver until it completes", limit, func() bool {
+		rec, _, _ = dir.Node(driver)
+		return rec.Final()
+	})
+	if rec.Outcome != cluster.OutcomeCompleted {
+		t.Fatalf("driver ended %s (%s), want completed", rec.Outcome, rec.Reason)
+	}
+	checkSteps(t, dir.EventsPath(driver), steps, every)
+}
+
+// downLeavingNothing downs the cluster and checks that its jobs end and no
+// process of it is left.
+func (e e2eEnv) downLeavingNothing(t *testing.T, dir cluster.Dir, name string, jobs []string) {
+	t.Helper()
+	e.mustSray(t, "down", "--cluster", name)
+	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
+		for _, j := range jobs {
+			if slurmJobActive(j) {
+				return false
+			}
+		}
+		return true
+	})
+	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
+		t.Errorf("processes left after down: %v", left)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/sraybatch/sraybatch/internal/autoscale"
 	"github.com/sraybatch/sraybatch/internal/backend"
@@ -109,7 +108,7 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		cfg.Successor = headSubmitter{dir: dir, spec: spec, sched: sched}
 	}
 	if p, ok := sched.(raynode.PreemptionSource); ok {
-		cfg.Preemption = p // SLURM's: a worker's SIGTERM may be a preemption
+		cfg.Preemption = p // SLURM's: a worker's (or a rollover head's) SIGTERM may be a preemption
 	}
 	// A worker of a rollover cluster may be promoted to head: it carries
 	// the autoscaler too, which runs only once it is the head.
@@ -121,7 +120,7 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		cfg.Autoscaler = autoscale.NewLoop(autoscale.LoopConfig{
 			Dir: dir, HeadJob: raynode.JobKey(os.Getenv), Sched: shared.View(sched, 0), Clock: a.clock,
 			Logf: func(format string, args ...any) {
-				fmt.Fprintf(io.Out, "sraybatch node head [%s]: %s\n", a.clock.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
+				fmt.Fprintf(io.Out, "sraybatch node head [%s]: %s\n", a.clock.Now().Format(raynode.LogTimeLayout), fmt.Sprintf(format, args...))
 			},
 		})
 	}

@@ -31,7 +31,7 @@ func (l *Loop) input(now time.Time, spec cluster.Spec, settings Settings, ray ra
 			in.HeadLeft = j.TimeLeft
 		}
 	}
-	workers := workerSubmissions(subs)
+	workers := workerSubmissions(subs, l.cfg.HeadJob)
 	nodeOf := l.nodes(&in, spec, ray, workers)
 	in.Workers = l.workers(now, workers, queue, nodeOf)
 	for i := range in.Workers {
@@ -53,13 +53,18 @@ func typeOfJob(spec cluster.Spec, sub cluster.Submission) string {
 	return spec.DefaultType().Name
 }
 
-// workerSubmissions is every worker job of the cluster, by job key.
-func workerSubmissions(subs []cluster.Submission) map[string]cluster.Submission {
+// workerSubmissions is every worker job of the cluster, by job key, but
+// head: a rollover cluster's worker promoted to head was submitted as a
+// worker, and is its generation's head now, no worker supply (nor a node
+// to drain when idle).
+func workerSubmissions(subs []cluster.Submission, head string) map[string]cluster.Submission {
 	workers := map[string]cluster.Submission{}
 	for _, s := range subs {
 		if s.Role == cluster.RoleWorker {
 			for _, k := range s.JobKeys() {
-				workers[k] = s
+				if k != head {
+					workers[k] = s
+				}
 			}
 		}
 	}
