@@ -21,6 +21,23 @@ type StartParams struct {
 	Params    map[string]string
 	Resources map[string]float64
 	Labels    map[string]string
+	// NodeGroup is the worker type; Ray reads it from RAY_NODE_TYPE_NAME
+	// (not a flag) and labels the node ray.io/node-group with it, as
+	// KubeRay does per worker group. Ray refuses user labels under ray.io/,
+	// so this is the only way to set that one.
+	NodeGroup string
+}
+
+// nodeTypeEnv is Ray's ray._raylet.NODE_TYPE_NAME_ENV (Ray 2.60's
+// resource_and_label_spec.py maps it to RAY_NODE_GROUP_KEY).
+const nodeTypeEnv = "RAY_NODE_TYPE_NAME"
+
+// Env is the environment `ray start` needs besides its argv, sorted.
+func (p StartParams) Env() []string {
+	if p.NodeGroup == "" {
+		return nil
+	}
+	return []string{nodeTypeEnv + "=" + p.NodeGroup}
 }
 
 // Argv builds the argv after the ray executable.

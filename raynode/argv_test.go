@@ -21,6 +21,16 @@ func goldenSupervisor(role cluster.Role, job string) *supervisor {
 	}
 }
 
+// typedSupervisor is the worker of job 9, of a type "cpu" that advertises
+// a custom resource and a label besides Ray's own.
+func typedSupervisor() *supervisor {
+	s := goldenSupervisor(cluster.RoleWorker, "9")
+	s.cfg.WorkerType = cluster.WorkerType{
+		Name: "cpu", Resources: map[string]float64{"decode": 4, "ssd": 1}, Labels: map[string]string{"zone": "b", "disk": "nvme"},
+	}
+	return s
+}
+
 var goldenPorts = Ports{
 	GCS: 20000, Dashboard: 20001, ClientServer: 20002, NodeManager: 20003, ObjectManager: 20004,
 	AgentListen: 20005, AgentGRPC: 20006, MetricsExport: 20007, RuntimeEnv: 20008,
@@ -35,10 +45,12 @@ func TestStartArgvGolden(t *testing.T) {
 			startParams("10.1.2.3", 4, goldenPorts, "/tmp/srb-7-123", cluster.HeadInfo{}),
 		"ray-start-worker": goldenSupervisor(cluster.RoleWorker, "8_1").
 			startParams("10.1.2.4", 2, goldenPorts, "/tmp/srb-8_1-456", cluster.HeadInfo{Address: "10.1.2.3:20000"}),
+		"ray-start-worker-typed": typedSupervisor().
+			startParams("10.1.2.5", 0, goldenPorts, "/tmp/srb-9-789", cluster.HeadInfo{Address: "10.1.2.3:20000"}),
 	}
 	for name, p := range cases {
 		t.Run(name, func(t *testing.T) {
-			got := strings.Join(p.Argv(), "\n") + "\n"
+			got := strings.Join(append(p.Env(), p.Argv()...), "\n") + "\n"
 			goldentest.Check(t, filepath.Join("testdata", name+".golden"), []byte(got))
 		})
 	}

@@ -3,6 +3,7 @@ package raynode
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -216,10 +217,12 @@ func askScheduler(lastAsked, now time.Time) bool {
 // requeue, a site's job_submit plugin). A cluster has one head,
 // the job's first run: its end was the cluster's end, whose workers and
 // drivers have seen it go. A second run would be a second head that every
-// reader of head.json could mistake for the first. There are no head
-// generations yet (no handover to a successor head), so a requeued head
-// exits, and says so in its record; workers requeued the same way rejoin
-// their head as before.
+// reader of head.json could mistake for the first. A rollover cluster's
+// preempted head hands over instead (a promoted worker or a successor job
+// is the next generation's head), and SLURM kills the --no-requeue job
+// rather than requeue it; where it is requeued all the same, its run exits
+// here too, never a second head. Workers requeued the same way rejoin the
+// current head as before.
 func requeuedHead(role cluster.Role, restarts string) (why string, refuse bool) {
 	if role != cluster.RoleHead || restarts == "" || restarts == "0" {
 		return "", false
@@ -278,6 +281,25 @@ func stopGraces(o cluster.Outcome) (process, leftovers time.Duration) {
 	return stopGrace, leftoverGrace
 }
 
+// driverStopSignal is the signal a driver's process group gets when its
+// node ends with o. At a head handover it is SIGINT: Ray Train v2's fit()
+// turns SIGINT (and only it) into an abort of its controller actor
+// (data_parallel_trainer.py, _register_sigint_handler), which runs on the
+// controller's event loop between two control-loop steps, never inside the
+// synchronous, non-atomic write of the run's snapshot that a re-run resumes
+// from (checkpoint_manager.py, _write_state_to_storage). On SIGTERM Ray's
+// driver just exits (worker.py: sys.exit), and the raylet then kills the
+// controller wherever it is: a snapshot cut in half fails the re-run with
+// CheckpointManagerInitializationError. A plain Python driver gets
+// KeyboardInterrupt, and the built-in loop checkpoints on either signal.
+// Otherwise it is SIGTERM, as SLURM itself would send.
+func driverStopSignal(o cluster.Outcome) syscall.Signal {
+	if o == cluster.OutcomeHandedOver {
+		return syscall.SIGINT
+	}
+	return syscall.SIGTERM
+}
+
 // handoverStopGrace is what a driver gets at a head handover to checkpoint
 // and exit before it is killed (the built-in loop needs at most about 4 s:
 // its checkpoint is bounded at 3 s), and a node's `ray start --block` to
@@ -314,7 +336,8 @@ func isPreemption(p scheduler.Preemption, restarts int) bool {
 // from COMPLETING to PENDING 9.9 s after the SIGTERM, and no grace was
 // given. PreemptTime is in whole seconds and may precede the signal: the
 // earlier of the two starts the clock. Without a KillWait, SLURM's default
-// (30 s) is assumed.
+// (30 s) is assumed. A job SLURM cannot requeue (a head: --no-requeue)
+// is killed the same way, its end time set to its PreemptTime.
 func preemptionDeadline(p scheduler.Preemption, termAt time.Time) time.Time {
 	start := termAt
 	if !p.At.IsZero() && p.At.Before(start) {
@@ -325,7 +348,12 @@ func preemptionDeadline(p scheduler.Preemption, termAt time.Time) time.Time {
 		killWait = defaultKillWait
 	}
 	deadline := start.Add(killWait)
-	if !p.End.IsZero() && p.End.Before(deadline) {
+	// An end at the PreemptTime is no grace: SLURM ends a job it cannot
+	// requeue (a --no-requeue head) at the preemption, and still sends
+	// SIGKILL only KillWait later (measured: EndTime=PreemptTime, the
+	// kill 10 s after the SIGTERM).
+	grace := !p.End.IsZero() && (p.At.IsZero() || p.End.After(p.At))
+	if grace && p.End.Before(deadline) {
 		deadline = p.End
 	}
 	return deadline

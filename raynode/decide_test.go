@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,6 +167,29 @@ func TestStopGraces(t *testing.T) {
 	}
 }
 
+// A driver stops at a safe point at a handover: SIGINT, which Ray Train v2
+// turns into an abort between its controller's steps (decide.go's
+// driverStopSignal); everything else is SLURM's own SIGTERM.
+func TestDriverStopSignal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		o    cluster.Outcome
+		want syscall.Signal
+	}{
+		{cluster.OutcomeHandedOver, syscall.SIGINT},
+		{cluster.OutcomeCancelled, syscall.SIGTERM},
+		{cluster.OutcomeHeadLost, syscall.SIGTERM},
+		{cluster.OutcomePreempted, syscall.SIGTERM},
+		{cluster.OutcomeCompleted, syscall.SIGTERM},
+		{"", syscall.SIGTERM},
+	}
+	for _, tt := range tests {
+		if got := driverStopSignal(tt.o); got != tt.want {
+			t.Errorf("driverStopSignal(%q) = %v, want %v", tt.o, got, tt.want)
+		}
+	}
+}
+
 func TestPreemptionDeadline(t *testing.T) {
 	t.Parallel()
 	term := time.Date(2026, 12, 6, 19, 0, 40, 300e6, time.UTC)
@@ -179,6 +203,7 @@ func TestPreemptionDeadline(t *testing.T) {
 		{"a grace time shorter than KillWait", scheduler.Preemption{At: at, End: at.Add(5 * time.Second), KillWait: 30 * time.Second}, at.Add(5 * time.Second)},
 		{"PreemptTime after the signal: the signal starts the clock", scheduler.Preemption{At: term.Add(time.Second), KillWait: 10 * time.Second}, term.Add(10 * time.Second)},
 		{"nothing known: SLURM's default KillWait", scheduler.Preemption{At: at}, at.Add(defaultKillWait)},
+		{"a --no-requeue job killed: its end is its PreemptTime, the kill KillWait later", scheduler.Preemption{At: at, End: at, KillWait: 10 * time.Second}, at.Add(10 * time.Second)},
 	}
 	for _, tt := range tests {
 		if got := preemptionDeadline(tt.p, term); !got.Equal(tt.want) {

@@ -158,7 +158,14 @@ func (s *supervisor) gcs() (RayClient, error) {
 	if err != nil || !ok {
 		return nil, fmt.Errorf("the head's address is not published")
 	}
-	c, err := s.dialGCS(head.Address)
+	// The token of the head dialled, not of this node's generation: a
+	// promoted head probes its old head with the old one (awaitSeal), and
+	// a GCS that only refuses the new token is not a GCS that is gone.
+	token, err := s.tokenOf(head)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.cfg.DialRay(head.Address, token)
 	if err != nil {
 		return nil, err
 	}
@@ -166,8 +173,16 @@ func (s *supervisor) gcs() (RayClient, error) {
 	return c, nil
 }
 
-// dialGCS opens a new client of the cluster's GCS at address, with the
-// cluster's token unless it is insecure.
+// tokenOf is the Ray token of head's generation ("" when insecure).
+func (s *supervisor) tokenOf(head cluster.HeadInfo) (string, error) {
+	if s.spec.Insecure {
+		return "", nil
+	}
+	return cluster.ReadToken(s.cfg.Dir.TokenPathOf(head))
+}
+
+// dialGCS opens a new client of this node's generation's GCS at address,
+// with its token unless the cluster is insecure.
 func (s *supervisor) dialGCS(address string) (RayClient, error) {
 	token, err := s.rayToken()
 	if err != nil {

@@ -56,14 +56,15 @@ func (s *supervisor) rolloverNow(ctx context.Context, members *membershipTracker
 // leave its GCS (drivers checkpoint and exit first), stops its observer
 // and its Ray, and seals the generation. Without a worker to promote it
 // goes on as the last head (a submitted successor is not made yet).
-func (s *supervisor) handOver(ctx context.Context, node Process, members *membershipTracker, why string) error {
+// killAt is when SLURM kills a preempted head (zero: no preemption).
+func (s *supervisor) handOver(ctx context.Context, node Process, members *membershipTracker, why string, killAt time.Time) error {
 	s.rollover.done = true
 	r := s.spec.Rollover
 	if last := lastGeneration(s.rollover.gen, r.MaxGenerations); last != "" {
 		s.logf("%s", last)
 		return nil
 	}
-	plan := pickSuccessor(s.candidates(ctx, members), r.Before())
+	plan := pickSuccessor(s.candidates(ctx, members), r.Before(), s.rec.MemMB)
 	if plan.How != cluster.GenerationPromoted {
 		if plan.Job = s.submitSuccessor(ctx, plan.Why); plan.Job == "" {
 			s.logf("cannot hand over (%s): %s, and no successor head job; the cluster ends with this head", why, plan.Why)
@@ -71,10 +72,7 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 		}
 	}
 	now := s.clock.Now()
-	deadline := now.Add(s.spec.Rollover.Before())
-	if !s.rollover.timeLeftAt.IsZero() {
-		deadline = s.rollover.timeLeftAt.Add(s.rollover.timeLeft)
-	}
+	deadline := handoverDeadline(now, s.rollover.timeLeftAt, s.rollover.timeLeft, s.spec.Rollover.Before(), killAt)
 	h := cluster.Handover{Generation: s.rollover.gen, HeadJob: s.rec.Job, Started: now.UTC(), Why: why,
 		How: plan.How, Successor: plan.Job, Deadline: deadline.UTC(), LastStep: -1}
 	if err := s.cfg.Dir.WriteHandover(h); err != nil {
@@ -86,6 +84,9 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 	h.Nodes = nodeStarts(members.snap)
 	s.headStops.observer()
 	s.ending = cluster.OutcomeHandedOver
+	if !killAt.IsZero() {
+		s.ending = cluster.OutcomePreempted // Ray's stop within SLURM's kill, so the seal comes first
+	}
 	s.stopRay(node)
 	sealed := s.clock.Now().UTC()
 	h.Sealed = &sealed
@@ -119,7 +120,7 @@ func (s *supervisor) submitEarly(ctx context.Context, members *membershipTracker
 	if s.rollover.successor != "" || s.cfg.Successor == nil || !submitSuccessorDue(sig.TimeLeft, sig.Known, sig.Before, s.queueWait()) {
 		return
 	}
-	if plan := pickSuccessor(s.candidates(ctx, members), sig.Before); plan.How != cluster.GenerationPromoted {
+	if plan := pickSuccessor(s.candidates(ctx, members), sig.Before, s.rec.MemMB); plan.How != cluster.GenerationPromoted {
 		s.submitSuccessor(ctx, plan.Why)
 	}
 }
@@ -147,7 +148,8 @@ func (s *supervisor) candidates(ctx context.Context, members *membershipTracker)
 			continue
 		}
 		c := candidate{Job: job, Joined: n.Alive, Unlimited: true,
-			Leaving: rec.Phase == cluster.PhaseDraining || rec.PreemptedAt != nil}
+			Leaving: rec.Phase == cluster.PhaseDraining || rec.PreemptedAt != nil,
+			MemMB:   rec.MemMB, ObjectStoreMB: rec.ObjectStoreMB}
 		cands = append(cands, c)
 	}
 	s.workerTimesLeft(ctx, cands)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +36,16 @@ func (f *runFixture) handOverTo(t *testing.T, to string) {
 	}
 }
 
+// publishPromoted publishes generation 2, its head the promoted worker job 9.
+func (f *runFixture) publishPromoted(t *testing.T) {
+	t.Helper()
+	g2 := cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "9", Address: "127.0.0.1:20100", NodeIP: "127.0.0.1", Published: f.clock.Now(), Generation: 2},
+		How: cluster.GenerationPromoted, PreviousHeadJob: "7"}
+	if err := f.dir.PublishGeneration(g2); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A worker with time left follows the cluster into the next generation in
 // its own job: its first Ray stops, and a second `ray start` joins the new
 // head with the new generation's token.
@@ -53,11 +64,7 @@ func TestRunWorkerFollowsAHandover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g2 := cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "9", Address: "127.0.0.1:20100", NodeIP: "127.0.0.1", Published: f.clock.Now(), Generation: 2},
-		How: cluster.GenerationPromoted, PreviousHeadJob: "7"}
-	if err := f.dir.PublishGeneration(g2); err != nil {
-		t.Fatal(err)
-	}
+	f.publishPromoted(t)
 	for len(f.procsStarted()) < 2 {
 		f.clock.Advance(membershipInterval)
 		calls = f.clock.WaitAfterCalls(calls)
@@ -159,7 +166,7 @@ func TestHeadHandsOverByPromotion(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	err := s.handOver(context.Background(), node, members, "time left")
+	err := s.handOver(context.Background(), node, members, "time left", time.Time{})
 	if outcomeOf(err) != cluster.OutcomeHandedOver {
 		t.Fatalf("handOver = %v, want handed_over", err)
 	}
@@ -177,7 +184,7 @@ func TestHeadWithoutSuccessorGoesOn(t *testing.T) {
 	t.Parallel()
 	s, members, _, order := newHandoverHead(t, rayNodeJSON("h7", "10.0.0.1", "7", true, 1))
 	node := &fakeProcess{done: make(chan struct{})}
-	if err := s.handOver(context.Background(), node, members, "time left"); err != nil {
+	if err := s.handOver(context.Background(), node, members, "time left", time.Time{}); err != nil {
 		t.Fatalf("handOver = %v, want nil: the head serves to its end", err)
 	}
 	if _, ok, _ := s.cfg.Dir.Handover(1); ok || len(*order) != 0 || node.isStopped() || !s.rollover.done {
@@ -200,6 +207,53 @@ func TestDriverMaxRestarts(t *testing.T) {
 	}
 }
 
+// At a handover a driver job stops its driver with SIGINT (Ray Train's safe
+// point), then its Ray node, and runs the command again against the next
+// generation with SRAYBATCH_GENERATION and SRAYBATCH_RESUMED set.
+func TestRunDriverFollowsAHandover(t *testing.T) {
+	t.Parallel()
+	f := newRolloverFixture(t, 5*time.Minute)
+	cfg := f.config(cluster.RoleDriver, map[string]string{"SLURM_JOB_ID": "10"})
+	cfg.DriverArgv, cfg.MaxRestarts = []string{"true"}, 1
+	errc := make(chan error, 1)
+	go func() { errc <- Run(context.Background(), cfg) }()
+	calls := f.untilRunning(t, "10")
+	for len(f.procsStarted()) < 2 { // the driver starts once the node runs
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	node, driver := f.procsStarted()[0], f.procsStarted()[1]
+	f.handOverTo(t, "9")
+	for !node.isStopped() {
+		f.clock.Advance(membershipInterval)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	if !driver.isStopped() || driver.sig != syscall.SIGINT || node.sig != syscall.SIGTERM {
+		t.Errorf("at the handover the driver got %v and its node %v; want SIGINT first, then SIGTERM", driver.sig, node.sig)
+	}
+	f.publishPromoted(t)
+	for len(f.procsStarted()) < 3 {
+		f.clock.Advance(membershipInterval)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	calls = f.untilRunning(t, "10")
+	for len(f.procsStarted()) < 4 {
+		f.clock.Advance(300 * time.Millisecond)
+		calls = f.clock.WaitAfterCalls(calls)
+	}
+	again := f.procsStarted()[3]
+	if !slices.Contains(again.env, cluster.EnvResumed+"=1") || !slices.Contains(again.env, cluster.EnvGeneration+"=2") {
+		t.Errorf("the driver's second run lacks %s=1 and %s=2: %v", cluster.EnvResumed, cluster.EnvGeneration, again.env)
+	}
+	again.exit()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if rec, _, _ := f.dir.Node("10"); rec.Outcome != cluster.OutcomeCompleted {
+		t.Errorf("driver job ended %s (%s), want completed", rec.Outcome, rec.Reason)
+	}
+}
+
 // fakeHeadSubmitter hands out job ids and counts its calls.
 type fakeHeadSubmitter struct{ calls int }
 
@@ -216,7 +270,7 @@ func TestHeadHandsOverToASubmittedSuccessor(t *testing.T) {
 	sub := &fakeHeadSubmitter{}
 	s.cfg.Successor = sub
 	node := &fakeProcess{done: make(chan struct{})}
-	if err := s.handOver(context.Background(), node, members, "time left"); outcomeOf(err) != cluster.OutcomeHandedOver {
+	if err := s.handOver(context.Background(), node, members, "time left", time.Time{}); outcomeOf(err) != cluster.OutcomeHandedOver {
 		t.Fatalf("handOver = %v, want handed_over", err)
 	}
 	h, _, _ := s.cfg.Dir.Handover(1)
@@ -253,5 +307,59 @@ func TestSuccessorHeadWaitsForTheSeal(t *testing.T) {
 	f.clock.Advance(headCheckInterval / 4)
 	if err := <-done; err != nil {
 		t.Errorf("awaitSeal = %v, want nil once sealed", err)
+	}
+}
+
+// A preempted head hands over by SLURM's kill, seconds away: its GCS is
+// gone already (under proctrack/linuxproc SLURM's SIGTERM reaches Ray
+// too), so it promotes the worker its last snapshot showed, waits for no
+// node to leave, stops Ray within the preemption's grace and seals at once.
+func TestPreemptedHeadHandsOverAtOnce(t *testing.T) {
+	t.Parallel()
+	s, members, dash, _ := newHandoverHead(t, rayNodeJSON("h7", "10.0.0.1", "7", true, 1), rayNodeJSON("w8", "10.0.0.2", "8", false, 1))
+	members.refresh(context.Background())
+	dash.set(http.StatusServiceUnavailable, "") // its Ray died with the SIGTERM
+	node := &fakeProcess{done: make(chan struct{})}
+	killAt := time.Now().Add(9 * time.Second)
+	began := time.Now()
+	if err := s.handOver(context.Background(), node, members, "SLURM's preemption reached the head", killAt); outcomeOf(err) != cluster.OutcomeHandedOver {
+		t.Fatalf("handOver = %v, want handed_over", err)
+	}
+	took := time.Since(began)
+	h, _, _ := s.cfg.Dir.Handover(1)
+	if h.How != cluster.GenerationPromoted || h.Successor != "8" || h.Sealed == nil || !h.Deadline.Equal(killAt.UTC()) {
+		t.Errorf("handover = %+v, want to worker 8, sealed, its deadline SLURM's kill %s", h, killAt)
+	}
+	if took > 3*time.Second || s.ending != cluster.OutcomePreempted {
+		t.Errorf("sealed after %s with the stop graces of %s; want at once, within the preemption's graces", took, s.ending)
+	}
+}
+
+// A node probes (and drains through) the GCS of the head it dials with
+// that head's generation's token: a promoted head waiting for its old
+// head's seal holds the next generation's token, which the old GCS would
+// refuse, and a refusal is no sign that the old head is gone.
+func TestGCSDialsWithTheHeadsToken(t *testing.T) {
+	t.Parallel()
+	f := newRolloverFixture(t, time.Minute)
+	var tokens []string
+	cfg := f.config(cluster.RoleHead, map[string]string{"SLURM_JOB_ID": "8"})
+	cfg.Spec = f.spec
+	cfg.DialRay = func(addr, token string) (RayClient, error) { tokens = append(tokens, token); return f.gcs, nil }
+	s := newSupervisor(cfg, "8")
+	tok, err := f.dir.NewGenerationToken(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.rollover = rolloverState{gen: 2, token: tok, prevHead: "7", how: cluster.GenerationPromoted}
+	if _, err := s.gcs(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := cluster.ReadToken(f.dir.TokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next, _ := cluster.ReadToken(tok); len(tokens) != 1 || tokens[0] != old || old == next {
+		t.Errorf("dialled generation 1's GCS with %q, want its own token %q (not generation 2's %q)", tokens, old, next)
 	}
 }

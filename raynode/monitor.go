@@ -84,7 +84,7 @@ func (s *supervisor) carryOut(ctx context.Context, r reaction, h happening, why 
 		s.ending = cluster.OutcomeHandedOver // the stop's graces; the job goes on
 		return true, why                     // a *nextGeneration
 	case r.HandOver:
-		if err := s.rollOver(ctx, node, members, h, why); err != nil {
+		if err := s.rollOver(ctx, node, members, h, why, killAt); err != nil {
 			return true, err
 		}
 		return false, nil // no successor: this head serves to its end
@@ -230,10 +230,10 @@ func (s *supervisor) clearStaleTargets() {
 }
 
 // rollOver runs the head's handover that h brought on; nil when there is
-// no successor and the head serves on. A preempted head without one ends
-// as preempted: SLURM kills it soon.
-func (s *supervisor) rollOver(ctx context.Context, node Process, members *membershipTracker, h happening, why error) error {
-	if err := s.handOver(ctx, node, members, rolloverWhy(h, why)); err != nil {
+// no successor and the head serves on. A preempted head hands over by
+// SLURM's kill (killAt), and without a successor ends as preempted.
+func (s *supervisor) rollOver(ctx context.Context, node Process, members *membershipTracker, h happening, why error, killAt time.Time) error {
+	if err := s.handOver(ctx, node, members, rolloverWhy(h, why), killAt); err != nil {
 		return err
 	}
 	if h == preempted {

@@ -148,9 +148,7 @@ func (ob *observer) start(ctx context.Context, head cluster.HeadInfo) (stop func
 	return func() {
 		cancel()
 		<-done
-		if err := metrics.ClearTargets(ob.s.cfg.Dir, ob.s.spec); err != nil {
-			ob.s.logf("warning: cannot empty the Prometheus targets: %v", err)
-		}
+		ob.clearTargets()
 		if ob.server != nil {
 			ob.server.Close()
 		}
@@ -159,6 +157,28 @@ func (ob *observer) start(ctx context.Context, head cluster.HeadInfo) (stop func
 		}
 	}
 }
+
+// clearTargets empties the file_sd targets as the head stops, unless a
+// later generation is published: its head wrote its own targets by then,
+// and rewrites them only when they change.
+func (ob *observer) clearTargets() {
+	s, latest := ob.s, 0
+	if gens, err := s.cfg.Dir.Generations(); err == nil && len(gens) > 0 {
+		latest = gens[len(gens)-1]
+	}
+	if !clearsTargets(s.rollover.gen, latest) {
+		s.logf("Prometheus targets left to generation %d's head", latest)
+		return
+	}
+	if err := metrics.ClearTargets(s.cfg.Dir, s.spec); err != nil {
+		s.logf("warning: cannot empty the Prometheus targets: %v", err)
+	}
+}
+
+// clearsTargets reports whether a stopping head of generation own (0:
+// without generations) empties the targets, latest being the newest
+// published generation (0: none): only while no later one is.
+func clearsTargets(own, latest int) bool { return latest <= own }
 
 // tick makes one observation and acts on it.
 func (ob *observer) tick(ctx context.Context) {

@@ -21,6 +21,15 @@ type PreemptionSource interface {
 // must start at once.
 const preemptionCheckTimeout = 2 * time.Second
 
+// preemptionHandled decides whether a job's SIGTERM may be a preemption to
+// handle rather than a cancel: a worker's (it drains through Ray), and a
+// rollover cluster's head's (it hands over, as before its time limit).
+// Any other head's end is its cluster's end, and a driver job is ended by
+// its SIGTERM whatever sent it.
+func preemptionHandled(role cluster.Role, rollsOver bool) bool {
+	return role == cluster.RoleWorker || (role == cluster.RoleHead && rollsOver)
+}
+
 // preemptedBy returns the deadline of a preemption when the SIGTERM
 // received at termAt is one, and ok false when it is a cancel (scancel,
 // `down`, SLURM's time limit). The cluster's down marker answers first,
@@ -28,7 +37,7 @@ const preemptionCheckTimeout = 2 * time.Second
 // (isPreemption). A scheduler that does not answer in time makes it a
 // cancel: what a SIGTERM meant before preemption was handled.
 func (s *supervisor) preemptedBy(ctx context.Context, termAt time.Time) (deadline time.Time, ok bool) {
-	if s.cfg.Role != cluster.RoleWorker || s.cfg.Preemption == nil {
+	if !preemptionHandled(s.cfg.Role, s.spec.RollsOver()) || s.cfg.Preemption == nil {
 		return time.Time{}, false
 	}
 	if _, down, _ := s.cfg.Dir.Down(); down {

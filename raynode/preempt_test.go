@@ -23,28 +23,39 @@ func (f *fakePreemption) Preemption(ctx context.Context, job string) (scheduler.
 	return f.p, f.err
 }
 
-// A SIGTERM is a preemption only for a worker whose job SLURM marked
-// (PreemptTime); `down` answers first, without asking SLURM, and a
+// A SIGTERM is a preemption only for a worker, or a rollover cluster's
+// head, whose job SLURM marked (requeued, PreemptTime); `down` answers first, without asking SLURM, and a
 // scheduler that does not answer makes it a cancel.
 func TestPreemptedBy(t *testing.T) {
 	t.Parallel()
 	term := time.Date(2026, 12, 6, 19, 0, 40, 0, time.UTC)
 	marked := scheduler.Preemption{State: scheduler.Completing, Restarts: 1, KillWait: 10 * time.Second}
+	// A head job is --no-requeue: SLURM 22.05 kills it instead ("had to be
+	// killed"), in state COMPLETING with a PreemptTime, Restarts 0 (measured
+	// on the dev SLURM).
+	preemptedHead := scheduler.Preemption{State: scheduler.Completing, At: term, End: term, KillWait: 10 * time.Second}
 	for _, tt := range []struct {
-		name  string
-		role  cluster.Role
-		down  bool
-		src   *fakePreemption
-		want  bool
-		calls int
+		name      string
+		role      cluster.Role
+		rollsOver bool
+		down      bool
+		src       *fakePreemption
+		want      bool
+		calls     int
 	}{
-		{"a worker SLURM preempts", cluster.RoleWorker, false, &fakePreemption{p: marked}, true, 1},
-		{"scancel: no requeue, no PreemptTime", cluster.RoleWorker, false, &fakePreemption{p: scheduler.Preemption{State: scheduler.Running}}, false, 1},
-		{"`down`: SLURM is not asked", cluster.RoleWorker, true, &fakePreemption{p: marked}, false, 0},
-		{"SLURM does not answer", cluster.RoleWorker, false, &fakePreemption{err: errors.New("timed out")}, false, 1},
-		{"the head: always a cancel (no handover yet)", cluster.RoleHead, false, &fakePreemption{p: marked}, false, 0},
+		{"a worker SLURM preempts", cluster.RoleWorker, false, false, &fakePreemption{p: marked}, true, 1},
+		{"scancel: no requeue, no PreemptTime", cluster.RoleWorker, false, false, &fakePreemption{p: scheduler.Preemption{State: scheduler.Running}}, false, 1},
+		{"`down`: SLURM is not asked", cluster.RoleWorker, false, true, &fakePreemption{p: marked}, false, 0},
+		{"SLURM does not answer", cluster.RoleWorker, false, false, &fakePreemption{err: errors.New("timed out")}, false, 1},
+		{"a head without --rollover: a cancel, its end is the cluster's", cluster.RoleHead, false, false, &fakePreemption{p: marked}, false, 0},
+		{"a rollover head SLURM preempts: it hands over", cluster.RoleHead, true, false, &fakePreemption{p: preemptedHead}, true, 1},
+		{"a rollover head cancelled: a cancel", cluster.RoleHead, true, false, &fakePreemption{p: scheduler.Preemption{State: scheduler.Running}}, false, 1},
+		{"a driver: always a cancel", cluster.RoleDriver, true, false, &fakePreemption{p: marked}, false, 0},
 	} {
 		f := newRunFixture(t)
+		if tt.rollsOver {
+			f.spec.Rollover = &cluster.RolloverSpec{BeforeS: 240}
+		}
 		if tt.down {
 			if err := f.dir.MarkDown(term); err != nil {
 				t.Fatal(err)

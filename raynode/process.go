@@ -32,9 +32,9 @@ type Process interface {
 	Err() error
 	// ExitCode is its exit status, -1 when killed by a signal; valid after Done.
 	ExitCode() int
-	// Stop sends SIGTERM (to its whole group when group is set) and, after
+	// Stop sends sig (to its whole group when group is set) and, after
 	// grace, SIGKILL to its group; it returns once the process is gone.
-	Stop(group bool, grace time.Duration)
+	Stop(sig syscall.Signal, group bool, grace time.Duration)
 }
 
 type systemProcesses struct{}
@@ -68,7 +68,7 @@ func (c *child) Done() <-chan struct{} { return c.done }
 func (c *child) Err() error            { return c.err }
 func (c *child) ExitCode() int         { return c.cmd.ProcessState.ExitCode() }
 
-func (c *child) Stop(group bool, grace time.Duration) {
+func (c *child) Stop(sig syscall.Signal, group bool, grace time.Duration) {
 	select {
 	case <-c.done:
 		return
@@ -76,9 +76,9 @@ func (c *child) Stop(group bool, grace time.Duration) {
 	}
 	pid := c.cmd.Process.Pid
 	if group {
-		syscall.Kill(-pid, syscall.SIGTERM)
+		syscall.Kill(-pid, sig)
 	} else {
-		c.cmd.Process.Signal(syscall.SIGTERM)
+		c.cmd.Process.Signal(sig)
 	}
 	select {
 	case <-c.done:
@@ -98,15 +98,15 @@ const parentLastGrace = 5 * time.Second
 // parentLast is a container runtime's process that stays the parent of
 // what it runs (ch-run serving a SquashFS image through FUSE): on SIGTERM
 // it unmounts the image and exits without signalling its child, which
-// would go on with a dead root. So Stop stops the processes inside first
-// (the command's `ray start --block` stops its own children on SIGTERM),
-// then, once nothing is left below the parent, the parent.
+// would go on with a dead root. So Stop sends sig to the processes inside
+// first (`ray start --block` stops its own children on SIGTERM), then, once
+// nothing of the container is left, SIGTERM to the parent.
 type parentLast struct {
 	Process
 	pid int
 }
 
-func (p parentLast) Stop(group bool, grace time.Duration) {
+func (p parentLast) Stop(sig syscall.Signal, group bool, grace time.Duration) {
 	select {
 	case <-p.Done():
 		return
@@ -116,12 +116,12 @@ func (p parentLast) Stop(group bool, grace time.Duration) {
 	// orphaned below the supervisor when `ray start` has exited.
 	inside := proctree.Children(p.pid)
 	if len(inside) == 0 {
-		p.Process.Stop(group, parentLastGrace)
+		p.Process.Stop(syscall.SIGTERM, group, parentLastGrace)
 		return
 	}
 	ns := proctree.MountNS(inside[0])
 	for _, pid := range inside {
-		syscall.Kill(pid, syscall.SIGTERM)
+		syscall.Kill(pid, sig)
 	}
 	left := func() []int { return proctree.Descendants(p.pid) }
 	if ns != "" && ns != proctree.MountNS(p.pid) {
@@ -133,5 +133,5 @@ func (p parentLast) Stop(group bool, grace time.Duration) {
 	for _, pid := range left() {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	p.Process.Stop(group, parentLastGrace)
+	p.Process.Stop(syscall.SIGTERM, group, parentLastGrace)
 }

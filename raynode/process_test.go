@@ -45,14 +45,14 @@ func alive(pid int) bool {
 // stops the child first, and the parent ends by itself after it.
 func TestParentLastStopsInsideFirst(t *testing.T) {
 	plain, orphan := fuseLike(t)
-	plain.Stop(false, 2*time.Second)
+	plain.Stop(syscall.SIGTERM, false, 2*time.Second)
 	if !alive(orphan) {
 		t.Fatal("the fake FUSE parent took its child down: it does not behave like ch-run")
 	}
 
 	p, inside := fuseLike(t)
 	start := time.Now()
-	parentLast{Process: p, pid: p.Pid()}.Stop(false, 5*time.Second)
+	parentLast{Process: p, pid: p.Pid()}.Stop(syscall.SIGTERM, false, 5*time.Second)
 	if alive(inside) {
 		t.Errorf("parentLast left the process inside running (pid %d)", inside)
 	}

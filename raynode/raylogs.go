@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -30,8 +33,50 @@ const (
 	finalLogTotal   = 64 << 20
 )
 
-// RayLogDir is where a job's Ray log tails are kept, in the cluster's log dir.
+// RayLogDir is where a job's Ray log tails are kept, in the cluster's log
+// dir: those of its first (or only) Ray node.
 func RayLogDir(logDir, job string) string { return filepath.Join(logDir, "ray-"+job) }
+
+// RayLogDirOf is where a job keeps the Ray log tails of its node in head
+// generation gen: a rollover cluster's job restarts its Ray node in each
+// generation it joins (a promoted worker as the head), and Ray's log names
+// repeat, so each generation after the first has its own dir (ray-<job>.g<gen>).
+func RayLogDirOf(logDir, job string, gen int) string {
+	if gen <= 1 {
+		return RayLogDir(logDir, job)
+	}
+	return RayLogDir(logDir, job) + ".g" + strconv.Itoa(gen)
+}
+
+// RayLogDirs are the dirs of a job's Ray log tails that exist, oldest
+// generation first.
+func RayLogDirs(logDir, job string) []string {
+	type genDir struct {
+		gen int
+		dir string
+	}
+	var dirs []genDir
+	if st, err := os.Stat(RayLogDir(logDir, job)); err == nil && st.IsDir() {
+		dirs = append(dirs, genDir{1, RayLogDir(logDir, job)})
+	}
+	later, _ := filepath.Glob(RayLogDir(logDir, job) + ".g*")
+	for _, d := range later {
+		if g, err := strconv.Atoi(strings.TrimPrefix(d, RayLogDir(logDir, job)+".g")); err == nil && g > 1 {
+			dirs = append(dirs, genDir{g, d})
+		}
+	}
+	slices.SortFunc(dirs, func(a, b genDir) int { return a.gen - b.gen })
+	out := make([]string, len(dirs))
+	for i, d := range dirs {
+		out[i] = d.dir
+	}
+	return out
+}
+
+// rayLogDir is where this node's Ray log tails go in its generation.
+func (s *supervisor) rayLogDir() string {
+	return RayLogDirOf(s.spec.LogDir, s.rec.Job, s.rollover.gen)
+}
 
 // RayLogFiles are the Ray logs that say most about a node of this role, as
 // patterns of the names in Ray's session log dir: the head's GCS, every
@@ -76,7 +121,7 @@ func (s *supervisor) liveRayLogs() *liveRayLogs {
 		return nil
 	}
 	return &liveRayLogs{
-		src: sessionLogs(rayTempDir(s.rec.TempDir)), dst: RayLogDir(s.spec.LogDir, s.rec.Job),
+		src: sessionLogs(rayTempDir(s.rec.TempDir)), dst: s.rayLogDir(),
 		patterns: RayLogFiles(s.cfg.Role), copied: map[string]fileStamp{},
 	}
 }
@@ -132,13 +177,12 @@ func (l *liveRayLogs) copy() error {
 	return nil
 }
 
-// keepLogs copies the tail of every Ray log file to the log dir before the
-// node-local temp dir is removed.
-func (s *supervisor) keepLogs(rayTmp string) {
+// keepLogs copies the tail of every Ray log file to the log dir dst (the
+// generation's: rayLogDir) before the node-local temp dir is removed.
+func (s *supervisor) keepLogs(rayTmp, dst string) {
 	if s.spec.LogDir == "" {
 		return
 	}
-	dst := RayLogDir(s.spec.LogDir, s.rec.Job)
 	if err := copyLogTails(sessionLogs(rayTmp), dst, finalLogPerFile, finalLogTotal); err != nil {
 		s.logf("warning: keep Ray logs: %v", err)
 	}

@@ -92,6 +92,21 @@ func rolloverDue(s rolloverSignals) (start bool, why string) {
 	return false, ""
 }
 
+// handoverDeadline is when the head handing over at now must be gone:
+// SLURM's kill of a preempted head (killAt, KillWait after its SIGTERM:
+// seconds, so it waits for no driver), else its time limit by SLURM's last
+// word (timeLeft given at timeLeftAt), else rollover-before from now.
+func handoverDeadline(now, timeLeftAt time.Time, timeLeft, before time.Duration, killAt time.Time) time.Time {
+	end := now.Add(before)
+	if !timeLeftAt.IsZero() {
+		end = timeLeftAt.Add(timeLeft)
+	}
+	if !killAt.IsZero() && killAt.Before(end) {
+		return killAt
+	}
+	return end
+}
+
 // lastGeneration says why generation g of at most maxGens (0: no bound)
 // hands over to none; "" when it may.
 func lastGeneration(g, maxGens int) string {
@@ -133,12 +148,13 @@ type successorPlan struct {
 // pickSuccessor picks the worker with the most time left among those that
 // can take the head (promotable), else says a successor head job must be
 // submitted. Ties go to the smallest job key, so the choice never depends
-// on the order candidates were listed in.
-func pickSuccessor(cands []candidate, before time.Duration) successorPlan {
+// on the order candidates were listed in. headMemMB is the head job's own
+// memory (0: unknown).
+func pickSuccessor(cands []candidate, before time.Duration, headMemMB int) successorPlan {
 	var ok []candidate
 	var why []string
 	for _, c := range cands {
-		if reason := promotable(c, before); reason != "" {
+		if reason := promotable(c, before, headMemMB); reason != "" {
 			why = append(why, c.Job+": "+reason)
 			continue
 		}
@@ -160,7 +176,7 @@ func pickSuccessor(cands []candidate, before time.Duration) successorPlan {
 }
 
 // promotable returns why c cannot take the head, or "" when it can.
-func promotable(c candidate, before time.Duration) string {
+func promotable(c candidate, before time.Duration, headMemMB int) string {
 	switch {
 	case !c.Joined:
 		return "not in Ray"
@@ -168,10 +184,23 @@ func promotable(c candidate, before time.Duration) string {
 		return "leaving"
 	case !c.Unlimited && c.TimeLeft < before+promoteMargin:
 		return fmt.Sprintf("%s left", c.TimeLeft.Round(time.Second))
-	case c.MemMB > 0 && c.MemMB-c.ObjectStoreMB < headOverheadMB:
-		return fmt.Sprintf("%d MB beside its object store, a head needs %d", c.MemMB-c.ObjectStoreMB, headOverheadMB)
+	case lacksHeadMemory(c, headMemMB):
+		return fmt.Sprintf("%d MB beside its object store (less than the head job's %d MB), a head needs %d", c.MemMB-c.ObjectStoreMB, headMemMB, headOverheadMB)
 	}
 	return ""
+}
+
+// lacksHeadMemory reports a worker whose memory is known to be too small
+// for a head: less than the head job that serves now has (0: unknown),
+// and too little beside its object store for headOverheadMB. A worker with
+// the head's own memory can run what that head runs, whatever
+// headOverheadMB estimates: sites size small heads (the dev SLURM's jobs
+// get 1000 MB).
+func lacksHeadMemory(c candidate, headMemMB int) bool {
+	if c.MemMB <= 0 || (headMemMB > 0 && c.MemMB >= headMemMB) {
+		return false
+	}
+	return c.MemMB-c.ObjectStoreMB < headOverheadMB
 }
 
 func timeLeftOrder(c candidate) time.Duration {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sraybatch/sraybatch/internal/clock/clocktest"
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
 func TestRolloverDue(t *testing.T) {
@@ -79,11 +80,15 @@ func TestPickSuccessor(t *testing.T) {
 		{"leaving", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true, Leaving: true}}, cluster.GenerationSubmitted, "", "leaving"},
 		{"no room for the GCS beside the object store", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true, MemMB: 10 * 1024, ObjectStoreMB: 8 * 1024}},
 			cluster.GenerationSubmitted, "", "a head needs"},
+		{"less than the head's memory, no room beside the object store", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true, MemMB: 4 * 1024, ObjectStoreMB: 1228}},
+			cluster.GenerationSubmitted, "", "less than the head job's 12288 MB"},
+		{"the head's own memory is enough, whatever the estimate", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true, MemMB: 12 * 1024, ObjectStoreMB: 10 * 1024}},
+			cluster.GenerationPromoted, "8", ""},
 		{"unknown memory does not rule out", []candidate{{Job: "8", TimeLeft: time.Hour, Joined: true}}, cluster.GenerationPromoted, "8", ""},
 		{"the unfit are passed over", []candidate{{Job: "7", TimeLeft: 9 * time.Hour}, good("8", time.Hour)}, cluster.GenerationPromoted, "8", ""},
 	}
 	for _, tt := range tests {
-		got := pickSuccessor(tt.cands, before)
+		got := pickSuccessor(tt.cands, before, 12*1024)
 		if got.How != tt.how || got.Job != tt.job || !strings.Contains(got.Why, tt.why) {
 			t.Errorf("%s: pickSuccessor = %+v; want %s %q (why ~ %q)", tt.name, got, tt.how, tt.job, tt.why)
 		}
@@ -173,5 +178,59 @@ func TestHeadWaitOver(t *testing.T) {
 	c.Advance(time.Second)
 	if !headWaitOver(gone, c.Now(), time.Minute) {
 		t.Error("not over at --head-wait")
+	}
+}
+
+func TestHandoverDeadline(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	asked := now.Add(-10 * time.Second)
+	tests := []struct {
+		name       string
+		timeLeftAt time.Time
+		timeLeft   time.Duration
+		killAt     time.Time
+		want       time.Time
+	}{
+		{"the time limit, by SLURM's last word", asked, 3 * time.Minute, time.Time{}, asked.Add(3 * time.Minute)},
+		{"no word on the limit: rollover-before from now", time.Time{}, 0, time.Time{}, now.Add(4 * time.Minute)},
+		{"preempted: SLURM's kill, seconds away", asked, 3 * time.Minute, now.Add(9 * time.Second), now.Add(9 * time.Second)},
+		{"preempted without a word on the limit", time.Time{}, 0, now.Add(9 * time.Second), now.Add(9 * time.Second)},
+		{"a kill after the limit: the limit", asked, time.Minute, now.Add(2 * time.Minute), asked.Add(time.Minute)},
+	}
+	for _, tt := range tests {
+		if got := handoverDeadline(now, tt.timeLeftAt, tt.timeLeft, 4*time.Minute, tt.killAt); !got.Equal(tt.want) {
+			t.Errorf("%s: handoverDeadline = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+// A preempted head that SLURM kills before it seals: the next head
+// publishes only once the old one is known gone (headVerdict on what it
+// sees), never while the old head's job still runs or is being killed.
+func TestMayPublishAfterAKilledHead(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	started := &cluster.Handover{Generation: 1, HeadJob: "7", Started: now.Add(-3 * time.Second), How: cluster.GenerationPromoted, Successor: "8"}
+	fresh, stale := now.Add(-time.Second), now.Add(-20*time.Second)
+	no, yes := false, true
+	tests := []struct {
+		name string
+		head headSignals
+		ok   bool
+		why  string
+	}{
+		{"being killed (COMPLETING), heartbeat fresh: wait", headSignals{Heartbeat: fresh, Scheduler: &headJob{Known: true, State: scheduler.Completing}}, false, "waiting"},
+		{"killed: SLURM says PREEMPTED", headSignals{Heartbeat: stale, Scheduler: &headJob{Known: true, State: scheduler.Preempted}}, true, "PREEMPTED"},
+		{"killed and purged: SLURM no longer knows it", headSignals{Heartbeat: fresh, Scheduler: &headJob{Known: false}}, true, "no longer known"},
+		{"silent, and its GCS does not answer", headSignals{Heartbeat: stale, GCSAnswers: &no}, true, "does not answer"},
+		{"silent, but its GCS answers: wait", headSignals{Heartbeat: stale, GCSAnswers: &yes, Scheduler: &headJob{Known: true, State: scheduler.Completing}}, false, "waiting"},
+		{"its record says it ended", headSignals{Heartbeat: fresh, Record: &cluster.NodeRecord{Phase: cluster.PhaseEnded, Reason: "preempted"}}, true, "ended (preempted)"},
+	}
+	for _, tt := range tests {
+		ok, why := mayPublish(sealSignals{Handover: started, OldHeadGone: headVerdict(tt.head, now)})
+		if ok != tt.ok || !strings.Contains(why, tt.why) {
+			t.Errorf("%s: mayPublish = %v, %q; want %v, ~%q", tt.name, ok, why, tt.ok, tt.why)
+		}
 	}
 }

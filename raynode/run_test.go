@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,8 @@ type fakeProcess struct {
 	done    chan struct{}
 	once    sync.Once
 	stopped bool
+	// sig is the signal Stop sent.
+	sig syscall.Signal
 }
 
 func (p *fakeProcesses) Adopt() error                          { return nil }
@@ -48,8 +51,8 @@ func (p *fakeProcesses) Start(cmd *exec.Cmd) (Process, error) {
 func (p *fakeProcess) Done() <-chan struct{} { return p.done }
 func (p *fakeProcess) Err() error            { return nil }
 func (p *fakeProcess) ExitCode() int         { return 0 }
-func (p *fakeProcess) Stop(group bool, grace time.Duration) {
-	p.once.Do(func() { p.stopped = true; close(p.done) })
+func (p *fakeProcess) Stop(sig syscall.Signal, group bool, grace time.Duration) {
+	p.once.Do(func() { p.stopped, p.sig = true, sig; close(p.done) })
 }
 
 // runFixture is a cluster directory with a published head, ready for a

@@ -17,7 +17,8 @@ import (
 // they leave behind, so `ray` is found where the user's setup put it.
 func (s *supervisor) setup(ctx context.Context) ([]string, error) {
 	env := withoutKeys(s.cfg.Environ, "RAY_ADDRESS", "RAY_AUTH_TOKEN")
-	lines, err := os.ReadFile(s.cfg.Dir.SetupPath())
+	path := s.cfg.Dir.SetupPathOf(s.cfg.WorkerType)
+	lines, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read setup: %w", err)
 	}
@@ -27,7 +28,7 @@ func (s *supervisor) setup(ctx context.Context) ([]string, error) {
 	s.logf("running --setup")
 	var out bytes.Buffer
 	tail := newTailBuffer(10)
-	cmd := exec.CommandContext(ctx, "bash", "--noprofile", "--norc", "-c", `set -e; { source "$1"; } >&2; env -0`, "sraybatch-setup", s.cfg.Dir.SetupPath())
+	cmd := exec.CommandContext(ctx, "bash", "--noprofile", "--norc", "-c", `set -e; { source "$1"; } >&2; env -0`, "sraybatch-setup", path)
 	cmd.Env = env
 	cmd.Stdout = &out
 	cmd.Stderr = io.MultiWriter(s.cfg.Log, tail)

@@ -44,6 +44,13 @@ func (s *supervisor) startParams(ip string, gpus int, ports Ports, tmp string, h
 			"sraybatch-job":     s.rec.Job,
 		},
 	}
+	p.NodeGroup = s.cfg.WorkerType.Name
+	for k, v := range s.cfg.WorkerType.Resources {
+		p.Resources[k] = v
+	}
+	for k, v := range s.cfg.WorkerType.Labels {
+		p.Labels[k] = v
+	}
 	if p.Head {
 		p.Params["include-dashboard"] = "true"
 		p.Params["dashboard-host"] = "127.0.0.1"
@@ -73,13 +80,32 @@ func (s *supervisor) cpus() int {
 // memoryBytes is the job's memory allocation: Ray's own detection sees the
 // whole machine, and /dev/shm (the object store) counts against the job.
 func (s *supervisor) memoryBytes() int64 {
-	if mb, err := strconv.ParseInt(s.cfg.Getenv("SLURM_MEM_PER_NODE"), 10, 64); err == nil && mb > 0 {
-		return mb << 20
+	return jobMemMB(s.cfg.Getenv, s.cpus()) << 20
+}
+
+// jobMemMB is a job's memory in MB from the environment SLURM (and the
+// local backend) gives it: SLURM_MEM_PER_NODE, else SLURM_MEM_PER_CPU
+// times its cpus; 0 when neither is set (no --mem: the whole node).
+func jobMemMB(getenv func(string) string, cpus int) int64 {
+	if mb, err := strconv.ParseInt(getenv("SLURM_MEM_PER_NODE"), 10, 64); err == nil && mb > 0 {
+		return mb
 	}
-	if mb, err := strconv.ParseInt(s.cfg.Getenv("SLURM_MEM_PER_CPU"), 10, 64); err == nil && mb > 0 {
-		return mb << 20 * int64(s.cpus())
+	if mb, err := strconv.ParseInt(getenv("SLURM_MEM_PER_CPU"), 10, 64); err == nil && mb > 0 {
+		return mb * int64(cpus)
 	}
 	return 0
+}
+
+// recordMemory records the job's memory and its node's object store in its
+// record, for the head's promote-or-submit decision (candidates).
+func (s *supervisor) recordMemory() {
+	mem := s.memoryBytes()
+	switch {
+	case mem > 0:
+		s.rec.MemMB, s.rec.ObjectStoreMB = int(mem>>20), int(s.objectStoreBytes(mem)>>20)
+	case s.spec.ObjectStoreMB > 0:
+		s.rec.ObjectStoreMB = s.spec.ObjectStoreMB
+	}
 }
 
 // minObjectStore is Ray's own lower limit for --object-store-memory.

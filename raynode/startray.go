@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
@@ -75,6 +76,10 @@ func (s *supervisor) startRay(ray string, p StartParams, env []string, private s
 	env = append(withoutKeys(env, "CUDA_DEVICE_ORDER"), "CUDA_DEVICE_ORDER=PCI_BUS_ID")
 	if envValue(env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S") == "" {
 		env = append(env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="+rayDrainSeconds)
+	}
+	for _, kv := range p.Env() {
+		k, _, _ := strings.Cut(kv, "=")
+		env = append(withoutKeys(env, k), kv)
 	}
 	if s.cfg.Role != cluster.RoleHead && envValue(env, "RAY_gcs_rpc_server_reconnect_timeout_s") == "" {
 		env = append(env, "RAY_gcs_rpc_server_reconnect_timeout_s="+workerGCSReconnect)
@@ -176,7 +181,7 @@ func (s *supervisor) generationEnv(env []string) []string {
 // subreaper, wherever Ray put it. Never `ray stop`: it kills every Ray on the host.
 func (s *supervisor) stopRay(node Process) {
 	grace, leftovers := stopGraces(s.ending)
-	node.Stop(false, grace) // `ray start --block` stops its own children on SIGTERM
+	node.Stop(syscall.SIGTERM, false, grace) // `ray start --block` stops its own children on SIGTERM
 	if n := s.procs.StopLeftovers(leftovers); n > 0 {
 		s.logf("stopped %d leftover Ray processes", n)
 	}

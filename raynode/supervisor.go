@@ -27,6 +27,11 @@ import (
 	"github.com/sraybatch/sraybatch/internal/scheduler"
 )
 
+// LogTimeLayout stamps the supervisor's lines in the job log: to the
+// millisecond, as a handover's steps (seal, `ray start --head`, the
+// driver's restart) take seconds and are read back from these lines.
+const LogTimeLayout = "15:04:05.000"
+
 // Config is what a supervisor needs from its job and from sraybatch.
 type Config struct {
 	Role cluster.Role
@@ -57,6 +62,9 @@ type Config struct {
 	// Preemption tells a worker's SIGTERM from SLURM's preemption apart
 	// from a cancel; nil: every SIGTERM is a cancel.
 	Preemption PreemptionSource
+	// WorkerType is a worker's type: the resources and labels its Ray node
+	// advertises, its node group and setup; zero for the head and drivers.
+	WorkerType cluster.WorkerType
 	// Successor submits a successor head job, for a rollover cluster's
 	// head with no worker to promote; nil: none is submitted.
 	Successor HeadSubmitter
@@ -121,8 +129,9 @@ type supervisor struct {
 	// ending is how the node ends, once monitor decided it: the stop's
 	// grace periods depend on it.
 	ending cluster.Outcome
-	// termArrived is set when a worker's SIGTERM arrives, before SLURM
-	// says whether it is a preemption (awaitPreemption waits for that).
+	// termArrived is set when a SIGTERM that may be a preemption arrives
+	// (preemptionHandled), before SLURM says whether it is one
+	// (awaitPreemption waits for that).
 	termArrived atomic.Bool
 	// rollover is this node's place in a rollover cluster's generations
 	// (handover.go); zero without --rollover.
@@ -208,7 +217,7 @@ func newSupervisor(cfg Config, key string) *supervisor {
 	}
 	s := &supervisor{cfg: cfg, spec: cfg.Spec, clock: cfg.Clock, procs: cfg.Processes, tail: newTailBuffer(40)}
 	s.logf = func(format string, args ...any) {
-		fmt.Fprintf(cfg.Log, "sraybatch node %s [%s]: %s\n", cfg.Role, s.clock.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
+		fmt.Fprintf(cfg.Log, "sraybatch node %s [%s]: %s\n", cfg.Role, s.clock.Now().Format(LogTimeLayout), fmt.Sprintf(format, args...))
 	}
 	s.rec = cluster.NodeRecord{
 		Job: key, Role: cfg.Role, Phase: cluster.PhaseStarting,
@@ -229,8 +238,9 @@ type notices struct {
 
 // onSignals turns the job's signals into the supervisor's ways to end:
 // SIGUSR1 (the time-limit warning) asks for a drain, so does a worker's
-// SIGTERM when SLURM preempts its job (preemptedBy), anything else
-// cancels. It returns the function that stops listening.
+// SIGTERM when SLURM preempts its job (preemptedBy), and a rollover
+// cluster's head's asks for a handover; anything else cancels. It returns
+// the function that stops listening.
 func (s *supervisor) onSignals(ctx context.Context, key string, cancel context.CancelCauseFunc, n notices) (stop func()) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
@@ -240,7 +250,7 @@ func (s *supervisor) onSignals(ctx context.Context, key string, cancel context.C
 				notify(n.timeLimit, struct{}{})
 				continue
 			}
-			if sig == syscall.SIGTERM && s.cfg.Role == cluster.RoleWorker && s.cfg.Preemption != nil {
+			if sig == syscall.SIGTERM && preemptionHandled(s.cfg.Role, s.spec.RollsOver()) && s.cfg.Preemption != nil {
 				s.termArrived.Store(true)
 				if deadline, ok := s.preemptedBy(ctx, s.clock.Now()); ok {
 					notify(n.preempted, deadline)
@@ -327,8 +337,9 @@ func (s *supervisor) runGeneration(ctx context.Context, p prepared, head cluster
 		return err
 	}
 	s.rec.TempDir = tmp.private
+	logs := s.rayLogDir() // this generation's: a promotion changes the role, not the dir
 	defer func() {
-		s.keepLogs(tmp.ray)
+		s.keepLogs(tmp.ray, logs)
 		os.RemoveAll(tmp.private)
 	}()
 
@@ -358,7 +369,7 @@ func (s *supervisor) runGeneration(ctx context.Context, p prepared, head cluster
 			return err
 		}
 		// The driver's whole group, then Ray: it gets a grace period to finish.
-		defer func() { grace, _ := stopGraces(s.ending); driver.Stop(true, grace) }()
+		defer func() { grace, _ := stopGraces(s.ending); driver.Stop(driverStopSignal(s.ending), true, grace) }()
 	}
 	return s.monitor(ctx, node, driver, members, n)
 }
@@ -393,6 +404,7 @@ func (s *supervisor) prepare(ctx context.Context) (prepared, error) {
 		return prepared{}, err
 	}
 	s.rec.IP, s.rec.GPUs = ip, len(gpus)
+	s.recordMemory()
 	ids := make([]string, len(gpus))
 	for i, g := range gpus {
 		ids[i] = g.ID

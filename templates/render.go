@@ -45,13 +45,18 @@ type Script struct {
 	DriverArgv []string
 	// DrainBefore is how many seconds before the time limit SLURM sends USR1; 0: never.
 	DrainBefore int
+	// WorkerType is a worker's type (role worker only); "": the default.
+	WorkerType string
 	// MaxRestarts bounds a driver's re-runs after head handovers (rollover
 	// clusters only); nil: not rendered.
 	MaxRestarts *int
 }
 
 var (
-	jobIDPattern = regexp.MustCompile(`^[0-9]+$`)
+	// A head job is a job id, or an array task's key (ID_TASK): a rollover
+	// cluster's worker promoted to head may be a task of `up --workers N`'s
+	// array, and SLURM takes `--dependency=after:ID_TASK`.
+	jobIDPattern = regexp.MustCompile(`^[0-9]+(_[0-9]+)?$`)
 	// Values of structured #SBATCH options: SLURM never needs whitespace or
 	// quotes in them, and refusing them keeps sbatch's own parsing predictable.
 	sbatchValuePattern = regexp.MustCompile(`^[A-Za-z0-9_.:,@%+=/&|!*\[\]()-]+$`)
@@ -74,6 +79,14 @@ func (s Script) Validate() error {
 	default:
 		return fmt.Errorf("unknown role %q", s.Role)
 	}
+	if s.WorkerType != "" {
+		if s.Role != cluster.RoleWorker {
+			return fmt.Errorf("only a worker job has a worker type")
+		}
+		if err := cluster.ValidateTypeName(s.WorkerType); err != nil {
+			return err
+		}
+	}
 	// The id is rendered into a comment line: a newline would make the rest code.
 	if err := SingleLine("cluster id", s.ClusterID); err != nil {
 		return err
@@ -91,7 +104,7 @@ func (s Script) Validate() error {
 	}
 	for flag, v := range map[string]string{
 		"--partition": s.Node.Partition, "--account": s.Node.Account, "--qos": s.Node.QOS,
-		"--time": s.Time, "--constraint": s.Node.Constraint, "--mem": s.Node.Mem,
+		"--time": s.Time, "--constraint": s.Node.Constraint, "--mem": s.Node.Mem, "--gres": s.Node.Gres,
 	} {
 		if v != "" && !sbatchValuePattern.MatchString(v) {
 			return fmt.Errorf("invalid %s %q: use letters, digits and _.:,@%%+=/&|!*[]()- only", flag, v)

@@ -45,7 +45,11 @@ func TestRenderGolden(t *testing.T) {
 	driver.HeadJob = "4242"
 	driver.Node = cluster.NodeSpec{CPUs: 1, Partition: "gpu"}
 	driver.DriverArgv = []string{"python", "my driver.py", "--lr", "3e-4", "$(touch canary)", "it's"}
+	typed := worker
+	typed.WorkerType = "h100"
+	typed.Node.Gres, typed.Node.GPUs = "gpu:h100:8", 8
 	cases := map[string]Script{
+		"worker-typed": typed,
 		"driver":       driver,
 		"head":         baseScript(cluster.RoleHead),
 		"worker":       worker,
@@ -81,6 +85,9 @@ func TestRenderRejectsBadInput(t *testing.T) {
 		"space in log dir":      func(s *Script) { s.LogDir = "/a b" },
 		"worker without head":   func(s *Script) { s.Role = cluster.RoleWorker },
 		"negative gpus":         func(s *Script) { s.Node.GPUs = -1 },
+		"space in gres":         func(s *Script) { s.Node.Gres = "gpu:h100 8" },
+		"type on a head":        func(s *Script) { s.WorkerType = "cpu" },
+		"bad type name":         func(s *Script) { s.Role, s.HeadJob, s.WorkerType = cluster.RoleWorker, "1", "CPU;x" },
 	}
 	for name, m := range mutate {
 		t.Run(name, func(t *testing.T) {
@@ -142,6 +149,19 @@ func TestDriverMaxRestarts(t *testing.T) {
 		script, err := Render(s)
 		if want := fmt.Sprintf(" --head-job 41 --max-restarts %d -- 'python3' 'train.py'\n", n); err != nil || !strings.Contains(string(script), want) {
 			t.Errorf("MaxRestarts %d: %v, want %q in\n%s", n, err, want, script)
+		}
+	}
+}
+
+// A worker or driver follows its head job by id, or by array task key: a
+// rollover cluster's head may be a promoted task of a worker array.
+func TestHeadJobKeys(t *testing.T) {
+	for key, ok := range map[string]bool{"4242": true, "4242_3": true, "4242_": false, "_3": false, "4242_3_1": false, "42 42": false, "4242\n#SBATCH -x": false} {
+		s := baseScript(cluster.RoleWorker)
+		s.HeadJob = key
+		script, err := Render(s)
+		if (err == nil) != ok || (ok && !strings.Contains(string(script), "#SBATCH --dependency=after:"+key+"\n")) {
+			t.Errorf("head job %q: Render error %v, want ok %v", key, err, ok)
 		}
 	}
 }

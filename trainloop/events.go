@@ -2,6 +2,7 @@ package trainloop
 
 import (
 	"maps"
+	"time"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
 	"github.com/sraybatch/sraybatch/internal/events"
@@ -21,6 +22,8 @@ type Progress struct {
 	events   *events.Reader
 	actorJob map[string]string // live actors and the job each runs on
 	p        cluster.TrainProgress
+	// crossings places the steps around each generation's publication.
+	crossings cluster.StepCrossings
 }
 
 // NewProgress is the progress of the driver whose events are at path.
@@ -32,7 +35,13 @@ func NewProgress(path string) *Progress {
 
 func (pr *Progress) reset() {
 	pr.actorJob, pr.p = map[string]string{}, cluster.TrainProgress{}
+	pr.crossings.Reset()
 }
+
+// Published makes generation g's publication at known, so that the steps
+// folded from now on are placed around it (cluster.StepCrossings); call it
+// before the Read that may hold its steps.
+func (pr *Progress) Published(g int, at time.Time) { pr.crossings.Published(g, at) }
 
 // Read folds what was appended and returns the progress so far. A file
 // truncated or replaced is folded again from its start.
@@ -61,6 +70,7 @@ func (pr *Progress) fold(e events.Event) {
 		var ev events.StepDone
 		if e.Decode(&ev) == nil {
 			p.LastStep, p.LastStepSeconds = &ev.Step, &ev.MeanDurationS
+			pr.crossings.Step(cluster.StepMark{Step: ev.Step, At: ev.Time()})
 		}
 	case events.NameActorRestarted:
 		if e.Decode(&events.ActorRestarted{}) == nil {
@@ -97,6 +107,9 @@ func (pr *Progress) snapshot() cluster.TrainProgress {
 		p.Excluded = maps.Clone(pr.p.Excluded)
 	} else {
 		p.Excluded = map[string]string{}
+	}
+	if pr.crossings.Known() {
+		p.Crossings = pr.crossings.All()
 	}
 	if pr.p.LastStep != nil {
 		step := *pr.p.LastStep

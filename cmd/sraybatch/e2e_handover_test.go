@@ -34,14 +34,7 @@ import (
 func TestE2EHandover(t *testing.T) {
 	e := needE2E(t)
 	const name, steps, every = "e2eho", 200, 5
-	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
-		"--partition", "debug", "--workers", "2", "--rollover", "--rollover-before", "5m", "--wait", "--timeout", "3m")
-	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
-	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
-	g1, ok, err := dir.Generation(1)
-	if err != nil || !ok {
-		t.Fatalf("generation 1: %v, %v", ok, err)
-	}
+	dir, g1 := e.upRollover(t, name, 2)
 	workers := workerJobs(t, dir)
 	driver := strings.TrimSpace(e.mustSray(t, "train", "--cluster", name, "--steps", fmt.Sprint(steps), "--step-seconds", "0.5",
 		"--checkpoint-every", fmt.Sprint(every)).stdout)
@@ -66,31 +59,29 @@ func TestE2EHandover(t *testing.T) {
 		t.Errorf("generation 3 = %+v, want a submitted successor head job", g3)
 	}
 
-	var rec cluster.NodeRecord
-	waitFor(t, "driver until it completes", 4*time.Minute, func() bool {
-		rec, _, _ = dir.Node(driver)
-		return rec.Final()
-	})
-	if rec.Outcome != cluster.OutcomeCompleted {
-		t.Fatalf("driver ended %s (%s), want completed", rec.Outcome, rec.Reason)
-	}
-	checkSteps(t, dir.EventsPath(driver), steps, every)
+	driverCompletes(t, dir, driver, 4*time.Minute, steps, every)
+	e.checkHandoversSeen(t, name, []cluster.Generation{g1, g2, g3}, every)
 	if r, _, _ := dir.Node(other); r.Job != other || r.Final() || r.Phase != cluster.PhaseRunning {
 		t.Errorf("worker %s after two handovers: %+v, want the same job, running", other, r)
 	}
-	e.mustSray(t, "down", "--cluster", name)
-	jobs := append([]string{g1.Job, g3.Job, driver}, workers...)
-	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
-		for _, j := range jobs {
-			if slurmJobActive(j) {
-				return false
-			}
-		}
-		return true
-	})
-	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
-		t.Errorf("processes left after down: %v", left)
+	e.downLeavingNothing(t, dir, name, append([]string{g1.Job, g3.Job, driver}, workers...))
+}
+
+// upRollover starts a rollover cluster of 1-GPU nodes, its head and the
+// given workers with 30 min each and --rollover-before 5m (so that
+// shortening a job's limit by 25 min brings its handover on at once); it
+// returns its directory and generation 1.
+func (e e2eEnv) upRollover(t *testing.T, name string, workers int) (cluster.Dir, cluster.Generation) {
+	t.Helper()
+	e.mustSray(t, "up", "--name", name, "--gpus-per-node", "1", "--time", "30:00", "--setup", e.setup, "--object-store-mb", "80",
+		"--partition", "debug", "--workers", fmt.Sprint(workers), "--rollover", "--rollover-before", "5m", "--wait", "--timeout", "3m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
+	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
+	g1, ok, err := dir.Generation(1)
+	if err != nil || !ok {
+		t.Fatalf("generation 1: %v, %v", ok, err)
 	}
+	return dir, g1
 }
 
 // handover shortens jobs' limits by the given minutes (as the user), waits
@@ -128,6 +119,62 @@ func (e e2eEnv) handover(t *testing.T, dir cluster.Dir, g int, shorten map[strin
 		t.Errorf("nodes joined generation %d after generation %d was published: %v", g, g+1, late)
 	}
 	return next
+}
+
+// checkHandoversSeen: status, events and the report show each handover of
+// gens (the cluster's generations, in order) once, with how it happened,
+// its gap and the steps lost (at most the checkpoint interval).
+func (e e2eEnv) checkHandoversSeen(t *testing.T, name string, gens []cluster.Generation, every int) {
+	t.Helper()
+	st := e.status(t, name)
+	last := gens[len(gens)-1]
+	c := st.Cluster
+	if c.Generation != last.Generation || c.GenerationHow != last.How || c.PreviousHeadJob != last.PreviousHeadJob || len(c.Handovers) != len(gens)-1 {
+		t.Fatalf("status cluster = %+v, want generation %d (%s from %s) and %d handovers", c, last.Generation, last.How, last.PreviousHeadJob, len(gens)-1)
+	}
+	for i, h := range c.Handovers {
+		if h.OldHeadJob != gens[i].Job || h.NewHeadJob != gens[i+1].Job || h.How != gens[i+1].How || h.GapS == nil || h.StepsLost == nil || *h.StepsLost > every {
+			t.Errorf("status handover %d = %+v, want %s -> %s %s with a gap and at most %d steps lost", i+1, h, gens[i].Job, gens[i+1].Job, gens[i+1].How, every)
+		}
+	}
+	fmt.Printf("STATUS TABLE\n%s", e.mustSray(t, "status", "--cluster", name, "-o", "table").stdout)
+	var handovers, heads int
+	for _, l := range strings.Split(strings.TrimSpace(e.mustSray(t, "events", "--cluster", name, "-o", "json").stdout), "\n") {
+		var ev struct {
+			Event  string         `json:"event"`
+			Fields map[string]any `json:"fields"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("events line %q: %v", l, err)
+		}
+		switch {
+		case ev.Event == "handover":
+			handovers++
+			if ev.Fields["gap_s"] == nil || ev.Fields["published_s"] == nil || ev.Fields["sealed_s"] == nil {
+				t.Errorf("handover event %s lacks its facts", l)
+			}
+		case ev.Event == "head_up" && ev.Fields["generation"] != nil:
+			heads++
+		}
+	}
+	if handovers != len(gens)-1 || heads != len(gens) {
+		t.Errorf("events: %d handovers and %d generations' head_up, want %d and %d", handovers, heads, len(gens)-1, len(gens))
+	}
+	fmt.Printf("EVENTS TABLE (handovers)\n")
+	for _, l := range strings.Split(e.mustSray(t, "events", "--cluster", name).stdout, "\n") {
+		if strings.Contains(l, "handover") || strings.Contains(l, "head_up") || strings.HasPrefix(strings.TrimSpace(l), "TIME") {
+			fmt.Println(l)
+		}
+	}
+	page := filepath.Join(e.userDir(t, "report"), name+".html")
+	e.mustSray(t, "report", "--cluster", name, "-o", page)
+	b, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `<g class="generation"`); n != len(gens) || !strings.Contains(string(b), `<table id="handovers">`) {
+		t.Errorf("report: %d generation bands (want %d), handovers table %v", n, len(gens), strings.Contains(string(b), `id="handovers"`))
+	}
 }
 
 // stepEvent is a driver's step_done or driver_stopping event.
@@ -218,6 +265,39 @@ func checkSteps(t *testing.T, path string, target, every int) {
 	}
 	if n := len(steps); n == 0 || steps[n-1].Step != target {
 		t.Errorf("last of %d steps is not the target %d", n, target)
+	}
+}
+
+// driverCompletes waits until the driver completed, within limit, and
+// checks its steps (checkSteps).
+func driverCompletes(t *testing.T, dir cluster.Dir, driver string, limit time.Duration, steps, every int) {
+	t.Helper()
+	var rec cluster.NodeRecord
+	waitFor(t, "driver until it completes", limit, func() bool {
+		rec, _, _ = dir.Node(driver)
+		return rec.Final()
+	})
+	if rec.Outcome != cluster.OutcomeCompleted {
+		t.Fatalf("driver ended %s (%s), want completed", rec.Outcome, rec.Reason)
+	}
+	checkSteps(t, dir.EventsPath(driver), steps, every)
+}
+
+// downLeavingNothing downs the cluster and checks that its jobs end and no
+// process of it is left.
+func (e e2eEnv) downLeavingNothing(t *testing.T, dir cluster.Dir, name string, jobs []string) {
+	t.Helper()
+	e.mustSray(t, "down", "--cluster", name)
+	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
+		for _, j := range jobs {
+			if slurmJobActive(j) {
+				return false
+			}
+		}
+		return true
+	})
+	if left := rayProcessesOf(dir, jobs); len(left) > 0 {
+		t.Errorf("processes left after down: %v", left)
 	}
 }
 

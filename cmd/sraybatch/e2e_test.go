@@ -360,6 +360,10 @@ type rayNodeReport struct {
 	NodeIP             string  `json:"node_ip"`
 	GPUs               float64 `json:"gpus"`
 	CUDAVisibleDevices string  `json:"cuda_visible_devices"`
+	// Resources are the node's totals in the GCS; Labels what a task on
+	// it reads from its raylet.
+	Resources map[string]float64 `json:"resources"`
+	Labels    map[string]string  `json:"labels"`
 }
 
 // rayNodes asks the cluster itself, through Ray, where its nodes are.

@@ -21,8 +21,11 @@ One timeline of the cluster, oldest first, merged from everything it
 records: jobs submitted, started and ended (with how), time-limit warnings,
 the head's view of each job's SLURM state and Ray membership (job_state)
 and of its GPUs (cluster_sample), the drivers' events (node_joined,
-actor_*, step_done, checkpoint_written, driver_stopping, …), and the
-autoscaler's decisions.
+actor_*, step_done, checkpoint_written, driver_stopping, …), the
+autoscaler's decisions, and a rollover cluster's head generations (a head_up
+each, with how its head came) and handovers (a handover each: old head job,
+successor, how, reason, seconds to the seal and to the next publication, and
+the driver's gap and steps lost; --follow prints it once these are in).
 
 A styled table on a terminal, TSV when piped, one JSON object per line with
 --output json ({"ts", "time", "event", "job", "role", "source", "fields"}).
@@ -71,7 +74,7 @@ func runEvents(ctx context.Context, io IOStreams, a *app, o eventsOptions) error
 	f := timeline.NewFollower(dir, spec)
 	p := eventPrinter{w: io.Out, format: format, loc: time.Local}
 	if !o.Follow {
-		evs, err := f.Next()
+		evs, err := f.Last()
 		if err != nil {
 			return err
 		}
@@ -84,11 +87,16 @@ func runEvents(ctx context.Context, io IOStreams, a *app, o eventsOptions) error
 		if err != nil {
 			return false, err
 		}
-		evs, err := f.Next()
+		over := clusterOver(st)
+		next := f.Next
+		if over {
+			next = f.Last // a handover that never settled, with what is known
+		}
+		evs, err := next()
 		if err != nil {
 			return false, err
 		}
-		return clusterOver(st), p.print(evs)
+		return over, p.print(evs)
 	})
 	if errors.Is(err, context.Canceled) || (err != nil && ctx.Err() != nil) {
 		return interruptedError{fmt.Errorf("stopped following: cluster %s keeps running; see `sraybatch status -c %s`", spec.Name, spec.Name)}

@@ -59,16 +59,16 @@ func TestGrowFillCountsWorkerSlots(t *testing.T) {
 	f := newUFixture(t)
 	spec := cluster.Spec{Node: cluster.NodeSpec{GPUs: 2, Partition: "gpu"}}
 	f.expectSinfoFree("gpu")
-	if n, err := f.app.fillCount(context.Background(), spec, 0); err != nil || n != 3 {
+	if n, err := f.app.fillCount(context.Background(), spec, spec.WorkerNode(), 0); err != nil || n != 3 {
 		t.Errorf("fill with 2-GPU workers: %d, %v; want 3 (n2 fits 1, n4 fits 2)", n, err)
 	}
 	f.expectSinfoFree("gpu")
-	if n, err := f.app.fillCount(context.Background(), spec, 2); err != nil || n != 2 {
+	if n, err := f.app.fillCount(context.Background(), spec, spec.WorkerNode(), 2); err != nil || n != 2 {
 		t.Errorf("fill --max 2: %d, %v", n, err)
 	}
 	spec.Node.GPUs = 8
 	f.expectSinfoFree("gpu")
-	if _, err := f.app.fillCount(context.Background(), spec, 0); err == nil || !strings.Contains(err.Error(), "8 free GPUs") {
+	if _, err := f.app.fillCount(context.Background(), spec, spec.WorkerNode(), 0); err == nil || !strings.Contains(err.Error(), "8 free GPUs") {
 		t.Errorf("no node with 8 free GPUs: %v", err)
 	}
 }

@@ -24,9 +24,13 @@ Examples:
   sraybatch grow -n 1            # the only live cluster
   sraybatch grow -c exp1 --fill --max 8   # one worker per free GPU slot now
   sraybatch grow -c exp1 -n 2 --partition scav   # these workers on a preemptible partition
+  sraybatch grow -c long --type cpu -n 4   # a worker type of the cluster file
 
-Workers go to the cluster's worker partition (up --worker-partition, else
-up's --partition); --partition picks another for this call only.`
+Workers are of the cluster's default worker type (the first of the cluster
+file's workers:, else the shape up's flags gave) unless --type names
+another; they go to that type's partition (up --worker-partition, else up's
+--partition, unless the type names its own); --partition picks another for
+this call only.`
 
 type growOptions struct {
 	Cluster string
@@ -36,9 +40,11 @@ type growOptions struct {
 	// Fill asks for as many workers as free GPUs allow now, at most Max (0: no cap).
 	Fill bool
 	Max  int
-	// Partition is these workers' partition; "": the cluster's worker partition.
+	// Partition is these workers' partition; "": their type's.
 	Partition string
-	Wait      waitOptions
+	// Type is the workers' type; "": the cluster's default type.
+	Type string
+	Wait waitOptions
 }
 
 func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -48,7 +54,8 @@ func runGrowCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.IntVarP(&o.Count, "count", "n", 1, "number of worker jobs to add")
 	fs.BoolVar(&o.Fill, "fill", false, "add as many workers as there are free GPUs now (instead of -n)")
 	fs.IntVar(&o.Max, "max", 0, "with --fill: at most this many workers")
-	fs.StringVar(&o.Partition, "partition", "", "SLURM partition of these workers (default: the cluster's worker partition)")
+	fs.StringVar(&o.Type, "type", "", "worker type of the cluster (default: the first one of up -f's workers:)")
+	fs.StringVar(&o.Partition, "partition", "", "SLURM partition of these workers (default: their type's)")
 	fs.StringVar(&o.Time, "time", "", "time limit of these workers (default: up's --time; always capped at the head's time left)")
 	o.Wait.addFlags(fs, "every new worker has joined Ray")
 	if err := parseFlagsOnly(fs, args); err != nil {
@@ -65,7 +72,7 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	if o.Count < 1 || o.Max < 0 {
 		return usagef("-n must be at least 1 and --max not negative")
 	}
-	for flag, v := range map[string]string{"--cluster": o.Cluster, "--partition": o.Partition} {
+	for flag, v := range map[string]string{"--cluster": o.Cluster, "--partition": o.Partition, "--type": o.Type} {
 		if err := templates.SingleLine(flag, v); err != nil {
 			return usageError{err}
 		}
@@ -84,11 +91,15 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	if o.Time != "" {
 		spec.Node.Time = o.Time
 	}
+	typ, err := spec.Type(o.Type)
+	if err != nil {
+		return usageError{err}
+	}
 	if o.Partition != "" {
-		spec.WorkerPartition = o.Partition // this call's workers only: the spec on disk stays
+		typ.Node.Partition = o.Partition // this call's workers only: the spec on disk stays
 	}
 	if o.Fill {
-		if o.Count, err = a.fillCount(ctx, spec, o.Max); err != nil {
+		if o.Count, err = a.fillCount(ctx, spec, typ.Node, o.Max); err != nil {
 			return err
 		}
 	}
@@ -99,7 +110,7 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 		return err
 	}
 	done = step(ctx, "script+sbatch+record")
-	keys, err := a.submitWorkers(ctx, dir, spec, head, o.Count, limit)
+	keys, err := a.submitWorkers(ctx, dir, spec, submit.Request{Type: typ, Head: head, Count: o.Count, TimeLimit: limit})
 	done()
 	if err != nil {
 		return err
@@ -116,20 +127,20 @@ func runGrow(ctx context.Context, io IOStreams, a *app, o growOptions) error {
 	return waitForJobs(ctx, io, a, dir, spec, keys, a.newBudget(o.Wait.Timeout))
 }
 
-// fillCount is how many one-node workers of the cluster's shape fit on the
-// GPUs free right now (one sinfo call), capped at max when max > 0.
-func (a *app) fillCount(ctx context.Context, spec cluster.Spec, max int) (int, error) {
-	if spec.Node.GPUs == 0 {
-		return 0, usagef("--fill counts free GPUs, and this cluster's nodes have none: use -n")
+// fillCount is how many one-node workers of shape node fit on the GPUs
+// free right now (one sinfo call), capped at max when max > 0.
+func (a *app) fillCount(ctx context.Context, spec cluster.Spec, node cluster.NodeSpec, max int) (int, error) {
+	if node.GPUs == 0 {
+		return 0, usagef("--fill counts free GPUs, and these workers have none: use -n")
 	}
-	partition := spec.WorkerNode().Partition
+	partition := node.Partition
 	nodes, err := a.sched(spec).FreeGPUs(ctx, partition)
 	if err != nil {
 		return 0, fmt.Errorf("list free GPUs: %w", err)
 	}
 	n := 0
-	for _, node := range scheduler.EachNodeOnce(nodes) {
-		n += node.Free() / spec.Node.GPUs
+	for _, free := range scheduler.EachNodeOnce(nodes) {
+		n += free.Free() / node.GPUs
 	}
 	if max > 0 {
 		n = min(n, max)
@@ -139,7 +150,7 @@ func (a *app) fillCount(ctx context.Context, spec cluster.Spec, max int) (int, e
 		if partition != "" {
 			where = "partition " + partition
 		}
-		return 0, fmt.Errorf("no node of %s has %d free GPUs now: see `sraybatch free`", where, spec.Node.GPUs)
+		return 0, fmt.Errorf("no node of %s has %d free GPUs now: see `sraybatch free`", where, node.GPUs)
 	}
 	return n, nil
 }
@@ -159,9 +170,9 @@ func (a *app) workerTimeLimit(ctx context.Context, spec cluster.Spec, head strin
 	return "", fmt.Errorf("head job %s is no longer known to SLURM: start a new cluster with `sraybatch up`", head)
 }
 
-// submitWorkers submits n workers in one sbatch call and returns their job keys.
-func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string) ([]string, error) {
-	return asUsage(submit.Workers(ctx, timedSubmit(ctx, a.sched(spec)), dir, spec, head, n, timeLimit, false))
+// submitWorkers submits r.Count workers in one sbatch call and returns their job keys.
+func (a *app) submitWorkers(ctx context.Context, dir cluster.Dir, spec cluster.Spec, r submit.Request) ([]string, error) {
+	return asUsage(submit.Workers(ctx, timedSubmit(ctx, a.sched(spec)), dir, spec, r))
 }
 
 // asUsage reports a script that does not render as bad input (exit 2).

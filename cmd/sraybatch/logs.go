@@ -149,18 +149,26 @@ type logFile struct {
 }
 
 // logFiles are the files shown for a job: its output file, or with ray
-// the copies of its main Ray logs that exist now.
+// the copies of its main Ray logs that exist now, one head generation after
+// the other (a rollover cluster's job restarts its Ray node in each; a
+// promoted worker's later ones are a head's, with its GCS logs).
 func logFiles(spec cluster.Spec, t logTarget, ray bool) []logFile {
 	if !ray {
 		path := cluster.JobLog(spec.LogDir, spec.Name, t.role, t.key)
 		return []logFile{{path, fmt.Sprintf("%s %s: %s", t.role, t.key, path)}}
 	}
+	patterns := raynode.RayLogFiles(t.role)
+	if t.role == cluster.RoleWorker {
+		patterns = raynode.RayLogFiles(cluster.RoleHead)
+	}
 	var out []logFile
-	for _, pattern := range raynode.RayLogFiles(t.role) {
-		matches, _ := filepath.Glob(filepath.Join(raynode.RayLogDir(spec.LogDir, t.key), pattern))
-		sort.Strings(matches)
-		for _, m := range matches {
-			out = append(out, logFile{m, fmt.Sprintf("%s %s: %s", t.role, t.key, m)})
+	for _, dir := range raynode.RayLogDirs(spec.LogDir, t.key) {
+		for _, pattern := range patterns {
+			matches, _ := filepath.Glob(filepath.Join(dir, pattern))
+			sort.Strings(matches)
+			for _, m := range matches {
+				out = append(out, logFile{m, fmt.Sprintf("%s %s: %s", t.role, t.key, m)})
+			}
 		}
 	}
 	return out

@@ -101,6 +101,23 @@ func logsCluster(t *testing.T, f *uFixture) cluster.Spec {
 			t.Fatal(err)
 		}
 	}
+	// Worker 42_0 of a rollover cluster: a worker in generation 1, promoted
+	// to the head of generation 2, still the head in generation 10.
+	for gen, files := range map[int]map[string]string{
+		1:  {"raylet.out": "worker raylet g1\n"},
+		2:  {"gcs_server.out": "GCS g2\n", "raylet.out": "head raylet g2\n"},
+		10: {"raylet.out": "head raylet g10\n"},
+	} {
+		dir := raynode.RayLogDirOf(spec.LogDir, "42_0", gen)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for name, text := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	return spec
 }
 
@@ -122,6 +139,11 @@ func TestLogs(t *testing.T) {
 			"==> worker 42_0: " + w0 + " <==\nworker line 1\n", "no output yet from worker 42_1"},
 		{"--ray: the head's GCS and raylet", logsOptions{Job: "41", Ray: true},
 			"==> head 41: " + filepath.Join(ray, "gcs_server.out") + " <==\nGCS started\n\n==> head 41: " + filepath.Join(ray, "raylet.out") + " <==\nraylet started\n", ""},
+		{"--ray of a promoted worker: each generation's copies, in order", logsOptions{Job: "42_0", Ray: true},
+			"==> worker 42_0: " + filepath.Join(spec.LogDir, "ray-42_0", "raylet.out") + " <==\nworker raylet g1\n\n" +
+				"==> worker 42_0: " + filepath.Join(spec.LogDir, "ray-42_0.g2", "gcs_server.out") + " <==\nGCS g2\n\n" +
+				"==> worker 42_0: " + filepath.Join(spec.LogDir, "ray-42_0.g2", "raylet.out") + " <==\nhead raylet g2\n\n" +
+				"==> worker 42_0: " + filepath.Join(spec.LogDir, "ray-42_0.g10", "raylet.out") + " <==\nhead raylet g10\n", ""},
 		{"--ray before anything was copied", logsOptions{Job: "42_1", Ray: true}, "", "no Ray logs copied yet for 42_1 worker"},
 		{"a pending job", logsOptions{Job: "42_1"}, "", "no output yet from worker 42_1: "},
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/sraybatch/sraybatch/internal/autoscale"
 	"github.com/sraybatch/sraybatch/internal/backend"
@@ -18,7 +17,7 @@ import (
 	"github.com/sraybatch/sraybatch/templates"
 )
 
-const nodeUsage = `Usage: sraybatch node head|worker|driver --cluster-dir DIR [--head-job ID] [-- DRIVER COMMAND...]
+const nodeUsage = `Usage: sraybatch node head|worker|driver --cluster-dir DIR [--head-job ID] [--type T] [-- DRIVER COMMAND...]
 
 Run one Ray node inside a SLURM job. The batch scripts sraybatch renders exec
 this; it is not meant to be run by hand.`
@@ -27,6 +26,8 @@ type nodeOptions struct {
 	Role       cluster.Role
 	ClusterDir string
 	HeadJob    string
+	// Type is a worker's type; "": the cluster's default type.
+	Type       string
 	DriverArgv []string
 	// MaxRestarts bounds a driver's re-runs after head handovers.
 	MaxRestarts int
@@ -37,6 +38,7 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs := newFlagSet("node", nodeUsage, io)
 	fs.StringVar(&o.ClusterDir, "cluster-dir", "", "the cluster's state directory")
 	fs.StringVar(&o.HeadJob, "head-job", "", "the head's job id (workers)")
+	fs.StringVar(&o.Type, "type", "", "the worker's type (workers; default: the cluster's first)")
 	fs.IntVar(&o.MaxRestarts, "max-restarts", raynode.DefaultMaxRestarts, "a driver's re-runs after head handovers, at most")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -66,6 +68,8 @@ func (o nodeOptions) validate() error {
 		return usagef("--cluster-dir is required")
 	case o.Role != cluster.RoleHead && o.HeadJob == "":
 		return usagef("--head-job is required for a %s", o.Role)
+	case o.Type != "" && o.Role != cluster.RoleWorker:
+		return usagef("only a worker has a --type")
 	}
 	return nil
 }
@@ -79,7 +83,14 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		return fmt.Errorf("read cluster spec: %w", err)
 	}
 	sched := a.sched(spec)
+	var typ cluster.WorkerType
+	if o.Role == cluster.RoleWorker {
+		if typ, err = spec.Type(o.Type); err != nil {
+			return err
+		}
+	}
 	cfg := raynode.Config{
+		WorkerType:  typ,
 		Role:        o.Role,
 		Dir:         dir,
 		Spec:        spec,
@@ -97,7 +108,7 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		cfg.Successor = headSubmitter{dir: dir, spec: spec, sched: sched}
 	}
 	if p, ok := sched.(raynode.PreemptionSource); ok {
-		cfg.Preemption = p // SLURM's: a worker's SIGTERM may be a preemption
+		cfg.Preemption = p // SLURM's: a worker's (or a rollover head's) SIGTERM may be a preemption
 	}
 	// A worker of a rollover cluster may be promoted to head: it carries
 	// the autoscaler too, which runs only once it is the head.
@@ -109,7 +120,7 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		cfg.Autoscaler = autoscale.NewLoop(autoscale.LoopConfig{
 			Dir: dir, HeadJob: raynode.JobKey(os.Getenv), Sched: shared.View(sched, 0), Clock: a.clock,
 			Logf: func(format string, args ...any) {
-				fmt.Fprintf(io.Out, "sraybatch node head [%s]: %s\n", a.clock.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
+				fmt.Fprintf(io.Out, "sraybatch node head [%s]: %s\n", a.clock.Now().Format(raynode.LogTimeLayout), fmt.Sprintf(format, args...))
 			},
 		})
 	}

@@ -169,7 +169,11 @@ func jobRow(j cluster.JobStatus) table.Row {
 	if j.Excluded != "" {
 		reason = "left out of training (GPUs held): " + j.Excluded
 	}
-	return table.Row{j.Role, j.JobID, dash(j.SlurmState), dash(reason), dash(j.Node), j.GPUs, j.Ray,
+	role := string(j.Role)
+	if j.Type != "" { // a cluster with worker types: the rows come grouped by type
+		role += "/" + j.Type
+	}
+	return table.Row{role, j.JobID, dash(j.SlurmState), dash(reason), dash(j.Node), j.GPUs, j.Ray,
 		dash(shortID(j.RayNodeID)), actors, formatSeconds(&j.ElapsedS), formatSeconds(j.TimeLeftS)}
 }
 
@@ -178,6 +182,9 @@ func clusterLine(c cluster.ClusterStatus) string {
 		"cluster " + c.Name, "id " + c.ID, "state " + string(c.State),
 		"head " + dash(c.HeadAddress), "dashboard " + dash(c.Dashboard) + " (on " + dash(c.HeadNode) + ")",
 		"age " + formatSeconds(&c.AgeS),
+	}
+	if c.Generation > 0 {
+		parts = append(parts, generationPart(c))
 	}
 	if c.Reason != "" {
 		parts = append(parts, "reason "+c.Reason)
@@ -191,12 +198,58 @@ func clusterLine(c cluster.ClusterStatus) string {
 	return strings.Join(parts, "  ")
 }
 
+// generationPart is a rollover cluster's current generation on the
+// cluster line: "generation 3 (head job 12, promoted from head job 9)".
+func generationPart(c cluster.ClusterStatus) string {
+	how := string(c.GenerationHow)
+	if c.PreviousHeadJob != "" {
+		how += " from head job " + c.PreviousHeadJob
+	}
+	if how == "" {
+		return fmt.Sprintf("generation %d (head job %s)", c.Generation, dash(c.HeadJob))
+	}
+	return fmt.Sprintf("generation %d (head job %s, %s)", c.Generation, dash(c.HeadJob), how)
+}
+
+// handoverLines are the "handovers" section under the cluster line, one
+// line per handover, oldest first; none for a cluster without any.
+func handoverLines(hs []cluster.HandoverStatus) []string {
+	if len(hs) == 0 {
+		return nil
+	}
+	lines := []string{"handovers:"}
+	for _, h := range hs {
+		lost := "-"
+		if h.StepsLost != nil {
+			lost = strconv.Itoa(*h.StepsLost)
+		}
+		lines = append(lines, fmt.Sprintf("  %d→%d  head job %s → %s, %s (%s) at %s  sealed after %s  published after %s  gap %s  steps lost %s",
+			h.Generation, h.NextGeneration, h.OldHeadJob, dash(h.NewHeadJob), h.How, h.Why, h.Started.Local().Format(time.DateTime),
+			secondsText(h.SealedAfterS), secondsText(h.PublishedAfterS), secondsText(h.GapS), lost))
+	}
+	return lines
+}
+
+// secondsText is a handover's figure in seconds for people ("-": unknown).
+func secondsText(s *float64) string {
+	if s == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*s, 'f', 1, 64) + "s"
+}
+
 // printStatusTable is a pure function of the status; color only when
 // IOStreams.Color allows it (a terminal, no NO_COLOR).
 func printStatusTable(w io.Writer, st cluster.Status, color bool) {
 	fmt.Fprintln(w, clusterLine(st.Cluster))
+	for _, l := range handoverLines(st.Cluster.Handovers) {
+		fmt.Fprintln(w, l)
+	}
 	if st.Autoscaler != nil {
 		fmt.Fprintln(w, autoscaleLine(*st.Autoscaler))
+	}
+	for _, ts := range st.Types {
+		fmt.Fprintln(w, typeLine(ts))
 	}
 	t := table.NewWriter()
 	t.SetOutputMirror(w)
@@ -346,4 +399,9 @@ func autoscaleLine(a cluster.AutoscalerStatus) string {
 		parts = append(parts, "error: "+a.Error)
 	}
 	return strings.Join(parts, " · ")
+}
+
+// typeLine is one worker type in one line: its bounds and its workers.
+func typeLine(t cluster.TypeStatus) string {
+	return fmt.Sprintf("type %s %d–%d · pending %d · joined %d", t.Name, t.Min, t.Max, t.Pending, t.Joined)
 }

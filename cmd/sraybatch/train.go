@@ -26,6 +26,11 @@ of every joined node, scaling as the cluster grows and surviving nodes leaving.
 Your own driver can import sraybatch_trainloop (on its PYTHONPATH) for the same
 elastic pool and events.
 
+On a cluster started with up --rollover, the driver gets SIGINT when the
+head hands over (Ray Train aborts its run at a safe point), and its command
+runs again on the next head with SRAYBATCH_RESUMED=1: resume from your
+checkpoint (Ray Train: a fixed RunConfig name and storage_path).
+
 With --follow it exits 0 only when the driver completed (its command exited
 0), and 1 when it failed, was cancelled, hit its time limit or lost its head.
 Ctrl+C stops following, not the driver (exit 130).
@@ -46,8 +51,10 @@ type trainOptions struct {
 	// GPUsPerActor is the demo's GPUs per actor; nil: 1, or 0 on a CPU-only cluster.
 	GPUsPerActor *float64
 	CPUs         int
-	Follow       bool
-	Command      []string
+	// Partition is the driver job's; "": the head's (up --partition).
+	Partition string
+	Follow    bool
+	Command   []string
 }
 
 func runTrainCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -60,6 +67,7 @@ func runTrainCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.IntVar(&o.MaxRestarts, "max-restarts", raynode.DefaultMaxRestarts, "with up --rollover: run the command again after at most this many head handovers")
 	fs.Var(optionalFloat{&o.GPUsPerActor}, "gpus-per-actor", "demo: GPUs per actor (default 1, or 0 on a CPU-only cluster)")
 	fs.IntVar(&o.CPUs, "cpus", 1, "CPUs of the driver job")
+	fs.StringVar(&o.Partition, "partition", "", "SLURM partition of the driver job (default: the head's); e.g. not the preemptible one a head of up --rollover may sit on")
 	fs.BoolVarP(&o.Follow, "follow", "f", false, "stream the driver's output until it ends (exit 1 unless it completed)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -78,8 +86,10 @@ func runTrainCmd(ctx context.Context, io IOStreams, args []string) error {
 }
 
 func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
-	if err := templates.SingleLine("--cluster", o.Cluster); err != nil {
-		return usageError{err}
+	for flag, v := range map[string]string{"--cluster": o.Cluster, "--partition": o.Partition} {
+		if err := templates.SingleLine(flag, v); err != nil {
+			return usageError{err}
+		}
 	}
 	if o.Steps < 0 || o.CheckpointEvery < 0 || o.MaxRestarts < 0 || o.StepSeconds <= 0 || o.CPUs < 1 || (o.GPUsPerActor != nil && *o.GPUsPerActor < 0) {
 		return usagef("--steps, --checkpoint-every and --max-restarts must be >= 0, --step-seconds > 0, --gpus-per-actor >= 0 and --cpus >= 1")
@@ -110,6 +120,9 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	}
 	s := submit.NodeScript(dir, spec, cluster.RoleDriver)
 	s.Node.GPUs, s.Node.CPUs, s.Node.Mem = 0, o.CPUs, ""
+	if o.Partition != "" {
+		s.Node.Partition = o.Partition
+	}
 	s.HeadJob, s.Time, s.DriverArgv = head, limit, command
 	if spec.RollsOver() {
 		s.MaxRestarts = &o.MaxRestarts

@@ -161,3 +161,14 @@ func TestGPUsPerActorFlag(t *testing.T) {
 		}
 	}
 }
+
+// A driver partition that would break the job script's line is refused
+// before anything is read or submitted.
+func TestTrainRefusesAMultiLinePartition(t *testing.T) {
+	t.Parallel()
+	var ue usageError
+	err := runTrain(context.Background(), IOStreams{}, nil, trainOptions{Cluster: "exp1", Steps: 1, StepSeconds: 1, CPUs: 1, Partition: "debug\n#SBATCH --x"})
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--partition") {
+		t.Errorf("runTrain with a two-line --partition = %v, want a usage error naming --partition", err)
+	}
+}

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/spf13/pflag"
 
 	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/config"
 	"github.com/sraybatch/sraybatch/internal/submit"
 	"github.com/sraybatch/sraybatch/raynode"
 	"github.com/sraybatch/sraybatch/slurm"
@@ -28,6 +30,8 @@ joined Ray, within one --timeout. Ctrl+C stops the waiting, not the cluster
 
 Examples:
   sraybatch up --name exp1 --gpus-per-node 1 --partition debug --time 2:00:00 --wait
+  sraybatch up -f long.yaml --wait      # a cluster file: every flag has a key
+  sraybatch up -f long.yaml --dry-run   # each setting, and where it came from
   sraybatch up --name exp1 --setup 'source ~/venvs/ray/bin/activate' --workers 2
   sraybatch up --name exp1 --sbatch-arg=--exclusive --dry-run
   sraybatch up --name dev --backend local --workers 1 --foreground   # this host's GPUs, no SLURM
@@ -36,9 +40,20 @@ Examples:
 
 With --backend local (the default where sbatch is not on PATH) every node is a
 process of this host, on a GPU no other sraybatch node and no other program
-uses (--gpus-per-node 0: CPU-only nodes); job ids are the processes' pids.`
+uses (--gpus-per-node 0: CPU-only nodes); job ids are the processes' pids.
+
+A cluster file (-f), the user's defaults ($XDG_CONFIG_HOME/sraybatch/config.yaml)
+and the site's (/etc/sraybatch/config.yaml, or $SRAYBATCH_SITE_CONFIG) set
+what the command line leaves out: flags > file > user > site. Each flag has a
+key (--partition: head.partition, --min-workers: autoscale.min_workers; see
+--dry-run). Its workers: are the worker types, in order, the first the
+default; a type inherits what it leaves out from the head (its partition
+from --worker-partition first), so --partition moves the head and every type
+that names no partition of its own.`
 
 type upOptions struct {
+	// File is the cluster file (-f); "": none.
+	File string
 	Name string
 	Node cluster.NodeSpec
 	// WorkerPartition is the workers' partition when not the head's.
@@ -68,6 +83,10 @@ type upOptions struct {
 	MetricsSDDir string
 	Rollover     rolloverOptions
 	Container    containerOptions
+	// settings are the effective settings and their sources (applyFiles),
+	// for --dry-run; typeDefs the worker types of the files.
+	settings []setting
+	typeDefs []config.TypeDef
 }
 
 type waitOptions struct {
@@ -84,8 +103,47 @@ func (w *waitOptions) addFlags(fs interface {
 }
 
 func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
+	o, err := parseUp(io, args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	a, err := newApp()
+	if err != nil {
+		return err
+	}
+	return runUp(ctx, io, a, o)
+}
+
+// parseUp reads up's flags, then the files for what they leave out.
+func parseUp(io IOStreams, args []string, getenv func(string) string) (upOptions, error) {
 	var o upOptions
+	fs := upFlags(&o, io)
+	if err := parseFlagsOnly(fs, args); err != nil {
+		return o, err
+	}
+	if err := o.applyFiles(fs, getenv); err != nil {
+		return o, err
+	}
+	if err := o.Rollover.validate(fs); err != nil {
+		return o, err
+	}
+	if err := o.Scaling.apply(&o.autoscaleSpec, func(string) bool { return true }); err != nil {
+		return o, err
+	}
+	o.autoscaleSpec.Enabled = o.Autoscale
+	if err := validateAutoscale(o.autoscaleSpec); err != nil {
+		return o, err
+	}
+	if o.Backend == "" {
+		o.Backend, o.announceBackend = defaultBackend(), true
+	}
+	return o, nil
+}
+
+// upFlags registers up's flags on a new flag set; upKeys gives each its key.
+func upFlags(o *upOptions, io IOStreams) *pflag.FlagSet {
 	fs := newFlagSet("up", upUsage, io)
+	fs.StringVarP(&o.File, "file", "f", "", "cluster file (YAML): settings for what the flags leave out, and the worker types")
 	fs.StringVar(&o.Name, "name", "", "cluster name: 1-40 of a-z, 0-9, '-' (required)")
 	fs.IntVar(&o.Node.GPUs, "gpus-per-node", 1, "GPUs of each node job (0: CPU-only nodes)")
 	fs.IntVar(&o.Node.CPUs, "cpus-per-node", 0, "CPUs of each node job (sbatch --cpus-per-task)")
@@ -116,27 +174,7 @@ func runUpCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.BoolVar(&o.Foreground, "foreground", false, "local backend: print the dashboard URL and stay until Ctrl+C or SIGTERM, then take the cluster down")
 	o.Rollover.addFlags(fs)
 	o.Container.addFlags(fs)
-	if err := parseFlagsOnly(fs, args); err != nil {
-		return err
-	}
-	if err := o.Rollover.validate(fs); err != nil {
-		return err
-	}
-	if err := o.Scaling.apply(&o.autoscaleSpec, func(string) bool { return true }); err != nil {
-		return err
-	}
-	o.autoscaleSpec.Enabled = o.Autoscale
-	if err := validateAutoscale(o.autoscaleSpec); err != nil {
-		return err
-	}
-	if o.Backend == "" {
-		o.Backend, o.announceBackend = defaultBackend(), true
-	}
-	a, err := newApp()
-	if err != nil {
-		return err
-	}
-	return runUp(ctx, io, a, o)
+	return fs
 }
 
 func (o upOptions) validate() error {
@@ -206,10 +244,14 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	head := submit.NodeScript(dir, spec, cluster.RoleHead)
 	head.Time = o.Node.Time
 	if o.DryRun {
-		return dryRun(io.Out, head, spec.WorkerNode(), o.Workers)
+		if len(o.settings) > 0 {
+			printSettings(io.Out, o.settings, spec.Workers, o.typeDefs)
+			fmt.Fprintln(io.Out)
+		}
+		return dryRun(io.Out, dir, spec, head, o.Workers)
 	}
-	if _, err := templates.Render(head); err != nil { // fail before anything is created
-		return usageError{err}
+	if err := renderAll(dir, spec, head); err != nil { // fail before anything is created
+		return err
 	}
 	if dir, err = a.store.Create(spec, o.Setup); err != nil {
 		if errors.Is(err, cluster.ErrExists) {
@@ -225,7 +267,7 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	fmt.Fprintf(io.ErrOut, "cluster %s (%s): head job %s submitted\n", spec.Name, spec.ID, jobID)
 	var workers []string // job keys
 	if o.Workers > 0 {
-		if workers, err = a.submitWorkers(ctx, dir, spec, jobID, o.Workers, o.Node.Time); err != nil {
+		if workers, err = a.submitWorkers(ctx, dir, spec, submit.Request{Type: spec.DefaultType(), Head: jobID, Count: o.Workers, TimeLimit: o.Node.Time}); err != nil {
 			err = fmt.Errorf("head job %s is submitted, but the workers are not: %w", jobID, err)
 			if o.Foreground {
 				return a.takeDown(ctx, io, spec, err)
@@ -264,8 +306,12 @@ func (o upOptions) spec(dir cluster.Dir, now time.Time) (cluster.Spec, error) {
 			return cluster.Spec{}, usagef("--metrics-sd-dir %s is not a directory: create it first (a site's Prometheus must be able to read it)", sdDir)
 		}
 	}
+	types, err := config.Resolve(o.typeDefs, o.Node, o.WorkerPartition)
+	if err != nil {
+		return cluster.Spec{}, usageError{err}
+	}
 	return cluster.Spec{
-		Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: cluster.CurrentUser(),
+		Workers: types, Name: o.Name, ID: uuid.NewString(), Backend: cluster.BackendSlurm, User: cluster.CurrentUser(),
 		Created: now.UTC(), Insecure: o.Insecure, Node: o.Node, WorkerPartition: o.WorkerPartition, Ray: o.Ray, LogDir: logDir,
 		PortRange: o.PortRange, NodeIP: o.NodeIP, Interface: o.Interface, ObjectStoreMB: o.ObjectStoreMB,
 		DrainBeforeS: int(o.DrainBefore / time.Second), Autoscale: o.autoscaleSpec, MetricsSDDir: sdDir,
@@ -291,21 +337,55 @@ func (a *app) waitUp(ctx context.Context, io IOStreams, dir cluster.Dir, spec cl
 	return nil
 }
 
-func dryRun(out io.Writer, head templates.Script, worker cluster.NodeSpec, workers int) error {
+// dryRun prints the head's script and the workers': one of each type of a
+// cluster file, or (without types) --workers' array.
+func dryRun(out io.Writer, dir cluster.Dir, spec cluster.Spec, head templates.Script, workers int) error {
 	script, err := templates.Render(head)
 	if err != nil {
 		return usageError{err}
 	}
 	fmt.Fprintf(out, "# head job script\n%s", script)
-	if workers > 0 {
-		w := head
-		// The head's job id is known only after submission; 0 stands in for it.
-		w.Role, w.HeadJob, w.Tasks, w.Node = cluster.RoleWorker, "0", submit.ArrayTasks(workers), worker
+	for i, w := range workerScripts(dir, spec, head, workers) {
 		script, err := templates.Render(w)
 		if err != nil {
 			return usageError{err}
 		}
-		fmt.Fprintf(out, "\n# worker job script (the head's job id replaces 0 after submission)\n%s", script)
+		what := "(the head's job id replaces 0 after submission)"
+		if w.WorkerType != "" {
+			what = fmt.Sprintf("of type %s %s", spec.Types()[i].Name, what)
+		}
+		fmt.Fprintf(out, "\n# worker job script %s\n%s", what, script)
+	}
+	return nil
+}
+
+// workerScripts are the worker scripts up may submit, for the dry run and
+// to check before anything is created: one per type of a cluster file, or
+// --workers' array of the implicit type.
+func workerScripts(dir cluster.Dir, spec cluster.Spec, head templates.Script, workers int) []templates.Script {
+	if len(spec.Workers) == 0 && workers == 0 {
+		return nil
+	}
+	var scripts []templates.Script
+	for i, t := range spec.Types() {
+		w := submit.WorkerScript(dir, spec, t)
+		// The head's job id is known only after submission; 0 stands in for it.
+		w.HeadJob, w.Time, w.Binary = "0", head.Time, head.Binary
+		if i == 0 {
+			w.Tasks = submit.ArrayTasks(workers)
+		}
+		scripts = append(scripts, w)
+	}
+	return scripts
+}
+
+// renderAll renders every script up may submit, so bad input fails before
+// anything is created.
+func renderAll(dir cluster.Dir, spec cluster.Spec, head templates.Script) error {
+	for _, s := range append([]templates.Script{head}, workerScripts(dir, spec, head, 1)...) {
+		if _, err := templates.Render(s); err != nil {
+			return usageError{err}
+		}
 	}
 	return nil
 }

@@ -62,6 +62,8 @@ type Node struct {
 	// Idle is how long Ray has seen the node idle; 0 while it is busy.
 	Idle     time.Duration
 	Draining bool
+	// Type is a worker node's type (DecideTypes); "" for the head.
+	Type string
 }
 
 // WorkerState is where a worker job of the cluster is.
@@ -89,6 +91,8 @@ type Worker struct {
 	// Autoscaled marks jobs the autoscaler submitted: only those are
 	// cancelled while pending, never a user's `grow`.
 	Autoscaled bool
+	// Type is the job's worker type (DecideTypes); "" in a cluster without.
+	Type string
 }
 
 // Input is one poll's observation.

@@ -13,8 +13,11 @@ import (
 // input builds Decide's input from one poll's answers, and returns the
 // head job as the queue reports it (nil when it does not).
 func (l *Loop) input(now time.Time, spec cluster.Spec, settings Settings, ray raygcs.ClusterState, jobs []scheduler.Job, subs []cluster.Submission) (Input, *scheduler.Job) {
+	// Until demand is routed across types, the autoscaler starts the
+	// default type: its shape is what one new worker brings.
+	w := spec.WorkerNode()
 	in := Input{Now: now, Settings: settings, HeadLeft: -1, MinHeadLeft: spec.DrainBefore() + joinTime,
-		Shape: NodeShape{GPUs: float64(spec.Node.GPUs), CPUs: float64(spec.Node.CPUs)}}
+		Shape: NodeShape{GPUs: float64(w.GPUs), CPUs: float64(w.CPUs)}}
 	queue := map[string]scheduler.Job{}
 	for _, j := range jobs {
 		queue[j.ID] = j
@@ -28,20 +31,40 @@ func (l *Loop) input(now time.Time, spec cluster.Spec, settings Settings, ray ra
 			in.HeadLeft = j.TimeLeft
 		}
 	}
-	workers := workerSubmissions(subs)
+	workers := workerSubmissions(subs, l.cfg.HeadJob)
 	nodeOf := l.nodes(&in, spec, ray, workers)
 	in.Workers = l.workers(now, workers, queue, nodeOf)
+	for i := range in.Workers {
+		in.Workers[i].Type = typeOfJob(spec, workers[in.Workers[i].Job])
+	}
 	in.Demand = demandOf(ray)
 	return in, head
 }
 
-// workerSubmissions is every worker job of the cluster, by job key.
-func workerSubmissions(subs []cluster.Submission) map[string]cluster.Submission {
+// typeOfJob is a worker job's type in a cluster with types (its
+// submission's, else the default); "" in a cluster without.
+func typeOfJob(spec cluster.Spec, sub cluster.Submission) string {
+	switch {
+	case len(spec.Workers) == 0:
+		return ""
+	case sub.Type != "":
+		return sub.Type
+	}
+	return spec.DefaultType().Name
+}
+
+// workerSubmissions is every worker job of the cluster, by job key, but
+// head: a rollover cluster's worker promoted to head was submitted as a
+// worker, and is its generation's head now, no worker supply (nor a node
+// to drain when idle).
+func workerSubmissions(subs []cluster.Submission, head string) map[string]cluster.Submission {
 	workers := map[string]cluster.Submission{}
 	for _, s := range subs {
 		if s.Role == cluster.RoleWorker {
 			for _, k := range s.JobKeys() {
-				workers[k] = s
+				if k != head {
+					workers[k] = s
+				}
 			}
 		}
 	}
@@ -57,8 +80,11 @@ func (l *Loop) nodes(in *Input, spec cluster.Spec, ray raygcs.ClusterState, work
 			continue
 		}
 		job, _ := cluster.JobOfResources(n.Total)
-		_, isWorker := workers[job]
+		sub, isWorker := workers[job]
 		node := Node{ID: n.ID, Job: job, Worker: isWorker, Total: Shape(n.Total), Draining: n.Status == raygcs.NodeDraining}
+		if isWorker {
+			node.Type = typeOfJob(spec, sub)
+		}
 		if n.Status == raygcs.NodeIdle {
 			node.Idle = n.IdleFor
 		}
@@ -67,9 +93,11 @@ func (l *Loop) nodes(in *Input, spec cluster.Spec, ray raygcs.ClusterState, work
 			nodeOf[job] = n
 		}
 		// CPUs per node when the spec leaves them to SLURM: what Ray saw on a
-		// node of the same shape (a worker; else the head, which has the
-		// spec's shape too).
-		if spec.Node.CPUs == 0 && (isWorker || (job == l.cfg.HeadJob && in.Shape.CPUs == 0)) {
+		// node of the same shape (a worker of the default type; else, in a
+		// cluster without types, the head, which has the workers' shape).
+		ofDefault := isWorker && (sub.Type == "" || sub.Type == spec.DefaultType().Name)
+		headLike := job == l.cfg.HeadJob && in.Shape.CPUs == 0 && len(spec.Workers) == 0
+		if spec.WorkerNode().CPUs == 0 && (ofDefault || headLike) {
 			in.Shape.CPUs = n.Total["CPU"]
 		}
 	}

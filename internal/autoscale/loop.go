@@ -48,8 +48,11 @@ type LoopConfig struct {
 
 // Loop polls Ray's demand and the queue, and acts on Decide.
 type Loop struct {
-	cfg    LoopConfig
-	mem    Memory
+	cfg LoopConfig
+	mem Memory
+	// mems are each worker type's memory, in the spec's order (a cluster
+	// with types; mem serves one without).
+	mems   []Memory
 	joined map[string]joining
 	// left holds the workers whose node was in Ray and is not any more:
 	// their jobs are ending, however long SLURM still lists them, and are
@@ -161,12 +164,44 @@ func (l *Loop) poll(ctx context.Context, spec cluster.Spec, settings Settings) c
 		return st
 	}
 	in, head := l.input(now, spec, settings, ray, jobs, subs)
+	if len(spec.Workers) > 0 {
+		return l.pollTypes(ctx, spec, settings, in, head, st)
+	}
 	var d Decision
 	d, l.mem = Decide(in, l.mem)
-	acted := l.act(ctx, spec, head, d, now)
+	acted := &cluster.AutoscaleDecision{At: now.UTC(), Why: d.Reason}
+	if d.Submit > 0 {
+		l.submitType(ctx, spec, head, spec.DefaultType(), d.Submit, &l.mem, acted)
+	}
+	l.cancelAndDrain(ctx, d, acted, now)
 	l.record(acted)
 	st.LastDecision = l.last
 	return statusOf(st, in, d, acted, l.mem)
+}
+
+// pollTypes decides and acts for a cluster with worker types: the demand
+// routed across them, one sbatch call per type that needs workers.
+func (l *Loop) pollTypes(ctx context.Context, spec cluster.Spec, settings Settings, in Input, head *scheduler.Job, st cluster.AutoscalerStatus) cluster.AutoscalerStatus {
+	types := TypesOf(spec, settings)
+	if len(l.mems) != len(types) { // the first poll, or the types changed
+		l.mems = make([]Memory, len(types))
+	}
+	var td TypedDecision
+	td, l.mems = DecideTypes(in, types, l.mems)
+	acted := &cluster.AutoscaleDecision{At: in.Now.UTC(), Why: td.All.Reason}
+	var backoff Memory // the latest backoff of any type, for status
+	for i, d := range td.PerType {
+		if d.Submit > 0 {
+			l.submitType(ctx, spec, head, spec.Workers[i], d.Submit, &l.mems[i], acted)
+		}
+		if l.mems[i].BackoffUntil.After(backoff.BackoffUntil) {
+			backoff = l.mems[i]
+		}
+	}
+	l.cancelAndDrain(ctx, td.All, acted, in.Now)
+	l.record(acted)
+	st.LastDecision = l.last
+	return statusOf(st, in, td.All, acted, backoff)
 }
 
 // read asks Ray for its demand and the scheduler for the queue, and reads
@@ -186,19 +221,24 @@ func (l *Loop) read(ctx context.Context, spec cluster.Spec) (raygcs.ClusterState
 	return ray, jobs, subs, err
 }
 
-// act carries out a decision (one sbatch call, one scancel, a drain per
-// idle worker) and returns what was done, and why.
-func (l *Loop) act(ctx context.Context, spec cluster.Spec, head *scheduler.Job, d Decision, now time.Time) *cluster.AutoscaleDecision {
-	acted := &cluster.AutoscaleDecision{At: now.UTC(), Why: d.Reason}
-	if d.Submit > 0 {
-		keys, err := l.submit(ctx, spec, head, d.Submit)
-		if err != nil {
-			acted.Why = l.backOff(err, now)
-		} else {
-			l.mem.Failures, l.mem.SubmitError = 0, ""
-			acted.Submitted = keys
+// submitType submits n workers of type t (one sbatch call) and adds them
+// to acted; a refusal backs that type off (mem).
+func (l *Loop) submitType(ctx context.Context, spec cluster.Spec, head *scheduler.Job, t cluster.WorkerType, n int, mem *Memory, acted *cluster.AutoscaleDecision) {
+	keys, err := l.submit(ctx, spec, head, t, n)
+	if err != nil {
+		acted.Why = backOff(mem, err, acted.At)
+		if len(spec.Workers) > 0 {
+			acted.Why = t.Name + ": " + acted.Why
 		}
+		return
 	}
+	mem.Failures, mem.SubmitError = 0, ""
+	acted.Submitted = append(acted.Submitted, keys...)
+}
+
+// cancelAndDrain carries out the rest of a decision (one scancel, a drain
+// per idle worker) and adds it to acted.
+func (l *Loop) cancelAndDrain(ctx context.Context, d Decision, acted *cluster.AutoscaleDecision, now time.Time) {
 	if len(d.Cancel) > 0 {
 		if err := l.cfg.Sched.Cancel(ctx, d.Cancel, scheduler.CancelOptions{}); err != nil {
 			acted.Why += "; cancel failed: " + oneline.Of(err.Error())
@@ -211,16 +251,15 @@ func (l *Loop) act(ctx context.Context, spec cluster.Spec, head *scheduler.Job, 
 			acted.Drained = append(acted.Drained, dr.Job)
 		}
 	}
-	return acted
 }
 
-// backOff remembers a refused submission: none is tried again for a wait
-// that doubles with each refusal in a row. It returns the words for it.
-func (l *Loop) backOff(err error, now time.Time) string {
-	l.mem.Failures++
-	wait := min(backoffBase<<min(l.mem.Failures-1, 10), backoffMax)
-	l.mem.BackoffUntil, l.mem.SubmitError = now.Add(wait), oneline.Of(err.Error())
-	return fmt.Sprintf("sbatch refused (%s); backing off %s", l.mem.SubmitError, wait)
+// backOff remembers a refused submission in mem: none is tried again for
+// a wait that doubles with each refusal in a row. It returns the words for it.
+func backOff(mem *Memory, err error, now time.Time) string {
+	mem.Failures++
+	wait := min(backoffBase<<min(mem.Failures-1, 10), backoffMax)
+	mem.BackoffUntil, mem.SubmitError = now.Add(wait), oneline.Of(err.Error())
+	return fmt.Sprintf("sbatch refused (%s); backing off %s", mem.SubmitError, wait)
 }
 
 // drain asks Ray to drain an idle worker and, once Ray accepts, tells the
@@ -296,7 +335,7 @@ func statusOf(st cluster.AutoscalerStatus, in Input, d Decision, acted *cluster.
 // submit adds n workers in one sbatch call, with --time capped at the
 // head's time left and at the worker partition's MaxTime (SLURM accepts a longer
 // --time by default, and the job then never starts: PartitionTimeLimit).
-func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Job, n int) ([]string, error) {
+func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Job, t cluster.WorkerType, n int) ([]string, error) {
 	if head == nil {
 		return nil, fmt.Errorf("head job %s is not in the queue", l.cfg.HeadJob)
 	}
@@ -304,12 +343,14 @@ func (l *Loop) submit(ctx context.Context, spec cluster.Spec, head *scheduler.Jo
 	if err != nil {
 		return nil, err
 	}
-	if partMax, unlimited, err := l.cfg.Sched.MaxTime(ctx, spec.WorkerNode().Partition); err == nil && !unlimited {
+	if partMax, unlimited, err := l.cfg.Sched.MaxTime(ctx, t.Node.Partition); err == nil && !unlimited {
 		if want, wantUnlimited, err := slurm.ParseTimeLimit(limit); limit == "" || wantUnlimited || (err == nil && want > partMax) {
 			limit = slurm.FormatTimeLimit(partMax)
 		}
 	}
-	return submit.Workers(ctx, l.cfg.Sched, l.cfg.Dir, spec, l.cfg.HeadJob, n, limit, true)
+	return submit.Workers(ctx, l.cfg.Sched, l.cfg.Dir, spec, submit.Request{
+		Type: t, Head: l.cfg.HeadJob, Count: n, TimeLimit: limit, Autoscaled: true,
+	})
 }
 
 // event appends one decision to the autoscaler's event log.

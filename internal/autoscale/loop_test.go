@@ -332,3 +332,32 @@ func TestLoopSubmitsToTheWorkerPartition(t *testing.T) {
 		}
 	}
 }
+
+// On a rollover cluster's worker promoted to head, the autoscaler runs as
+// on any head: its own job, submitted as a worker, is no worker supply (the
+// --min-workers floor brings a new one) and never drained for idleness.
+func TestLoopOnAPromotedHead(t *testing.T) {
+	t.Parallel()
+	f := newLoopFixture(t, func(s *cluster.Spec) {
+		s.Rollover = &cluster.RolloverSpec{BeforeS: 240, HeadWaitS: 300}
+		s.Autoscale.MinWorkers = 1
+	})
+	if err := f.dir.AddSubmission(cluster.Submission{Role: cluster.RoleWorker, JobID: "8"}); err != nil {
+		t.Fatal(err)
+	}
+	f.sched.jobs = []scheduler.Job{{ID: "8", State: scheduler.Running, TimeLeft: 50 * time.Minute}} // head 6 is gone
+	f.ray.state.Nodes = []raygcs.Node{{ID: "h8", Status: raygcs.NodeIdle, IdleFor: time.Hour,
+		Total: map[string]float64{"GPU": 1, "CPU": 2, "sraybatch_job_8": 1, "node:__internal_head__": 1}}}
+	f.loop = NewLoop(LoopConfig{Dir: f.dir, HeadJob: "8", Sched: f.sched, Ray: f.ray, Clock: f.clock, Logf: t.Logf})
+	st := f.poll(t)
+	f.sched.jobs = append(f.sched.jobs, scheduler.Job{ID: "101", State: scheduler.Pending, Reason: "Resources"})
+	f.clock.Advance(time.Minute)
+	f.poll(t)
+	if len(f.sched.submitted) != 1 || len(f.ray.drained) != 0 {
+		t.Fatalf("sbatch calls %d, drained %v; want one worker for the floor and no drain of the head (status %+v)", len(f.sched.submitted), f.ray.drained, st)
+	}
+	script, _ := os.ReadFile(f.sched.submitted[0])
+	if !strings.Contains(string(script), "#SBATCH --dependency=after:8\n") {
+		t.Errorf("worker script does not follow the promoted head 8:\n%s", script)
+	}
+}

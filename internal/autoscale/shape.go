@@ -62,12 +62,18 @@ type NodeShape struct {
 	GPUs float64
 	// CPUs is 0 when not known yet: CPUs then do not limit the plan.
 	CPUs float64
+	// Custom are the Ray resources a worker type's nodes advertise (its
+	// resources:); none for a cluster without types.
+	Custom Shape
 }
 
 func (n NodeShape) capacity() Shape {
 	c := Shape{resGPU: n.GPUs}
 	if n.CPUs > 0 {
 		c[resCPU] = n.CPUs
+	}
+	for k, v := range n.Custom {
+		c[k] = v
 	}
 	return c
 }
@@ -89,8 +95,10 @@ func (n NodeShape) infeasibility(s Shape) string {
 			}
 		default:
 			// Another job's sraybatch_job_*, node:<ip>, a user's own resource:
-			// no new job advertises it.
-			return fmt.Sprintf("needs resource %q, which no new worker job has", k)
+			// no new job advertises it, unless its type does.
+			if n.Custom[k] < v {
+				return fmt.Sprintf("needs resource %q, which no new worker job has", k)
+			}
 		}
 	}
 	return ""

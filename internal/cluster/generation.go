@@ -161,6 +161,29 @@ func (d Dir) LatestGeneration() (gen Generation, ok bool, err error) {
 	return d.Generation(gens[len(gens)-1])
 }
 
+// History reads every published generation and every handover record,
+// each ascending: the cluster's heads, for status, events and the report.
+// None for a cluster without generations.
+func (d Dir) History() (gens []Generation, hs []Handover, err error) {
+	nums, err := d.Generations()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, g := range nums {
+		if gen, ok, err := d.Generation(g); err != nil {
+			return nil, nil, err
+		} else if ok {
+			gens = append(gens, gen)
+		}
+		if h, ok, err := d.Handover(g); err != nil {
+			return nil, nil, err
+		} else if ok {
+			hs = append(hs, h)
+		}
+	}
+	return gens, hs, nil
+}
+
 // Handover is generation g's head handing the cluster over, written by
 // that head only: first as it starts, again once sealed. The successor
 // publishes generation g+1 only after Sealed is set (or g's head is known

@@ -182,6 +182,11 @@ type Spec struct {
 	// Rollover hands the cluster from head to head before each head's
 	// end (`up --rollover`); absent: the head's end is the cluster's.
 	Rollover *RolloverSpec `json:"rollover,omitempty"`
+	// Workers are the worker types of a cluster file's `workers:`, in the
+	// file's order, each with its allocation resolved at `up`; absent (a
+	// cluster started without them, or before types existed): one implicit
+	// type, DefaultTypeName, of WorkerNode's shape. Read them through Types.
+	Workers []WorkerType `json:"workers,omitempty"`
 	// Container runs every Ray process of the cluster (its nodes, the
 	// drivers' Python) inside an image (`up --container`); absent: on the
 	// host, from what --setup left.
@@ -226,9 +231,12 @@ func (r RolloverSpec) HeadWait() time.Duration { return time.Duration(r.HeadWait
 // RollsOver reports whether the cluster hands over from head to head.
 func (s Spec) RollsOver() bool { return s.Rollover != nil }
 
-// WorkerNode is the allocation of a worker job: the head's, on the worker
-// partition when the spec names one.
-func (s Spec) WorkerNode() NodeSpec {
+// WorkerNode is the allocation of a worker job of the default type.
+func (s Spec) WorkerNode() NodeSpec { return s.DefaultType().Node }
+
+// legacyWorkerNode is the implicit type's allocation: the head's, on the
+// worker partition when the spec names one.
+func (s Spec) legacyWorkerNode() NodeSpec {
 	n := s.Node
 	if s.WorkerPartition != "" {
 		n.Partition = s.WorkerPartition
@@ -338,6 +346,9 @@ type NodeSpec struct {
 	Time       string   `json:"time,omitempty"`
 	Constraint string   `json:"constraint,omitempty"`
 	SbatchArgs []string `json:"sbatch_args,omitempty"`
+	// Gres replaces the gpu:GPUs request ("gpu:h100:8"): a GRES type is
+	// what guarantees the GPU model, which a Ray label alone cannot.
+	Gres string `json:"gres,omitempty"`
 }
 
 // Submission records one sbatch call; each is its own file, written once by the
@@ -353,6 +364,9 @@ type Submission struct {
 	// Autoscaled marks the autoscaler's submissions: it cancels only its own
 	// pending jobs, never a user's `grow`.
 	Autoscaled bool `json:"autoscaled,omitempty"`
+	// Type is a worker submission's type; "": the default type (and every
+	// worker of a cluster without types).
+	Type string `json:"type,omitempty"`
 }
 
 // JobKeys lists the per-node keys of a submission: "8", or "7_0".."7_K-1" for an array.
@@ -403,6 +417,13 @@ type NodeRecord struct {
 	GPUs      int     `json:"gpus"`
 	GPUIDs    string  `json:"gpu_ids,omitempty"`
 	TempDir   string  `json:"temp_dir,omitempty"`
+	// MemMB is the job's memory in MB as SLURM gives it
+	// (SLURM_MEM_PER_NODE, or SLURM_MEM_PER_CPU times its CPUs), and
+	// ObjectStoreMB the Ray object store its node runs with; 0: unknown. A
+	// rollover head promotes a worker only when what its object store
+	// leaves holds a head's GCS, dashboard and autoscaler.
+	MemMB         int `json:"mem_mb,omitempty"`
+	ObjectStoreMB int `json:"object_store_mb,omitempty"`
 	// ExitCode is the driver command's exit status (driver jobs only).
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Started  time.Time `json:"started"`

@@ -33,7 +33,11 @@ type Observation struct {
 	// generation is not published yet; nil: none. LastHandover is the one
 	// that made the current generation.
 	Handover, LastHandover *Handover
-	Now                    time.Time
+	// Generations are every published generation, ascending, and
+	// Handovers every handover record; none without generations.
+	Generations []Generation
+	Handovers   []Handover
+	Now         time.Time
 }
 
 // TrainProgress is what a driver's events say about its elastic actor pool.
@@ -49,6 +53,9 @@ type TrainProgress struct {
 	// Excluded names the jobs whose node the pool left out, and why: such a
 	// node still holds its GPUs.
 	Excluded map[string]string
+	// Crossings are the driver's steps around each generation's
+	// publication, by that generation (handovers.go).
+	Crossings map[int]Crossing
 }
 
 // TrainingCounts is a driver's health and state traffic, as status shows it.
@@ -65,6 +72,9 @@ type Status struct {
 	// Autoscaler is present for clusters started with --autoscale (or
 	// switched on with `autoscale`).
 	Autoscaler *AutoscalerStatus `json:"autoscaler,omitempty"`
+	// Types is a line per worker type, in the cluster file's order; absent
+	// for a cluster without types (its workers are all of one shape).
+	Types []TypeStatus `json:"types,omitempty"`
 }
 
 // ClusterStatus is the cluster line of `status`.
@@ -89,6 +99,14 @@ type ClusterStatus struct {
 	// HeadJob its head job; absent for a cluster without generations.
 	Generation int    `json:"generation,omitempty"`
 	HeadJob    string `json:"head_job,omitempty"`
+	// GenerationHow is how the current generation's head came to be (first,
+	// promoted, submitted), PreviousHeadJob the head job it took over from
+	// (absent for the first).
+	GenerationHow   GenerationHow `json:"generation_how,omitempty"`
+	PreviousHeadJob string        `json:"previous_head_job,omitempty"`
+	// Handovers are the cluster's handovers so far, oldest first (the one
+	// under way included).
+	Handovers []HandoverStatus `json:"handovers,omitempty"`
 }
 
 // JobStatus is one row of `status`: one SLURM job, one Ray node.
@@ -121,6 +139,8 @@ type JobStatus struct {
 	// Excluded says why a driver's pool left this node out; the node still
 	// holds its GPUs.
 	Excluded string `json:"excluded,omitempty"`
+	// Type is a worker's type in a cluster with types; "" otherwise.
+	Type string `json:"type,omitempty"`
 }
 
 // SlurmGone is shown for jobs squeue no longer knows (ended longer ago than MinJobAge).
@@ -148,6 +168,7 @@ func StatusOf(o Observation) Status {
 		st.Cluster.HeadNode = o.Head.SlurmNode
 		if o.Head.Generation > 0 {
 			st.Cluster.Generation, st.Cluster.HeadJob = o.Head.Generation, o.Head.Job
+			generationsOf(o, &st.Cluster)
 		}
 	}
 	for _, sub := range o.Submissions {
@@ -156,10 +177,15 @@ func StatusOf(o Observation) Status {
 			if key == st.Cluster.HeadJob {
 				role = RoleHead // a worker job promoted to head (generation.go)
 			}
-			st.Jobs = append(st.Jobs, jobStatusOf(o, role, key, fresh))
+			js := jobStatusOf(o, role, key, fresh)
+			if role == RoleWorker && len(o.Spec.Workers) > 0 {
+				js.Type = typeOf(o.Spec, sub)
+			}
+			st.Jobs = append(st.Jobs, js)
 		}
 	}
 	countActors(o, st.Jobs)
+	st.Types = groupByType(o.Spec, st.Jobs)
 	if o.Autoscaler != nil || o.Spec.Autoscale.Enabled {
 		st.Autoscaler = autoscalerStatusOf(o)
 	}
@@ -168,6 +194,27 @@ func StatusOf(o Observation) Status {
 		st.Cluster.Warning = headTimeWarning(o, st.Jobs)
 	}
 	return st
+}
+
+// generationsOf fills in how the current generation came to be and every
+// handover so far.
+func generationsOf(o Observation, c *ClusterStatus) {
+	published := map[int]*Generation{}
+	for i := range o.Generations {
+		published[o.Generations[i].Generation] = &o.Generations[i]
+	}
+	if g := published[c.Generation]; g != nil {
+		c.GenerationHow, c.PreviousHeadJob = g.How, g.PreviousHeadJob
+	}
+	for _, h := range o.Handovers {
+		var crossings []Crossing
+		for _, p := range o.Training {
+			if x, ok := p.Crossings[h.Generation+1]; ok {
+				crossings = append(crossings, x)
+			}
+		}
+		c.Handovers = append(c.Handovers, HandoverStatusOf(h, published[h.Generation+1], crossings))
+	}
 }
 
 // headTimeWarning warns once the head is within --drain-before of its time

@@ -181,6 +181,14 @@ func (s Store) Create(spec Spec, setup string) (Dir, error) {
 	if err := WriteFileAtomic(d.file(setupFile), []byte(setup+"\n"), 0o600); err != nil {
 		return cleanup(err)
 	}
+	for _, t := range spec.Workers {
+		if t.Setup == "" {
+			continue
+		}
+		if err := WriteFileAtomic(d.SetupPathOf(t), []byte(t.Setup+"\n"), 0o600); err != nil {
+			return cleanup(err)
+		}
+	}
 	spec.SchemaVersion = SchemaVersion
 	if err := WriteJSON(d.file(specFile), spec); err != nil {
 		return cleanup(err)
@@ -244,6 +252,15 @@ func (d Dir) TargetsPath() string { return d.file(targetsFile) }
 
 // SetupPath holds the user's --setup lines.
 func (d Dir) SetupPath() string { return d.file(setupFile) }
+
+// SetupPathOf holds the setup lines a worker type's nodes run: its own,
+// or the cluster's.
+func (d Dir) SetupPathOf(t WorkerType) string {
+	if t.Setup == "" {
+		return d.SetupPath()
+	}
+	return d.file("setup-" + t.Name + ".sh")
+}
 
 // BinaryPath is the sraybatch copy the cluster's jobs run.
 func (d Dir) BinaryPath() string { return filepath.Join(d.Path, binDir, "sraybatch") }

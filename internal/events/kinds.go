@@ -189,11 +189,16 @@ type TimeLimitWarning struct {
 	TimeLimitAt string `json:"time_limit_at"`
 }
 
-// HeadUp: the address the head published, its node and Ray's version.
+// HeadUp: the address the head published, its node and Ray's version; for
+// a rollover cluster, one per generation, with how its head came to be
+// (cluster.GenerationHow) and the head job it took over from.
 type HeadUp struct {
-	Address    string `json:"address"`
-	Node       string `json:"node"`
-	RayVersion string `json:"ray_version"`
+	Address      string `json:"address"`
+	Node         string `json:"node"`
+	RayVersion   string `json:"ray_version"`
+	Generation   int    `json:"generation,omitempty"`
+	How          string `json:"how,omitempty"`
+	PreviousHead string `json:"previous_head,omitempty"`
 }
 
 // HeadStopping: why the head was told to stop.
@@ -204,17 +209,22 @@ type HeadStopping struct {
 // DownRequested has no fields.
 type DownRequested struct{}
 
-// Handover: generation's head (the event's job) hands over to successor,
-// promoted or submitted, for reason. SealedS is how long the old head took
-// to stop accepting, PublishedS how long after the handover's start the next
-// generation was published; absent until then.
+// Handover: generation's head (the event's job) handed over to successor
+// (the next generation's head job), promoted or submitted, for reason. It
+// is shown once its facts are in (timeline.handoverSettled): SealedS is how
+// long the old head took from the handover's start to stop accepting,
+// PublishedS to the next generation's publication (absent: not known). GapS and StepsLost are what the
+// training paid (cluster.HandoverCost), absent without a driver's steps on
+// both sides of the publication.
 type Handover struct {
-	Generation int     `json:"generation"`
-	Successor  string  `json:"successor"`
-	How        string  `json:"how"`
-	Reason     string  `json:"reason"`
-	SealedS    float64 `json:"sealed_s,omitempty"`
-	PublishedS float64 `json:"published_s,omitempty"`
+	Generation int      `json:"generation"`
+	Successor  string   `json:"successor"`
+	How        string   `json:"how"`
+	Reason     string   `json:"reason"`
+	SealedS    *float64 `json:"sealed_s,omitempty"`
+	PublishedS *float64 `json:"published_s,omitempty"`
+	GapS       *float64 `json:"gap_s,omitempty"`
+	StepsLost  *int     `json:"steps_lost,omitempty"`
 }
 
 func (Submitted) Name() string        { return NameSubmitted }

@@ -22,7 +22,7 @@ const module = "github.com/sraybatch/sraybatch/"
 // sharedstate, testci) as they need.
 var allowed = map[string][]string{
 	"cmd/sraybatch": {
-		"internal/autoscale", "internal/backend", "internal/clock", "internal/cluster", "internal/container", "internal/events",
+		"internal/autoscale", "internal/backend", "internal/clock", "internal/cluster", "internal/config", "internal/container", "internal/events",
 		"internal/follow", "internal/gpu", "internal/local", "internal/metrics", "internal/observe", "internal/oneline",
 		"internal/report", "internal/scheduler", "internal/submit", "internal/timeline",
 		"raynode", "slurm", "templates", "trainloop",
@@ -36,6 +36,7 @@ var allowed = map[string][]string{
 	"internal/container":       {},
 	"internal/clock/clocktest": {},
 	"internal/cluster":         {"internal/scheduler"},
+	"internal/config":          {"internal/cluster"},
 	"internal/events":          {"internal/cluster"},
 	"internal/follow":          {},
 	"internal/goldentest":      {},

@@ -67,15 +67,17 @@ func families(s Snapshot) []family {
 		fams = append(fams, autoscalerFamilies(a, s.Autoscaler, s.At, base)...)
 	}
 	if st.Cluster.Generation > 0 {
-		fams = append(fams, generationFamilies(s.Observation, st.Cluster.Generation, base)...)
+		fams = append(fams, generationFamilies(s.Observation, st.Cluster, base)...)
 	}
 	return fams
 }
 
 // generationFamilies are a rollover cluster's head generations: the current
-// one, the handovers so far, and how long the last took from its start to
-// the next generation's publication.
-func generationFamilies(o cluster.Observation, gen int, base []label) []family {
+// one, the handovers so far, how long the last took from its start to the
+// next generation's publication, and what the last whose driver stepped on
+// both sides cost the training (cluster.HandoverCost).
+func generationFamilies(o cluster.Observation, c cluster.ClusterStatus, base []label) []family {
+	gen := c.Generation
 	fams := []family{
 		{name: "sraybatch_generation", kind: gauge, help: "The current head generation of a rollover cluster (up --rollover).",
 			samples: []sample{{"", base, float64(gen)}}},
@@ -86,6 +88,20 @@ func generationFamilies(o cluster.Observation, gen int, base []label) []family {
 		fams = append(fams, family{name: "sraybatch_last_handover_seconds", unit: "seconds", kind: gauge,
 			help:    "The last handover, from its start to the next generation's publication.",
 			samples: []sample{{"", base, nonNegative(o.Head.Published.Sub(h.Started))}}})
+	}
+	for i := len(c.Handovers) - 1; i >= 0; i-- {
+		h := c.Handovers[i]
+		if h.GapS == nil || h.StepsLost == nil {
+			continue
+		}
+		fams = append(fams,
+			family{name: "sraybatch_last_handover_gap_seconds", unit: "seconds", kind: gauge,
+				help:    "The driver's gap at the last handover it stepped across: its last step on the old generation to its first on the new.",
+				samples: []sample{{"", base, *h.GapS}}},
+			family{name: "sraybatch_last_handover_steps_lost", kind: gauge,
+				help:    "The steps the driver lost at that handover: its last step on the old generation less the step it resumed from.",
+				samples: []sample{{"", base, float64(*h.StepsLost)}}})
+		break
 	}
 	return fams
 }

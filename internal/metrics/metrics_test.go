@@ -317,6 +317,11 @@ func TestGenerationFamilies(t *testing.T) {
 	o.Spec.Rollover = &cluster.RolloverSpec{BeforeS: 240, HeadWaitS: 300}
 	o.Head.Generation, o.Head.Published = 3, t0.Add(9*time.Minute)
 	o.LastHandover = &cluster.Handover{Generation: 2, Started: t0.Add(9*time.Minute - 12*time.Second)}
+	o.Handovers = []cluster.Handover{*o.LastHandover}
+	o.Generations = []cluster.Generation{{HeadInfo: *o.Head, How: cluster.GenerationSubmitted}}
+	o.Training = map[string]cluster.TrainProgress{"9": {Crossings: map[int]cluster.Crossing{3: {
+		Before: &cluster.StepMark{Step: 40, At: t0.Add(9*time.Minute - 13*time.Second)},
+		After:  &cluster.StepMark{Step: 38, At: t0.Add(9*time.Minute + 7*time.Second)}}}}}
 	s.Observation, s.Status = o, cluster.StatusOf(o)
 	var buf bytes.Buffer
 	if err := Write(&buf, s, true); err != nil {
@@ -324,6 +329,7 @@ func TestGenerationFamilies(t *testing.T) {
 	}
 	for _, want := range []string{
 		`sraybatch_generation{cluster="exp1"} 3`, `sraybatch_handovers_total{cluster="exp1"} 2`, `sraybatch_last_handover_seconds{cluster="exp1"} 12`,
+		`sraybatch_last_handover_gap_seconds{cluster="exp1"} 20`, `sraybatch_last_handover_steps_lost{cluster="exp1"} 3`,
 	} {
 		if !strings.Contains(buf.String(), want+"\n") {
 			t.Errorf("exposition lacks %q", want)

@@ -97,6 +97,11 @@ func (r *Reader) readFiles(dir cluster.Dir, o *cluster.Observation) error {
 		if ho, ok, err := dir.Handover(h.Generation - 1); err == nil && ok && h.Generation > 1 {
 			o.LastHandover = &ho
 		}
+		if h.Generation > 0 {
+			if o.Generations, o.Handovers, err = dir.History(); err != nil {
+				return err
+			}
+		}
 	}
 	if as, ok, err := dir.Autoscaler(); err != nil {
 		return err
@@ -119,6 +124,9 @@ func (r *Reader) readFiles(dir cluster.Dir, o *cluster.Observation) error {
 			if !ok {
 				pr = trainloop.NewProgress(path)
 				r.progress[path] = pr
+			}
+			for _, g := range o.Generations {
+				pr.Published(g.Generation, g.Published) // before its steps are read
 			}
 			if o.Training[key], err = pr.Read(); err != nil {
 				return err

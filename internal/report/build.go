@@ -43,8 +43,11 @@ type evidence struct {
 	stepJobs []string
 	// rayKnown says something recorded Ray's membership.
 	rayKnown bool
-	down     *time.Time
-	last     time.Time
+	// generations and handovers are a rollover cluster's (generations.go).
+	generations []Generation
+	handovers   []Handover
+	down        *time.Time
+	last        time.Time
 }
 
 // job is the facts of the job key, made on its first mention.
@@ -74,6 +77,7 @@ var folds = map[string]func(*evidence, timeline.Event, time.Time){
 	events.NameNodeLeft:         (*evidence).rayNode,
 	events.NameClusterSample:    (*evidence).clusterSample,
 	events.NameStepDone:         (*evidence).stepDone,
+	events.NameHandover:         (*evidence).handover,
 }
 
 // gather folds a timeline (in time order) into its evidence.
@@ -113,6 +117,7 @@ func (e *evidence) timeLimitWarning(ev timeline.Event, at time.Time) {
 func (e *evidence) headUp(ev timeline.Event, at time.Time) {
 	setFirst(&e.job(ev.Job, cluster.RoleHead).life.Joined, at)
 	e.rayKnown = true
+	e.generationUp(ev, at)
 }
 
 // jobState is the head's view of a job: its GPUs, SLURM's state (its start
@@ -215,6 +220,7 @@ func Build(spec cluster.Spec, evs []timeline.Event, now time.Time) Model {
 	} else {
 		m.Missing = append(m.Missing, "The head recorded no cluster samples (events/cluster.jsonl): the GPUs Ray allocated are unknown.")
 	}
+	m.Generations, m.Handovers = bands(e.generations, m.End), e.handovers
 	m.Steps = e.stepSeries(m.Start, m.End)
 	if len(m.Steps) == 0 {
 		m.Missing = append(m.Missing, "No driver recorded a training step (step_done).")

@@ -318,6 +318,10 @@ type Model struct {
 	SamplesUntil time.Time
 	Steps        []StepSeries
 	Summary      Summary
+	// Generations are a rollover cluster's head generations, Handovers its
+	// handovers (generations.go); none for a cluster without generations.
+	Generations []Generation
+	Handovers   []Handover
 	// Missing says, in words, what the records did not tell.
 	Missing []string
 }

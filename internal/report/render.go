@@ -85,6 +85,7 @@ type view struct {
 	Steps                          []stepRow
 	Missing                        []string
 	JoinedSource                   string
+	Handovers                      []handoverRow
 }
 
 // Left and Right bound the plot area of a drawing.
@@ -98,6 +99,11 @@ type timelineView struct {
 	Rows                     []rowView
 	Ticks                    []tick
 	Legend                   []State
+	// Generations is a rollover cluster's band row above the jobs' (at
+	// GenerationsY), GenerationEdges each later generation's publication.
+	Generations                     []generationBand
+	GenerationEdges                 []string
+	GenerationsLabelX, GenerationsY string
 }
 
 type rowView struct {
@@ -171,6 +177,9 @@ func newView(m Model) view {
 	for _, j := range m.Jobs {
 		v.Jobs = append(v.Jobs, jobRowOf(j, m.Summary.JoinedGPUSeconds != nil))
 	}
+	for _, h := range m.Handovers {
+		v.Handovers = append(v.Handovers, handoverRowOf(h))
+	}
 	for _, s := range m.Steps {
 		v.Steps = append(v.Steps, stepRow{
 			Job: s.Job, Steps: strconv.Itoa(s.Steps), First: clock(s.First), Last: clock(s.Last),
@@ -204,8 +213,14 @@ func coord(f float64) string { return strconv.FormatFloat(math.Round(f*10)/10, '
 
 func timelineOf(m Model, x func(time.Time) float64) timelineView {
 	tv := timelineView{frame: plotFrame, Legend: []State{StatePending, StateRunning, StateJoined, StateDraining, StateEnded}}
+	top := chartTop
+	if len(m.Generations) > 0 {
+		tv.Generations, tv.GenerationEdges = generationRow(m.Generations, x, top)
+		tv.GenerationsLabelX, tv.GenerationsY = coord(labelWidth-8), strconv.Itoa(top+barHeight-2)
+		top += rowHeight
+	}
 	for i, j := range m.Jobs {
-		y := chartTop + i*rowHeight
+		y := top + i*rowHeight
 		r := rowView{Job: j.Job, Role: string(j.Role), Y: y, TextY: y + barHeight - 2, LabelX: coord(labelWidth - 8)}
 		for _, iv := range j.Intervals {
 			if iv.State == StateEnded && !iv.To.After(iv.From) {
@@ -229,7 +244,7 @@ func timelineOf(m Model, x func(time.Time) float64) timelineView {
 		}
 		tv.Rows = append(tv.Rows, r)
 	}
-	tv.AxisY = chartTop + len(m.Jobs)*rowHeight + 4
+	tv.AxisY = top + len(m.Jobs)*rowHeight + 4
 	tv.AxisTextY = tv.AxisY + 16
 	tv.Height = tv.AxisY + axisHeight
 	tv.Ticks = timeTicks(m.Start, m.End, x, tv.AxisTextY)

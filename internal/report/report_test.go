@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -287,6 +288,37 @@ func TestBuildLiveClusterFromRecordsOnly(t *testing.T) {
 	}
 }
 
+// The fixture "rollover" (testdata/rollover) is a cluster of three head
+// generations: head 300 (first, published 12:00:07) handed over at 12:04:00
+// to worker 301 by promotion (published 12:04:05), which handed over at
+// 12:08:00 to the submitted head job 305 (published 12:08:04); down at
+// 12:12:00. Driver 302 stepped every 10 s: its last step on generation 1
+// (19, at 12:03:50) came again first on generation 2 at 12:04:17.5 (one
+// step lost); on generation 3 it went on from where it stopped.
+func TestBuildRolloverCluster(t *testing.T) {
+	t.Parallel()
+	spec, events := load(t, "rollover")
+	m := Build(spec, events, at(3600))
+	want := []Generation{
+		{1, "300", "first", at(7), at(245)},
+		{2, "301", "promoted", at(245), at(484)},
+		{3, "305", "submitted", at(484), m.End},
+	}
+	if !slices.Equal(m.Generations, want) {
+		t.Errorf("generations\n got %+v\nwant %+v", m.Generations, want)
+	}
+	if len(m.Handovers) != 2 {
+		t.Fatalf("handovers %+v, want 2", m.Handovers)
+	}
+	h1, h2 := m.Handovers[0], m.Handovers[1]
+	if h1.OldHead != "300" || h1.NewHead != "301" || h1.How != "promoted" || *h1.SealedS != 3 || *h1.PublishedS != 5 || *h1.GapS != 27.5 || *h1.StepsLost != 1 {
+		t.Errorf("first handover %+v", h1)
+	}
+	if h2.OldHead != "301" || h2.NewHead != "305" || h2.How != "submitted" || *h2.GapS != 19.5 || *h2.StepsLost != 0 {
+		t.Errorf("second handover %+v", h2)
+	}
+}
+
 func TestGolden(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -295,6 +327,7 @@ func TestGolden(t *testing.T) {
 	}{
 		{"ended", at(3600)},
 		{"running", at(300)},
+		{"rollover", at(3600)},
 	} {
 		t.Run(tt.fixture, func(t *testing.T) {
 			spec, events := load(t, tt.fixture)

@@ -79,7 +79,7 @@ func Script(ctx context.Context, sched Scheduler, dir cluster.Dir, s templates.S
 		sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
 		return "", fmt.Errorf("%w (cancelled job %s)", serr, jobID)
 	}
-	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path, Autoscaled: autoscaled}
+	sub := cluster.Submission{Role: s.Role, JobID: jobID, Tasks: s.Tasks, Submitted: time.Now().UTC(), Script: path, Autoscaled: autoscaled, Type: s.WorkerType}
 	if err := dir.AddSubmission(sub); err != nil {
 		sched.Cancel(context.WithoutCancel(ctx), []string{jobID}, scheduler.CancelOptions{})
 		return "", fmt.Errorf("record %s job %s (cancelled it): %w", s.Role, jobID, err)
@@ -87,21 +87,35 @@ func Script(ctx context.Context, sched Scheduler, dir cluster.Dir, s templates.S
 	return jobID, nil
 }
 
-// Workers submits n workers of the cluster in one sbatch call (an array
-// when n > 1) and returns their job keys. When the scheduler refuses an
-// array that large (MaxArraySize, max_array_tasks), it asks for the limit
-// and submits arrays of at most that many, one call each.
-func Workers(ctx context.Context, sched Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
-	keys, err := workers(ctx, sched, dir, spec, head, n, timeLimit, autoscaled)
+// Request is the workers of one type that one Workers call submits.
+type Request struct {
+	// Type is the workers' type: its allocation and setup (spec.Type).
+	Type cluster.WorkerType
+	// Head is the head's job id; TimeLimit each worker's --time.
+	Head      string
+	Count     int
+	TimeLimit string
+	// Autoscaled marks the autoscaler's own submissions.
+	Autoscaled bool
+}
+
+// Workers submits r.Count workers of one type in one sbatch call (an array
+// when more than one) and returns their job keys. When the scheduler
+// refuses an array that large (MaxArraySize, max_array_tasks), it asks for
+// the limit and submits arrays of at most that many, one call each.
+func Workers(ctx context.Context, sched Scheduler, dir cluster.Dir, spec cluster.Spec, r Request) ([]string, error) {
+	keys, err := workers(ctx, sched, dir, spec, r)
 	if !errors.Is(err, scheduler.ErrArrayTooLarge) {
 		return keys, err
 	}
 	limit, lerr := sched.MaxArrayTasks(ctx)
-	if lerr != nil || limit <= 0 || limit >= n {
+	if lerr != nil || limit <= 0 || limit >= r.Count {
 		return nil, err
 	}
+	n := r.Count
 	for _, size := range ArrayChunks(n, limit) {
-		more, err := workers(ctx, sched, dir, spec, head, size, timeLimit, autoscaled)
+		r.Count = size
+		more, err := workers(ctx, sched, dir, spec, r)
 		if err != nil {
 			return keys, fmt.Errorf("%d of %d workers submitted (arrays of at most %d tasks, SLURM's limit): %w", len(keys), n, limit, err)
 		}
@@ -110,15 +124,26 @@ func Workers(ctx context.Context, sched Scheduler, dir cluster.Dir, spec cluster
 	return keys, nil
 }
 
-func workers(ctx context.Context, sched Scheduler, dir cluster.Dir, spec cluster.Spec, head string, n int, timeLimit string, autoscaled bool) ([]string, error) {
-	s := NodeScript(dir, spec, cluster.RoleWorker)
-	s.HeadJob, s.Tasks, s.Time = head, ArrayTasks(n), timeLimit
-	s.Node = spec.WorkerNode()
-	id, err := Script(ctx, sched, dir, s, autoscaled)
+func workers(ctx context.Context, sched Scheduler, dir cluster.Dir, spec cluster.Spec, r Request) ([]string, error) {
+	s := WorkerScript(dir, spec, r.Type)
+	s.HeadJob, s.Tasks, s.Time = r.Head, ArrayTasks(r.Count), r.TimeLimit
+	id, err := Script(ctx, sched, dir, s, r.Autoscaled)
 	if err != nil {
 		return nil, err
 	}
 	return cluster.Submission{JobID: id, Tasks: s.Tasks}.JobKeys(), nil
+}
+
+// WorkerScript is the script of a worker of type t. Only a cluster with
+// explicit types names the type in it, so a cluster without keeps the
+// scripts it always had.
+func WorkerScript(dir cluster.Dir, spec cluster.Spec, t cluster.WorkerType) templates.Script {
+	s := NodeScript(dir, spec, cluster.RoleWorker)
+	s.Node = t.Node
+	if len(spec.Workers) > 0 {
+		s.WorkerType = t.Name
+	}
+	return s
 }
 
 // ArrayChunks splits n tasks into arrays of at most limit tasks.

@@ -80,7 +80,7 @@ func TestWorkersOneCall(t *testing.T) {
 	t.Parallel()
 	dir, spec := testCluster(t)
 	a := &arrayLimited{limit: 1001}
-	keys, err := Workers(context.Background(), a, dir, spec, "6", 1000, "", false)
+	keys, err := Workers(context.Background(), a, dir, spec, Request{Type: spec.DefaultType(), Head: "6", Count: 1000})
 	if err != nil || len(keys) != 1000 || !slices.Equal(a.submits, []int{1000}) || a.limitAsked != 0 {
 		t.Errorf("keys %d, %v; submits %v, limit asked %d", len(keys), err, a.submits, a.limitAsked)
 	}
@@ -92,7 +92,7 @@ func TestWorkersSplitAboveTheLimit(t *testing.T) {
 	t.Parallel()
 	dir, spec := testCluster(t)
 	a := &arrayLimited{limit: 300}
-	keys, err := Workers(context.Background(), a, dir, spec, "6", 1000, "", false)
+	keys, err := Workers(context.Background(), a, dir, spec, Request{Type: spec.DefaultType(), Head: "6", Count: 1000})
 	if err != nil || len(keys) != 1000 || !slices.Equal(a.submits, []int{300, 300, 300, 100}) || a.refused != 1 {
 		t.Fatalf("keys %d, %v; submits %v, refused %d", len(keys), err, a.submits, a.refused)
 	}

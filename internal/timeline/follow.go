@@ -21,6 +21,9 @@ type Follower struct {
 	emitted map[string]bool
 	// final are the jobs whose record is final (it never changes again).
 	final map[string]bool
+	// steps places each driver's steps around the generations'
+	// publications, by its job key: its file is read on, not again.
+	steps map[string]*cluster.StepCrossings
 }
 
 // NewFollower follows the cluster in dir, whose spec this is.
@@ -28,18 +31,33 @@ func NewFollower(dir cluster.Dir, spec cluster.Spec) *Follower {
 	return &Follower{
 		dir: dir, drainBefore: spec.DrainBefore(),
 		files: map[string]*events.Reader{}, emitted: map[string]bool{}, final: map[string]bool{},
+		steps: map[string]*cluster.StepCrossings{},
 	}
 }
 
-// Load is the cluster's whole timeline so far.
+// Load is the cluster's whole timeline so far, a handover under way
+// included with what is known of it.
 func Load(dir cluster.Dir, spec cluster.Spec) ([]Event, error) {
-	return NewFollower(dir, spec).Next()
+	return NewFollower(dir, spec).Last()
 }
 
 // Next returns the events that appeared since the last call (all of them on
-// the first), ordered by time among themselves.
-func (f *Follower) Next() ([]Event, error) {
+// the first), ordered by time among themselves. A handover comes once its
+// facts are in (handoverSettled), once.
+func (f *Follower) Next() ([]Event, error) { return f.next(false) }
+
+// Last is Next for the last read (the cluster has ended, or it is read
+// once): a handover whose facts never all came is shown with those known.
+func (f *Follower) Last() ([]Event, error) { return f.next(true) }
+
+func (f *Follower) next(last bool) ([]Event, error) {
 	s := Sources{DrainBefore: f.drainBefore, Records: map[string]cluster.NodeRecord{}, Drivers: map[string][]events.Event{}}
+	var err error
+	// The generations first: a driver's steps are placed around their
+	// publications as they are read.
+	if s.Generations, s.Handovers, err = f.dir.History(); err != nil {
+		return nil, err
+	}
 	if err := f.readJobs(&s); err != nil {
 		return nil, err
 	}
@@ -49,8 +67,10 @@ func (f *Follower) Next() ([]Event, error) {
 	var fresh []Event
 	for _, ev := range Merge(s) {
 		if isDerived(ev.Source) {
-			key := ev.Name + "/" + ev.Job
-			if f.emitted[key] {
+			// A head job heads one generation, but a requeued old head may
+			// come back as a worker and be promoted again.
+			key := ev.Name + "/" + ev.Job + "/" + string(ev.Fields["generation"])
+			if f.emitted[key] || (ev.unsettled && !last) {
 				continue
 			}
 			f.emitted[key] = true
@@ -70,9 +90,14 @@ func (f *Follower) readJobs(s *Sources) error {
 	for _, sub := range s.Submissions {
 		for _, key := range sub.JobKeys() {
 			if sub.Role == cluster.RoleDriver {
-				if s.Drivers[key], err = f.read(f.dir.EventsPath(key)); err != nil {
+				var restarted bool
+				if s.Drivers[key], restarted, err = f.readFrom(f.dir.EventsPath(key)); err != nil {
 					return err
 				}
+				if c := f.steps[key]; restarted && c != nil {
+					c.Reset() // the file was truncated or replaced: its steps are read again
+				}
+				f.foldSteps(key, s)
 			}
 			if f.final[key] {
 				continue
@@ -109,9 +134,6 @@ func (f *Follower) readCluster(s *Sources) error {
 	} else if ok {
 		s.Down = &d
 	}
-	if s.Handovers, s.Published, err = handovers(f.dir); err != nil {
-		return err
-	}
 	if s.Cluster, err = f.read(f.dir.ClusterEventsPath()); err != nil {
 		return err
 	}
@@ -124,13 +146,18 @@ func (f *Follower) readCluster(s *Sources) error {
 // read is what was appended to the event file at path since the last
 // read; all of a file that was truncated or replaced since.
 func (f *Follower) read(path string) ([]events.Event, error) {
+	evs, _, err := f.readFrom(path)
+	return evs, err
+}
+
+// readFrom is read, and whether the file was read again from its start.
+func (f *Follower) readFrom(path string) ([]events.Event, bool, error) {
 	r, ok := f.files[path]
 	if !ok {
 		r = events.NewReader(path)
 		f.files[path] = r
 	}
-	evs, _, err := r.Read()
-	return evs, err
+	return r.Read()
 }
 
 // isDerived reports events Merge makes from state files rather than reading
@@ -143,26 +170,30 @@ func isDerived(source string) bool {
 	return false
 }
 
-// handovers reads a rollover cluster's handover records, and when each
-// generation was published.
-func handovers(dir cluster.Dir) ([]cluster.Handover, map[int]time.Time, error) {
-	gens, err := dir.Generations()
-	if err != nil || len(gens) == 0 {
-		return nil, nil, err
+// foldSteps places the driver key's new steps around the generations'
+// publications, and adds its crossings to s.
+func (f *Follower) foldSteps(key string, s *Sources) {
+	if len(s.Generations) == 0 {
+		return
 	}
-	published := map[int]time.Time{}
-	var hs []cluster.Handover
-	for _, g := range gens {
-		if gen, ok, err := dir.Generation(g); err != nil {
-			return nil, nil, err
-		} else if ok {
-			published[g] = gen.Published
-		}
-		if h, ok, err := dir.Handover(g); err != nil {
-			return nil, nil, err
-		} else if ok {
-			hs = append(hs, h)
+	c := f.steps[key]
+	if c == nil {
+		c = &cluster.StepCrossings{}
+		f.steps[key] = c
+	}
+	for _, g := range s.Generations {
+		c.Published(g.Generation, g.Published)
+	}
+	for _, e := range s.Drivers[key] {
+		var ev events.StepDone
+		if e.Name == events.NameStepDone && e.Decode(&ev) == nil {
+			c.Step(cluster.StepMark{Step: ev.Step, At: ev.Time()})
 		}
 	}
-	return hs, published, nil
+	if s.Crossings == nil {
+		s.Crossings = map[int][]cluster.Crossing{}
+	}
+	for g, x := range c.All() {
+		s.Crossings[g] = append(s.Crossings[g], x)
+	}
 }

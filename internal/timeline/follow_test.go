@@ -132,3 +132,97 @@ func TestFollowerRereadsAReplacedFile(t *testing.T) {
 		t.Fatalf("after the file was replaced: %v, %v; want its one step", names(evs), err)
 	}
 }
+
+// rolloverCluster is a cluster whose generation 1 (head job 7) was
+// published at 1 s.
+func rolloverCluster(t *testing.T) (cluster.Dir, cluster.Spec) {
+	t.Helper()
+	store := cluster.Store{Root: filepath.Join(t.TempDir(), "clusters")}
+	spec := cluster.Spec{Name: "ho", Created: t0, DrainBeforeS: 60}
+	dir, err := store.Create(spec, "")
+	if err == nil {
+		err = dir.PublishGeneration(cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "7", Generation: 1, Published: at(1)}, How: cluster.GenerationFirst})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, spec
+}
+
+// A follower shows a handover once, when its facts are in: not at its
+// start (the record says only who and why), not at the seal, not at the
+// next publication while the driver has not stepped again, but then, with
+// its gap and steps lost.
+func TestFollowerShowsAHandoverSettled(t *testing.T) {
+	t.Parallel()
+	dir, spec := rolloverCluster(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(dir.AddSubmission(cluster.Submission{Role: cluster.RoleDriver, JobID: "9", Submitted: at(0)}))
+	step := func(s float64, n string) {
+		appendLine(t, dir.EventsPath("9"), line(at(s), events.NameStepDone, `"step": `+n+`, "actors": 1, "mean_duration_s": 0.1, "losses": [1]`)+"\n")
+	}
+	step(2, "1")
+	h := cluster.Handover{Generation: 1, HeadJob: "7", Started: at(10), How: cluster.GenerationPromoted, Successor: "8", Why: "time left", LastStep: -1}
+	must(dir.WriteHandover(h))
+	step(11, "2")
+	f := NewFollower(dir, spec)
+	handovers := func() []Event {
+		t.Helper()
+		evs, err := f.Next()
+		must(err)
+		var hs []Event
+		for _, e := range evs {
+			if e.Name == events.NameHandover {
+				hs = append(hs, e)
+			}
+		}
+		return hs
+	}
+	if hs := handovers(); len(hs) != 0 {
+		t.Fatalf("at the handover's start: %v, want none yet", hs)
+	}
+	sealed := at(13)
+	h.Sealed = &sealed
+	must(dir.WriteHandover(h))
+	if hs := handovers(); len(hs) != 0 {
+		t.Fatalf("sealed, not published: %v", hs[0].Details())
+	}
+	must(dir.PublishGeneration(cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "8", Generation: 2, Published: at(14)}, How: cluster.GenerationPromoted, PreviousHeadJob: "7"}))
+	if hs := handovers(); len(hs) != 0 {
+		t.Fatalf("published, the driver not stepped again: %v", hs[0].Details())
+	}
+	step(25, "2")
+	hs := handovers()
+	if len(hs) != 1 {
+		t.Fatalf("after the driver's first step on generation 2: %d handovers, want 1", len(hs))
+	}
+	if got, want := hs[0].Details(), "gap_s=14, generation=1, how=promoted, published_s=4, reason=time left, sealed_s=3, steps_lost=1, successor=8"; got != want {
+		t.Errorf("handover\n got %s\nwant %s", got, want)
+	}
+	step(26, "3")
+	if hs := handovers(); len(hs) != 0 {
+		t.Errorf("shown again: %v", hs[0].Details())
+	}
+}
+
+// Read once (events without --follow, the report), a handover under way
+// shows with what is known.
+func TestLoadShowsAHandoverUnderWay(t *testing.T) {
+	t.Parallel()
+	dir, spec := rolloverCluster(t)
+	if err := dir.WriteHandover(cluster.Handover{Generation: 1, HeadJob: "7", Started: at(10), How: cluster.GenerationSubmitted, Successor: "8", Why: "no worker"}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := Load(dir, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(evs); !slices.Equal(got, []string{"head_up/7", "handover/7"}) || evs[1].Details() != "generation=1, how=submitted, reason=no worker, successor=8" {
+		t.Errorf("Load = %v, %s", got, evs[len(evs)-1].Details())
+	}
+}

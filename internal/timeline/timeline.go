@@ -57,6 +57,9 @@ type Event struct {
 	// Fields are the event's other fields, as JSON (the event files' own,
 	// without ts, event, job and role).
 	Fields map[string]json.RawMessage
+	// unsettled marks a handover whose facts are not all in yet: a
+	// Follower holds it back until they are (handoverSettled).
+	unsettled bool
 }
 
 // Sources is everything a cluster records that the timeline shows.
@@ -75,10 +78,12 @@ type Sources struct {
 	Autoscaler []events.Event
 	// Drivers are each driver job's events (events/<job>.jsonl), by its job key.
 	Drivers map[string][]events.Event
-	// Handovers are a rollover cluster's handovers, and Published when each
-	// generation was published, by number.
-	Handovers []cluster.Handover
-	Published map[int]time.Time
+	// Generations are a rollover cluster's published generations and
+	// Handovers its handover records, ascending; Crossings the drivers'
+	// steps around each generation's publication, by that generation.
+	Generations []cluster.Generation
+	Handovers   []cluster.Handover
+	Crossings   map[int][]cluster.Crossing
 }
 
 // Merge is the cluster's timeline: every source's events, ordered by time;
@@ -97,19 +102,14 @@ func Merge(s Sources) []Event {
 	for _, key := range slices.Sorted(maps.Keys(s.Records)) {
 		out = appendRecordEvents(out, key, s.Records[key], s.DrainBefore)
 	}
-	if h := s.Head; h != nil {
-		out = append(out, derived(h.Published, h.Job, cluster.RoleHead, SourceHead,
-			events.HeadUp{Address: h.Address, Node: h.SlurmNode, RayVersion: h.RayVersion}))
-	}
+	out = appendHeads(out, s)
 	if h := s.HeadEnding; h != nil {
 		out = append(out, derived(h.At, h.Job, cluster.RoleHead, SourceHead, events.HeadStopping{Reason: h.Reason}))
 	}
 	if d := s.Down; d != nil {
 		out = append(out, derived(d.Requested, "", "", SourceDown, events.DownRequested{}))
 	}
-	for _, h := range s.Handovers {
-		out = append(out, derived(h.Started, h.HeadJob, cluster.RoleHead, SourceHead, handoverEvent(h, s.Published[h.Generation+1])))
-	}
+	out = appendHandovers(out, s)
 	out = appendFileEvents(out, s.Cluster, SourceCluster, "", roles)
 	for _, driver := range slices.Sorted(maps.Keys(s.Drivers)) {
 		out = appendFileEvents(out, s.Drivers[driver], DriverSource(driver), driver, roles)
@@ -283,15 +283,53 @@ func isRayID(s string) bool {
 	return true
 }
 
-// handoverEvent is a handover as the timeline shows it; next is when the
-// next generation was published (zero: not yet).
-func handoverEvent(h cluster.Handover, next time.Time) events.Handover {
-	ev := events.Handover{Generation: h.Generation, Successor: h.Successor, How: string(h.How), Reason: h.Why}
-	if h.Sealed != nil {
-		ev.SealedS = h.Sealed.Sub(h.Started).Seconds()
+// appendHeads adds each head's publication: every generation's of a
+// rollover cluster, else head.json's.
+func appendHeads(out []Event, s Sources) []Event {
+	for _, g := range s.Generations {
+		out = append(out, derived(g.Published, g.Job, cluster.RoleHead, SourceHead, events.HeadUp{
+			Address: g.Address, Node: g.SlurmNode, RayVersion: g.RayVersion,
+			Generation: g.Generation, How: string(g.How), PreviousHead: g.PreviousHeadJob}))
 	}
-	if !next.IsZero() {
-		ev.PublishedS = next.Sub(h.Started).Seconds()
+	if h := s.Head; h != nil && len(s.Generations) == 0 {
+		out = append(out, derived(h.Published, h.Job, cluster.RoleHead, SourceHead,
+			events.HeadUp{Address: h.Address, Node: h.SlurmNode, RayVersion: h.RayVersion}))
 	}
-	return ev
+	return out
+}
+
+// appendHandovers adds each handover at its start, with its facts so far.
+func appendHandovers(out []Event, s Sources) []Event {
+	next := map[int]*cluster.Generation{}
+	for i := range s.Generations {
+		next[s.Generations[i].Generation-1] = &s.Generations[i]
+	}
+	for _, h := range s.Handovers {
+		n, crossings := next[h.Generation], s.Crossings[h.Generation+1]
+		ev := derived(h.Started, h.HeadJob, cluster.RoleHead, SourceHead, handoverEvent(cluster.HandoverStatusOf(h, n, crossings)))
+		ev.unsettled = !handoverSettled(h, n, crossings)
+		out = append(out, ev)
+	}
+	return out
+}
+
+// handoverSettled reports whether a handover's facts are all in: its
+// generation sealed, the next one published (next), and every driver that
+// stepped before the publication stepped after it too.
+func handoverSettled(h cluster.Handover, next *cluster.Generation, crossings []cluster.Crossing) bool {
+	if h.Sealed == nil || next == nil {
+		return false
+	}
+	for _, c := range crossings {
+		if c.Before != nil && c.After == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// handoverEvent is a handover as the timeline shows it.
+func handoverEvent(h cluster.HandoverStatus) events.Handover {
+	return events.Handover{Generation: h.Generation, Successor: h.NewHeadJob, How: string(h.How), Reason: h.Why,
+		SealedS: h.SealedAfterS, PublishedS: h.PublishedAfterS, GapS: h.GapS, StepsLost: h.StepsLost}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -227,23 +228,70 @@ func TestEventJSON(t *testing.T) {
 }
 
 // A handover is a head event at its start, with how long its head took to
-// seal and the next generation to be published.
+// seal and the next generation to be published, and what the driver's
+// steps paid; each generation's publication is a head_up with how it came.
 func TestMergeHandover(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	sealed := start.Add(4 * time.Second)
+	published := start.Add(5 * time.Second)
 	s := Sources{
+		Generations: []cluster.Generation{
+			{HeadInfo: cluster.HeadInfo{Job: "7", Published: start.Add(-time.Hour), Generation: 1}, How: cluster.GenerationFirst},
+			{HeadInfo: cluster.HeadInfo{Job: "8", Published: published, Generation: 2}, How: cluster.GenerationPromoted, PreviousHeadJob: "7"},
+		},
 		Handovers: []cluster.Handover{{Generation: 1, HeadJob: "7", Started: start, Sealed: &sealed, How: cluster.GenerationPromoted, Successor: "8", Why: "time left"}},
-		Published: map[int]time.Time{1: start.Add(-time.Hour), 2: start.Add(5 * time.Second)},
+		Crossings: map[int][]cluster.Crossing{2: {{
+			Before: &cluster.StepMark{Step: 40, At: start.Add(-time.Second)},
+			After:  &cluster.StepMark{Step: 39, At: published.Add(7 * time.Second)}}}},
 	}
 	evs := Merge(s)
-	if len(evs) != 1 || evs[0].Name != events.NameHandover || evs[0].Job != "7" || !evs[0].Time.Equal(start) {
-		t.Fatalf("Merge = %+v, want one handover event of head 7 at its start", evs)
+	var names []string
+	for _, e := range evs {
+		names = append(names, e.Name+"/"+e.Job)
 	}
-	fields, _ := json.Marshal(evs[0].Fields)
+	if want := []string{"head_up/7", "handover/7", "head_up/8"}; !slices.Equal(names, want) {
+		t.Fatalf("Merge = %v, want %v", names, want)
+	}
 	var got events.Handover
-	want := events.Handover{Generation: 1, Successor: "8", How: "promoted", Reason: "time left", SealedS: 4, PublishedS: 5}
-	if err := json.Unmarshal(fields, &got); err != nil || got != want {
-		t.Errorf("fields %s = %+v, want %+v", fields, got, want)
+	if err := evs[1].Decode(&got); err != nil || !evs[1].Time.Equal(start) || evs[1].unsettled {
+		t.Fatalf("handover %+v (%v), want settled at its start", evs[1], err)
+	}
+	if got.Successor != "8" || got.How != "promoted" || *got.SealedS != 4 || *got.PublishedS != 5 || *got.GapS != 13 || *got.StepsLost != 2 {
+		t.Errorf("handover fields %s", evs[1].Details())
+	}
+	var up events.HeadUp
+	if err := evs[2].Decode(&up); err != nil || up.Generation != 2 || up.How != "promoted" || up.PreviousHead != "7" {
+		t.Errorf("head_up of generation 2 = %+v (%v)", up, err)
+	}
+}
+
+// A handover is settled once its generation is sealed, the next published,
+// and every driver that stepped before the publication stepped after it.
+func TestHandoverSettled(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	sealed := at.Add(time.Second)
+	next := &cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "8", Generation: 2, Published: at.Add(2 * time.Second)}}
+	before := &cluster.StepMark{Step: 3, At: at}
+	after := &cluster.StepMark{Step: 4, At: at.Add(9 * time.Second)}
+	for _, c := range []struct {
+		name      string
+		sealed    *time.Time
+		next      *cluster.Generation
+		crossings []cluster.Crossing
+		want      bool
+	}{
+		{"started only", nil, nil, nil, false},
+		{"sealed, not published", &sealed, nil, nil, false},
+		{"published, no driver", &sealed, next, nil, true},
+		{"driver not stepped again yet", &sealed, next, []cluster.Crossing{{Before: before}}, false},
+		{"driver stepped again", &sealed, next, []cluster.Crossing{{Before: before, After: after}}, true},
+		{"driver only after", &sealed, next, []cluster.Crossing{{After: after}}, true},
+	} {
+		h := cluster.Handover{Generation: 1, Started: at, Sealed: c.sealed}
+		if got := handoverSettled(h, c.next, c.crossings); got != c.want {
+			t.Errorf("%s: settled = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -1,7 +1,8 @@
 """Run one task on every sraybatch node of the cluster and report where it ran.
 
 Used by the end-to-end tests: prints one JSON object per node with the node's
-job key, IP, GPU count and the CUDA_VISIBLE_DEVICES a task pinned to it saw.
+job key, IP, GPU count, resources, and the CUDA_VISIBLE_DEVICES and node
+labels a task pinned to it saw.
 """
 import json
 import os
@@ -18,6 +19,9 @@ def where():
         "ip": ray.util.get_node_ip_address(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         "node_id": ray.get_runtime_context().get_node_id(),
+        # Typed Dict[str, List[str]] in Ray 2.60; read either shape.
+        "labels": {k: (v[0] if isinstance(v, list) else v)
+                   for k, v in ray.get_runtime_context().get_node_labels().items()},
     }
 
 
@@ -31,6 +35,7 @@ for node in ray.nodes():
     gpus = node["Resources"].get("GPU", 0)
     task = where.options(resources={jobs[0]: 0.01}, num_gpus=gpus, num_cpus=0)
     info = ray.get(task.remote(), timeout=120)
-    info.update(job=jobs[0][len("sraybatch_job_"):], gpus=gpus, node_ip=node["NodeManagerAddress"])
+    info.update(job=jobs[0][len("sraybatch_job_"):], gpus=gpus, node_ip=node["NodeManagerAddress"],
+                resources=node["Resources"])
     out.append(info)
 json.dump(out, sys.stdout)

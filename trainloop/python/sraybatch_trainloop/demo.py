@@ -17,7 +17,8 @@ arrives (the head's or this job's: ``head_time_limit``), when this job's node
 record turns ``draining``, and when a stop signal arrives.
 
 SIGTERM (SLURM: the job was cancelled or reached its time limit; SIGKILL
-follows after KillWait, 10 s by default) and SIGINT stop the driver within a
+follows after KillWait, 10 s by default) and SIGINT (Ctrl+C, or sraybatch at
+a head handover, before it runs the driver again) stop the driver within a
 poll of the pool (about 0.25 s): it abandons the step in flight, emits
 ``driver_stopping``, prints one line that says why, checkpoints (waiting at
 most 3 s), kills its actors and exits.
@@ -172,7 +173,7 @@ class Trainer:
 # Signals that stop the driver, and the reason its one line gives.
 _STOP_SIGNALS = {
     signal.SIGTERM: "the job was cancelled or reached its time limit",
-    signal.SIGINT: "interrupted",
+    signal.SIGINT: "interrupted (Ctrl+C, or a head handover: sraybatch runs the driver again)",
 }
 
 

@@ -56,7 +56,7 @@ Events and their fields (``?`` marks a field that may be absent or null):
 ``driver_stopping``  reason: str
     The driver stops before its work is done, e.g. on a signal: ``reason`` is
     the signal's name (``SIGTERM``: the job was cancelled or reached its time
-    limit; ``SIGINT``: interrupted).
+    limit; ``SIGINT``: interrupted, or a head handover).
 ``autoscaler_decision``  submitted: list, cancelled: list, drained: list, reason: str
     Written by the head job's autoscaler (Go) to ``events/autoscaler.jsonl``:
     the worker jobs it submitted, the pending ones it cancelled, the idle ones

@@ -1,0 +1,176 @@
+//go:build e2e
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+)
+
+// TestE2EWorkerTypes starts an autoscaled cluster from a cluster file (with
+// user and site defaults), grows it by a CPU-only type and checks what
+// SLURM and Ray made of the type: the job's partition and GRES, the node's
+// ray.io/node-group label and the type's resources and labels, and
+// status's line per type. Then demand for the CPU type's custom resource
+// (a request_resources floor) starts one more CPU-type job, and no GPU-type
+// job; a shape no type holds is reported infeasible, nothing submitted.
+func TestE2EWorkerTypes(t *testing.T) {
+	e2eShare(t, 1) // the head's GPU; the cpu type holds none
+	e := needE2E(t)
+	start := time.Now()
+	file, xdg := typesFiles(t, &e)
+	// The test user's login environment has no XDG_CONFIG_HOME of ours
+	// (userEnv drops it): up gets it through env(1), and no other test
+	// sees these defaults.
+	up := func(args ...string) string {
+		t.Helper()
+		cmd := e.command(context.Background(), "env", append([]string{"XDG_CONFIG_HOME=" + xdg, e.bin, "up", "-f", file}, args...)...)
+		out, err := cmd.Output()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				t.Fatalf("up -f %s %v: %v\n%s", file, args, err, ee.Stderr)
+			}
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	dry := up("--dry-run")
+	for _, want := range []string{"site " + filepath.Join(filepath.Dir(file), "site.yaml") + ":1", "user " + filepath.Join(xdg, "sraybatch", "config.yaml") + ":1", "--type cpu"} {
+		if !strings.Contains(dry, want) {
+			t.Errorf("dry run lacks %q", want)
+		}
+	}
+	up("--wait", "--timeout", "3m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2etypes") })
+	c := typesCluster(t, e)
+
+	keys := strings.Fields(e.mustSray(t, "grow", "--cluster", "e2etypes", "--type", "cpu", "--wait", "--timeout", "3m").stdout)
+	if len(keys) != 1 {
+		t.Fatalf("grow printed %v, want one job", keys)
+	}
+	checkCPUTypeNode(t, e, keys[0])
+	st := e.status(t, "e2etypes")
+	if len(st.Types) != 2 || st.Types[0].Name != "gpu" || st.Types[1].Name != "cpu" || st.Types[1].Joined != 1 || st.Types[1].Max != 2 || st.Types[0].Joined != 0 {
+		t.Errorf("status types = %+v", st.Types)
+	}
+	if j, ok := jobByID(st, keys[0]); !ok || j.Type != "cpu" {
+		t.Errorf("status row of %s: %+v", keys[0], j)
+	}
+
+	// Two decode:2 bundles: the grown node holds one, so one more CPU-type job.
+	before := len(c.workerSubs(t))
+	c.floor(t, `[{"decode": 2}, {"decode": 2}]`)
+	sub := c.newWorkerSub(t, "a cpu-type job for the decode floor", before, time.Minute)
+	if sub.Type != "cpu" || !sub.Autoscaled || sub.Tasks != 0 {
+		t.Errorf("autoscaled submission = %+v, want one cpu-type job", sub)
+	}
+	waitFor(t, "the autoscaled cpu worker joins", 2*time.Minute, func() bool {
+		j, ok := jobByID(c.quietStatus(t), sub.JobID)
+		return ok && j.Ray == cluster.MembershipJoined
+	})
+	checkCPUTypeNode(t, e, sub.JobID)
+
+	c.floor(t, `[{"GPU": 4}]`) // no type has 4 GPUs
+	waitFor(t, "the 4-GPU floor reported infeasible", 30*time.Second, func() bool {
+		for _, x := range c.autoscaler(t).Infeasible {
+			if x.Shape == "GPU:4" && strings.Contains(x.Why, "no worker type holds it") {
+				return true
+			}
+		}
+		return false
+	})
+	c.noSbatchFor(t, "an infeasible floor", 5*time.Second)
+	for _, s := range c.workerSubs(t) {
+		if s.Type != "cpu" {
+			t.Errorf("a %q job was submitted (%+v): only CPU-type demand was made", s.Type, s)
+		}
+	}
+	e.mustSray(t, "down", "--cluster", "e2etypes")
+	t.Logf("MEASURED worker types e2e: %.1f s", time.Since(start).Seconds())
+}
+
+// typesFiles writes the test's cluster file and user and site defaults,
+// points the test's environment at the site's and returns the file and the
+// XDG_CONFIG_HOME of the user's.
+func typesFiles(t *testing.T, e *e2eEnv) (file, xdg string) {
+	t.Helper()
+	files := e.userDir(t, "cfg")
+	write := func(name, content string) string {
+		p := filepath.Join(files, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("site.yaml", "object_store_mb: 80\nhead: {partition: debug}\n")
+	write(filepath.Join("xdg", "sraybatch", "config.yaml"), "head: {time: \"15:00\"}\n")
+	file = write("types.yaml", fmt.Sprintf(`name: e2etypes
+head: {gpus: 1}
+setup: %q
+autoscale: {enabled: true, upscale_delay: 1s, interval: 1s}
+workers:
+  gpu: {gpus: 1, max: 1}
+  cpu: {partition: debug, gpus: 0, cpus: 1, max: 2, resources: {decode: 2}, labels: {disk: nvme}}
+`, e.setup))
+	e.user.give(t, files)
+	e.env = append(e.env, "SRAYBATCH_SITE_CONFIG="+filepath.Join(files, "site.yaml"))
+	return file, filepath.Join(files, "xdg")
+}
+
+// typesCluster is the autoscale tests' handle on the running cluster.
+func typesCluster(t *testing.T, e e2eEnv) *asCluster {
+	t.Helper()
+	c := &asCluster{e: e, name: "e2etypes", dir: cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2etypes")}, scripts: e.userDir(t, "scripts-e2etypes")}
+	h, ok, err := c.dir.Head()
+	if err != nil || !ok {
+		t.Fatalf("no head.json after up --wait: %v", err)
+	}
+	c.headIP = strings.Split(h.Address, ":")[0]
+	if err := os.WriteFile(filepath.Join(c.scripts, "floor.py"), []byte(floorPy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.user.give(t, c.scripts)
+	return c
+}
+
+// checkCPUTypeNode checks a cpu-type job in SLURM (partition debug, no
+// GRES) and its node in Ray (the node group, the type's resource and label,
+// no GPU).
+func checkCPUTypeNode(t *testing.T, e e2eEnv, job string) {
+	t.Helper()
+	out, err := exec.Command("squeue", "-h", "-j", job, "-o", "%P|%b").Output()
+	if err != nil {
+		t.Fatalf("squeue -j %s: %v", job, err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "debug|N/A" {
+		t.Errorf("cpu job %s's partition|gres = %q, want debug|N/A (no GPU held)", job, got)
+	}
+	var node *rayNodeReport
+	for _, n := range e.rayNodes(t, "e2etypes") {
+		if n.Job == job {
+			node = &n
+		}
+	}
+	if node == nil {
+		t.Fatalf("job %s has no Ray node", job)
+	}
+	if node.Labels["ray.io/node-group"] != "cpu" || node.Labels["disk"] != "nvme" {
+		t.Errorf("node labels of %s = %v, want ray.io/node-group=cpu and disk=nvme", job, node.Labels)
+	}
+	if node.Resources["decode"] != 2 || node.Resources["GPU"] != 0 {
+		t.Errorf("node resources of %s = %v, want decode=2 and no GPU", job, node.Resources)
+	}
+}

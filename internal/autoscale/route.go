@@ -1,0 +1,143 @@
+package autoscale
+
+import (
+	"fmt"
+	"strings"
+)
+
+// TypeShape is one worker type as routing sees it: what one of its jobs
+// brings, and what it costs.
+type TypeShape struct {
+	Name string
+	Node NodeShape
+	// MemoryBytes is the Ray memory of one node; 0: unknown, not limiting.
+	MemoryBytes float64
+	Cost        float64
+}
+
+// DefaultCost ranks a type by its allocation when the file gives no cost:
+// GPUs first (the scarce, accounted resource), then CPUs.
+func DefaultCost(n NodeShape) float64 { return n.GPUs*1e6 + n.CPUs }
+
+// Routed is the demand split across the types: PerType[i] is what types[i]
+// is asked to serve.
+type Routed struct {
+	PerType    []Demand
+	Infeasible []Infeasible
+}
+
+// Route sends each demanded bundle to the cheapest type that holds it (the
+// first listed on a tie): a bundle asking for no GPU goes to a type without
+// GPUs when one holds it, and to a GPU type only with cpuOnly
+// (--cpu-only-demand); a custom resource only to a type advertising it; a
+// STRICT_PACK group whole to one type that holds all of it; other groups
+// bundle by bundle. A bundle no type holds is infeasible, once per shape.
+// It is pure.
+func Route(types []TypeShape, d Demand, cpuOnly bool) Routed {
+	r := Routed{PerType: make([]Demand, len(types))}
+	seen := map[string]bool{}
+	pick := func(s Shape) int {
+		i, why := choose(types, s, cpuOnly)
+		if i < 0 && !seen[s.String()] {
+			seen[s.String()] = true
+			r.Infeasible = append(r.Infeasible, Infeasible{Shape: s, Why: why})
+		}
+		return i
+	}
+	for _, c := range d.Tasks {
+		if i := pick(c.Shape); i >= 0 {
+			r.PerType[i].Tasks = append(r.PerType[i].Tasks, c)
+		}
+	}
+	for _, c := range d.Floors {
+		if i := pick(c.Shape); i >= 0 {
+			r.PerType[i].Floors = append(r.PerType[i].Floors, c)
+		}
+	}
+	for _, g := range d.Groups {
+		r.routeGroup(g, pick)
+	}
+	return r
+}
+
+// routeGroup routes a placement group: whole, for STRICT_PACK; else each
+// bundle to its own type, the group split into one per type with the same
+// strategy. A group with a bundle no type holds is not routed at all.
+func (r *Routed) routeGroup(g Group, pick func(Shape) int) {
+	if g.Strict && !g.Spread {
+		sum := Shape{}
+		for _, b := range g.Bundles {
+			for k, v := range b {
+				sum[k] += v
+			}
+		}
+		if i := pick(sum); i >= 0 {
+			r.PerType[i].Groups = append(r.PerType[i].Groups, g)
+		}
+		return
+	}
+	parts := map[int][]Shape{}
+	var order []int
+	for _, b := range g.Bundles {
+		i := pick(b)
+		if i < 0 {
+			return
+		}
+		if _, ok := parts[i]; !ok {
+			order = append(order, i)
+		}
+		parts[i] = append(parts[i], b)
+	}
+	for _, i := range order {
+		r.PerType[i].Groups = append(r.PerType[i].Groups, Group{Bundles: parts[i], Spread: g.Spread, Strict: g.Strict})
+	}
+}
+
+// choose is the index of the cheapest type that holds s, or -1 and why
+// none does.
+func choose(types []TypeShape, s Shape, cpuOnly bool) (int, string) {
+	best, bestCPU := -1, -1
+	var whys []string
+	for i, t := range types {
+		if why := t.refuses(s); why != "" {
+			whys = append(whys, t.Name+": "+why)
+			continue
+		}
+		if best < 0 || t.Cost < types[best].Cost {
+			best = i
+		}
+		if t.Node.GPUs == 0 && (bestCPU < 0 || t.Cost < types[bestCPU].Cost) {
+			bestCPU = i
+		}
+	}
+	switch {
+	case best < 0:
+		return -1, "no worker type holds it (" + strings.Join(whys, "; ") + ")"
+	case !s.gpuFree():
+		return best, ""
+	case bestCPU >= 0:
+		return bestCPU, "" // CPU work stays off GPU types while a CPU type holds it
+	case cpuOnly:
+		return best, ""
+	}
+	return -1, "asks for no GPU and only GPU types hold it (allow them with --cpu-only-demand, or add a type with gpus: 0)"
+}
+
+// refuses says why one job of type t can never hold s, or "".
+func (t TypeShape) refuses(s Shape) string {
+	for k, v := range s {
+		if v <= 0 || k == "object_store_memory" {
+			continue
+		}
+		if k == "memory" {
+			if t.MemoryBytes > 0 && v > t.MemoryBytes {
+				return fmt.Sprintf("needs %s GiB of memory, a worker job has %s", trimFloat(v/(1<<30)), trimFloat(t.MemoryBytes/(1<<30)))
+			}
+			continue
+		}
+		if why := t.Node.infeasibility(Shape{k: v}); why != "" {
+			return why // GPUs, CPUs, or a resource the type does not advertise
+		}
+	}
+	return ""
+}

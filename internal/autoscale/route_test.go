@@ -1,0 +1,119 @@
+package autoscale
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// routeTypes: the cluster, scaled: a 4-GPU type, an 8-GPU type
+// advertising h100, and a CPU type with 64 CPUs and 150 GiB of Ray memory.
+func routeTypes() []TypeShape {
+	gpu := NodeShape{GPUs: 4, CPUs: 32}
+	h100 := NodeShape{GPUs: 8, CPUs: 32, Custom: Shape{"h100": 8}}
+	cpu := NodeShape{CPUs: 64}
+	return []TypeShape{
+		{Name: "gpu", Node: gpu, Cost: DefaultCost(gpu), MemoryBytes: 100 << 30},
+		{Name: "h100", Node: h100, Cost: DefaultCost(h100)},
+		{Name: "cpu", Node: cpu, Cost: DefaultCost(cpu), MemoryBytes: 150 << 30},
+	}
+}
+
+// summary shows a routing as "type: tasks | groups | floors" lines and the
+// infeasible shapes, for comparing with a table's want.
+func summary(types []TypeShape, r Routed) string {
+	var lines []string
+	for i, d := range r.PerType {
+		var parts []string
+		for _, c := range d.Tasks {
+			parts = append(parts, fmt.Sprintf("%d×{%s}", c.N, c.Shape))
+		}
+		for _, g := range d.Groups {
+			var bs []string
+			for _, b := range g.Bundles {
+				bs = append(bs, "{"+b.String()+"}")
+			}
+			parts = append(parts, "pg["+strings.Join(bs, ",")+"]")
+		}
+		for _, c := range d.Floors {
+			parts = append(parts, fmt.Sprintf("floor %d×{%s}", c.N, c.Shape))
+		}
+		if len(parts) > 0 {
+			lines = append(lines, types[i].Name+": "+strings.Join(parts, " "))
+		}
+	}
+	for _, x := range r.Infeasible {
+		lines = append(lines, "infeasible {"+x.Shape.String()+"}")
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func TestRoute(t *testing.T) {
+	t.Parallel()
+	mem := func(gib float64) float64 { return gib * (1 << 30) }
+	cases := []struct {
+		name    string
+		types   []TypeShape
+		demand  Demand
+		cpuOnly bool
+		want    string
+	}{
+		{"GPU work to the cheapest GPU type", routeTypes(),
+			Demand{Tasks: []Count{{Shape{"GPU": 1, "CPU": 1}, 3}}}, false, "gpu: 3×{GPU:1 CPU:1}"},
+		{"more GPUs than the cheap type has", routeTypes(),
+			Demand{Tasks: []Count{{Shape{"GPU": 6}, 1}}}, false, "h100: 1×{GPU:6}"},
+		{"CPU work never to a GPU type while a CPU type holds it", routeTypes(),
+			Demand{Tasks: []Count{{Shape{"CPU": 2}, 10}}}, true, "cpu: 10×{CPU:2}"},
+		{"CPU work a CPU type cannot hold, without --cpu-only-demand", routeTypes()[:2],
+			Demand{Tasks: []Count{{Shape{"CPU": 2}, 1}}}, false, "infeasible {CPU:2}"},
+		{"CPU work to a GPU type with --cpu-only-demand", routeTypes()[:2],
+			Demand{Tasks: []Count{{Shape{"CPU": 2}, 1}}}, true, "gpu: 1×{CPU:2}"},
+		{"a custom resource only to the type advertising it", routeTypes(),
+			Demand{Tasks: []Count{{Shape{"GPU": 1, "h100": 1}, 2}}}, false, "h100: 2×{GPU:1 h100:1}"},
+		{"memory is a dimension", routeTypes(),
+			Demand{Tasks: []Count{{Shape{"CPU": 1, "memory": mem(120)}, 1}, {Shape{"CPU": 1, "memory": mem(200)}, 1}}}, false,
+			"cpu: 1×{CPU:1 memory:128849018880}\ninfeasible {CPU:1 memory:214748364800}"},
+		{"a set cost wins over the default", []TypeShape{
+			{Name: "owned", Node: NodeShape{GPUs: 4}, Cost: 10}, {Name: "scav", Node: NodeShape{GPUs: 4}, Cost: 1}},
+			Demand{Tasks: []Count{{Shape{"GPU": 1}, 1}}}, false, "scav: 1×{GPU:1}"},
+		{"a tie goes to the first listed", []TypeShape{
+			{Name: "a", Node: NodeShape{GPUs: 1}, Cost: 1}, {Name: "b", Node: NodeShape{GPUs: 1}, Cost: 1}},
+			Demand{Tasks: []Count{{Shape{"GPU": 1}, 1}}}, false, "a: 1×{GPU:1}"},
+		{"STRICT_PACK needs one type for the whole group", routeTypes(),
+			Demand{Groups: []Group{{Bundles: []Shape{{"GPU": 4}, {"GPU": 2}}, Strict: true}}}, false, "h100: pg[{GPU:4},{GPU:2}]"},
+		{"STRICT_PACK no type holds", routeTypes(),
+			Demand{Groups: []Group{{Bundles: []Shape{{"GPU": 8}, {"GPU": 2}}, Strict: true}}}, false, "infeasible {GPU:10}"},
+		{"a mixed PACK group splits across types", routeTypes(),
+			Demand{Groups: []Group{{Bundles: []Shape{{"GPU": 1}, {"CPU": 8}, {"GPU": 1}}}}}, false, "cpu: pg[{CPU:8}]\ngpu: pg[{GPU:1},{GPU:1}]"},
+		{"a group with an infeasible bundle is not routed", routeTypes(),
+			Demand{Groups: []Group{{Bundles: []Shape{{"GPU": 1}, {"GPU": 16}}, Spread: true}}}, false, "infeasible {GPU:16}"},
+		{"floors split across types", routeTypes(),
+			Demand{Floors: []Count{{Shape{"GPU": 1}, 2}, {Shape{"CPU": 4}, 3}}}, false, "cpu: floor 3×{CPU:4}\ngpu: floor 2×{GPU:1}"},
+		{"another job's resource is infeasible, once per shape", routeTypes(),
+			Demand{Tasks: []Count{{Shape{"sraybatch_job_7": 0.01}, 1}, {Shape{"sraybatch_job_7": 0.01}, 2}}}, false, "infeasible {sraybatch_job_7:0.01}"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := summary(tc.types, Route(tc.types, tc.demand, tc.cpuOnly))
+			if got != tc.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+// Why a shape is infeasible names each type's reason.
+func TestRouteInfeasibleSaysWhy(t *testing.T) {
+	t.Parallel()
+	r := Route(routeTypes(), Demand{Tasks: []Count{{Shape{"GPU": 16}, 1}}}, false)
+	if len(r.Infeasible) != 1 || !strings.Contains(r.Infeasible[0].Why, "gpu: needs 16 GPUs, a worker job has 4") ||
+		!strings.Contains(r.Infeasible[0].Why, "cpu: needs 16 GPUs, a worker job has 0") {
+		t.Errorf("infeasible = %+v", r.Infeasible)
+	}
+	r = Route(routeTypes()[:1], Demand{Tasks: []Count{{Shape{"CPU": 1}, 1}}}, false)
+	if len(r.Infeasible) != 1 || !strings.Contains(r.Infeasible[0].Why, "--cpu-only-demand") {
+		t.Errorf("CPU-only on GPU types: %+v", r.Infeasible)
+	}
+}

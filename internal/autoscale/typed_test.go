@@ -1,0 +1,144 @@
+package autoscale
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sraybatch/sraybatch/internal/cluster"
+	"github.com/sraybatch/sraybatch/internal/raygcs"
+)
+
+// twoTypes: a 1-GPU type and a CPU type of 4 CPUs with its own bounds
+// (max 2, idle 30 s) under the cluster's (max 3, idle 60 s).
+func twoTypes() []TypeInput {
+	s := Settings{Enabled: true, MaxWorkers: 3, IdleTimeout: time.Minute}
+	g, c := NodeShape{GPUs: 1, CPUs: 4}, NodeShape{CPUs: 4, Custom: Shape{"decode": 2}}
+	return []TypeInput{
+		{Shape: TypeShape{Name: "gpu", Node: g, Cost: DefaultCost(g)}, Settings: typeSettings(s, 0, 0, 0)},
+		{Shape: TypeShape{Name: "cpu", Node: c, Cost: DefaultCost(c)}, Settings: typeSettings(s, 0, 2, 30*time.Second)},
+	}
+}
+
+func typedWorker(job, typ string, idle time.Duration) (Worker, Node) {
+	w, n := joined(job, "n"+job, idle)
+	w.Type, n.Type = typ, typ
+	return w, n
+}
+
+func TestDecideTypes(t *testing.T) {
+	t.Parallel()
+	cpu := func(n float64) Shape { return Shape{"CPU": n} }
+	cases := []struct {
+		name   string
+		edit   func(*Input, []TypeInput)
+		submit [2]int // gpu, cpu
+		drain  []string
+		reason string
+	}{
+		{"CPU work packs onto the CPU type", func(in *Input, _ []TypeInput) {
+			in.Demand.Tasks = []Count{{cpu(1), 3}}
+		}, [2]int{0, 1}, nil, "cpu: +1 workers"},
+		{"GPU work to the GPU type", func(in *Input, _ []TypeInput) {
+			in.Demand.Tasks = []Count{{gpu(1), 2}}
+		}, [2]int{2, 0}, nil, "gpu: +2 workers"},
+		{"both at once, one submission per type", func(in *Input, _ []TypeInput) {
+			in.Demand.Tasks = []Count{{gpu(1), 1}, {cpu(2), 4}}
+		}, [2]int{1, 2}, nil, "gpu: +1 workers"},
+		{"a type's max caps it alone", func(in *Input, _ []TypeInput) {
+			in.Demand.Tasks = []Count{{cpu(4), 5}}
+		}, [2]int{0, 2}, nil, "--max-workers 2"},
+		{"a type's min is kept", func(_ *Input, types []TypeInput) {
+			types[1].Settings.MinWorkers = 1
+		}, [2]int{0, 1}, nil, "keep --min-workers 1"},
+		{"idle drains by each type's timeout", func(in *Input, _ []TypeInput) {
+			wg, ng := typedWorker("7", "gpu", 40*time.Second)
+			wc, nc := typedWorker("8", "cpu", 40*time.Second)
+			in.Workers, in.Nodes = append(in.Workers, wg, wc), append(in.Nodes, ng, nc)
+		}, [2]int{0, 0}, []string{"8"}, "cpu: drain 1 idle workers"},
+		{"a custom resource's floor counts the type's nodes", func(in *Input, _ []TypeInput) {
+			w, n := typedWorker("8", "cpu", 0)
+			n.Total = Shape{"CPU": 4, "decode": 2}
+			in.Workers, in.Nodes = append(in.Workers, w), append(in.Nodes, n)
+			in.Demand.Floors = []Count{{Shape{"decode": 2}, 2}}
+		}, [2]int{0, 1}, nil, "cpu: +1 workers for request_resources"},
+		{"a shape no type holds", func(in *Input, _ []TypeInput) {
+			in.Demand.Tasks = []Count{{gpu(4), 1}}
+		}, [2]int{0, 0}, nil, "1 shape no type holds"},
+		{"workers of one type are no supply for another", func(in *Input, _ []TypeInput) {
+			in.Workers = append(in.Workers, Worker{Job: "9", State: Queued, Reason: "Priority", Type: "gpu", Autoscaled: true, Submitted: t0})
+			in.Demand.Tasks = []Count{{cpu(1), 1}}
+		}, [2]int{0, 1}, nil, "gpu: cancel 1 pending workers"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in, types := headOnly(), twoTypes()
+			tc.edit(&in, types)
+			td, mems := DecideTypes(in, types, nil)
+			got := [2]int{td.PerType[0].Submit, td.PerType[1].Submit}
+			var drained []string
+			for _, d := range td.All.Drain {
+				drained = append(drained, d.Job)
+			}
+			if got != tc.submit || strings.Join(drained, ",") != strings.Join(tc.drain, ",") || !strings.Contains(td.All.Reason, tc.reason) {
+				t.Errorf("submit %v drain %v reason %q; want %v %v %q", got, drained, td.All.Reason, tc.submit, tc.drain, tc.reason)
+			}
+			if len(mems) != 2 {
+				t.Errorf("memories = %d, want one per type", len(mems))
+			}
+		})
+	}
+}
+
+// The head's loop on a cluster with types: CPU demand submits the CPU
+// type's job (its script names the type and holds no GPU), recorded with
+// its type; GPU demand the GPU type's, in a call of its own.
+func TestLoopSubmitsByType(t *testing.T) {
+	t.Parallel()
+	f := newLoopFixture(t, func(s *cluster.Spec) {
+		s.Workers = []cluster.WorkerType{
+			{Name: "gpu", Node: cluster.NodeSpec{GPUs: 1, CPUs: 2, Partition: "debug"}},
+			{Name: "cpu", Node: cluster.NodeSpec{CPUs: 2, Partition: "cpu"}, Max: 2},
+		}
+	})
+	f.ray.state.Pending = []raygcs.RequestCount{
+		{Request: raygcs.Request{Resources: map[string]float64{"CPU": 1}}, Count: 4},
+		{Request: raygcs.Request{Resources: map[string]float64{"GPU": 1}}, Count: 1},
+	}
+	st := f.poll(t)
+	if len(f.sched.submitted) != 2 {
+		t.Fatalf("%d sbatch calls, want one per type", len(f.sched.submitted))
+	}
+	gpuScript, _ := os.ReadFile(f.sched.submitted[0])
+	cpuScript, _ := os.ReadFile(f.sched.submitted[1])
+	if !strings.Contains(string(cpuScript), "--type cpu") || strings.Contains(string(cpuScript), "--gres") ||
+		!strings.Contains(string(cpuScript), "#SBATCH --array=0-1") || !strings.Contains(string(cpuScript), "--partition=cpu") {
+		t.Errorf("cpu script:\n%s", cpuScript)
+	}
+	if !strings.Contains(string(gpuScript), "--type gpu") || !strings.Contains(string(gpuScript), "--gres=gpu:1") {
+		t.Errorf("gpu script:\n%s", gpuScript)
+	}
+	subs, _ := f.dir.Submissions()
+	types := map[string]int{}
+	for _, s := range subs {
+		if s.Role == cluster.RoleWorker {
+			types[s.Type] += max(s.Tasks, 1)
+		}
+	}
+	if types["cpu"] != 2 || types["gpu"] != 1 {
+		t.Errorf("submitted by type = %v", types)
+	}
+	if st.PendingWorkers != 3 || len(f.sched.maxTimeOf) != 2 || f.sched.maxTimeOf[1] != "cpu" {
+		t.Errorf("status %+v, MaxTime asked of %v", st, f.sched.maxTimeOf)
+	}
+}
+
+func TestMemBytes(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"6000": 6000 << 20, "4000M": 4000 << 20, "256G": 256 << 30, "1T": 1 << 40, "": 0, "x": 0, "0": 0} {
+		if got, _ := memBytes(in); got != want {
+			t.Errorf("memBytes(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
