@@ -136,3 +136,33 @@ func TestValidEnvName(t *testing.T) {
 		}
 	}
 }
+
+func TestProbe(t *testing.T) {
+	v, err := ParseProbe("some warning\nsraybatch-probe 2.60.0 3.11.2\n")
+	if err != nil || v != (Versions{Ray: "2.60.0", Python: "3.11.2"}) {
+		t.Errorf("ParseProbe = %v, %v", v, err)
+	}
+	if _, err := ParseProbe("Traceback (most recent call last):\nModuleNotFoundError: No module named 'ray'\n"); err == nil || err.Error() != "ModuleNotFoundError: No module named 'ray'" {
+		t.Errorf("ParseProbe without ray = %v, want the last line", err)
+	}
+	if got := PythonFor("/opt/venv/bin/ray"); got != "/opt/venv/bin/python3" {
+		t.Errorf("PythonFor(/opt/venv/bin/ray) = %s", got)
+	}
+	if got := PythonFor("ray"); got != "python3" {
+		t.Errorf("PythonFor(ray) = %s", got)
+	}
+	same := Versions{Ray: "2.60.0", Python: "3.11.2"}
+	if why := Mismatch("/i", same, same); why != "" {
+		t.Errorf("Mismatch of equal versions = %q", why)
+	}
+	why := Mismatch("/i", Versions{Ray: "2.60.0", Python: "3.11.4"}, same)
+	for _, want := range []string{"ray 2.60.0 and Python 3.11.4", "cluster runs ray 2.60.0 and Python 3.11.2", "patch level"} {
+		if !strings.Contains(why, want) {
+			t.Errorf("Mismatch = %q, want %q in it", why, want)
+		}
+	}
+	dirs := SquashFSDirs("Parallel unsquashfs: Using 2 processors\nsquashfs-root\nsquashfs-root/dev\nsquashfs-root/opt/venv\n")
+	if !dirs["/dev"] || !dirs["/opt/venv"] || dirs[""] || len(dirs) != 2 {
+		t.Errorf("SquashFSDirs = %v", dirs)
+	}
+}
