@@ -133,7 +133,7 @@ func checkAllInImage(t *testing.T, e e2eEnv, clusterDir string) int {
 	for _, sup := range supervisors(clusterDir) {
 		for _, p := range proctree.Descendants(sup) { // the supervisor itself stays on the host
 			cmd := cmdline(p)
-			if cmd == "" || strings.HasPrefix(cmd, "/usr/bin/ch-run ") {
+			if cmd == "" || isChRun(cmd) {
 				continue
 			}
 			if ok, why := inImage(t, e, p, cmd); !ok {
@@ -146,6 +146,13 @@ func checkAllInImage(t *testing.T, e e2eEnv, clusterDir string) int {
 		}
 	}
 	return n
+}
+
+// isChRun reports whether a command line runs ch-run (by whatever path:
+// the local backend's tests find it through a PATH of links).
+func isChRun(cmd string) bool {
+	argv0, _, _ := strings.Cut(cmd, " ")
+	return filepath.Base(argv0) == "ch-run"
 }
 
 // containerProcs are the cluster's processes now (supervisors, the
@@ -301,5 +308,32 @@ func TestE2EContainerAutoscaleRayTrain(t *testing.T) {
 	}
 	checkTracebacks(t, log)
 	downAndNothingLeft(t, e, dir, "e2eca")
+	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
+}
+
+// TestLocalE2EContainer: the local backend runs the same containers. A
+// cluster on one host without SLURM, from the SquashFS image (ch-run stays
+// its FUSE server), on a host with no Ray on PATH: the built-in loop runs,
+// every process of the cluster runs in the image, and down leaves none.
+func TestLocalE2EContainer(t *testing.T) {
+	e2eShare(t, 0)
+	im := needImages(t)
+	e := withoutRay(t, needLocalE2E(t))
+	start := time.Now()
+	up := e.mustSray(t, "up", "--name", "locc", "--gpus-per-node", "0", "--object-store-mb", "80",
+		"--container", im.sqfs, "--ray", "/opt/venv/bin/ray", "--setup", hostSetup, "--wait", "--timeout", "3m")
+	t.Cleanup(func() { e.sray(t, "down", "--cluster", "locc") })
+	if !strings.Contains(up.stderr, "using the local backend") {
+		t.Errorf("up did not say it chose the local backend: %s", up.stderr)
+	}
+	dir := cluster.Dir{Path: filepath.Join(e.home, "clusters", "locc")}
+	train := e.mustSray(t, "train", "--cluster", "locc", "--steps", "3", "--gpus-per-actor", "0", "--follow")
+	if !strings.Contains(train.stdout, "step 3:") {
+		t.Errorf("the demo driver's output lacks its last step:\n%s", train.stdout)
+	}
+	if n := checkAllInImage(t, e, dir.Path); n < 5 {
+		t.Errorf("found only %d processes of the local cluster to check", n)
+	}
+	downAndNothingLeft(t, e, dir, "locc")
 	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
 }
