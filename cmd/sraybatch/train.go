@@ -118,15 +118,7 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	if err != nil {
 		return err
 	}
-	s := submit.NodeScript(dir, spec, cluster.RoleDriver)
-	s.Node.GPUs, s.Node.CPUs, s.Node.Mem = 0, o.CPUs, ""
-	if o.Partition != "" {
-		s.Node.Partition = o.Partition
-	}
-	s.HeadJob, s.Time, s.DriverArgv = head, limit, command
-	if spec.RollsOver() {
-		s.MaxRestarts = &o.MaxRestarts
-	}
+	s := submit.DriverScript(dir, spec, submit.Driver{HeadJob: head, Time: limit, Argv: command, CPUs: o.CPUs, Partition: o.Partition, MaxRestarts: o.MaxRestarts})
 	jobID, err := asUsage(submit.Script(ctx, a.sched(spec), dir, s, false))
 	if err != nil {
 		return err
