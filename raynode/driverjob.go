@@ -69,7 +69,7 @@ func (s *supervisor) handDriverOver(ctx context.Context, why string) error {
 		s.logf("cannot hand over (%s): no successor driver job; the training ends with this job", why)
 		return nil
 	}
-	s.ending = cluster.OutcomeHandedOver
+	s.ending, s.rec.Successor = cluster.OutcomeHandedOver, id
 	s.logf("handing the run over to driver job %s (%s): stopping the driver at its safe point", id, why)
 	return endWith(cluster.OutcomeHandedOver, fmt.Errorf("handed over to driver job %s (%s)", id, why))
 }

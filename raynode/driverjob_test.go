@@ -133,6 +133,9 @@ func TestHandDriverOver(t *testing.T) {
 		if len(sub.got) > 0 && sub.got[0] != (DriverSuccession{HeadJob: "9", Follows: "41", Restarts: tt.restarts + 1}) {
 			t.Errorf("%s: successor %+v, want head 9, follows 41, restarts %d", tt.name, sub.got[0], tt.restarts+1)
 		}
+		if handed := tt.want == cluster.OutcomeHandedOver; handed != (s.rec.Successor == "77") {
+			t.Errorf("%s: record's successor %q", tt.name, s.rec.Successor)
+		}
 		if !s.rollover.done {
 			t.Errorf("%s: may hand over again", tt.name)
 		}

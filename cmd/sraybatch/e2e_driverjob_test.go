@@ -116,7 +116,7 @@ func joinedEvents(t *testing.T, paths ...string) string {
 func (e e2eEnv) checkDriverChainSeen(t *testing.T, name, driver, successor string) {
 	t.Helper()
 	st := e.status(t, name)
-	if j := findJob(st, driver); j == nil || j.Outcome != cluster.OutcomeHandedOver || !strings.Contains(j.Reason, successor) {
+	if j := findJob(st, driver); j == nil || j.Outcome != cluster.OutcomeHandedOver || j.Successor != successor || !strings.Contains(j.Reason, successor) {
 		t.Errorf("status of the old driver job: %+v, want handed_over naming %s", j, successor)
 	}
 	if j := findJob(st, successor); j == nil || j.Outcome != cluster.OutcomeCompleted {
