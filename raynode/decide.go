@@ -102,8 +102,8 @@ func react(h happening, st nodeState) reaction {
 	if st.Interrupted && (h == rayExited || h == driverExited) {
 		h = cancelled
 	}
-	if st.RollsOver && st.Role == cluster.RoleHead && (h == timeLimitWarning || h == preempted) {
-		h = rolloverDueNow // the head's end is near: hand over at once
+	if st.RollsOver && (st.Role == cluster.RoleHead || st.Role == cluster.RoleDriver) && (h == timeLimitWarning || h == preempted) {
+		h = rolloverDueNow // the job's end is near: hand over at once (a driver job to its successor)
 	}
 	switch h {
 	case cancelled:

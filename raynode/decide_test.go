@@ -40,6 +40,14 @@ func TestReact(t *testing.T) {
 		{"a preempted worker drains through Ray", preempted, worker, reaction{Drain: true, Outcome: cluster.OutcomePreempted}},
 		{"a preempted worker not yet in Ray just ends", preempted, nodeState{Role: cluster.RoleWorker}, reaction{Outcome: cluster.OutcomePreempted}},
 		{"a preempted head ends: no handover yet", preempted, nodeState{Role: cluster.RoleHead, Joined: true}, reaction{Outcome: cluster.OutcomePreempted}},
+		{"a rollover head hands over at SLURM's warning", timeLimitWarning, nodeState{Role: cluster.RoleHead, Joined: true, RollsOver: true},
+			reaction{HandOver: true, Outcome: cluster.OutcomeHandedOver}},
+		{"a rollover cluster's driver job hands over at its warning", timeLimitWarning, nodeState{Role: cluster.RoleDriver, Joined: true, RollsOver: true},
+			reaction{HandOver: true, Outcome: cluster.OutcomeHandedOver}},
+		{"a rollover cluster's preempted driver job hands over", preempted, nodeState{Role: cluster.RoleDriver, Joined: true, RollsOver: true},
+			reaction{HandOver: true, Outcome: cluster.OutcomeHandedOver}},
+		{"a rollover cluster's preempted worker still drains", preempted, nodeState{Role: cluster.RoleWorker, Joined: true, RollsOver: true},
+			reaction{Drain: true, Outcome: cluster.OutcomePreempted}},
 	}
 	for _, tt := range tests {
 		if got := react(tt.h, tt.st); got != tt.want {

@@ -26,21 +26,28 @@ func (s *supervisor) rolloverSignals(ctx context.Context, warned, preempted bool
 	}
 	r := s.spec.Rollover
 	sig := rolloverSignals{Generation: s.rollover.gen, MaxGenerations: r.MaxGenerations, Before: r.Before(), Warned: warned, Preempted: preempted}
+	if s.cfg.Role == cluster.RoleDriver {
+		sig.Job, sig.MaxGenerations = string(cluster.RoleDriver), 0 // its end is no generation's
+	}
 	if !s.rollover.timeLeftAt.IsZero() {
 		sig.Known, sig.TimeLeft = true, s.rollover.timeLeft-now.Sub(s.rollover.timeLeftAt)
 	}
 	return sig
 }
 
-// rolloverNow reports whether the head starts handing over, and why; a
-// head that never will (the last generation) says so once.
+// rolloverNow reports whether the head starts handing over (a driver job:
+// to its successor driver job, driverjob.go), and why; one that never will
+// (the last generation, --max-restarts) says so once.
 func (s *supervisor) rolloverNow(ctx context.Context, members *membershipTracker, warned, preempted bool) (bool, string) {
-	if !s.spec.RollsOver() || s.cfg.Role != cluster.RoleHead || s.rollover.done {
+	if !s.spec.RollsOver() || (s.cfg.Role != cluster.RoleHead && s.cfg.Role != cluster.RoleDriver) || s.rollover.done {
 		return false, ""
 	}
 	checked := s.rollover.lastCheck
 	sig := s.rolloverSignals(ctx, warned, preempted)
 	start, why := rolloverDue(sig)
+	if s.cfg.Role == cluster.RoleDriver {
+		start, why = successionDue(sig, s.rollover.restarts, s.cfg.MaxRestarts)
+	}
 	if !start && why == "" && s.rollover.lastCheck != checked {
 		s.submitEarly(ctx, members, sig)
 	}
@@ -97,27 +104,42 @@ func (s *supervisor) handOver(ctx context.Context, node Process, members *member
 	return endWith(cluster.OutcomeHandedOver, fmt.Errorf("handed over to %s (%s)", plan.Job, why))
 }
 
-// submitSuccessor returns the successor head job, submitting it unless
-// this head did already (early: submitEarly); "" when it cannot.
+// submitSuccessor returns the successor job of this head (or driver job),
+// submitting it unless this job did already (early: submitEarly); "" when
+// it cannot.
 func (s *supervisor) submitSuccessor(ctx context.Context, why string) string {
-	if s.rollover.successor != "" || s.cfg.Successor == nil {
+	if s.rollover.successor != "" {
 		return s.rollover.successor
 	}
-	id, err := s.cfg.Successor.SubmitHead(ctx)
+	var id string
+	var err error
+	switch {
+	case s.cfg.Role == cluster.RoleDriver && s.cfg.DriverSuccessor != nil:
+		id, err = s.cfg.DriverSuccessor.SubmitDriver(ctx, s.driverSuccession())
+	case s.cfg.Role == cluster.RoleHead && s.cfg.Successor != nil:
+		id, err = s.cfg.Successor.SubmitHead(ctx)
+	default:
+		return ""
+	}
 	if err != nil {
-		s.logf("warning: submit a successor head job: %v", err)
+		s.logf("warning: submit a successor %s job: %v", s.cfg.Role, err)
 		return ""
 	}
 	s.rollover.successor = id
-	s.logf("successor head job %s submitted (%s)", id, why)
+	s.logf("successor %s job %s submitted (%s)", s.cfg.Role, id, why)
 	return id
 }
 
-// submitEarly submits the successor head job ahead of the handover when no
-// worker could take the head and the queue wait seen so far says it is
-// time (submitSuccessorDue), so that it runs before this head must go.
+// submitEarly submits the successor job ahead of the handover when the
+// queue wait seen so far says it is time (submitSuccessorDue), so that it
+// runs before this job must go: a head's when no worker could take the
+// head, a driver job's always (nothing else can take over its driver).
 func (s *supervisor) submitEarly(ctx context.Context, members *membershipTracker, sig rolloverSignals) {
-	if s.rollover.successor != "" || s.cfg.Successor == nil || !submitSuccessorDue(sig.TimeLeft, sig.Known, sig.Before, s.queueWait()) {
+	if s.rollover.successor != "" || !submitSuccessorDue(sig.TimeLeft, sig.Known, sig.Before, s.queueWait()) {
+		return
+	}
+	if s.cfg.Role == cluster.RoleDriver {
+		s.submitSuccessor(ctx, fmt.Sprintf("early, by the queue wait seen so far: %s left", sig.TimeLeft.Round(time.Second)))
 		return
 	}
 	if plan := pickSuccessor(s.candidates(ctx, members), sig.Before, s.rec.MemMB); plan.How != cluster.GenerationPromoted {

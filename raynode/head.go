@@ -69,15 +69,19 @@ func (s *supervisor) headGone(ctx context.Context) string {
 }
 
 // askHeadJob asks the scheduler for the head job; nil when it did not answer.
-func (s *supervisor) askHeadJob(ctx context.Context) *headJob {
+func (s *supervisor) askHeadJob(ctx context.Context) *headJob { return s.askJob(ctx, s.cfg.HeadJob) }
+
+// askJob asks the scheduler for a job of the cluster (the head, or a
+// successor driver's predecessor); nil when it did not answer.
+func (s *supervisor) askJob(ctx context.Context, job string) *headJob {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	jobs, err := s.cfg.Scheduler.Jobs(ctx, scheduler.Query{JobIDs: []string{s.cfg.HeadJob}})
+	jobs, err := s.cfg.Scheduler.Jobs(ctx, scheduler.Query{JobIDs: []string{job}})
 	if err != nil {
 		return nil
 	}
 	for _, j := range jobs {
-		if j.ID == s.cfg.HeadJob {
+		if j.ID == job {
 			return &headJob{Known: true, State: j.State}
 		}
 	}

@@ -161,6 +161,9 @@ func (s *supervisor) checkIn(ctx context.Context, members *membershipTracker, ra
 	if next, ok := s.handoverNotice(); ok {
 		return handoverSeen, next, "", true
 	}
+	if start, why := s.rolloverNow(ctx, nil, false, false); start { // a driver job's own end (driverjob.go)
+		return rolloverDueNow, errors.New(why), "", true
+	}
 	if n, ok, err := s.cfg.Dir.DrainNotice(s.rec.Job); err == nil && ok && s.cfg.Role == cluster.RoleWorker {
 		return drainAccepted, fmt.Errorf("%s", n.Reason), n.Outcome, true
 	}
@@ -233,7 +236,11 @@ func (s *supervisor) clearStaleTargets() {
 // no successor and the head serves on. A preempted head hands over by
 // SLURM's kill (killAt), and without a successor ends as preempted.
 func (s *supervisor) rollOver(ctx context.Context, node Process, members *membershipTracker, h happening, why error, killAt time.Time) error {
-	if err := s.handOver(ctx, node, members, rolloverWhy(h, why), killAt); err != nil {
+	handOver := func() error { return s.handOver(ctx, node, members, rolloverWhy(h, why, s.cfg.Role), killAt) }
+	if s.cfg.Role == cluster.RoleDriver {
+		handOver = func() error { return s.handDriverOver(ctx, rolloverWhy(h, why, s.cfg.Role)) }
+	}
+	if err := handOver(); err != nil {
 		return err
 	}
 	if h == preempted {
@@ -243,16 +250,16 @@ func (s *supervisor) rollOver(ctx context.Context, node Process, members *member
 	return nil
 }
 
-// rolloverWhy says why the head hands over: its own check's words, or the
-// signal that brought the handover on.
-func rolloverWhy(h happening, why error) string {
+// rolloverWhy says why the head (or a driver job, role) hands over: its
+// own check's words, or the signal that brought the handover on.
+func rolloverWhy(h happening, why error, role cluster.Role) string {
 	switch {
 	case why != nil && h == rolloverDueNow:
 		return why.Error()
 	case why != nil:
-		return "SLURM's preemption reached the head"
+		return fmt.Sprintf("SLURM's preemption reached the %s", role)
 	}
-	return "SLURM's time-limit warning reached the head"
+	return fmt.Sprintf("SLURM's time-limit warning reached the %s", role)
 }
 
 // orHandover is h, unless this node's generation hands over: then that.

@@ -23,11 +23,12 @@ const preemptionCheckTimeout = 2 * time.Second
 
 // preemptionHandled decides whether a job's SIGTERM may be a preemption to
 // handle rather than a cancel: a worker's (it drains through Ray), and a
-// rollover cluster's head's (it hands over, as before its time limit).
-// Any other head's end is its cluster's end, and a driver job is ended by
-// its SIGTERM whatever sent it.
+// rollover cluster's head's or driver job's (each hands over to its
+// successor, as before its time limit). Any other head's end is its
+// cluster's end, and any other driver job is ended by its SIGTERM whatever
+// sent it.
 func preemptionHandled(role cluster.Role, rollsOver bool) bool {
-	return role == cluster.RoleWorker || (role == cluster.RoleHead && rollsOver)
+	return role == cluster.RoleWorker || rollsOver
 }
 
 // preemptedBy returns the deadline of a preemption when the SIGTERM

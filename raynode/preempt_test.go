@@ -24,7 +24,7 @@ func (f *fakePreemption) Preemption(ctx context.Context, job string) (scheduler.
 }
 
 // A SIGTERM is a preemption only for a worker, or a rollover cluster's
-// head, whose job SLURM marked (requeued, PreemptTime); `down` answers first, without asking SLURM, and a
+// head or driver job, whose job SLURM marked (requeued, PreemptTime); `down` answers first, without asking SLURM, and a
 // scheduler that does not answer makes it a cancel.
 func TestPreemptedBy(t *testing.T) {
 	t.Parallel()
@@ -50,7 +50,8 @@ func TestPreemptedBy(t *testing.T) {
 		{"a head without --rollover: a cancel, its end is the cluster's", cluster.RoleHead, false, false, &fakePreemption{p: marked}, false, 0},
 		{"a rollover head SLURM preempts: it hands over", cluster.RoleHead, true, false, &fakePreemption{p: preemptedHead}, true, 1},
 		{"a rollover head cancelled: a cancel", cluster.RoleHead, true, false, &fakePreemption{p: scheduler.Preemption{State: scheduler.Running}}, false, 1},
-		{"a driver: always a cancel", cluster.RoleDriver, true, false, &fakePreemption{p: marked}, false, 0},
+		{"a driver without --rollover: always a cancel", cluster.RoleDriver, false, false, &fakePreemption{p: marked}, false, 0},
+		{"a rollover cluster's driver job SLURM preempts: it hands over", cluster.RoleDriver, true, false, &fakePreemption{p: marked}, true, 1},
 	} {
 		f := newRunFixture(t)
 		if tt.rollsOver {

@@ -56,9 +56,13 @@ const (
 	driverCheckpointWait = time.Minute
 )
 
-// rolloverSignals is what the head knows of its own end at one moment.
+// rolloverSignals is what the head (or a rollover cluster's driver job:
+// driverjob.go) knows of its own job's end at one moment.
 type rolloverSignals struct {
-	// Generation is the head's; MaxGenerations bounds them (0: no bound).
+	// Job names whose end it is in the why: "head" (the zero value) or "driver".
+	Job string
+	// Generation is the head's; MaxGenerations bounds them (0: no bound, and
+	// always for a driver job, whose end is no generation's).
 	Generation, MaxGenerations int
 	// TimeLeft is SLURM's last word on the head job's time left; Known is
 	// false before the first answer, and for a job without a limit.
@@ -83,14 +87,16 @@ func rolloverDue(s rolloverSignals) (start bool, why string) {
 	case lastGeneration(s.Generation, s.MaxGenerations) != "":
 		return false, lastGeneration(s.Generation, s.MaxGenerations)
 	case s.Preempted:
-		return true, "the head job is preempted"
+		return true, fmt.Sprintf("the %s job is preempted", s.job())
 	case s.Warned:
-		return true, "SLURM's time-limit warning reached the head"
+		return true, fmt.Sprintf("SLURM's time-limit warning reached the %s", s.job())
 	case s.Known && s.TimeLeft < s.Before:
-		return true, fmt.Sprintf("the head job has %s left, less than --rollover-before %s", s.TimeLeft.Round(time.Second), s.Before)
+		return true, fmt.Sprintf("the %s job has %s left, less than --rollover-before %s", s.job(), s.TimeLeft.Round(time.Second), s.Before)
 	}
 	return false, ""
 }
+
+func (s rolloverSignals) job() string { return orDefault(s.Job, "head") }
 
 // handoverDeadline is when the head handing over at now must be gone:
 // SLURM's kill of a preempted head (killAt, KillWait after its SIGTERM:

@@ -68,6 +68,15 @@ type Config struct {
 	// Successor submits a successor head job, for a rollover cluster's
 	// head with no worker to promote; nil: none is submitted.
 	Successor HeadSubmitter
+	// DriverSuccessor submits a rollover cluster's successor driver job
+	// before this driver job ends (driverjob.go); nil: none is submitted.
+	DriverSuccessor DriverSubmitter
+	// Follows is the driver job a successor driver job takes over from:
+	// its command runs once that one has gone; "": none.
+	Follows string
+	// Restarts is how often the driver's command ran again before this
+	// job (a successor driver job's), counted against MaxRestarts.
+	Restarts int
 }
 
 // HeadSubmitter submits a head job of the cluster and records it; it
@@ -216,6 +225,7 @@ func newSupervisor(cfg Config, key string) *supervisor {
 		cfg.DialRay = func(addr, token string) (RayClient, error) { return raygcs.Dial(addr, token) }
 	}
 	s := &supervisor{cfg: cfg, spec: cfg.Spec, clock: cfg.Clock, procs: cfg.Processes, tail: newTailBuffer(40)}
+	s.rollover.restarts = cfg.Restarts // a successor driver job's: it resumes
 	s.logf = func(format string, args ...any) {
 		fmt.Fprintf(cfg.Log, "sraybatch node %s [%s]: %s\n", cfg.Role, s.clock.Now().Format(LogTimeLayout), fmt.Sprintf(format, args...))
 	}
@@ -365,6 +375,9 @@ func (s *supervisor) runGeneration(ctx context.Context, p prepared, head cluster
 	s.logf("ray node up at %s (%d GPUs)", p.ip, p.gpus)
 	var driver Process
 	if s.cfg.Role == cluster.RoleDriver {
+		if err := s.awaitPredecessor(ctx); err != nil {
+			return err
+		}
 		if driver, err = s.startDriver(p.env, head); err != nil {
 			return err
 		}

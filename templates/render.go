@@ -50,6 +50,10 @@ type Script struct {
 	// MaxRestarts bounds a driver's re-runs after head handovers (rollover
 	// clusters only); nil: not rendered.
 	MaxRestarts *int
+	// Follows is the driver job a successor driver job takes over from,
+	// and Restarts the command's re-runs so far (role driver only).
+	Follows  string
+	Restarts int
 }
 
 var (
@@ -78,6 +82,14 @@ func (s Script) Validate() error {
 		}
 	default:
 		return fmt.Errorf("unknown role %q", s.Role)
+	}
+	if s.Follows != "" || s.Restarts != 0 {
+		if s.Role != cluster.RoleDriver || s.Restarts < 0 {
+			return fmt.Errorf("only a driver job follows another, with a restart count >= 0")
+		}
+		if s.Follows != "" && !jobIDPattern.MatchString(s.Follows) {
+			return fmt.Errorf("invalid driver job id %q to follow", s.Follows)
+		}
 	}
 	if s.WorkerType != "" {
 		if s.Role != cluster.RoleWorker {

@@ -165,3 +165,34 @@ func TestHeadJobKeys(t *testing.T) {
 		}
 	}
 }
+
+// A successor driver job names the driver job it follows and the restarts
+// so far; no other job does, and a bad job id is refused.
+func TestDriverFollows(t *testing.T) {
+	t.Parallel()
+	driverScript := func() Script {
+		return Script{Role: cluster.RoleDriver, Cluster: "exp1", ClusterID: "id", ClusterDir: "/c", Binary: "/c/bin/sraybatch",
+			TokenPath: "/c/token", LogDir: "/c/logs", HeadJob: "41", DriverArgv: []string{"python3", "train.py"}}
+	}
+	s := driverScript()
+	s.Follows, s.Restarts = "41", 3
+	script, err := Render(s)
+	if err != nil || !strings.Contains(string(script), " --follows 41 --restarts 3 -- ") {
+		t.Fatalf("follows: %v\n%s", err, script)
+	}
+	bad := s
+	bad.Follows = "41; rm -rf ~"
+	if _, err := Render(bad); err == nil {
+		t.Error("a bad job id to follow rendered")
+	}
+	neg := s
+	neg.Restarts = -1
+	if _, err := Render(neg); err == nil {
+		t.Error("a negative restart count rendered")
+	}
+	w := driverScript()
+	w.Role, w.DriverArgv, w.Follows = cluster.RoleWorker, nil, "41"
+	if _, err := Render(w); err == nil {
+		t.Error("a worker that follows a driver job rendered")
+	}
+}

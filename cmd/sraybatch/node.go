@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/sraybatch/sraybatch/internal/autoscale"
 	"github.com/sraybatch/sraybatch/internal/backend"
@@ -31,6 +32,10 @@ type nodeOptions struct {
 	DriverArgv []string
 	// MaxRestarts bounds a driver's re-runs after head handovers.
 	MaxRestarts int
+	// Follows and Restarts are a successor driver job's: the driver job
+	// it takes over from, and the command's re-runs so far.
+	Follows  string
+	Restarts int
 }
 
 func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
@@ -40,6 +45,8 @@ func runNodeCmd(ctx context.Context, io IOStreams, args []string) error {
 	fs.StringVar(&o.HeadJob, "head-job", "", "the head's job id (workers)")
 	fs.StringVar(&o.Type, "type", "", "the worker's type (workers; default: the cluster's first)")
 	fs.IntVar(&o.MaxRestarts, "max-restarts", raynode.DefaultMaxRestarts, "a driver's re-runs after head handovers, at most")
+	fs.StringVar(&o.Follows, "follows", "", "the driver job this successor driver job takes over from (drivers)")
+	fs.IntVar(&o.Restarts, "restarts", 0, "the driver command's re-runs before this job (drivers)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -70,6 +77,8 @@ func (o nodeOptions) validate() error {
 		return usagef("--head-job is required for a %s", o.Role)
 	case o.Type != "" && o.Role != cluster.RoleWorker:
 		return usagef("only a worker has a --type")
+	case (o.Follows != "" || o.Restarts != 0) && o.Role != cluster.RoleDriver, o.Restarts < 0:
+		return usagef("only a driver has --follows and --restarts (>= 0)")
 	}
 	return nil
 }
@@ -97,6 +106,8 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 		HeadJob:     o.HeadJob,
 		DriverArgv:  o.DriverArgv,
 		MaxRestarts: o.MaxRestarts,
+		Follows:     o.Follows,
+		Restarts:    o.Restarts,
 		Getenv:      os.Getenv,
 		Environ:     os.Environ(),
 		Scheduler:   sched,
@@ -106,6 +117,9 @@ func runNode(ctx context.Context, io IOStreams, a *app, o nodeOptions) error {
 	}
 	if spec.RollsOver() && o.Role != cluster.RoleDriver {
 		cfg.Successor = headSubmitter{dir: dir, spec: spec, sched: sched}
+	}
+	if spec.RollsOver() && o.Role == cluster.RoleDriver {
+		cfg.DriverSuccessor = driverSubmitter{a: a, dir: dir, spec: spec, o: o, getenv: os.Getenv}
 	}
 	if p, ok := sched.(raynode.PreemptionSource); ok {
 		cfg.Preemption = p // SLURM's: a worker's (or a rollover head's) SIGTERM may be a preemption
@@ -141,6 +155,36 @@ func (h headSubmitter) SubmitHead(ctx context.Context) (string, error) {
 	id, err := submit.Script(ctx, h.sched, h.dir, s, false)
 	if err != nil {
 		return "", fmt.Errorf("submit a successor head job: %w", err)
+	}
+	return id, nil
+}
+
+// driverSubmitter submits a rollover cluster's successor driver job: what
+// `train` submitted, rendered again through the same template and checks.
+// The job's CPUs and partition are SLURM's word on this job; its --time is
+// capped as train caps it (workerTimeLimit, by the current head).
+type driverSubmitter struct {
+	a      *app
+	dir    cluster.Dir
+	spec   cluster.Spec
+	o      nodeOptions
+	getenv func(string) string
+}
+
+func (d driverSubmitter) SubmitDriver(ctx context.Context, next raynode.DriverSuccession) (string, error) {
+	limit, err := d.a.workerTimeLimit(ctx, d.spec, next.HeadJob)
+	if err != nil {
+		return "", fmt.Errorf("submit a successor driver job: %w", err)
+	}
+	cpus, err := strconv.Atoi(d.getenv("SLURM_CPUS_PER_TASK"))
+	if err != nil || cpus < 1 {
+		cpus = 1
+	}
+	s := submit.DriverScript(d.dir, d.spec, submit.Driver{HeadJob: next.HeadJob, Time: limit, Argv: d.o.DriverArgv, CPUs: cpus,
+		Partition: d.getenv("SLURM_JOB_PARTITION"), MaxRestarts: d.o.MaxRestarts, Follows: next.Follows, Restarts: next.Restarts})
+	id, err := submit.Script(ctx, d.a.sched(d.spec), d.dir, s, false)
+	if err != nil {
+		return "", fmt.Errorf("submit a successor driver job: %w", err)
 	}
 	return id, nil
 }

@@ -33,6 +33,8 @@ checkpoint (Ray Train: a fixed RunConfig name and storage_path).
 
 With --follow it exits 0 only when the driver completed (its command exited
 0), and 1 when it failed, was cancelled, hit its time limit or lost its head.
+A rollover cluster's driver job hands the run over to a successor driver job
+before its own time limit or preemption; --follow follows the successor.
 Ctrl+C stops following, not the driver (exit 130).
 
 Examples:
@@ -118,15 +120,7 @@ func runTrain(ctx context.Context, io IOStreams, a *app, o trainOptions) error {
 	if err != nil {
 		return err
 	}
-	s := submit.NodeScript(dir, spec, cluster.RoleDriver)
-	s.Node.GPUs, s.Node.CPUs, s.Node.Mem = 0, o.CPUs, ""
-	if o.Partition != "" {
-		s.Node.Partition = o.Partition
-	}
-	s.HeadJob, s.Time, s.DriverArgv = head, limit, command
-	if spec.RollsOver() {
-		s.MaxRestarts = &o.MaxRestarts
-	}
+	s := submit.DriverScript(dir, spec, submit.Driver{HeadJob: head, Time: limit, Argv: command, CPUs: o.CPUs, Partition: o.Partition, MaxRestarts: o.MaxRestarts})
 	jobID, err := asUsage(submit.Script(ctx, a.sched(spec), dir, s, false))
 	if err != nil {
 		return err
@@ -171,6 +165,13 @@ func followDriver(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, sp
 			case <-a.clock.After(pollInterval):
 			}
 			copyFrom(path, offset, io.Out)
+			if js.Outcome == cluster.OutcomeHandedOver && js.Successor != "" {
+				// A rollover cluster's driver job handed the run over before its
+				// own end: the run goes on in its successor.
+				fmt.Fprintf(io.ErrOut, "cluster %s: driver job %s handed the run over to driver job %s; following it\n", spec.Name, job, js.Successor)
+				job, path, offset, endSeen = js.Successor, cluster.JobLog(spec.LogDir, spec.Name, cluster.RoleDriver, js.Successor), 0, time.Time{}
+				continue
+			}
 			return driverResult(*js, path)
 		}
 		select {
@@ -232,6 +233,8 @@ func outcomeWords(o cluster.Outcome) string {
 		return "lost its Ray node"
 	case cluster.OutcomeDrainedIdle, cluster.OutcomeDrainedTimeLimit:
 		return "was drained"
+	case cluster.OutcomeHandedOver:
+		return "handed the run over"
 	}
 	return string(o) // completed, failed, cancelled
 }

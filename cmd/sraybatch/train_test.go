@@ -121,6 +121,39 @@ func TestFollowDriverExitStatus(t *testing.T) {
 	}
 }
 
+// A rollover cluster's driver job that handed the run over is followed
+// into its successor, whose end decides.
+func TestFollowDriverSuccessor(t *testing.T) {
+	t.Parallel()
+	f := newUFixture(t)
+	dir, spec := f.createCluster(t, "exp1", "41")
+	for _, rec := range []cluster.NodeRecord{
+		{Job: "50", Role: cluster.RoleDriver, Phase: cluster.PhaseEnded, Outcome: cluster.OutcomeHandedOver, Successor: "51", Reason: "handed over to driver job 51 (...)"},
+		{Job: "51", Role: cluster.RoleDriver, Phase: cluster.PhaseEnded, Outcome: cluster.OutcomeFailed, ExitCode: new(3)},
+	} {
+		if err := dir.AddSubmission(cluster.Submission{Role: cluster.RoleDriver, JobID: rec.Job, Submitted: time.Now().UTC()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := dir.WriteNode(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // one poll per driver job
+		f.expectClusterJobs(spec,
+			squeueLine("41", "sray-exp1-head", "RUNNING", "None", "gpu01", "1:00:00", "1:00:00", "2:00:00"),
+			squeueLine("50", "sray-exp1-driver", "COMPLETED", "None", "cpu01", "5:00", "0:00", "1:00:00"),
+			squeueLine("51", "sray-exp1-driver", "FAILED", "None", "cpu01", "5:00", "0:00", "1:00:00"))
+	}
+	var s uStreams
+	err := followDriver(context.Background(), s.io(false), f.app, dir, spec, "50")
+	if err == nil || !strings.Contains(err.Error(), "driver job 51: its command exited with code 3") {
+		t.Errorf("followDriver = %v, want the successor's failure", err)
+	}
+	if !strings.Contains(s.errOut.String(), "driver job 50 handed the run over to driver job 51; following it") {
+		t.Errorf("stderr = %q, want the handover named", s.errOut.String())
+	}
+}
+
 func TestFollowDriverInterrupted(t *testing.T) {
 	t.Parallel()
 	f := newUFixture(t)

@@ -442,6 +442,9 @@ type NodeRecord struct {
 	// MetricsExportPort is where this node's Ray exports its Prometheus
 	// metrics (ray start --metrics-export-port), on IP; 0 until Ray runs.
 	MetricsExportPort int `json:"metrics_export_port,omitempty"`
+	// Successor is the driver job a rollover cluster's driver job handed
+	// its run over to (outcome handed_over); "" otherwise.
+	Successor string `json:"successor,omitempty"`
 }
 
 // Final reports whether the supervisor has exited.

@@ -134,6 +134,8 @@ type JobStatus struct {
 	// LastStep and ExitCode describe driver jobs (null for other roles).
 	LastStep *int `json:"last_step"`
 	ExitCode *int `json:"exit_code"`
+	// Successor is the driver job this driver job handed its run over to.
+	Successor string `json:"successor,omitempty"`
 	// Training counts a driver's actor restarts, state syncs and checkpoints.
 	Training *TrainingCounts `json:"training,omitempty"`
 	// Excluded says why a driver's pool left this node out; the node still
@@ -291,7 +293,7 @@ func jobStatusOf(o Observation, role Role, key string, fresh bool) JobStatus {
 		if rec.Reason != "" && (js.Reason == "" || rec.Final()) {
 			js.Reason = rec.Reason
 		}
-		js.ExitCode = rec.ExitCode
+		js.ExitCode, js.Successor = rec.ExitCode, rec.Successor
 		if rec.GPUsSampled != nil {
 			js.GPUSamples = rec.GPUSamples
 			js.GPUsSampledAgeS = seconds(o.Now.Sub(*rec.GPUsSampled))

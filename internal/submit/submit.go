@@ -33,6 +33,38 @@ func NodeScript(dir cluster.Dir, spec cluster.Spec, role cluster.Role) templates
 	}
 }
 
+// Driver is a driver job as `train` asks for it; a rollover cluster's
+// successor driver job is the same job again (raynode's DriverSubmitter).
+type Driver struct {
+	// HeadJob is the head's job id; Time the job's --time.
+	HeadJob, Time string
+	Argv          []string
+	CPUs          int
+	// Partition is the driver job's; "": the head's.
+	Partition   string
+	MaxRestarts int
+	// Follows and Restarts are a successor's: the driver job it takes over
+	// from, and the command's re-runs so far.
+	Follows  string
+	Restarts int
+}
+
+// DriverScript is the script of driver job d: no GPUs, d's CPUs, and on a
+// rollover cluster its restart bound.
+func DriverScript(dir cluster.Dir, spec cluster.Spec, d Driver) templates.Script {
+	s := NodeScript(dir, spec, cluster.RoleDriver)
+	s.Node.GPUs, s.Node.CPUs, s.Node.Mem = 0, d.CPUs, ""
+	if d.Partition != "" {
+		s.Node.Partition = d.Partition
+	}
+	s.HeadJob, s.Time, s.DriverArgv = d.HeadJob, d.Time, d.Argv
+	s.Follows, s.Restarts = d.Follows, d.Restarts
+	if spec.RollsOver() {
+		s.MaxRestarts = &d.MaxRestarts
+	}
+	return s
+}
+
 // Scheduler is what submitting asks of the scheduler (a
 // scheduler.Scheduler): sbatch, the cancel of a job it could not record,
 // and the array limit after a refused array.
