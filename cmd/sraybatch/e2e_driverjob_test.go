@@ -24,8 +24,11 @@ import (
 // finishes the target step count. The step counter never goes back by more
 // than the checkpoint interval across the two jobs' event files, the head
 // and the worker keep their job ids (no head handover), status and events
-// show the chain, and nothing is left after down.
+// show the chain, and nothing is left after down. It shares the dev SLURM
+// (its head and worker hold a GPU each; the driver jobs none): nothing it
+// checks depends on timing that other tests' jobs would stretch.
 func TestE2EDriverJobSuccession(t *testing.T) {
+	e2eShare(t, 2)
 	e := needE2E(t)
 	began := time.Now()
 	const name, steps, every = "e2eds", 120, 5
