@@ -22,7 +22,8 @@ import (
 // ray.io/node-group label and the type's resources and labels, and
 // status's line per type. Then demand for the CPU type's custom resource
 // (a request_resources floor) starts one more CPU-type job, and no GPU-type
-// job; a shape no type holds is reported infeasible, nothing submitted.
+// job; a shape no type holds, and a task whose label selector no type
+// satisfies, are reported infeasible, nothing submitted.
 func TestE2EWorkerTypes(t *testing.T) {
 	e2eShare(t, 1) // the head's GPU; the cpu type holds none
 	e := needE2E(t)
@@ -90,6 +91,22 @@ func TestE2EWorkerTypes(t *testing.T) {
 		return false
 	})
 	c.noSbatchFor(t, "an infeasible floor", 5*time.Second)
+
+	// A task whose label selector names a node group no type has: Ray
+	// sends the selector with the demand, so it is infeasible (a CPU:1
+	// task without it would fit the head or the cpu type).
+	sel := c.startPy(t, "selector.py", "h100")
+	sel.line(t, "SUBMITTED", time.Minute)
+	waitFor(t, "the h100-selector task reported infeasible", 30*time.Second, func() bool {
+		for _, x := range c.autoscaler(t).Infeasible {
+			if x.Shape == "CPU:1" && strings.Contains(x.Why, "ray.io/node-group in (h100)") {
+				return true
+			}
+		}
+		return false
+	})
+	c.noSbatchFor(t, "a task selecting no type", 3*time.Second)
+	sel.stop(t)
 	for _, s := range c.workerSubs(t) {
 		if s.Type != "cpu" {
 			t.Errorf("a %q job was submitted (%+v): only CPU-type demand was made", s.Type, s)
@@ -139,12 +156,30 @@ func typesCluster(t *testing.T, e e2eEnv) *asCluster {
 		t.Fatalf("no head.json after up --wait: %v", err)
 	}
 	c.headIP = strings.Split(h.Address, ":")[0]
-	if err := os.WriteFile(filepath.Join(c.scripts, "floor.py"), []byte(floorPy), 0o600); err != nil {
-		t.Fatal(err)
+	for name, py := range map[string]string{"floor.py": floorPy, "selector.py": selectorPy} {
+		if err := os.WriteFile(filepath.Join(c.scripts, name), []byte(py), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.user.give(t, c.scripts)
 	return c
 }
+
+// selectorPy submits a one-CPU task that only a node of group argv[1]
+// may run, and keeps it waiting until its stdin closes.
+const selectorPy = `import os, sys
+import ray
+ray.init(_node_ip_address=os.environ["E2E_DRIVER_IP"], log_to_driver=False)
+
+@ray.remote(num_cpus=1, label_selector={"ray.io/node-group": sys.argv[1]})
+def where():
+    return ray.get_runtime_context().get_node_id()
+
+ref = where.remote()
+print("SUBMITTED", flush=True)
+sys.stdin.read()
+ray.cancel(ref, force=True)
+`
 
 // checkCPUTypeNode checks a cpu-type job in SLURM (partition debug, no
 // GRES) and its node in Ray (the node group, the type's resource and label,

@@ -126,7 +126,11 @@ func TypesOf(spec cluster.Spec, s Settings) []TypeInput {
 	out := make([]TypeInput, len(spec.Workers))
 	for i, t := range spec.Workers {
 		n := NodeShape{GPUs: float64(t.Node.GPUs), CPUs: float64(t.Node.CPUs), Custom: Shape(t.Resources)}
-		shape := TypeShape{Name: t.Name, Node: n, Cost: DefaultCost(n)}
+		labels := map[string]string{NodeGroupLabel: t.Name}
+		for k, v := range t.Labels {
+			labels[k] = v
+		}
+		shape := TypeShape{Name: t.Name, Node: n, Cost: DefaultCost(n), Labels: labels}
 		if t.Cost != nil {
 			shape.Cost = *t.Cost
 		}

@@ -38,16 +38,16 @@ func TestDecideTypes(t *testing.T) {
 		reason string
 	}{
 		{"CPU work packs onto the CPU type", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{cpu(1), 3}}
+			in.Demand.Tasks = []Count{{Shape: cpu(1), N: 3}}
 		}, [2]int{0, 1}, nil, "cpu: +1 workers"},
 		{"GPU work to the GPU type", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{gpu(1), 2}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 2}}
 		}, [2]int{2, 0}, nil, "gpu: +2 workers"},
 		{"both at once, one submission per type", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{gpu(1), 1}, {cpu(2), 4}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}, {Shape: cpu(2), N: 4}}
 		}, [2]int{1, 2}, nil, "gpu: +1 workers"},
 		{"a type's max caps it alone", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{cpu(4), 5}}
+			in.Demand.Tasks = []Count{{Shape: cpu(4), N: 5}}
 		}, [2]int{0, 2}, nil, "--max-workers 2"},
 		{"a type's min is kept", func(_ *Input, types []TypeInput) {
 			types[1].Settings.MinWorkers = 1
@@ -61,14 +61,14 @@ func TestDecideTypes(t *testing.T) {
 			w, n := typedWorker("8", "cpu", 0)
 			n.Total = Shape{"CPU": 4, "decode": 2}
 			in.Workers, in.Nodes = append(in.Workers, w), append(in.Nodes, n)
-			in.Demand.Floors = []Count{{Shape{"decode": 2}, 2}}
+			in.Demand.Floors = []Count{{Shape: Shape{"decode": 2}, N: 2}}
 		}, [2]int{0, 1}, nil, "cpu: +1 workers for request_resources"},
 		{"a shape no type holds", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{gpu(4), 1}}
+			in.Demand.Tasks = []Count{{Shape: gpu(4), N: 1}}
 		}, [2]int{0, 0}, nil, "1 shape no type holds"},
 		{"workers of one type are no supply for another", func(in *Input, _ []TypeInput) {
 			in.Workers = append(in.Workers, Worker{Job: "9", State: Queued, Reason: "Priority", Type: "gpu", Autoscaled: true, Submitted: t0})
-			in.Demand.Tasks = []Count{{cpu(1), 1}}
+			in.Demand.Tasks = []Count{{Shape: cpu(1), N: 1}}
 		}, [2]int{0, 1}, nil, "gpu: cancel 1 pending workers"},
 	}
 	for _, tc := range cases {
