@@ -125,7 +125,10 @@ func typeSettings(s Settings, min, max int, idle time.Duration) Settings {
 func TypesOf(spec cluster.Spec, s Settings) []TypeInput {
 	out := make([]TypeInput, len(spec.Workers))
 	for i, t := range spec.Workers {
-		n := NodeShape{GPUs: float64(t.Node.GPUs), CPUs: float64(t.Node.CPUs), Custom: Shape(t.Resources)}
+		n := NodeShape{GPUs: float64(t.Node.GPUs), Custom: Shape(t.Resources)}
+		if t.Node.CPUs > 0 { // else learnt from Ray, which sees the cap
+			n.CPUs = float64(spec.RayCPUs(t.Node.GPUs, t.Node.CPUs))
+		}
 		labels := map[string]string{NodeGroupLabel: t.Name}
 		for k, v := range t.Labels {
 			labels[k] = v

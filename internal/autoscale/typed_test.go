@@ -142,3 +142,20 @@ func TestMemBytes(t *testing.T) {
 		}
 	}
 }
+
+// Routing plans GPU types with the CPUs their nodes advertise to Ray (one
+// per GPU beside a CPU type), and labels each type with its node group.
+func TestTypesOf(t *testing.T) {
+	t.Parallel()
+	spec := cluster.Spec{Workers: []cluster.WorkerType{
+		{Name: "gpu", Node: cluster.NodeSpec{GPUs: 2, CPUs: 16}, Labels: map[string]string{"gpu-model": "a100"}},
+		{Name: "cpu", Node: cluster.NodeSpec{CPUs: 8}},
+	}}
+	types := TypesOf(spec, Settings{})
+	if got := types[0].Shape; got.Node.CPUs != 2 || got.Labels[NodeGroupLabel] != "gpu" || got.Labels["gpu-model"] != "a100" {
+		t.Errorf("gpu type = %+v, want 2 CPUs and labels ray.io/node-group=gpu, gpu-model=a100", got)
+	}
+	if got := types[1].Shape; got.Node.CPUs != 8 || got.Labels[NodeGroupLabel] != "cpu" {
+		t.Errorf("cpu type = %+v, want 8 CPUs and ray.io/node-group=cpu", got)
+	}
+}

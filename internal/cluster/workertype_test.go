@@ -82,3 +82,30 @@ func TestStatusGroupsWorkersByType(t *testing.T) {
 		t.Errorf("a cluster without types: types %+v, worker type %q", st.Types, st.Jobs[1].Type)
 	}
 }
+
+// GPU nodes advertise one CPU per GPU on a cluster with a CPU type, so CPU
+// work cannot squat on them; nowhere else.
+func TestRayCPUs(t *testing.T) {
+	t.Parallel()
+	gpu := WorkerType{Name: "gpu", Node: NodeSpec{GPUs: 4, CPUs: 32}}
+	cpu := WorkerType{Name: "cpu", Node: NodeSpec{CPUs: 64}}
+	withCPU := Spec{Workers: []WorkerType{gpu, cpu}}
+	cpuOnly := withCPU
+	cpuOnly.Autoscale.CPUOnlyDemand = true
+	for _, c := range []struct {
+		name             string
+		spec             Spec
+		gpus, cpus, want int
+	}{
+		{"a GPU node beside a CPU type", withCPU, 4, 32, 4},
+		{"fewer CPUs than GPUs", withCPU, 4, 2, 2},
+		{"a CPU node", withCPU, 0, 64, 64},
+		{"no CPU type", Spec{Workers: []WorkerType{gpu}}, 4, 32, 32},
+		{"no types", Spec{}, 4, 32, 32},
+		{"--cpu-only-demand lets CPU work on GPU nodes", cpuOnly, 4, 32, 32},
+	} {
+		if got := c.spec.RayCPUs(c.gpus, c.cpus); got != c.want {
+			t.Errorf("%s: RayCPUs(%d, %d) = %d, want %d", c.name, c.gpus, c.cpus, got, c.want)
+		}
+	}
+}
