@@ -20,6 +20,10 @@ type TypeShape struct {
 	// accelerator type from NVML) that a bundle's label selector may name;
 	// a type is never routed to on those, since its GRES may not pin them.
 	Labels map[string]string
+	// Full: the type has its max worker jobs. Demand it would get spills to
+	// the next-cheapest type that holds it, by the same rules (CPU work to
+	// a GPU type only with --cpu-only-demand); it stays here when none does.
+	Full bool
 }
 
 // NodeGroupLabel is the label Ray gives each node of a worker type
@@ -123,11 +127,22 @@ func bundleKey(s Shape, sels [][]raygcs.LabelSelector) string {
 }
 
 // choose is the index of the cheapest type that holds s, or -1 and why
-// none does.
+// none does: among the types not full first, then among all.
 func choose(types []TypeShape, s Shape, sels [][]raygcs.LabelSelector, cpuOnly bool) (int, string) {
+	if i, _ := chooseAmong(types, s, sels, cpuOnly, false); i >= 0 {
+		return i, ""
+	}
+	return chooseAmong(types, s, sels, cpuOnly, true)
+}
+
+// chooseAmong is choose over the types not full, or over all with full.
+func chooseAmong(types []TypeShape, s Shape, sels [][]raygcs.LabelSelector, cpuOnly, full bool) (int, string) {
 	best, bestCPU := -1, -1
 	var whys []string
 	for i, t := range types {
+		if t.Full && !full {
+			continue
+		}
 		if why := t.refuses(s, sels); why != "" {
 			whys = append(whys, t.Name+": "+why)
 			continue

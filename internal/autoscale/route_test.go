@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -96,6 +97,16 @@ func TestRoute(t *testing.T) {
 			Demand{Floors: []Count{{Shape: Shape{"GPU": 1}, N: 2}, {Shape: Shape{"CPU": 4}, N: 3}}}, false, "cpu: floor 3×{CPU:4}\ngpu: floor 2×{GPU:1}"},
 		{"another job's resource is infeasible, once per shape", routeTypes(),
 			Demand{Tasks: []Count{{Shape: Shape{"sraybatch_job_7": 0.01}, N: 1}, {Shape: Shape{"sraybatch_job_7": 0.01}, N: 2}}}, false, "infeasible {sraybatch_job_7:0.01}"},
+		{"the cheapest type at its max spills to the next that holds it", atMax(routeTypes(), "gpu"),
+			Demand{Tasks: []Count{{Shape: Shape{"GPU": 1}, N: 2}}}, false, "h100: 2×{GPU:1}"},
+		{"every type that holds it at its max: the cheapest, capped there", atMax(routeTypes(), "gpu", "h100"),
+			Demand{Tasks: []Count{{Shape: Shape{"GPU": 1}, N: 2}}}, false, "gpu: 2×{GPU:1}"},
+		{"CPU work never spills to a GPU type without --cpu-only-demand", atMax(routeTypes(), "cpu"),
+			Demand{Tasks: []Count{{Shape: Shape{"CPU": 2}, N: 1}}}, false, "cpu: 1×{CPU:2}"},
+		{"CPU work spills to the cheapest GPU type with --cpu-only-demand", atMax(routeTypes(), "cpu"),
+			Demand{Tasks: []Count{{Shape: Shape{"CPU": 2}, N: 1}}}, true, "gpu: 1×{CPU:2}"},
+		{"a full type's label-selected work stays on it", atMax(routeTypes(), "h100"),
+			Demand{Tasks: []Count{{Shape: Shape{"GPU": 1}, N: 1, Selectors: sel(in(NodeGroupLabel, "h100"))}}}, false, "h100: 1×{GPU:1}"},
 		{"a label selector on the node group picks the type, CPU-only or not", routeTypes(),
 			Demand{Tasks: []Count{{Shape: Shape{"CPU": 1}, N: 2, Selectors: sel(in(NodeGroupLabel, "h100"))}}}, false, "h100: 2×{CPU:1}"},
 		{"a label selector on a type's own label", routeTypes(),
@@ -126,6 +137,14 @@ func TestRoute(t *testing.T) {
 			}
 		})
 	}
+}
+
+// atMax marks the named types as at their max.
+func atMax(types []TypeShape, names ...string) []TypeShape {
+	for i := range types {
+		types[i].Full = slices.Contains(names, types[i].Name)
+	}
+	return types
 }
 
 // sel is a list of label selectors (Ray's fallbacks), one constraint each.

@@ -32,6 +32,7 @@ func DecideTypes(in Input, types []TypeInput, mems []Memory) (TypedDecision, []M
 	shapes := make([]TypeShape, len(types))
 	for i, t := range types {
 		shapes[i] = t.Shape
+		shapes[i].Full = full(in.Workers, t)
 	}
 	r := Route(shapes, in.Demand, in.Settings.CPUOnly)
 	td := TypedDecision{PerType: make([]Decision, len(types))}
@@ -86,6 +87,21 @@ func (in Input) ofType(t TypeInput, demand Demand) Input {
 		}
 	}
 	return out
+}
+
+// full reports whether type t has its max worker jobs (joined, starting or
+// queued, as Decide counts them against --max-workers): new demand then
+// spills to the next-cheapest type. Jobs still queued count too: on SLURM
+// they may wait long, and a spilled node left idle once they start is
+// drained after its idle timeout.
+func full(ws []Worker, t TypeInput) bool {
+	var mine []Worker
+	for _, w := range ws {
+		if w.Type == t.Shape.Name {
+			mine = append(mine, w)
+		}
+	}
+	return t.Settings.MaxWorkers > 0 && countQueue(mine).active >= t.Settings.MaxWorkers
 }
 
 // demandGPUs sums the GPUs of everything Ray waits for.

@@ -70,6 +70,15 @@ func TestDecideTypes(t *testing.T) {
 			in.Workers = append(in.Workers, Worker{Job: "9", State: Queued, Reason: "Priority", Type: "gpu", Autoscaled: true, Submitted: t0})
 			in.Demand.Tasks = []Count{{Shape: cpu(1), N: 1}}
 		}, [2]int{0, 1}, nil, "gpu: cancel 1 pending workers"},
+		{"CPU work stays on a full CPU type without --cpu-only-demand", func(in *Input, _ []TypeInput) {
+			busyCPUType(in)
+			in.Demand.Tasks = []Count{{Shape: cpu(4), N: 1}}
+		}, [2]int{0, 0}, nil, "cpu: capped"},
+		{"CPU work spills from a full CPU type with --cpu-only-demand", func(in *Input, _ []TypeInput) {
+			busyCPUType(in)
+			in.Settings.CPUOnly = true
+			in.Demand.Tasks = []Count{{Shape: cpu(4), N: 1}}
+		}, [2]int{1, 0}, nil, "gpu: +1 workers"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,6 +97,15 @@ func TestDecideTypes(t *testing.T) {
 				t.Errorf("memories = %d, want one per type", len(mems))
 			}
 		})
+	}
+}
+
+// busyCPUType gives in the CPU type's max (2) of busy workers.
+func busyCPUType(in *Input) {
+	for _, job := range []string{"8", "9"} {
+		w, n := typedWorker(job, "cpu", 0)
+		n.Total = Shape{"CPU": 4, "decode": 2}
+		in.Workers, in.Nodes = append(in.Workers, w), append(in.Nodes, n)
 	}
 }
 
