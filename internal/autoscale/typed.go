@@ -22,6 +22,8 @@ type TypeInput struct {
 type TypedDecision struct {
 	PerType []Decision
 	All     Decision
+	// Routed[i] is the demand routed to the i-th type, for status.
+	Routed []Demand
 }
 
 // DecideTypes plans one poll of a cluster with worker types: Route splits
@@ -35,7 +37,7 @@ func DecideTypes(in Input, types []TypeInput, mems []Memory) (TypedDecision, []M
 		shapes[i].Full = full(in.Workers, t)
 	}
 	r := Route(shapes, in.Demand, in.Settings.CPUOnly)
-	td := TypedDecision{PerType: make([]Decision, len(types))}
+	td := TypedDecision{PerType: make([]Decision, len(types)), Routed: r.PerType}
 	out := make([]Memory, len(types))
 	all := &td.All
 	all.Infeasible = r.Infeasible
@@ -102,6 +104,21 @@ func full(ws []Worker, t TypeInput) bool {
 		}
 	}
 	return t.Settings.MaxWorkers > 0 && countQueue(mine).active >= t.Settings.MaxWorkers
+}
+
+// bundles counts the bundles of d: tasks, group bundles and floors.
+func (d Demand) bundles() int {
+	n := 0
+	for _, c := range d.Tasks {
+		n += c.N
+	}
+	for _, g := range d.Groups {
+		n += len(g.Bundles)
+	}
+	for _, c := range d.Floors {
+		n += c.N
+	}
+	return n
 }
 
 // demandGPUs sums the GPUs of everything Ray waits for.

@@ -147,6 +147,9 @@ func TestLoopSubmitsByType(t *testing.T) {
 	if types["cpu"] != 2 || types["gpu"] != 1 {
 		t.Errorf("submitted by type = %v", types)
 	}
+	if st.DemandByType["cpu"] != 4 || st.DemandByType["gpu"] != 1 {
+		t.Errorf("demand by type = %v, want cpu 4, gpu 1", st.DemandByType)
+	}
 	if st.PendingWorkers != 3 || len(f.sched.maxTimeOf) != 2 || f.sched.maxTimeOf[1] != "cpu" {
 		t.Errorf("status %+v, MaxTime asked of %v", st, f.sched.maxTimeOf)
 	}

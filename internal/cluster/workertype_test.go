@@ -50,7 +50,7 @@ func TestTypeLookup(t *testing.T) {
 }
 
 // status groups the worker rows by type, in the file's order, and counts
-// each type's pending and joined workers; a cluster without types has no
+// each type's pending and joined workers and the demand routed to it; a cluster without types has no
 // type lines and its rows keep their order.
 func TestStatusGroupsWorkersByType(t *testing.T) {
 	t.Parallel()
@@ -64,6 +64,7 @@ func TestStatusGroupsWorkersByType(t *testing.T) {
 		Submission{Role: RoleDriver, JobID: "9"},
 		Submission{Role: RoleWorker, JobID: "10", Type: "gpu"})
 	o.Slurm["8_0"], o.Slurm["8_1"], o.Slurm["10"] = pendingJob("8_0", "Priority"), pendingJob("8_1", "Priority"), pendingJob("10", "Priority")
+	o.Autoscaler = &AutoscalerStatus{DemandByType: map[string]int{"cpu": 3}}
 	st := StatusOf(o)
 	var order []string
 	for _, j := range st.Jobs {
@@ -72,7 +73,7 @@ func TestStatusGroupsWorkersByType(t *testing.T) {
 	if got := strings.Join(order, " "); got != "6: 9: 7:gpu 10:gpu 8_0:cpu 8_1:cpu" {
 		t.Errorf("rows = %s", got)
 	}
-	want := []TypeStatus{{Name: "gpu", Max: 8, Pending: 1, Joined: 1}, {Name: "cpu", Min: 1, Max: 5, Pending: 2}}
+	want := []TypeStatus{{Name: "gpu", Max: 8, Pending: 1, Joined: 1}, {Name: "cpu", Min: 1, Max: 5, Demand: 3, Pending: 2}}
 	if len(st.Types) != 2 || st.Types[0] != want[0] || st.Types[1] != want[1] {
 		t.Errorf("types = %+v, want %+v", st.Types, want)
 	}
