@@ -107,3 +107,17 @@ func (s Spec) hasCPUType() bool {
 	}
 	return false
 }
+
+// MinWorkers is how many worker jobs the autoscaler keeps (what `up
+// --wait` waits for): the types' min summed in a cluster with types (each
+// type keeps its own), else --min-workers.
+func (s Spec) MinWorkers() int {
+	if len(s.Workers) == 0 {
+		return s.Autoscale.MinWorkers
+	}
+	n := 0
+	for _, t := range s.Workers {
+		n += t.Min
+	}
+	return n
+}

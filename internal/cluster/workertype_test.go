@@ -110,3 +110,15 @@ func TestRayCPUs(t *testing.T) {
 		}
 	}
 }
+
+func TestMinWorkers(t *testing.T) {
+	t.Parallel()
+	legacy := Spec{Autoscale: AutoscaleSpec{MinWorkers: 2}}
+	typed := Spec{Autoscale: AutoscaleSpec{MinWorkers: 2}, Workers: []WorkerType{{Name: "gpu", Min: 1}, {Name: "cpu", Min: 3}}}
+	if got := legacy.MinWorkers(); got != 2 {
+		t.Errorf("without types: %d, want --min-workers 2", got)
+	}
+	if got := typed.MinWorkers(); got != 4 {
+		t.Errorf("with types: %d, want the types' min summed, 4", got)
+	}
+}
