@@ -83,14 +83,7 @@ func TestE2EWorkerTypes(t *testing.T) {
 	cpuTrap(t, e, c)
 
 	c.floor(t, `[{"GPU": 4}]`) // no type has 4 GPUs
-	waitFor(t, "the 4-GPU floor reported infeasible", 30*time.Second, func() bool {
-		for _, x := range c.autoscaler(t).Infeasible {
-			if x.Shape == "GPU:4" && strings.Contains(x.Why, "no worker type holds it") {
-				return true
-			}
-		}
-		return false
-	})
+	c.infeasible(t, "the 4-GPU floor", "GPU:4", "no worker type holds it")
 	c.noSbatchFor(t, "an infeasible floor", 5*time.Second)
 
 	// A task whose label selector names a node group no type has: Ray
@@ -98,14 +91,7 @@ func TestE2EWorkerTypes(t *testing.T) {
 	// task without it would fit the head or the cpu type).
 	sel := c.startPy(t, "selector.py", "h100")
 	sel.line(t, "SUBMITTED", time.Minute)
-	waitFor(t, "the h100-selector task reported infeasible", 30*time.Second, func() bool {
-		for _, x := range c.autoscaler(t).Infeasible {
-			if x.Shape == "CPU:1" && strings.Contains(x.Why, "ray.io/node-group in (h100)") {
-				return true
-			}
-		}
-		return false
-	})
+	c.infeasible(t, "the h100-selector task", "CPU:1", "ray.io/node-group in (h100)")
 	c.noSbatchFor(t, "a task selecting no type", 3*time.Second)
 	sel.stop(t)
 	for _, s := range c.workerSubs(t) {
@@ -164,6 +150,20 @@ func typesCluster(t *testing.T, e e2eEnv) *asCluster {
 	}
 	e.user.give(t, c.scripts)
 	return c
+}
+
+// infeasible waits for the autoscaler to report shape infeasible, with a
+// reason that says why.
+func (c *asCluster) infeasible(t *testing.T, what, shape, why string) {
+	t.Helper()
+	waitFor(t, what+" reported infeasible", 30*time.Second, func() bool {
+		for _, x := range c.autoscaler(t).Infeasible {
+			if x.Shape == shape && strings.Contains(x.Why, why) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // cpuTrap checks the CPU trap is closed: the GPU head, given 2 CPUs by
