@@ -127,7 +127,7 @@ setup: %q
 autoscale: {enabled: true, upscale_delay: 1s, interval: 1s}
 workers:
   gpu: {gpus: 1, max: 1}
-  cpu: {partition: debug, gpus: 0, cpus: 1, max: 3, resources: {decode: 2}, labels: {disk: nvme}}
+  cpu: {partition: cpu, gpus: 0, cpus: 1, max: 3, resources: {decode: 2}, labels: {disk: nvme}}
 `, e.setup))
 	e.user.give(t, files)
 	e.env = append(e.env, "SRAYBATCH_SITE_CONFIG="+filepath.Join(files, "site.yaml"))
@@ -227,8 +227,8 @@ sys.stdin.read()
 ray.cancel(ref, force=True)
 `
 
-// checkCPUTypeNode checks a cpu-type job in SLURM (partition debug, no
-// GRES) and its node in Ray (the node group, the type's resource and label,
+// checkCPUTypeNode checks a cpu-type job in SLURM (partition cpu, node4
+// without GRES, no GPU asked) and its node in Ray (the node group, the type's resource and label,
 // no GPU).
 func checkCPUTypeNode(t *testing.T, e e2eEnv, job string) {
 	t.Helper()
@@ -236,8 +236,8 @@ func checkCPUTypeNode(t *testing.T, e e2eEnv, job string) {
 	if err != nil {
 		t.Fatalf("squeue -j %s: %v", job, err)
 	}
-	if got := strings.TrimSpace(string(out)); got != "debug|N/A" {
-		t.Errorf("cpu job %s's partition|gres = %q, want debug|N/A (no GPU held)", job, got)
+	if got := strings.TrimSpace(string(out)); got != "cpu|N/A" {
+		t.Errorf("cpu job %s's partition|gres = %q, want cpu|N/A (the CPU-only partition, no GPU held)", job, got)
 	}
 	var node *rayNodeReport
 	for _, n := range e.rayNodes(t, "e2etypes") {
