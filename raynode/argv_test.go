@@ -31,6 +31,16 @@ func typedSupervisor() *supervisor {
 	return s
 }
 
+// gpuTypeSupervisor is the worker of job 10, of a 2-GPU type "gpu" in a
+// cluster that also has a CPU type: it advertises one CPU per GPU of its 16.
+func gpuTypeSupervisor() *supervisor {
+	s := goldenSupervisor(cluster.RoleWorker, "10")
+	gpu := cluster.WorkerType{Name: "gpu", Node: cluster.NodeSpec{GPUs: 2, CPUs: 16}}
+	s.spec.Workers = []cluster.WorkerType{gpu, {Name: "cpu", Node: cluster.NodeSpec{CPUs: 16}}}
+	s.cfg.WorkerType = gpu
+	return s
+}
+
 var goldenPorts = Ports{
 	GCS: 20000, Dashboard: 20001, ClientServer: 20002, NodeManager: 20003, ObjectManager: 20004,
 	AgentListen: 20005, AgentGRPC: 20006, MetricsExport: 20007, RuntimeEnv: 20008,
@@ -47,6 +57,8 @@ func TestStartArgvGolden(t *testing.T) {
 			startParams("10.1.2.4", 2, goldenPorts, "/tmp/srb-8_1-456", cluster.HeadInfo{Address: "10.1.2.3:20000"}),
 		"ray-start-worker-typed": typedSupervisor().
 			startParams("10.1.2.5", 0, goldenPorts, "/tmp/srb-9-789", cluster.HeadInfo{Address: "10.1.2.3:20000"}),
+		"ray-start-worker-gpu-capped": gpuTypeSupervisor().
+			startParams("10.1.2.6", 2, goldenPorts, "/tmp/srb-10-1", cluster.HeadInfo{Address: "10.1.2.3:20000"}),
 	}
 	for name, p := range cases {
 		t.Run(name, func(t *testing.T) {

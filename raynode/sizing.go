@@ -33,7 +33,7 @@ func (s *supervisor) startParams(ip string, gpus int, ports Ports, tmp string, h
 		Params: map[string]string{
 			"node-ip-address": ip,
 			"num-gpus":        strconv.Itoa(gpus),
-			"num-cpus":        strconv.Itoa(s.cpus()),
+			"num-cpus":        strconv.Itoa(s.spec.RayCPUs(gpus, s.cpus())),
 			"temp-dir":        tmp,
 		},
 		Flags:     []string{"disable-usage-stats"},

@@ -202,21 +202,26 @@ func TestRealQueries(t *testing.T) {
 	if err != nil {
 		t.Fatalf("FreeGPUs: %v", err)
 	}
-	// The dev layout: node1-3 in debug, node3 also in scav and owner (the
-	// preemption partitions), each row of a node with the same GPUs.
+	// The dev layout: node1-3 in debug (two GPUs each, of GRES types a100
+	// and h100), node3 also in scav and owner (the preemption partitions),
+	// node4 alone in cpu, without GPUs; each row of a node with the same GPUs.
 	byPartition := map[string][]string{}
 	for _, n := range nodes {
 		byPartition[n.Partition] = append(byPartition[n.Partition], n.Node)
-		if n.Total != 2 || n.Used < 0 || n.Used > n.Total || n.Free() > n.Total-n.Used {
-			t.Errorf("node = %+v, want 2 GPUs", n)
+		gpus := 2
+		if n.Node == "node4" {
+			gpus = 0
+		}
+		if n.Total != gpus || n.Used < 0 || n.Used > n.Total || n.Free() > n.Total-n.Used {
+			t.Errorf("node = %+v, want %d GPUs", n, gpus)
 		}
 	}
-	want := map[string][]string{"debug": {"node1", "node2", "node3"}, "scav": {"node3"}, "owner": {"node3"}}
+	want := map[string][]string{"debug": {"node1", "node2", "node3"}, "scav": {"node3"}, "owner": {"node3"}, "cpu": {"node4"}}
 	if !reflect.DeepEqual(byPartition, want) {
 		t.Errorf("FreeGPUs nodes by partition %v, want %v", byPartition, want)
 	}
-	if once := scheduler.EachNodeOnce(nodes); len(once) != 3 {
-		t.Errorf("EachNodeOnce(FreeGPUs) = %+v, want node1-3 once each", once)
+	if once := scheduler.EachNodeOnce(nodes); len(once) != 4 {
+		t.Errorf("EachNodeOnce(FreeGPUs) = %+v, want node1-4 once each", once)
 	}
 	if nodes, err := s.FreeGPUs(ctx, "debug"); err != nil || len(nodes) != 3 {
 		t.Errorf("FreeGPUs(debug) = %+v, %v; want 3 nodes", nodes, err)

@@ -41,7 +41,7 @@ func (o *autoscaleOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 10*time.Minute, "a worker Ray sees idle this long is drained (0: never)")
 	fs.DurationVar(&o.UpscaleDelay, "upscale-delay", 5*time.Second, "demand must last this long before workers are submitted for it")
 	fs.DurationVar(&o.Interval, "autoscale-interval", 2*time.Second, "how often the head reads Ray's demand")
-	fs.BoolVar(&o.CPUOnlyDemand, "cpu-only-demand", false, "let demand that asks for no GPU start GPU worker jobs (with worker types: only when no type without GPUs holds it)")
+	fs.BoolVar(&o.CPUOnlyDemand, "cpu-only-demand", false, "let demand that asks for no GPU start GPU worker jobs (with worker types: only when no type without GPUs holds it or has room; it also lifts the cap of one Ray CPU per GPU on GPU nodes)")
 }
 
 // apply sets the settings whose flag set says to (every one for `up`; for

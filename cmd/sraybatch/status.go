@@ -403,5 +403,5 @@ func autoscaleLine(a cluster.AutoscalerStatus) string {
 
 // typeLine is one worker type in one line: its bounds and its workers.
 func typeLine(t cluster.TypeStatus) string {
-	return fmt.Sprintf("type %s %d–%d · pending %d · joined %d", t.Name, t.Min, t.Max, t.Pending, t.Joined)
+	return fmt.Sprintf("type %s %d–%d · demand %d · pending %d · joined %d", t.Name, t.Min, t.Max, t.Demand, t.Pending, t.Joined)
 }

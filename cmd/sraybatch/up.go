@@ -320,7 +320,8 @@ func (o upOptions) spec(dir cluster.Dir, now time.Time) (cluster.Spec, error) {
 }
 
 // waitUp is up --wait: the head healthy, then its workers joined (with
-// --autoscale, --min-workers of them), all within one timeout.
+// --autoscale, --min-workers of them, or the types' min summed), all
+// within one timeout.
 func (a *app) waitUp(ctx context.Context, io IOStreams, dir cluster.Dir, spec cluster.Spec, workers []string, timeout time.Duration) error {
 	b := a.newBudget(timeout)
 	if err := waitForHead(ctx, io, a, dir, spec, b); err != nil {
@@ -331,8 +332,8 @@ func (a *app) waitUp(ctx context.Context, io IOStreams, dir cluster.Dir, spec cl
 			return err
 		}
 	}
-	if spec.Autoscale.Enabled && spec.Autoscale.MinWorkers > len(workers) {
-		return waitForWorkerCount(ctx, io, a, dir, spec, spec.Autoscale.MinWorkers, b)
+	if n := spec.MinWorkers(); spec.Autoscale.Enabled && n > len(workers) {
+		return waitForWorkerCount(ctx, io, a, dir, spec, n, b)
 	}
 	return nil
 }

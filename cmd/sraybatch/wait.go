@@ -88,7 +88,7 @@ func waitForJobs(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spe
 // the autoscaler's to replace. On timeout it names the jobs still pending
 // and why.
 func waitForWorkerCount(ctx context.Context, io IOStreams, a *app, dir cluster.Dir, spec cluster.Spec, n int, b budget) error {
-	fmt.Fprintf(io.ErrOut, "waiting for the autoscaler's %d workers (--min-workers)\n", n)
+	fmt.Fprintf(io.ErrOut, "waiting for the autoscaler's %d workers (--min-workers, or the types' min summed)\n", n)
 	return waitForWorkers(ctx, io, a, dir, spec, b, workerWait{
 		count:  n,
 		counts: func(js cluster.JobStatus) bool { return js.Role == cluster.RoleWorker },

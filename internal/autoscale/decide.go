@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sraybatch/sraybatch/internal/raygcs"
 )
 
 // Settings are the autoscaler's knobs (the cluster spec's autoscale part).
@@ -41,11 +43,17 @@ type Demand struct {
 type Count struct {
 	Shape Shape
 	N     int
+	// Selectors are the bundles' label selectors (raygcs.Request's): only
+	// a type whose labels satisfy one of them may serve them.
+	Selectors []raygcs.LabelSelector
 }
 
 // Group is a pending placement group.
 type Group struct {
 	Bundles []Shape
+	// Selectors[i] are Bundles[i]'s label selectors, as Count's; nil or
+	// shorter than Bundles: none.
+	Selectors [][]raygcs.LabelSelector
 	// Spread places every bundle on a node of its own (SPREAD, STRICT_SPREAD).
 	Spread bool
 	// Strict with !Spread (STRICT_PACK) needs every bundle on one node.

@@ -47,12 +47,12 @@ func TestDecide(t *testing.T) {
 		{"off: nothing at all", func() Input {
 			in := headOnly()
 			in.Settings.Enabled = false
-			in.Demand.Tasks = []Count{{gpu(1), 5}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 5}}
 			return in
 		}, Memory{}, want{reason: "off"}},
 		{"request_resources 3 x GPU:1 is met against the head's GPU too", func() Input {
 			in := headOnly()
-			in.Demand.Floors = []Count{{gpu(1), 3}}
+			in.Demand.Floors = []Count{{Shape: gpu(1), N: 3}}
 			return in
 		}, Memory{}, want{submit: 2, reason: "+2 workers for request_resources"}},
 		{"a floor already met submits nothing", func() Input {
@@ -60,24 +60,24 @@ func TestDecide(t *testing.T) {
 			w1, n1 := joined("7_0", "a", 0)
 			w2, n2 := joined("7_1", "b", 0)
 			in.Workers, in.Nodes = []Worker{w1, w2}, append(in.Nodes, n1, n2)
-			in.Demand.Floors = []Count{{gpu(1), 3}}
+			in.Demand.Floors = []Count{{Shape: gpu(1), N: 3}}
 			return in
 		}, Memory{}, want{}},
 		{"6 pending one-GPU tasks under --max-workers 2: 2 workers, capped", func() Input {
 			in := headOnly()
 			in.Settings.MaxWorkers = 2
-			in.Demand.Tasks = []Count{{Shape{"GPU": 1, "CPU": 1}, 6}}
+			in.Demand.Tasks = []Count{{Shape: Shape{"GPU": 1, "CPU": 1}, N: 6}}
 			return in
 		}, Memory{}, want{submit: 2, capped: true, reason: "capped"}},
 		{"workers in flight count: nothing twice for the same demand", func() Input {
 			in := headOnly()
-			in.Demand.Tasks = []Count{{gpu(1), 2}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 2}}
 			in.Workers = []Worker{{Job: "7_0", State: Queued, Reason: "Resources", Autoscaled: true}, {Job: "7_1", State: Starting, Autoscaled: true}}
 			return in
 		}, Memory{}, want{}},
 		{"a preempted worker requeued (BeginTime) is supply: nothing submitted for its demand", func() Input {
 			in := headOnly()
-			in.Demand.Floors = []Count{{gpu(1), 2}}
+			in.Demand.Floors = []Count{{Shape: gpu(1), N: 2}}
 			in.Workers = []Worker{{Job: "7", State: Queued, Reason: "BeginTime", Autoscaled: true, Submitted: t0.Add(-time.Hour)}}
 			return in
 		}, Memory{}, want{}},
@@ -88,13 +88,13 @@ func TestDecide(t *testing.T) {
 		}, Memory{}, want{cancel: []string{"7"}, reason: "cancel 1 pending"}},
 		{"demand beyond a requeued worker: only the rest is submitted", func() Input {
 			in := headOnly()
-			in.Demand.Floors = []Count{{gpu(1), 3}}
+			in.Demand.Floors = []Count{{Shape: gpu(1), N: 3}}
 			in.Workers = []Worker{{Job: "7", State: Queued, Reason: "BeginTime", Autoscaled: true, Submitted: t0.Add(-time.Hour)}}
 			return in
 		}, Memory{}, want{submit: 1, reason: "+1 workers"}},
 		{"a job stuck in the queue is no supply", func() Input {
 			in := headOnly()
-			in.Demand.Tasks = []Count{{gpu(1), 1}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}}
 			in.Workers = []Worker{{Job: "7_0", State: Queued, Reason: "ReqNodeNotAvail, UnavailableNodes:node2", Autoscaled: true}}
 			return in
 		}, Memory{}, want{submit: 1}},
@@ -117,48 +117,48 @@ func TestDecide(t *testing.T) {
 		{"GPU:3 on 2-GPU nodes and a custom resource are infeasible", func() Input {
 			in := headOnly()
 			in.Shape.GPUs = 2
-			in.Demand.Tasks = []Count{{gpu(3), 1}, {Shape{"GPU": 1, "sraybatch_job_9": 0.01}, 2}}
+			in.Demand.Tasks = []Count{{Shape: gpu(3), N: 1}, {Shape: Shape{"GPU": 1, "sraybatch_job_9": 0.01}, N: 2}}
 			return in
 		}, Memory{}, want{infeasible: 2}},
 		{"CPU-only demand starts no GPU job", func() Input {
 			in := headOnly()
-			in.Demand.Tasks = []Count{{Shape{"CPU": 1}, 4}}
+			in.Demand.Tasks = []Count{{Shape: Shape{"CPU": 1}, N: 4}}
 			return in
 		}, Memory{}, want{infeasible: 1, reason: "infeasible"}},
 		{"CPU-only demand with --cpu-only-demand", func() Input {
 			in := headOnly()
 			in.Settings.CPUOnly = true
-			in.Demand.Tasks = []Count{{Shape{"CPU": 2}, 2}}
+			in.Demand.Tasks = []Count{{Shape: Shape{"CPU": 2}, N: 2}}
 			return in
 		}, Memory{}, want{submit: 2}},
 		{"demand younger than the upscale delay waits", func() Input {
 			in := headOnly()
 			in.Settings.UpscaleDelay = 10 * time.Second
-			in.Demand.Tasks = []Count{{gpu(1), 1}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}}
 			return in
 		}, Memory{UnmetSince: t0.Add(-6 * time.Second)}, want{reason: "upscale delay"}},
 		{"demand older than the upscale delay submits", func() Input {
 			in := headOnly()
 			in.Settings.UpscaleDelay = 10 * time.Second
-			in.Demand.Tasks = []Count{{gpu(1), 1}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}}
 			return in
 		}, Memory{UnmetSince: t0.Add(-10 * time.Second)}, want{submit: 1}},
 		{"backoff after SLURM refused", func() Input {
 			in := headOnly()
-			in.Demand.Tasks = []Count{{gpu(1), 1}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}}
 			return in
 		}, Memory{BackoffUntil: t0.Add(time.Minute), SubmitError: "Batch job submission failed: Required partition not available (inactive or drain)"},
 			want{reason: "backing off until 14:01:00: Batch job submission failed"}},
 		{"a QOS limit holds further submissions", func() Input {
 			in := headOnly()
-			in.Demand.Tasks = []Count{{gpu(1), 3}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 3}}
 			in.Workers = []Worker{{Job: "7_0", State: Queued, Reason: "QOSMaxGRESPerUser", Autoscaled: true}}
 			return in
 		}, Memory{}, want{reason: "SLURM limit QOSMaxGRESPerUser"}},
 		{"no scale-up near the head's end", func() Input {
 			in := headOnly()
 			in.HeadLeft, in.MinHeadLeft = 90*time.Second, 3*time.Minute
-			in.Demand.Tasks = []Count{{gpu(1), 1}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}}
 			return in
 		}, Memory{}, want{reason: "the head ends in 1m30s"}},
 		{"--min-workers keeps workers without demand", func() Input {
@@ -168,7 +168,7 @@ func TestDecide(t *testing.T) {
 		}, Memory{}, want{submit: 2, reason: "min-workers"}},
 		{"pending jobs whose demand is gone are cancelled, newest first", func() Input {
 			in := headOnly()
-			in.Demand.Tasks = []Count{{gpu(1), 1}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}}
 			in.Workers = []Worker{
 				{Job: "7_0", State: Queued, Reason: "Resources", Submitted: t0.Add(-time.Minute), Autoscaled: true},
 				{Job: "8_0", State: Queued, Reason: "Resources", Submitted: t0.Add(-time.Second), Autoscaled: true},
@@ -183,7 +183,7 @@ func TestDecide(t *testing.T) {
 		{"a lowered cap cancels pending jobs over it", func() Input {
 			in := headOnly()
 			in.Settings.MaxWorkers = 1
-			in.Demand.Tasks = []Count{{gpu(1), 3}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 3}}
 			w1, n1 := joined("7_0", "a", 0)
 			in.Workers = []Worker{w1,
 				{Job: "8_0", State: Queued, Reason: "Resources", Submitted: t0.Add(-time.Minute), Autoscaled: true},
@@ -219,7 +219,7 @@ func TestDecide(t *testing.T) {
 			w1, n1 := joined("7_0", "a", time.Minute)
 			w2, n2 := joined("7_1", "b", time.Minute)
 			in.Workers, in.Nodes = []Worker{w1, w2}, append(in.Nodes, n1, n2)
-			in.Demand.Floors = []Count{{gpu(1), 2}}
+			in.Demand.Floors = []Count{{Shape: gpu(1), N: 2}}
 			return in
 		}, Memory{}, want{drain: []string{"7_1"}}},
 		{"a floor counts the head's GPU however long the head has been idle", func() Input {
@@ -229,7 +229,7 @@ func TestDecide(t *testing.T) {
 			w2, n2 := joined("7_1", "b", time.Minute)
 			w3, n3 := joined("7_2", "c", 2*time.Minute)
 			in.Workers, in.Nodes = []Worker{w1, w2, w3}, append(in.Nodes, n1, n2, n3)
-			in.Demand.Floors = []Count{{gpu(1), 3}}
+			in.Demand.Floors = []Count{{Shape: gpu(1), N: 3}}
 			return in
 		}, Memory{}, want{drain: []string{"7_2"}}},
 		{"the head and drivers are never drained", func() Input {
@@ -257,7 +257,7 @@ func TestDecideRemembersWhenDemandStarted(t *testing.T) {
 	t.Parallel()
 	in := headOnly()
 	in.Settings.UpscaleDelay = 10 * time.Second
-	in.Demand.Tasks = []Count{{gpu(1), 1}}
+	in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}}
 	var mem Memory
 	submitted := -1
 	for s := 0; s <= 12; s += 2 { // a poll every 2 s
@@ -278,7 +278,7 @@ func TestDecideRemembersWhenDemandStarted(t *testing.T) {
 		in.Now = t0.Add(time.Duration(s) * time.Second)
 		in.Demand.Tasks = nil
 		if s < 7 || s > 8 {
-			in.Demand.Tasks = []Count{{gpu(1), 1}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}}
 		}
 		if s > 8 {
 			in.Now = in.Now.Add(-2 * time.Second)

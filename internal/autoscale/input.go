@@ -185,7 +185,7 @@ func (l *Loop) forget(seen map[string]bool, queue map[string]scheduler.Job) {
 func demandOf(ray raygcs.ClusterState) Demand {
 	var d Demand
 	for _, c := range ray.Pending {
-		d.Tasks = append(d.Tasks, Count{Shape: Shape(c.Request.Resources), N: c.Count})
+		d.Tasks = append(d.Tasks, Count{Shape: Shape(c.Request.Resources), N: c.Count, Selectors: c.Request.Selectors})
 	}
 	for _, g := range ray.Gangs {
 		grp := Group{
@@ -194,11 +194,15 @@ func demandOf(ray raygcs.ClusterState) Demand {
 		}
 		for _, b := range g.Bundles {
 			grp.Bundles = append(grp.Bundles, Shape(b.Resources))
+			grp.Selectors = append(grp.Selectors, b.Selectors)
+		}
+		if !slices.ContainsFunc(grp.Selectors, func(s []raygcs.LabelSelector) bool { return s != nil }) {
+			grp.Selectors = nil // none: keeps groups without selectors as they were
 		}
 		d.Groups = append(d.Groups, grp)
 	}
 	for _, c := range ray.Constraints {
-		d.Floors = append(d.Floors, Count{Shape: Shape(c.Request.Resources), N: c.Count})
+		d.Floors = append(d.Floors, Count{Shape: Shape(c.Request.Resources), N: c.Count, Selectors: c.Request.Selectors})
 	}
 	return d
 }

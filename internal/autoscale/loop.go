@@ -201,7 +201,12 @@ func (l *Loop) pollTypes(ctx context.Context, spec cluster.Spec, settings Settin
 	l.cancelAndDrain(ctx, td.All, acted, in.Now)
 	l.record(acted)
 	st.LastDecision = l.last
-	return statusOf(st, in, td.All, acted, backoff)
+	st = statusOf(st, in, td.All, acted, backoff)
+	st.DemandByType = map[string]int{}
+	for i, d := range td.Routed {
+		st.DemandByType[types[i].Shape.Name] = d.bundles()
+	}
+	return st
 }
 
 // read asks Ray for its demand and the scheduler for the queue, and reads

@@ -225,7 +225,7 @@ func TestDemandOf(t *testing.T) {
 		{name: "tasks and floors by count", ray: raygcs.ClusterState{
 			Pending:     []raygcs.RequestCount{{Request: one, Count: 3}},
 			Constraints: []raygcs.RequestCount{{Request: one, Count: 2}}},
-			want: Demand{Tasks: []Count{{gpu(1), 3}}, Floors: []Count{{gpu(1), 2}}}},
+			want: Demand{Tasks: []Count{{Shape: gpu(1), N: 3}}, Floors: []Count{{Shape: gpu(1), N: 2}}}},
 		{name: "groups by strategy", ray: raygcs.ClusterState{Gangs: []raygcs.Gang{
 			{Strategy: raygcs.StrategyPack, Bundles: []raygcs.Request{one}},
 			{Strategy: raygcs.StrategySpread, Bundles: []raygcs.Request{one}},
@@ -245,7 +245,7 @@ func TestStatusOf(t *testing.T) {
 	t.Parallel()
 	w, _ := joined("7", "a", 0)
 	in := Input{Now: t0, Workers: []Worker{w, {Job: "8", State: Starting}, queued("9", "Resources", 0)},
-		Demand: Demand{Tasks: []Count{{gpu(1), 2}}, Groups: []Group{{Bundles: []Shape{gpu(1), gpu(1)}}}, Floors: []Count{{gpu(2), 1}}}}
+		Demand: Demand{Tasks: []Count{{Shape: gpu(1), N: 2}}, Groups: []Group{{Bundles: []Shape{gpu(1), gpu(1)}}}, Floors: []Count{{Shape: gpu(2), N: 1}}}}
 	d := Decision{DemandGPUs: 6, Infeasible: []Infeasible{{Shape: gpu(9), Why: "too large"}}}
 	tests := []struct {
 		name    string

@@ -22,6 +22,8 @@ type TypeInput struct {
 type TypedDecision struct {
 	PerType []Decision
 	All     Decision
+	// Routed[i] is the demand routed to the i-th type, for status.
+	Routed []Demand
 }
 
 // DecideTypes plans one poll of a cluster with worker types: Route splits
@@ -32,9 +34,10 @@ func DecideTypes(in Input, types []TypeInput, mems []Memory) (TypedDecision, []M
 	shapes := make([]TypeShape, len(types))
 	for i, t := range types {
 		shapes[i] = t.Shape
+		shapes[i].Full = full(in.Workers, t)
 	}
 	r := Route(shapes, in.Demand, in.Settings.CPUOnly)
-	td := TypedDecision{PerType: make([]Decision, len(types))}
+	td := TypedDecision{PerType: make([]Decision, len(types)), Routed: r.PerType}
 	out := make([]Memory, len(types))
 	all := &td.All
 	all.Infeasible = r.Infeasible
@@ -88,6 +91,36 @@ func (in Input) ofType(t TypeInput, demand Demand) Input {
 	return out
 }
 
+// full reports whether type t has its max worker jobs (joined, starting or
+// queued, as Decide counts them against --max-workers): new demand then
+// spills to the next-cheapest type. Jobs still queued count too: on SLURM
+// they may wait long, and a spilled node left idle once they start is
+// drained after its idle timeout.
+func full(ws []Worker, t TypeInput) bool {
+	var mine []Worker
+	for _, w := range ws {
+		if w.Type == t.Shape.Name {
+			mine = append(mine, w)
+		}
+	}
+	return t.Settings.MaxWorkers > 0 && countQueue(mine).active >= t.Settings.MaxWorkers
+}
+
+// bundles counts the bundles of d: tasks, group bundles and floors.
+func (d Demand) bundles() int {
+	n := 0
+	for _, c := range d.Tasks {
+		n += c.N
+	}
+	for _, g := range d.Groups {
+		n += len(g.Bundles)
+	}
+	for _, c := range d.Floors {
+		n += c.N
+	}
+	return n
+}
+
 // demandGPUs sums the GPUs of everything Ray waits for.
 func demandGPUs(d Demand) float64 {
 	var sum float64
@@ -125,8 +158,15 @@ func typeSettings(s Settings, min, max int, idle time.Duration) Settings {
 func TypesOf(spec cluster.Spec, s Settings) []TypeInput {
 	out := make([]TypeInput, len(spec.Workers))
 	for i, t := range spec.Workers {
-		n := NodeShape{GPUs: float64(t.Node.GPUs), CPUs: float64(t.Node.CPUs), Custom: Shape(t.Resources)}
-		shape := TypeShape{Name: t.Name, Node: n, Cost: DefaultCost(n)}
+		n := NodeShape{GPUs: float64(t.Node.GPUs), Custom: Shape(t.Resources)}
+		if t.Node.CPUs > 0 { // else learnt from Ray, which sees the cap
+			n.CPUs = float64(spec.RayCPUs(t.Node.GPUs, t.Node.CPUs))
+		}
+		labels := map[string]string{NodeGroupLabel: t.Name}
+		for k, v := range t.Labels {
+			labels[k] = v
+		}
+		shape := TypeShape{Name: t.Name, Node: n, Cost: DefaultCost(n), Labels: labels}
 		if t.Cost != nil {
 			shape.Cost = *t.Cost
 		}

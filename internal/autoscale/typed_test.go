@@ -38,16 +38,16 @@ func TestDecideTypes(t *testing.T) {
 		reason string
 	}{
 		{"CPU work packs onto the CPU type", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{cpu(1), 3}}
+			in.Demand.Tasks = []Count{{Shape: cpu(1), N: 3}}
 		}, [2]int{0, 1}, nil, "cpu: +1 workers"},
 		{"GPU work to the GPU type", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{gpu(1), 2}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 2}}
 		}, [2]int{2, 0}, nil, "gpu: +2 workers"},
 		{"both at once, one submission per type", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{gpu(1), 1}, {cpu(2), 4}}
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}, {Shape: cpu(2), N: 4}}
 		}, [2]int{1, 2}, nil, "gpu: +1 workers"},
 		{"a type's max caps it alone", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{cpu(4), 5}}
+			in.Demand.Tasks = []Count{{Shape: cpu(4), N: 5}}
 		}, [2]int{0, 2}, nil, "--max-workers 2"},
 		{"a type's min is kept", func(_ *Input, types []TypeInput) {
 			types[1].Settings.MinWorkers = 1
@@ -61,15 +61,24 @@ func TestDecideTypes(t *testing.T) {
 			w, n := typedWorker("8", "cpu", 0)
 			n.Total = Shape{"CPU": 4, "decode": 2}
 			in.Workers, in.Nodes = append(in.Workers, w), append(in.Nodes, n)
-			in.Demand.Floors = []Count{{Shape{"decode": 2}, 2}}
+			in.Demand.Floors = []Count{{Shape: Shape{"decode": 2}, N: 2}}
 		}, [2]int{0, 1}, nil, "cpu: +1 workers for request_resources"},
 		{"a shape no type holds", func(in *Input, _ []TypeInput) {
-			in.Demand.Tasks = []Count{{gpu(4), 1}}
+			in.Demand.Tasks = []Count{{Shape: gpu(4), N: 1}}
 		}, [2]int{0, 0}, nil, "1 shape no type holds"},
 		{"workers of one type are no supply for another", func(in *Input, _ []TypeInput) {
 			in.Workers = append(in.Workers, Worker{Job: "9", State: Queued, Reason: "Priority", Type: "gpu", Autoscaled: true, Submitted: t0})
-			in.Demand.Tasks = []Count{{cpu(1), 1}}
+			in.Demand.Tasks = []Count{{Shape: cpu(1), N: 1}}
 		}, [2]int{0, 1}, nil, "gpu: cancel 1 pending workers"},
+		{"CPU work stays on a full CPU type without --cpu-only-demand", func(in *Input, _ []TypeInput) {
+			busyCPUType(in)
+			in.Demand.Tasks = []Count{{Shape: cpu(4), N: 1}}
+		}, [2]int{0, 0}, nil, "cpu: capped"},
+		{"CPU work spills from a full CPU type with --cpu-only-demand", func(in *Input, _ []TypeInput) {
+			busyCPUType(in)
+			in.Settings.CPUOnly = true
+			in.Demand.Tasks = []Count{{Shape: cpu(4), N: 1}}
+		}, [2]int{1, 0}, nil, "gpu: +1 workers"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,6 +97,15 @@ func TestDecideTypes(t *testing.T) {
 				t.Errorf("memories = %d, want one per type", len(mems))
 			}
 		})
+	}
+}
+
+// busyCPUType gives in the CPU type's max (2) of busy workers.
+func busyCPUType(in *Input) {
+	for _, job := range []string{"8", "9"} {
+		w, n := typedWorker(job, "cpu", 0)
+		n.Total = Shape{"CPU": 4, "decode": 2}
+		in.Workers, in.Nodes = append(in.Workers, w), append(in.Nodes, n)
 	}
 }
 
@@ -129,6 +147,9 @@ func TestLoopSubmitsByType(t *testing.T) {
 	if types["cpu"] != 2 || types["gpu"] != 1 {
 		t.Errorf("submitted by type = %v", types)
 	}
+	if st.DemandByType["cpu"] != 4 || st.DemandByType["gpu"] != 1 {
+		t.Errorf("demand by type = %v, want cpu 4, gpu 1", st.DemandByType)
+	}
 	if st.PendingWorkers != 3 || len(f.sched.maxTimeOf) != 2 || f.sched.maxTimeOf[1] != "cpu" {
 		t.Errorf("status %+v, MaxTime asked of %v", st, f.sched.maxTimeOf)
 	}
@@ -140,5 +161,22 @@ func TestMemBytes(t *testing.T) {
 		if got, _ := memBytes(in); got != want {
 			t.Errorf("memBytes(%q) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// Routing plans GPU types with the CPUs their nodes advertise to Ray (one
+// per GPU beside a CPU type), and labels each type with its node group.
+func TestTypesOf(t *testing.T) {
+	t.Parallel()
+	spec := cluster.Spec{Workers: []cluster.WorkerType{
+		{Name: "gpu", Node: cluster.NodeSpec{GPUs: 2, CPUs: 16}, Labels: map[string]string{"gpu-model": "a100"}},
+		{Name: "cpu", Node: cluster.NodeSpec{CPUs: 8}},
+	}}
+	types := TypesOf(spec, Settings{})
+	if got := types[0].Shape; got.Node.CPUs != 2 || got.Labels[NodeGroupLabel] != "gpu" || got.Labels["gpu-model"] != "a100" {
+		t.Errorf("gpu type = %+v, want 2 CPUs and labels ray.io/node-group=gpu, gpu-model=a100", got)
+	}
+	if got := types[1].Shape; got.Node.CPUs != 8 || got.Labels[NodeGroupLabel] != "cpu" {
+		t.Errorf("cpu type = %+v, want 8 CPUs and ray.io/node-group=cpu", got)
 	}
 }

@@ -309,6 +309,9 @@ type AutoscalerStatus struct {
 	// DemandGPUs its GPUs in all.
 	Demand     map[string]int `json:"demand"`
 	DemandGPUs float64        `json:"demand_gpus"`
+	// DemandByType is how many of the bundles Ray waits for were routed
+	// to each worker type (its name → count); absent without types.
+	DemandByType map[string]int `json:"demand_by_type,omitempty"`
 	// PendingWorkers are worker jobs submitted and not yet joined.
 	PendingWorkers int                `json:"pending_workers"`
 	Infeasible     []InfeasibleDemand `json:"infeasible"`

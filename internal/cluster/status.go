@@ -187,7 +187,7 @@ func StatusOf(o Observation) Status {
 		}
 	}
 	countActors(o, st.Jobs)
-	st.Types = groupByType(o.Spec, st.Jobs)
+	st.Types = groupByType(o.Spec, st.Jobs, o.Autoscaler)
 	if o.Autoscaler != nil || o.Spec.Autoscale.Enabled {
 		st.Autoscaler = autoscalerStatusOf(o)
 	}

@@ -12,6 +12,9 @@ type TypeStatus struct {
 	// Max is the type's bound on worker jobs (the autoscaler's when the
 	// type names none).
 	Max int `json:"max"`
+	// Demand is how many bundles Ray waits for the autoscaler routed to
+	// the type at its last poll.
+	Demand int `json:"demand"`
 	// Pending are the type's worker jobs not yet in Ray (queued, or started
 	// and joining); Joined those in Ray (draining ones too).
 	Pending int `json:"pending"`
@@ -27,9 +30,9 @@ func typeOf(spec Spec, sub Submission) string {
 }
 
 // groupByType orders the worker rows by type, in the types' order (other
-// rows first, as they came), and counts each type's workers; nil for a
-// cluster without types.
-func groupByType(spec Spec, jobs []JobStatus) []TypeStatus {
+// rows first, as they came), and counts each type's workers and demand
+// (the autoscaler's, nil when none); nil for a cluster without types.
+func groupByType(spec Spec, jobs []JobStatus, a *AutoscalerStatus) []TypeStatus {
 	if len(spec.Workers) == 0 {
 		return nil
 	}
@@ -38,6 +41,9 @@ func groupByType(spec Spec, jobs []JobStatus) []TypeStatus {
 	for i, t := range spec.Workers {
 		order[t.Name] = i + 1
 		types[i] = TypeStatus{Name: t.Name, Min: t.Min, Max: t.Max}
+		if a != nil {
+			types[i].Demand = a.DemandByType[t.Name]
+		}
 		if t.Max == 0 {
 			types[i].Max = spec.Autoscale.MaxWorkers
 		}

@@ -78,3 +78,46 @@ func ValidateTypeName(name string) error {
 	}
 	return nil
 }
+
+// CPUsPerGPU is how many CPUs a GPU node advertises to Ray per GPU when the
+// CPU trap is closed (RayCPUs): what a GPU task or actor asks by default.
+const CPUsPerGPU = 1
+
+// RayCPUs is how many of a node's cpus it advertises to Ray (`ray start
+// --num-cpus`) when it has gpus GPUs. Ray's scheduler fills any free CPU
+// with CPU tasks, GPU nodes first when they have room, so on a cluster
+// with a CPU type (gpus: 0) CPU work would squat on GPU nodes (GPU-hours
+// burnt on CPU work, GPU actors then waiting for a CPU) and its demand
+// would never show for the CPU type to serve. A GPU node there, head
+// included, advertises only CPUsPerGPU per GPU. --cpu-only-demand, which
+// lets CPU work use GPU nodes, lifts the cap.
+func (s Spec) RayCPUs(gpus, cpus int) int {
+	if gpus <= 0 || s.Autoscale.CPUOnlyDemand || !s.hasCPUType() {
+		return cpus
+	}
+	return min(cpus, gpus*CPUsPerGPU)
+}
+
+// hasCPUType reports whether a worker type has no GPUs.
+func (s Spec) hasCPUType() bool {
+	for _, t := range s.Workers {
+		if t.Node.GPUs == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// MinWorkers is how many worker jobs the autoscaler keeps (what `up
+// --wait` waits for): the types' min summed in a cluster with types (each
+// type keeps its own), else --min-workers.
+func (s Spec) MinWorkers() int {
+	if len(s.Workers) == 0 {
+		return s.Autoscale.MinWorkers
+	}
+	n := 0
+	for _, t := range s.Workers {
+		n += t.Min
+	}
+	return n
+}

@@ -50,7 +50,7 @@ func TestTypeLookup(t *testing.T) {
 }
 
 // status groups the worker rows by type, in the file's order, and counts
-// each type's pending and joined workers; a cluster without types has no
+// each type's pending and joined workers and the demand routed to it; a cluster without types has no
 // type lines and its rows keep their order.
 func TestStatusGroupsWorkersByType(t *testing.T) {
 	t.Parallel()
@@ -64,6 +64,7 @@ func TestStatusGroupsWorkersByType(t *testing.T) {
 		Submission{Role: RoleDriver, JobID: "9"},
 		Submission{Role: RoleWorker, JobID: "10", Type: "gpu"})
 	o.Slurm["8_0"], o.Slurm["8_1"], o.Slurm["10"] = pendingJob("8_0", "Priority"), pendingJob("8_1", "Priority"), pendingJob("10", "Priority")
+	o.Autoscaler = &AutoscalerStatus{DemandByType: map[string]int{"cpu": 3}}
 	st := StatusOf(o)
 	var order []string
 	for _, j := range st.Jobs {
@@ -72,7 +73,7 @@ func TestStatusGroupsWorkersByType(t *testing.T) {
 	if got := strings.Join(order, " "); got != "6: 9: 7:gpu 10:gpu 8_0:cpu 8_1:cpu" {
 		t.Errorf("rows = %s", got)
 	}
-	want := []TypeStatus{{Name: "gpu", Max: 8, Pending: 1, Joined: 1}, {Name: "cpu", Min: 1, Max: 5, Pending: 2}}
+	want := []TypeStatus{{Name: "gpu", Max: 8, Pending: 1, Joined: 1}, {Name: "cpu", Min: 1, Max: 5, Demand: 3, Pending: 2}}
 	if len(st.Types) != 2 || st.Types[0] != want[0] || st.Types[1] != want[1] {
 		t.Errorf("types = %+v, want %+v", st.Types, want)
 	}
@@ -80,5 +81,44 @@ func TestStatusGroupsWorkersByType(t *testing.T) {
 	legacy := baseObservation()
 	if st := StatusOf(legacy); st.Types != nil || st.Jobs[1].Type != "" {
 		t.Errorf("a cluster without types: types %+v, worker type %q", st.Types, st.Jobs[1].Type)
+	}
+}
+
+// GPU nodes advertise one CPU per GPU on a cluster with a CPU type, so CPU
+// work cannot squat on them; nowhere else.
+func TestRayCPUs(t *testing.T) {
+	t.Parallel()
+	gpu := WorkerType{Name: "gpu", Node: NodeSpec{GPUs: 4, CPUs: 32}}
+	cpu := WorkerType{Name: "cpu", Node: NodeSpec{CPUs: 64}}
+	withCPU := Spec{Workers: []WorkerType{gpu, cpu}}
+	cpuOnly := withCPU
+	cpuOnly.Autoscale.CPUOnlyDemand = true
+	for _, c := range []struct {
+		name             string
+		spec             Spec
+		gpus, cpus, want int
+	}{
+		{"a GPU node beside a CPU type", withCPU, 4, 32, 4},
+		{"fewer CPUs than GPUs", withCPU, 4, 2, 2},
+		{"a CPU node", withCPU, 0, 64, 64},
+		{"no CPU type", Spec{Workers: []WorkerType{gpu}}, 4, 32, 32},
+		{"no types", Spec{}, 4, 32, 32},
+		{"--cpu-only-demand lets CPU work on GPU nodes", cpuOnly, 4, 32, 32},
+	} {
+		if got := c.spec.RayCPUs(c.gpus, c.cpus); got != c.want {
+			t.Errorf("%s: RayCPUs(%d, %d) = %d, want %d", c.name, c.gpus, c.cpus, got, c.want)
+		}
+	}
+}
+
+func TestMinWorkers(t *testing.T) {
+	t.Parallel()
+	legacy := Spec{Autoscale: AutoscaleSpec{MinWorkers: 2}}
+	typed := Spec{Autoscale: AutoscaleSpec{MinWorkers: 2}, Workers: []WorkerType{{Name: "gpu", Min: 1}, {Name: "cpu", Min: 3}}}
+	if got := legacy.MinWorkers(); got != 2 {
+		t.Errorf("without types: %d, want --min-workers 2", got)
+	}
+	if got := typed.MinWorkers(); got != 4 {
+		t.Errorf("with types: %d, want the types' min summed, 4", got)
 	}
 }

@@ -16,14 +16,19 @@ var (
 
 // families is the exposition of one snapshot. Every series carries the
 // label cluster; per-job series slurm_job_id and role (never "job", which
-// is Prometheus's own target label). Per-job series cover live jobs only,
+// is Prometheus's own target label), and a worker's its worker_type in a
+// cluster with types. Per-job series cover live jobs only,
 // so a long-lived cluster's ended jobs do not pile up series.
 func families(s Snapshot) []family {
 	st := s.Status
 	c := label{"cluster", st.Cluster.Name}
 	base := []label{c}
 	jobLabels := func(j cluster.JobStatus) []label {
-		return []label{c, {"slurm_job_id", j.JobID}, {"role", string(j.Role)}}
+		l := []label{c, {"slurm_job_id", j.JobID}, {"role", string(j.Role)}}
+		if j.Type != "" { // a worker of a cluster with worker types
+			l = append(l, label{"worker_type", j.Type})
+		}
+		return l
 	}
 	up := func(ok bool) float64 {
 		if ok {

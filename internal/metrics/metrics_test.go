@@ -24,18 +24,19 @@ var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 func ptr[T any](v T) *T { return &v }
 
 // fixedSnapshot is a running cluster: a head and a driver joined, a worker
-// array with one task joined (GPU samples), one lost, one pending; the
-// autoscaler on and backing off.
+// array of type gpu with one task joined (GPU samples), one lost, one
+// pending; the autoscaler on and backing off.
 func fixedSnapshot() Snapshot {
 	now := t0.Add(10 * time.Minute)
 	spec := cluster.Spec{Name: "exp1", ID: "id-1", User: "alice", Created: t0, Node: cluster.NodeSpec{GPUs: 2},
-		Autoscale: cluster.AutoscaleSpec{Enabled: true, MaxWorkers: 4}}
+		Autoscale: cluster.AutoscaleSpec{Enabled: true, MaxWorkers: 4},
+		Workers:   []cluster.WorkerType{{Name: "gpu", Node: cluster.NodeSpec{GPUs: 2}}}}
 	o := cluster.Observation{
 		Spec: spec, Now: now,
 		Submissions: []cluster.Submission{
 			{Role: cluster.RoleHead, JobID: "7", Submitted: t0},
 			{Role: cluster.RoleDriver, JobID: "8", Submitted: t0.Add(time.Minute)},
-			{Role: cluster.RoleWorker, JobID: "9", Tasks: 3, Submitted: t0.Add(2 * time.Minute)},
+			{Role: cluster.RoleWorker, JobID: "9", Tasks: 3, Submitted: t0.Add(2 * time.Minute), Type: "gpu"},
 		},
 		Records: map[string]cluster.NodeRecord{
 			"7": {Job: "7", Role: cluster.RoleHead, Phase: cluster.PhaseRunning, IP: "10.0.0.1", GPUs: 2, Started: t0.Add(3 * time.Second), MetricsExportPort: 20007},

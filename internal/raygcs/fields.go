@@ -39,6 +39,13 @@ const (
 
 	requestResources = 1 // ray.rpc.autoscaler.ResourceRequest.resources_bundle
 	requestPlacement = 2 // ray.rpc.autoscaler.ResourceRequest.placement_constraints
+	requestSelectors = 3 // ray.rpc.autoscaler.ResourceRequest.label_selectors
+
+	labelSelectorConstraints = 1 // ray.rpc.LabelSelector.label_constraints
+
+	labelConstraintKey      = 1 // ray.rpc.LabelSelectorConstraint.label_key
+	labelConstraintOperator = 2 // ray.rpc.LabelSelectorConstraint.operator
+	labelConstraintValues   = 3 // ray.rpc.LabelSelectorConstraint.label_values
 
 	placementAntiAffinity = 1 // ray.rpc.autoscaler.PlacementConstraint.anti_affinity
 	placementAffinity     = 2 // ray.rpc.autoscaler.PlacementConstraint.affinity

@@ -1,7 +1,9 @@
 package raygcs
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -90,6 +92,77 @@ type Request struct {
 	AntiAffinity []Label
 	// Affinity: the request must land on a node that has these labels.
 	Affinity []Label
+	// Selectors are the request's label selectors (a task's or actor's
+	// label_selector, request_resources' per-bundle ones) in Ray's order of
+	// preference: the first is wanted, the others are fallbacks, and a node
+	// that satisfies any of them will do. None: any node.
+	Selectors []LabelSelector
+}
+
+// LabelSelector is one label selector: a node satisfies it when it
+// satisfies every constraint (so an empty one, which Ray 2.60 sends with
+// every plain task, is satisfied by any node).
+type LabelSelector struct{ Constraints []LabelConstraint }
+
+// LabelConstraint says a node's label Key must (In) or must not (NotIn)
+// have one of Values. A node without the label satisfies only NotIn.
+type LabelConstraint struct {
+	Key    string
+	Op     LabelOp
+	Values []string
+}
+
+// LabelOp is a label constraint's operator. Values are Ray's
+// LabelSelectorOperator numbers.
+type LabelOp int32
+
+const (
+	// LabelIn: the label has one of the values ("key in (a,b)", "key=a").
+	LabelIn LabelOp = 1 // ray.rpc.LabelSelectorOperator.LABEL_OPERATOR_IN
+	// LabelNotIn: the label is missing or has none of the values ("!a").
+	LabelNotIn LabelOp = 2 // ray.rpc.LabelSelectorOperator.LABEL_OPERATOR_NOT_IN
+)
+
+// Satisfied reports whether a node with labels satisfies any of sels, as
+// Ray 2.60's autoscaler decides it (scheduler.py,
+// _satisfies_label_constraints): an operator it does not know fails.
+func Satisfied(sels []LabelSelector, labels map[string]string) bool {
+	if len(sels) == 0 {
+		return true
+	}
+	for _, s := range sels {
+		if s.satisfiedBy(labels) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s LabelSelector) satisfiedBy(labels map[string]string) bool {
+	for _, c := range s.Constraints {
+		v, ok := labels[c.Key]
+		in := ok && slices.Contains(c.Values, v)
+		switch {
+		case c.Op == LabelIn && in, c.Op == LabelNotIn && !in:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// String is the selector as Ray's label_selector writes it, constraints
+// joined by ",": "key in (a,b)", "key!=a"; "" for an empty one.
+func (s LabelSelector) String() string {
+	parts := make([]string, len(s.Constraints))
+	for i, c := range s.Constraints {
+		op := " in "
+		if c.Op == LabelNotIn {
+			op = " !in "
+		}
+		parts[i] = c.Key + op + "(" + strings.Join(c.Values, ",") + ")"
+	}
+	return strings.Join(parts, ",")
 }
 
 // Label is a node label name and value a Request is (anti-)affine to. Ray

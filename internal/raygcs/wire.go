@@ -239,8 +239,7 @@ func decodeRequestCount(b []byte) (RequestCount, error) {
 	return rc, err
 }
 
-// decodeRequest reads a ResourceRequest. Its label_selectors (field 3) are
-// skipped: Ray 2.60 sends an empty one with every pending task.
+// decodeRequest reads a ResourceRequest.
 func decodeRequest(b []byte) (Request, error) {
 	r := Request{Resources: map[string]float64{}}
 	err := walk(b, func(f field) error {
@@ -251,6 +250,10 @@ func decodeRequest(b []byte) (Request, error) {
 		switch f.num {
 		case requestResources:
 			return decodeDoubleEntry(v, r.Resources)
+		case requestSelectors:
+			sel, err := decodeLabelSelector(v)
+			r.Selectors = append(r.Selectors, sel)
+			return err
 		case requestPlacement:
 			return walk(v, func(f field) error {
 				v, ok := f.bytes()
@@ -272,6 +275,32 @@ func decodeRequest(b []byte) (Request, error) {
 		return nil
 	})
 	return r, err
+}
+
+// decodeLabelSelector reads a ray.rpc.LabelSelector.
+func decodeLabelSelector(b []byte) (LabelSelector, error) {
+	var s LabelSelector
+	err := walk(b, func(f field) error {
+		v, ok := f.bytes()
+		if !ok || f.num != labelSelectorConstraints {
+			return nil
+		}
+		var c LabelConstraint
+		s.Constraints = append(s.Constraints, c)
+		return walk(v, func(f field) error {
+			c := &s.Constraints[len(s.Constraints)-1]
+			switch b, _ := f.bytes(); {
+			case f.num == labelConstraintKey && f.typ == bytesType:
+				c.Key = string(b)
+			case f.num == labelConstraintValues && f.typ == bytesType:
+				c.Values = append(c.Values, string(b))
+			case f.num == labelConstraintOperator && f.typ == varintType:
+				c.Op = LabelOp(int32(f.u))
+			}
+			return nil
+		})
+	})
+	return s, err
 }
 
 // decodeLabel reads an AntiAffinityConstraint or AffinityConstraint.

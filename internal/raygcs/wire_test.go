@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,8 +132,22 @@ func TestDecodeClusterStateMeaning(t *testing.T) {
 	if g := demand.Gangs[3]; g.State != "RESCHEDULING" || g.ID != "1234" {
 		t.Errorf("gang 3 = %+v", g)
 	}
-	if len(demand.Pending) != 3 || demand.Pending[1].Count != 2 || demand.Pending[1].Request.Resources["GPU"] != 1 {
-		t.Errorf("pending = %+v", demand.Pending)
+	if len(demand.Pending) != 4 || demand.Pending[1].Count != 2 || demand.Pending[1].Request.Resources["GPU"] != 1 {
+		t.Fatalf("pending = %+v", demand.Pending)
+	}
+	// The empty selector Ray 2.60 sends with a plain task holds anywhere.
+	if sels := demand.Pending[1].Request.Selectors; len(sels) != 1 || !Satisfied(sels, nil) {
+		t.Errorf("plain task's selectors = %+v, want one that any node satisfies", sels)
+	}
+	sels := demand.Pending[3].Request.Selectors
+	if got := fmt.Sprint(sels); got != "[ray.io/node-group in (h100) gpu !in (a100,v100)]" {
+		t.Errorf("selectors = %s", got)
+	}
+	for labels, want := range map[string]bool{"ray.io/node-group=h100": true, "gpu=h100": true, "": true, "gpu=a100": false} {
+		k, v, _ := strings.Cut(labels, "=")
+		if got := Satisfied(sels, map[string]string{k: v}); got != want {
+			t.Errorf("Satisfied(%s, %q) = %v, want %v", sels, labels, got, want)
+		}
 	}
 	if len(demand.Constraints) != 2 || demand.Constraints[0].Count != 3 {
 		t.Errorf("constraints = %+v", demand.Constraints)
@@ -315,6 +330,30 @@ func TestParseGangDetails(t *testing.T) {
 		id, s, state := parseGangDetails(c.in)
 		if id != c.id || s != c.strategy || state != c.state {
 			t.Errorf("parseGangDetails(%q) = %q, %q, %q; want %q, %q, %q", c.in, id, s, state, c.id, c.strategy, c.state)
+		}
+	}
+}
+
+func TestSatisfied(t *testing.T) {
+	in := func(k string, v ...string) LabelConstraint { return LabelConstraint{Key: k, Op: LabelIn, Values: v} }
+	notIn := func(k string, v ...string) LabelConstraint { return LabelConstraint{Key: k, Op: LabelNotIn, Values: v} }
+	h100 := map[string]string{"ray.io/node-group": "h100", "zone": "a"}
+	for _, c := range []struct {
+		name string
+		sels []LabelSelector
+		want bool
+	}{
+		{"no selector", nil, true},
+		{"in", []LabelSelector{{[]LabelConstraint{in("ray.io/node-group", "a100", "h100")}}}, true},
+		{"in, label missing", []LabelSelector{{[]LabelConstraint{in("gpu", "h100")}}}, false},
+		{"not in, label missing", []LabelSelector{{[]LabelConstraint{notIn("gpu", "h100")}}}, true},
+		{"not in", []LabelSelector{{[]LabelConstraint{notIn("zone", "a")}}}, false},
+		{"every constraint", []LabelSelector{{[]LabelConstraint{in("ray.io/node-group", "h100"), in("zone", "b")}}}, false},
+		{"a fallback", []LabelSelector{{[]LabelConstraint{in("zone", "b")}}, {[]LabelConstraint{in("zone", "a")}}}, true},
+		{"unknown operator", []LabelSelector{{[]LabelConstraint{{Key: "zone", Values: []string{"a"}}}}}, false},
+	} {
+		if got := Satisfied(c.sels, h100); got != c.want {
+			t.Errorf("%s: Satisfied(%v) = %v, want %v", c.name, c.sels, got, c.want)
 		}
 	}
 }

@@ -102,8 +102,12 @@ def exp_request(r):
             for c in r.placement_constraints if c.HasField("anti_affinity")]
     aff = [{"Name": c.affinity.label_name, "Value": c.affinity.label_value}
            for c in r.placement_constraints if c.HasField("affinity")]
+    sels = [{"Constraints": [{"Key": c.label_key, "Op": c.operator,
+                              "Values": list(c.label_values) or None}
+                             for c in s.label_constraints] or None}
+            for s in r.label_selectors]
     return {"Resources": dict(r.resources_bundle), "AntiAffinity": anti or None,
-            "Affinity": aff or None}
+            "Affinity": aff or None, "Selectors": sels or None}
 
 
 def exp_count(rc):
@@ -301,6 +305,15 @@ def state_demand():
         request=req({"CPU": 0.5, "custom": 3}, anti=[("zone", "a")],
                     aff=[("ray.io/node-id", "abc"), ("rack", "")], selectors=1),
         count=5)
+    # A task asking for a type (its node group) first, else any node
+    # without an A100 or V100 label: Ray's fallback list.
+    rc = s.pending_resource_requests.add(request=req({"CPU": 1}), count=1)
+    rc.request.label_selectors.add().label_constraints.add(
+        label_key="ray.io/node-group", operator=common_pb2.LABEL_OPERATOR_IN,
+        label_values=["h100"])
+    rc.request.label_selectors.add().label_constraints.add(
+        label_key="gpu", operator=common_pb2.LABEL_OPERATOR_NOT_IN,
+        label_values=["a100", "v100"])
     s.pending_gang_resource_requests.append(
         gang(PG_SPREAD, "STRICT_SPREAD", [{"GPU": 1}] * 2, constraint="anti"))
     s.pending_gang_resource_requests.append(
