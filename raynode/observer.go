@@ -317,7 +317,7 @@ func clusterEvents(mem eventMemory, st cluster.Status, allocated *float64, now t
 		seen := jobSeen{j.SlurmState, j.Ray}
 		if prev, ok := mem.jobs[j.JobID]; !ok || prev != seen {
 			out = append(out, events.JobState{Stamp: stamp, Job: j.JobID, Role: j.Role,
-				SlurmState: j.SlurmState, Membership: j.Ray, GPUs: j.GPUs})
+				SlurmState: j.SlurmState, Membership: j.Ray, GPUs: j.GPUs, Type: j.Type})
 		}
 		next.jobs[j.JobID] = seen
 	}

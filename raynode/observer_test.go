@@ -36,6 +36,8 @@ func TestClusterEvents(t *testing.T) {
 	headUp := status(job("7", cluster.RoleHead, "RUNNING", cluster.MembershipJoined, 1), job("8_0", cluster.RoleWorker, "PENDING", cluster.MembershipWaiting, 2))
 	workerUp := status(job("7", cluster.RoleHead, "RUNNING", cluster.MembershipJoined, 1), job("8_0", cluster.RoleWorker, "RUNNING", cluster.MembershipJoined, 2))
 	slurmDown := headUp
+	cpuWorker := job("9", cluster.RoleWorker, "PENDING", cluster.MembershipWaiting, 0)
+	cpuWorker.Type = "cpu"
 	slurmDown.Cluster.SlurmError = "SLURM did not answer"
 
 	type step struct {
@@ -69,6 +71,10 @@ func TestClusterEvents(t *testing.T) {
 		{"SLURM silent: nothing, and nothing forgotten", []step{
 			{headUp, alloc(0.5), 0, nil}, {slurmDown, alloc(0.5), 5 * time.Second, []string{}}, {headUp, alloc(0.5), 5 * time.Second, []string{}},
 		}},
+		{"a typed worker's job_state names its type", []step{
+			{status(job("7", cluster.RoleHead, "RUNNING", cluster.MembershipJoined, 1), cpuWorker), alloc(0), 0,
+				[]string{"job_state 7 RUNNING joined", "job_state 9 PENDING waiting type=cpu", "cluster_sample 1 1 0 2"}},
+		}},
 		{"a job that ends goes lost then gone", []step{
 			{workerUp, alloc(2.5), 0, nil},
 			{status(job("7", cluster.RoleHead, "RUNNING", cluster.MembershipJoined, 1), job("8_0", cluster.RoleWorker, "CANCELLED", cluster.MembershipLost, 2)), alloc(0.5), 5 * time.Second,
@@ -90,7 +96,11 @@ func TestClusterEvents(t *testing.T) {
 				for _, e := range evs {
 					switch e := e.(type) {
 					case events.JobState:
-						got = append(got, fmt.Sprintf("%s %s %s %s", e.Name(), e.Job, e.SlurmState, e.Membership))
+						line := fmt.Sprintf("%s %s %s %s", e.Name(), e.Job, e.SlurmState, e.Membership)
+						if e.Type != "" {
+							line += " type=" + e.Type
+						}
+						got = append(got, line)
 						if e.TS != events.TS(now) {
 							t.Errorf("step %d: job_state ts %v, want now", i, e.TS)
 						}

@@ -27,8 +27,13 @@ var (
 
 // required is the JSON fields a struct always writes (those without
 // omitempty), ts left out.
-func required(v any) []string {
-	var out []string
+func required(v any) []string { return fields(v, false) }
+
+// optional are the fields of an event's struct it may leave out (omitempty).
+func optional(v any) []string { return fields(v, true) }
+
+func fields(v any, omitted bool) []string {
+	out := []string{}
 	var walk func(t reflect.Type)
 	walk = func(t reflect.Type) {
 		for f := range t.Fields() {
@@ -39,7 +44,7 @@ func required(v any) []string {
 				continue
 			}
 			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name != "-" && !strings.Contains(opts, "omitempty") {
+			if name != "-" && strings.Contains(opts, "omitempty") == omitted {
 				out = append(out, name)
 			}
 		}
@@ -50,8 +55,9 @@ func required(v any) []string {
 }
 
 // checkVocabulary checks structs against one section of the fixture: the
-// same names, and each struct's required fields the fixture's.
-func checkVocabulary[T Payload](t *testing.T, section string, structs []T, schema map[string][]string) {
+// same names, each struct's required fields the fixture's, and its
+// optional ones the fixture's optional_fields.
+func checkVocabulary[T Payload](t *testing.T, section string, structs []T, schema, optionalFields map[string][]string) {
 	t.Helper()
 	names := map[string]bool{}
 	for _, s := range structs {
@@ -64,6 +70,10 @@ func checkVocabulary[T Payload](t *testing.T, section string, structs []T, schem
 		want = slices.Sorted(slices.Values(want))
 		if got := required(s); !slices.Equal(got, want) {
 			t.Errorf("%s: Go requires %v, the shared schema %v", s.Name(), got, want)
+		}
+		wantOptional := slices.Sorted(slices.Values(append([]string{}, optionalFields[s.Name()]...)))
+		if got := optional(s); !slices.Equal(got, wantOptional) {
+			t.Errorf("%s: Go's optional fields are %v, the shared schema's %v", s.Name(), got, wantOptional)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(schema)) {
@@ -79,8 +89,15 @@ func checkVocabulary[T Payload](t *testing.T, section string, structs []T, schem
 func TestVocabularyIsTheSharedSchema(t *testing.T) {
 	t.Parallel()
 	fx := sharedstate.Load(t)
-	checkVocabulary(t, "events", fileEvents, fx.Events)
-	checkVocabulary(t, "timeline_events", timelineEvents, fx.TimelineEvents)
+	checkVocabulary(t, "events", fileEvents, fx.Events, fx.OptionalFields)
+	checkVocabulary(t, "timeline_events", timelineEvents, fx.TimelineEvents, fx.OptionalFields)
+	for name := range fx.OptionalFields {
+		_, file := fx.Events[name]
+		_, derived := fx.TimelineEvents[name]
+		if !file && !derived {
+			t.Errorf("optional_fields names %q, which is no event", name)
+		}
+	}
 	for name := range fx.TimelineEvents {
 		if _, ok := fx.Events[name]; ok {
 			t.Errorf("%q is both a file event and a timeline event", name)

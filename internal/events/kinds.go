@@ -130,6 +130,9 @@ type JobState struct {
 	SlurmState string             `json:"slurm_state"`
 	Membership cluster.Membership `json:"membership"`
 	GPUs       int                `json:"gpus"`
+	// Type is a worker's type in a cluster with types (cluster.JobStatus's);
+	// absent otherwise, and in files written before types.
+	Type string `json:"type,omitempty"`
 }
 
 // ClusterSample: the cluster's GPUs as the head counts them.
@@ -162,11 +165,14 @@ func (ClusterSample) Name() string      { return NameClusterSample }
 // The structs of the timeline events: their fields, without the job and
 // role every timeline event carries on its own.
 
-// Submitted: JobID is the sbatch id, Tasks an array's size.
+// Submitted: JobID is the sbatch id, Tasks an array's size, Type a
+// worker's type as its submission recorded it ("": the default type, or a
+// cluster without types).
 type Submitted struct {
 	JobID      string `json:"job_id"`
 	Tasks      int    `json:"tasks,omitempty"`
 	Autoscaled bool   `json:"autoscaled,omitempty"`
+	Type       string `json:"type,omitempty"`
 }
 
 // JobStarted: the SLURM node the job's supervisor started on.

@@ -18,9 +18,11 @@ type facts struct {
 	life                   Life
 	startedSeen, endedSeen time.Time
 	gpus                   int
-	outcome                cluster.Outcome
-	slurmOutcome           cluster.Outcome
-	reason                 string
+	// workerType is a typed cluster's worker's type ("" otherwise).
+	workerType   string
+	outcome      cluster.Outcome
+	slurmOutcome cluster.Outcome
+	reason       string
 }
 
 func setFirst(t *time.Time, at time.Time) {
@@ -65,7 +67,7 @@ func (e *evidence) job(key string, role cluster.Role) *facts {
 // reads no other. An event whose fields do not decode into its struct
 // tells only its time and job.
 var folds = map[string]func(*evidence, timeline.Event, time.Time){
-	events.NameSubmitted:        func(e *evidence, ev timeline.Event, at time.Time) { e.job(ev.Job, ev.Role).life.Submitted = at },
+	events.NameSubmitted:        (*evidence).submitted,
 	events.NameJobStarted:       func(e *evidence, ev timeline.Event, at time.Time) { e.job(ev.Job, ev.Role).life.Started = at },
 	events.NameJobEnded:         (*evidence).jobEnded,
 	events.NameTimeLimitWarning: (*evidence).timeLimitWarning,
@@ -93,6 +95,22 @@ func gather(spec cluster.Spec, evs []timeline.Event) *evidence {
 		}
 	}
 	return e
+}
+
+// submitted: a typed cluster's worker asks SLURM for its type's GPUs, and
+// its submission names the type ("" is the default type).
+func (e *evidence) submitted(ev timeline.Event, at time.Time) {
+	f := e.job(ev.Job, ev.Role)
+	f.life.Submitted = at
+	var sub events.Submitted
+	if ev.Role != cluster.RoleWorker || len(e.spec.Workers) == 0 || ev.Decode(&sub) != nil {
+		return
+	}
+	if t, err := e.spec.Type(sub.Type); err == nil {
+		f.workerType, f.gpus = t.Name, t.Node.GPUs
+	} else {
+		f.workerType = sub.Type // a type the spec no longer has still gets its own colour
+	}
 }
 
 func (e *evidence) jobEnded(ev timeline.Event, at time.Time) {
@@ -130,6 +148,9 @@ func (e *evidence) jobState(ev timeline.Event, at time.Time) {
 		return
 	}
 	f.gpus = js.GPUs
+	if js.Type != "" && len(e.spec.Workers) > 0 {
+		f.workerType = js.Type
+	}
 	state := scheduler.JobState(js.SlurmState)
 	switch {
 	case state.Started():
@@ -197,6 +218,9 @@ func (e *evidence) stepDone(ev timeline.Event, at time.Time) {
 func Build(spec cluster.Spec, evs []timeline.Event, now time.Time) Model {
 	e := gather(spec, evs)
 	m := Model{Cluster: spec.Name, ClusterID: spec.ID, Generated: now.UTC(), Down: e.down}
+	for _, t := range spec.Workers {
+		m.Types = append(m.Types, t.Name)
+	}
 	openEnd := m.Generated
 	if m.Down != nil && m.Down.Before(openEnd) {
 		openEnd = *m.Down
@@ -247,7 +271,7 @@ func (e *evidence) rows(openEnd time.Time, down bool) (jobs []Job, live bool) {
 		if life.Ended.IsZero() {
 			life.Ended = f.endedSeen
 		}
-		j := Job{Job: key, Role: f.role, GPUs: f.gpus, Submitted: life.Submitted, Outcome: f.outcome, Reason: f.reason}
+		j := Job{Job: key, Role: f.role, Type: f.workerType, GPUs: f.gpus, Submitted: life.Submitted, Outcome: f.outcome, Reason: f.reason}
 		if j.Outcome == "" {
 			j.Outcome = f.slurmOutcome
 		}

@@ -225,6 +225,8 @@ func StepRate(steps []time.Time, from, until time.Time, window time.Duration) []
 type Job struct {
 	Job  string
 	Role cluster.Role
+	// Type is a worker's type in a cluster with types; "" otherwise.
+	Type string
 	GPUs int
 	// Submitted is when sbatch accepted it.
 	Submitted time.Time
@@ -308,6 +310,9 @@ type Model struct {
 	// thing recorded (or now, while live).
 	Start, End time.Time
 	Jobs       []Job
+	// Types are a typed cluster's worker types, in the cluster file's
+	// order: the page colours each type's rows; none without types.
+	Types []string
 	// SlurmGPUs, JoinedGPUs and RayAllocatedGPUs are step functions over time.
 	// JoinedFromSamples says JoinedGPUs is the head's own count
 	// (cluster_sample) rather than the sum of the jobs' joined intervals.

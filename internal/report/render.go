@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,6 +100,8 @@ type timelineView struct {
 	Rows                     []rowView
 	Ticks                    []tick
 	Legend                   []State
+	// Types is a typed cluster's legend of worker types; none without types.
+	Types []typeSwatch
 	// Generations is a rollover cluster's band row above the jobs' (at
 	// GenerationsY), GenerationEdges each later generation's publication.
 	Generations                     []generationBand
@@ -111,6 +114,47 @@ type rowView struct {
 	Y, TextY     int
 	Bars         []bar
 	LabelX, Last string
+	// Type is a typed cluster's worker's type, TypeMark the stripe in its
+	// type's colour left of the plot.
+	Type     string
+	TypeMark *bar
+}
+
+// typeSwatch is a worker type's entry in the legend; Class gives its colour.
+type typeSwatch struct{ Name, Class string }
+
+// typeColours are the legend's worker types, the spec's in its order, then
+// any other a job names (a type the spec no longer has), each with its
+// colour class; nil for a cluster without types.
+func typeColours(m Model) []typeSwatch {
+	if len(m.Types) == 0 {
+		return nil
+	}
+	names := slices.Clone(m.Types)
+	for _, j := range m.Jobs {
+		if j.Type != "" && !slices.Contains(names, j.Type) {
+			names = append(names, j.Type)
+		}
+	}
+	out := make([]typeSwatch, len(names))
+	for i, n := range names {
+		out[i] = typeSwatch{Name: n, Class: fmt.Sprintf("wtype wtype-%d", i%typePalette)}
+	}
+	return out
+}
+
+// typePalette is how many colours page.html.tmpl defines for worker types.
+const typePalette = 6
+
+// typeMark is the stripe that colours a worker's row by its type.
+func typeMark(types []typeSwatch, j Job, y int) *bar {
+	for _, t := range types {
+		if t.Name == j.Type {
+			return &bar{Class: t.Class, X: coord(labelWidth - 5), Y: strconv.Itoa(y), W: "4", H: strconv.Itoa(barHeight),
+				Title: fmt.Sprintf("%s %s: worker type %s", j.Role, j.Job, j.Type)}
+		}
+	}
+	return nil
 }
 
 type bar struct {
@@ -135,8 +179,8 @@ type line struct {
 }
 
 type jobRow struct {
-	Job, Role, GPUs, Submitted, Waited, Ran, InRay, Ended, Outcome, Reason, Last string
-	SlurmGPUHours, SlurmGPUSeconds, JoinedGPUHours, JoinedGPUSeconds             string
+	Type, Job, Role, GPUs, Submitted, Waited, Ran, InRay, Ended, Outcome, Reason, Last string
+	SlurmGPUHours, SlurmGPUSeconds, JoinedGPUHours, JoinedGPUSeconds                   string
 }
 
 type figure struct {
@@ -212,7 +256,7 @@ func xScale(start, end time.Time) func(time.Time) float64 {
 func coord(f float64) string { return strconv.FormatFloat(math.Round(f*10)/10, 'f', -1, 64) }
 
 func timelineOf(m Model, x func(time.Time) float64) timelineView {
-	tv := timelineView{frame: plotFrame, Legend: []State{StatePending, StateRunning, StateJoined, StateDraining, StateEnded}}
+	tv := timelineView{frame: plotFrame, Legend: []State{StatePending, StateRunning, StateJoined, StateDraining, StateEnded}, Types: typeColours(m)}
 	top := chartTop
 	if len(m.Generations) > 0 {
 		tv.Generations, tv.GenerationEdges = generationRow(m.Generations, x, top)
@@ -221,7 +265,8 @@ func timelineOf(m Model, x func(time.Time) float64) timelineView {
 	}
 	for i, j := range m.Jobs {
 		y := top + i*rowHeight
-		r := rowView{Job: j.Job, Role: string(j.Role), Y: y, TextY: y + barHeight - 2, LabelX: coord(labelWidth - 8)}
+		r := rowView{Job: j.Job, Role: string(j.Role), Y: y, TextY: y + barHeight - 2, LabelX: coord(labelWidth - 8),
+			Type: j.Type, TypeMark: typeMark(tv.Types, j, y)}
 		for _, iv := range j.Intervals {
 			if iv.State == StateEnded && !iv.To.After(iv.From) {
 				continue
@@ -349,7 +394,7 @@ func stepChart(m Model, x func(time.Time) float64) chartView {
 // which jobs joined Ray (else the time in Ray is unknown, not zero).
 func jobRowOf(j Job, rayKnown bool) jobRow {
 	r := jobRow{
-		Job: j.Job, Role: string(j.Role), GPUs: strconv.Itoa(j.GPUs), Submitted: clock(j.Submitted),
+		Type: j.Type, Job: j.Job, Role: string(j.Role), GPUs: strconv.Itoa(j.GPUs), Submitted: clock(j.Submitted),
 		Waited: formatDuration(Held(j.Intervals, StatePending)), Ran: formatDuration(Held(j.Intervals, slurmStates...)),
 		InRay: formatDuration(Held(j.Intervals, joinedStates...)), Ended: "—",
 		Outcome: string(j.Outcome), Reason: j.Reason,

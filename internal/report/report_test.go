@@ -328,6 +328,7 @@ func TestGolden(t *testing.T) {
 		{"ended", at(3600)},
 		{"running", at(300)},
 		{"rollover", at(3600)},
+		{"typed", at(3600)},
 	} {
 		t.Run(tt.fixture, func(t *testing.T) {
 			spec, events := load(t, tt.fixture)
@@ -347,6 +348,62 @@ var (
 
 // The page must load nothing: no element or attribute that fetches, the
 // CSP first in <head>, and what came from the files escaped.
+// The fixture "typed" is "ended" on a cluster with worker types gpu (the
+// default, 1 GPU) and cpu (none): 101's workers are of the default type
+// (their submission names none), 103 is a cpu worker; the head and the
+// driver have no type. Rows are coloured by type, and a cpu worker counts
+// no GPUs even where its job_state says none either.
+func TestBuildTypedCluster(t *testing.T) {
+	t.Parallel()
+	spec, evs := load(t, "typed")
+	m := Build(spec, evs, at(3600))
+	if !slices.Equal(m.Types, []string{"gpu", "cpu"}) {
+		t.Errorf("types %v, want the spec's in order", m.Types)
+	}
+	want := map[string]struct {
+		typ  string
+		gpus int
+	}{"100": {"", 1}, "102": {"", 0}, "101_0": {"gpu", 1}, "101_1": {"gpu", 1}, "103": {"cpu", 0}}
+	for _, j := range m.Jobs {
+		if w := want[j.Job]; j.Type != w.typ || j.GPUs != w.gpus {
+			t.Errorf("job %s: type %q, %d GPUs; want %q, %d", j.Job, j.Type, j.GPUs, w.typ, w.gpus)
+		}
+	}
+	var b bytes.Buffer
+	if err := Render(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, s := range []string{`id="worker-types"`, `<span data-type="gpu"><span class="swatch wtype wtype-0">`,
+		`<span data-type="cpu"><span class="swatch wtype wtype-1">`, `data-job="103" data-role="worker" data-type="cpu"`,
+		`<rect class="wtype wtype-1"`} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the page lacks %s", s)
+		}
+	}
+	if strings.Contains(page, `data-job="100" data-role="head" data-type`) {
+		t.Error("the head's row has a worker type")
+	}
+}
+
+// A job whose submission names a type the spec no longer has keeps its own
+// colour, after the spec's types; a cluster without types has no legend.
+func TestTypeColours(t *testing.T) {
+	t.Parallel()
+	m := Model{Types: []string{"gpu", "cpu"}, Jobs: []Job{{Job: "1"}, {Job: "2", Type: "old"}, {Job: "3", Type: "cpu"}}}
+	got := typeColours(m)
+	want := []typeSwatch{{"gpu", "wtype wtype-0"}, {"cpu", "wtype wtype-1"}, {"old", "wtype wtype-2"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("colours %v, want %v", got, want)
+	}
+	if typeMark(got, m.Jobs[0], 0) != nil {
+		t.Error("a job without a type has a stripe")
+	}
+	if typeColours(Model{Jobs: m.Jobs}) != nil {
+		t.Error("a cluster without types has a type legend")
+	}
+}
+
 func TestPageFetchesNothingAndEscapes(t *testing.T) {
 	t.Parallel()
 	spec, events := load(t, "ended")

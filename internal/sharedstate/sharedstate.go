@@ -25,6 +25,9 @@ type File struct {
 	// TimelineEvents are the events the timeline derives from state files
 	// (never written to an event file), with the fields each requires.
 	TimelineEvents map[string][]string `json:"timeline_events"`
+	// OptionalFields are the fields an event may carry besides its
+	// required ones, for every event that has any (file and timeline).
+	OptionalFields map[string][]string `json:"optional_fields"`
 	// ClusterEventLines are the head's events as Go writes them.
 	ClusterEventLines []string    `json:"cluster_event_lines"`
 	EventStream       EventStream `json:"event_stream"`

@@ -93,7 +93,7 @@ func Merge(s Sources) []Event {
 	roles := map[string]cluster.Role{}
 	var out []Event
 	for _, sub := range s.Submissions {
-		submitted := events.Submitted{JobID: sub.JobID, Tasks: sub.Tasks, Autoscaled: sub.Autoscaled}
+		submitted := events.Submitted{JobID: sub.JobID, Tasks: sub.Tasks, Autoscaled: sub.Autoscaled, Type: sub.Type}
 		for _, key := range sub.JobKeys() {
 			roles[key] = sub.Role
 			out = append(out, derived(sub.Submitted, key, sub.Role, SourceSubmission, submitted))

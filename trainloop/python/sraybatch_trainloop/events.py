@@ -150,6 +150,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
         "slurm_state": (_STR, True),
         "membership": (_STR, True),
         "gpus": ((int,), True),
+        "type": (_STR, False),
     },
     "cluster_sample": {
         "gpus_requested": ((int,), True),

@@ -56,6 +56,8 @@ def test_event_schema(shared):
     for name, fields in events.SCHEMA.items():
         required = {field for field, (_, is_required) in fields.items() if is_required}
         assert required == set(shared["events"][name]), name
+        optional = set(fields) - required
+        assert optional == set(shared["optional_fields"].get(name, [])), name
 
 
 def test_timeline_event_names_are_no_file_events(shared):
