@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -36,7 +37,9 @@ func DecideTypes(in Input, types []TypeInput, mems []Memory) (TypedDecision, []M
 		shapes[i] = t.Shape
 		shapes[i].Full = full(in.Workers, t)
 	}
-	r := Route(shapes, in.Demand, in.Settings.CPUOnly)
+	routed := in.Demand
+	routed.Floors = floorsBeyondHead(in.Nodes, in.Demand.Floors)
+	r := Route(shapes, routed, in.Settings.CPUOnly)
 	td := TypedDecision{PerType: make([]Decision, len(types)), Routed: r.PerType}
 	out := make([]Memory, len(types))
 	all := &td.All
@@ -68,6 +71,64 @@ func DecideTypes(in Input, types []TypeInput, mems []Memory) (TypedDecision, []M
 		all.Reason = "autoscaling is off"
 	}
 	return td, out
+}
+
+// floorsBeyondHead are the request_resources floor bundles that the alive
+// nodes of no worker type (the head's) do not hold. Ray meets a floor with
+// every node's advertised resources, the head's included: its CPUs after
+// the CPU-trap cap (cluster.Spec.RayCPUs gave its --num-cpus, so Ray's
+// total for it is already capped). Without this a floor the head holds
+// would start a worker, since each type's Decide counts only its own
+// nodes. Bundles are placed first-fit decreasing, as placeFloors does; a
+// floor with label selectors is left to the types, as routing knows none of
+// the head's labels. What is left keeps the floors' order. It is pure.
+func floorsBeyondHead(nodes []Node, floors []Count) []Count {
+	var head []Shape
+	for _, n := range nodes {
+		if n.Worker || n.Type != "" || n.Draining {
+			continue
+		}
+		free := Shape{resCPU: 0, resGPU: 0}
+		for k, v := range n.Total {
+			free[k] = v
+		}
+		head = append(head, free)
+	}
+	if len(head) == 0 || len(floors) == 0 {
+		return floors
+	}
+	order := make([]int, len(floors))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return size(floors[order[a]].Shape) > size(floors[order[b]].Shape) })
+	held := make([]int, len(floors))
+	for _, i := range order {
+		if len(floors[i].Selectors) > 0 {
+			continue
+		}
+		for held[i] < floors[i].N && takeFirstFit(head, floors[i].Shape) {
+			held[i]++
+		}
+	}
+	var out []Count
+	for i, c := range floors {
+		if c.N -= held[i]; c.N > 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// takeFirstFit takes s from the first of bins it fits, and says whether one held it.
+func takeFirstFit(bins []Shape, s Shape) bool {
+	for _, free := range bins {
+		if fits(s, free) {
+			take(free, s)
+			return true
+		}
+	}
+	return false
 }
 
 // ofType is in as one type sees it: the demand routed to it, its workers

@@ -1,6 +1,7 @@
 package autoscale
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -63,6 +64,16 @@ func TestDecideTypes(t *testing.T) {
 			in.Workers, in.Nodes = append(in.Workers, w), append(in.Nodes, n)
 			in.Demand.Floors = []Count{{Shape: Shape{"decode": 2}, N: 2}}
 		}, [2]int{0, 1}, nil, "cpu: +1 workers for request_resources"},
+		{"a floor the head holds starts no worker", func(in *Input, _ []TypeInput) {
+			in.Demand.Floors = []Count{{Shape: cpu(1), N: 2}, {Shape: gpu(1), N: 1}}
+		}, [2]int{0, 0}, nil, ""},
+		{"a floor beyond the head's capped CPUs goes to the CPU type", func(in *Input, _ []TypeInput) {
+			in.Demand.Floors = []Count{{Shape: cpu(1), N: 5}}
+		}, [2]int{0, 1}, nil, "cpu: +1 workers for request_resources"},
+		{"a draining head holds no floor", func(in *Input, _ []TypeInput) {
+			in.Nodes[0].Draining = true
+			in.Demand.Floors = []Count{{Shape: gpu(1), N: 1}}
+		}, [2]int{1, 0}, nil, "gpu: +1 workers for request_resources"},
 		{"a shape no type holds", func(in *Input, _ []TypeInput) {
 			in.Demand.Tasks = []Count{{Shape: gpu(4), N: 1}}
 		}, [2]int{0, 0}, nil, "1 shape no type holds"},
@@ -95,6 +106,41 @@ func TestDecideTypes(t *testing.T) {
 			}
 			if len(mems) != 2 {
 				t.Errorf("memories = %d, want one per type", len(mems))
+			}
+		})
+	}
+}
+
+// A floor is met by the head's node first (its advertised total, the CPUs
+// already capped), largest bundles first; only the rest is routed to types.
+func TestFloorsBeyondHead(t *testing.T) {
+	t.Parallel()
+	head := Node{ID: "h", Job: "6", Total: Shape{"GPU": 1, "CPU": 1, "memory": 4 << 30}}
+	worker := Node{ID: "w", Job: "7", Worker: true, Type: "cpu", Total: Shape{"CPU": 4}}
+	sel := []raygcs.LabelSelector{{}}
+	cases := []struct {
+		name   string
+		nodes  []Node
+		floors []Count
+		want   []Count
+	}{
+		{"no floors", []Node{head}, nil, nil},
+		{"no head in Ray: all routed", nil, []Count{{Shape: Shape{"CPU": 1}, N: 1}}, []Count{{Shape: Shape{"CPU": 1}, N: 1}}},
+		{"the head holds a GPU and its CPU", []Node{head}, []Count{{Shape: Shape{"GPU": 1, "CPU": 1}, N: 1}}, nil},
+		{"the capped CPU: one of two CPU bundles", []Node{head}, []Count{{Shape: Shape{"CPU": 1}, N: 2}}, []Count{{Shape: Shape{"CPU": 1}, N: 1}}},
+		{"largest first: the GPU bundle takes the head, the CPU one is routed", []Node{head},
+			[]Count{{Shape: Shape{"CPU": 1}, N: 1}, {Shape: Shape{"GPU": 1, "CPU": 1}, N: 1}}, []Count{{Shape: Shape{"CPU": 1}, N: 1}}},
+		{"a worker's node is its type's to count, not the head's", []Node{worker}, []Count{{Shape: Shape{"CPU": 2}, N: 1}}, []Count{{Shape: Shape{"CPU": 2}, N: 1}}},
+		{"a custom resource the head lacks", []Node{head}, []Count{{Shape: Shape{"decode": 1}, N: 1}}, []Count{{Shape: Shape{"decode": 1}, N: 1}}},
+		{"memory is not what a floor is counted in", []Node{head}, []Count{{Shape: Shape{"CPU": 1, "memory": 8 << 30}, N: 1}}, nil},
+		{"a floor with a label selector is left to the types", []Node{head},
+			[]Count{{Shape: Shape{"CPU": 1}, N: 1, Selectors: sel}}, []Count{{Shape: Shape{"CPU": 1}, N: 1, Selectors: sel}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := floorsBeyondHead(tc.nodes, tc.floors)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("left %v, want %v", got, tc.want)
 			}
 		})
 	}
