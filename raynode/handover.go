@@ -151,6 +151,7 @@ func (s *supervisor) enterNext(ctx context.Context, h cluster.Handover) (cluster
 		}
 		s.cfg.Role, s.rec.Role = cluster.RoleHead, cluster.RoleHead
 		s.rollover = rolloverState{gen: next, token: tok, prevHead: h.HeadJob, how: cluster.GenerationPromoted}
+		s.rayVersion = s.inheritedRayVersion(h.Generation)
 		s.logf("promoted: this job becomes the head of generation %d", next)
 		return cluster.HeadInfo{}, nil
 	}
@@ -173,6 +174,19 @@ func (s *supervisor) enterNext(ctx context.Context, h cluster.Handover) (cluster
 	}
 	s.logf("joining generation %d (head job %s)", head.Generation, head.Job)
 	return head, nil
+}
+
+// inheritedRayVersion is the Ray version of generation g's head, which a
+// promoted head publishes as its own without running `ray --version` (a
+// second in the handover's gap): Ray lets a worker join only a GCS of its own
+// version (ray/_private/node.py, Node.__init__'s check_version_info), so the
+// two are the same. "" when g's record is unreadable: the field is optional.
+func (s *supervisor) inheritedRayVersion(g int) string {
+	prev, ok, err := s.cfg.Dir.Generation(g)
+	if err != nil || !ok {
+		return ""
+	}
+	return prev.RayVersion
 }
 
 // rejoinSignals is what rejoin needs of this worker: its job's time left

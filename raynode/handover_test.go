@@ -207,6 +207,32 @@ func TestDriverMaxRestarts(t *testing.T) {
 	}
 }
 
+// A promoted worker publishes the Ray version of the generation it was in:
+// Ray admits a worker only to a GCS of its own version, and the promoted
+// head's head_up event and status carry it like the first head's.
+func TestPromotedHeadInheritsRayVersion(t *testing.T) {
+	t.Parallel()
+	f := newRunFixture(t)
+	f.spec.Rollover = &cluster.RolloverSpec{BeforeS: 240, HeadWaitS: 60}
+	g1 := cluster.Generation{HeadInfo: cluster.HeadInfo{Job: "7", Address: "127.0.0.1:20000", Generation: 1, RayVersion: "2.60.0"}, How: cluster.GenerationFirst}
+	if err := f.dir.PublishGeneration(g1); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.config(cluster.RoleWorker, map[string]string{"SLURM_JOB_ID": "9"})
+	cfg.Spec = f.spec
+	s := newSupervisor(cfg, "9")
+	s.rollover = rolloverState{gen: 1}
+	if _, err := s.enterNext(context.Background(), cluster.Handover{Generation: 1, HeadJob: "7", How: cluster.GenerationPromoted, Successor: "9"}); err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.Role != cluster.RoleHead || s.rayVersion != "2.60.0" {
+		t.Errorf("promoted: role %s, ray version %q; want head, 2.60.0 (generation 1's)", s.cfg.Role, s.rayVersion)
+	}
+	if h := s.headInfo("127.0.0.1", Ports{GCS: 20100}); h.RayVersion != "2.60.0" {
+		t.Errorf("the promoted head publishes ray version %q, want 2.60.0", h.RayVersion)
+	}
+}
+
 // At a handover a driver job stops its driver with SIGINT (Ray Train's safe
 // point), then its Ray node, and runs the command again against the next
 // generation with SRAYBATCH_GENERATION and SRAYBATCH_RESUMED set.
