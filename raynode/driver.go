@@ -49,6 +49,7 @@ func (s *supervisor) startDriver(env []string, head cluster.HeadInfo) (Process, 
 	if err != nil {
 		return nil, fmt.Errorf("start driver: %w", err)
 	}
+	s.rollover.driverRan = true
 	return driver, nil
 }
 

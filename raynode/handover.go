@@ -38,6 +38,12 @@ type rolloverState struct {
 	done bool
 	// restarts counts a driver's re-runs in later generations.
 	restarts int
+	// driverRan: the driver's command started in this job's current
+	// generation. Only then is its run in the next one a re-run: a successor
+	// driver job caught by a head handover while it still waits for its
+	// predecessor has its one run counted already (Restarts), and a driver
+	// job whose command never started has nothing to resume.
+	driverRan bool
 }
 
 // nextGeneration is how a node's run in one generation ends when its head
@@ -155,7 +161,8 @@ func (s *supervisor) enterNext(ctx context.Context, h cluster.Handover) (cluster
 		s.logf("promoted: this job becomes the head of generation %d", next)
 		return cluster.HeadInfo{}, nil
 	}
-	if s.cfg.Role == cluster.RoleDriver && s.rollover.restarts >= s.cfg.MaxRestarts {
+	rerun := s.cfg.Role == cluster.RoleDriver && s.rollover.driverRan
+	if rerun && s.rollover.restarts >= s.cfg.MaxRestarts {
 		return cluster.HeadInfo{}, endWith(cluster.OutcomeFailed, fmt.Errorf("driver not run again after the handover of generation %d: --max-restarts %d reached", h.Generation, s.cfg.MaxRestarts))
 	}
 	if s.cfg.Role == cluster.RoleWorker {
@@ -169,8 +176,8 @@ func (s *supervisor) enterNext(ctx context.Context, h cluster.Handover) (cluster
 	}
 	s.cfg.HeadJob, s.lastSchedulerCheck = head.Job, time.Time{}
 	s.joinGeneration(head)
-	if s.cfg.Role == cluster.RoleDriver {
-		s.rollover.restarts++
+	if rerun {
+		s.rollover.restarts, s.rollover.driverRan = s.rollover.restarts+1, false
 	}
 	s.logf("joining generation %d (head job %s)", head.Generation, head.Job)
 	return head, nil

@@ -200,10 +200,31 @@ func TestDriverMaxRestarts(t *testing.T) {
 	cfg := f.config(cluster.RoleDriver, map[string]string{"SLURM_JOB_ID": "10"})
 	cfg.Spec, cfg.MaxRestarts = f.spec, 1
 	s := newSupervisor(cfg, "10")
-	s.rollover = rolloverState{gen: 2, restarts: 1}
+	s.rollover = rolloverState{gen: 2, restarts: 1, driverRan: true}
 	_, err := s.enterNext(context.Background(), cluster.Handover{Generation: 2, HeadJob: "8", How: cluster.GenerationPromoted, Successor: "9"})
 	if outcomeOf(err) != cluster.OutcomeFailed || !strings.Contains(err.Error(), "--max-restarts 1 reached") {
 		t.Errorf("enterNext after 1 restart of 1 = %v, want the job to end: --max-restarts reached", err)
+	}
+}
+
+// A successor driver job caught by a head handover while it still waits for
+// its predecessor follows into the next generation without counting a
+// restart: its one run (Restarts, counted when it was submitted) has not
+// happened yet, so --max-restarts 1 still lets it run, once, resumed.
+func TestWaitingSuccessorDriverFollowsAHandoverUncounted(t *testing.T) {
+	t.Parallel()
+	f := newRolloverFixture(t, time.Minute)
+	f.publishPromoted(t)
+	cfg := f.config(cluster.RoleDriver, map[string]string{"SLURM_JOB_ID": "10"})
+	cfg.Spec, cfg.MaxRestarts = f.spec, 1
+	s := newSupervisor(cfg, "10")
+	s.rollover = rolloverState{gen: 1, restarts: 1} // a successor: cfg.Restarts 1, its command not started
+	head, err := s.enterNext(context.Background(), cluster.Handover{Generation: 1, HeadJob: "7", How: cluster.GenerationPromoted, Successor: "9"})
+	if err != nil || head.Job != "9" {
+		t.Fatalf("enterNext = %+v, %v; want generation 2's head 9", head, err)
+	}
+	if s.rollover.restarts != 1 {
+		t.Errorf("restarts after following a handover before its first run = %d, want 1 (unchanged)", s.rollover.restarts)
 	}
 }
 
