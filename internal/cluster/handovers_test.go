@@ -122,3 +122,32 @@ func TestObserveHandoverHistory(t *testing.T) {
 		t.Errorf("handover = %+v", h)
 	}
 }
+
+// A worker job promoted to head stays a head row once a later generation's
+// head takes over (it served as one; it is no worker of any type), and the
+// head row status names is the current generation's.
+func TestPromotedHeadStaysAHeadRow(t *testing.T) {
+	t.Parallel()
+	o := baseObservation()
+	o.Spec.Rollover = &RolloverSpec{BeforeS: 240, HeadWaitS: 300}
+	o.Spec.Workers = []WorkerType{{Name: "gpu", Node: NodeSpec{GPUs: 1}, Max: 2}}
+	withHeadUp(&o)
+	withWorkerJoined(&o)
+	o.Submissions = append(o.Submissions, Submission{Role: RoleWorker, JobID: "8", Submitted: obsNow.Add(-40 * time.Minute), Type: "gpu"})
+	o.Slurm["8"] = runningJob("8", "gpu03", 80*time.Minute)
+	o.Head = &HeadInfo{Job: "8", Address: "10.1.2.5:20000", Generation: 3}
+	o.Generations = []Generation{
+		{HeadInfo: HeadInfo{Job: "6", Generation: 1}, How: GenerationFirst},
+		{HeadInfo: HeadInfo{Job: "7", Generation: 2}, How: GenerationPromoted, PreviousHeadJob: "6"},
+		{HeadInfo: *o.Head, How: GenerationPromoted, PreviousHeadJob: "7"},
+	}
+	st := StatusOf(o)
+	for _, id := range []string{"6", "7", "8"} {
+		if j := jobByID(t, st, id); j.Role != RoleHead || j.Type != "" {
+			t.Errorf("job %s: role %s, type %q; want a head row without a type (a head of generation 1, 2 or 3)", id, j.Role, j.Type)
+		}
+	}
+	if h := st.Head(); h == nil || h.JobID != "8" {
+		t.Errorf("Head() = %+v, want generation 3's job 8", h)
+	}
+}

@@ -173,11 +173,12 @@ func StatusOf(o Observation) Status {
 			generationsOf(o, &st.Cluster)
 		}
 	}
+	heads := headJobs(o, st.Cluster.HeadJob)
 	for _, sub := range o.Submissions {
 		for _, key := range sub.JobKeys() {
 			role := sub.Role
-			if key == st.Cluster.HeadJob {
-				role = RoleHead // a worker job promoted to head (generation.go)
+			if heads[key] {
+				role = RoleHead // a worker job promoted to head (generation.go), now or before
 			}
 			js := jobStatusOf(o, role, key, fresh)
 			if role == RoleWorker && len(o.Spec.Workers) > 0 {
@@ -217,6 +218,17 @@ func generationsOf(o Observation, c *ClusterStatus) {
 		}
 		c.Handovers = append(c.Handovers, HandoverStatusOf(h, published[h.Generation+1], crossings))
 	}
+}
+
+// headJobs is every job that has been a head: each published generation's,
+// and the current one's. A worker promoted to head stays a head in status
+// once a later generation's head takes over: it served as one.
+func headJobs(o Observation, current string) map[string]bool {
+	heads := map[string]bool{current: current != ""}
+	for _, g := range o.Generations {
+		heads[g.Job] = true
+	}
+	return heads
 }
 
 // headTimeWarning warns once the head is within --drain-before of its time
