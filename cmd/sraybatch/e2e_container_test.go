@@ -155,29 +155,6 @@ func isChRun(cmd string) bool {
 	return filepath.Base(argv0) == "ch-run"
 }
 
-// containerProcs are the cluster's processes now (supervisors, the
-// runtime's, everything inside), each by pid and start time.
-func containerProcs(clusterDir string) map[int]uint64 {
-	out := map[int]uint64{}
-	for _, p := range clusterProcesses(clusterDir) {
-		if st, ok := proctree.ReadProcStat(p); ok && st.Live() {
-			out[p] = st.Start
-		}
-	}
-	return out
-}
-
-// stillRunning lists those of procs that still run.
-func stillRunning(procs map[int]uint64) []int {
-	var left []int
-	for p, start := range procs {
-		if st, ok := proctree.ReadProcStat(p); ok && st.Live() && st.Start == start {
-			left = append(left, p)
-		}
-	}
-	return left
-}
-
 func upContainer(t *testing.T, e e2eEnv, name, image string, extra ...string) cluster.Dir {
 	t.Helper()
 	// /opt/venv/bin/ray exists only inside the image.
@@ -189,19 +166,6 @@ func upContainer(t *testing.T, e e2eEnv, name, image string, extra ...string) cl
 	}
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", name) })
 	return cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}
-}
-
-// downAndNothingLeft takes the cluster down and checks that none of its
-// processes is left: ch-run (a SquashFS image's FUSE server) and what ran
-// inside, also what lost its root when the FUSE server went.
-func downAndNothingLeft(t *testing.T, e e2eEnv, dir cluster.Dir, name string) {
-	t.Helper()
-	procs := containerProcs(dir.Path)
-	if len(procs) == 0 {
-		t.Fatalf("cluster %s has no processes before down", name)
-	}
-	e.mustSray(t, "down", "--cluster", name)
-	waitFor(t, "none of the cluster's processes left after down", 30*time.Second, func() bool { return len(stillRunning(procs)) == 0 })
 }
 
 // TestE2EContainer: a cluster whose every Ray process runs from a
@@ -236,7 +200,7 @@ func TestE2EContainer(t *testing.T) {
 		out, err := e.cmd(t.Context(), "logs", "--cluster", "e2ec", "--role", "head", "--ray").Output()
 		return err == nil && strings.Contains(string(out), "(raylet)")
 	})
-	downAndNothingLeft(t, e, dir, "e2ec")
+	e.downLeavingNothing(t, dir, "e2ec")
 	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
 }
 
@@ -260,7 +224,7 @@ func TestE2EContainerSquashFS(t *testing.T) {
 	if n := checkAllInImage(t, e, dir.Path); n < 5 {
 		t.Errorf("found only %d processes of the cluster to check", n)
 	}
-	downAndNothingLeft(t, e, dir, "e2ecs")
+	e.downLeavingNothing(t, dir, "e2ecs")
 	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
 }
 
@@ -307,7 +271,7 @@ func TestE2EContainerAutoscaleRayTrain(t *testing.T) {
 		t.Error("the autoscaler submitted no worker for the trainer")
 	}
 	checkTracebacks(t, log)
-	downAndNothingLeft(t, e, dir, "e2eca")
+	e.downLeavingNothing(t, dir, "e2eca")
 	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
 }
 
@@ -334,6 +298,6 @@ func TestLocalE2EContainer(t *testing.T) {
 	if n := checkAllInImage(t, e, dir.Path); n < 5 {
 		t.Errorf("found only %d processes of the local cluster to check", n)
 	}
-	downAndNothingLeft(t, e, dir, "locc")
+	e.downLeavingNothing(t, dir, "locc")
 	t.Logf("wall time: %s", time.Since(start).Round(time.Second))
 }
