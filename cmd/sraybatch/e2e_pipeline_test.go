@@ -160,8 +160,13 @@ func gpuSide(kind string) bool { return kind == "head" || kind == "gpu" }
 func (c *asCluster) cpuWorkersDrained(t *testing.T, gpuJob string, cpuJobs []string, idleSince time.Time) {
 	t.Helper()
 	seen := map[string][]cluster.Membership{} // each cpu-type job's memberships, once joined
+	// A job that joins after the blocks are released is idle from its
+	// join, and not drained before its idle timeout from there.
+	idleFrom := map[string]time.Time{}
+	joinedBy := idleSince // the first poll's: joined before it
 	waitFor(t, "the idle cpu-type workers ended", 2*time.Minute, func() bool {
 		st := c.quietStatus(t)
+		defer func() { joinedBy = time.Now() }()
 		if j, _ := jobByID(st, gpuJob); j.Ray != cluster.MembershipJoined {
 			t.Fatalf("the busy gpu-type worker %s is %q while the cpu-type ones drain, want joined", gpuJob, j.Ray)
 		}
@@ -170,6 +175,9 @@ func (c *asCluster) cpuWorkersDrained(t *testing.T, gpuJob string, cpuJobs []str
 			j, _ := jobByID(st, k)
 			if m := seen[k]; (len(m) > 0 || j.RayNodeID != "") && (len(m) == 0 || m[len(m)-1] != j.Ray) {
 				seen[k] = append(m, j.Ray)
+			}
+			if _, ok := idleFrom[k]; !ok && j.RayNodeID != "" {
+				idleFrom[k] = joinedBy
 			}
 			ended = ended && !slurmJobActive(k)
 		}
@@ -191,7 +199,9 @@ func (c *asCluster) cpuWorkersDrained(t *testing.T, gpuJob string, cpuJobs []str
 		t.Fatalf("no cpu-type job joined: %v", cpuJobs)
 	}
 	c.checkDrained(t, joined...)
-	c.drainDecidedWithin(t, "blocks released", idleSince, joined...)
+	for _, k := range joined {
+		c.drainDecidedWithin(t, "blocks released (or a later join)", idleFrom[k], k)
+	}
 	for _, ev := range c.events(t, idleSince) {
 		if hasString(ev.Drained, gpuJob) {
 			t.Errorf("the busy gpu-type worker %s was drained: %+v", gpuJob, ev)
