@@ -52,6 +52,8 @@ type asCluster struct {
 	head    string // the head's job id
 	headIP  string
 	scripts string // the Python drivers below, written out
+	// idle is the workers' idle timeout; 0: asIdle, every untyped cluster's.
+	idle time.Duration
 }
 
 // upAutoscaled starts a head-only autoscaling cluster and takes it down in
@@ -440,16 +442,20 @@ func (c *asCluster) checkDrained(t *testing.T, keys ...string) {
 }
 
 // drainDecidedWithin: the autoscaler decided to drain each worker (its
-// drain event) within --idle-timeout plus two polls of since, when the
-// worker became idle (2 s more: a poll takes time of its own, and Ray
-// reports idleness with a lag).
+// drain event, whose reason says idle) within the idle timeout plus two
+// polls of since, when the worker became idle (2 s more: a poll takes time
+// of its own, and Ray reports idleness with a lag).
 func (c *asCluster) drainDecidedWithin(t *testing.T, what string, since time.Time, keys ...string) {
 	t.Helper()
-	at := map[string]time.Time{}
+	idle := c.idle
+	if idle == 0 {
+		idle = asIdle
+	}
+	at, why := map[string]time.Time{}, map[string]string{}
 	for _, ev := range c.events(t, since) {
 		for _, k := range ev.Drained {
 			if _, ok := at[k]; !ok {
-				at[k] = ev.at()
+				at[k], why[k] = ev.at(), ev.Reason
 			}
 		}
 	}
@@ -459,10 +465,13 @@ func (c *asCluster) drainDecidedWithin(t *testing.T, what string, since time.Tim
 			t.Errorf("no drain event names worker %s", k)
 			continue
 		}
+		if !strings.Contains(why[k], "idle") {
+			t.Errorf("the decision that drained worker %s says %q, not idle", k, why[k])
+		}
 		took := d.Sub(since)
-		t.Logf("MEASURED %s until the autoscaler drained worker %s: %.1f s", what, k, took.Seconds())
-		if took > asIdle+2*asInterval+2*time.Second {
-			t.Errorf("worker %s drained %s after %s: over --idle-timeout %s plus two polls", k, took.Round(100*time.Millisecond), what, asIdle)
+		t.Logf("MEASURED %s until the autoscaler drained worker %s: %.1f s (%s)", what, k, took.Seconds(), why[k])
+		if took > idle+2*asInterval+2*time.Second {
+			t.Errorf("worker %s drained %s after %s: over the idle timeout %s plus two polls", k, took.Round(100*time.Millisecond), what, idle)
 		}
 	}
 }

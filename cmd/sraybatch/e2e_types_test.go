@@ -53,7 +53,7 @@ func TestE2EWorkerTypes(t *testing.T) {
 	}
 	up("--wait", "--timeout", "3m")
 	t.Cleanup(func() { e.sray(t, "down", "--cluster", "e2etypes") })
-	c := typesCluster(t, e)
+	c := typesCluster(t, e, "e2etypes", map[string]string{"floor.py": floorPy, "selector.py": selectorPy, "cputasks.py": cpuTasksPy})
 
 	keys := strings.Fields(e.mustSray(t, "grow", "--cluster", "e2etypes", "--type", "cpu", "--wait", "--timeout", "3m").stdout)
 	if len(keys) != 1 {
@@ -109,16 +109,7 @@ func TestE2EWorkerTypes(t *testing.T) {
 func typesFiles(t *testing.T, e *e2eEnv) (file, xdg string) {
 	t.Helper()
 	files := e.userDir(t, "cfg")
-	write := func(name, content string) string {
-		p := filepath.Join(files, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeFile(t, files, name, content) }
 	write("site.yaml", "object_store_mb: 80\nhead: {partition: debug}\n")
 	write(filepath.Join("xdg", "sraybatch", "config.yaml"), "head: {time: \"15:00\"}\n")
 	file = write("types.yaml", fmt.Sprintf(`name: e2etypes
@@ -134,16 +125,31 @@ workers:
 	return file, filepath.Join(files, "xdg")
 }
 
-// typesCluster is the autoscale tests' handle on the running cluster.
-func typesCluster(t *testing.T, e e2eEnv) *asCluster {
+// writeFile writes content to name under dir, making its directories, and
+// returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
-	c := &asCluster{e: e, name: "e2etypes", dir: cluster.Dir{Path: filepath.Join(e.home, "clusters", "e2etypes")}, scripts: e.userDir(t, "scripts-e2etypes")}
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// typesCluster is the autoscale tests' handle on the running cluster
+// name, with its drivers (file name to source) written out for the test user.
+func typesCluster(t *testing.T, e e2eEnv, name string, drivers map[string]string) *asCluster {
+	t.Helper()
+	c := &asCluster{e: e, name: name, dir: cluster.Dir{Path: filepath.Join(e.home, "clusters", name)}, scripts: e.userDir(t, "scripts-"+name)}
 	h, ok, err := c.dir.Head()
 	if err != nil || !ok {
 		t.Fatalf("no head.json after up --wait: %v", err)
 	}
-	c.headIP = strings.Split(h.Address, ":")[0]
-	for name, py := range map[string]string{"floor.py": floorPy, "selector.py": selectorPy, "cputasks.py": cpuTasksPy} {
+	c.headIP, c.head = strings.Split(h.Address, ":")[0], h.Job
+	for name, py := range drivers {
 		if err := os.WriteFile(filepath.Join(c.scripts, name), []byte(py), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -194,6 +200,16 @@ func cpuTrap(t *testing.T, e e2eEnv, c *asCluster) {
 	tasks.stop(t)
 }
 
+// squeueOf is squeue's line for a job, in format.
+func squeueOf(t *testing.T, job, format string) string {
+	t.Helper()
+	out, err := exec.Command("squeue", "-h", "-j", job, "-o", format).Output()
+	if err != nil {
+		t.Fatalf("squeue -j %s: %v", job, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // cpuTasksPy keeps argv[1] one-CPU tasks running or waiting until its
 // stdin closes.
 const cpuTasksPy = `import os, sys, time
@@ -232,11 +248,7 @@ ray.cancel(ref, force=True)
 // no GPU).
 func checkCPUTypeNode(t *testing.T, e e2eEnv, job string) {
 	t.Helper()
-	out, err := exec.Command("squeue", "-h", "-j", job, "-o", "%P|%b").Output()
-	if err != nil {
-		t.Fatalf("squeue -j %s: %v", job, err)
-	}
-	if got := strings.TrimSpace(string(out)); got != "cpu|N/A" {
+	if got := squeueOf(t, job, "%P|%b"); got != "cpu|N/A" {
 		t.Errorf("cpu job %s's partition|gres = %q, want cpu|N/A (the CPU-only partition, no GPU held)", job, got)
 	}
 	var node *rayNodeReport

@@ -42,7 +42,8 @@ const (
 	MembershipLost Membership = "lost"
 	// MembershipFailed: never joined; the job's record carries the reason.
 	MembershipFailed Membership = "failed"
-	// MembershipEnded: left in an orderly way (down, drained, completed).
+	// MembershipEnded: left in an orderly way (down, drained, completed),
+	// also while its job, asked to leave, has yet to record the end.
 	MembershipEnded Membership = "ended"
 )
 

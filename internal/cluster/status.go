@@ -21,6 +21,9 @@ type Observation struct {
 	Membership  MembershipSnapshot
 	Head        *HeadInfo
 	Down        *DownRequest
+	// Drains are the head's notices that Ray accepted draining a worker, by
+	// job key: its node leaves Ray before its supervisor records the end.
+	Drains map[string]DrainNotice
 	// Slurm holds this cluster's jobs as squeue reported them, by job key;
 	// nil with SlurmErr set when SLURM could not be asked.
 	Slurm    map[string]scheduler.Job
@@ -366,7 +369,9 @@ func membership(o Observation, rec NodeRecord, hasRec bool, outcome Outcome, sj 
 	everJoined := member != nil
 	jobOver := (hasRec && rec.Final()) || slurmEnded || (!inSlurm && o.SlurmErr == nil)
 	if everJoined {
-		if downed || outcome.Orderly() {
+		// Ray may let a node asked to leave go before its supervisor
+		// records the end: not lost, ended.
+		if downed || outcome.Orderly() || (leaving(o, rec, hasRec, member, fresh) && !jobOver) {
 			return MembershipEnded
 		}
 		return MembershipLost
@@ -381,6 +386,17 @@ func membership(o Observation, rec NodeRecord, hasRec bool, outcome Outcome, sj 
 		return MembershipFailed
 	}
 	return MembershipWaiting
+}
+
+// leaving reports whether a node that a fresh snapshot shows gone from Ray
+// was asked to leave: its supervisor was draining it, or the head's
+// autoscaler had Ray drain it for idleness (a drain notice).
+func leaving(o Observation, rec NodeRecord, hasRec bool, member *MemberNode, fresh bool) bool {
+	if !fresh || member.Alive {
+		return false
+	}
+	_, noticed := o.Drains[rec.Job]
+	return hasRec && (rec.Phase == PhaseDraining || noticed)
 }
 
 // Reasons a supervisor records for an orderly end, shown as `ended`, not `lost`.

@@ -65,6 +65,17 @@ func withWorkerJoined(o *Observation) {
 	o.Membership.Nodes["7"] = &MemberNode{NodeID: "bbbb7", IP: "10.1.2.4", GPUs: 1, Alive: true, FirstSeen: obsNow.Add(-30 * time.Minute), LastSeen: obsNow.Add(-3 * time.Second)}
 }
 
+// withWorkerGone has worker 7 joined, then gone from Ray in a fresh
+// snapshot, with the head's drain notice for job noticed ("": none).
+func withWorkerGone(o *Observation, noticed string) {
+	withHeadUp(o)
+	withWorkerJoined(o)
+	o.Membership.Nodes["7"].Alive = false
+	if noticed != "" {
+		o.Drains = map[string]DrainNotice{noticed: {Job: noticed, Outcome: OutcomeDrainedIdle}}
+	}
+}
+
 func jobByID(t *testing.T, st Status, id string) JobStatus {
 	t.Helper()
 	for _, j := range st.Jobs {
@@ -268,6 +279,36 @@ func TestStatusOf(t *testing.T) {
 			},
 		},
 		{
+			// Ray lets an idle node go at once; its supervisor records the
+			// end a tick later. In between it has left in order, not been lost.
+			name:   "drained for idleness, gone from Ray, end not recorded yet",
+			mutate: func(o *Observation) { withWorkerGone(o, "7") },
+			want:   want{state: StateRunning, jobs: map[string]Membership{"6": MembershipJoined, "7": MembershipEnded}},
+		},
+		{
+			name: "draining, gone from Ray, end not recorded yet",
+			mutate: func(o *Observation) {
+				withWorkerGone(o, "")
+				r := o.Records["7"]
+				r.Phase = PhaseDraining
+				o.Records["7"] = r
+			},
+			want: want{state: StateRunning, jobs: map[string]Membership{"6": MembershipJoined, "7": MembershipEnded}},
+		},
+		{
+			name: "drain notice, but SLURM ended the job without an orderly end",
+			mutate: func(o *Observation) {
+				withWorkerGone(o, "7")
+				o.Slurm["7"] = scheduler.Job{ID: "7", State: scheduler.NodeFail}
+			},
+			want: want{state: StateRunning, jobs: map[string]Membership{"6": MembershipJoined, "7": MembershipLost}},
+		},
+		{
+			name:   "drain notice of another job",
+			mutate: func(o *Observation) { withWorkerGone(o, "8") },
+			want:   want{state: StateRunning, jobs: map[string]Membership{"6": MembershipJoined, "7": MembershipLost}},
+		},
+		{
 			name: "drained record wins over a membership entry still alive",
 			mutate: func(o *Observation) {
 				withHeadUp(o)
@@ -382,6 +423,13 @@ func TestObserveStaleMembershipIsNotJoined(t *testing.T) {
 	o.Membership.Updated = obsNow.Add(-MembershipFreshFor + time.Second)
 	if got := jobByID(t, StatusOf(o), "6").Ray; got != MembershipJoined {
 		t.Errorf("fresh snapshot: head ray = %q, want joined", got)
+	}
+	// Nor does a stale one say a drained worker left in order.
+	o = baseObservation()
+	withWorkerGone(&o, "7")
+	o.Membership.Updated = obsNow.Add(-MembershipFreshFor)
+	if got := jobByID(t, StatusOf(o), "7").Ray; got != MembershipLost {
+		t.Errorf("stale snapshot: drained worker ray = %q, want lost", got)
 	}
 }
 

@@ -543,24 +543,6 @@ func (d Dir) WriteAutoscaleSettings(a AutoscaleSpec) error {
 	return WriteJSON(d.file(specFile), spec)
 }
 
-// WriteDrainNotice records that Ray accepted draining a worker's node.
-func (d Dir) WriteDrainNotice(n DrainNotice) error {
-	n.SchemaVersion = SchemaVersion
-	if err := os.MkdirAll(d.file(drainsDir), 0o700); err != nil {
-		return fmt.Errorf("record drain: %w", err)
-	}
-	return WriteJSON(filepath.Join(d.Path, drainsDir, n.Job+".json"), n)
-}
-
-// DrainNotice reads a worker's drain notice; ok is false when none was written.
-func (d Dir) DrainNotice(job string) (n DrainNotice, ok bool, err error) {
-	err = ReadJSON(filepath.Join(d.Path, drainsDir, job+".json"), &n)
-	if errors.Is(err, fs.ErrNotExist) {
-		return n, false, nil
-	}
-	return n, err == nil, err
-}
-
 // WriteAutoscalerStatus publishes the autoscaler's status.
 func (d Dir) WriteAutoscalerStatus(s AutoscalerStatus) error {
 	s.SchemaVersion = SchemaVersion

@@ -87,6 +87,9 @@ func (r *Reader) readFiles(dir cluster.Dir, o *cluster.Observation) error {
 	if o.Membership, err = dir.Membership(); err != nil {
 		return err
 	}
+	if o.Drains, err = dir.DrainNotices(); err != nil {
+		return err
+	}
 	if h, ok, err := dir.Head(); err != nil {
 		return err
 	} else if ok {
