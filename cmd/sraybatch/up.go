@@ -125,14 +125,14 @@ func parseUp(io IOStreams, args []string, getenv func(string) string) (upOptions
 		return o, err
 	}
 	if err := o.Rollover.validate(fs); err != nil {
-		return o, err
+		return o, o.fromFiles(err)
 	}
 	if err := o.Scaling.apply(&o.autoscaleSpec, func(string) bool { return true }); err != nil {
-		return o, err
+		return o, o.fromFiles(err)
 	}
 	o.autoscaleSpec.Enabled = o.Autoscale
 	if err := validateAutoscale(o.autoscaleSpec); err != nil {
-		return o, err
+		return o, o.fromFiles(err)
 	}
 	if o.Backend == "" {
 		o.Backend, o.announceBackend = defaultBackend(), true
@@ -224,12 +224,12 @@ func validUTF8NoNUL(s string) bool {
 
 func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 	if err := o.validate(); err != nil {
-		return err
+		return o.fromFiles(err)
 	}
 	dir := a.store.Cluster(o.Name)
 	spec, err := o.spec(dir, a.clock.Now())
 	if err != nil {
-		return err
+		return o.fromFiles(err)
 	}
 	check := containerCheck{opts: o.Container, h: systemContainerHost(), clusterDir: dir.Path, ray: o.Ray, insecure: o.Insecure}
 	if spec.Container, err = check.resolve(ctx, io.ErrOut); err != nil {
@@ -250,8 +250,8 @@ func runUp(ctx context.Context, io IOStreams, a *app, o upOptions) error {
 		}
 		return dryRun(io.Out, dir, spec, head, o.Workers)
 	}
-	if err := renderAll(dir, spec, head); err != nil { // fail before anything is created
-		return err
+	if err := renderAll(dir, spec, head, o.typeDefs); err != nil { // fail before anything is created
+		return o.fromFiles(err)
 	}
 	if dir, err = a.store.Create(spec, o.Setup); err != nil {
 		if errors.Is(err, cluster.ErrExists) {
@@ -382,10 +382,13 @@ func workerScripts(dir cluster.Dir, spec cluster.Spec, head templates.Script, wo
 
 // renderAll renders every script up may submit, so bad input fails before
 // anything is created.
-func renderAll(dir cluster.Dir, spec cluster.Spec, head templates.Script) error {
-	for _, s := range append([]templates.Script{head}, workerScripts(dir, spec, head, 1)...) {
+func renderAll(dir cluster.Dir, spec cluster.Spec, head templates.Script, defs []config.TypeDef) error {
+	if _, err := templates.Render(head); err != nil {
+		return usageError{err}
+	}
+	for _, s := range workerScripts(dir, spec, head, 1) {
 		if _, err := templates.Render(s); err != nil {
-			return usageError{err}
+			return ofType(err, s.WorkerType, defs)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -96,8 +97,9 @@ func upSchema(fs *pflag.FlagSet) (map[string]config.Kind, error) {
 // setting is one effective setting of up and where it came from.
 type setting struct {
 	Key, Flag, Value string
-	// Source is "flag", "default", or a file's "ORIGIN PATH:LINE".
-	Source string
+	// Source is "flag", "default", or a file's "ORIGIN PATH:LINE"; At is
+	// the file's "PATH:LINE" alone ("" unless a file gave it).
+	Source, At string
 }
 
 // applyFiles reads the cluster file (up -f) and the user's and site's
@@ -124,13 +126,61 @@ func (o *upOptions) applyFiles(fs *pflag.FlagSet, getenv func(string) string) er
 					return usagef("%s:%d: %s: %v", v.Source.Path, v.Source.Line, k.Path, err)
 				}
 			}
-			s.Source = v.Source.String()
+			s.Source, s.At = v.Source.String(), fmt.Sprintf("%s:%d", v.Source.Path, v.Source.Line)
 		}
 		s.Value = fs.Lookup(k.Flag).Value.String()
 		o.settings = append(o.settings, s)
 	}
 	o.typeDefs = config.Types(layers)
 	return nil
+}
+
+// fromFiles names the file and line of each file-given setting a usage
+// error is about: up's checks of its values name flags, and a user who never
+// typed --time must be led to the line that set it. Other errors pass as
+// they are, and so do those that name their file and line already.
+func (o upOptions) fromFiles(err error) error {
+	var ue usageError
+	var located *config.Error
+	if !errors.As(err, &ue) || errors.As(err, &located) {
+		return err
+	}
+	var at []string
+	for _, s := range o.settings {
+		if s.At != "" && mentionsFlag(ue.Error(), s.Flag) {
+			at = append(at, s.At+": "+s.Key)
+		}
+	}
+	if len(at) == 0 {
+		return err
+	}
+	return usageError{fmt.Errorf("%s: %w", strings.Join(at, ", "), ue.err)}
+}
+
+// mentionsFlag reports whether msg names --flag itself, not a longer flag
+// that begins with it (--time in "--timeout").
+func mentionsFlag(msg, flag string) bool {
+	for rest := msg; ; {
+		i := strings.Index(rest, "--"+flag)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+2+len(flag):]
+		if rest == "" || !(rest[0] == '-' || rest[0] >= 'a' && rest[0] <= 'z' || rest[0] >= '0' && rest[0] <= '9') {
+			return true
+		}
+	}
+}
+
+// ofType names the worker type an error of its script is about, and the
+// file and line that define it when a file does.
+func ofType(err error, name string, defs []config.TypeDef) error {
+	for _, d := range defs {
+		if d.Name == name {
+			return usageError{&config.Error{Path: d.Source.Path, Line: d.Line, Msg: "worker type " + name + ": " + err.Error()}}
+		}
+	}
+	return usageError{err}
 }
 
 // printSettings writes the effective settings and the worker types as

@@ -127,7 +127,10 @@ func TestUpBadFile(t *testing.T) {
 		{"bad user defaults", "name: a\n", "qos: [a, b]\n", `config.yaml:1: qos: expected a string, got a list`},
 		{"bad type", "name: a\nworkers:\n  cpu: {gpus: 0, partitions: cpu}\n", "", `c.yaml:3: unknown key "partitions" in worker type cpu`},
 		{"bad gres", "name: a\nworkers:\n  h: {gres: \"gpu:h100:x\"}\n", "", `c.yaml:3: worker type h: gres "gpu:h100:x"`},
-		{"bad partition", "name: a\nworkers:\n  cpu: {partition: \"a b\"}\n", "", `invalid --partition "a b"`},
+		{"bad partition", "name: a\nworkers:\n  cpu: {partition: \"a b\"}\n", "", `c.yaml:3: worker type cpu: invalid --partition "a b"`},
+		{"bad time", "name: a\nhead:\n  time: 90 minutes\n", "", `c.yaml:3: head.time: invalid --time "90 minutes"`},
+		{"bad time in user defaults", "name: a\n", "head: {gpus: 1}\nrollover: {enabled: true, before: -5m}\n", `config.yaml:2: rollover.before: --rollover-before and --head-wait must be positive`},
+		{"bad value from two files", "name: a\nautoscale: {enabled: true, min_workers: 5}\n", "autoscale: {max_workers: 2}\n", `c.yaml:2: autoscale.min_workers, `},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,5 +188,26 @@ func TestUpDryRunFromFileGolden(t *testing.T) {
 	goldentest.Check(t, filepath.Join("testdata", "up-dry-run-file.golden"), []byte(out))
 	if got := storeEntries(t, f.app.store); len(got) != 0 {
 		t.Errorf("dry run created %v", got)
+	}
+}
+
+// mentionsFlag finds a flag by its whole name only.
+func TestMentionsFlag(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		msg, flag string
+		want      bool
+	}{
+		{`invalid --time "9x"`, "time", true},
+		{"--timeout must be positive", "time", false},
+		{"--timeout and --time", "time", true},
+		{"--min-workers 5 is above --max-workers 2", "max-workers", true},
+		{"--max-workers2", "max-workers", false},
+		{"give --time", "time", true},
+		{"no flag here", "time", false},
+	} {
+		if got := mentionsFlag(tc.msg, tc.flag); got != tc.want {
+			t.Errorf("mentionsFlag(%q, %q) = %v, want %v", tc.msg, tc.flag, got, tc.want)
+		}
 	}
 }
