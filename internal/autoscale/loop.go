@@ -3,6 +3,7 @@ package autoscale
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sraybatch/sraybatch/internal/clock"
@@ -171,7 +172,9 @@ func (l *Loop) poll(ctx context.Context, spec cluster.Spec, settings Settings) c
 	d, l.mem = Decide(in, l.mem)
 	acted := &cluster.AutoscaleDecision{At: now.UTC(), Why: d.Reason}
 	if d.Submit > 0 {
-		l.submitType(ctx, spec, head, spec.DefaultType(), d.Submit, &l.mem, acted)
+		if refused := l.submitType(ctx, spec, head, spec.DefaultType(), d.Submit, &l.mem, acted); refused != "" {
+			acted.Why = refused
+		}
 	}
 	l.cancelAndDrain(ctx, d, acted, now)
 	l.record(acted)
@@ -192,7 +195,9 @@ func (l *Loop) pollTypes(ctx context.Context, spec cluster.Spec, settings Settin
 	var backoff Memory // the latest backoff of any type, for status
 	for i, d := range td.PerType {
 		if d.Submit > 0 {
-			l.submitType(ctx, spec, head, spec.Workers[i], d.Submit, &l.mems[i], acted)
+			if refused := l.submitType(ctx, spec, head, spec.Workers[i], d.Submit, &l.mems[i], acted); refused != "" {
+				acted.Why = withTypeReason(acted.Why, types[i].Shape.Name, d.Reason, refused)
+			}
 		}
 		if l.mems[i].BackoffUntil.After(backoff.BackoffUntil) {
 			backoff = l.mems[i]
@@ -227,18 +232,29 @@ func (l *Loop) read(ctx context.Context, spec cluster.Spec) (raygcs.ClusterState
 }
 
 // submitType submits n workers of type t (one sbatch call) and adds them
-// to acted; a refusal backs that type off (mem).
-func (l *Loop) submitType(ctx context.Context, spec cluster.Spec, head *scheduler.Job, t cluster.WorkerType, n int, mem *Memory, acted *cluster.AutoscaleDecision) {
+// to acted; a refusal backs that type off (mem), and its words are returned.
+func (l *Loop) submitType(ctx context.Context, spec cluster.Spec, head *scheduler.Job, t cluster.WorkerType, n int, mem *Memory, acted *cluster.AutoscaleDecision) (refused string) {
 	keys, err := l.submit(ctx, spec, head, t, n)
 	if err != nil {
-		acted.Why = backOff(mem, err, acted.At)
-		if len(spec.Workers) > 0 {
-			acted.Why = t.Name + ": " + acted.Why
-		}
-		return
+		return backOff(mem, err, acted.At)
 	}
 	mem.Failures, mem.SubmitError = 0, ""
 	acted.Submitted = append(acted.Submitted, keys...)
+	return ""
+}
+
+// withTypeReason puts a refused submission's words in place of its type's
+// part of a typed decision's words ("gpu: …; cpu: …", DecideTypes): the
+// other types' parts, a drain say, stay.
+func withTypeReason(why, name, decided, refused string) string {
+	part := name + ": " + decided
+	if decided != "" && strings.Contains(why, part) {
+		return strings.Replace(why, part, name+": "+refused, 1)
+	}
+	if why == "" {
+		return name + ": " + refused
+	}
+	return why + "; " + name + ": " + refused
 }
 
 // cancelAndDrain carries out the rest of a decision (one scancel, a drain

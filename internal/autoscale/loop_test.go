@@ -361,3 +361,22 @@ func TestLoopOnAPromotedHead(t *testing.T) {
 		t.Errorf("worker script does not follow the promoted head 8:\n%s", script)
 	}
 }
+
+// A type's refused sbatch takes the place of that type's words only: the
+// other types' words (a drain, a submission) stay in the decision.
+func TestWithTypeReason(t *testing.T) {
+	t.Parallel()
+	const refused = "sbatch refused (partition drained); backing off 2s"
+	for _, tc := range []struct{ why, name, decided, want string }{
+		{"gpu: 1 bundle waits; cpu: drain 1 idle worker", "gpu", "1 bundle waits",
+			"gpu: " + refused + "; cpu: drain 1 idle worker"},
+		{"cpu: drain 1 idle worker; gpu: 1 bundle waits", "gpu", "1 bundle waits",
+			"cpu: drain 1 idle worker; gpu: " + refused},
+		{"cpu: drain 1 idle worker", "gpu", "", "cpu: drain 1 idle worker; gpu: " + refused},
+		{"", "gpu", "", "gpu: " + refused},
+	} {
+		if got := withTypeReason(tc.why, tc.name, tc.decided, refused); got != tc.want {
+			t.Errorf("withTypeReason(%q, %s) = %q, want %q", tc.why, tc.name, got, tc.want)
+		}
+	}
+}
