@@ -204,7 +204,7 @@ def report10(b, el, st, sized):
                          f"(measured; {x['gpu_jobs']} GPU jobs, {x['open']} records not final)"))
         b.ratios.append((f"10 {tag}: Ray / SLURM GPU-h", f"{x['ray'] / x['slurm']:.2f}", "(measured)"))
         b.ratios.append((f"10 {tag}: GPU workers' GPU-s", f"{sum(sp.values()):.0f}",
-                         f"startup {sp['startup']:.0f}, actors {sp['actors']:.0f}, idle/drain/gaps {sp['rest']:.0f}"))
+                         f"before 1st actor {sp['before']:.0f}, actors {sp['actors']:.0f}, gaps/idle/drain {sp['rest']:.0f}"))
         b.ratios.append((f"10 {tag}: latest start after its offset", f"{x['late']:.1f} s", "(measured)"))
     b.ratios.append(("10 GPU-h elastic / static", f"{el['slurm'] / st['slurm']:.2f}x", f"<= 0.5x (static: {sized})"))
     b.ratios.append(("10 makespan elastic / static", f"{el['makespan'] / st['makespan']:.2f}x", "<= 1.2x"))

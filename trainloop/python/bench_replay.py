@@ -87,21 +87,22 @@ def slurm_gpu_seconds(nodes: list, now: float) -> tuple:
 
 def gpu_split(nodes: list, records: list, now: float) -> dict:
     """Where GPU worker jobs' SLURM GPU-seconds went (head excluded): before
-    their first actor was placed (job start, Ray start, join), with actors
-    (Ray-allocated), and the rest (gaps between actors, idle timeout,
-    drain, exit). A job's actors are matched by its key (slurm_job_key)."""
-    out = {"startup": 0.0, "actors": 0.0, "rest": 0.0}
+    their first actor was placed ("before": job start, Ray start, join, and
+    on a static cluster the wait for work), with actors (Ray-allocated),
+    and the rest (gaps between actors, idle timeout, drain, exit). A job's
+    actors are matched by its key (slurm_job_key)."""
+    out = {"before": 0.0, "actors": 0.0, "rest": 0.0}
     for n in nodes:
         if n.get("role") != "worker" or not n.get("gpus") or n.get("started", "0001-").startswith("0001-"):
             continue
         total, _ = slurm_gpu_seconds([n], now)
         mine = [r for r in records if r["kind"] == "gpu" and r.get("job") == n["job"]]
         first = min((r["placed"] for r in mine), default=None)
-        startup = n["gpus"] * (first - go_time(n["started"])) if mine else 0.0
+        before = n["gpus"] * (first - go_time(n["started"])) if mine else 0.0
         actors = ray_gpu_seconds(mine)
-        out["startup"] += startup
+        out["before"] += before
         out["actors"] += actors
-        out["rest"] += total - startup - actors
+        out["rest"] += total - before - actors
     return out
 
 

@@ -68,4 +68,4 @@ def test_gpu_split_of_worker_jobs():
     records = [{"kind": "gpu", "job": "7_0", "placed": t + 10, "start": t + 10, "end": t + 40},
                {"kind": "gpu", "job": "7_0", "placed": t + 50, "start": t + 50, "end": t + 100},
                {"kind": "gpu", "job": "5", "placed": t, "start": t, "end": t + 500}]  # the head's: not a worker's
-    assert b.gpu_split(nodes, records, t + 1000) == pytest.approx({"startup": 10.0, "actors": 80.0, "rest": 30.0})
+    assert b.gpu_split(nodes, records, t + 1000) == pytest.approx({"before": 10.0, "actors": 80.0, "rest": 30.0})
