@@ -17,13 +17,14 @@ Prints one line ``BENCH {"runs": [{"t0": .., "end": .., "submitted_s": {type: s}
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from datetime import datetime
 
 import ray
+
+from bench_autoscale import start, wait  # beside this file, on the driver's sys.path
 
 TYPES = {"gpu": {"num_gpus": 1}, "h100": {"num_gpus": 1, "resources": {"h100": 1}}, "cpu": {"num_cpus": 1}}
 
@@ -45,16 +46,6 @@ def worker_subs(cluster_dir: str) -> dict:
             with open(os.path.join(d, n)) as f:
                 out[n] = json.load(f)
     return out
-
-
-def wait(pred, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise SystemExit(f"bench_types: no {what} within {timeout:.0f} s")
 
 
 def fill() -> list:
@@ -110,15 +101,10 @@ def one_run(cluster_dir: str, nodes: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--runs", type=int, default=3)
-    args = p.parse_args()
-    cluster_dir = os.environ["SRAYBATCH_CLUSTER_DIR"]
-    ray.init()
-    held = fill()
+    wanted, cluster_dir = start()
+    held = fill()  # alive until main returns: the running nodes stay full
     nodes = len([n for n in ray.nodes() if n["Alive"]])
-    runs = [one_run(cluster_dir, nodes) for _ in range(args.runs)]
-    del held
+    runs = [one_run(cluster_dir, nodes) for _ in range(wanted)]
     print("BENCH " + json.dumps({"runs": runs}), flush=True)
 
 
