@@ -11,7 +11,8 @@ typed cluster against a static one on a committed demand trace.
    (the decisions of the autoscaler's event log, each submission record one
    sbatch call, checked against a wrapper in SRAYBATCH_SBATCH that the head
    job inherits; goal 1); squeue calls of the head job per autoscaler poll
-   (a wrapper in SRAYBATCH_SQUEUE stamps each call with its job; the polls
+   (a wrapper in SRAYBATCH_SQUEUE stamps each call with its time and
+   whether the head supervisor made it; the polls
    are the distinct `updated` times of the autoscaler's status file, which
    each poll rewrites, read every 50 ms; goal <= 1).
 
