@@ -40,15 +40,21 @@ def wait(pred, timeout: float, what: str):
     raise SystemExit(f"bench_autoscale: no {what} within {timeout:.0f} s")
 
 
-def main() -> None:
+def start() -> tuple:
+    """A bench driver's --runs and its cluster directory, once connected to
+    Ray (bench_types.py shares it)."""
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
-    cluster_dir = os.environ["SRAYBATCH_CLUSTER_DIR"]
     ray.init()
+    return args.runs, os.environ["SRAYBATCH_CLUSTER_DIR"]
+
+
+def main() -> None:
+    runs, cluster_dir = start()
     base = ray.cluster_resources().get("GPU", 0)
     out = {"submitted_s": [], "joined_s": []}
-    for _ in range(args.runs):
+    for _ in range(runs):
         before = submissions(cluster_dir)
         t0 = time.time()
         request_resources(bundles=[{"GPU": 1}] * int(base + 1))
