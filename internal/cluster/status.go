@@ -389,14 +389,16 @@ func membership(o Observation, rec NodeRecord, hasRec bool, outcome Outcome, sj 
 }
 
 // leaving reports whether a node that a fresh snapshot shows gone from Ray
-// was asked to leave: its supervisor was draining it, or the head's
-// autoscaler had Ray drain it for idleness (a drain notice).
+// was asked to leave in order: its supervisor was draining it before its
+// time limit, or the head's autoscaler had Ray drain it for idleness (a
+// drain notice). A preempted node drains too, but its job ends preempted,
+// which is lost (and requeued): showing it ended first would flip back.
 func leaving(o Observation, rec NodeRecord, hasRec bool, member *MemberNode, fresh bool) bool {
-	if !fresh || member.Alive {
+	if !fresh || member.Alive || !hasRec || rec.PreemptedAt != nil {
 		return false
 	}
 	_, noticed := o.Drains[rec.Job]
-	return hasRec && (rec.Phase == PhaseDraining || noticed)
+	return rec.Phase == PhaseDraining || noticed
 }
 
 // Reasons a supervisor records for an orderly end, shown as `ended`, not `lost`.

@@ -296,6 +296,19 @@ func TestStatusOf(t *testing.T) {
 			want: want{state: StateRunning, jobs: map[string]Membership{"6": MembershipJoined, "7": MembershipEnded}},
 		},
 		{
+			// Its job ends preempted, lost until the requeue runs: never
+			// ended first and lost after.
+			name: "draining for a preemption, gone from Ray, end not recorded yet",
+			mutate: func(o *Observation) {
+				withWorkerGone(o, "")
+				r := o.Records["7"]
+				at := obsNow.Add(-2 * time.Second)
+				r.Phase, r.PreemptedAt = PhaseDraining, &at
+				o.Records["7"] = r
+			},
+			want: want{state: StateRunning, jobs: map[string]Membership{"6": MembershipJoined, "7": MembershipLost}},
+		},
+		{
 			name: "drain notice, but SLURM ended the job without an orderly end",
 			mutate: func(o *Observation) {
 				withWorkerGone(o, "7")
