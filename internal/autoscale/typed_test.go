@@ -226,3 +226,46 @@ func TestTypesOf(t *testing.T) {
 		t.Errorf("cpu type = %+v, want 8 CPUs and ray.io/node-group=cpu", got)
 	}
 }
+
+// Owned and preemptible GPUs as two types, the preemptible one cheaper
+// (cost 1 against 10): GPU work goes to the preemptible partition first; a
+// preempted worker there awaiting SLURM's requeue is that type's supply, so
+// no second job is submitted for its capacity; once the preemptible type is
+// full of such workers, new demand spills to the owned GPUs at once rather
+// than waiting out the requeue, and the requeued job nobody needs any more
+// is cancelled.
+func TestDecideTypesOwnedAndPreemptible(t *testing.T) {
+	t.Parallel()
+	s := Settings{Enabled: true, MaxWorkers: 4, IdleTimeout: time.Minute}
+	g := NodeShape{GPUs: 1, CPUs: 1}
+	types := func(scavMax int) []TypeInput {
+		return []TypeInput{
+			{Shape: TypeShape{Name: "owned", Node: g, Cost: 10}, Settings: typeSettings(s, 0, 0, 0)},
+			{Shape: TypeShape{Name: "scav", Node: g, Cost: 1}, Settings: typeSettings(s, 0, scavMax, 0)},
+		}
+	}
+	preempted := Worker{Job: "9", State: Queued, Reason: reasonRequeueAwaited, Type: "scav", Autoscaled: true, Submitted: t0.Add(-time.Hour)}
+	cases := []struct {
+		name    string
+		scavMax int
+		workers []Worker
+		submit  [2]int // owned, scav
+		cancel  []string
+	}{
+		{"GPU work goes to the cheaper preemptible type", 2, nil, [2]int{0, 1}, nil},
+		{"a preempted worker awaiting its requeue is its type's supply", 2, []Worker{preempted}, [2]int{0, 0}, nil},
+		{"a preemptible type full of preempted workers spills to owned GPUs", 1, []Worker{preempted}, [2]int{1, 0}, []string{"9"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := headOnly()
+			in.Demand.Tasks = []Count{{Shape: gpu(1), N: 1}} // waiting: the head's GPU is taken
+			in.Workers = tc.workers
+			td, _ := DecideTypes(in, types(tc.scavMax), nil)
+			got := [2]int{td.PerType[0].Submit, td.PerType[1].Submit}
+			if got != tc.submit || fmt.Sprint(td.All.Cancel) != fmt.Sprint(tc.cancel) {
+				t.Errorf("submit %v cancel %v (%s); want %v %v", got, td.All.Cancel, td.All.Reason, tc.submit, tc.cancel)
+			}
+		})
+	}
+}
