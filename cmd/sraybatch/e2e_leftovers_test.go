@@ -28,14 +28,7 @@ func (e e2eEnv) downLeavingNothing(t *testing.T, dir cluster.Dir, name string) {
 	}
 	jobs := submittedJobs(t, dir)
 	e.mustSray(t, "down", "--cluster", name)
-	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool {
-		for _, j := range jobs {
-			if slurmJobActive(j) {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, "every job of the cluster until it ended", time.Minute, func() bool { return !slurmJobActive(jobs...) })
 	// Down is asynchronous: a job ends in SLURM before the last of its
 	// processes has exited.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {

@@ -244,8 +244,13 @@ func jobByID(st cluster.Status, id string) (cluster.JobStatus, bool) {
 	return cluster.JobStatus{}, false
 }
 
-func slurmJobActive(id string) bool {
-	out, err := exec.Command("squeue", "-h", "-r", "--states=all", "-j", id, "-o", "%T").Output()
+// slurmJobActive reports whether any of the jobs ids is still active in
+// SLURM (one squeue for all of them).
+func slurmJobActive(ids ...string) bool {
+	if len(ids) == 0 {
+		return false
+	}
+	out, err := exec.Command("squeue", "-h", "-r", "--states=all", "-j", strings.Join(ids, ","), "-o", "%T").Output()
 	if err != nil {
 		return false
 	}

@@ -19,21 +19,14 @@ func TestE2EBadClusterFile(t *testing.T) {
 	e2eShare(t, 0)
 	e := needE2E(t)
 	files := e.userDir(t, "badcfg")
-	write := func(name, content string) string {
-		p := filepath.Join(files, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	good := write("good.yaml", "name: e2ebadcfg\nhead: {gpus: 1}\n")
-	site := write("site.yaml", "account: lab\nhead:\n  time: 90 minutes\n")
+	good := writeFile(t, files, "good.yaml", "name: e2ebadcfg\nhead: {gpus: 1}\n")
+	site := writeFile(t, files, "site.yaml", "account: lab\nhead:\n  time: 90 minutes\n")
 	for _, c := range []struct {
 		name, file, site, want string
 	}{
-		{"an unknown key", write("unknown.yaml", "name: e2ebadcfg\nhead: {gpus: 1}\nworkrs:\n  cpu: {gpus: 0}\n"), "", `unknown.yaml:3: unknown key "workrs": use one of`},
-		{"a bad duration in a type", write("duration.yaml", "name: e2ebadcfg\nworkers:\n  cpu:\n    gpus: 0\n    idle_timeout: 2 minutes\n"), "", "duration.yaml:5: workers.cpu.idle_timeout: expected a duration"},
-		{"a wrong type", write("kind.yaml", "name: e2ebadcfg\nhead: {gpus: one}\n"), "", "kind.yaml:2: head.gpus: expected an integer"},
+		{"an unknown key", writeFile(t, files, "unknown.yaml", "name: e2ebadcfg\nhead: {gpus: 1}\nworkrs:\n  cpu: {gpus: 0}\n"), "", `unknown.yaml:3: unknown key "workrs": use one of`},
+		{"a bad duration in a type", writeFile(t, files, "duration.yaml", "name: e2ebadcfg\nworkers:\n  cpu:\n    gpus: 0\n    idle_timeout: 2 minutes\n"), "", "duration.yaml:5: workers.cpu.idle_timeout: expected a duration"},
+		{"a wrong type", writeFile(t, files, "kind.yaml", "name: e2ebadcfg\nhead: {gpus: one}\n"), "", "kind.yaml:2: head.gpus: expected an integer"},
 		{"a bad site file", good, site, `site.yaml:3: head.time: invalid --time "90 minutes"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
